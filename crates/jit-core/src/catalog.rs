@@ -1,0 +1,794 @@
+//! The entitlement catalog: the only place roles and policies are named.
+//!
+//! A request names an entitlement; the catalog decides which role or policy,
+//! which account, how long, who may ask and who approves. Parsing is pure
+//! (text in, catalog or error out); reading the file is the caller's job.
+//!
+//! Two forms are accepted in one file: the Kubiya seed's `policies:` list
+//! verbatim, and the richer `entitlements:` list.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+use crate::duration::{DurationInput, GrantDuration};
+use crate::ids::{AccountId, PolicyName, Principal, RoleArn};
+use crate::request::GrantTarget;
+
+/// The default approval window when an entry names none: one hour.
+pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u32 = 3600;
+/// The longest approval window accepted. A week keeps forgotten requests
+/// from lingering (Step Functions would allow a year).
+pub const MAX_APPROVAL_TIMEOUT_SECS: u32 = 7 * 86_400;
+/// The default maximum grant when an entry names none: one hour.
+pub const DEFAULT_MAX_DURATION_SECS: u32 = 3600;
+
+/// Who may decide a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Approvers {
+    pub groups: Vec<String>,
+    pub emails: Vec<Principal>,
+    pub slack_users: Vec<String>,
+    pub slack_channel: Option<String>,
+    pub required_approvals: u32,
+}
+
+impl Approvers {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.emails.is_empty() && self.slack_users.is_empty()
+    }
+}
+
+/// Requests from these groups, for at most `max_duration`, are approved
+/// without a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoApprove {
+    pub groups: Vec<String>,
+    pub max_duration: GrantDuration,
+}
+
+/// Which list an entry came from, so messages can quote the right field names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryForm {
+    KubiyaSeed,
+    Rich,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entitlement {
+    pub name: String,
+    pub description: Option<String>,
+    pub account: AccountId,
+    pub target: GrantTarget,
+    pub min_duration: GrantDuration,
+    pub max_duration: GrantDuration,
+    pub default_duration: GrantDuration,
+    /// Empty means any authenticated requester.
+    pub eligible_groups: Vec<String>,
+    pub approvers: Approvers,
+    pub auto_approve: Option<AutoApprove>,
+    pub approval_timeout_secs: u32,
+    pub form: EntryForm,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    entitlements: Vec<Entitlement>,
+    by_name: HashMap<String, usize>,
+    /// Group memberships the catalog declares, for identities whose
+    /// authenticator carries no groups (IAM principals, chat users).
+    members: BTreeMap<String, Vec<Principal>>,
+}
+
+/// A catalog that failed to load: where, which entry, which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct CatalogError {
+    pub file: String,
+    pub line: Option<usize>,
+    /// `policies entry 3 (`Read Only Access`)`, when the error is in an entry.
+    pub entry: Option<String>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(entry) = &self.entry {
+            write!(f, "{entry}: ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "`{field}` ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    #[serde(default)]
+    policies: Vec<Value>,
+    #[serde(default)]
+    entitlements: Vec<Value>,
+    #[serde(default)]
+    groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    defaults: Option<Value>,
+}
+
+/// The Kubiya seed's entry, exactly its three fields.
+#[derive(Deserialize)]
+struct RawSeedEntry {
+    policy_name: Option<Value>,
+    aws_account_id: Option<Value>,
+    request_name: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApprovers {
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    emails: Vec<String>,
+    #[serde(default)]
+    slack_users: Vec<String>,
+    slack_channel: Option<String>,
+    required_approvals: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAutoApprove {
+    #[serde(default)]
+    groups: Vec<String>,
+    max_duration: Option<DurationInput>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    max_duration: Option<DurationInput>,
+    approval_timeout: Option<DurationInput>,
+    approvers: Option<RawApprovers>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntitlement {
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(alias = "aws_account_id")]
+    account: Option<Value>,
+    role_arn: Option<String>,
+    policy_name: Option<String>,
+    min_duration: Option<DurationInput>,
+    max_duration: Option<DurationInput>,
+    default_duration: Option<DurationInput>,
+    #[serde(default)]
+    eligible_groups: Vec<String>,
+    approvers: Option<RawApprovers>,
+    auto_approve: Option<RawAutoApprove>,
+    approval_timeout: Option<DurationInput>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    entry: Option<String>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, field: Option<&str>, message: impl Into<String>) -> CatalogError {
+        CatalogError {
+            file: self.file.to_string(),
+            line: None,
+            entry: self.entry.clone(),
+            field: field.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+/// YAML scalars as text: the seed quotes account ids, but an unquoted one
+/// arrives as a number and must not lose a leading zero silently.
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn duration_field(
+    ctx: &Ctx,
+    field: &str,
+    v: &Option<DurationInput>,
+) -> Result<Option<GrantDuration>, CatalogError> {
+    match v {
+        None => Ok(None),
+        Some(d) => {
+            let secs = d.to_secs().map_err(|e| ctx.err(Some(field), e.0))?;
+            GrantDuration::from_secs(secs)
+                .map(Some)
+                .map_err(|e| ctx.err(Some(field), e.0))
+        }
+    }
+}
+
+fn timeout_field(ctx: &Ctx, field: &str, v: &DurationInput) -> Result<u32, CatalogError> {
+    let secs = v.to_secs().map_err(|e| ctx.err(Some(field), e.0))?;
+    if !(60..=MAX_APPROVAL_TIMEOUT_SECS as u64).contains(&secs) {
+        return Err(ctx.err(
+            Some(field),
+            format!("must be between 60s and {MAX_APPROVAL_TIMEOUT_SECS}s (7 days)"),
+        ));
+    }
+    Ok(secs as u32)
+}
+
+fn names(ctx: &Ctx, field: &str, list: &[String]) -> Result<Vec<String>, CatalogError> {
+    for g in list {
+        if g.trim().is_empty() || g.trim() != g {
+            return Err(ctx.err(Some(field), "must not hold empty or space-padded names"));
+        }
+    }
+    Ok(list.to_vec())
+}
+
+fn approvers(ctx: &Ctx, raw: &RawApprovers, prefix: &str) -> Result<Approvers, CatalogError> {
+    let field = |f: &str| format!("{prefix}.{f}");
+    let emails = raw
+        .emails
+        .iter()
+        .map(|e| {
+            if !e.contains('@') {
+                return Err(ctx.err(
+                    Some(&field("emails")),
+                    format!("`{e}` is not an email address"),
+                ));
+            }
+            Principal::parse(e.clone()).map_err(|err| ctx.err(Some(&field("emails")), err.0))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let required = raw.required_approvals.unwrap_or(1);
+    if required == 0 {
+        return Err(ctx.err(Some(&field("required_approvals")), "must be at least 1"));
+    }
+    Ok(Approvers {
+        groups: names(ctx, &field("groups"), &raw.groups)?,
+        emails,
+        slack_users: names(ctx, &field("slack_users"), &raw.slack_users)?,
+        slack_channel: raw.slack_channel.clone(),
+        required_approvals: required,
+    })
+}
+
+struct Defaults {
+    max_duration: GrantDuration,
+    approval_timeout_secs: u32,
+    approvers: Approvers,
+}
+
+impl Catalog {
+    /// Parses and validates a whole catalog. `file` names the source in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Catalog, CatalogError> {
+        let top = Ctx { file, entry: None };
+        let raw: RawCatalog = serde_yaml_ng::from_str(text).map_err(|e| CatalogError {
+            file: file.to_string(),
+            line: e.location().map(|l| l.line()),
+            entry: None,
+            field: None,
+            message: e.to_string(),
+        })?;
+        if raw.policies.is_empty() && raw.entitlements.is_empty() {
+            return Err(top.err(
+                None,
+                "defines no entitlements: add an `entitlements:` or `policies:` list",
+            ));
+        }
+        let defaults = Self::defaults(&top, raw.defaults.as_ref())?;
+        let mut members = BTreeMap::new();
+        for (group, list) in &raw.groups {
+            let field = format!("groups.{group}");
+            let ps = list
+                .iter()
+                .map(|p| Principal::parse(p.clone()).map_err(|e| top.err(Some(&field), e.0)))
+                .collect::<Result<Vec<_>, _>>()?;
+            members.insert(group.clone(), ps);
+        }
+        let mut catalog = Catalog {
+            entitlements: Vec::with_capacity(raw.policies.len() + raw.entitlements.len()),
+            by_name: HashMap::new(),
+            members,
+        };
+        for (i, v) in raw.policies.iter().enumerate() {
+            let label = v
+                .get("request_name")
+                .and_then(scalar_text)
+                .map(|n| format!("policies entry {} (`{n}`)", i + 1))
+                .unwrap_or_else(|| format!("policies entry {}", i + 1));
+            let ctx = Ctx {
+                file,
+                entry: Some(label),
+            };
+            let e = Self::seed_entry(&ctx, v, &defaults)?;
+            catalog.push(&ctx, e)?;
+        }
+        for (i, v) in raw.entitlements.iter().enumerate() {
+            let label = v
+                .get("name")
+                .and_then(scalar_text)
+                .map(|n| format!("entitlements entry {} (`{n}`)", i + 1))
+                .unwrap_or_else(|| format!("entitlements entry {}", i + 1));
+            let ctx = Ctx {
+                file,
+                entry: Some(label),
+            };
+            let e = Self::rich_entry(&ctx, v, &defaults)?;
+            catalog.push(&ctx, e)?;
+        }
+        Ok(catalog)
+    }
+
+    fn push(&mut self, ctx: &Ctx, e: Entitlement) -> Result<(), CatalogError> {
+        if self.by_name.contains_key(&e.name) {
+            let field = match e.form {
+                EntryForm::KubiyaSeed => "request_name",
+                EntryForm::Rich => "name",
+            };
+            return Err(ctx.err(
+                Some(field),
+                format!(
+                    "`{}` is already used by another entry; names must be unique",
+                    e.name
+                ),
+            ));
+        }
+        self.by_name.insert(e.name.clone(), self.entitlements.len());
+        self.entitlements.push(e);
+        Ok(())
+    }
+
+    fn defaults(ctx: &Ctx, v: Option<&Value>) -> Result<Defaults, CatalogError> {
+        let raw: RawDefaults = match v {
+            None => RawDefaults::default(),
+            Some(v) => serde_yaml_ng::from_value(v.clone())
+                .map_err(|e| ctx.err(Some("defaults"), e.to_string()))?,
+        };
+        let max_duration = duration_field(ctx, "defaults.max_duration", &raw.max_duration)?
+            .unwrap_or(
+                GrantDuration::from_secs(DEFAULT_MAX_DURATION_SECS as u64).expect("in range"),
+            );
+        let approval_timeout_secs = match &raw.approval_timeout {
+            Some(t) => timeout_field(ctx, "defaults.approval_timeout", t)?,
+            None => DEFAULT_APPROVAL_TIMEOUT_SECS,
+        };
+        let approvers = match &raw.approvers {
+            Some(a) => approvers(ctx, a, "defaults.approvers")?,
+            None => Approvers {
+                required_approvals: 1,
+                ..Approvers::default()
+            },
+        };
+        Ok(Defaults {
+            max_duration,
+            approval_timeout_secs,
+            approvers,
+        })
+    }
+
+    fn seed_entry(ctx: &Ctx, v: &Value, d: &Defaults) -> Result<Entitlement, CatalogError> {
+        let raw: RawSeedEntry =
+            serde_yaml_ng::from_value(v.clone()).map_err(|e| ctx.err(None, e.to_string()))?;
+        let text = |field: &str, v: &Option<Value>| -> Result<String, CatalogError> {
+            let v = v
+                .as_ref()
+                .ok_or_else(|| ctx.err(Some(field), "is missing"))?;
+            scalar_text(v).ok_or_else(|| ctx.err(Some(field), "must be a text value"))
+        };
+        let name = text("request_name", &raw.request_name)?;
+        if name.trim().is_empty() || name.len() > 128 {
+            return Err(ctx.err(Some("request_name"), "must be 1-128 characters"));
+        }
+        let policy = PolicyName::parse(text("policy_name", &raw.policy_name)?)
+            .map_err(|e| ctx.err(Some("policy_name"), e.0))?;
+        let account = AccountId::parse(text("aws_account_id", &raw.aws_account_id)?)
+            .map_err(|e| ctx.err(Some("aws_account_id"), e.0))?;
+        Ok(Entitlement {
+            name,
+            description: None,
+            account,
+            target: GrantTarget::AttachPolicy {
+                policy_name: policy,
+            },
+            min_duration: GrantDuration::MIN,
+            max_duration: d.max_duration,
+            default_duration: GrantDuration::DEFAULT.min(d.max_duration),
+            eligible_groups: vec![],
+            approvers: d.approvers.clone(),
+            auto_approve: None,
+            approval_timeout_secs: d.approval_timeout_secs,
+            form: EntryForm::KubiyaSeed,
+        })
+    }
+
+    fn rich_entry(ctx: &Ctx, v: &Value, d: &Defaults) -> Result<Entitlement, CatalogError> {
+        let raw: RawEntitlement =
+            serde_yaml_ng::from_value(v.clone()).map_err(|e| ctx.err(None, e.to_string()))?;
+        let name = raw
+            .name
+            .clone()
+            .ok_or_else(|| ctx.err(Some("name"), "is missing"))?;
+        if name.trim().is_empty() || name.trim() != name || name.len() > 128 {
+            return Err(ctx.err(
+                Some("name"),
+                "must be 1-128 characters without surrounding spaces",
+            ));
+        }
+        let account = match &raw.account {
+            None => None,
+            Some(v) => {
+                let t = scalar_text(v)
+                    .ok_or_else(|| ctx.err(Some("account"), "must be a text value"))?;
+                Some(AccountId::parse(t).map_err(|e| ctx.err(Some("account"), e.0))?)
+            }
+        };
+        let (target, account) = match (&raw.role_arn, &raw.policy_name) {
+            (Some(_), Some(_)) => {
+                return Err(ctx.err(
+                    Some("role_arn"),
+                    "and `policy_name` are both set; an entitlement grants one or the other",
+                ));
+            }
+            (None, None) => {
+                return Err(ctx.err(
+                    Some("role_arn"),
+                    "is missing: set `role_arn` (assume a role) or `policy_name` (attach a managed policy)",
+                ));
+            }
+            (Some(arn), None) => {
+                let arn =
+                    RoleArn::parse(arn.clone()).map_err(|e| ctx.err(Some("role_arn"), e.0))?;
+                let arn_account = arn.account();
+                if let Some(a) = &account
+                    && *a != arn_account
+                {
+                    return Err(ctx.err(
+                        Some("account"),
+                        format!("is {a} but `role_arn` is in account {arn_account}"),
+                    ));
+                }
+                (GrantTarget::AssumeRole { role_arn: arn }, arn_account)
+            }
+            (None, Some(p)) => {
+                let p =
+                    PolicyName::parse(p.clone()).map_err(|e| ctx.err(Some("policy_name"), e.0))?;
+                let account = account.ok_or_else(|| {
+                    ctx.err(
+                        Some("account"),
+                        "is missing: a policy entitlement must name its 12-digit account",
+                    )
+                })?;
+                (GrantTarget::AttachPolicy { policy_name: p }, account)
+            }
+        };
+        let min =
+            duration_field(ctx, "min_duration", &raw.min_duration)?.unwrap_or(GrantDuration::MIN);
+        let max = duration_field(ctx, "max_duration", &raw.max_duration)?
+            .unwrap_or(d.max_duration.max(min));
+        if min > max {
+            return Err(ctx.err(
+                Some("min_duration"),
+                format!("({min}) is longer than `max_duration` ({max})"),
+            ));
+        }
+        let default = duration_field(ctx, "default_duration", &raw.default_duration)?
+            .unwrap_or(GrantDuration::DEFAULT.clamp(min, max));
+        if default < min || default > max {
+            return Err(ctx.err(
+                Some("default_duration"),
+                format!(
+                    "({default}) must lie between `min_duration` ({min}) and `max_duration` ({max})"
+                ),
+            ));
+        }
+        let approvers = match &raw.approvers {
+            Some(a) => approvers(ctx, a, "approvers")?,
+            None => d.approvers.clone(),
+        };
+        let auto_approve = match &raw.auto_approve {
+            None => None,
+            Some(a) => {
+                if a.groups.is_empty() {
+                    return Err(ctx.err(
+                        Some("auto_approve.groups"),
+                        "is empty: name the groups whose requests are approved automatically",
+                    ));
+                }
+                let groups = names(ctx, "auto_approve.groups", &a.groups)?;
+                let amax = duration_field(ctx, "auto_approve.max_duration", &a.max_duration)?
+                    .unwrap_or(max);
+                if amax > max {
+                    return Err(ctx.err(
+                        Some("auto_approve.max_duration"),
+                        format!("({amax}) is longer than `max_duration` ({max})"),
+                    ));
+                }
+                Some(AutoApprove {
+                    groups,
+                    max_duration: amax,
+                })
+            }
+        };
+        let approval_timeout_secs = match &raw.approval_timeout {
+            Some(t) => timeout_field(ctx, "approval_timeout", t)?,
+            None => d.approval_timeout_secs,
+        };
+        Ok(Entitlement {
+            name,
+            description: raw.description.clone(),
+            account,
+            target,
+            min_duration: min,
+            max_duration: max,
+            default_duration: default,
+            eligible_groups: names(ctx, "eligible_groups", &raw.eligible_groups)?,
+            approvers,
+            auto_approve,
+            approval_timeout_secs,
+            form: EntryForm::Rich,
+        })
+    }
+
+    /// Looks an entitlement up by its exact (case-sensitive) name.
+    pub fn get(&self, name: &str) -> Option<&Entitlement> {
+        self.by_name.get(name).map(|&i| &self.entitlements[i])
+    }
+
+    pub fn entitlements(&self) -> &[Entitlement] {
+        &self.entitlements
+    }
+
+    pub fn len(&self) -> usize {
+        self.entitlements.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entitlements.is_empty()
+    }
+
+    /// The groups a principal belongs to: those its authenticator asserted,
+    /// plus those the catalog declares for it.
+    pub fn groups_of(&self, principal: &Principal, asserted: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = asserted.to_vec();
+        for (group, members) in &self.members {
+            if members.contains(principal) && !out.contains(group) {
+                out.push(group.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether a requester with these (resolved) groups may ask for `e`.
+    pub fn is_eligible(&self, e: &Entitlement, groups: &[String]) -> bool {
+        e.eligible_groups.is_empty() || e.eligible_groups.iter().any(|g| groups.contains(g))
+    }
+
+    /// Whether someone may decide requests for `e`. The requester check (nobody
+    /// approves their own request) is the caller's, per request.
+    pub fn is_approver(&self, e: &Entitlement, principal: &Principal, groups: &[String]) -> bool {
+        e.approvers.emails.contains(principal)
+            || e.approvers.groups.iter().any(|g| groups.contains(g))
+    }
+
+    /// Whether an auto-approve rule accepts this request without a person.
+    pub fn auto_approves(
+        &self,
+        e: &Entitlement,
+        groups: &[String],
+        duration: GrantDuration,
+    ) -> bool {
+        e.auto_approve.as_ref().is_some_and(|a| {
+            duration <= a.max_duration && a.groups.iter().any(|g| groups.contains(g))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"policies:
+  - policy_name: "AWSReadOnlyAccess"
+    aws_account_id: "123456789012"
+    request_name: "Read Only Access"
+"#;
+
+    #[test]
+    fn kubiya_seed_loads_verbatim() {
+        let c = Catalog::parse(SEED, "seed.yaml").unwrap();
+        let e = c.get("Read Only Access").unwrap();
+        assert_eq!(e.account.as_str(), "123456789012");
+        assert_eq!(
+            e.target,
+            GrantTarget::AttachPolicy {
+                policy_name: PolicyName::parse("AWSReadOnlyAccess").unwrap()
+            }
+        );
+        assert_eq!(e.form, EntryForm::KubiyaSeed);
+        assert!(
+            c.get("read only access").is_none(),
+            "names are case-sensitive"
+        );
+    }
+
+    #[test]
+    fn broken_seed_entry_is_named_by_entry_and_field() {
+        let text = format!(
+            "{SEED}  - policy_name: \"X\"\n    aws_account_id: \"1\"\n    request_name: \"Two\"\n  - policy_name: \"Y\"\n    aws_account_id: \"12345\"\n    request_name: \"Read Only Access 3\"\n"
+        );
+        let err = Catalog::parse(&text, "catalog.yaml").unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(
+            msg,
+            "catalog.yaml: policies entry 2 (`Two`): `aws_account_id` must be 12 digits"
+        );
+        assert_eq!(err.field.as_deref(), Some("aws_account_id"));
+    }
+
+    #[test]
+    fn table_of_rich_entry_errors() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("name: A\naccount: '123456789012'", "role_arn", "is missing"),
+            (
+                "name: A\nrole_arn: 'arn:aws:iam::123456789012:role/R'\npolicy_name: P",
+                "role_arn",
+                "both set",
+            ),
+            ("name: A\npolicy_name: P", "account", "is missing"),
+            (
+                "name: A\nrole_arn: 'arn:aws:iam::123456789012:role/R'\naccount: '210987654321'",
+                "account",
+                "is 210987654321",
+            ),
+            (
+                "name: A\nrole_arn: 'arn:aws:iam::123456789012:role/R'\nmax_duration: 100h",
+                "max_duration",
+                "at most",
+            ),
+            (
+                "name: A\nrole_arn: 'arn:aws:iam::123456789012:role/R'\nmin_duration: 2h\nmax_duration: 1h",
+                "min_duration",
+                "longer than",
+            ),
+            (
+                "name: A\nrole_arn: 'arn:aws:iam::123456789012:role/R'\napproval_timeout: 30d",
+                "approval_timeout",
+                "between",
+            ),
+            (
+                "name: A\nrole_arn: 'arn:aws:iam::123456789012:role/R'\napprovers: {required_approvals: 0}",
+                "approvers.required_approvals",
+                "at least 1",
+            ),
+            (
+                "name: A\nrole_arn: 'arn:aws:iam::123456789012:role/R'\nauto_approve: {groups: []}",
+                "auto_approve.groups",
+                "is empty",
+            ),
+            (
+                "name: A\nrole_arn: 'arn:aws:iam::123456789012:role/R'\napprovers: {emails: [bob]}",
+                "approvers.emails",
+                "not an email",
+            ),
+            (
+                "name: A\nrole_arn: 'not-an-arn'",
+                "role_arn",
+                "must look like",
+            ),
+            (
+                "name: A\npolicy_name: 'bad name'\naccount: '123456789012'",
+                "policy_name",
+                "IAM policy name",
+            ),
+        ];
+        for (entry, field, needle) in cases {
+            let indented: String = entry
+                .lines()
+                .enumerate()
+                .map(|(i, l)| {
+                    if i == 0 {
+                        format!("  - {l}\n")
+                    } else {
+                        format!("    {l}\n")
+                    }
+                })
+                .collect();
+            let text = format!("entitlements:\n{indented}");
+            let err = Catalog::parse(&text, "c.yaml").expect_err(entry);
+            assert_eq!(err.field.as_deref(), Some(*field), "{entry}: {err}");
+            assert!(err.to_string().contains(needle), "{entry}: {err}");
+            assert!(
+                err.to_string()
+                    .starts_with("c.yaml: entitlements entry 1 (`A`): "),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_syntax_errors_say_where() {
+        let err =
+            Catalog::parse("entitlements:\n  - name: A\n    rolearn: x\n", "c.yaml").unwrap_err();
+        assert!(err.to_string().contains("unknown field `rolearn`"), "{err}");
+        let err = Catalog::parse("entitlements:\n  - name: [\n", "c.yaml").unwrap_err();
+        assert!(err.line.is_some(), "{err:?}");
+        let err = Catalog::parse("{}", "c.yaml").unwrap_err();
+        assert!(err.to_string().contains("defines no entitlements"));
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let text = "entitlements:\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/S'\n";
+        let err = Catalog::parse(text, "c.yaml").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("entitlements entry 2 (`A`): `name`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_thousand_entries_load() {
+        let mut text = String::from("policies:\n");
+        for i in 0..1000 {
+            text.push_str(&format!(
+                "  - policy_name: \"Policy{i}\"\n    aws_account_id: \"123456789012\"\n    request_name: \"Entry {i}\"\n"
+            ));
+        }
+        let c = Catalog::parse(&text, "big.yaml").unwrap();
+        assert_eq!(c.len(), 1000);
+        assert!(c.get("Entry 999").is_some());
+    }
+
+    #[test]
+    fn rules_eligibility_approvers_auto_approve() {
+        let text = r#"
+groups:
+  leads: [lead@example.com]
+entitlements:
+  - name: Admin
+    role_arn: "arn:aws:iam::123456789012:role/Admin"
+    max_duration: 4h
+    eligible_groups: [oncall, sre]
+    approvers: {groups: [leads], emails: [sec@example.com]}
+    auto_approve: {groups: [sre], max_duration: 1h}
+    approval_timeout: 30m
+"#;
+        let c = Catalog::parse(text, "c.yaml").unwrap();
+        let e = c.get("Admin").unwrap();
+        assert_eq!(e.approval_timeout_secs, 1800);
+        assert_eq!(e.max_duration.secs(), 14_400);
+        assert_eq!(e.default_duration.secs(), 900);
+        assert!(c.is_eligible(e, &["oncall".into()]));
+        assert!(!c.is_eligible(e, &["eng".into()]));
+        let lead = Principal::parse("lead@example.com").unwrap();
+        let groups = c.groups_of(&lead, &[]);
+        assert_eq!(groups, vec!["leads".to_string()]);
+        assert!(c.is_approver(e, &lead, &groups));
+        assert!(c.is_approver(e, &Principal::parse("sec@example.com").unwrap(), &[]));
+        assert!(!c.is_approver(e, &Principal::parse("eve@example.com").unwrap(), &[]));
+        let one_h = GrantDuration::from_secs(3600).unwrap();
+        let two_h = GrantDuration::from_secs(7200).unwrap();
+        assert!(c.auto_approves(e, &["sre".into()], one_h));
+        assert!(!c.auto_approves(e, &["sre".into()], two_h));
+        assert!(!c.auto_approves(e, &["oncall".into()], one_h));
+    }
+}

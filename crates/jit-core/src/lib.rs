@@ -1,0 +1,26 @@
+//! The JIT access broker's domain: requests, their lifecycle, the catalog,
+//! the rules, and the ports the outside world is reached through.
+//!
+//! This crate does no I/O and knows no AWS SDK: everything it needs from the
+//! world comes in through the traits in [`ports`]. That keeps every decision
+//! testable without a network and shared by every front door.
+
+pub mod catalog;
+pub mod duration;
+pub mod error;
+pub mod identity;
+pub mod ids;
+pub mod lifecycle;
+pub mod ports;
+pub mod request;
+pub mod service;
+
+pub use catalog::{Catalog, CatalogError, Entitlement};
+pub use duration::GrantDuration;
+pub use error::ServiceError;
+pub use identity::{Caller, Identity};
+pub use ids::{AccountId, IdempotencyKey, PolicyName, Principal, RequestId, RoleArn};
+pub use lifecycle::Status;
+pub use ports::{Clock, RequestStore, Workflow};
+pub use request::{AccessRequest, AuditEvent, AuthSource, GrantTarget, Requester};
+pub use service::Broker;

@@ -1,0 +1,331 @@
+//! The access request record and the audit events its transitions produce.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::duration::GrantDuration;
+use crate::ids::{AccountId, IdempotencyKey, PolicyName, Principal, RequestId, RoleArn};
+use crate::lifecycle::{Status, TransitionRefused};
+
+pub type Timestamp = DateTime<Utc>;
+
+/// How the requester's identity was established. Recorded on every request so
+/// an auditor can tell a SigV4-proven principal from one a chat bot asserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthSource {
+    /// API Gateway verified a SigV4 signature (IAM principal).
+    Iam,
+    /// API Gateway's JWT/Cognito authorizer verified a token.
+    Jwt,
+    /// `jit-local`'s `x-jit-user` header (local mode only).
+    Local,
+    /// A configured trusted caller asserted the requester in the body.
+    TrustedCaller,
+}
+
+/// Who asked, as established by the front door (never by the body alone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Requester {
+    pub principal: Principal,
+    pub authenticated_by: AuthSource,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The trusted caller that acted for the requester, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+}
+
+/// What a grant does: assume a catalogued role, or attach a managed policy to
+/// the requester's own principal (the Kubiya seed's mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "grantMode", rename_all = "kebab-case")]
+pub enum GrantTarget {
+    #[serde(rename_all = "camelCase")]
+    AssumeRole { role_arn: RoleArn },
+    #[serde(rename_all = "camelCase")]
+    AttachPolicy { policy_name: PolicyName },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Approve,
+    Deny,
+}
+
+/// One approver's decision. Several may be recorded when a quorum is needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub approver: Principal,
+    pub verdict: Verdict,
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessRequest {
+    pub request_id: RequestId,
+    pub requester: Requester,
+    pub entitlement: String,
+    pub account: AccountId,
+    #[serde(flatten)]
+    pub target: GrantTarget,
+    pub duration: GrantDuration,
+    pub justification: String,
+    pub status: Status,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
+    /// The latest reason given for a status change (deny, cancel, failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A least-privilege session policy (IAM JSON), when one narrows the grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// SHA-256 of what the create call asked for; a retry with the same
+    /// idempotency key must ask for the same thing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_fingerprint: Option<String>,
+    /// The seed's `simulateApproval` flag, recorded as asked; it only acts
+    /// where the deployment enables demo mode.
+    #[serde(default)]
+    pub simulate_approval: bool,
+    /// Bumped by every write; stores make writes conditional on it.
+    pub version: u64,
+}
+
+/// Who caused a change: a person (principal) or a named system component.
+pub fn system_actor(component: &str) -> String {
+    format!("system:{component}")
+}
+
+/// The context of a transition.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub actor: String,
+    pub at: Timestamp,
+    pub reason: Option<String>,
+    pub source: &'static str,
+}
+
+impl AccessRequest {
+    /// The status as a reader should see it: a GRANTED request past its
+    /// `expiresAt` is EXPIRED even before anything revokes or deletes it.
+    pub fn effective_status(&self, now: Timestamp) -> Status {
+        match (self.status, self.expires_at) {
+            (Status::Granted, Some(exp)) if exp <= now => Status::Expired,
+            (s, _) => s,
+        }
+    }
+
+    /// The next version of this request after `to`, and its audit event.
+    /// Fails when the lifecycle table forbids the move.
+    pub fn transition(
+        &self,
+        to: Status,
+        change: &Change,
+    ) -> Result<(AccessRequest, AuditEvent), TransitionRefused> {
+        if !self.status.can_become(to) {
+            return Err(TransitionRefused {
+                from: self.status,
+                to,
+            });
+        }
+        let mut next = self.clone();
+        next.status = to;
+        next.updated_at = change.at;
+        next.version = self.version + 1;
+        if change.reason.is_some() {
+            next.reason = change.reason.clone();
+        }
+        match to {
+            Status::Granted => {
+                next.granted_at = Some(change.at);
+                next.expires_at = Some(change.at + self.duration.as_chrono());
+                next.decided_at.get_or_insert(change.at);
+            }
+            Status::Denied | Status::ApprovalTimedOut => {
+                next.decided_at.get_or_insert(change.at);
+            }
+            _ => {}
+        }
+        let event = AuditEvent::new(
+            &self.request_id,
+            change.at,
+            change.actor.clone(),
+            AuditAction::Transition,
+            Some(self.status),
+            Some(to),
+            change.reason.clone(),
+            change.source,
+        );
+        Ok((next, event))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditAction {
+    /// The request record was created (to = REQUESTED).
+    Created,
+    /// A lifecycle transition (from → to).
+    Transition,
+    /// A request refused before anything was stored (eligibility, policy).
+    Rejected,
+    /// Something noteworthy that changes no status (a notification failed, a
+    /// decision that did not complete a quorum, …).
+    Note,
+}
+
+/// One line of the audit trail: who did what, when, from which status to which.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// ULID: events sort by time within a request.
+    pub event_id: String,
+    pub request_id: RequestId,
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: AuditAction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Which part of the system wrote it (`api`, `workflow`, …).
+    pub source: String,
+}
+
+impl AuditEvent {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        request_id: &RequestId,
+        at: Timestamp,
+        actor: String,
+        action: AuditAction,
+        from: Option<Status>,
+        to: Option<Status>,
+        reason: Option<String>,
+        source: &str,
+    ) -> Self {
+        AuditEvent {
+            event_id: RequestId::generate(at).to_string(),
+            request_id: request_id.clone(),
+            at,
+            actor,
+            action,
+            from,
+            to,
+            reason,
+            source: source.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample(at: Timestamp) -> AccessRequest {
+        AccessRequest {
+            request_id: RequestId::generate(at),
+            requester: Requester {
+                principal: Principal::parse("alice@example.com").unwrap(),
+                authenticated_by: AuthSource::Jwt,
+                groups: vec!["eng".into()],
+                via: None,
+            },
+            entitlement: "JIT-ElevatedAdminRole".into(),
+            account: AccountId::parse("123456789012").unwrap(),
+            target: GrantTarget::AssumeRole {
+                role_arn: RoleArn::parse("arn:aws:iam::123456789012:role/JIT-ElevatedAdminRole")
+                    .unwrap(),
+            },
+            duration: GrantDuration::from_secs(3600).unwrap(),
+            justification: "incident 42".into(),
+            status: Status::Requested,
+            created_at: at,
+            updated_at: at,
+            decided_at: None,
+            granted_at: None,
+            expires_at: None,
+            decisions: vec![],
+            reason: None,
+            session_policy: None,
+            idempotency_key: None,
+            request_fingerprint: None,
+            simulate_approval: false,
+            version: 1,
+        }
+    }
+
+    fn change(at: Timestamp) -> Change {
+        Change {
+            actor: "bob@example.com".into(),
+            at,
+            reason: Some("ok".into()),
+            source: "test",
+        }
+    }
+
+    #[test]
+    fn grant_sets_window_and_expiry_reads_as_expired() {
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let r = sample(t0);
+        let (r, _) = r.transition(Status::Validating, &change(t0)).unwrap();
+        let (r, _) = r.transition(Status::ApprovalPending, &change(t0)).unwrap();
+        let t1 = t0 + chrono::Duration::seconds(60);
+        let (g, ev) = r.transition(Status::Granted, &change(t1)).unwrap();
+        assert_eq!(g.granted_at, Some(t1));
+        assert_eq!(g.expires_at, Some(t1 + chrono::Duration::seconds(3600)));
+        assert_eq!(g.version, r.version + 1);
+        assert_eq!(ev.from, Some(Status::ApprovalPending));
+        assert_eq!(ev.to, Some(Status::Granted));
+        assert_eq!(ev.actor, "bob@example.com");
+        assert_eq!(g.effective_status(t1), Status::Granted);
+        let later = t1 + chrono::Duration::seconds(3600);
+        assert_eq!(g.effective_status(later), Status::Expired);
+    }
+
+    #[test]
+    fn forbidden_transition_changes_nothing() {
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let r = sample(t0);
+        let err = r.transition(Status::Granted, &change(t0)).unwrap_err();
+        assert_eq!(err.from, Status::Requested);
+        assert_eq!(r.status, Status::Requested);
+    }
+
+    #[test]
+    fn json_shape_is_camel_case_with_grant_mode() {
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let v = serde_json::to_value(sample(t0)).unwrap();
+        assert_eq!(v["grantMode"], "assume-role");
+        assert!(v["roleArn"].is_string());
+        assert!(v["requestId"].is_string());
+        assert_eq!(v["requester"]["authenticatedBy"], "jwt");
+        let back: AccessRequest = serde_json::from_value(v).unwrap();
+        assert_eq!(back, sample_with_id(t0, &back.request_id));
+    }
+
+    fn sample_with_id(at: Timestamp, id: &RequestId) -> AccessRequest {
+        let mut s = sample(at);
+        s.request_id = id.clone();
+        s
+    }
+}

@@ -1,0 +1,557 @@
+//! Use cases: what the API does, as plain async functions over the ports.
+//!
+//! Both front doors (the Lambda and `jit-local`) call these; nothing here
+//! knows about HTTP or AWS.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Catalog, Entitlement};
+use crate::duration::{DurationInput, GrantDuration};
+use crate::error::ServiceError;
+use crate::identity::Caller;
+use crate::ids::{AccountId, IdempotencyKey, Principal, RequestId};
+use crate::lifecycle::Status;
+use crate::ports::{
+    Clock, CreateOutcome, Page, PageRequest, RequestStore, Workflow, WorkflowInput,
+};
+use crate::request::{
+    AccessRequest, AuditAction, AuditEvent, AuthSource, Change, GrantTarget, Requester,
+};
+
+/// Longest justification accepted; enough for an incident summary and link.
+pub const MAX_JUSTIFICATION_CHARS: usize = 1024;
+
+/// Deployment switches the use cases depend on.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Honour the seed's `simulateApproval` (demo deployments and `jit-local`).
+    pub demo_mode: bool,
+}
+
+/// The broker's dependencies, built once at start by each front door.
+#[derive(Clone)]
+pub struct Broker {
+    pub store: Arc<dyn RequestStore>,
+    pub workflow: Arc<dyn Workflow>,
+    pub catalog: Arc<Catalog>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}
+
+/// A create call, from either body form, before any checks.
+#[derive(Debug, Clone, Default)]
+pub struct NewRequest {
+    /// The catalog name asked for.
+    pub entitlement: Option<String>,
+    /// Which body field named it (`entitlement`, or the seed's `role`), for errors.
+    pub entitlement_field: &'static str,
+    /// The seed's `roleArn`: accepted only when it is the catalogued role.
+    pub role_arn: Option<String>,
+    pub account: Option<String>,
+    pub duration: Option<DurationInput>,
+    pub justification: Option<String>,
+    /// Whether `justification` must be given (the canonical API) or may be
+    /// absent (the seed's `/request-access`).
+    pub justification_required: bool,
+    /// The body's `requester`, honoured only as the identity rules allow.
+    pub requester: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub simulate_approval: bool,
+}
+
+/// What a list call asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Requests in this status the caller may decide (approver view).
+    pub status: Option<Status>,
+    pub page: PageRequest,
+}
+
+impl Broker {
+    fn change(&self, actor: String, reason: Option<String>) -> Change {
+        Change {
+            actor,
+            at: self.clock.now(),
+            reason,
+            source: "api",
+        }
+    }
+
+    /// Who the request is for, under the identity rules: the authenticated
+    /// person, or whoever a trusted caller names.
+    fn resolve_requester(
+        &self,
+        caller: &Caller,
+        body: Option<&str>,
+    ) -> Result<Requester, ServiceError> {
+        let claimed = match body {
+            None => None,
+            Some(s) => Some(
+                Principal::parse(s.to_string())
+                    .map_err(|e| ServiceError::invalid("requester", e.0))?,
+            ),
+        };
+        match (&caller.identity, claimed) {
+            (Some(id), None) => {
+                Ok(self.requester_from(id.principal.clone(), id.auth, &id.groups, None))
+            }
+            (Some(id), Some(p)) if id.principal == p => {
+                Ok(self.requester_from(p, id.auth, &id.groups, None))
+            }
+            (_, Some(p)) if caller.trusted_as.is_some() => Ok(self.requester_from(
+                p,
+                AuthSource::TrustedCaller,
+                &[],
+                caller.trusted_as.clone(),
+            )),
+            (Some(_), Some(_)) => Err(ServiceError::forbidden(
+                "identity_mismatch",
+                Some("requester"),
+                "does not match the authenticated caller; only a trusted caller may request for someone else",
+            )),
+            (None, _) => Err(ServiceError::forbidden(
+                "unauthenticated",
+                None,
+                "no authenticated identity: sign the call (IAM) or send a token the authorizer accepts",
+            )),
+        }
+    }
+
+    fn requester_from(
+        &self,
+        p: Principal,
+        auth: AuthSource,
+        groups: &[String],
+        via: Option<String>,
+    ) -> Requester {
+        let groups = self.catalog.groups_of(&p, groups);
+        Requester {
+            principal: p,
+            authenticated_by: auth,
+            groups,
+            via,
+        }
+    }
+
+    /// The person acting on an existing request: the authenticated one, or
+    /// the one a trusted caller names.
+    fn actor(
+        &self,
+        caller: &Caller,
+        on_behalf_of: Option<&str>,
+    ) -> Result<Option<(Principal, Vec<String>)>, ServiceError> {
+        if let Some(id) = &caller.identity {
+            let groups = self.catalog.groups_of(&id.principal, &id.groups);
+            return Ok(Some((id.principal.clone(), groups)));
+        }
+        if caller.trusted_as.is_some() {
+            return match on_behalf_of {
+                Some(p) => {
+                    let p = Principal::parse(p.to_string())
+                        .map_err(|e| ServiceError::invalid("requester", e.0))?;
+                    let groups = self.catalog.groups_of(&p, &[]);
+                    Ok(Some((p, groups)))
+                }
+                None => Ok(None),
+            };
+        }
+        Err(ServiceError::forbidden(
+            "unauthenticated",
+            None,
+            "no authenticated identity",
+        ))
+    }
+
+    fn entitlement(&self, req: &NewRequest) -> Result<&Entitlement, ServiceError> {
+        let field = if req.entitlement_field.is_empty() {
+            "entitlement"
+        } else {
+            req.entitlement_field
+        };
+        let name = req
+            .entitlement
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| {
+                ServiceError::invalid(field, "is required: name an entitlement from the catalog")
+            })?;
+        self.catalog.get(name).ok_or_else(|| ServiceError::Invalid {
+            code: "unknown_entitlement",
+            field: Some(field.to_string()),
+            message: format!(
+                "no entitlement named `{name}` in the catalog (names are case-sensitive)"
+            ),
+        })
+    }
+
+    /// Creates a request and starts its workflow. Returns the request and
+    /// whether it was created now (false: an idempotent replay).
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        req: NewRequest,
+    ) -> Result<(AccessRequest, bool), ServiceError> {
+        let requester = self.resolve_requester(caller, req.requester.as_deref())?;
+        let ent = self.entitlement(&req)?;
+
+        if let Some(arn) = &req.role_arn {
+            match &ent.target {
+                GrantTarget::AssumeRole { role_arn } if role_arn.as_str() == arn => {}
+                GrantTarget::AssumeRole { role_arn } => {
+                    return Err(ServiceError::invalid(
+                        "roleArn",
+                        format!(
+                            "is not the role catalogued for `{}` ({role_arn}); omit it or send that ARN",
+                            ent.name
+                        ),
+                    ));
+                }
+                GrantTarget::AttachPolicy { .. } => {
+                    return Err(ServiceError::invalid(
+                        "roleArn",
+                        format!(
+                            "`{}` attaches a policy and takes no role ARN; omit it",
+                            ent.name
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(a) = &req.account {
+            let a =
+                AccountId::parse(a.clone()).map_err(|e| ServiceError::invalid("account", e.0))?;
+            if a != ent.account {
+                return Err(ServiceError::invalid(
+                    "account",
+                    format!(
+                        "`{}` is granted in account {}, not {a}",
+                        ent.name, ent.account
+                    ),
+                ));
+            }
+        }
+        let duration = match &req.duration {
+            None => ent.default_duration,
+            Some(d) => {
+                let secs = d
+                    .to_secs()
+                    .map_err(|e| ServiceError::invalid("duration", e.0))?;
+                if secs < ent.min_duration.secs() as u64 || secs > ent.max_duration.secs() as u64 {
+                    return Err(ServiceError::invalid(
+                        "duration",
+                        format!(
+                            "must be between {} and {} ({}s-{}s) for `{}`",
+                            ent.min_duration,
+                            ent.max_duration,
+                            ent.min_duration.secs(),
+                            ent.max_duration.secs(),
+                            ent.name
+                        ),
+                    ));
+                }
+                GrantDuration::from_secs(secs)
+                    .map_err(|e| ServiceError::invalid("duration", e.0))?
+            }
+        };
+        let justification = req.justification.clone().unwrap_or_default();
+        if req.justification_required && justification.trim().is_empty() {
+            return Err(ServiceError::invalid(
+                "justification",
+                "is required: say why you need this access",
+            ));
+        }
+        if justification.chars().count() > MAX_JUSTIFICATION_CHARS {
+            return Err(ServiceError::invalid(
+                "justification",
+                format!("must be at most {MAX_JUSTIFICATION_CHARS} characters"),
+            ));
+        }
+        if justification
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(ServiceError::invalid(
+                "justification",
+                "must not contain control characters",
+            ));
+        }
+        let idempotency_key = match &req.idempotency_key {
+            None => None,
+            Some(k) => Some(
+                IdempotencyKey::parse(k.clone())
+                    .map_err(|e| ServiceError::invalid("idempotencyKey", e.0))?,
+            ),
+        };
+
+        let now = self.clock.now();
+        if !self.catalog.is_eligible(ent, &requester.groups) {
+            let event = AuditEvent::new(
+                &RequestId::generate(now),
+                now,
+                requester.principal.to_string(),
+                AuditAction::Rejected,
+                None,
+                None,
+                Some(format!(
+                    "not eligible for `{}`: requires one of the groups [{}]",
+                    ent.name,
+                    ent.eligible_groups.join(", ")
+                )),
+                "api",
+            );
+            self.store.append_audit(&event).await?;
+            tracing::info!(requester = %requester.principal, entitlement = %ent.name, "request rejected: not eligible");
+            return Err(ServiceError::forbidden(
+                "not_eligible",
+                Some(req.entitlement_field_or_default()),
+                format!("you are not in a group eligible for `{}`", ent.name),
+            ));
+        }
+
+        let fingerprint = fingerprint(
+            &requester.principal,
+            &ent.name,
+            &ent.account,
+            duration,
+            &justification,
+            req.simulate_approval,
+        );
+        let request = AccessRequest {
+            request_id: RequestId::generate(now),
+            requester,
+            entitlement: ent.name.clone(),
+            account: ent.account.clone(),
+            target: ent.target.clone(),
+            duration,
+            justification,
+            status: Status::Requested,
+            created_at: now,
+            updated_at: now,
+            decided_at: None,
+            granted_at: None,
+            expires_at: None,
+            decisions: vec![],
+            reason: None,
+            session_policy: None,
+            idempotency_key,
+            request_fingerprint: Some(fingerprint),
+            simulate_approval: req.simulate_approval,
+            version: 1,
+        };
+        let created = AuditEvent::new(
+            &request.request_id,
+            now,
+            request.requester.principal.to_string(),
+            AuditAction::Created,
+            None,
+            Some(Status::Requested),
+            None,
+            "api",
+        );
+        let request = match self.store.create(&request, &created).await? {
+            CreateOutcome::Created(r) => r,
+            CreateOutcome::Existing(r) => return Ok((r, false)),
+        };
+        tracing::info!(request_id = %request.request_id, entitlement = %request.entitlement, status = %request.status, "request created");
+
+        let auto_approve = self
+            .catalog
+            .auto_approves(ent, &request.requester.groups, duration)
+            || (self.settings.demo_mode && request.simulate_approval);
+        let input = WorkflowInput {
+            request_id: request.request_id.clone(),
+            entitlement: ent.name.clone(),
+            auto_approve,
+            approval_timeout_seconds: ent.approval_timeout_secs,
+            duration_seconds: duration.secs(),
+        };
+        if let Err(e) = self.workflow.start(&input).await {
+            tracing::error!(request_id = %request.request_id, error = %e, "could not start the workflow");
+            let change = Change {
+                actor: crate::request::system_actor("api"),
+                at: self.clock.now(),
+                reason: Some("the approval workflow could not be started".into()),
+                source: "api",
+            };
+            if let Ok((failed, ev)) = request.transition(Status::Failed, &change)
+                && let Err(e) = self.store.transition(&request, &failed, &ev).await
+            {
+                tracing::error!(request_id = %request.request_id, error = %e, "could not record the failure");
+            }
+            return Err(ServiceError::Unavailable {
+                code: "workflow_unavailable",
+                message: format!(
+                    "request {} was recorded but its approval workflow could not be started; it is marked FAILED, please retry",
+                    request.request_id
+                ),
+            });
+        }
+        Ok((request, true))
+    }
+
+    fn parse_id(id: &str) -> Result<RequestId, ServiceError> {
+        RequestId::parse(id).map_err(|_| ServiceError::not_found(id))
+    }
+
+    /// Whether `who` may see `r`: its requester, an approver of its
+    /// entitlement, or a trusted caller.
+    fn may_see(
+        &self,
+        caller: &Caller,
+        who: Option<&(Principal, Vec<String>)>,
+        r: &AccessRequest,
+    ) -> bool {
+        if caller.trusted_as.is_some() {
+            return true;
+        }
+        let Some((p, groups)) = who else { return false };
+        if *p == r.requester.principal {
+            return true;
+        }
+        self.catalog
+            .get(&r.entitlement)
+            .is_some_and(|e| self.catalog.is_approver(e, p, groups))
+    }
+
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<AccessRequest, ServiceError> {
+        let who = self.actor(caller, None)?;
+        let rid = Self::parse_id(id)?;
+        let r = self
+            .store
+            .get(&rid)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(id))?;
+        if !self.may_see(caller, who.as_ref(), &r) {
+            return Err(ServiceError::not_found(id));
+        }
+        Ok(r)
+    }
+
+    pub async fn audit(&self, caller: &Caller, id: &str) -> Result<Vec<AuditEvent>, ServiceError> {
+        let r = self.get(caller, id).await?;
+        Ok(self.store.audit_events(&r.request_id).await?)
+    }
+
+    /// The caller's own requests, or (with `status`) the requests in that
+    /// status the caller may decide.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        on_behalf_of: Option<&str>,
+        q: &ListQuery,
+    ) -> Result<Page<AccessRequest>, ServiceError> {
+        let who = self.actor(caller, on_behalf_of)?.ok_or_else(|| {
+            ServiceError::invalid(
+                "requester",
+                "is required when a trusted caller lists requests",
+            )
+        })?;
+        let limit = q.page.limit.clamp(1, PageRequest::MAX_LIMIT);
+        let page = PageRequest {
+            limit,
+            cursor: q.page.cursor.clone(),
+        };
+        match q.status {
+            None => Ok(self.store.list_by_requester(&who.0, &page).await?),
+            Some(status) => {
+                let mut p = self.store.list_by_status(status, &page).await?;
+                p.items.retain(|r| {
+                    r.requester.principal != who.0
+                        && self
+                            .catalog
+                            .get(&r.entitlement)
+                            .is_some_and(|e| self.catalog.is_approver(e, &who.0, &who.1))
+                });
+                Ok(p)
+            }
+        }
+    }
+
+    /// Cancels a pending request (its requester only) and stops its workflow.
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        id: &str,
+        on_behalf_of: Option<&str>,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ServiceError> {
+        let who = self.actor(caller, on_behalf_of)?;
+        let rid = Self::parse_id(id)?;
+        let r = self
+            .store
+            .get(&rid)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(id))?;
+        if !self.may_see(caller, who.as_ref(), &r) {
+            return Err(ServiceError::not_found(id));
+        }
+        let Some((p, _)) = who else {
+            return Err(ServiceError::invalid(
+                "requester",
+                "is required when a trusted caller cancels a request",
+            ));
+        };
+        if p != r.requester.principal {
+            return Err(ServiceError::forbidden(
+                "not_requester",
+                None,
+                "only the requester can cancel a request",
+            ));
+        }
+        if let Some(reason) = &reason
+            && reason.chars().count() > MAX_JUSTIFICATION_CHARS
+        {
+            return Err(ServiceError::invalid(
+                "reason",
+                format!("must be at most {MAX_JUSTIFICATION_CHARS} characters"),
+            ));
+        }
+        let status = r.effective_status(self.clock.now());
+        if !status.is_pending() {
+            return Err(ServiceError::conflict_status(status, "cancelled"));
+        }
+        let (next, event) = r.transition(
+            Status::Cancelled,
+            &self.change(p.to_string(), reason.clone()),
+        )?;
+        self.store.transition(&r, &next, &event).await?;
+        if let Err(e) = self.workflow.stop(&rid, "cancelled by the requester").await {
+            // The record is already CANCELLED; the workflow's next status
+            // write will find it no longer applies and end.
+            tracing::warn!(request_id = %rid, error = %e, "could not stop the workflow");
+        }
+        Ok(next)
+    }
+}
+
+impl NewRequest {
+    fn entitlement_field_or_default(&self) -> &str {
+        if self.entitlement_field.is_empty() {
+            "entitlement"
+        } else {
+            self.entitlement_field
+        }
+    }
+}
+
+fn fingerprint(
+    who: &Principal,
+    entitlement: &str,
+    account: &AccountId,
+    duration: GrantDuration,
+    justification: &str,
+    simulate: bool,
+) -> String {
+    let canonical = serde_json::json!([
+        who,
+        entitlement,
+        account,
+        duration.secs(),
+        justification,
+        simulate
+    ]);
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
