@@ -86,10 +86,24 @@ string_newtype!(
 
 impl RequestId {
     /// A fresh id for a request created at `at` (milliseconds resolution).
+    ///
+    /// Ids made in a row for the same millisecond increase (like `ulid`'s
+    /// monotonic generator): audit event ids use this too, and stores sort a
+    /// trail by event id, so events stamped with one instant (a manual
+    /// clock, a fast workflow step) must keep the order they were made in.
     pub fn generate(at: chrono::DateTime<chrono::Utc>) -> Self {
+        use std::sync::{Mutex, PoisonError};
+        const RANDOM_MAX: u128 = (1u128 << 80) - 1;
+        static LAST: Mutex<(u64, u128)> = Mutex::new((u64::MAX, 0));
         let ms = at.timestamp_millis().max(0) as u64;
-        let ulid = ulid::Ulid::from_parts(ms, rand_bits());
-        Self(ulid.to_string())
+        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+        let random = if last.0 == ms && last.1 < RANDOM_MAX {
+            last.1 + 1
+        } else {
+            rand_bits()
+        };
+        *last = (ms, random);
+        Self(ulid::Ulid::from_parts(ms, random).to_string())
     }
 }
 
@@ -302,6 +316,8 @@ mod tests {
         let same: std::collections::HashSet<_> =
             (0..1000).map(|_| RequestId::generate(t1)).collect();
         assert_eq!(same.len(), 1000);
+        let in_a_row: Vec<_> = (0..1000).map(|_| RequestId::generate(t1)).collect();
+        assert!(in_a_row.windows(2).all(|w| w[0] < w[1]));
         assert!(RequestId::parse(a.as_str()).is_ok());
         assert!(RequestId::parse("not-a-ulid").is_err());
         assert!(RequestId::parse(a.as_str().to_lowercase()).is_err());
