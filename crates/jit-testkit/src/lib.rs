@@ -43,6 +43,8 @@
 //! - audit events sort by event id (ULIDs from their `at`), so the trail is
 //!   oldest first and events stamped with the same instant keep the order in
 //!   which they were written;
+//! - appending the same audit event (same event id) twice keeps one copy,
+//!   so a retried step does not double the trail;
 //! - `create` stores whatever status the record carries (tests seed GRANTED
 //!   records directly).
 //!
@@ -193,6 +195,7 @@ macro_rules! store_suite {
             list_by_status_is_newest_first_and_paginated,
             list_by_status_follows_transitions,
             append_audit_without_a_record_is_kept,
+            append_audit_twice_keeps_one_copy,
             audit_events_are_oldest_first,
             records_round_trip_every_optional_field,
         }

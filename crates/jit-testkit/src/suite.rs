@@ -633,6 +633,33 @@ pub async fn append_audit_without_a_record_is_kept(store: &dyn RequestStore) {
     );
 }
 
+/// A retried append (a Lambda or engine step run twice) must not double the
+/// trail: appends are idempotent per event id.
+pub async fn append_audit_twice_keeps_one_copy(store: &dyn RequestStore) {
+    // GIVEN a request with a note appended
+    let at = base_time();
+    let alice = unique_principal("alice");
+    let request = sample_request(&alice, at);
+    let created = created_event(&request);
+    store.create(&request, &created).await.expect("create");
+    let note = note_event(
+        &request.request_id,
+        later(at, 1),
+        AuditAction::Note,
+        "slack notification failed",
+    );
+    store.append_audit(&note).await.expect("append");
+
+    // WHEN the same event is appended again
+    store
+        .append_audit(&note)
+        .await
+        .expect("a repeated append is not an error");
+
+    // THEN the trail holds it once
+    assert_eq!(trail(store, &request.request_id).await, vec![created, note]);
+}
+
 pub async fn audit_events_are_oldest_first(store: &dyn RequestStore) {
     // GIVEN a request and another one, each with a trail
     let at = base_time();
