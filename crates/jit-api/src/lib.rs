@@ -1,0 +1,564 @@
+//! The broker's HTTP API as plain async functions over [`jit_core::Broker`].
+//!
+//! Both front doors — the `request` Lambda (API Gateway) and `jit-local`
+//! (hyper on loopback) — turn their native request into an [`ApiRequest`] and
+//! an authenticated [`Caller`], call [`handle`], and send back the
+//! [`http::Response`] it returns. So there is one router, one set of body
+//! checks and one error-to-HTTP mapping ([`error_response`]), whichever door a
+//! request came through.
+//!
+//! This crate never authenticates anyone (the front door does) and never puts
+//! internal error text in a response body.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode, header};
+use jit_core::duration::DurationInput;
+use jit_core::ports::PageRequest;
+use jit_core::service::{ListQuery, NewRequest};
+use jit_core::{AccessRequest, Broker, Caller, ServiceError, Status};
+use serde_json::{Map, Value, json};
+
+/// Largest body accepted. Requests are small; anything bigger is a mistake or
+/// an attack, refused before parsing.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A request as any front door sees it.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    /// The path without the stage prefix, e.g. `/requests/01H…/cancel`.
+    pub path: String,
+    /// The raw query string without `?`.
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Errors of the HTTP layer itself, before or around a use case.
+#[derive(Debug)]
+pub enum ApiError {
+    Service(ServiceError),
+    MalformedJson(String),
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RouteNotFound,
+    MethodNotAllowed(&'static [Method]),
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError::Service(e)
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::Service(ServiceError::invalid(field, message))
+}
+
+/// The one mapping from errors to HTTP: status, stable `code`, a message for
+/// people, and the offending `field` where there is one.
+pub fn error_response(err: &ApiError) -> Response<String> {
+    let (status, code, message, field): (StatusCode, &str, String, Option<&str>) = match err {
+        ApiError::Service(e) => match e {
+            ServiceError::Invalid {
+                code,
+                field,
+                message,
+            } => (
+                StatusCode::BAD_REQUEST,
+                code,
+                message.clone(),
+                field.as_deref(),
+            ),
+            ServiceError::Forbidden {
+                code,
+                field,
+                message,
+            } => (
+                StatusCode::FORBIDDEN,
+                code,
+                message.clone(),
+                field.as_deref(),
+            ),
+            ServiceError::NotFound { message } => {
+                (StatusCode::NOT_FOUND, "not_found", message.clone(), None)
+            }
+            ServiceError::Conflict {
+                code,
+                field,
+                message,
+                ..
+            } => (
+                StatusCode::CONFLICT,
+                code,
+                message.clone(),
+                field.as_deref(),
+            ),
+            ServiceError::Unavailable { code, message } => {
+                (StatusCode::SERVICE_UNAVAILABLE, code, message.clone(), None)
+            }
+            ServiceError::Internal { detail } => {
+                tracing::error!(error = %detail, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; it has been logged".to_string(),
+                    None,
+                )
+            }
+        },
+        ApiError::MalformedJson(m) => (
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {m}"),
+            None,
+        ),
+        ApiError::PayloadTooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            None,
+        ),
+        ApiError::UnsupportedMediaType => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`".to_string(),
+            None,
+        ),
+        ApiError::RouteNotFound => (
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "no such endpoint".to_string(),
+            None,
+        ),
+        ApiError::MethodNotAllowed(allowed) => {
+            let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            let mut resp = json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &error_body(
+                    "method_not_allowed",
+                    &format!("use {}", names.join(" or ")),
+                    None,
+                ),
+            );
+            if let Ok(v) = names.join(", ").parse() {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
+            return resp;
+        }
+    };
+    json_response(status, &error_body(code, &message, field))
+}
+
+fn error_body(code: &str, message: &str, field: Option<&str>) -> Value {
+    let mut e = json!({ "code": code, "message": message });
+    if let Some(f) = field {
+        e["field"] = json!(f);
+    }
+    json!({ "error": e })
+}
+
+/// A JSON response; what every answer of this API is.
+pub fn json_response(status: StatusCode, body: &Value) -> Response<String> {
+    let mut resp = Response::new(body.to_string());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+/// A request as the API shows it: the effective status (a GRANTED request
+/// past `expiresAt` reads EXPIRED), without internal bookkeeping.
+pub fn request_view(r: &AccessRequest, now: jit_core::request::Timestamp) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("status".into(), json!(r.effective_status(now)));
+        m.remove("requestFingerprint");
+    }
+    v
+}
+
+/// Routes one request. Never fails: every error becomes its JSON response.
+pub async fn handle(broker: &Broker, caller: &Caller, req: ApiRequest) -> Response<String> {
+    let method = req.method.clone();
+    let path = req.path.clone();
+    match route(broker, caller, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let resp = error_response(&e);
+            tracing::info!(%method, %path, status = resp.status().as_u16(), "request refused");
+            resp
+        }
+    }
+}
+
+async fn route(
+    broker: &Broker,
+    caller: &Caller,
+    req: ApiRequest,
+) -> Result<Response<String>, ApiError> {
+    if req.body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let path = req.path.trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    const POST: &[Method] = &[Method::POST];
+    const GET: &[Method] = &[Method::GET];
+    const GET_POST: &[Method] = &[Method::GET, Method::POST];
+    let now = broker.clock.now();
+    match (segments.as_slice(), &req.method) {
+        (["request-access"], &Method::POST) => create(broker, caller, &req, BodyForm::Seed).await,
+        (["request-access"], _) => Err(ApiError::MethodNotAllowed(POST)),
+        (["requests"], &Method::POST) => create(broker, caller, &req, BodyForm::Canonical).await,
+        (["requests"], &Method::GET) => list(broker, caller, &req).await,
+        (["requests"], _) => Err(ApiError::MethodNotAllowed(GET_POST)),
+        (["requests", id], &Method::GET) => {
+            let r = broker.get(caller, id).await?;
+            Ok(json_response(StatusCode::OK, &request_view(&r, now)))
+        }
+        (["requests", _], _) => Err(ApiError::MethodNotAllowed(GET)),
+        (["requests", id, "audit"], &Method::GET) => {
+            let events = broker.audit(caller, id).await?;
+            Ok(json_response(StatusCode::OK, &json!({ "events": events })))
+        }
+        (["requests", _, "audit"], _) => Err(ApiError::MethodNotAllowed(GET)),
+        (["requests", id, "cancel"], &Method::POST) => {
+            let body = optional_json_body(&req)?;
+            body.reject_unknown(&["reason", "requester"])?;
+            let reason = body.opt_str("reason")?;
+            let on_behalf = body.opt_str("requester")?;
+            let r = broker
+                .cancel(caller, id, on_behalf.as_deref(), reason)
+                .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &request_view(&r, broker.clock.now()),
+            ))
+        }
+        (["requests", _, "cancel"], _) => Err(ApiError::MethodNotAllowed(POST)),
+        _ => Err(ApiError::RouteNotFound),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum BodyForm {
+    /// The seed's `POST /request-access` body.
+    Seed,
+    /// `POST /requests`.
+    Canonical,
+}
+
+/// A JSON object body with typed, field-naming accessors.
+struct Body(Map<String, Value>);
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let mime = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+fn json_body(req: &ApiRequest) -> Result<Body, ApiError> {
+    if !is_json(&req.headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson(
+            "the body is empty; send a JSON object".into(),
+        ));
+    }
+    let v: Value =
+        serde_json::from_slice(&req.body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    match v {
+        Value::Object(m) => Ok(Body(m)),
+        _ => Err(ApiError::MalformedJson("expected a JSON object".into())),
+    }
+}
+
+fn optional_json_body(req: &ApiRequest) -> Result<Body, ApiError> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Body(Map::new()));
+    }
+    json_body(req)
+}
+
+impl Body {
+    fn reject_unknown(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        if let Some(k) = self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(invalid(
+                k,
+                format!(
+                    "is not a field of this request; known fields: {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn opt_str(&self, field: &str) -> Result<Option<String>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(invalid(field, "must be a string")),
+        }
+    }
+
+    fn opt_bool(&self, field: &str) -> Result<Option<bool>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(invalid(field, "must be true or false")),
+        }
+    }
+
+    fn opt_duration(&self, field: &str) -> Result<Option<DurationInput>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(s) => Ok(Some(DurationInput::Secs(s))),
+                None => Err(invalid(
+                    field,
+                    "must be a whole, positive number of seconds",
+                )),
+            },
+            Some(Value::String(s)) => Ok(Some(DurationInput::Text(s.clone()))),
+            Some(_) => Err(invalid(
+                field,
+                "must be seconds (900) or a text like \"1h\"",
+            )),
+        }
+    }
+}
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+async fn create(
+    broker: &Broker,
+    caller: &Caller,
+    req: &ApiRequest,
+    form: BodyForm,
+) -> Result<Response<String>, ApiError> {
+    let body = json_body(req)?;
+    let new = match form {
+        BodyForm::Seed => {
+            body.reject_unknown(&[
+                "requester",
+                "role",
+                "roleArn",
+                "duration",
+                "simulateApproval",
+                "justification",
+                "idempotencyKey",
+            ])?;
+            NewRequest {
+                entitlement: body.opt_str("role")?,
+                entitlement_field: "role",
+                role_arn: body.opt_str("roleArn")?,
+                account: None,
+                duration: body.opt_duration("duration")?,
+                justification: body.opt_str("justification")?,
+                justification_required: false,
+                requester: body.opt_str("requester")?,
+                idempotency_key: body.opt_str("idempotencyKey")?,
+                simulate_approval: body.opt_bool("simulateApproval")?.unwrap_or(false),
+            }
+        }
+        BodyForm::Canonical => {
+            body.reject_unknown(&[
+                "entitlement",
+                "duration",
+                "justification",
+                "account",
+                "requester",
+                "idempotencyKey",
+            ])?;
+            NewRequest {
+                entitlement: body.opt_str("entitlement")?,
+                entitlement_field: "entitlement",
+                role_arn: None,
+                account: body.opt_str("account")?,
+                duration: body.opt_duration("duration")?,
+                justification: body.opt_str("justification")?,
+                justification_required: true,
+                requester: body.opt_str("requester")?,
+                idempotency_key: body.opt_str("idempotencyKey")?,
+                simulate_approval: false,
+            }
+        }
+    };
+    let header_key = match req.headers.get(IDEMPOTENCY_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| invalid("Idempotency-Key", "must be visible ASCII"))?
+                .to_string(),
+        ),
+    };
+    let idempotency_key = match (header_key, new.idempotency_key.clone()) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(invalid(
+                "idempotencyKey",
+                "differs from the Idempotency-Key header; send one of them",
+            ));
+        }
+        (h, b) => h.or(b),
+    };
+    let (request, created) = broker
+        .create(
+            caller,
+            NewRequest {
+                idempotency_key,
+                ..new
+            },
+        )
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = json_response(status, &request_view(&request, broker.clock.now()));
+    if let Ok(loc) = format!("/requests/{}", request.request_id).parse() {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+async fn list(
+    broker: &Broker,
+    caller: &Caller,
+    req: &ApiRequest,
+) -> Result<Response<String>, ApiError> {
+    let params = parse_query(req.query.as_deref().unwrap_or(""))?;
+    let mut q = ListQuery::default();
+    let mut on_behalf = None;
+    for (k, v) in &params {
+        match k.as_str() {
+            "status" => {
+                q.status = Some(v.parse::<Status>().map_err(|m| invalid("status", m))?);
+            }
+            "limit" => {
+                let n: u32 = v
+                    .parse()
+                    .map_err(|_| invalid("limit", "must be a whole number"))?;
+                if !(1..=PageRequest::MAX_LIMIT).contains(&n) {
+                    return Err(invalid(
+                        "limit",
+                        format!("must be between 1 and {}", PageRequest::MAX_LIMIT),
+                    ));
+                }
+                q.page.limit = n;
+            }
+            "cursor" => q.page.cursor = Some(v.clone()),
+            "requester" => on_behalf = Some(v.clone()),
+            other => {
+                return Err(invalid(
+                    other,
+                    "is not a query parameter; use status, limit, cursor",
+                ));
+            }
+        }
+    }
+    let page = broker.list(caller, on_behalf.as_deref(), &q).await?;
+    let now = broker.clock.now();
+    let items: Vec<Value> = page.items.iter().map(|r| request_view(r, now)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "requests": items, "nextCursor": page.next_cursor }),
+    ))
+}
+
+/// Splits and percent-decodes a query string.
+fn parse_query(q: &str) -> Result<Vec<(String, String)>, ApiError> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = percent_decode(k)
+                .ok_or_else(|| invalid("query", "is not valid percent-encoded UTF-8"))?;
+            let v = percent_decode(v)
+                .ok_or_else(|| invalid(&k, "is not valid percent-encoded UTF-8"))?;
+            Ok((k, v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query("status=APPROVAL_PENDING&cursor=a%2Bb&x=1+2").unwrap();
+        assert_eq!(q[0], ("status".into(), "APPROVAL_PENDING".into()));
+        assert_eq!(q[1], ("cursor".into(), "a+b".into()));
+        assert_eq!(q[2], ("x".into(), "1 2".into()));
+        assert!(parse_query("a=%zz").is_err());
+    }
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert!(!is_json(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        assert!(is_json(&h));
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(!is_json(&h));
+    }
+
+    #[test]
+    fn internal_errors_never_leak() {
+        let e = ApiError::Service(ServiceError::Internal {
+            detail: "dynamodb: secret table xyz".into(),
+        });
+        let r = error_response(&e);
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!r.body().contains("xyz"));
+        let v: Value = serde_json::from_str(r.body()).unwrap();
+        assert_eq!(v["error"]["code"], "internal");
+    }
+}

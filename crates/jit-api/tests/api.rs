@@ -1,0 +1,623 @@
+//! The API through its one entry point, `jit_api::handle`, over the real
+//! SQLite store and the sample catalog. GIVEN / WHEN / THEN per test.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use jit_api::{ApiRequest, handle};
+use jit_core::ports::{
+    CreateOutcome, ManualClock, Page, PageRequest, RequestStore, StoreError, Workflow,
+    WorkflowError, WorkflowInput,
+};
+use jit_core::request::{AuditEvent, Change};
+use jit_core::service::Settings;
+use jit_core::{AccessRequest, AuthSource, Broker, Caller, Catalog, Principal, RequestId, Status};
+use serde_json::{Value, json};
+
+const CATALOG: &str = include_str!("../../../config/catalog.example.yaml");
+
+/// Records workflow starts and stops; can be told to fail starts.
+#[derive(Default)]
+struct RecordingWorkflow {
+    started: Mutex<Vec<WorkflowInput>>,
+    stopped: Mutex<Vec<RequestId>>,
+    fail: Mutex<bool>,
+}
+
+#[async_trait]
+impl Workflow for RecordingWorkflow {
+    async fn start(&self, input: &WorkflowInput) -> Result<(), WorkflowError> {
+        if *self.fail.lock().unwrap() {
+            return Err(WorkflowError::Backend(
+                "StartExecution: ServiceUnavailable".into(),
+            ));
+        }
+        self.started.lock().unwrap().push(input.clone());
+        Ok(())
+    }
+    async fn stop(&self, id: &RequestId, _reason: &str) -> Result<(), WorkflowError> {
+        self.stopped.lock().unwrap().push(id.clone());
+        Ok(())
+    }
+}
+
+/// The real store, with the standalone audit events it was given kept aside
+/// so tests can see rejections (which belong to no stored request).
+struct Observed {
+    inner: jit_store_sqlite::SqliteStore,
+    appended: Mutex<Vec<AuditEvent>>,
+}
+
+#[async_trait]
+impl RequestStore for Observed {
+    async fn create(&self, r: &AccessRequest, e: &AuditEvent) -> Result<CreateOutcome, StoreError> {
+        self.inner.create(r, e).await
+    }
+    async fn get(&self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn transition(
+        &self,
+        p: &AccessRequest,
+        n: &AccessRequest,
+        e: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.transition(p, n, e).await
+    }
+    async fn list_by_requester(
+        &self,
+        r: &Principal,
+        p: &PageRequest,
+    ) -> Result<Page<AccessRequest>, StoreError> {
+        self.inner.list_by_requester(r, p).await
+    }
+    async fn list_by_status(
+        &self,
+        s: Status,
+        p: &PageRequest,
+    ) -> Result<Page<AccessRequest>, StoreError> {
+        self.inner.list_by_status(s, p).await
+    }
+    async fn audit_events(&self, id: &RequestId) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.audit_events(id).await
+    }
+    async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        self.appended.lock().unwrap().push(e.clone());
+        self.inner.append_audit(e).await
+    }
+}
+
+struct Fixture {
+    broker: Broker,
+    store: Arc<Observed>,
+    workflow: Arc<RecordingWorkflow>,
+    clock: Arc<ManualClock>,
+}
+
+fn fixture() -> Fixture {
+    let store = Arc::new(Observed {
+        inner: jit_store_sqlite::SqliteStore::in_memory().expect("in-memory store"),
+        appended: Mutex::new(vec![]),
+    });
+    let workflow = Arc::new(RecordingWorkflow::default());
+    let clock = Arc::new(ManualClock::new(
+        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+    ));
+    let broker = Broker {
+        store: store.clone(),
+        workflow: workflow.clone(),
+        catalog: Arc::new(Catalog::parse(CATALOG, "catalog.example.yaml").unwrap()),
+        clock: clock.clone(),
+        settings: Settings { demo_mode: true },
+    };
+    Fixture {
+        broker,
+        store,
+        workflow,
+        clock,
+    }
+}
+
+fn person(email: &str, groups: &[&str]) -> Caller {
+    Caller::person(
+        Principal::parse(email).unwrap(),
+        AuthSource::Jwt,
+        groups.iter().map(|g| g.to_string()).collect(),
+    )
+}
+
+fn trusted_app() -> Caller {
+    Caller {
+        identity: None,
+        trusted_as: Some("chat-bot".into()),
+    }
+}
+
+fn nobody() -> Caller {
+    Caller::default()
+}
+
+async fn call_raw(
+    f: &Fixture,
+    caller: &Caller,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (path.to_string(), None),
+    };
+    let resp = handle(
+        &f.broker,
+        caller,
+        ApiRequest {
+            method,
+            path,
+            query,
+            headers: h,
+            body: Bytes::from(body),
+        },
+    )
+    .await;
+    let status = resp.status();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: Value = serde_json::from_str(resp.body()).expect("every answer is JSON");
+    (status, v)
+}
+
+async fn post(f: &Fixture, caller: &Caller, path: &str, body: Value) -> (StatusCode, Value) {
+    call_raw(
+        f,
+        caller,
+        Method::POST,
+        path,
+        body.to_string().into_bytes(),
+        &[("content-type", "application/json")],
+    )
+    .await
+}
+
+async fn get(f: &Fixture, caller: &Caller, path: &str) -> (StatusCode, Value) {
+    call_raw(f, caller, Method::GET, path, vec![], &[]).await
+}
+
+/// name, body, path, expected status, error code, error field.
+type Case = (
+    &'static str,
+    Vec<u8>,
+    &'static str,
+    StatusCode,
+    &'static str,
+    Option<&'static str>,
+);
+
+fn seed_body() -> Value {
+    json!({
+        "requester": "alice@example.com",
+        "role": "JIT-ElevatedAdminRole",
+        "roleArn": "arn:aws:iam::123456789012:role/JIT-ElevatedAdminRole",
+        "duration": 900,
+        "simulateApproval": true
+    })
+}
+
+fn canonical(entitlement: &str) -> Value {
+    json!({"entitlement": entitlement, "duration": 1800, "justification": "INC-42 database failover"})
+}
+
+async fn stored_count(f: &Fixture, who: &str) -> usize {
+    f.store
+        .list_by_requester(&Principal::parse(who).unwrap(), &PageRequest::first(100))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+fn assert_error(v: &Value, code: &str, field: Option<&str>) {
+    assert_eq!(v["error"]["code"], code, "{v}");
+    match field {
+        Some(f) => assert_eq!(v["error"]["field"], f, "{v}"),
+        None => assert!(v["error"].get("field").is_none(), "{v}"),
+    }
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn seed_body_from_a_trusted_caller_creates_and_starts_the_workflow() {
+    // GIVEN the seed's body sent by a trusted app acting for alice
+    let f = fixture();
+    // WHEN it is posted to the seed's endpoint
+    let (status, v) = post(&f, &trusted_app(), "/request-access", seed_body()).await;
+    // THEN a request is created for alice, recorded as asserted by the app
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["status"], "REQUESTED");
+    assert_eq!(v["requester"]["principal"], "alice@example.com");
+    assert_eq!(v["requester"]["authenticatedBy"], "trusted-caller");
+    assert_eq!(v["requester"]["via"], "chat-bot");
+    assert_eq!(v["grantMode"], "assume-role");
+    assert_eq!(v["duration"], 900);
+    assert!(v.get("requestFingerprint").is_none());
+    let id = v["requestId"].as_str().unwrap().to_string();
+    // AND the workflow was started once, for that id, auto-approved in demo mode
+    let started = f.workflow.started.lock().unwrap().clone();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].request_id.as_str(), id);
+    assert!(started[0].auto_approve);
+    assert_eq!(started[0].approval_timeout_seconds, 3600);
+    // AND GET returns it, with its audit trail
+    let (status, got) = get(&f, &trusted_app(), &format!("/requests/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["requestId"], id.as_str());
+    let (_, audit) = get(&f, &trusted_app(), &format!("/requests/{id}/audit")).await;
+    assert_eq!(audit["events"][0]["action"], "created");
+    assert_eq!(audit["events"][0]["to"], "REQUESTED");
+}
+
+#[tokio::test]
+async fn simulate_approval_is_ignored_outside_demo_mode() {
+    let mut f = fixture();
+    f.broker.settings.demo_mode = false;
+    let (status, v) = post(&f, &trusted_app(), "/request-access", seed_body()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(v["simulateApproval"], true, "recorded as asked");
+    assert!(!f.workflow.started.lock().unwrap()[0].auto_approve);
+}
+
+#[tokio::test]
+async fn canonical_body_uses_the_authenticated_identity() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let (status, v) = post(&f, &alice, "/requests", canonical("OnCallReadOnly")).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["requester"]["authenticatedBy"], "jwt");
+    assert_eq!(v["entitlement"], "OnCallReadOnly");
+    assert_eq!(v["account"], "123456789012");
+    assert_eq!(v["justification"], "INC-42 database failover");
+    assert!(
+        !f.workflow.started.lock().unwrap()[0].auto_approve,
+        "engineering is not auto-approved"
+    );
+}
+
+#[tokio::test]
+async fn auto_approve_rule_is_passed_to_the_workflow() {
+    let f = fixture();
+    let sre = person("sre@example.com", &[]);
+    let (status, _) = post(&f, &sre, "/requests", canonical("OnCallReadOnly")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(
+        f.workflow.started.lock().unwrap()[0].auto_approve,
+        "sre via catalog membership"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_the_field_and_nothing_is_stored() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let mut big = canonical("OnCallReadOnly");
+    big["justification"] = json!("x".repeat(1024 * 1024));
+    let cases: Vec<Case> = vec![
+        ("malformed JSON", b"{\"entitlement\": ".to_vec(), "/requests", StatusCode::BAD_REQUEST, "malformed_json", None),
+        ("not an object", b"[1,2]".to_vec(), "/requests", StatusCode::BAD_REQUEST, "malformed_json", None),
+        ("empty body", b"".to_vec(), "/requests", StatusCode::BAD_REQUEST, "malformed_json", None),
+        ("unknown role", json!({"role": "NoSuchRole", "requester": "alice@example.com"}).to_string().into_bytes(), "/request-access", StatusCode::BAD_REQUEST, "unknown_entitlement", Some("role")),
+        ("case matters", json!({"entitlement": "oncallreadonly", "justification": "x"}).to_string().into_bytes(), "/requests", StatusCode::BAD_REQUEST, "unknown_entitlement", Some("entitlement")),
+        ("ten years", json!({"entitlement": "OnCallReadOnly", "duration": 315_360_000, "justification": "x"}).to_string().into_bytes(), "/requests", StatusCode::BAD_REQUEST, "invalid_field", Some("duration")),
+        ("over entitlement max", json!({"entitlement": "OnCallReadOnly", "duration": "3h", "justification": "x"}).to_string().into_bytes(), "/requests", StatusCode::BAD_REQUEST, "invalid_field", Some("duration")),
+        ("negative duration", json!({"entitlement": "OnCallReadOnly", "duration": -5, "justification": "x"}).to_string().into_bytes(), "/requests", StatusCode::BAD_REQUEST, "invalid_field", Some("duration")),
+        ("duration text", json!({"entitlement": "OnCallReadOnly", "duration": "soon", "justification": "x"}).to_string().into_bytes(), "/requests", StatusCode::BAD_REQUEST, "invalid_field", Some("duration")),
+        ("no justification", json!({"entitlement": "OnCallReadOnly"}).to_string().into_bytes(), "/requests", StatusCode::BAD_REQUEST, "invalid_field", Some("justification")),
+        ("wrong type", json!({"entitlement": 5, "justification": "x"}).to_string().into_bytes(), "/requests", StatusCode::BAD_REQUEST, "invalid_field", Some("entitlement")),
+        ("unknown field", json!({"entitlement": "OnCallReadOnly", "justification": "x", "roleArn": "arn:aws:iam::123456789012:role/Admin"}).to_string().into_bytes(), "/requests", StatusCode::BAD_REQUEST, "invalid_field", Some("roleArn")),
+        ("foreign role ARN", json!({"role": "JIT-ElevatedAdminRole", "roleArn": "arn:aws:iam::123456789012:role/Admin"}).to_string().into_bytes(), "/request-access", StatusCode::BAD_REQUEST, "invalid_field", Some("roleArn")),
+        ("other account", json!({"entitlement": "OnCallReadOnly", "justification": "x", "account": "210987654321"}).to_string().into_bytes(), "/requests", StatusCode::BAD_REQUEST, "invalid_field", Some("account")),
+        ("bad account", json!({"entitlement": "OnCallReadOnly", "justification": "x", "account": "12"}).to_string().into_bytes(), "/requests", StatusCode::BAD_REQUEST, "invalid_field", Some("account")),
+        ("simulateApproval type", json!({"role": "JIT-ElevatedAdminRole", "simulateApproval": "yes"}).to_string().into_bytes(), "/request-access", StatusCode::BAD_REQUEST, "invalid_field", Some("simulateApproval")),
+        ("1 MiB body", big.to_string().into_bytes(), "/requests", StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+        ("impersonation", json!({"entitlement": "OnCallReadOnly", "justification": "x", "requester": "bob@example.com"}).to_string().into_bytes(), "/requests", StatusCode::FORBIDDEN, "identity_mismatch", Some("requester")),
+    ];
+    for (name, body, path, want_status, code, field) in cases {
+        let (status, v) = call_raw(
+            &f,
+            &alice,
+            Method::POST,
+            path,
+            body,
+            &[("content-type", "application/json")],
+        )
+        .await;
+        assert_eq!(status, want_status, "{name}: {v}");
+        assert_error(&v, code, field);
+    }
+    // Wrong content type.
+    let (status, v) = call_raw(
+        &f,
+        &alice,
+        Method::POST,
+        "/requests",
+        canonical("OnCallReadOnly").to_string().into_bytes(),
+        &[("content-type", "text/plain")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_error(&v, "unsupported_media_type", None);
+    // Nothing stored, nothing started.
+    assert_eq!(stored_count(&f, "alice@example.com").await, 0);
+    assert_eq!(stored_count(&f, "bob@example.com").await, 0);
+    assert!(f.workflow.started.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn identity_is_required_and_not_taken_from_the_body() {
+    let f = fixture();
+    let (status, v) = post(&f, &nobody(), "/request-access", seed_body()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&v, "unauthenticated", None);
+    let (status, _) = get(&f, &nobody(), "/requests").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(stored_count(&f, "alice@example.com").await, 0);
+}
+
+#[tokio::test]
+async fn ineligible_requester_is_refused_and_the_refusal_is_audited() {
+    let f = fixture();
+    let eve = person("eve@example.com", &["marketing"]);
+    let (status, v) = post(&f, &eve, "/requests", canonical("OnCallReadOnly")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&v, "not_eligible", Some("entitlement"));
+    assert_eq!(stored_count(&f, "eve@example.com").await, 0);
+    let appended = f.store.appended.lock().unwrap().clone();
+    assert_eq!(appended.len(), 1);
+    assert_eq!(appended[0].actor, "eve@example.com");
+    assert_eq!(
+        serde_json::to_value(appended[0].action).unwrap(),
+        "rejected"
+    );
+    assert!(
+        appended[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("OnCallReadOnly")
+    );
+    let trail = f.store.audit_events(&appended[0].request_id).await.unwrap();
+    assert_eq!(trail, appended, "the rejection is stored, not only seen");
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_or_conflicts() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let key = [
+        ("content-type", "application/json"),
+        ("idempotency-key", "k-123"),
+    ];
+    let body = canonical("OnCallReadOnly").to_string().into_bytes();
+    let (s1, first) = call_raw(&f, &alice, Method::POST, "/requests", body.clone(), &key).await;
+    let (s2, again) = call_raw(&f, &alice, Method::POST, "/requests", body, &key).await;
+    assert_eq!(s1, StatusCode::CREATED);
+    assert_eq!(s2, StatusCode::OK);
+    assert_eq!(first["requestId"], again["requestId"]);
+    let mut other = canonical("OnCallReadOnly");
+    other["duration"] = json!(900);
+    let (s3, v) = call_raw(
+        &f,
+        &alice,
+        Method::POST,
+        "/requests",
+        other.to_string().into_bytes(),
+        &key,
+    )
+    .await;
+    assert_eq!(s3, StatusCode::CONFLICT);
+    assert_error(&v, "idempotency_key_reused", Some("idempotencyKey"));
+    assert_eq!(stored_count(&f, "alice@example.com").await, 1);
+    assert_eq!(
+        f.workflow.started.lock().unwrap().len(),
+        1,
+        "a replay starts nothing"
+    );
+}
+
+#[tokio::test]
+async fn visibility_requester_and_approvers_only() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let (_, v) = post(&f, &alice, "/requests", canonical("JIT-ElevatedAdminRole")).await;
+    let id = v["requestId"].as_str().unwrap();
+    let path = format!("/requests/{id}");
+    assert_eq!(get(&f, &alice, &path).await.0, StatusCode::OK);
+    assert_eq!(
+        get(&f, &person("lead@example.com", &[]), &path).await.0,
+        StatusCode::OK,
+        "approver"
+    );
+    let (status, v) = get(&f, &person("mallory@example.com", &[]), &path).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "others cannot even learn it exists"
+    );
+    assert_error(&v, "not_found", None);
+    assert_eq!(
+        get(&f, &alice, "/requests/not-an-id").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&f, &alice, "/requests/01ARZ3NDEKTSV4RRFFQ69G5FAV")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn listing_mine_and_the_approver_view() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let bob = person("bob@example.com", &["engineering"]);
+    let mut ids = vec![];
+    for _ in 0..3 {
+        let (_, v) = post(&f, &alice, "/requests", canonical("JIT-ElevatedAdminRole")).await;
+        ids.push(v["requestId"].as_str().unwrap().to_string());
+        f.clock.advance(chrono::Duration::seconds(1));
+    }
+    post(&f, &bob, "/requests", canonical("JIT-ElevatedAdminRole")).await;
+    let (status, v) = get(&f, &alice, "/requests?limit=2").await;
+    assert_eq!(status, StatusCode::OK);
+    let page1: Vec<&str> = v["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["requestId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        page1,
+        vec![ids[2].as_str(), ids[1].as_str()],
+        "newest first"
+    );
+    let cursor = v["nextCursor"].as_str().unwrap();
+    let (_, v2) = get(&f, &alice, &format!("/requests?limit=2&cursor={cursor}")).await;
+    assert_eq!(v2["requests"].as_array().unwrap().len(), 1);
+    assert_eq!(v2["requests"][0]["requestId"], ids[0].as_str());
+    assert!(v2["nextCursor"].is_null());
+    // The approver sees everyone's pending requests for entitlements they approve.
+    let (_, pending) = get(
+        &f,
+        &person("lead@example.com", &[]),
+        "/requests?status=REQUESTED",
+    )
+    .await;
+    assert_eq!(pending["requests"].as_array().unwrap().len(), 4);
+    // A non-approver sees none; their own are excluded from the approver view.
+    let (_, none) = get(&f, &bob, "/requests?status=REQUESTED").await;
+    assert_eq!(none["requests"].as_array().unwrap().len(), 0);
+    for (q, field) in [
+        ("status=granted", "status"),
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("cursor=zzz", "cursor"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, v) = get(&f, &alice, &format!("/requests?{q}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q}: {v}");
+        assert_eq!(v["error"]["field"], field, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn cancel_while_pending_once_by_the_requester_only() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let (_, v) = post(&f, &alice, "/requests", canonical("JIT-ElevatedAdminRole")).await;
+    let id = v["requestId"].as_str().unwrap().to_string();
+    let path = format!("/requests/{id}/cancel");
+    let (status, v) = post(&f, &person("lead@example.com", &[]), &path, json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "an approver may see but not cancel: {v}"
+    );
+    let (status, v) = post(&f, &alice, &path, json!({"reason": "fixed without it"})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "CANCELLED");
+    assert_eq!(v["reason"], "fixed without it");
+    assert_eq!(f.workflow.stopped.lock().unwrap().len(), 1);
+    let (status, v) = call_raw(&f, &alice, Method::POST, &path, vec![], &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&v, "invalid_state", None);
+    let (_, audit) = get(&f, &alice, &format!("/requests/{id}/audit")).await;
+    let events = audit["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["from"], "REQUESTED");
+    assert_eq!(events[1]["to"], "CANCELLED");
+    assert_eq!(events[1]["actor"], "alice@example.com");
+}
+
+#[tokio::test]
+async fn a_workflow_that_cannot_start_fails_the_request_visibly() {
+    let f = fixture();
+    *f.workflow.fail.lock().unwrap() = true;
+    let alice = person("alice@example.com", &["engineering"]);
+    let (status, v) = post(&f, &alice, "/requests", canonical("OnCallReadOnly")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_error(&v, "workflow_unavailable", None);
+    assert!(
+        !v.to_string().contains("ServiceUnavailable"),
+        "no backend text in the body"
+    );
+    let page = f
+        .store
+        .list_by_requester(
+            &Principal::parse("alice@example.com").unwrap(),
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].status, Status::Failed);
+}
+
+#[tokio::test]
+async fn granted_past_expiry_reads_expired() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let (_, v) = post(&f, &alice, "/requests", canonical("JIT-ElevatedAdminRole")).await;
+    let id = RequestId::parse(v["requestId"].as_str().unwrap()).unwrap();
+    let mut r = f.store.get(&id).await.unwrap().unwrap();
+    for to in [Status::Validating, Status::ApprovalPending, Status::Granted] {
+        let change = Change {
+            actor: "system:test".into(),
+            at: f.clock.now_for_test(),
+            reason: None,
+            source: "test",
+        };
+        let (next, ev) = r.transition(to, &change).unwrap();
+        f.store.transition(&r, &next, &ev).await.unwrap();
+        r = next;
+    }
+    let path = format!("/requests/{id}");
+    assert_eq!(get(&f, &alice, &path).await.1["status"], "GRANTED");
+    f.clock.advance(chrono::Duration::seconds(1800));
+    assert_eq!(get(&f, &alice, &path).await.1["status"], "EXPIRED");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let f = fixture();
+    let alice = person("alice@example.com", &[]);
+    let (status, v) = get(&f, &alice, "/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_error(&v, "route_not_found", None);
+    let (status, v) = call_raw(&f, &alice, Method::DELETE, "/requests", vec![], &[]).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&v, "method_not_allowed", None);
+}
+
+trait NowForTest {
+    fn now_for_test(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+impl NowForTest for ManualClock {
+    fn now_for_test(&self) -> chrono::DateTime<chrono::Utc> {
+        jit_core::ports::Clock::now(self)
+    }
+}

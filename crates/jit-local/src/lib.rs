@@ -1,0 +1,272 @@
+//! `jit-local`: the whole broker on one machine, with no AWS account.
+//!
+//! The same core and the same API handlers the Lambda runs, behind a small
+//! hyper server on loopback, with the embedded SQLite store. It adds only what
+//! a deployed API Gateway would do in front of the Lambda: the API key check
+//! and establishing who the caller is (here from `x-jit-user` /
+//! `x-jit-groups`, which the deployed API never accepts).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use jit_api::{ApiRequest, MAX_BODY_BYTES};
+use jit_core::ports::{Clock, RequestStore, SystemClock, Workflow};
+use jit_core::service::Settings;
+use jit_core::{AuthSource, Broker, Caller, Catalog, Identity, Principal, ServiceError};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+pub mod workflow;
+
+/// Header carrying the caller's identity in local mode.
+pub const USER_HEADER: &str = "x-jit-user";
+/// Header carrying the caller's groups (comma-separated) in local mode.
+pub const GROUPS_HEADER: &str = "x-jit-groups";
+/// The API key header, as API Gateway names it.
+pub const API_KEY_HEADER: &str = "x-api-key";
+/// How the local API key appears as a trusted caller in records.
+pub const LOCAL_TRUSTED_CALLER: &str = "jit-local-api-key";
+
+/// Validated start-up configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub catalog_path: PathBuf,
+    /// `None`: generate one at start.
+    pub api_key: Option<String>,
+    pub demo_mode: bool,
+}
+
+/// Everything a running server needs.
+pub struct App {
+    pub broker: Broker,
+    api_key: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read the catalog {path}: {source}")]
+    CatalogRead {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Catalog(#[from] jit_core::CatalogError),
+    #[error("cannot open the store in {path}: {detail}")]
+    Store { path: String, detail: String },
+    #[error("the API key must be at least 16 visible ASCII characters")]
+    WeakApiKey,
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Reads and validates the catalog file, naming the file in any error.
+pub fn load_catalog(path: &Path) -> Result<Catalog, StartError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StartError::CatalogRead {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Catalog::parse(&text, &path.display().to_string())?)
+}
+
+/// A fresh random API key (32 hex characters, 128 bits).
+pub fn generate_api_key() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl App {
+    /// Builds the app from validated parts. The caller picks the store,
+    /// workflow and clock, so tests can inject a manual clock.
+    pub fn new(
+        catalog: Catalog,
+        store: Arc<dyn RequestStore>,
+        workflow: Arc<dyn Workflow>,
+        clock: Arc<dyn Clock>,
+        api_key: String,
+        demo_mode: bool,
+    ) -> Result<App, StartError> {
+        if api_key.len() < 16 || !api_key.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(StartError::WeakApiKey);
+        }
+        Ok(App {
+            broker: Broker {
+                store,
+                workflow,
+                catalog: Arc::new(catalog),
+                clock,
+                settings: Settings { demo_mode },
+            },
+            api_key,
+        })
+    }
+
+    /// Opens the data directory and store and builds the app from a config.
+    pub fn from_config(cfg: &Config) -> Result<(App, String), StartError> {
+        let catalog = load_catalog(&cfg.catalog_path)?;
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
+            path: cfg.data_dir.display().to_string(),
+            source,
+        })?;
+        let db = cfg.data_dir.join("jit.db");
+        let store = jit_store_sqlite::SqliteStore::open(&db).map_err(|e| StartError::Store {
+            path: db.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let store: Arc<dyn RequestStore> = Arc::new(store);
+        let api_key = cfg.api_key.clone().unwrap_or_else(generate_api_key);
+        let app = App::new(
+            catalog,
+            store.clone(),
+            Arc::new(workflow::LocalWorkflow::new(store)),
+            Arc::new(SystemClock),
+            api_key.clone(),
+            cfg.demo_mode,
+        )?;
+        Ok((app, api_key))
+    }
+
+    /// Checks the API key in constant time, like a usage plan would (but
+    /// without timing leaks).
+    fn key_ok(&self, headers: &http::HeaderMap) -> bool {
+        headers
+            .get(API_KEY_HEADER)
+            .map(|v| v.as_bytes().ct_eq(self.api_key.as_bytes()).into())
+            .unwrap_or(false)
+    }
+
+    /// Who is calling: the `x-jit-user` identity, if any; the local API key
+    /// always counts as a trusted caller.
+    fn caller(headers: &http::HeaderMap) -> Result<Caller, ServiceError> {
+        let identity = match headers.get(USER_HEADER) {
+            None => None,
+            Some(v) => {
+                let text = v
+                    .to_str()
+                    .map_err(|_| ServiceError::invalid(USER_HEADER, "must be visible ASCII"))?;
+                let principal = Principal::parse(text.to_string())
+                    .map_err(|e| ServiceError::invalid(USER_HEADER, e.0))?;
+                let groups = match headers.get(GROUPS_HEADER) {
+                    None => vec![],
+                    Some(g) => g
+                        .to_str()
+                        .map_err(|_| ServiceError::invalid(GROUPS_HEADER, "must be visible ASCII"))?
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                };
+                Some(Identity {
+                    principal,
+                    auth: AuthSource::Local,
+                    groups,
+                })
+            }
+        };
+        Ok(Caller {
+            identity,
+            trusted_as: Some(LOCAL_TRUSTED_CALLER.to_string()),
+        })
+    }
+
+    /// Serves one HTTP request: the gateway's checks, then the shared handler.
+    pub async fn serve_http<B>(&self, req: Request<B>) -> Response<String>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = req.into_parts();
+        if !self.key_ok(&parts.headers) {
+            return forbidden_key();
+        }
+        let declared_too_large = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n > MAX_BODY_BYTES);
+        if declared_too_large {
+            return jit_api::error_response(&jit_api::ApiError::PayloadTooLarge);
+        }
+        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return jit_api::error_response(&jit_api::ApiError::PayloadTooLarge);
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "could not read the request body");
+                return jit_api::error_response(&jit_api::ApiError::MalformedJson(
+                    "the body could not be read".into(),
+                ));
+            }
+        };
+        let caller = match Self::caller(&parts.headers) {
+            Ok(c) => c,
+            Err(e) => return jit_api::error_response(&jit_api::ApiError::Service(e)),
+        };
+        let api = ApiRequest {
+            method: parts.method,
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers,
+            body,
+        };
+        jit_api::handle(&self.broker, &caller, api).await
+    }
+}
+
+fn forbidden_key() -> Response<String> {
+    let body = serde_json::json!({"error": {
+        "code": "forbidden",
+        "message": "missing or invalid API key: send it in the x-api-key header",
+        "field": API_KEY_HEADER,
+    }});
+    jit_api::json_response(StatusCode::FORBIDDEN, &body)
+}
+
+/// Accepts connections until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = listener.accept() => r?,
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let app = app.clone();
+                async move {
+                    let resp = app.serve_http(req).await;
+                    Ok::<_, std::convert::Infallible>(resp.map(|b| Full::new(Bytes::from(b))))
+                }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
