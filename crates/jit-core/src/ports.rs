@@ -186,3 +186,182 @@ impl Clock for ManualClock {
         *self.0.lock().expect("clock lock")
     }
 }
+
+/// A secret string (a session key, a token): never printed, never logged.
+/// `Debug` and `Display` show a placeholder; read it with [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for the one place that must hand it over.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// What one STS `AssumeRole` call asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRoleSpec {
+    pub role_arn: crate::ids::RoleArn,
+    /// `RoleSessionName`: who and which request, so CloudTrail says both.
+    pub session_name: String,
+    /// `SourceIdentity`: the requester, carried through role chaining and
+    /// matched by the early-revoke deny statement.
+    pub source_identity: String,
+    pub duration_secs: u32,
+    pub session_policy: Option<String>,
+    /// Session tags (`jit:request-id`, …).
+    pub tags: Vec<(String, String)>,
+}
+
+/// Credentials from STS. Only the access key id is shown by `Debug`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Secret,
+    pub expiration: Timestamp,
+}
+
+/// Why a grant step failed, classified so the workflow can retry the
+/// transient and the API can name the fix for the rest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    #[error("the role does not exist: {0}")]
+    RoleMissing(String),
+    #[error("the role's trust policy does not let the broker assume it: {0}")]
+    TrustRefused(String),
+    #[error("the requested session is longer than the role allows: {0}")]
+    DurationTooLong(String),
+    #[error("the policy does not exist or is not attachable: {0}")]
+    PolicyMissing(String),
+    #[error("the principal to attach to does not exist: {0}")]
+    PrincipalMissing(String),
+    /// Throttling, a 5xx, a timeout: worth retrying.
+    #[error("transient AWS error: {0}")]
+    Transient(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Vends role credentials (STS on AWS; a local issuer with clearly fake keys).
+#[async_trait]
+pub trait CredentialIssuer: Send + Sync {
+    async fn assume_role(&self, spec: &AssumeRoleSpec) -> Result<IssuedCredentials, GrantError>;
+}
+
+/// The IAM identity a managed policy is attached to in attach-policy mode.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "kebab-case")]
+pub enum IamPrincipal {
+    User(String),
+    Role(String),
+}
+
+impl IamPrincipal {
+    /// The IAM identity for a requester: an IAM user or role ARN names it;
+    /// an assumed-role session names its role; anything else (an email from
+    /// a JWT) is taken as an IAM user name, as the Kubiya seed did.
+    pub fn for_requester(principal: &Principal) -> Result<IamPrincipal, String> {
+        let p = principal.as_str();
+        let valid = |n: &str| !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+        let name = |n: &str, kind: &str| -> Result<String, String> {
+            if valid(n) { Ok(n.to_string()) } else { Err(format!("`{n}` is not a valid IAM {kind} name")) }
+        };
+        if let Some(rest) = p.strip_prefix("arn:") {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            let resource = parts.get(4).copied().unwrap_or_default();
+            return match (parts.get(1).copied(), resource.split_once('/')) {
+                (Some("iam"), Some(("user", path_name))) => Ok(IamPrincipal::User(name(path_name.rsplit('/').next().unwrap_or_default(), "user")?)),
+                (Some("iam"), Some(("role", path_name))) => Ok(IamPrincipal::Role(name(path_name.rsplit('/').next().unwrap_or_default(), "role")?)),
+                (Some("sts"), Some(("assumed-role", rest))) => {
+                    Ok(IamPrincipal::Role(name(rest.split('/').next().unwrap_or_default(), "role")?))
+                }
+                _ => Err(format!("`{p}` is not an IAM user, role or assumed-role ARN")),
+            };
+        }
+        Ok(IamPrincipal::User(name(p, "user")?))
+    }
+}
+
+/// Attaches and detaches managed policies (IAM on AWS; recorded locally).
+#[async_trait]
+pub trait PolicyAttacher: Send + Sync {
+    async fn attach(&self, account: &crate::ids::AccountId, to: &IamPrincipal, policy: &crate::ids::PolicyName) -> Result<(), GrantError>;
+    /// Detaching what is not attached is not an error (a retried revoke).
+    async fn detach(&self, account: &crate::ids::AccountId, from: &IamPrincipal, policy: &crate::ids::PolicyName) -> Result<(), GrantError>;
+}
+
+/// What approvers are told when a request waits for them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalNotice {
+    pub request: AccessRequest,
+    pub approvers: crate::catalog::Approvers,
+    pub deadline: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    #[error("transient notification failure: {0}")]
+    Transient(String),
+    #[error("notification failed: {0}")]
+    Failed(String),
+}
+
+/// Tells approvers a request waits for them, and updates them after the
+/// decision (Slack and email on AWS; an outbox locally).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn approval_requested(&self, notice: &ApprovalNotice) -> Result<(), NotifyError>;
+    async fn decided(&self, request: &AccessRequest) -> Result<(), NotifyError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iam_principal_for_requesters() {
+        let cases = [
+            ("arn:aws:iam::123456789012:user/ops/alice", Ok(IamPrincipal::User("alice".into()))),
+            ("arn:aws:iam::123456789012:role/Engineer", Ok(IamPrincipal::Role("Engineer".into()))),
+            ("arn:aws:sts::123456789012:assumed-role/Engineer/alice", Ok(IamPrincipal::Role("Engineer".into()))),
+            ("alice@example.com", Ok(IamPrincipal::User("alice@example.com".into()))),
+        ];
+        for (p, want) in cases {
+            let got = IamPrincipal::for_requester(&Principal::parse(p).unwrap());
+            assert_eq!(got, want, "{p}");
+        }
+        for bad in ["arn:aws:s3:::bucket", "arn:aws:iam::123456789012:group/admins", "alice smith"] {
+            assert!(IamPrincipal::for_requester(&Principal::parse(bad).unwrap()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = IssuedCredentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: Secret::new("wJalrXUtnFEMI"),
+            session_token: Secret::new("FwoGZXIvYXdzE"),
+            expiration: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+        };
+        let shown = format!("{c:?} {}", c.session_token);
+        assert!(!shown.contains("wJalrXUtnFEMI") && !shown.contains("FwoGZXIvYXdzE"), "{shown}");
+        assert_eq!(c.secret_access_key.expose(), "wJalrXUtnFEMI");
+    }
+}
