@@ -180,6 +180,7 @@ pub fn request_view(r: &AccessRequest, now: jit_core::request::Timestamp) -> Val
     if let Value::Object(m) = &mut v {
         m.insert("status".into(), json!(r.effective_status(now)));
         m.remove("requestFingerprint");
+        m.remove("taskToken");
     }
     v
 }

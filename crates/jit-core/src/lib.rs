@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod ports;
 pub mod request;
 pub mod service;
+pub mod tasks;
 
 pub use catalog::{Catalog, CatalogError, Entitlement};
 pub use duration::GrantDuration;

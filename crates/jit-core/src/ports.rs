@@ -279,20 +279,38 @@ impl IamPrincipal {
     /// a JWT) is taken as an IAM user name, as the Kubiya seed did.
     pub fn for_requester(principal: &Principal) -> Result<IamPrincipal, String> {
         let p = principal.as_str();
-        let valid = |n: &str| !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+        let valid = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+        };
         let name = |n: &str, kind: &str| -> Result<String, String> {
-            if valid(n) { Ok(n.to_string()) } else { Err(format!("`{n}` is not a valid IAM {kind} name")) }
+            if valid(n) {
+                Ok(n.to_string())
+            } else {
+                Err(format!("`{n}` is not a valid IAM {kind} name"))
+            }
         };
         if let Some(rest) = p.strip_prefix("arn:") {
             let parts: Vec<&str> = rest.splitn(5, ':').collect();
             let resource = parts.get(4).copied().unwrap_or_default();
             return match (parts.get(1).copied(), resource.split_once('/')) {
-                (Some("iam"), Some(("user", path_name))) => Ok(IamPrincipal::User(name(path_name.rsplit('/').next().unwrap_or_default(), "user")?)),
-                (Some("iam"), Some(("role", path_name))) => Ok(IamPrincipal::Role(name(path_name.rsplit('/').next().unwrap_or_default(), "role")?)),
-                (Some("sts"), Some(("assumed-role", rest))) => {
-                    Ok(IamPrincipal::Role(name(rest.split('/').next().unwrap_or_default(), "role")?))
-                }
-                _ => Err(format!("`{p}` is not an IAM user, role or assumed-role ARN")),
+                (Some("iam"), Some(("user", path_name))) => Ok(IamPrincipal::User(name(
+                    path_name.rsplit('/').next().unwrap_or_default(),
+                    "user",
+                )?)),
+                (Some("iam"), Some(("role", path_name))) => Ok(IamPrincipal::Role(name(
+                    path_name.rsplit('/').next().unwrap_or_default(),
+                    "role",
+                )?)),
+                (Some("sts"), Some(("assumed-role", rest))) => Ok(IamPrincipal::Role(name(
+                    rest.split('/').next().unwrap_or_default(),
+                    "role",
+                )?)),
+                _ => Err(format!(
+                    "`{p}` is not an IAM user, role or assumed-role ARN"
+                )),
             };
         }
         Ok(IamPrincipal::User(name(p, "user")?))
@@ -302,9 +320,19 @@ impl IamPrincipal {
 /// Attaches and detaches managed policies (IAM on AWS; recorded locally).
 #[async_trait]
 pub trait PolicyAttacher: Send + Sync {
-    async fn attach(&self, account: &crate::ids::AccountId, to: &IamPrincipal, policy: &crate::ids::PolicyName) -> Result<(), GrantError>;
+    async fn attach(
+        &self,
+        account: &crate::ids::AccountId,
+        to: &IamPrincipal,
+        policy: &crate::ids::PolicyName,
+    ) -> Result<(), GrantError>;
     /// Detaching what is not attached is not an error (a retried revoke).
-    async fn detach(&self, account: &crate::ids::AccountId, from: &IamPrincipal, policy: &crate::ids::PolicyName) -> Result<(), GrantError>;
+    async fn detach(
+        &self,
+        account: &crate::ids::AccountId,
+        from: &IamPrincipal,
+        policy: &crate::ids::PolicyName,
+    ) -> Result<(), GrantError>;
 }
 
 /// What approvers are told when a request waits for them.
@@ -338,17 +366,36 @@ mod tests {
     #[test]
     fn iam_principal_for_requesters() {
         let cases = [
-            ("arn:aws:iam::123456789012:user/ops/alice", Ok(IamPrincipal::User("alice".into()))),
-            ("arn:aws:iam::123456789012:role/Engineer", Ok(IamPrincipal::Role("Engineer".into()))),
-            ("arn:aws:sts::123456789012:assumed-role/Engineer/alice", Ok(IamPrincipal::Role("Engineer".into()))),
-            ("alice@example.com", Ok(IamPrincipal::User("alice@example.com".into()))),
+            (
+                "arn:aws:iam::123456789012:user/ops/alice",
+                Ok(IamPrincipal::User("alice".into())),
+            ),
+            (
+                "arn:aws:iam::123456789012:role/Engineer",
+                Ok(IamPrincipal::Role("Engineer".into())),
+            ),
+            (
+                "arn:aws:sts::123456789012:assumed-role/Engineer/alice",
+                Ok(IamPrincipal::Role("Engineer".into())),
+            ),
+            (
+                "alice@example.com",
+                Ok(IamPrincipal::User("alice@example.com".into())),
+            ),
         ];
         for (p, want) in cases {
             let got = IamPrincipal::for_requester(&Principal::parse(p).unwrap());
             assert_eq!(got, want, "{p}");
         }
-        for bad in ["arn:aws:s3:::bucket", "arn:aws:iam::123456789012:group/admins", "alice smith"] {
-            assert!(IamPrincipal::for_requester(&Principal::parse(bad).unwrap()).is_err(), "{bad}");
+        for bad in [
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam::123456789012:group/admins",
+            "alice smith",
+        ] {
+            assert!(
+                IamPrincipal::for_requester(&Principal::parse(bad).unwrap()).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -361,7 +408,10 @@ mod tests {
             expiration: chrono::DateTime::from_timestamp(0, 0).unwrap(),
         };
         let shown = format!("{c:?} {}", c.session_token);
-        assert!(!shown.contains("wJalrXUtnFEMI") && !shown.contains("FwoGZXIvYXdzE"), "{shown}");
+        assert!(
+            !shown.contains("wJalrXUtnFEMI") && !shown.contains("FwoGZXIvYXdzE"),
+            "{shown}"
+        );
         assert_eq!(c.secret_access_key.expose(), "wJalrXUtnFEMI");
     }
 }

@@ -104,8 +104,43 @@ pub struct AccessRequest {
     /// where the deployment enables demo mode.
     #[serde(default)]
     pub simulate_approval: bool,
+    /// The workflow's task token while the request waits for a decision.
+    /// It lives only here: never in a link, a log line, an audit event or an
+    /// API answer (`jit-api` strips it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_token: Option<TaskToken>,
     /// Bumped by every write; stores make writes conditional on it.
     pub version: u64,
+}
+
+/// A Step Functions (or local engine) task token: a bearer capability to
+/// complete the waiting approval task. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskToken(String);
+
+impl TaskToken {
+    /// Step Functions tokens are at most 2,048 characters; accept a little
+    /// more for other engines, but never an empty or absurd one.
+    pub fn parse(s: impl Into<String>) -> Result<Self, crate::ids::InvalidValue> {
+        let s = s.into();
+        if s.is_empty() || s.len() > 4096 || s.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(crate::ids::InvalidValue(
+                "must be a task token (1-4096 visible characters)".into(),
+            ));
+        }
+        Ok(TaskToken(s))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for TaskToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TaskToken(<redacted>)")
+    }
 }
 
 /// Who caused a change: a person (principal) or a named system component.
@@ -270,6 +305,7 @@ pub(crate) mod tests {
             idempotency_key: None,
             request_fingerprint: None,
             simulate_approval: false,
+            task_token: None,
             version: 1,
         }
     }

@@ -338,6 +338,7 @@ impl Broker {
             idempotency_key,
             request_fingerprint: Some(fingerprint),
             simulate_approval: req.simulate_approval,
+            task_token: None,
             version: 1,
         };
         let created = AuditEvent::new(

@@ -69,6 +69,7 @@ pub fn sample_request(requester: &Principal, at: Timestamp) -> AccessRequest {
         idempotency_key: None,
         request_fingerprint: None,
         simulate_approval: false,
+        task_token: None,
         version: 1,
     }
 }
@@ -113,6 +114,7 @@ pub fn full_request(requester: &Principal, at: Timestamp) -> AccessRequest {
     r.idempotency_key = Some(IdempotencyKey::parse("retry-key-0001").expect("valid key"));
     r.request_fingerprint = Some("f".repeat(64));
     r.simulate_approval = true;
+    r.task_token = Some(jit_core::request::TaskToken::parse("AQCEAAAAKgAAAAMAAAAAAAAAAf+token").unwrap());
     r.version = 4;
     r
 }

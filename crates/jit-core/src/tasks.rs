@@ -1,0 +1,485 @@
+//! The workflow's task steps: what each task Lambda (and the local engine's
+//! in-process dispatch) does, as plain functions over the ports.
+//!
+//! Every step is idempotent: Step Functions delivers at least once and the
+//! local engine re-invokes a task interrupted by a restart. A step that finds
+//! the request already where it would put it succeeds again; a step that
+//! finds the request moved on (cancelled, revoked) fails with the named error
+//! `NoLongerApplies`, which the definition turns into a quiet end.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::catalog::Catalog;
+use crate::ids::RequestId;
+use crate::lifecycle::Status;
+use crate::ports::{
+    ApprovalNotice, AssumeRoleSpec, Clock, CredentialIssuer, GrantError, IamPrincipal, Notifier,
+    NotifyError, PolicyAttacher, RequestStore, StoreError,
+};
+use crate::request::{
+    AccessRequest, AuditAction, AuditEvent, Change, GrantTarget, TaskToken, system_actor,
+};
+
+/// A task step's failure, with the stable `errorType` the state machine's
+/// `Retry`/`Catch` match.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// The request moved on without this execution.
+    #[error("{0}")]
+    NoLongerApplies(String),
+    /// Worth retrying: throttling, a conflict with a concurrent write, a
+    /// dependency briefly down.
+    #[error("{0}")]
+    Transient(String),
+    /// The payload is not what the definition sends: a bug, not retried.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The grant could not be made; the message names the cause and the fix.
+    #[error("{0}")]
+    GrantFailed(String),
+    #[error("{0}")]
+    RequestNotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl TaskError {
+    /// The Lambda `errorType`; `state-machine/approval.asl.json` matches these.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            TaskError::NoLongerApplies(_) => "NoLongerApplies",
+            TaskError::Transient(_) => "Transient",
+            TaskError::InvalidInput(_) => "InvalidInput",
+            TaskError::GrantFailed(_) => "GrantFailed",
+            TaskError::RequestNotFound(_) => "RequestNotFound",
+            TaskError::Internal(_) => "Internal",
+        }
+    }
+}
+
+impl From<StoreError> for TaskError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } => TaskError::Transient(e.to_string()),
+            StoreError::NotFound(id) => TaskError::RequestNotFound(format!("no request {id}")),
+            StoreError::Backend(m) => TaskError::Transient(format!("store: {m}")),
+            other => TaskError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<GrantError> for TaskError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::Transient(m) => TaskError::Transient(m),
+            other => TaskError::GrantFailed(other.to_string()),
+        }
+    }
+}
+
+/// The dependencies of the task steps, built once per Lambda (or once in
+/// `jit-local`).
+#[derive(Clone)]
+pub struct Tasks {
+    pub store: Arc<dyn RequestStore>,
+    pub catalog: Arc<Catalog>,
+    pub clock: Arc<dyn Clock>,
+    pub issuer: Arc<dyn CredentialIssuer>,
+    pub attacher: Arc<dyn PolicyAttacher>,
+    pub notifier: Arc<dyn Notifier>,
+}
+
+/// The longest reason kept on a record from an error cause.
+const MAX_REASON: usize = 1024;
+
+fn clip(s: &str) -> String {
+    if s.chars().count() <= MAX_REASON {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(MAX_REASON - 1).collect();
+        out.push('…');
+        out
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusPayload {
+    request_id: String,
+    to: Status,
+    reason: Option<String>,
+    /// A caught error (`{"Error", "Cause"}`) when recording FAILED.
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdPayload {
+    request_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApprovalPayload {
+    request_id: String,
+    task_token: String,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(payload: Value) -> Result<T, TaskError> {
+    serde_json::from_value(payload).map_err(|e| TaskError::InvalidInput(format!("payload: {e}")))
+}
+
+fn request_id(s: &str) -> Result<RequestId, TaskError> {
+    RequestId::parse(s).map_err(|e| TaskError::InvalidInput(format!("requestId: {e}")))
+}
+
+/// A readable reason from a caught Step Functions error. Lambda causes are
+/// JSON (`{"errorType","errorMessage"}`); keep the message.
+fn reason_from_error(error: &Value) -> String {
+    let name = error
+        .get("Error")
+        .and_then(Value::as_str)
+        .unwrap_or("Error");
+    let cause = error.get("Cause").and_then(Value::as_str).unwrap_or("");
+    let message = serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|c| {
+            c.get("errorMessage")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| cause.to_string());
+    if message.is_empty() {
+        name.to_string()
+    } else {
+        clip(&format!("{name}: {message}"))
+    }
+}
+
+fn answer(r: &AccessRequest) -> Value {
+    let mut v = json!({ "requestId": r.request_id, "status": r.status });
+    if let Some(exp) = r.expires_at {
+        v["expiresAt"] = json!(exp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    }
+    v
+}
+
+impl Tasks {
+    async fn load(&self, id: &RequestId) -> Result<AccessRequest, TaskError> {
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| TaskError::RequestNotFound(format!("no request {id}")))
+    }
+
+    fn change(&self, reason: Option<String>) -> Change {
+        Change {
+            actor: system_actor("workflow"),
+            at: self.clock.now(),
+            reason,
+            source: "workflow",
+        }
+    }
+
+    /// Moves a request to `to` (guarded, audited). Already there: success.
+    /// No longer allowed (it moved on): `NoLongerApplies`.
+    async fn move_to(
+        &self,
+        id: &RequestId,
+        to: Status,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, TaskError> {
+        // A lost race with a concurrent write is re-read and retried a few
+        // times here; beyond that the definition's Retry takes over.
+        for _ in 0..3 {
+            let r = self.load(id).await?;
+            if r.status == to {
+                return Ok(r);
+            }
+            if !r.status.can_become(to) {
+                return Err(TaskError::NoLongerApplies(format!(
+                    "the request is {}; it cannot become {to}",
+                    r.status
+                )));
+            }
+            let (next, event) = r
+                .transition(to, &self.change(reason.clone()))
+                .map_err(|e| TaskError::NoLongerApplies(e.to_string()))?;
+            match self.store.transition(&r, &next, &event).await {
+                Ok(()) => return Ok(next),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(TaskError::Transient(format!(
+            "request {id} kept changing; retry"
+        )))
+    }
+
+    /// `update-status`: a guarded transition plus its audit event.
+    pub async fn update_status(&self, payload: Value) -> Result<Value, TaskError> {
+        let p: StatusPayload = parse(payload)?;
+        let id = request_id(&p.request_id)?;
+        let reason = match (&p.error, p.reason) {
+            (Some(e), _) => Some(reason_from_error(e)),
+            (None, r) => r.map(|r| clip(&r)),
+        };
+        if p.to == Status::Validating {
+            self.revalidate(&id).await?;
+        }
+        let r = self.move_to(&id, p.to, reason).await?;
+        tracing::info!(request_id = %id, status = %r.status, "status recorded");
+        Ok(answer(&r))
+    }
+
+    /// The catalog may have changed since the request was made: the
+    /// entitlement must still exist and the requester still be eligible.
+    async fn revalidate(&self, id: &RequestId) -> Result<(), TaskError> {
+        let r = self.load(id).await?;
+        if r.status != Status::Requested {
+            return Ok(());
+        }
+        let why = match self.catalog.get(&r.entitlement) {
+            None => Some(format!(
+                "the entitlement `{}` is no longer in the catalog",
+                r.entitlement
+            )),
+            Some(e) if !self.catalog.is_eligible(e, &r.requester.groups) => Some(format!(
+                "the requester is no longer eligible for `{}`",
+                r.entitlement
+            )),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            self.move_to(id, Status::Validating, None).await?;
+            self.move_to(id, Status::Denied, Some(why.clone())).await?;
+            return Err(TaskError::NoLongerApplies(why));
+        }
+        Ok(())
+    }
+
+    /// `slack-notify`: stores the task token on the record (moving it to
+    /// APPROVAL_PENDING) and tells the approvers. The token goes nowhere else.
+    pub async fn request_approval(&self, payload: Value) -> Result<Value, TaskError> {
+        let p: ApprovalPayload = parse(payload)?;
+        let id = request_id(&p.request_id)?;
+        let token = TaskToken::parse(p.task_token)
+            .map_err(|e| TaskError::InvalidInput(format!("taskToken: {}", e.0)))?;
+        let r = self.store_token(&id, token).await?;
+        let approvers = self
+            .catalog
+            .get(&r.entitlement)
+            .map(|e| (e.approvers.clone(), e.approval_timeout_secs))
+            .ok_or_else(|| {
+                TaskError::NoLongerApplies(format!(
+                    "the entitlement `{}` is no longer in the catalog",
+                    r.entitlement
+                ))
+            })?;
+        let mut shown = r.clone();
+        shown.task_token = None;
+        let notice = ApprovalNotice {
+            request: shown,
+            approvers: approvers.0,
+            deadline: self.clock.now() + chrono::Duration::seconds(approvers.1 as i64),
+        };
+        if let Err(e) = self.notifier.approval_requested(&notice).await {
+            let event = AuditEvent::new(
+                &id,
+                self.clock.now(),
+                system_actor("notifier"),
+                AuditAction::Note,
+                None,
+                None,
+                Some(clip(&format!("notifying approvers failed: {e}"))),
+                "workflow",
+            );
+            self.store.append_audit(&event).await?;
+            return Err(match e {
+                NotifyError::Transient(m) => TaskError::Transient(m),
+                NotifyError::Failed(m) => TaskError::Internal(m),
+            });
+        }
+        Ok(answer(&r))
+    }
+
+    async fn store_token(
+        &self,
+        id: &RequestId,
+        token: TaskToken,
+    ) -> Result<AccessRequest, TaskError> {
+        for _ in 0..3 {
+            let r = self.load(id).await?;
+            let (mut next, event) = match r.status {
+                Status::ApprovalPending => {
+                    // A retried notify step gets a new token: keep the latest.
+                    let mut next = r.clone();
+                    next.version += 1;
+                    next.updated_at = self.clock.now();
+                    let event = AuditEvent::new(
+                        id,
+                        self.clock.now(),
+                        system_actor("workflow"),
+                        AuditAction::Note,
+                        None,
+                        None,
+                        Some("approval task restarted".into()),
+                        "workflow",
+                    );
+                    (next, event)
+                }
+                s if s.can_become(Status::ApprovalPending) => r
+                    .transition(Status::ApprovalPending, &self.change(None))
+                    .map_err(|e| TaskError::NoLongerApplies(e.to_string()))?,
+                s => {
+                    return Err(TaskError::NoLongerApplies(format!(
+                        "the request is {s}; it no longer waits for approval"
+                    )));
+                }
+            };
+            next.task_token = Some(token.clone());
+            match self.store.transition(&r, &next, &event).await {
+                Ok(()) => return Ok(next),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(TaskError::Transient(format!(
+            "request {id} kept changing; retry"
+        )))
+    }
+
+    /// `assume-role` (the Grant step). Assume-role entitlements: prove the
+    /// grant works with one `AssumeRole` (shortest session, the session
+    /// policy, `SourceIdentity` = requester) and discard the credentials, so a
+    /// broken trust policy fails the request now, with STS's reason.
+    /// Attach-policy entitlements: attach the policy to the requester.
+    pub async fn grant(&self, payload: Value) -> Result<Value, TaskError> {
+        let p: IdPayload = parse(payload)?;
+        let id = request_id(&p.request_id)?;
+        let r = self.load(&id).await?;
+        if !r.status.can_become(Status::Granted) && r.status != Status::Granted {
+            return Err(TaskError::NoLongerApplies(format!(
+                "the request is {}; nothing to grant",
+                r.status
+            )));
+        }
+        match &r.target {
+            GrantTarget::AssumeRole { role_arn } => {
+                let spec = AssumeRoleSpec {
+                    role_arn: role_arn.clone(),
+                    session_name: session_name(&r),
+                    source_identity: r.requester.principal.to_string(),
+                    duration_secs: crate::duration::GrantDuration::MIN.secs(),
+                    session_policy: r.session_policy.clone(),
+                    tags: vec![("jit:request-id".into(), r.request_id.to_string())],
+                };
+                // The credentials are dropped here, unread: this call only
+                // proves the role can be assumed for this requester.
+                let _proof = self.issuer.assume_role(&spec).await?;
+                tracing::info!(request_id = %id, "grant verified with one AssumeRole");
+            }
+            GrantTarget::AttachPolicy { policy_name } => {
+                let to = IamPrincipal::for_requester(&r.requester.principal)
+                    .map_err(TaskError::GrantFailed)?;
+                self.attacher.attach(&r.account, &to, policy_name).await?;
+                tracing::info!(request_id = %id, policy = %policy_name, "policy attached");
+            }
+        }
+        Ok(json!({ "requestId": id, "granted": true }))
+    }
+
+    /// `expire` (the Revoke step): detach in attach mode, record EXPIRED.
+    /// A request whose grant was never recorded (RecordGranted failed) is
+    /// cleaned up and recorded FAILED instead.
+    pub async fn revoke(&self, payload: Value) -> Result<Value, TaskError> {
+        let p: IdPayload = parse(payload)?;
+        let id = request_id(&p.request_id)?;
+        let r = self.load(&id).await?;
+        match r.status {
+            Status::Expired => return Ok(answer(&r)),
+            Status::Revoked => {
+                return Err(TaskError::NoLongerApplies(
+                    "the grant was already revoked".into(),
+                ));
+            }
+            _ => {}
+        }
+        self.undo_grant(&r).await?;
+        let r = if r.status == Status::Granted {
+            self.move_to(&id, Status::Expired, None).await?
+        } else if r.status.can_become(Status::Failed) {
+            self.move_to(
+                &id,
+                Status::Failed,
+                Some("the grant could not be recorded and was undone".into()),
+            )
+            .await?
+        } else {
+            r
+        };
+        tracing::info!(request_id = %id, status = %r.status, "grant ended");
+        Ok(answer(&r))
+    }
+
+    async fn undo_grant(&self, r: &AccessRequest) -> Result<(), TaskError> {
+        if let GrantTarget::AttachPolicy { policy_name } = &r.target {
+            let from = IamPrincipal::for_requester(&r.requester.principal)
+                .map_err(TaskError::GrantFailed)?;
+            self.attacher.detach(&r.account, &from, policy_name).await?;
+        }
+        Ok(())
+    }
+
+    /// The TTL backstop: DynamoDB deleted a request item (days late, perhaps).
+    /// Anything still live is revoked and the removal is recorded.
+    pub async fn expired_by_ttl(&self, removed: &AccessRequest) -> Result<(), TaskError> {
+        let live = removed.status == Status::Granted;
+        if live {
+            self.undo_grant(removed).await?;
+        }
+        let reason = if live {
+            "TTL removed the record of a grant still marked GRANTED; the grant was revoked"
+        } else {
+            "TTL removed the record"
+        };
+        let event = AuditEvent::new(
+            &removed.request_id,
+            self.clock.now(),
+            system_actor("ttl"),
+            AuditAction::Note,
+            Some(removed.status),
+            None,
+            Some(reason.into()),
+            "expire",
+        );
+        self.store.append_audit(&event).await?;
+        Ok(())
+    }
+}
+
+/// `RoleSessionName`: at most 64 of `[\w+=,.@-]`; requester first so
+/// CloudTrail is readable, the request id so it is unique.
+pub fn session_name(r: &AccessRequest) -> String {
+    let who: String = r
+        .requester
+        .principal
+        .as_str()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@-_".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64 - 27)
+        .collect();
+    format!("{who}-{}", r.request_id)
+}
