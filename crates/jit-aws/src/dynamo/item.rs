@@ -1,0 +1,140 @@
+//! How requests look as DynamoDB items.
+//!
+//! An [`AccessRequest`] cannot be stored as-is: its `requester` is an object
+//! (the GSI needs the principal as a string) and its `expiresAt` is an
+//! RFC 3339 string (DynamoDB TTL only honours a NUMBER of epoch seconds). So
+//! an item carries a few flat attributes for keys, indexes, conditions and
+//! TTL, plus the untouched record under `record`, which is what reads return
+//! — the round trip is exact because nothing is reconstructed from the flat
+//! attributes.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use jit_core::lifecycle::Status;
+use jit_core::request::{AccessRequest, Timestamp};
+use jit_core::{IdempotencyKey, Principal, RequestId};
+use serde::{Deserialize, Serialize};
+
+use jit_core::ports::StoreError;
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// Attribute names shared by items, key conditions and cursors.
+pub(crate) mod attr {
+    pub const REQUEST_ID: &str = "requestId";
+    pub const REQUESTER: &str = "requester";
+    pub const STATUS: &str = "status";
+    pub const VERSION: &str = "version";
+    pub const EXPIRES_AT: &str = "expiresAt";
+    pub const EVENT_ID: &str = "eventId";
+}
+
+/// A request as stored in the requests table.
+///
+/// This is also the shape of the table's stream images, so a stream consumer
+/// (the `expire` Lambda) decodes `NEW_IMAGE`/`OLD_IMAGE` into this type with
+/// `serde_dynamo` and reads [`RequestItem::record`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestItem {
+    /// Hash key.
+    pub request_id: RequestId,
+    /// The requester's principal: hash key of the `byRequester` index.
+    pub requester: Principal,
+    /// The stored status: hash key of the `byStatus` index, and half of the
+    /// guard of every transition.
+    pub status: Status,
+    /// The other half of the guard.
+    pub version: u64,
+    /// Epoch seconds (rounded up) of the grant's end, for DynamoDB TTL. Absent
+    /// until a grant sets `expires_at`, so pending requests are never TTL'd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// The request, exactly as the core wrote it.
+    pub record: AccessRequest,
+}
+
+impl RequestItem {
+    pub fn new(record: &AccessRequest) -> Self {
+        RequestItem {
+            request_id: record.request_id.clone(),
+            requester: record.requester.principal.clone(),
+            status: record.status,
+            version: record.version,
+            expires_at: record.expires_at.map(ttl_seconds),
+            record: record.clone(),
+        }
+    }
+
+    pub(crate) fn to_item(&self) -> Result<Item, StoreError> {
+        serde_dynamo::aws_sdk_dynamodb_1::to_item(self)
+            .map_err(|e| StoreError::Backend(format!("encoding request item: {e}")))
+    }
+
+    pub(crate) fn from_item(item: Item) -> Result<Self, StoreError> {
+        serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
+            .map_err(|e| StoreError::Backend(format!("decoding request item: {e}")))
+    }
+}
+
+/// Epoch seconds for a TTL, rounded up so TTL can never act before the grant
+/// has really ended.
+pub(crate) fn ttl_seconds(at: Timestamp) -> i64 {
+    let secs = at.timestamp();
+    if at.timestamp_subsec_nanos() > 0 {
+        secs + 1
+    } else {
+        secs
+    }
+}
+
+/// The item that reserves an idempotency key for one requester.
+///
+/// It lives in the requests table (so the same transaction that stores the
+/// request reserves the key) under a hash key no ULID can collide with. It
+/// carries no `requester`/`status` attribute, so it never shows up in the
+/// indexes, and no `expiresAt`: a key stays used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct IdempotencyMarker {
+    /// The marker's hash key, from [`IdempotencyMarker::key_for`].
+    pub request_id: String,
+    /// The request first created with this key.
+    pub target_request_id: RequestId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+impl IdempotencyMarker {
+    /// `IDEMPOTENCY#<len>#<requester>#<key>`, where `<len>` is the
+    /// requester's length in bytes. Both a principal and a key may contain
+    /// `#`, so without the length `("a#b", "c")` and `("a", "b#c")` would share
+    /// a marker and one requester could replay another's request.
+    pub fn key_for(requester: &Principal, key: &IdempotencyKey) -> String {
+        format!(
+            "IDEMPOTENCY#{}#{}#{}",
+            requester.as_str().len(),
+            requester,
+            key
+        )
+    }
+
+    pub fn new(request: &AccessRequest, key: &IdempotencyKey) -> Self {
+        IdempotencyMarker {
+            request_id: Self::key_for(&request.requester.principal, key),
+            target_request_id: request.request_id.clone(),
+            fingerprint: request.request_fingerprint.clone(),
+        }
+    }
+
+    pub(crate) fn to_item(&self) -> Result<Item, StoreError> {
+        serde_dynamo::aws_sdk_dynamodb_1::to_item(self)
+            .map_err(|e| StoreError::Backend(format!("encoding idempotency marker: {e}")))
+    }
+
+    pub(crate) fn from_item(item: Item) -> Result<Self, StoreError> {
+        serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
+            .map_err(|e| StoreError::Backend(format!("decoding idempotency marker: {e}")))
+    }
+}

@@ -1,0 +1,31 @@
+//! The JIT access broker's ports implemented on the AWS SDK: the request
+//! store on DynamoDB ([`DynamoStore`]) and the approval workflow on Step
+//! Functions ([`SfnWorkflow`]), plus the one SDK configuration every client
+//! in a process is built from ([`sdk`]).
+//!
+//! This crate makes no decisions — lifecycle, rules and identity live in
+//! `jit-core`; it translates the core's ports into SDK calls and the SDK's
+//! answers back into the core's errors. It is the only place the AWS SDK is
+//! called from, so Lambdas stay thin and everything here is tested against a
+//! real AWS-protocol server (moto, started by `scripts/test`).
+//!
+//! Invariants:
+//! - it never logs, stores or puts into an error message a credential, a
+//!   session token, a task token or a signed link: SDK errors are reduced to
+//!   the service's error code and message;
+//! - every write that changes a request is conditional and carries its audit
+//!   event in the same transaction;
+//! - TLS is rustls on *ring*, never the SDK's default aws-lc client (size and
+//!   Lambda init time).
+
+pub mod dynamo;
+mod error;
+pub mod sdk;
+pub mod sfn;
+
+pub use aws_config::SdkConfig;
+pub use dynamo::{
+    BY_REQUESTER_INDEX, BY_STATUS_INDEX, CreateTablesError, CreatedTables, DynamoStore,
+    RequestItem, TableNames, create_tables,
+};
+pub use sfn::{InvalidStateMachineArn, SfnWorkflow, StateMachineArn};
