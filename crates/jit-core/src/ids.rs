@@ -87,24 +87,33 @@ string_newtype!(
 impl RequestId {
     /// A fresh id for a request created at `at` (milliseconds resolution).
     ///
-    /// Ids made in a row for the same millisecond increase (like `ulid`'s
-    /// monotonic generator): audit event ids use this too, and stores sort a
-    /// trail by event id, so events stamped with one instant (a manual
-    /// clock, a fast workflow step) must keep the order they were made in.
+    /// Within a process, ids for one millisecond increase in the order they
+    /// are made, whatever else is generated in between: audit event ids come
+    /// from here too, stores sort a trail by event id, and events stamped
+    /// with one instant (a manual clock, a fast workflow step) must keep the
+    /// order they were written in.
     pub fn generate(at: chrono::DateTime<chrono::Utc>) -> Self {
-        use std::sync::{Mutex, PoisonError};
-        const RANDOM_MAX: u128 = (1u128 << 80) - 1;
-        static LAST: Mutex<(u64, u128)> = Mutex::new((u64::MAX, 0));
         let ms = at.timestamp_millis().max(0) as u64;
-        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
-        let random = if last.0 == ms && last.1 < RANDOM_MAX {
-            last.1 + 1
-        } else {
-            rand_bits()
-        };
-        *last = (ms, random);
-        Self(ulid::Ulid::from_parts(ms, random).to_string())
+        Self(ulid::Ulid::from_parts(ms, ordered_bits()).to_string())
     }
+}
+
+/// The 80 low bits of a ULID: 40 random bits fixed per process (so two
+/// processes' ids differ), then a process-wide counter from a random start
+/// (so one process's ids increase). Unique and ordered up to 2^39 ids per
+/// process.
+fn ordered_bits() -> u128 {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const LOW: u32 = 40;
+    static SEED: OnceLock<(u128, u64)> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (prefix, start) = *SEED.get_or_init(|| {
+        let r = rand_bits();
+        (r >> LOW, (r as u64) & ((1 << (LOW - 1)) - 1))
+    });
+    let n = start + COUNTER.fetch_add(1, Ordering::Relaxed);
+    (prefix << LOW) | (n as u128 & ((1u128 << LOW) - 1))
 }
 
 /// 80 random bits for ULIDs. `ulid`'s own generator needs the `rand` feature;
@@ -316,7 +325,13 @@ mod tests {
         let same: std::collections::HashSet<_> =
             (0..1000).map(|_| RequestId::generate(t1)).collect();
         assert_eq!(same.len(), 1000);
-        let in_a_row: Vec<_> = (0..1000).map(|_| RequestId::generate(t1)).collect();
+        // Same-millisecond ids keep their order, even with others made in between.
+        let in_a_row: Vec<_> = (0..1000)
+            .map(|i| {
+                let _other = RequestId::generate(if i % 2 == 0 { t2 } else { t1 });
+                RequestId::generate(t1)
+            })
+            .collect();
         assert!(in_a_row.windows(2).all(|w| w[0] < w[1]));
         assert!(RequestId::parse(a.as_str()).is_ok());
         assert!(RequestId::parse("not-a-ulid").is_err());
