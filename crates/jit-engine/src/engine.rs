@@ -1,0 +1,1935 @@
+//! The engine: executions stepped state by state, every step committed to
+//! SQLite, tasks invoked through a [`TaskInvoker`], timers driven by an
+//! injected [`Clock`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use jit_core::ports::Clock;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::db::{Commit, EngineDb, ExecRow, NewToken, token_status};
+use crate::definition::{Kind, Resource, Seconds, Source, State, StateMachine, TaskState, WaitFor};
+use crate::error::{EngineError, StateError, states};
+use crate::history::{self, HistoryEvent, NewEvent, TaskResource, lambda_fn};
+use crate::interp::{Ctx, ROLE_ARN, error_matches, is_handleable, retry_delay_ms};
+use crate::time::{fmt_ms, from_ms, to_ms};
+use crate::{choice, token};
+
+/// The account and region in the ARNs this engine makes up.
+const ARN_PREFIX: &str = "arn:aws:states:local:000000000000";
+const REGION: &str = "local";
+/// AWS fails an execution whose history would pass 25,000 events.
+const MAX_HISTORY_EVENTS: u64 = 25_000;
+/// Transitions one execution may make before yielding to others.
+const TURN_TRANSITIONS: usize = 500;
+/// Executions the driver advances at once.
+const DRIVER_CONCURRENCY: usize = 32;
+/// Payload limit for inputs and outputs (256 KiB), as on AWS.
+const MAX_PAYLOAD: usize = 262_144;
+
+/// A task's failure as the Lambda reports it: `error` is its `errorType`
+/// (what `Retry`/`Catch` match), `cause` the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    pub error: String,
+    pub cause: String,
+}
+
+impl TaskError {
+    pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
+        TaskError {
+            error: error.into(),
+            cause: cause.into(),
+        }
+    }
+}
+
+/// Which task is being invoked, for invokers that care (the canned-answer
+/// runner keys its answers by state name).
+#[derive(Debug, Clone, Copy)]
+pub struct TaskCall<'a> {
+    /// The (substituted) `FunctionName`, or the Lambda ARN used as Resource.
+    pub function: &'a str,
+    pub execution_name: &'a str,
+    pub state: &'a str,
+    /// Set for `.waitForTaskToken` tasks. Never log it.
+    pub task_token: Option<&'a str>,
+}
+
+/// Runs task Lambdas. In `jit-local` this dispatches in-process to the same
+/// handlers the deployed Lambdas run. Called at least once per attempt: a
+/// task interrupted by a crash is invoked again on resume.
+#[async_trait]
+pub trait TaskInvoker: Send + Sync {
+    async fn invoke(&self, function: &str, payload: Value) -> Result<Value, TaskError>;
+
+    /// What the engine calls; forwards to [`TaskInvoker::invoke`] unless
+    /// overridden.
+    async fn invoke_task(&self, call: TaskCall<'_>, payload: Value) -> Result<Value, TaskError> {
+        self.invoke(call.function, payload).await
+    }
+}
+
+/// The state machines an engine can start, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Definitions {
+    machines: HashMap<String, Arc<StateMachine>>,
+}
+
+impl Definitions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, name: impl Into<String>, machine: StateMachine) -> Self {
+        self.insert(name, machine);
+        self
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, machine: StateMachine) {
+        self.machines.insert(name.into(), Arc::new(machine));
+    }
+}
+
+/// `DescribeExecution`'s status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "RUNNING",
+            ExecutionStatus::Succeeded => "SUCCEEDED",
+            ExecutionStatus::Failed => "FAILED",
+            ExecutionStatus::TimedOut => "TIMED_OUT",
+            ExecutionStatus::Aborted => "ABORTED",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, EngineError> {
+        Ok(match s {
+            "RUNNING" => ExecutionStatus::Running,
+            "SUCCEEDED" => ExecutionStatus::Succeeded,
+            "FAILED" => ExecutionStatus::Failed,
+            "TIMED_OUT" => ExecutionStatus::TimedOut,
+            "ABORTED" => ExecutionStatus::Aborted,
+            other => return Err(EngineError::Db(format!("unknown execution status {other}"))),
+        })
+    }
+}
+
+/// What `start_execution` returns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartedExecution {
+    pub execution_arn: String,
+    pub start_date: DateTime<Utc>,
+    /// True when a running execution with this name and input already
+    /// existed (AWS's idempotent StartExecution).
+    #[serde(skip)]
+    pub already_running: bool,
+}
+
+/// What `describe_execution` returns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionDescription {
+    pub execution_arn: String,
+    pub state_machine_arn: String,
+    pub name: String,
+    pub status: ExecutionStatus,
+    pub input: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    pub start_date: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_date: Option<DateTime<Utc>>,
+}
+
+/// What `resume` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeReport {
+    /// Executions still RUNNING.
+    pub running: u64,
+    /// Of those, how many wait for something external (a task token with
+    /// no deadline).
+    pub waiting_for_callback: u64,
+    /// Executions whose stored definition no longer loads; failed with
+    /// `States.Runtime`.
+    pub failed_on_load: u64,
+}
+
+pub(crate) fn machine_arn(machine: &str) -> String {
+    format!("{ARN_PREFIX}:stateMachine:{machine}")
+}
+
+pub(crate) fn execution_arn(machine: &str, name: &str) -> String {
+    format!("{ARN_PREFIX}:execution:{machine}:{name}")
+}
+
+/// Accepts an execution name or its ARN.
+fn name_of(execution: &str) -> &str {
+    if execution.starts_with("arn:") {
+        execution.rsplit(':').next().unwrap_or(execution)
+    } else {
+        execution
+    }
+}
+
+/// AWS's execution-name rules: 1–80 characters, none of whitespace,
+/// brackets, wildcards, `"#%\^|~`$&,;:/` or control characters.
+fn valid_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=80).contains(&n)
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c))
+}
+
+// ---------------------------------------------------------------------------
+// Persisted phases
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+enum Phase {
+    /// About to enter `state` with `input`.
+    Enter {
+        state: String,
+        input: Value,
+    },
+    /// In a Wait state until `until_ms`; `output` is what it will pass on.
+    Wait {
+        state: String,
+        output: Value,
+        until_ms: i64,
+    },
+    Task(TaskPhase),
+    Done,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TaskPhase {
+    state: String,
+    /// The state's raw input (what ResultPath writes into).
+    input: Value,
+    entered_ms: i64,
+    retry_count: u32,
+    /// Attempts used per retrier.
+    counters: Vec<u32>,
+    step: TaskStep,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+enum TaskStep {
+    /// Ready to start an attempt.
+    Schedule,
+    /// The invoker has (maybe) been called; if the process died, call again.
+    Invoking {
+        invocation: u64,
+        function: String,
+        payload: Value,
+        token: Option<String>,
+        timeout_ms: Option<i64>,
+        event: bool,
+    },
+    /// The callback Lambda returned; waiting for SendTask*.
+    AwaitToken { token: String },
+    /// Waiting out a retry interval.
+    RetryAt { until_ms: i64 },
+}
+
+enum End {
+    Succeeded(Value),
+    Failed {
+        error: String,
+        cause: String,
+    },
+    TimedOut {
+        error: String,
+        cause: String,
+    },
+    Aborted {
+        error: Option<String>,
+        cause: Option<String>,
+    },
+}
+
+enum Flow {
+    Continue,
+    /// Nothing to do until `Some(wake)`, or until something external.
+    Block(Option<i64>),
+    Invoke(InvokeRequest),
+    Finished,
+}
+
+#[derive(Debug, Clone)]
+struct InvokeRequest {
+    invocation: u64,
+    function: String,
+    payload: Value,
+    state: String,
+    execution: String,
+    token: Option<String>,
+    /// Real-time bound on the call, from the task's TimeoutSeconds.
+    timeout: Option<Duration>,
+}
+
+enum InvokeOutcome {
+    Ok(Value),
+    Err(TaskError),
+    TimedOut,
+}
+
+enum Turn {
+    /// (transitions, whether anything was committed)
+    Idle(usize, bool),
+    Yield(usize),
+    Invoke(InvokeRequest, usize),
+}
+
+// ---------------------------------------------------------------------------
+// One execution being stepped, in memory, between a load and a commit.
+
+struct Run {
+    row: ExecRow,
+    machine: Arc<StateMachine>,
+    exec_arn: String,
+    machine_arn: String,
+    start_time: String,
+    phase: Phase,
+    events: Vec<NewEvent>,
+    new_tokens: Vec<NewToken>,
+    closed_tokens: Vec<String>,
+    end: Option<End>,
+    transitions: usize,
+    now: i64,
+}
+
+fn lambda_payload_wrapper(exec_arn: &str, invocation: u64, payload: Value, status: u16) -> Value {
+    // A stable request id per (execution, attempt), formatted like a UUID.
+    let digest = Sha256::digest(format!("{exec_arn}#{invocation}").as_bytes());
+    let h: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let request_id = format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    );
+    json!({
+        "ExecutedVersion": "$LATEST",
+        "Payload": payload,
+        "SdkHttpMetadata": {
+            "AllHttpHeaders": {
+                "Content-Type": ["application/json"],
+                "X-Amz-Executed-Version": ["$LATEST"],
+                "x-amzn-RequestId": [request_id.clone()],
+            },
+            "HttpHeaders": {
+                "Content-Type": "application/json",
+                "X-Amz-Executed-Version": "$LATEST",
+                "x-amzn-RequestId": request_id.clone(),
+            },
+            "HttpStatusCode": status,
+        },
+        "SdkResponseMetadata": { "RequestId": request_id },
+        "StatusCode": status,
+    })
+}
+
+fn resource_name(r: &Resource) -> &'static str {
+    match r {
+        Resource::LambdaInvoke | Resource::LambdaArn(_) => "invoke",
+        Resource::LambdaInvokeCallback => "invoke.waitForTaskToken",
+    }
+}
+
+impl Run {
+    fn new(row: ExecRow, machine: Arc<StateMachine>, now: i64) -> Result<Self, EngineError> {
+        let phase: Phase = serde_json::from_str(&row.phase)?;
+        Ok(Run {
+            exec_arn: execution_arn(&row.machine, &row.name),
+            machine_arn: machine_arn(&row.machine),
+            start_time: fmt_ms(row.start_ms),
+            row,
+            machine,
+            phase,
+            events: Vec::new(),
+            new_tokens: Vec::new(),
+            closed_tokens: Vec::new(),
+            end: None,
+            transitions: 0,
+            now,
+        })
+    }
+
+    fn emit(&mut self, (event_type, details): (String, String)) {
+        self.events.push(NewEvent {
+            event_type,
+            details,
+            at_ms: self.now,
+        });
+    }
+
+    fn next_event_id(&self) -> u64 {
+        self.row.next_event + self.events.len() as u64
+    }
+
+    fn ctx<'a>(
+        &'a self,
+        state: &'a str,
+        entered: &'a str,
+        retry_count: u32,
+        token: Option<&'a str>,
+    ) -> Ctx<'a> {
+        Ctx::new(
+            &self.exec_arn,
+            &self.row.name,
+            &self.row.input,
+            &self.start_time,
+            &self.machine_arn,
+            &self.row.machine,
+            state,
+            entered,
+            retry_count,
+            token,
+        )
+    }
+
+    fn finish(&mut self, end: End) -> Flow {
+        match &end {
+            End::Succeeded(out) => self.emit(history::execution_succeeded(out)),
+            End::Failed { error, cause } => {
+                self.emit(history::execution_failed(Some(error), Some(cause)))
+            }
+            End::TimedOut { error, cause } => self.emit(history::execution_timed_out(error, cause)),
+            End::Aborted { error, cause } => self.emit(history::execution_aborted(
+                error.as_deref(),
+                cause.as_deref(),
+            )),
+        }
+        let old = std::mem::replace(&mut self.phase, Phase::Done);
+        if let Phase::Task(tp) = old {
+            match tp.step {
+                TaskStep::AwaitToken { token }
+                | TaskStep::Invoking {
+                    token: Some(token), ..
+                } => self.closed_tokens.push(token),
+                _ => {}
+            }
+        }
+        self.end = Some(end);
+        Flow::Finished
+    }
+
+    fn fail(&mut self, e: StateError) -> Flow {
+        self.finish(End::Failed {
+            error: e.error,
+            cause: e.cause,
+        })
+    }
+
+    fn go_next(&mut self, st: &State, output: Value) -> Flow {
+        match &st.next {
+            Some(n) => {
+                self.phase = Phase::Enter {
+                    state: n.clone(),
+                    input: output,
+                };
+                Flow::Continue
+            }
+            None => self.finish(End::Succeeded(output)),
+        }
+    }
+
+    /// Advances by one unit of work.
+    fn step(&mut self, db: &mut EngineDb) -> Result<Flow, EngineError> {
+        if matches!(self.phase, Phase::Done) {
+            return Ok(Flow::Finished);
+        }
+        if let Some(deadline) = self.row.deadline_ms
+            && self.now >= deadline
+        {
+            let secs = self.machine.timeout_seconds.unwrap_or_default();
+            return Ok(self.finish(End::TimedOut {
+                error: states::TIMEOUT.into(),
+                cause: format!(
+                    "The execution timed out after {secs} seconds (state machine TimeoutSeconds)."
+                ),
+            }));
+        }
+        if self.next_event_id() > MAX_HISTORY_EVENTS {
+            return Ok(self.fail(StateError::runtime(format!(
+                "The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
+            ))));
+        }
+        let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        match phase {
+            Phase::Done => Ok(Flow::Finished),
+            Phase::Enter { state, input } => Ok(self.enter(&state, input)),
+            Phase::Wait {
+                state,
+                output,
+                until_ms,
+            } => {
+                if self.now >= until_ms {
+                    self.emit(history::state_exited("Wait", &state, &output));
+                    let m = self.machine.clone();
+                    match m.states.get(&state) {
+                        Some(st) => Ok(self.go_next(st, output)),
+                        None => Ok(self.fail(missing_state(&state))),
+                    }
+                } else {
+                    self.phase = Phase::Wait {
+                        state,
+                        output,
+                        until_ms,
+                    };
+                    Ok(Flow::Block(Some(until_ms)))
+                }
+            }
+            Phase::Task(tp) => self.task_step(db, tp),
+        }
+    }
+
+    fn enter(&mut self, name: &str, input: Value) -> Flow {
+        let m = self.machine.clone();
+        let Some(st) = m.states.get(name) else {
+            return self.fail(missing_state(name));
+        };
+        let prefix = st.kind.event_prefix();
+        self.emit(history::state_entered(prefix, name, &input));
+        self.transitions += 1;
+        let entered = fmt_ms(self.now);
+        match &st.kind {
+            Kind::Pass {
+                parameters,
+                result,
+                result_path,
+            } => {
+                let out = (|| {
+                    let mut eff = st.input_path.apply("InputPath", &input)?;
+                    if let Some(p) = parameters {
+                        eff = p.eval(&eff, &self.ctx(name, &entered, 0, None))?;
+                    }
+                    let res = result.clone().unwrap_or(eff);
+                    let out = result_path.apply(&input, res)?;
+                    st.output_path.apply_owned("OutputPath", out)
+                })();
+                match out {
+                    Ok(out) => {
+                        self.emit(history::state_exited(prefix, name, &out));
+                        self.go_next(st, out)
+                    }
+                    Err(e) => self.fail(e),
+                }
+            }
+            Kind::Choice { rules, default } => {
+                let chosen = (|| {
+                    let eff = st.input_path.apply("InputPath", &input)?;
+                    let ctx = self.ctx(name, &entered, 0, None);
+                    let mut next = None;
+                    for r in rules {
+                        if r.cond.eval(&eff, &ctx)? {
+                            next = Some(r.next.clone());
+                            break;
+                        }
+                    }
+                    let next = next
+                        .or_else(|| default.clone())
+                        .ok_or_else(|| StateError::new(states::NO_CHOICE_MATCHED, "No Matches!"))?;
+                    let out = st.output_path.apply_owned("OutputPath", eff)?;
+                    Ok::<_, StateError>((next, out))
+                })();
+                match chosen {
+                    Ok((next, out)) => {
+                        self.emit(history::state_exited(prefix, name, &out));
+                        self.phase = Phase::Enter {
+                            state: next,
+                            input: out,
+                        };
+                        Flow::Continue
+                    }
+                    Err(e) => self.fail(e),
+                }
+            }
+            Kind::Succeed => {
+                let out = st
+                    .input_path
+                    .apply_owned("InputPath", input)
+                    .and_then(|v| st.output_path.apply_owned("OutputPath", v));
+                match out {
+                    Ok(out) => {
+                        self.emit(history::state_exited(prefix, name, &out));
+                        self.finish(End::Succeeded(out))
+                    }
+                    Err(e) => self.fail(e),
+                }
+            }
+            Kind::Fail { error, cause } => {
+                let resolved = (|| {
+                    let ctx = self.ctx(name, &entered, 0, None);
+                    let get =
+                        |s: &Option<Source>, field: &str| -> Result<Option<String>, StateError> {
+                            match s {
+                                None => Ok(None),
+                                Some(Source::Literal(l)) => Ok(Some(l.clone())),
+                                Some(Source::Path(p)) => match ctx.resolve(p, &input) {
+                                    Some(Value::String(s)) => Ok(Some(s.clone())),
+                                    _ => Err(StateError::runtime(format!(
+                                        "The {field} '{}' did not resolve to a string in the input",
+                                        p.text
+                                    ))),
+                                },
+                            }
+                        };
+                    Ok::<_, StateError>((get(error, "ErrorPath")?, get(cause, "CausePath")?))
+                })();
+                match resolved {
+                    Ok((error, cause)) => {
+                        let ev = history::execution_failed(error.as_deref(), cause.as_deref());
+                        self.emit(ev);
+                        self.end = Some(End::Failed {
+                            error: error.unwrap_or_default(),
+                            cause: cause.unwrap_or_default(),
+                        });
+                        self.phase = Phase::Done;
+                        Flow::Finished
+                    }
+                    Err(e) => self.fail(e),
+                }
+            }
+            Kind::Wait(w) => {
+                let planned = (|| {
+                    let eff = st.input_path.apply("InputPath", &input)?;
+                    let ctx = self.ctx(name, &entered, 0, None);
+                    let until = match w {
+                        WaitFor::Seconds(s) => self.now + (*s as i64) * 1000,
+                        WaitFor::Timestamp(t) => to_ms(*t),
+                        WaitFor::SecondsPath(p) => {
+                            match ctx.resolve(p, &eff).and_then(Value::as_u64) {
+                                Some(s) => self.now + (s.min(i64::MAX as u64 / 1000) as i64) * 1000,
+                                None => {
+                                    return Err(StateError::runtime(format!(
+                                        "The SecondsPath parameter does not reference a valid integer value: {}",
+                                        p.text
+                                    )));
+                                }
+                            }
+                        }
+                        WaitFor::TimestampPath(p) => match ctx
+                            .resolve(p, &eff)
+                            .and_then(Value::as_str)
+                            .and_then(choice::parse_timestamp)
+                        {
+                            Some(t) => to_ms(t),
+                            None => {
+                                return Err(StateError::runtime(format!(
+                                    "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {}",
+                                    p.text
+                                )));
+                            }
+                        },
+                    };
+                    let out = st.output_path.apply_owned("OutputPath", eff)?;
+                    Ok::<_, StateError>((until, out))
+                })();
+                match planned {
+                    Ok((until_ms, output)) => {
+                        self.phase = Phase::Wait {
+                            state: name.to_string(),
+                            output,
+                            until_ms,
+                        };
+                        Flow::Continue
+                    }
+                    Err(e) => self.fail(e),
+                }
+            }
+            Kind::Task(t) => {
+                self.phase = Phase::Task(TaskPhase {
+                    state: name.to_string(),
+                    input,
+                    entered_ms: self.now,
+                    retry_count: 0,
+                    counters: vec![0; t.retry.len()],
+                    step: TaskStep::Schedule,
+                });
+                Flow::Continue
+            }
+        }
+    }
+
+    fn task_step(&mut self, db: &mut EngineDb, mut tp: TaskPhase) -> Result<Flow, EngineError> {
+        let m = self.machine.clone();
+        let Some(st) = m.states.get(&tp.state) else {
+            return Ok(self.fail(missing_state(&tp.state)));
+        };
+        let Kind::Task(t) = &st.kind else {
+            return Ok(self.fail(missing_state(&tp.state)));
+        };
+        match std::mem::replace(&mut tp.step, TaskStep::Schedule) {
+            TaskStep::Schedule => self.schedule(st, t, tp),
+            TaskStep::RetryAt { until_ms } => {
+                if self.now >= until_ms {
+                    self.schedule(st, t, tp)
+                } else {
+                    tp.step = TaskStep::RetryAt { until_ms };
+                    self.phase = Phase::Task(tp);
+                    Ok(Flow::Block(Some(until_ms)))
+                }
+            }
+            TaskStep::Invoking {
+                invocation,
+                function,
+                payload,
+                token,
+                timeout_ms,
+                event,
+            } => {
+                // Found on load: the process stopped mid-invoke. Unless the
+                // task has timed out meanwhile, invoke it again.
+                if let Some(d) = timeout_ms
+                    && self.now >= d
+                {
+                    tp.step = TaskStep::Invoking {
+                        invocation,
+                        function,
+                        payload,
+                        token,
+                        timeout_ms,
+                        event,
+                    };
+                    return self.apply_invoke(InvokeOutcome::TimedOut, st, t, tp);
+                }
+                let req = InvokeRequest {
+                    invocation,
+                    function: function.clone(),
+                    payload: payload.clone(),
+                    state: tp.state.clone(),
+                    execution: self.row.name.clone(),
+                    token: token.clone(),
+                    timeout: timeout_ms
+                        .map(|d| Duration::from_millis((d - self.now).max(0) as u64)),
+                };
+                tp.step = TaskStep::Invoking {
+                    invocation,
+                    function,
+                    payload,
+                    token,
+                    timeout_ms,
+                    event,
+                };
+                self.phase = Phase::Task(tp);
+                Ok(Flow::Invoke(req))
+            }
+            TaskStep::AwaitToken { token } => {
+                let res = TaskResource {
+                    resource: resource_name(&t.resource),
+                };
+                let Some(row) = db.token(&token)? else {
+                    return Ok(self.fail(StateError::runtime("the task token record is missing")));
+                };
+                match row.status {
+                    token_status::SUCCEEDED => {
+                        self.closed_tokens.push(token);
+                        let answer: Value = match row.answer.as_deref() {
+                            Some(a) => serde_json::from_str(a)?,
+                            None => Value::Null,
+                        };
+                        self.emit(res.succeeded(&answer));
+                        Ok(self.task_success(st, t, tp, answer))
+                    }
+                    token_status::FAILED => {
+                        self.closed_tokens.push(token);
+                        let e: TaskError = match row.answer.as_deref() {
+                            Some(a) => serde_json::from_str(a)?,
+                            None => TaskError::new("", ""),
+                        };
+                        self.emit(res.failed(&e.error, &e.cause));
+                        Ok(self.task_error(
+                            st,
+                            t,
+                            tp,
+                            StateError {
+                                error: e.error,
+                                cause: e.cause,
+                            },
+                        ))
+                    }
+                    token_status::PENDING => {
+                        let timed_out = row.timeout_ms.is_some_and(|d| self.now >= d);
+                        let hb_out = row.heartbeat_ms.is_some_and(|d| self.now >= d);
+                        if timed_out || hb_out {
+                            self.closed_tokens.push(token);
+                            let (error, cause) = if timed_out {
+                                (
+                                    states::TIMEOUT,
+                                    "The task did not complete within TimeoutSeconds.",
+                                )
+                            } else {
+                                (
+                                    states::HEARTBEAT_TIMEOUT,
+                                    "The task did not send a heartbeat within HeartbeatSeconds.",
+                                )
+                            };
+                            self.emit(res.timed_out(error, cause));
+                            return Ok(self.task_error(st, t, tp, StateError::new(error, cause)));
+                        }
+                        let wake = match (row.timeout_ms, row.heartbeat_ms) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                        tp.step = TaskStep::AwaitToken { token };
+                        self.phase = Phase::Task(tp);
+                        Ok(Flow::Block(wake))
+                    }
+                    _ => Ok(self.fail(StateError::runtime("the task token was closed"))),
+                }
+            }
+        }
+    }
+
+    fn schedule(
+        &mut self,
+        st: &State,
+        t: &TaskState,
+        mut tp: TaskPhase,
+    ) -> Result<Flow, EngineError> {
+        let token = if t.resource.is_callback() {
+            Some(token::generate()?)
+        } else {
+            None
+        };
+        let entered = fmt_ms(tp.entered_ms);
+        let prepared = (|| {
+            let eff = st.input_path.apply("InputPath", &tp.input)?;
+            let ctx = self.ctx(&tp.state, &entered, tp.retry_count, token.as_deref());
+            let params = match &t.parameters {
+                Some(p) => p.eval(&eff, &ctx)?,
+                None => eff.clone(),
+            };
+            let secs = |s: &Option<Seconds>, field: &str| -> Result<Option<u64>, StateError> {
+                match s {
+                    None => Ok(None),
+                    Some(Seconds::Literal(n)) => Ok(Some(*n)),
+                    Some(Seconds::Path(p)) => match ctx.resolve(p, &eff).and_then(Value::as_u64) {
+                        Some(n) if n >= 1 => Ok(Some(n)),
+                        _ => Err(StateError::runtime(format!(
+                            "The {field} '{}' does not reference a positive integer",
+                            p.text
+                        ))),
+                    },
+                }
+            };
+            let timeout = secs(&t.timeout, "TimeoutSecondsPath")?;
+            let heartbeat = secs(&t.heartbeat, "HeartbeatSecondsPath")?;
+            let (function, payload, event) = match &t.resource {
+                Resource::LambdaArn(arn) => (arn.clone(), params.clone(), false),
+                _ => {
+                    let function = params
+                        .get("FunctionName")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| {
+                            StateError::runtime(
+                                "The Lambda Invoke parameter FunctionName must be a string",
+                            )
+                        })?
+                        .to_string();
+                    let payload = params.get("Payload").cloned().unwrap_or_else(|| json!({}));
+                    let event = match params.get("InvocationType") {
+                        None => false,
+                        Some(Value::String(s)) if s == "RequestResponse" => false,
+                        Some(Value::String(s)) if s == "Event" => true,
+                        Some(other) => {
+                            return Err(StateError::runtime(format!(
+                                "unsupported InvocationType {other}"
+                            )));
+                        }
+                    };
+                    (function, payload, event)
+                }
+            };
+            Ok::<_, StateError>((params, timeout, heartbeat, function, payload, event))
+        })();
+        let (params, timeout, heartbeat, function, payload, event) = match prepared {
+            Ok(v) => v,
+            Err(e) => return Ok(self.task_error(st, t, tp, e)),
+        };
+        let invocation = self.next_event_id();
+        match &t.resource {
+            Resource::LambdaArn(arn) => {
+                self.emit(lambda_fn::scheduled(arn, &params, timeout));
+                self.emit(lambda_fn::started());
+            }
+            r => {
+                let res = TaskResource {
+                    resource: resource_name(r),
+                };
+                self.emit(res.scheduled(REGION, &params, timeout, heartbeat));
+                self.emit(res.started());
+            }
+        }
+        let timeout_ms = timeout.map(|s| self.now + (s as i64) * 1000);
+        if let Some(tok) = &token {
+            let hb = heartbeat.map(|s| s as i64);
+            self.new_tokens.push(NewToken {
+                token: tok.clone(),
+                timeout_ms,
+                heartbeat_s: hb,
+                heartbeat_ms: hb.map(|s| self.now + s * 1000),
+            });
+        }
+        let req = InvokeRequest {
+            invocation,
+            function: function.clone(),
+            payload: payload.clone(),
+            state: tp.state.clone(),
+            execution: self.row.name.clone(),
+            token: token.clone(),
+            timeout: timeout.map(Duration::from_secs),
+        };
+        tp.step = TaskStep::Invoking {
+            invocation,
+            function,
+            payload,
+            token,
+            timeout_ms,
+            event,
+        };
+        self.phase = Phase::Task(tp);
+        Ok(Flow::Invoke(req))
+    }
+
+    /// Is this execution still waiting for the result of `invocation`?
+    fn awaits(&self, invocation: u64) -> bool {
+        matches!(&self.phase, Phase::Task(TaskPhase { step: TaskStep::Invoking { invocation: i, .. }, .. }) if *i == invocation)
+    }
+
+    fn apply_outcome(&mut self, outcome: InvokeOutcome) -> Result<Flow, EngineError> {
+        let m = self.machine.clone();
+        let Phase::Task(tp) = std::mem::replace(&mut self.phase, Phase::Done) else {
+            return Ok(Flow::Finished);
+        };
+        let Some(st) = m.states.get(&tp.state) else {
+            return Ok(self.fail(missing_state(&tp.state)));
+        };
+        let Kind::Task(t) = &st.kind else {
+            return Ok(self.fail(missing_state(&tp.state)));
+        };
+        self.apply_invoke(outcome, st, t, tp)
+    }
+
+    fn apply_invoke(
+        &mut self,
+        outcome: InvokeOutcome,
+        st: &State,
+        t: &TaskState,
+        mut tp: TaskPhase,
+    ) -> Result<Flow, EngineError> {
+        let TaskStep::Invoking {
+            invocation,
+            token,
+            timeout_ms,
+            event,
+            ..
+        } = std::mem::replace(&mut tp.step, TaskStep::Schedule)
+        else {
+            self.phase = Phase::Task(tp);
+            return Ok(Flow::Continue);
+        };
+        let late = timeout_ms.is_some_and(|d| self.now >= d);
+        let timeout_cause = "The task did not complete within TimeoutSeconds.";
+        match &t.resource {
+            Resource::LambdaInvokeCallback => {
+                let res = TaskResource {
+                    resource: resource_name(&t.resource),
+                };
+                let token = token.unwrap_or_default();
+                let submitted = match outcome {
+                    InvokeOutcome::Ok(v) => Some(lambda_payload_wrapper(
+                        &self.exec_arn,
+                        invocation,
+                        if event {
+                            Value::String(String::new())
+                        } else {
+                            v
+                        },
+                        if event { 202 } else { 200 },
+                    )),
+                    InvokeOutcome::Err(e) if !event => {
+                        self.closed_tokens.push(token);
+                        self.emit(res.failed(&e.error, &e.cause));
+                        return Ok(self.task_error(
+                            st,
+                            t,
+                            tp,
+                            StateError {
+                                error: e.error,
+                                cause: e.cause,
+                            },
+                        ));
+                    }
+                    InvokeOutcome::Err(e) => {
+                        tracing::warn!(execution = %self.row.name, state = %tp.state, error = %e.error,
+                            "asynchronous (Event) invocation failed; as on AWS, the task keeps waiting for its token");
+                        Some(lambda_payload_wrapper(
+                            &self.exec_arn,
+                            invocation,
+                            Value::String(String::new()),
+                            202,
+                        ))
+                    }
+                    InvokeOutcome::TimedOut => None,
+                };
+                match submitted {
+                    Some(out) => {
+                        self.emit(res.submitted(&out));
+                        tp.step = TaskStep::AwaitToken { token };
+                        self.phase = Phase::Task(tp);
+                        Ok(Flow::Continue)
+                    }
+                    None => {
+                        self.closed_tokens.push(token);
+                        self.emit(res.timed_out(states::TIMEOUT, timeout_cause));
+                        Ok(self.task_error(
+                            st,
+                            t,
+                            tp,
+                            StateError::new(states::TIMEOUT, timeout_cause),
+                        ))
+                    }
+                }
+            }
+            Resource::LambdaInvoke => {
+                let res = TaskResource {
+                    resource: resource_name(&t.resource),
+                };
+                match outcome {
+                    InvokeOutcome::TimedOut => {
+                        self.emit(res.timed_out(states::TIMEOUT, timeout_cause));
+                        Ok(self.task_error(
+                            st,
+                            t,
+                            tp,
+                            StateError::new(states::TIMEOUT, timeout_cause),
+                        ))
+                    }
+                    _ if late => {
+                        self.emit(res.timed_out(states::TIMEOUT, timeout_cause));
+                        Ok(self.task_error(
+                            st,
+                            t,
+                            tp,
+                            StateError::new(states::TIMEOUT, timeout_cause),
+                        ))
+                    }
+                    InvokeOutcome::Ok(v) => {
+                        let out = if event {
+                            lambda_payload_wrapper(
+                                &self.exec_arn,
+                                invocation,
+                                Value::String(String::new()),
+                                202,
+                            )
+                        } else {
+                            lambda_payload_wrapper(&self.exec_arn, invocation, v, 200)
+                        };
+                        self.emit(res.succeeded(&out));
+                        Ok(self.task_success(st, t, tp, out))
+                    }
+                    InvokeOutcome::Err(e) if event => {
+                        tracing::warn!(execution = %self.row.name, state = %tp.state, error = %e.error,
+                            "asynchronous (Event) invocation failed; as on AWS, the task does not see it");
+                        let out = lambda_payload_wrapper(
+                            &self.exec_arn,
+                            invocation,
+                            Value::String(String::new()),
+                            202,
+                        );
+                        self.emit(res.succeeded(&out));
+                        Ok(self.task_success(st, t, tp, out))
+                    }
+                    InvokeOutcome::Err(e) => {
+                        self.emit(res.failed(&e.error, &e.cause));
+                        Ok(self.task_error(
+                            st,
+                            t,
+                            tp,
+                            StateError {
+                                error: e.error,
+                                cause: e.cause,
+                            },
+                        ))
+                    }
+                }
+            }
+            Resource::LambdaArn(_) => match outcome {
+                InvokeOutcome::TimedOut => {
+                    self.emit(lambda_fn::timed_out(states::TIMEOUT, timeout_cause));
+                    Ok(self.task_error(st, t, tp, StateError::new(states::TIMEOUT, timeout_cause)))
+                }
+                _ if late => {
+                    self.emit(lambda_fn::timed_out(states::TIMEOUT, timeout_cause));
+                    Ok(self.task_error(st, t, tp, StateError::new(states::TIMEOUT, timeout_cause)))
+                }
+                InvokeOutcome::Ok(v) => {
+                    self.emit(lambda_fn::succeeded(&v));
+                    Ok(self.task_success(st, t, tp, v))
+                }
+                InvokeOutcome::Err(e) => {
+                    self.emit(lambda_fn::failed(&e.error, &e.cause));
+                    Ok(self.task_error(
+                        st,
+                        t,
+                        tp,
+                        StateError {
+                            error: e.error,
+                            cause: e.cause,
+                        },
+                    ))
+                }
+            },
+        }
+    }
+
+    fn task_success(&mut self, st: &State, t: &TaskState, tp: TaskPhase, result: Value) -> Flow {
+        let entered = fmt_ms(tp.entered_ms);
+        let out = (|| {
+            let selected = match &t.result_selector {
+                Some(rs) => rs.eval(
+                    &result,
+                    &self.ctx(&tp.state, &entered, tp.retry_count, None),
+                )?,
+                None => result,
+            };
+            let out = t.result_path.apply(&tp.input, selected)?;
+            st.output_path.apply_owned("OutputPath", out)
+        })();
+        match out {
+            Ok(out) => {
+                self.emit(history::state_exited("Task", &st.name, &out));
+                self.go_next(st, out)
+            }
+            Err(e) => self.task_error(st, t, tp, e),
+        }
+    }
+
+    /// Retry, catch, or fail the execution.
+    fn task_error(&mut self, st: &State, t: &TaskState, mut tp: TaskPhase, e: StateError) -> Flow {
+        if is_handleable(&e.error) {
+            for (i, r) in t.retry.iter().enumerate() {
+                if !r.errors.iter().any(|p| error_matches(p, &e.error)) {
+                    continue;
+                }
+                // The first retrier that matches decides; when it is spent,
+                // the error goes on to the catchers.
+                if tp.counters[i] < r.max_attempts {
+                    let jitter = match r.jitter {
+                        crate::definition::Jitter::None => None,
+                        crate::definition::Jitter::Full => Some(token::unit().unwrap_or(1.0)),
+                    };
+                    let delay = retry_delay_ms(
+                        r.interval_seconds,
+                        r.backoff_rate,
+                        r.max_delay_seconds,
+                        tp.counters[i],
+                        jitter,
+                    );
+                    tp.counters[i] += 1;
+                    tp.retry_count += 1;
+                    tp.step = TaskStep::RetryAt {
+                        until_ms: self.now + delay,
+                    };
+                    tracing::debug!(execution = %self.row.name, state = %tp.state, error = %e.error,
+                        retry = tp.retry_count, delay_ms = delay, "task failed; retry scheduled");
+                    self.phase = Phase::Task(tp);
+                    return Flow::Continue;
+                }
+                break;
+            }
+            for c in &t.catch {
+                if !c.errors.iter().any(|p| error_matches(p, &e.error)) {
+                    continue;
+                }
+                let error_output = json!({ "Error": e.error, "Cause": e.cause });
+                return match c.result_path.apply(&tp.input, error_output) {
+                    Ok(out) => {
+                        self.emit(history::state_exited("Task", &st.name, &out));
+                        self.phase = Phase::Enter {
+                            state: c.next.clone(),
+                            input: out,
+                        };
+                        Flow::Continue
+                    }
+                    Err(e2) => self.fail(e2),
+                };
+            }
+        }
+        self.fail(e)
+    }
+
+    fn commit(
+        &self,
+        db: &mut EngineDb,
+        wake: Option<i64>,
+        invoking: bool,
+    ) -> Result<bool, EngineError> {
+        let phase = serde_json::to_string(&self.phase)?;
+        let (status, output, error, cause) = match &self.end {
+            None => ("RUNNING", None, None, None),
+            Some(End::Succeeded(v)) => ("SUCCEEDED", Some(v.to_string()), None, None),
+            Some(End::Failed { error, cause }) => {
+                ("FAILED", None, Some(error.clone()), Some(cause.clone()))
+            }
+            Some(End::TimedOut { error, cause }) => {
+                ("TIMED_OUT", None, Some(error.clone()), Some(cause.clone()))
+            }
+            Some(End::Aborted { error, cause }) => ("ABORTED", None, error.clone(), cause.clone()),
+        };
+        let wake_ms = if self.end.is_some() {
+            None
+        } else {
+            match (wake, self.row.deadline_ms) {
+                (Some(w), Some(d)) => Some(w.min(d)),
+                (None, Some(d)) if !invoking => Some(d),
+                (w, _) => w,
+            }
+        };
+        db.commit(&Commit {
+            id: self.row.id,
+            expected_version: self.row.version,
+            status,
+            output: output.as_deref(),
+            error: error.as_deref(),
+            cause: cause.as_deref(),
+            stop_ms: self.end.as_ref().map(|_| self.now),
+            wake_ms,
+            invoking,
+            phase: &phase,
+            first_event: self.row.next_event,
+            events: &self.events,
+            new_tokens: &self.new_tokens,
+            closed_tokens: &self.closed_tokens,
+        })
+    }
+}
+
+fn missing_state(name: &str) -> StateError {
+    StateError::runtime(format!(
+        "no state named \"{name}\" in the execution's definition"
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// The engine
+
+struct Inner {
+    db: Mutex<EngineDb>,
+    /// Startable machines: name → (definition id, machine).
+    machines: HashMap<String, (i64, Arc<StateMachine>)>,
+    /// Every definition loaded so far, by stored id.
+    by_definition: Mutex<HashMap<i64, Arc<StateMachine>>>,
+    invoker: Arc<dyn TaskInvoker>,
+    clock: Arc<dyn Clock>,
+    /// Executions some worker is advancing right now.
+    claims: Mutex<HashSet<i64>>,
+    wake: Notify,
+}
+
+/// The local Step Functions: start, stop, describe executions, answer task
+/// tokens, and drive them (a background driver, or `run_until_idle` in
+/// tests). Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("machines", &self.inner.machines.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Claim {
+    inner: Arc<Inner>,
+    id: i64,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&self.inner.claims).remove(&self.id);
+    }
+}
+
+/// A poisoned lock is taken over: every write is one SQLite transaction, so
+/// a panic mid-write rolled back and left the connection consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Engine {
+    /// Opens the engine on `db` with the machines it may start. Executions
+    /// already in `db` continue on the definitions they started with (stored
+    /// in `db`); tasks that were mid-invoke when the last process stopped
+    /// are made runnable again (they will be invoked once more).
+    pub fn open(
+        mut db: EngineDb,
+        definitions: Definitions,
+        invoker: Arc<dyn TaskInvoker>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Engine, EngineError> {
+        let mut machines = HashMap::new();
+        let mut by_definition = HashMap::new();
+        for (name, sm) in definitions.machines {
+            let id = db.put_definition(&name, sm.source())?;
+            by_definition.insert(id, sm.clone());
+            machines.insert(name, (id, sm));
+        }
+        let rearmed = db.rearm_interrupted_invocations(to_ms(clock.now()))?;
+        if rearmed > 0 {
+            tracing::info!(
+                executions = rearmed,
+                "tasks interrupted by the last shutdown will be invoked again"
+            );
+        }
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                db: Mutex::new(db),
+                machines,
+                by_definition: Mutex::new(by_definition),
+                invoker,
+                clock,
+                claims: Mutex::new(HashSet::new()),
+                wake: Notify::new(),
+            }),
+        })
+    }
+
+    fn now_ms(&self) -> i64 {
+        to_ms(self.inner.clock.now())
+    }
+
+    fn machine_for(
+        &self,
+        db: &mut EngineDb,
+        definition_id: i64,
+    ) -> Result<Arc<StateMachine>, EngineError> {
+        if let Some(m) = lock(&self.inner.by_definition).get(&definition_id) {
+            return Ok(m.clone());
+        }
+        let (name, source) = db.definition(definition_id)?;
+        let sm = StateMachine::load_substituted(&source).map_err(|error| {
+            EngineError::InvalidDefinition {
+                machine: name,
+                error,
+            }
+        })?;
+        let sm = Arc::new(sm);
+        lock(&self.inner.by_definition).insert(definition_id, sm.clone());
+        Ok(sm)
+    }
+
+    /// Checks what the database holds after `open`: loads every definition a
+    /// running execution uses (failing, with `States.Runtime`, executions
+    /// whose stored definition this build refuses) and wakes the driver so
+    /// Waits and timeouts that passed while the process was down fire now.
+    pub fn resume(&self) -> Result<ResumeReport, EngineError> {
+        let now = self.now_ms();
+        let mut failed_on_load = 0;
+        {
+            let mut db = lock(&self.inner.db);
+            for def in db.running_definitions()? {
+                if let Err(EngineError::InvalidDefinition { error, .. }) =
+                    self.machine_for(&mut db, def)
+                {
+                    for id in db.running_with_definition(def)? {
+                        let Some(row) = db.load(id)? else { continue };
+                        let cause = format!("the stored definition no longer loads: {error}");
+                        let phase = serde_json::to_string(&Phase::Done)?;
+                        let ev = history::execution_failed(Some(states::RUNTIME), Some(&cause));
+                        db.commit(&Commit {
+                            id,
+                            expected_version: row.version,
+                            status: "FAILED",
+                            output: None,
+                            error: Some(states::RUNTIME),
+                            cause: Some(&cause),
+                            stop_ms: Some(now),
+                            wake_ms: None,
+                            invoking: false,
+                            phase: &phase,
+                            first_event: row.next_event,
+                            events: &[NewEvent {
+                                event_type: ev.0,
+                                details: ev.1,
+                                at_ms: now,
+                            }],
+                            new_tokens: &[],
+                            closed_tokens: &[],
+                        })?;
+                        failed_on_load += 1;
+                    }
+                }
+            }
+        }
+        let (running, waiting_for_callback) = lock(&self.inner.db).count_running()?;
+        self.inner.wake.notify_one();
+        Ok(ResumeReport {
+            running,
+            waiting_for_callback,
+            failed_on_load,
+        })
+    }
+
+    /// Starts an execution named `name` (unique in this engine). As AWS does
+    /// for Standard workflows: a RUNNING execution with the same name and
+    /// input is returned as is; any other reuse of the name (different
+    /// input, or the first execution has closed) is `ExecutionAlreadyExists`.
+    pub fn start_execution(
+        &self,
+        state_machine: &str,
+        name: &str,
+        input: Value,
+    ) -> Result<StartedExecution, EngineError> {
+        if !valid_name(name) {
+            return Err(EngineError::InvalidName(name.to_string()));
+        }
+        let Some((definition_id, sm)) = self.inner.machines.get(state_machine) else {
+            return Err(EngineError::StateMachineDoesNotExist(machine_arn(
+                state_machine,
+            )));
+        };
+        let input_text = input.to_string();
+        if input_text.len() > MAX_PAYLOAD {
+            return Err(EngineError::InvalidExecutionInput(format!(
+                "{} bytes; the limit is {MAX_PAYLOAD}",
+                input_text.len()
+            )));
+        }
+        let arn = execution_arn(state_machine, name);
+        let mut db = lock(&self.inner.db);
+        if let Some((_, machine, existing_input, status, start_ms)) = db.find_execution(name)? {
+            let same_input =
+                serde_json::from_str::<Value>(&existing_input).ok().as_ref() == Some(&input);
+            if machine == state_machine && status == "RUNNING" && same_input {
+                return Ok(StartedExecution {
+                    execution_arn: arn,
+                    start_date: from_ms(start_ms),
+                    already_running: true,
+                });
+            }
+            return Err(EngineError::ExecutionAlreadyExists(execution_arn(
+                &machine, name,
+            )));
+        }
+        let now = self.now_ms();
+        let phase = serde_json::to_string(&Phase::Enter {
+            state: sm.start_at.clone(),
+            input,
+        })?;
+        let (event_type, details) = history::execution_started(&input_text, ROLE_ARN);
+        db.insert_execution(
+            name,
+            state_machine,
+            *definition_id,
+            &input_text,
+            now,
+            sm.timeout_seconds.map(|s| now + (s as i64) * 1000),
+            &phase,
+            &NewEvent {
+                event_type,
+                details,
+                at_ms: now,
+            },
+        )?;
+        drop(db);
+        tracing::debug!(execution = %name, machine = %state_machine, "execution started");
+        self.inner.wake.notify_one();
+        Ok(StartedExecution {
+            execution_arn: arn,
+            start_date: from_ms(now),
+            already_running: false,
+        })
+    }
+
+    fn pending_token(
+        &self,
+        db: &mut EngineDb,
+        token: &str,
+    ) -> Result<crate::db::TokenRow, EngineError> {
+        if !token::well_formed(token) {
+            return Err(EngineError::InvalidToken);
+        }
+        let row = db.token(token)?.ok_or(EngineError::TaskDoesNotExist)?;
+        if row.status != token_status::PENDING {
+            return Err(EngineError::TaskTimedOut);
+        }
+        let now = self.now_ms();
+        let expired =
+            row.timeout_ms.is_some_and(|d| now >= d) || row.heartbeat_ms.is_some_and(|d| now >= d);
+        if expired {
+            return Err(EngineError::TaskTimedOut);
+        }
+        Ok(row)
+    }
+
+    /// `SendTaskSuccess`: the waiting task succeeds with `output` as its
+    /// result. `InvalidToken` for a malformed token, `TaskDoesNotExist` for
+    /// one never issued, `TaskTimedOut` for one already answered, timed out
+    /// or belonging to a closed execution.
+    pub fn send_task_success(&self, task_token: &str, output: Value) -> Result<(), EngineError> {
+        let text = output.to_string();
+        if text.len() > MAX_PAYLOAD {
+            return Err(EngineError::InvalidOutput(format!(
+                "{} bytes; the limit is {MAX_PAYLOAD}",
+                text.len()
+            )));
+        }
+        let mut db = lock(&self.inner.db);
+        let row = self.pending_token(&mut db, task_token)?;
+        let now = self.now_ms();
+        db.update_token(
+            task_token,
+            row.execution_id,
+            token_status::SUCCEEDED,
+            Some(&text),
+            None,
+            Some(now),
+        )?;
+        drop(db);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// `SendTaskFailure`: the waiting task fails with `error` (what Retry
+    /// and Catch match) and `cause`.
+    pub fn send_task_failure(
+        &self,
+        task_token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), EngineError> {
+        let answer = serde_json::to_string(&TaskError::new(error, cause))?;
+        let mut db = lock(&self.inner.db);
+        let row = self.pending_token(&mut db, task_token)?;
+        let now = self.now_ms();
+        db.update_token(
+            task_token,
+            row.execution_id,
+            token_status::FAILED,
+            Some(&answer),
+            None,
+            Some(now),
+        )?;
+        drop(db);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// `SendTaskHeartbeat`: restarts the task's HeartbeatSeconds window.
+    pub fn send_task_heartbeat(&self, task_token: &str) -> Result<(), EngineError> {
+        let mut db = lock(&self.inner.db);
+        let row = self.pending_token(&mut db, task_token)?;
+        if let Some(h) = row.heartbeat_s {
+            let next = self.now_ms() + h * 1000;
+            db.update_token(
+                task_token,
+                row.execution_id,
+                token_status::PENDING,
+                None,
+                Some(next),
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `StopExecution`: a RUNNING execution becomes ABORTED now (an
+    /// in-flight task's result is discarded when it arrives; a pending task
+    /// token stops being accepted). Stopping a closed execution changes
+    /// nothing. Returns the stop date.
+    pub fn stop_execution(
+        &self,
+        execution: &str,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) -> Result<DateTime<Utc>, EngineError> {
+        let name = name_of(execution);
+        let mut db = lock(&self.inner.db);
+        let (id, ..) = db
+            .find_execution(name)?
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
+        let row = db
+            .load(id)?
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
+        if row.status != "RUNNING" {
+            let d = db.describe(name)?;
+            return Ok(from_ms(d.and_then(|d| d.stop_ms).unwrap_or(row.start_ms)));
+        }
+        let now = self.now_ms();
+        let machine = self.machine_for(&mut db, row.definition_id)?;
+        let mut run = Run::new(row, machine, now)?;
+        run.finish(End::Aborted {
+            error: error.map(str::to_string),
+            cause: cause.map(str::to_string),
+        });
+        if !run.commit(&mut db, None, false)? {
+            return Err(EngineError::Db(
+                "the execution changed while being stopped".into(),
+            ));
+        }
+        tracing::debug!(execution = %name, "execution aborted");
+        Ok(from_ms(now))
+    }
+
+    /// `DescribeExecution`, by name or ARN.
+    pub fn describe_execution(&self, execution: &str) -> Result<ExecutionDescription, EngineError> {
+        let d = lock(&self.inner.db)
+            .describe(name_of(execution))?
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
+        Ok(ExecutionDescription {
+            execution_arn: execution_arn(&d.machine, &d.name),
+            state_machine_arn: machine_arn(&d.machine),
+            status: ExecutionStatus::parse(&d.status)?,
+            input: serde_json::from_str(&d.input)?,
+            output: d.output.as_deref().map(serde_json::from_str).transpose()?,
+            error: d.error,
+            cause: d.cause,
+            start_date: from_ms(d.start_ms),
+            stop_date: d.stop_ms.map(from_ms),
+            name: d.name,
+        })
+    }
+
+    /// `GetExecutionHistory`, oldest first.
+    pub fn history(&self, execution: &str) -> Result<Vec<HistoryEvent>, EngineError> {
+        let mut db = lock(&self.inner.db);
+        let (id, ..) = db
+            .find_execution(name_of(execution))?
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
+        db.events(id)
+    }
+
+    /// The names of the states entered, in order (for cross-checking a run
+    /// against another interpreter, e.g. moto's).
+    pub fn states_entered(&self, execution: &str) -> Result<Vec<String>, EngineError> {
+        let mut db = lock(&self.inner.db);
+        let (id, ..) = db
+            .find_execution(name_of(execution))?
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
+        db.states_entered(id)
+    }
+
+    /// When the next timer (Wait, retry interval, task or execution timeout)
+    /// of an execution nobody is advancing falls due.
+    pub fn next_timer(&self) -> Result<Option<DateTime<Utc>>, EngineError> {
+        let claims = lock(&self.inner.claims).clone();
+        let wakes = lock(&self.inner.db).next_wakes(claims.len() + 1)?;
+        Ok(wakes
+            .into_iter()
+            .find(|(id, _)| !claims.contains(id))
+            .map(|(_, w)| from_ms(w)))
+    }
+
+    fn try_claim(&self, id: i64) -> Option<Claim> {
+        let mut claims = lock(&self.inner.claims);
+        if claims.insert(id) {
+            Some(Claim {
+                inner: self.inner.clone(),
+                id,
+            })
+        } else {
+            None
+        }
+    }
+
+    fn runnable_unclaimed(&self, limit: usize) -> Result<Vec<i64>, EngineError> {
+        let now = self.now_ms();
+        let claims = lock(&self.inner.claims).clone();
+        let ids = lock(&self.inner.db).runnable(now, limit + claims.len())?;
+        Ok(ids
+            .into_iter()
+            .filter(|id| !claims.contains(id))
+            .take(limit)
+            .collect())
+    }
+
+    /// Advances everything runnable at the clock's current time, including
+    /// what becomes runnable meanwhile (tasks, retries whose interval is 0),
+    /// without sleeping. Returns the number of state transitions made.
+    pub async fn run_until_idle(&self) -> Result<usize, EngineError> {
+        let mut total = 0;
+        loop {
+            let ids = self.runnable_unclaimed(256)?;
+            if ids.is_empty() {
+                return Ok(total);
+            }
+            let mut progressed = false;
+            for id in ids {
+                if let Some(claim) = self.try_claim(id) {
+                    let (n, moved) = self.advance(claim).await?;
+                    total += n;
+                    progressed |= moved;
+                }
+            }
+            if !progressed {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Steps one claimed execution until it blocks, finishes or has had its
+    /// turn. Returns (transitions, whether anything was committed).
+    async fn advance(&self, claim: Claim) -> Result<(usize, bool), EngineError> {
+        let id = claim.id;
+        let mut pending: Option<(u64, InvokeOutcome)> = None;
+        let mut total = 0;
+        let mut committed = false;
+        loop {
+            let turn = {
+                let mut db = lock(&self.inner.db);
+                self.turn(&mut db, id, pending.take())?
+            };
+            match turn {
+                Turn::Idle(n, wrote) => {
+                    return Ok((total + n, committed || wrote));
+                }
+                Turn::Yield(n) => {
+                    self.inner.wake.notify_one();
+                    return Ok((total + n, true));
+                }
+                Turn::Invoke(req, n) => {
+                    total += n;
+                    committed = true;
+                    let outcome = self.call(&req).await;
+                    pending = Some((req.invocation, outcome));
+                }
+            }
+        }
+    }
+
+    /// One critical section: load, step until something blocks, commit.
+    fn turn(
+        &self,
+        db: &mut EngineDb,
+        id: i64,
+        result: Option<(u64, InvokeOutcome)>,
+    ) -> Result<Turn, EngineError> {
+        let now = self.now_ms();
+        let Some(row) = db.load(id)? else {
+            return Ok(Turn::Idle(0, false));
+        };
+        if row.status != "RUNNING" {
+            return Ok(Turn::Idle(0, false));
+        }
+        let applying = result.is_some();
+        if !applying && (row.invoking || row.wake_ms.is_none_or(|w| w > now)) {
+            return Ok(Turn::Idle(0, false));
+        }
+        let machine = match self.machine_for(db, row.definition_id) {
+            Ok(m) => m,
+            Err(EngineError::InvalidDefinition { error, .. }) => {
+                tracing::error!(execution = %row.name, %error, "stored definition no longer loads");
+                return Ok(Turn::Idle(0, false));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut run = Run::new(row, machine, now)?;
+        let mut flow = Flow::Continue;
+        if let Some((invocation, outcome)) = result {
+            if !run.awaits(invocation) {
+                // Stopped (or otherwise moved on) while the task ran: the
+                // result is discarded, as AWS discards a stopped task's.
+                return Ok(Turn::Idle(0, false));
+            }
+            flow = run.apply_outcome(outcome)?;
+        }
+        loop {
+            match flow {
+                Flow::Continue => {
+                    if run.transitions >= TURN_TRANSITIONS {
+                        run.commit(db, Some(now), false)?;
+                        return Ok(Turn::Yield(run.transitions));
+                    }
+                    flow = run.step(db)?;
+                }
+                Flow::Block(wake) => {
+                    run.commit(db, wake, false)?;
+                    return Ok(Turn::Idle(run.transitions, true));
+                }
+                Flow::Finished => {
+                    run.commit(db, None, false)?;
+                    tracing::debug!(execution = %run.row.name, "execution closed");
+                    return Ok(Turn::Idle(run.transitions, true));
+                }
+                Flow::Invoke(req) => {
+                    run.commit(db, None, true)?;
+                    return Ok(Turn::Invoke(req, run.transitions));
+                }
+            }
+        }
+    }
+
+    /// Calls the invoker on its own task, so a panicking handler fails the
+    /// task (`Lambda.Unknown`) instead of the engine.
+    async fn call(&self, req: &InvokeRequest) -> InvokeOutcome {
+        tracing::debug!(execution = %req.execution, state = %req.state, function = %req.function, "invoking task");
+        let invoker = self.inner.invoker.clone();
+        let (function, execution, state, token, payload) = (
+            req.function.clone(),
+            req.execution.clone(),
+            req.state.clone(),
+            req.token.clone(),
+            req.payload.clone(),
+        );
+        let handle = tokio::spawn(async move {
+            let call = TaskCall {
+                function: &function,
+                execution_name: &execution,
+                state: &state,
+                task_token: token.as_deref(),
+            };
+            invoker.invoke_task(call, payload).await
+        });
+        let abort = handle.abort_handle();
+        let joined = match req.timeout {
+            Some(d) => match tokio::time::timeout(d, handle).await {
+                Ok(j) => j,
+                Err(_) => {
+                    abort.abort();
+                    return InvokeOutcome::TimedOut;
+                }
+            },
+            None => handle.await,
+        };
+        match joined {
+            Ok(Ok(v)) => InvokeOutcome::Ok(v),
+            Ok(Err(e)) => InvokeOutcome::Err(e),
+            Err(e) => {
+                tracing::error!(execution = %req.execution, state = %req.state, "task handler panicked or was cancelled");
+                InvokeOutcome::Err(TaskError::new(
+                    "Lambda.Unknown",
+                    if e.is_panic() {
+                        "The task handler panicked."
+                    } else {
+                        "The task handler was cancelled."
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Starts the background driver: it advances runnable executions (up to
+    /// 32 at once), then sleeps until the next timer or until woken by a
+    /// start, a SendTask* or a stop. It stops when the handle is dropped or
+    /// shut down. Needs a tokio runtime with time enabled.
+    pub fn spawn_driver(&self) -> DriverHandle {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let engine = self.clone();
+        let join = tokio::spawn(async move { engine.drive(stop_rx).await });
+        DriverHandle {
+            stop: stop_tx,
+            join: Some(join),
+        }
+    }
+
+    async fn drive(self, mut stop: watch::Receiver<bool>) {
+        let mut tasks: JoinSet<Result<(usize, bool), EngineError>> = JoinSet::new();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let free = DRIVER_CONCURRENCY.saturating_sub(tasks.len());
+            if free > 0 {
+                match self.runnable_unclaimed(free) {
+                    Ok(ids) => {
+                        for id in ids {
+                            if let Some(claim) = self.try_claim(id) {
+                                let engine = self.clone();
+                                tasks.spawn(async move { engine.advance(claim).await });
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "engine driver: listing runnable executions")
+                    }
+                }
+            }
+            let sleep_for = match self.next_timer() {
+                Ok(Some(at)) => {
+                    let ms = (to_ms(at) - self.now_ms()).clamp(0, 60_000);
+                    Duration::from_millis(ms as u64)
+                }
+                Ok(None) => Duration::from_secs(60),
+                Err(e) => {
+                    tracing::error!(error = %e, "engine driver: reading timers");
+                    Duration::from_secs(1)
+                }
+            };
+            // With every slot busy, only a finishing task frees one.
+            let timer_useful = tasks.len() < DRIVER_CONCURRENCY;
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok(Err(e)) = done {
+                        tracing::error!(error = %e, "engine driver: advancing an execution");
+                    }
+                }
+                _ = tokio::time::sleep(sleep_for), if timer_useful => {}
+                _ = stop.changed() => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Owns the background driver. Dropping it stops the driver at once
+/// (in-flight steps are cancelled; everything committed stays, and an
+/// interrupted task runs again on the next open). `shutdown` lets in-flight
+/// steps finish first.
+pub struct DriverHandle {
+    stop: watch::Sender<bool>,
+    join: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl DriverHandle {
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(j) = self.join.take() {
+            let _ = j.await;
+        }
+    }
+}
+
+impl Drop for DriverHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(j) = self.join.take() {
+            j.abort();
+        }
+    }
+}

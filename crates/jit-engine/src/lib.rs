@@ -1,0 +1,54 @@
+//! `jit-engine`: a durable local executor of the Amazon States Language, so
+//! `jit-local` runs `state-machine/approval.asl.json` — the very file Step
+//! Functions runs on AWS — with no AWS account.
+//!
+//! It implements the JSONPath flavour of ASL with AWS's semantics for Task
+//! (Lambda `invoke`, `invoke.waitForTaskToken`, and a function ARN as
+//! Resource), Choice, Wait, Pass, Succeed and Fail; `InputPath`,
+//! `Parameters`, `ResultSelector`, `ResultPath`, `OutputPath`, the context
+//! object; `Retry`, `Catch`, task timeouts and heartbeats. A definition that
+//! uses anything else (Parallel, Map, intrinsic functions, JSONPath beyond
+//! reference paths, other service integrations, JSONata) is refused when it
+//! loads, with the state and field named — never half-run.
+//!
+//! Durability: every step is one SQLite transaction (execution row, history
+//! events, task tokens); nothing lives only in memory. Kill the process at
+//! any point, [`Engine::open`] the same file and [`Engine::resume`]: tokens
+//! still accept `SendTaskSuccess`, Waits and timeouts whose time passed
+//! fire at once, and a task that was mid-invoke is **invoked again** —
+//! tasks run at least once per attempt, so task handlers must be
+//! idempotent (ours are guarded writes).
+//!
+//! This crate must never: log a task token; sleep in real time in tests
+//! (time comes from the injected [`jit_core::ports::Clock`]); or accept a
+//! definition it would run differently from AWS.
+//!
+//! Why not the `asl` crate (0.2.0, MIT): its `Execution` is a synchronous
+//! iterator that borrows the definition and keeps its state in a `RefCell`,
+//! so an execution cannot be persisted between steps or resumed after a
+//! restart; tasks are a blocking `execute_task` call (no task tokens, no
+//! callbacks) and Wait calls `thread::sleep`. It also has no Retry, no task
+//! timeouts, and its Catch drops the error output — so the interpreter is
+//! written here instead.
+
+mod choice;
+mod db;
+mod definition;
+mod engine;
+mod error;
+mod history;
+mod interp;
+mod path;
+mod run;
+mod time;
+mod token;
+
+pub use db::EngineDb;
+pub use definition::{StateMachine, Substitutions};
+pub use engine::{
+    Definitions, DriverHandle, Engine, ExecutionDescription, ExecutionStatus, ResumeReport,
+    StartedExecution, TaskCall, TaskError, TaskInvoker,
+};
+pub use error::{DefinitionError, EngineError, states};
+pub use history::HistoryEvent;
+pub use run::{CannedAnswer, CannedTasks, RunReport, run_with_canned_tasks};
