@@ -9,16 +9,18 @@
 //! its trail and two racing writers get exactly one winner.
 //!
 //! Later the local engine's executions and timers live here too, as new
-//! numbered migrations in [`schema`].
+//! numbered migrations in `schema.rs`.
 //!
-//! Architecture invariants: this crate never stores a credential, a task
-//! token or a signed link (the record has no field for one, keep it so);
-//! it never blocks an async worker thread (every call runs on tokio's
-//! blocking pool); and no SQL or SQLite message reaches a
-//! [`StoreError`]'s text — those are logged, and callers see what failed.
+//! Architecture invariants: this crate never stores a credential or a
+//! signed link (the record has no field for either; keep it so). The one
+//! capability it does hold, the workflow's task token on a waiting request,
+//! lives only in the record's JSON: never in a column, an index, a log line
+//! or an error. It never blocks an async worker thread (every call runs on
+//! tokio's blocking pool), and no SQL or SQLite message reaches a
+//! [`StoreError`]'s text — those go to the log; callers see what failed.
 
 mod cursor;
-pub mod schema;
+mod schema;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -102,18 +104,23 @@ impl SqliteStore {
 fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| {
         tracing::error!(operation = op, error = %e, "SQLite call failed");
-        let class = match e.sqlite_error_code() {
-            Some(code) => format!("{code:?}"),
-            None => "unexpected SQLite error".to_string(),
-        };
-        StoreError::Backend(format!("sqlite: {op}: {class}"))
+        StoreError::Backend(format!("sqlite: {op}: {}", schema::describe(&e)))
     }
 }
 
 /// A stored row that does not parse means the file was edited by hand or
-/// written by something else; say so without echoing the row.
+/// written by something else; say so without echoing the row. Even the log
+/// gets only the error's position: serde's message can quote the offending
+/// value, and a record holds a task token.
 fn corrupt(op: &'static str, id: &str, e: serde_json::Error) -> StoreError {
-    tracing::error!(operation = op, request_id = id, error = %e, "stored JSON does not parse");
+    tracing::error!(
+        operation = op,
+        request_id = id,
+        category = ?e.classify(),
+        line = e.line(),
+        column = e.column(),
+        "stored JSON does not parse"
+    );
     StoreError::Backend(format!(
         "sqlite: {op}: a stored record for {id} is unreadable"
     ))

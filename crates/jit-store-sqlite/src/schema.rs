@@ -127,17 +127,35 @@ fn migrate(conn: &mut Connection, path: &str) -> Result<(), OpenError> {
 
 /// Turns an open-time SQLite error into what the operator can act on.
 pub(crate) fn classify(path: &str, e: rusqlite::Error) -> OpenError {
+    tracing::debug!(path, error = %e, "opening the database failed");
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => OpenError::NotADatabase {
             path: path.to_string(),
         },
-        code => OpenError::Sqlite {
+        _ => OpenError::Sqlite {
             path: path.to_string(),
-            reason: match code {
-                Some(code) => format!("{code:?}"),
-                None => "unexpected SQLite error".to_string(),
-            },
+            reason: describe(&e).to_string(),
         },
+    }
+}
+
+/// A SQLite error in words an operator can act on, without its message
+/// (which may quote SQL or table names).
+pub(crate) fn describe(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "the database is busy (another process holds a write lock)"
+        }
+        Some(ErrorCode::ReadOnly) => "the database is read-only",
+        Some(ErrorCode::DiskFull) => "the disk is full",
+        Some(ErrorCode::SystemIoFailure) => "a disk I/O error occurred",
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            "the database file is damaged"
+        }
+        Some(ErrorCode::CannotOpen) => "the database file cannot be opened",
+        Some(ErrorCode::PermissionDenied) => "permission denied",
+        Some(ErrorCode::ConstraintViolation) => "a constraint was violated",
+        _ => "unexpected database error (details in the log)",
     }
 }
 

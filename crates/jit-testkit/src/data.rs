@@ -114,7 +114,10 @@ pub fn full_request(requester: &Principal, at: Timestamp) -> AccessRequest {
     r.idempotency_key = Some(IdempotencyKey::parse("retry-key-0001").expect("valid key"));
     r.request_fingerprint = Some("f".repeat(64));
     r.simulate_approval = true;
-    r.task_token = Some(jit_core::request::TaskToken::parse("AQCEAAAAKgAAAAMAAAAAAAAAAf+token").unwrap());
+    r.task_token = Some(
+        jit_core::request::TaskToken::parse("AQCEAAAAKgAAAAMAAAAAAAAAAf+token")
+            .expect("valid task token"),
+    );
     r.version = 4;
     r
 }
