@@ -23,6 +23,8 @@ use jit_core::{AuthSource, Broker, Caller, Catalog, Identity, Principal, Service
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
+pub mod grants;
+pub mod notify;
 pub mod workflow;
 
 /// Header carrying the caller's identity in local mode.

@@ -1,0 +1,202 @@
+//! Local stand-ins for STS and IAM.
+//!
+//! The issuer hands out credentials that are obviously fake (the access key
+//! id starts with `LOCALFAKE`) after checking the call the way STS would —
+//! duration bounds, session name and source identity syntax, session policy
+//! size — because the local mode must fail where AWS would. The attacher
+//! records attachments in `<data-dir>/iam-attachments.json` (rewritten
+//! atomically), so a grant made before a restart is still detached after it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use jit_core::ports::{
+    AssumeRoleSpec, Clock, CredentialIssuer, GrantError, IamPrincipal, IssuedCredentials,
+    PolicyAttacher, Secret,
+};
+use jit_core::{AccountId, PolicyName};
+use std::sync::Arc;
+
+/// Role chaining (a Lambda assuming a role) caps sessions at one hour; the
+/// local issuer applies the same cap so local mode does not promise more.
+pub const MAX_CHAINED_SESSION_SECS: u32 = 3600;
+/// STS's limit on a plaintext session policy.
+pub const MAX_SESSION_POLICY_CHARS: usize = 2048;
+
+pub struct LocalIssuer {
+    clock: Arc<dyn Clock>,
+}
+
+impl LocalIssuer {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        LocalIssuer { clock }
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the OS random source is available");
+    buf.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// The checks STS makes on an `AssumeRole` call, as far as they can be made
+/// without an account.
+pub fn check_assume_role(spec: &AssumeRoleSpec) -> Result<(), GrantError> {
+    if !(900..=MAX_CHAINED_SESSION_SECS).contains(&spec.duration_secs) {
+        return Err(GrantError::DurationTooLong(format!(
+            "DurationSeconds {} is outside 900..={MAX_CHAINED_SESSION_SECS} (role chaining caps sessions at 1 hour)",
+            spec.duration_secs
+        )));
+    }
+    let name_ok = |s: &str, min: usize, max: usize| {
+        (min..=max).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
+    };
+    if !name_ok(&spec.session_name, 2, 64) {
+        return Err(GrantError::Other(format!(
+            "RoleSessionName `{}` is not 2-64 of [\\w+=,.@-]",
+            spec.session_name
+        )));
+    }
+    if !name_ok(&spec.source_identity, 2, 64) {
+        return Err(GrantError::Other(format!(
+            "SourceIdentity `{}` is not 2-64 of [\\w+=,.@-]",
+            spec.source_identity
+        )));
+    }
+    if let Some(p) = &spec.session_policy {
+        if p.chars().count() > MAX_SESSION_POLICY_CHARS {
+            return Err(GrantError::Other(format!(
+                "the session policy is {} characters; STS accepts at most {MAX_SESSION_POLICY_CHARS}",
+                p.chars().count()
+            )));
+        }
+        serde_json::from_str::<serde_json::Value>(p)
+            .map_err(|e| GrantError::Other(format!("the session policy is not JSON: {e}")))?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl CredentialIssuer for LocalIssuer {
+    async fn assume_role(&self, spec: &AssumeRoleSpec) -> Result<IssuedCredentials, GrantError> {
+        check_assume_role(spec)?;
+        Ok(IssuedCredentials {
+            access_key_id: format!("LOCALFAKE{}", random_hex(6)),
+            secret_access_key: Secret::new(format!("local-fake-secret-{}", random_hex(16))),
+            session_token: Secret::new(format!("local-fake-session-{}", random_hex(24))),
+            expiration: self.clock.now() + chrono::Duration::seconds(spec.duration_secs as i64),
+        })
+    }
+}
+
+type Attachment = (String, IamPrincipal, String);
+
+/// Managed-policy attachments, kept in a JSON file.
+pub struct LocalAttacher {
+    path: PathBuf,
+    state: Mutex<BTreeSet<AttachmentRow>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+struct AttachmentRow {
+    account: String,
+    principal_kind: String,
+    principal: String,
+    policy: String,
+}
+
+impl AttachmentRow {
+    fn new(account: &AccountId, p: &IamPrincipal, policy: &PolicyName) -> Self {
+        let (kind, name) = match p {
+            IamPrincipal::User(n) => ("user", n),
+            IamPrincipal::Role(n) => ("role", n),
+        };
+        AttachmentRow {
+            account: account.to_string(),
+            principal_kind: kind.into(),
+            principal: name.clone(),
+            policy: policy.to_string(),
+        }
+    }
+}
+
+impl LocalAttacher {
+    /// Opens (or starts) the attachment file.
+    pub fn open(path: PathBuf) -> std::io::Result<Self> {
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(LocalAttacher {
+            path,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// What is attached now, for tests and the operator.
+    pub fn attachments(&self) -> Vec<Attachment> {
+        self.state
+            .lock()
+            .expect("attachments lock")
+            .iter()
+            .map(|r| {
+                let p = if r.principal_kind == "role" {
+                    IamPrincipal::Role(r.principal.clone())
+                } else {
+                    IamPrincipal::User(r.principal.clone())
+                };
+                (r.account.clone(), p, r.policy.clone())
+            })
+            .collect()
+    }
+
+    fn save(&self, rows: &BTreeSet<AttachmentRow>) -> Result<(), GrantError> {
+        let tmp = self.path.with_extension("json.tmp");
+        let bytes =
+            serde_json::to_vec_pretty(rows).map_err(|e| GrantError::Other(e.to_string()))?;
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, &self.path))
+            .map_err(|e| GrantError::Transient(format!("writing {}: {e}", self.path.display())))
+    }
+}
+
+#[async_trait]
+impl PolicyAttacher for LocalAttacher {
+    async fn attach(
+        &self,
+        account: &AccountId,
+        to: &IamPrincipal,
+        policy: &PolicyName,
+    ) -> Result<(), GrantError> {
+        let mut rows = self.state.lock().expect("attachments lock");
+        let mut next = rows.clone();
+        next.insert(AttachmentRow::new(account, to, policy));
+        self.save(&next)?;
+        *rows = next;
+        Ok(())
+    }
+
+    async fn detach(
+        &self,
+        account: &AccountId,
+        from: &IamPrincipal,
+        policy: &PolicyName,
+    ) -> Result<(), GrantError> {
+        let mut rows = self.state.lock().expect("attachments lock");
+        let mut next = rows.clone();
+        next.remove(&AttachmentRow::new(account, from, policy));
+        self.save(&next)?;
+        *rows = next;
+        Ok(())
+    }
+}

@@ -1,0 +1,152 @@
+//! The Lambda's configuration: read from the environment once at init and
+//! validated there, so a misconfigured function fails its first cold start
+//! with the variable named, not a user's request later.
+
+use std::path::PathBuf;
+
+use crate::TrustPolicy;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub table: String,
+    pub audit_table: String,
+    pub state_machine_arn: String,
+    pub catalog_path: PathBuf,
+    pub trust: TrustPolicy,
+    pub demo_mode: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn list(v: Option<String>) -> Vec<String> {
+    v.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn table_name(var: &'static str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let name = v.unwrap_or_else(|| default.to_string());
+    let ok = (3..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if ok {
+        Ok(name)
+    } else {
+        Err(ConfigError {
+            var,
+            message: format!("`{name}` is not a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .)"),
+        })
+    }
+}
+
+impl Config {
+    /// Reads the configuration through `get` (the process environment in
+    /// `main`, a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let state_machine_arn = get("JIT_STATE_MACHINE_ARN").ok_or(ConfigError {
+            var: "JIT_STATE_MACHINE_ARN",
+            message: "is required: the approval state machine's ARN".into(),
+        })?;
+        if !state_machine_arn.starts_with("arn:") || !state_machine_arn.contains(":states:") {
+            return Err(ConfigError {
+                var: "JIT_STATE_MACHINE_ARN",
+                message: format!("`{state_machine_arn}` is not a Step Functions state machine ARN"),
+            });
+        }
+        let demo_mode = match get("JIT_DEMO_MODE").as_deref() {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "JIT_DEMO_MODE",
+                    message: format!("`{other}` must be true or false"),
+                });
+            }
+        };
+        Ok(Config {
+            table: table_name("JIT_TABLE", get("JIT_TABLE"), "JITAccessRequests")?,
+            audit_table: table_name("JIT_AUDIT_TABLE", get("JIT_AUDIT_TABLE"), "JITAccessAudit")?,
+            state_machine_arn,
+            catalog_path: PathBuf::from(
+                get("JIT_CATALOG").unwrap_or_else(|| "/opt/catalog.yaml".into()),
+            ),
+            trust: TrustPolicy {
+                principals: list(get("JIT_TRUSTED_CALLERS")),
+                api_key_ids: list(get("JIT_TRUSTED_API_KEY_IDS")),
+            },
+            demo_mode,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    const SM: (&str, &str) = (
+        "JIT_STATE_MACHINE_ARN",
+        "arn:aws:states:us-east-1:123456789012:stateMachine:jit",
+    );
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let c = cfg(&[SM]).unwrap();
+        assert_eq!(c.table, "JITAccessRequests");
+        assert_eq!(c.audit_table, "JITAccessAudit");
+        assert!(!c.demo_mode);
+        assert!(c.trust.principals.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        assert_eq!(cfg(&[]).unwrap_err().var, "JIT_STATE_MACHINE_ARN");
+        assert_eq!(
+            cfg(&[SM, ("JIT_DEMO_MODE", "yes")]).unwrap_err().var,
+            "JIT_DEMO_MODE"
+        );
+        assert_eq!(
+            cfg(&[SM, ("JIT_TABLE", "a b")]).unwrap_err().var,
+            "JIT_TABLE"
+        );
+        assert_eq!(
+            cfg(&[("JIT_STATE_MACHINE_ARN", "nope")]).unwrap_err().var,
+            "JIT_STATE_MACHINE_ARN"
+        );
+    }
+
+    #[test]
+    fn trusted_lists() {
+        let c = cfg(&[
+            SM,
+            (
+                "JIT_TRUSTED_CALLERS",
+                "arn:aws:sts::1:assumed-role/bot/x, ,b",
+            ),
+            ("JIT_TRUSTED_API_KEY_IDS", "k1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.trust.principals,
+            vec!["arn:aws:sts::1:assumed-role/bot/x", "b"]
+        );
+        assert_eq!(c.trust.api_key_ids, vec!["k1"]);
+    }
+}

@@ -1,0 +1,145 @@
+//! The `request` Lambda: API Gateway in, `jit-api` out.
+//!
+//! This crate only translates: API Gateway's event to an [`ApiRequest`], its
+//! authenticated request context to a [`Caller`], and the response back. All
+//! decisions live in `jit-core`; all routing and error mapping in `jit-api`.
+//! It never trusts identity headers a client typed (`x-jit-user` is a
+//! `jit-local` convention and is ignored here).
+
+use bytes::Bytes;
+use jit_api::ApiRequest;
+use jit_core::{AuthSource, Broker, Caller, Identity, Principal};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::Value;
+
+pub mod config;
+
+/// Who may act for other users: configured once from the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustPolicy {
+    /// IAM principal ARNs (e.g. a chat bot's role session) trusted to name the requester.
+    pub principals: Vec<String>,
+    /// API Gateway API key ids whose callers are trusted to name the requester.
+    pub api_key_ids: Vec<String>,
+}
+
+/// Groups from a claim that may be a JSON array, or a string such as
+/// `"a,b"`, `"a b"` or `"[a b]"` (Cognito's REST API form).
+fn groups_from_claim(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::String(s)) => s
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// A person from JWT claims: `email` when present (approver rules name
+/// emails), else `sub`.
+fn identity_from_claims(claims: &serde_json::Map<String, Value>) -> Option<Identity> {
+    let name = claims
+        .get("email")
+        .and_then(Value::as_str)
+        .or_else(|| claims.get("sub").and_then(Value::as_str))?;
+    let principal = Principal::parse(name.to_string()).ok()?;
+    let groups = groups_from_claim(
+        claims
+            .get("cognito:groups")
+            .or_else(|| claims.get("groups")),
+    );
+    Some(Identity {
+        principal,
+        auth: AuthSource::Jwt,
+        groups,
+    })
+}
+
+fn identity_from_iam(user_arn: Option<&str>) -> Option<Identity> {
+    let principal = Principal::parse(user_arn?.to_string()).ok()?;
+    Some(Identity {
+        principal,
+        auth: AuthSource::Iam,
+        groups: vec![],
+    })
+}
+
+/// The caller as API Gateway authenticated it.
+pub fn caller_from_context(ctx: Option<&RequestContext>, trust: &TrustPolicy) -> Caller {
+    let (identity, api_key_id) = match ctx {
+        Some(RequestContext::ApiGatewayV1(c)) => {
+            let claims = c.authorizer.fields.get("claims").and_then(Value::as_object);
+            let identity = claims
+                .and_then(identity_from_claims)
+                .or_else(|| identity_from_iam(c.identity.user_arn.as_deref()));
+            (identity, c.identity.api_key_id.clone())
+        }
+        Some(RequestContext::ApiGatewayV2(c)) => {
+            let identity = c.authorizer.as_ref().and_then(|a| {
+                a.jwt
+                    .as_ref()
+                    .and_then(|j| {
+                        let m: serde_json::Map<String, Value> = j
+                            .claims
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                            .collect();
+                        identity_from_claims(&m)
+                    })
+                    .or_else(|| {
+                        identity_from_iam(a.iam.as_ref().and_then(|i| i.user_arn.as_deref()))
+                    })
+            });
+            (identity, None)
+        }
+        _ => (None, None),
+    };
+    let trusted_principal = identity
+        .as_ref()
+        .filter(|i| {
+            i.auth == AuthSource::Iam && trust.principals.iter().any(|p| p == i.principal.as_str())
+        })
+        .map(|i| i.principal.to_string());
+    let trusted_key = api_key_id
+        .filter(|k| trust.api_key_ids.iter().any(|t| t == k))
+        .map(|k| format!("api-key:{k}"));
+    match trusted_principal.or(trusted_key) {
+        // A trusted app acts for users; its own identity is not a requester.
+        Some(t) => Caller {
+            identity: None,
+            trusted_as: Some(t),
+        },
+        None => Caller {
+            identity,
+            trusted_as: None,
+        },
+    }
+}
+
+/// Translates an API Gateway event to the shared API and back.
+pub async fn handle(broker: &Broker, trust: &TrustPolicy, event: Request) -> Response<Body> {
+    let caller = caller_from_context(event.request_context_ref(), trust);
+    let path = event.raw_http_path().to_string();
+    let (parts, body) = event.into_parts();
+    let body = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(t) => Bytes::from(t),
+        Body::Binary(b) => Bytes::from(b),
+        _ => Bytes::new(),
+    };
+    let api = ApiRequest {
+        method: parts.method,
+        path,
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers,
+        body,
+    };
+    jit_api::handle(broker, &caller, api).await.map(Body::Text)
+}

@@ -1,0 +1,47 @@
+//! `request` Lambda entry point: build the dependencies once at init, then
+//! hand each event to the shared handler.
+
+use std::sync::Arc;
+
+use jit_core::ports::SystemClock;
+use jit_core::service::Settings;
+use jit_core::{Broker, Catalog};
+use lambda_http::{Request, service_fn};
+use request::config::Config;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let cfg = Config::from_lookup(|k| std::env::var(k).ok())?;
+    let text = std::fs::read_to_string(&cfg.catalog_path).map_err(|e| {
+        format!(
+            "JIT_CATALOG: cannot read {}: {e}",
+            cfg.catalog_path.display()
+        )
+    })?;
+    let catalog = Catalog::parse(&text, &cfg.catalog_path.display().to_string())?;
+
+    let state_machine = jit_aws::StateMachineArn::parse(cfg.state_machine_arn.clone())
+        .map_err(|e| format!("JIT_STATE_MACHINE_ARN: {e}"))?;
+    let sdk = jit_aws::sdk::load_config().await;
+    let store = jit_aws::DynamoStore::from_config(
+        &sdk,
+        jit_aws::TableNames::new(cfg.table.clone(), cfg.audit_table.clone()),
+    );
+    let workflow = jit_aws::SfnWorkflow::from_config(&sdk, state_machine);
+    let broker = Broker {
+        store: Arc::new(store),
+        workflow: Arc::new(workflow),
+        catalog: Arc::new(catalog),
+        clock: Arc::new(SystemClock),
+        settings: Settings {
+            demo_mode: cfg.demo_mode,
+        },
+    };
+    let broker = &broker;
+    let trust = &cfg.trust;
+    lambda_http::run(service_fn(move |event: Request| async move {
+        Ok::<_, std::convert::Infallible>(request::handle(broker, trust, event).await)
+    }))
+    .await
+}

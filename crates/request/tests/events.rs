@@ -1,0 +1,156 @@
+//! The Lambda adapter on the sample events in `events/` (the same files
+//! `sam local invoke` and `cargo lambda invoke` use).
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use jit_core::ports::{ManualClock, Workflow, WorkflowError, WorkflowInput};
+use jit_core::service::Settings;
+use jit_core::{AuthSource, Broker, Catalog, RequestId};
+use lambda_http::RequestExt;
+use request::{TrustPolicy, caller_from_context, handle};
+use serde_json::Value;
+
+fn event(name: &str) -> lambda_http::Request {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[derive(Default)]
+struct Started(Mutex<Vec<WorkflowInput>>);
+
+#[async_trait]
+impl Workflow for Started {
+    async fn start(&self, input: &WorkflowInput) -> Result<(), WorkflowError> {
+        self.0.lock().unwrap().push(input.clone());
+        Ok(())
+    }
+    async fn stop(&self, _: &RequestId, _: &str) -> Result<(), WorkflowError> {
+        Ok(())
+    }
+}
+
+fn broker() -> (Broker, Arc<Started>) {
+    let catalog = include_str!("../../../config/catalog.example.yaml");
+    let started = Arc::new(Started::default());
+    let broker = Broker {
+        store: Arc::new(jit_store_sqlite::SqliteStore::in_memory().unwrap()),
+        workflow: started.clone(),
+        catalog: Arc::new(Catalog::parse(catalog, "catalog.example.yaml").unwrap()),
+        clock: Arc::new(ManualClock::new(
+            chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        )),
+        settings: Settings::default(),
+    };
+    (broker, started)
+}
+
+fn body(resp: &lambda_http::Response<lambda_http::Body>) -> Value {
+    match resp.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
+        other => panic!("expected a text body, got {other:?}"),
+    }
+}
+
+#[test]
+fn jwt_claims_give_the_identity_and_groups() {
+    let e = event("request-create.json");
+    let c = caller_from_context(e.request_context_ref(), &TrustPolicy::default());
+    let id = c.identity.expect("identity from the Cognito claims");
+    assert_eq!(id.principal.as_str(), "alice@example.com");
+    assert_eq!(id.auth, AuthSource::Jwt);
+    assert_eq!(id.groups, vec!["engineering", "oncall"]);
+    assert!(c.trusted_as.is_none());
+}
+
+#[test]
+fn iam_user_arn_is_the_identity() {
+    let e = event("request-list.json");
+    let c = caller_from_context(e.request_context_ref(), &TrustPolicy::default());
+    let id = c.identity.unwrap();
+    assert_eq!(
+        id.principal.as_str(),
+        "arn:aws:sts::123456789012:assumed-role/Engineer/alice"
+    );
+    assert_eq!(id.auth, AuthSource::Iam);
+}
+
+#[test]
+fn trusted_callers_by_api_key_or_principal() {
+    let e = event("request-access.json");
+    let by_key = TrustPolicy {
+        principals: vec![],
+        api_key_ids: vec!["chatbot-key-id".into()],
+    };
+    let c = caller_from_context(e.request_context_ref(), &by_key);
+    assert_eq!(c.trusted_as.as_deref(), Some("api-key:chatbot-key-id"));
+    assert!(
+        c.identity.is_none(),
+        "the app's own identity is not a requester"
+    );
+    let by_arn = TrustPolicy {
+        principals: vec!["arn:aws:sts::123456789012:assumed-role/JitChatBot/bot".into()],
+        api_key_ids: vec![],
+    };
+    let c = caller_from_context(e.request_context_ref(), &by_arn);
+    assert_eq!(
+        c.trusted_as.as_deref(),
+        Some("arn:aws:sts::123456789012:assumed-role/JitChatBot/bot")
+    );
+    let c = caller_from_context(e.request_context_ref(), &TrustPolicy::default());
+    assert!(c.trusted_as.is_none());
+}
+
+#[tokio::test]
+async fn create_event_answers_201_with_the_request() {
+    let (b, started) = broker();
+    let resp = handle(&b, &TrustPolicy::default(), event("request-create.json")).await;
+    let v = body(&resp);
+    assert_eq!(resp.status(), 201, "{v}");
+    assert_eq!(v["requester"]["principal"], "alice@example.com");
+    assert_eq!(v["duration"], 3600);
+    assert_eq!(v["idempotencyKey"], "sample-key-1");
+    assert_eq!(started.0.lock().unwrap().len(), 1);
+    // The same event again is an idempotent replay.
+    let again = handle(&b, &TrustPolicy::default(), event("request-create.json")).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(body(&again)["requestId"], v["requestId"]);
+}
+
+#[tokio::test]
+async fn seed_event_needs_a_trusted_caller() {
+    let (b, _) = broker();
+    let refused = handle(&b, &TrustPolicy::default(), event("request-access.json")).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(body(&refused)["error"]["field"], "requester");
+    let trust = TrustPolicy {
+        principals: vec![],
+        api_key_ids: vec!["chatbot-key-id".into()],
+    };
+    let ok = handle(&b, &trust, event("request-access.json")).await;
+    let v = body(&ok);
+    assert_eq!(ok.status(), 201, "{v}");
+    assert_eq!(v["requester"]["via"], "api-key:chatbot-key-id");
+    assert_eq!(v["requester"]["authenticatedBy"], "trusted-caller");
+}
+
+#[tokio::test]
+async fn local_identity_headers_are_ignored_by_the_lambda() {
+    let (b, _) = broker();
+    let mut e = event("request-create.json");
+    e.headers_mut()
+        .insert("x-jit-user", "mallory@example.com".parse().unwrap());
+    let resp = handle(&b, &TrustPolicy::default(), e).await;
+    assert_eq!(body(&resp)["requester"]["principal"], "alice@example.com");
+}
+
+#[tokio::test]
+async fn list_event_answers_with_a_page() {
+    let (b, _) = broker();
+    let resp = handle(&b, &TrustPolicy::default(), event("request-list.json")).await;
+    let v = body(&resp);
+    assert_eq!(resp.status(), 200, "{v}");
+    assert!(v["requests"].as_array().unwrap().is_empty());
+    assert!(v["nextCursor"].is_null());
+}
