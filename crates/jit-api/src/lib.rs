@@ -243,6 +243,31 @@ async fn route(
             ))
         }
         (["requests", _, "cancel"], _) => Err(ApiError::MethodNotAllowed(POST)),
+        (["requests", id, verb @ ("approve" | "deny")], &Method::POST) => {
+            let body = optional_json_body(&req)?;
+            body.reject_unknown(&["reason", "requester"])?;
+            let reason = body.opt_str("reason")?;
+            let on_behalf = body.opt_str("requester")?;
+            let r = if *verb == "approve" {
+                broker
+                    .approve(caller, id, on_behalf.as_deref(), reason)
+                    .await?
+            } else {
+                broker
+                    .deny(caller, id, on_behalf.as_deref(), reason)
+                    .await?
+            };
+            Ok(json_response(
+                StatusCode::OK,
+                &request_view(&r, broker.clock.now()),
+            ))
+        }
+        (["requests", _, "approve" | "deny"], _) => Err(ApiError::MethodNotAllowed(POST)),
+        (["requests", id, "history"], &Method::GET) => {
+            let events = broker.history(caller, id).await?;
+            Ok(json_response(StatusCode::OK, &json!({ "events": events })))
+        }
+        (["requests", _, "history"], _) => Err(ApiError::MethodNotAllowed(GET)),
         _ => Err(ApiError::RouteNotFound),
     }
 }

@@ -11,18 +11,22 @@ use jit_core::ports::{
     CreateOutcome, ManualClock, Page, PageRequest, RequestStore, StoreError, Workflow,
     WorkflowError, WorkflowInput,
 };
-use jit_core::request::{AuditEvent, Change};
+use jit_core::request::{AuditEvent, Change, TaskToken};
 use jit_core::service::Settings;
 use jit_core::{AccessRequest, AuthSource, Broker, Caller, Catalog, Principal, RequestId, Status};
 use serde_json::{Value, json};
 
 const CATALOG: &str = include_str!("../../../config/catalog.example.yaml");
 
-/// Records workflow starts and stops; can be told to fail starts.
+/// A task token and how its task was completed: output, or (error, cause).
+type Completion = (String, Result<Value, (String, String)>);
+
+/// Records workflow starts, stops and task completions; can be told to fail starts.
 #[derive(Default)]
 struct RecordingWorkflow {
     started: Mutex<Vec<WorkflowInput>>,
     stopped: Mutex<Vec<RequestId>>,
+    completed: Mutex<Vec<Completion>>,
     fail: Mutex<bool>,
 }
 
@@ -40,6 +44,32 @@ impl Workflow for RecordingWorkflow {
     async fn stop(&self, id: &RequestId, _reason: &str) -> Result<(), WorkflowError> {
         self.stopped.lock().unwrap().push(id.clone());
         Ok(())
+    }
+    async fn send_task_success(
+        &self,
+        token: &TaskToken,
+        output: &Value,
+    ) -> Result<(), WorkflowError> {
+        self.completed
+            .lock()
+            .unwrap()
+            .push((token.expose().to_string(), Ok(output.clone())));
+        Ok(())
+    }
+    async fn send_task_failure(
+        &self,
+        token: &TaskToken,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), WorkflowError> {
+        self.completed.lock().unwrap().push((
+            token.expose().to_string(),
+            Err((error.to_string(), cause.to_string())),
+        ));
+        Ok(())
+    }
+    async fn history(&self, _id: &RequestId) -> Result<Vec<Value>, WorkflowError> {
+        Ok(vec![json!({"type": "ExecutionStarted"})])
     }
 }
 
@@ -620,4 +650,204 @@ impl NowForTest for ManualClock {
     fn now_for_test(&self) -> chrono::DateTime<chrono::Utc> {
         jit_core::ports::Clock::now(self)
     }
+}
+
+/// Moves a fresh request to APPROVAL_PENDING with a task token, as the
+/// workflow's notify step does.
+async fn pending(f: &Fixture, requester: &Caller, token: &str) -> String {
+    let (status, v) = post(
+        f,
+        requester,
+        "/requests",
+        canonical("JIT-ElevatedAdminRole"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let id = RequestId::parse(v["requestId"].as_str().unwrap()).unwrap();
+    let mut r = f.store.get(&id).await.unwrap().unwrap();
+    for to in [Status::Validating, Status::ApprovalPending] {
+        let change = Change {
+            actor: "system:test".into(),
+            at: f.clock.now_for_test(),
+            reason: None,
+            source: "test",
+        };
+        let (mut next, ev) = r.transition(to, &change).unwrap();
+        if to == Status::ApprovalPending {
+            next.task_token = Some(TaskToken::parse(token).unwrap());
+        }
+        f.store.transition(&r, &next, &ev).await.unwrap();
+        r = next;
+    }
+    id.to_string()
+}
+
+#[tokio::test]
+async fn approve_completes_the_task_once_and_never_for_the_requester() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let lead = person("lead@example.com", &[]);
+    let id = pending(&f, &alice, "tok-1").await;
+    let approve = format!("/requests/{id}/approve");
+
+    let (status, v) = post(&f, &alice, &approve, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&v, "self_approval", None);
+    let (status, _) = post(&f, &person("mallory@example.com", &[]), &approve, json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a stranger cannot even see it"
+    );
+    let (status, v) = post(
+        &f,
+        &trusted_app(),
+        &approve,
+        json!({"requester": "mallory@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&v, "not_approver", None);
+    assert!(
+        f.workflow.completed.lock().unwrap().is_empty(),
+        "no refusal touched the workflow"
+    );
+
+    let (status, v) = post(&f, &lead, &approve, json!({"reason": "looks right"})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["decisions"][0]["approver"], "lead@example.com");
+    assert_eq!(v["decisions"][0]["verdict"], "approve");
+    assert!(
+        v.get("taskToken").is_none(),
+        "the token never leaves the record"
+    );
+    let completed = f.workflow.completed.lock().unwrap().clone();
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0].0, "tok-1");
+    assert_eq!(
+        completed[0].1.as_ref().unwrap()["approvers"],
+        json!(["lead@example.com"])
+    );
+
+    let (status, v) = post(
+        &f,
+        &person("security@example.com", &[]),
+        &approve,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (_, audit) = get(&f, &alice, &format!("/requests/{id}/audit")).await;
+    let last = audit["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "decision");
+    assert_eq!(last["actor"], "lead@example.com");
+}
+
+#[tokio::test]
+async fn deny_needs_a_reason_and_ends_the_task() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let lead = person("lead@example.com", &[]);
+    let id = pending(&f, &alice, "tok-2").await;
+    let deny = format!("/requests/{id}/deny");
+    let (status, v) = post(&f, &lead, &deny, json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&v, "invalid_field", Some("reason"));
+    let (status, v) = post(&f, &lead, &deny, json!({"reason": "not during the freeze"})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "DENIED");
+    assert_eq!(v["reason"], "not during the freeze");
+    let completed = f.workflow.completed.lock().unwrap().clone();
+    assert_eq!(
+        completed,
+        vec![(
+            "tok-2".to_string(),
+            Err(("Denied".to_string(), "not during the freeze".to_string()))
+        )]
+    );
+    let stored = f
+        .store
+        .get(&RequestId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.task_token.is_none(),
+        "a decided request holds no token"
+    );
+    let (status, _) = post(&f, &lead, &format!("/requests/{id}/approve"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn concurrent_approve_and_deny_yield_exactly_one_outcome() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let lead = person("lead@example.com", &[]);
+    let sec = person("security@example.com", &[]);
+    let (mut approved, mut denied) = (0, 0);
+    for trial in 0..100 {
+        let id = pending(&f, &alice, &format!("tok-{trial}")).await;
+        let (approve, deny) = (
+            format!("/requests/{id}/approve"),
+            format!("/requests/{id}/deny"),
+        );
+        let a = post(&f, &lead, &approve, json!({}));
+        let d = post(&f, &sec, &deny, json!({"reason": "no"}));
+        let ((sa, _), (sd, _)) = tokio::join!(a, d);
+        let wins = [sa, sd].iter().filter(|s| **s == StatusCode::OK).count();
+        let losses = [sa, sd]
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count();
+        assert_eq!((wins, losses), (1, 1), "trial {trial}: {sa} {sd}");
+        let r = f
+            .store
+            .get(&RequestId::parse(&id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.decisions.len(), 1, "trial {trial}");
+        if sa == StatusCode::OK {
+            approved += 1;
+            assert_eq!(r.status, Status::ApprovalPending);
+        } else {
+            denied += 1;
+            assert_eq!(r.status, Status::Denied);
+        }
+    }
+    assert_eq!(approved + denied, 100);
+    assert_eq!(
+        f.workflow.completed.lock().unwrap().len(),
+        100,
+        "each trial completed its task exactly once"
+    );
+}
+
+#[tokio::test]
+async fn cancel_beats_a_later_approve_and_history_is_served() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let id = pending(&f, &alice, "tok-3").await;
+    let (status, _) = post(&f, &alice, &format!("/requests/{id}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) = post(
+        &f,
+        &person("lead@example.com", &[]),
+        &format!("/requests/{id}/approve"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&v, "already_decided", None);
+    let (status, v) = get(&f, &alice, &format!("/requests/{id}/history")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["events"][0]["type"], "ExecutionStarted");
+    let (status, _) = get(
+        &f,
+        &person("mallory@example.com", &[]),
+        &format!("/requests/{id}/history"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

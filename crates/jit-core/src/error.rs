@@ -106,8 +106,19 @@ impl From<StoreError> for ServiceError {
 
 impl From<WorkflowError> for ServiceError {
     fn from(e: WorkflowError) -> Self {
-        ServiceError::Internal {
-            detail: e.to_string(),
+        match e {
+            WorkflowError::TaskGone => ServiceError::Conflict {
+                code: "already_decided",
+                field: None,
+                message: "the approval task is no longer waiting (timed out or decided)".into(),
+                current: None,
+            },
+            WorkflowError::NotFound(id) => ServiceError::NotFound {
+                message: format!("no workflow execution for request {id}"),
+            },
+            other => ServiceError::Internal {
+                detail: other.to_string(),
+            },
         }
     }
 }

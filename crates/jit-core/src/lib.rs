@@ -6,6 +6,7 @@
 //! testable without a network and shared by every front door.
 
 pub mod catalog;
+pub mod decisions;
 pub mod duration;
 pub mod error;
 pub mod identity;

@@ -138,6 +138,10 @@ pub enum WorkflowError {
     Backend(String),
     #[error("no workflow execution for request {0}")]
     NotFound(RequestId),
+    /// The task the token belonged to is over (timed out, completed,
+    /// stopped): the decision came too late.
+    #[error("the approval task is no longer waiting")]
+    TaskGone,
 }
 
 /// The approval workflow (Step Functions, or the local engine).
@@ -150,6 +154,25 @@ pub trait Workflow: Send + Sync {
 
     /// Stops a running execution (a cancelled request).
     async fn stop(&self, id: &RequestId, reason: &str) -> Result<(), WorkflowError>;
+
+    /// Completes the waiting approval task: the workflow goes on to grant.
+    async fn send_task_success(
+        &self,
+        token: &crate::request::TaskToken,
+        output: &serde_json::Value,
+    ) -> Result<(), WorkflowError>;
+
+    /// Fails the waiting approval task with a named error (`Denied`).
+    async fn send_task_failure(
+        &self,
+        token: &crate::request::TaskToken,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), WorkflowError>;
+
+    /// The execution's history, as Step Functions' event list (`type`,
+    /// `timestamp`, details). Empty when the backend keeps none.
+    async fn history(&self, id: &RequestId) -> Result<Vec<serde_json::Value>, WorkflowError>;
 }
 
 /// Time, injected so tests can fast-forward.

@@ -187,6 +187,11 @@ impl AccessRequest {
         if change.reason.is_some() {
             next.reason = change.reason.clone();
         }
+        if self.status == Status::ApprovalPending && to != Status::ApprovalPending {
+            // The token is a capability to complete the approval task; once
+            // the request leaves APPROVAL_PENDING nobody may use it again.
+            next.task_token = None;
+        }
         match to {
             Status::Granted => {
                 next.granted_at = Some(change.at);
@@ -221,6 +226,9 @@ pub enum AuditAction {
     Transition,
     /// A request refused before anything was stored (eligibility, policy).
     Rejected,
+    /// An approver's decision that changes no status by itself (one vote
+    /// of a quorum, or the approval that lets the workflow grant).
+    Decision,
     /// Something noteworthy that changes no status (a notification failed, a
     /// decision that did not complete a quorum, …).
     Note,

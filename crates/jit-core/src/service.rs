@@ -137,7 +137,7 @@ impl Broker {
 
     /// The person acting on an existing request: the authenticated one, or
     /// the one a trusted caller names.
-    fn actor(
+    pub(crate) fn acting(
         &self,
         caller: &Caller,
         on_behalf_of: Option<&str>,
@@ -416,18 +416,38 @@ impl Broker {
             .is_some_and(|e| self.catalog.is_approver(e, p, groups))
     }
 
-    pub async fn get(&self, caller: &Caller, id: &str) -> Result<AccessRequest, ServiceError> {
-        let who = self.actor(caller, None)?;
+    /// Loads a request the caller may see; anything else is a 404.
+    pub(crate) async fn load_visible(
+        &self,
+        caller: &Caller,
+        who: Option<&(Principal, Vec<String>)>,
+        id: &str,
+    ) -> Result<AccessRequest, ServiceError> {
         let rid = Self::parse_id(id)?;
         let r = self
             .store
             .get(&rid)
             .await?
             .ok_or_else(|| ServiceError::not_found(id))?;
-        if !self.may_see(caller, who.as_ref(), &r) {
+        if !self.may_see(caller, who, &r) {
             return Err(ServiceError::not_found(id));
         }
         Ok(r)
+    }
+
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<AccessRequest, ServiceError> {
+        let who = self.acting(caller, None)?;
+        self.load_visible(caller, who.as_ref(), id).await
+    }
+
+    /// The workflow execution's history (Step Functions' event names).
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<Vec<serde_json::Value>, ServiceError> {
+        let r = self.get(caller, id).await?;
+        Ok(self.workflow.history(&r.request_id).await?)
     }
 
     pub async fn audit(&self, caller: &Caller, id: &str) -> Result<Vec<AuditEvent>, ServiceError> {
@@ -443,7 +463,7 @@ impl Broker {
         on_behalf_of: Option<&str>,
         q: &ListQuery,
     ) -> Result<Page<AccessRequest>, ServiceError> {
-        let who = self.actor(caller, on_behalf_of)?.ok_or_else(|| {
+        let who = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
             ServiceError::invalid(
                 "requester",
                 "is required when a trusted caller lists requests",
@@ -478,16 +498,9 @@ impl Broker {
         on_behalf_of: Option<&str>,
         reason: Option<String>,
     ) -> Result<AccessRequest, ServiceError> {
-        let who = self.actor(caller, on_behalf_of)?;
-        let rid = Self::parse_id(id)?;
-        let r = self
-            .store
-            .get(&rid)
-            .await?
-            .ok_or_else(|| ServiceError::not_found(id))?;
-        if !self.may_see(caller, who.as_ref(), &r) {
-            return Err(ServiceError::not_found(id));
-        }
+        let who = self.acting(caller, on_behalf_of)?;
+        let r = self.load_visible(caller, who.as_ref(), id).await?;
+        let rid = r.request_id.clone();
         let Some((p, _)) = who else {
             return Err(ServiceError::invalid(
                 "requester",

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jit_core::RequestId;
 use jit_core::ports::{RequestStore, Workflow, WorkflowError, WorkflowInput};
+use jit_core::request::TaskToken;
+use serde_json::Value;
 
 /// Accepts workflow starts without running anything (see the module docs).
 pub struct LocalWorkflow {
@@ -35,5 +37,22 @@ impl Workflow for LocalWorkflow {
     async fn stop(&self, id: &RequestId, _reason: &str) -> Result<(), WorkflowError> {
         tracing::info!(request_id = %id, "nothing to stop: no local workflow engine");
         Ok(())
+    }
+
+    async fn send_task_success(&self, _: &TaskToken, _: &Value) -> Result<(), WorkflowError> {
+        Err(WorkflowError::TaskGone)
+    }
+
+    async fn send_task_failure(
+        &self,
+        _: &TaskToken,
+        _: &str,
+        _: &str,
+    ) -> Result<(), WorkflowError> {
+        Err(WorkflowError::TaskGone)
+    }
+
+    async fn history(&self, id: &RequestId) -> Result<Vec<Value>, WorkflowError> {
+        Err(WorkflowError::NotFound(id.clone()))
     }
 }
