@@ -305,6 +305,15 @@ impl EngineDb {
             .optional()?)
     }
 
+    /// (version, status) of an execution.
+    pub(crate) fn version(&mut self, id: i64) -> Result<Option<(i64, String)>, EngineError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT version, status FROM executions WHERE id = ?1")?
+            .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
     /// Writes one step atomically. Returns false (and writes nothing) when
     /// the row's version is not the one read.
     pub(crate) fn commit(&mut self, c: &Commit<'_>) -> Result<bool, EngineError> {

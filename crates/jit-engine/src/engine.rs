@@ -304,7 +304,8 @@ enum Turn {
     /// (transitions, whether anything was committed)
     Idle(usize, bool),
     Yield(usize),
-    Invoke(InvokeRequest, usize),
+    /// The run comes back when it was not committed (request-response).
+    Invoke(InvokeRequest, usize, Option<Box<Run>>),
 }
 
 // ---------------------------------------------------------------------------
@@ -322,6 +323,8 @@ struct Run {
     closed_tokens: Vec<String>,
     end: Option<End>,
     transitions: usize,
+    /// `transitions` when the current turn began.
+    turn_start: usize,
     now: i64,
 }
 
@@ -380,6 +383,7 @@ impl Run {
             closed_tokens: Vec::new(),
             end: None,
             transitions: 0,
+            turn_start: 0,
             now,
         })
     }
@@ -1190,8 +1194,10 @@ impl Run {
         self.fail(e)
     }
 
+    /// Writes what this run did since it was loaded (or last committed).
+    /// Returns false, writing nothing, if the row changed meanwhile.
     fn commit(
-        &self,
+        &mut self,
         db: &mut EngineDb,
         wake: Option<i64>,
         invoking: bool,
@@ -1217,7 +1223,7 @@ impl Run {
                 (w, _) => w,
             }
         };
-        db.commit(&Commit {
+        let written = db.commit(&Commit {
             id: self.row.id,
             expected_version: self.row.version,
             status,
@@ -1232,7 +1238,17 @@ impl Run {
             events: &self.events,
             new_tokens: &self.new_tokens,
             closed_tokens: &self.closed_tokens,
-        })
+        })?;
+        if written {
+            self.row.version += 1;
+            self.row.next_event += self.events.len() as u64;
+            self.events.clear();
+            self.new_tokens.clear();
+            self.closed_tokens.clear();
+        } else {
+            tracing::warn!(execution = %self.row.name, "execution changed under a step; the step is dropped");
+        }
+        Ok(written)
     }
 }
 
@@ -1703,92 +1719,130 @@ impl Engine {
     }
 
     /// Steps one claimed execution until it blocks, finishes or has had its
-    /// turn. Returns (transitions, whether anything was committed).
+    /// turn. Returns (transitions, whether anything happened).
+    ///
+    /// A request-response task is invoked with the execution's progress
+    /// held in memory (no commit before the call): if the process dies
+    /// during the call, the execution resumes from its last commit and the
+    /// task runs again — the same at-least-once promise, at half the writes.
+    /// A callback task commits first, so its token is durable before any
+    /// Lambda can hand it out.
     async fn advance(&self, claim: Claim) -> Result<(usize, bool), EngineError> {
         let id = claim.id;
+        let mut carried: Option<Box<Run>> = None;
         let mut pending: Option<(u64, InvokeOutcome)> = None;
         let mut total = 0;
-        let mut committed = false;
+        let mut progressed = false;
         loop {
             let turn = {
                 let mut db = lock(&self.inner.db);
-                self.turn(&mut db, id, pending.take())?
+                self.turn(&mut db, id, carried.take(), pending.take())?
             };
             match turn {
                 Turn::Idle(n, wrote) => {
-                    return Ok((total + n, committed || wrote));
+                    return Ok((total + n, progressed || wrote));
                 }
                 Turn::Yield(n) => {
                     self.inner.wake.notify_one();
                     return Ok((total + n, true));
                 }
-                Turn::Invoke(req, n) => {
+                Turn::Invoke(req, n, run) => {
                     total += n;
-                    committed = true;
+                    progressed = true;
                     let outcome = self.call(&req).await;
                     pending = Some((req.invocation, outcome));
+                    carried = run;
                 }
             }
         }
     }
 
-    /// One critical section: load, step until something blocks, commit.
+    /// One critical section: load (or take back the run held across a
+    /// request-response call), step until something blocks, commit.
     fn turn(
         &self,
         db: &mut EngineDb,
         id: i64,
+        carried: Option<Box<Run>>,
         result: Option<(u64, InvokeOutcome)>,
     ) -> Result<Turn, EngineError> {
         let now = self.now_ms();
-        let Some(row) = db.load(id)? else {
-            return Ok(Turn::Idle(0, false));
-        };
-        if row.status != "RUNNING" {
-            return Ok(Turn::Idle(0, false));
-        }
-        let applying = result.is_some();
-        if !applying && (row.invoking || row.wake_ms.is_none_or(|w| w > now)) {
-            return Ok(Turn::Idle(0, false));
-        }
-        let machine = match self.machine_for(db, row.definition_id) {
-            Ok(m) => m,
-            Err(EngineError::InvalidDefinition { error, .. }) => {
-                tracing::error!(execution = %row.name, %error, "stored definition no longer loads");
-                return Ok(Turn::Idle(0, false));
+        let (mut run, mut flow) = match carried {
+            Some(mut run) => {
+                // Anything written meanwhile (a stop) wins over the call's result.
+                let unchanged = db
+                    .version(id)?
+                    .is_some_and(|(v, status)| v == run.row.version && status == "RUNNING");
+                let Some((invocation, outcome)) = result.filter(|_| unchanged) else {
+                    return Ok(Turn::Idle(0, false));
+                };
+                if !run.awaits(invocation) {
+                    return Ok(Turn::Idle(0, false));
+                }
+                run.now = now;
+                let flow = run.apply_outcome(outcome)?;
+                (run, flow)
             }
-            Err(e) => return Err(e),
-        };
-        let mut run = Run::new(row, machine, now)?;
-        let mut flow = Flow::Continue;
-        if let Some((invocation, outcome)) = result {
-            if !run.awaits(invocation) {
-                // Stopped (or otherwise moved on) while the task ran: the
-                // result is discarded, as AWS discards a stopped task's.
-                return Ok(Turn::Idle(0, false));
+            None => {
+                let Some(row) = db.load(id)? else {
+                    return Ok(Turn::Idle(0, false));
+                };
+                if row.status != "RUNNING" {
+                    return Ok(Turn::Idle(0, false));
+                }
+                let applying = result.is_some();
+                if !applying && (row.invoking || row.wake_ms.is_none_or(|w| w > now)) {
+                    return Ok(Turn::Idle(0, false));
+                }
+                let machine = match self.machine_for(db, row.definition_id) {
+                    Ok(m) => m,
+                    Err(EngineError::InvalidDefinition { error, .. }) => {
+                        tracing::error!(execution = %row.name, %error, "stored definition no longer loads");
+                        return Ok(Turn::Idle(0, false));
+                    }
+                    Err(e) => return Err(e),
+                };
+                let mut run = Box::new(Run::new(row, machine, now)?);
+                let mut flow = Flow::Continue;
+                if let Some((invocation, outcome)) = result {
+                    if !run.awaits(invocation) {
+                        // Stopped (or otherwise moved on) while the task ran:
+                        // the result is discarded, as AWS discards a stopped
+                        // task's.
+                        return Ok(Turn::Idle(0, false));
+                    }
+                    flow = run.apply_outcome(outcome)?;
+                }
+                (run, flow)
             }
-            flow = run.apply_outcome(outcome)?;
-        }
+        };
+        let start = run.turn_start;
         loop {
             match flow {
                 Flow::Continue => {
                     if run.transitions >= TURN_TRANSITIONS {
                         run.commit(db, Some(now), false)?;
-                        return Ok(Turn::Yield(run.transitions));
+                        return Ok(Turn::Yield(run.transitions - start));
                     }
                     flow = run.step(db)?;
                 }
                 Flow::Block(wake) => {
                     run.commit(db, wake, false)?;
-                    return Ok(Turn::Idle(run.transitions, true));
+                    return Ok(Turn::Idle(run.transitions - start, true));
                 }
                 Flow::Finished => {
                     run.commit(db, None, false)?;
                     tracing::debug!(execution = %run.row.name, "execution closed");
-                    return Ok(Turn::Idle(run.transitions, true));
+                    return Ok(Turn::Idle(run.transitions - start, true));
                 }
                 Flow::Invoke(req) => {
-                    run.commit(db, None, true)?;
-                    return Ok(Turn::Invoke(req, run.transitions));
+                    let n = run.transitions - start;
+                    run.turn_start = run.transitions;
+                    if req.token.is_some() {
+                        run.commit(db, None, true)?;
+                        return Ok(Turn::Invoke(req, n, None));
+                    }
+                    return Ok(Turn::Invoke(req, n, Some(run)));
                 }
             }
         }

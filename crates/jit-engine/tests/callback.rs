@@ -41,12 +41,21 @@ async fn send_task_success_resumes_with_its_output_as_the_result() {
     // THEN the notify function got the token in its payload, and the execution waits
     let call = &h.tasks.calls()[0];
     let token = h.tasks.last_token();
-    assert_eq!(call.payload, json!({"requestId": "req-1", "taskToken": token}));
+    assert_eq!(
+        call.payload,
+        json!({"requestId": "req-1", "taskToken": token})
+    );
     assert!(token.len() >= 22, "at least 128 bits");
     assert_eq!(h.describe("req-1").status, ExecutionStatus::Running);
     assert_eq!(
         h.event_types("req-1"),
-        vec!["ExecutionStarted", "TaskStateEntered", "TaskScheduled", "TaskStarted", "TaskSubmitted"]
+        vec![
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskStarted",
+            "TaskSubmitted"
+        ]
     );
     // WHEN the approver answers
     h.engine
@@ -112,7 +121,10 @@ async fn no_answer_within_timeout_seconds_is_states_timeout() {
     assert_eq!(h.states("req-1"), vec!["RequestApproval", "TimedOut"]);
     let types = h.event_types("req-1");
     assert!(types.contains(&"TaskTimedOut".to_string()), "{types:?}");
-    assert_eq!(h.describe("req-1").output.unwrap()["Error"], json!("States.Timeout"));
+    assert_eq!(
+        h.describe("req-1").output.unwrap()["Error"],
+        json!("States.Timeout")
+    );
     // AND a late answer is refused as AWS refuses it
     assert!(matches!(
         h.engine.send_task_success(&token, json!({})),
@@ -130,7 +142,10 @@ async fn timeout_seconds_path_sets_the_window_from_the_input() {
     h.start("req-1", json!({"id": "req-1", "window": 120}));
     h.idle().await;
     // WHEN 120 s pass
-    assert_eq!(h.engine.next_timer().unwrap(), Some(t0() + chrono::Duration::seconds(120)));
+    assert_eq!(
+        h.engine.next_timer().unwrap(),
+        Some(t0() + chrono::Duration::seconds(120))
+    );
     h.advance(120);
     h.idle().await;
     // THEN it timed out
@@ -245,11 +260,13 @@ async fn token_api_errors_are_named_like_aws() {
         Err(EngineError::InvalidToken)
     ));
     assert!(matches!(
-        h.engine.send_task_failure("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "E", ""),
+        h.engine
+            .send_task_failure("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "E", ""),
         Err(EngineError::TaskDoesNotExist)
     ));
     assert!(matches!(
-        h.engine.send_task_heartbeat("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        h.engine
+            .send_task_heartbeat("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
         Err(EngineError::TaskDoesNotExist)
     ));
 }
@@ -285,7 +302,10 @@ async fn stop_aborts_a_waiting_execution_and_kills_its_token() {
     h.idle().await;
     assert_eq!(h.describe("req-1").status, ExecutionStatus::Aborted);
     // AND stopping again changes nothing; an unknown execution is an error
-    assert_eq!(h.engine.stop_execution("req-1", None, None).unwrap(), stopped);
+    assert_eq!(
+        h.engine.stop_execution("req-1", None, None).unwrap(),
+        stopped
+    );
     assert!(matches!(
         h.engine.stop_execution("nope", None, None),
         Err(EngineError::ExecutionDoesNotExist(_))
@@ -317,13 +337,15 @@ async fn start_is_idempotent_per_name_and_input_like_standard_workflows() {
     // WHEN started with the same name and another input
     // THEN ExecutionAlreadyExists
     assert!(matches!(
-        h.engine.start_execution(MACHINE, "req-1", json!({"id": "other"})),
+        h.engine
+            .start_execution(MACHINE, "req-1", json!({"id": "other"})),
         Err(EngineError::ExecutionAlreadyExists(_))
     ));
     // AND once the execution has closed, even the same input is refused (AWS)
     h.engine.stop_execution("req-1", None, None).unwrap();
     assert!(matches!(
-        h.engine.start_execution(MACHINE, "req-1", json!({"id": "req-1", "n": 1})),
+        h.engine
+            .start_execution(MACHINE, "req-1", json!({"id": "req-1", "n": 1})),
         Err(EngineError::ExecutionAlreadyExists(_))
     ));
     // AND bad names and unknown machines are refused
@@ -374,13 +396,20 @@ async fn an_answer_arriving_during_the_callback_invocation_is_kept() {
     .unwrap();
     invoker.0.set(engine.clone()).ok();
     // WHEN it runs
-    engine.start_execution(MACHINE, "req-1", json!({"id": "req-1"})).unwrap();
+    engine
+        .start_execution(MACHINE, "req-1", json!({"id": "req-1"}))
+        .unwrap();
     engine.run_until_idle().await.unwrap();
     // THEN the early answer was not lost and no deadlock happened
     let d = engine.describe_execution("req-1").unwrap();
     assert_eq!(d.status, ExecutionStatus::Succeeded);
     assert_eq!(d.output.unwrap()["decision"], json!({"approved": "inline"}));
-    let types: Vec<String> = engine.history("req-1").unwrap().into_iter().map(|e| e.event_type).collect();
+    let types: Vec<String> = engine
+        .history("req-1")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
     let submitted = types.iter().position(|t| t == "TaskSubmitted").unwrap();
     let succeeded = types.iter().position(|t| t == "TaskSucceeded").unwrap();
     assert!(submitted < succeeded, "{types:?}");

@@ -1,8 +1,7 @@
 //! `run_with_canned_tasks`: the `jit-local asl run` hook.
 
 use jit_engine::{
-    CannedAnswer, CannedTasks, EngineError, ExecutionStatus, Substitutions,
-    run_with_canned_tasks,
+    CannedAnswer, CannedTasks, EngineError, ExecutionStatus, Substitutions, run_with_canned_tasks,
 };
 use serde_json::{Value, json};
 
@@ -57,7 +56,9 @@ async fn canned_answers_drive_the_run_and_waits_fast_forward() {
     .with_substitutions(subs());
     // WHEN it runs (a one-day Wait included)
     let started = std::time::Instant::now();
-    let report = run_with_canned_tasks(&flow(), json!({"id": "r1"}), canned).await.unwrap();
+    let report = run_with_canned_tasks(&flow(), json!({"id": "r1"}), canned)
+        .await
+        .unwrap();
     // THEN it succeeds at once, through every state
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(report.status, ExecutionStatus::Succeeded);
@@ -70,7 +71,11 @@ async fn canned_answers_drive_the_run_and_waits_fast_forward() {
         Some(json!({"id": "r1", "validation": {"ok": true}, "decision": {"approved": true}}))
     );
     // AND the history shows the retry (two TaskScheduled for Validate)
-    let scheduled = report.history.iter().filter(|e| e.event_type == "TaskScheduled").count();
+    let scheduled = report
+        .history
+        .iter()
+        .filter(|e| e.event_type == "TaskScheduled")
+        .count();
     assert_eq!(scheduled, 3);
     // AND the report serializes as {status, output, states, history}
     let wire = serde_json::to_value(&report).unwrap();
@@ -83,7 +88,11 @@ async fn canned_answers_drive_the_run_and_waits_fast_forward() {
 #[tokio::test]
 async fn callback_failure_and_timeout_answers_take_their_branches() {
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({"error": "Denied", "cause": "no"}), "Denied", "Denied"),
+        (
+            json!({"error": "Denied", "cause": "no"}),
+            "Denied",
+            "Denied",
+        ),
         (json!({"timeout": true}), "TimedOut", "ApprovalTimedOut"),
     ];
     for (answer, last_state, error) in cases {
@@ -93,7 +102,9 @@ async fn callback_failure_and_timeout_answers_take_their_branches() {
             .answer("RequestApproval", answer)
             .with_substitutions(subs());
         // WHEN it runs (Validate echoes its input, which has "ok")
-        let report = run_with_canned_tasks(&flow(), json!({"ok": true}), canned).await.unwrap();
+        let report = run_with_canned_tasks(&flow(), json!({"ok": true}), canned)
+            .await
+            .unwrap();
         // THEN
         assert_eq!(report.status, ExecutionStatus::Failed, "{last_state}");
         assert_eq!(report.states.last().map(String::as_str), Some(last_state));
@@ -134,25 +145,35 @@ async fn the_last_answer_repeats() {
         )
         .with_substitutions(subs());
     // WHEN it runs
-    let report = run_with_canned_tasks(&flow(), json!({}), canned).await.unwrap();
+    let report = run_with_canned_tasks(&flow(), json!({}), canned)
+        .await
+        .unwrap();
     // THEN it is tried 1 + 3 times, then fails
     assert_eq!(report.status, ExecutionStatus::Failed);
     assert_eq!(report.error.as_deref(), Some("Transient"));
-    let failed = report.history.iter().filter(|e| e.event_type == "TaskFailed").count();
+    let failed = report
+        .history
+        .iter()
+        .filter(|e| e.event_type == "TaskFailed")
+        .count();
     assert_eq!(failed, 4);
 }
 
 #[tokio::test]
 async fn bad_inputs_are_refused_with_reasons() {
     // an unresolved placeholder
-    let e = run_with_canned_tasks(&flow(), json!({}), CannedTasks::new()).await.unwrap_err();
+    let e = run_with_canned_tasks(&flow(), json!({}), CannedTasks::new())
+        .await
+        .unwrap_err();
     assert!(matches!(e, EngineError::InvalidDefinition { .. }), "{e}");
     assert!(e.to_string().contains("${ValidateFn}"), "{e}");
     // an answer for a state that does not exist
     let canned = CannedTasks::from_json(r#"{"Nope": [{"output": 1}]}"#)
         .unwrap()
         .with_substitutions(subs());
-    let e = run_with_canned_tasks(&flow(), json!({}), canned).await.unwrap_err();
+    let e = run_with_canned_tasks(&flow(), json!({}), canned)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("no state named \"Nope\""), "{e}");
     // a malformed tasks file
     let e = CannedTasks::from_json(r#"{"Validate": [{"outptu": 1}]}"#).unwrap_err();
@@ -161,7 +182,9 @@ async fn bad_inputs_are_refused_with_reasons() {
     let canned = CannedTasks::new()
         .answer("Validate", CannedAnswer::Timeout { timeout: true })
         .with_substitutions(subs());
-    let e = run_with_canned_tasks(&flow(), json!({}), canned).await.unwrap_err();
+    let e = run_with_canned_tasks(&flow(), json!({}), canned)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("literal TimeoutSeconds"), "{e}");
 }
 
@@ -175,7 +198,9 @@ async fn a_request_response_timeout_answer_times_the_task_out() {
     .to_string();
     let canned = CannedTasks::new().answer("T", CannedAnswer::Timeout { timeout: true });
     // WHEN it runs
-    let report = run_with_canned_tasks(&def, json!({}), canned).await.unwrap();
+    let report = run_with_canned_tasks(&def, json!({}), canned)
+        .await
+        .unwrap();
     // THEN States.Timeout
     assert_eq!(report.error.as_deref(), Some("States.Timeout"));
 }

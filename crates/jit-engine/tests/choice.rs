@@ -37,7 +37,10 @@ async fn each_operator_decides_like_aws() {
         (json!({"Variable": "$.s", "StringEquals": "alpha"}), false),
         (json!({"Variable": "$.s", "StringEqualsPath": "$.s2"}), true),
         (json!({"Variable": "$.s", "StringLessThan": "gamma"}), true),
-        (json!({"Variable": "$.s", "StringGreaterThanEquals": "beta"}), true),
+        (
+            json!({"Variable": "$.s", "StringGreaterThanEquals": "beta"}),
+            true,
+        ),
         (json!({"Variable": "$.s", "StringMatches": "b*a"}), true),
         (json!({"Variable": "$.s", "StringMatches": "a*"}), false),
         (json!({"Variable": "$.n", "StringEquals": "5"}), false), // wrong type is just false
@@ -46,19 +49,49 @@ async fn each_operator_decides_like_aws() {
         (json!({"Variable": "$.n", "NumericLessThan": 5}), false),
         (json!({"Variable": "$.n", "NumericLessThanEquals": 5}), true),
         (json!({"Variable": "$.n", "NumericGreaterThan": 4.5}), true),
-        (json!({"Variable": "$.n", "NumericGreaterThanEquals": 6}), false),
-        (json!({"Variable": "$.n", "NumericLessThanPath": "$.n2"}), true),
-        (json!({"Variable": "$.n2", "NumericEqualsPath": "$.n"}), false),
+        (
+            json!({"Variable": "$.n", "NumericGreaterThanEquals": 6}),
+            false,
+        ),
+        (
+            json!({"Variable": "$.n", "NumericLessThanPath": "$.n2"}),
+            true,
+        ),
+        (
+            json!({"Variable": "$.n2", "NumericEqualsPath": "$.n"}),
+            false,
+        ),
         (json!({"Variable": "$.s", "NumericEquals": 5}), false),
         (json!({"Variable": "$.b", "BooleanEquals": true}), true),
-        (json!({"Variable": "$.b", "BooleanEqualsPath": "$.b2"}), false),
-        (json!({"Variable": "$.t", "TimestampEquals": "2026-01-01T10:00:00Z"}), true),
+        (
+            json!({"Variable": "$.b", "BooleanEqualsPath": "$.b2"}),
+            false,
+        ),
+        (
+            json!({"Variable": "$.t", "TimestampEquals": "2026-01-01T10:00:00Z"}),
+            true,
+        ),
         // 12:00+01:00 is 11:00Z
-        (json!({"Variable": "$.t", "TimestampLessThanPath": "$.t2"}), true),
-        (json!({"Variable": "$.t2", "TimestampGreaterThan": "2026-01-01T11:00:00Z"}), false),
-        (json!({"Variable": "$.t2", "TimestampGreaterThanEquals": "2026-01-01T11:00:00Z"}), true),
-        (json!({"Variable": "$.t", "TimestampLessThanEquals": "2025-12-31T23:59:59Z"}), false),
-        (json!({"Variable": "$.s", "TimestampEquals": "2026-01-01T10:00:00Z"}), false),
+        (
+            json!({"Variable": "$.t", "TimestampLessThanPath": "$.t2"}),
+            true,
+        ),
+        (
+            json!({"Variable": "$.t2", "TimestampGreaterThan": "2026-01-01T11:00:00Z"}),
+            false,
+        ),
+        (
+            json!({"Variable": "$.t2", "TimestampGreaterThanEquals": "2026-01-01T11:00:00Z"}),
+            true,
+        ),
+        (
+            json!({"Variable": "$.t", "TimestampLessThanEquals": "2025-12-31T23:59:59Z"}),
+            false,
+        ),
+        (
+            json!({"Variable": "$.s", "TimestampEquals": "2026-01-01T10:00:00Z"}),
+            false,
+        ),
         (json!({"Variable": "$.s", "IsPresent": true}), true),
         (json!({"Variable": "$.missing", "IsPresent": true}), false),
         (json!({"Variable": "$.missing", "IsPresent": false}), true),
@@ -71,7 +104,10 @@ async fn each_operator_decides_like_aws() {
         (json!({"Variable": "$.t", "IsTimestamp": true}), true),
         (json!({"Variable": "$.s", "IsTimestamp": true}), false),
         (json!({"Variable": "$.arr[0]", "NumericEquals": 1}), true),
-        (json!({"Variable": "$$.Execution.Name", "StringEquals": "x"}), true),
+        (
+            json!({"Variable": "$$.Execution.Name", "StringEquals": "x"}),
+            true,
+        ),
         (
             json!({"And": [
                 {"Variable": "$.s", "StringEquals": "beta"},
@@ -93,7 +129,10 @@ async fn each_operator_decides_like_aws() {
             ]}),
             true,
         ),
-        (json!({"Not": {"Variable": "$.s", "StringEquals": "beta"}}), false),
+        (
+            json!({"Not": {"Variable": "$.s", "StringEquals": "beta"}}),
+            false,
+        ),
         (
             json!({"Not": {"Or": [
                 {"Variable": "$.missing", "IsPresent": true},
@@ -111,7 +150,14 @@ async fn each_operator_decides_like_aws() {
         assert_eq!(d.status, ExecutionStatus::Succeeded, "{rule}: {d:?}");
         let expect = if want { "yes" } else { "no" };
         assert_eq!(d.output, Some(json!(expect)), "{rule}");
-        assert_eq!(h.states("x"), vec!["C".to_string(), if want { "Yes".into() } else { "No".into() }], "{rule}");
+        assert_eq!(
+            h.states("x"),
+            vec![
+                "C".to_string(),
+                if want { "Yes".into() } else { "No".into() }
+            ],
+            "{rule}"
+        );
     }
 }
 
@@ -141,7 +187,10 @@ async fn rules_are_tried_in_order_and_output_path_applies() {
 #[tokio::test]
 async fn no_match_without_default_fails_with_no_choice_matched() {
     // GIVEN a rule that does not match and no Default
-    let h = harness(&machine(json!({"Variable": "$.s", "StringEquals": "x"}), false));
+    let h = harness(&machine(
+        json!({"Variable": "$.s", "StringEquals": "x"}),
+        false,
+    ));
     // WHEN it runs
     let d = h.run("x", json!({"s": "y"})).await;
     // THEN
@@ -152,7 +201,10 @@ async fn no_match_without_default_fails_with_no_choice_matched() {
 #[tokio::test]
 async fn a_missing_variable_is_a_runtime_error() {
     // GIVEN a comparison on a field the input lacks (not IsPresent)
-    let h = harness(&machine(json!({"Variable": "$.nope", "StringEquals": "x"}), true));
+    let h = harness(&machine(
+        json!({"Variable": "$.nope", "StringEquals": "x"}),
+        true,
+    ));
     // WHEN it runs
     let d = h.run("x", json!({"s": "y"})).await;
     // THEN the execution fails with States.Runtime (AWS does not take Default)

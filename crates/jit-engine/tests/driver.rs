@@ -33,7 +33,11 @@ fn machine() -> Value {
     })
 }
 
-async fn wait_for(engine: &Engine, name: &str, pred: impl Fn(&jit_engine::ExecutionDescription) -> bool) -> bool {
+async fn wait_for(
+    engine: &Engine,
+    name: &str,
+    pred: impl Fn(&jit_engine::ExecutionDescription) -> bool,
+) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if pred(&engine.describe_execution(name).unwrap()) {
@@ -57,7 +61,9 @@ async fn the_driver_runs_executions_and_wakes_on_answers_and_timers() {
     .unwrap();
     let driver = engine.spawn_driver();
     // WHEN an execution starts
-    engine.start_execution(MACHINE, "x", json!({"hold": 1})).unwrap();
+    engine
+        .start_execution(MACHINE, "x", json!({"hold": 1}))
+        .unwrap();
     // THEN the driver invokes the callback task without being asked
     let deadline = Instant::now() + Duration::from_secs(5);
     while tasks.calls().is_empty() && Instant::now() < deadline {
@@ -66,10 +72,16 @@ async fn the_driver_runs_executions_and_wakes_on_answers_and_timers() {
     assert_eq!(tasks.calls().len(), 1);
     // WHEN the token is answered
     let answered = Instant::now();
-    engine.send_task_success(&tasks.last_token(), json!("yes")).unwrap();
+    engine
+        .send_task_success(&tasks.last_token(), json!("yes"))
+        .unwrap();
     // THEN it proceeds, waits ~1 s of real time, grants and succeeds
     assert!(wait_for(&engine, "x", |d| d.status == ExecutionStatus::Succeeded).await);
-    assert!(answered.elapsed() >= Duration::from_millis(900), "{:?}", answered.elapsed());
+    assert!(
+        answered.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        answered.elapsed()
+    );
     assert_eq!(tasks.calls_to("grant").len(), 1);
     driver.shutdown().await;
 }
@@ -88,7 +100,9 @@ async fn dropping_the_handle_stops_the_driver() {
     drop(engine.spawn_driver());
     tokio::time::sleep(Duration::from_millis(20)).await;
     // WHEN an execution starts
-    engine.start_execution(MACHINE, "x", json!({"hold": 0})).unwrap();
+    engine
+        .start_execution(MACHINE, "x", json!({"hold": 0}))
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // THEN nothing advances it
     assert!(tasks.calls().is_empty());
@@ -121,11 +135,18 @@ async fn the_driver_advances_many_executions() {
     let driver = engine.spawn_driver();
     // WHEN they start
     for i in 0..200 {
-        engine.start_execution(MACHINE, &format!("e{i}"), json!({"i": i})).unwrap();
+        engine
+            .start_execution(MACHINE, &format!("e{i}"), json!({"i": i}))
+            .unwrap();
     }
     // THEN all succeed, each task invoked exactly once
     for i in 0..200 {
-        assert!(wait_for(&engine, &format!("e{i}"), |d| d.status == ExecutionStatus::Succeeded).await, "e{i}");
+        assert!(
+            wait_for(&engine, &format!("e{i}"), |d| d.status
+                == ExecutionStatus::Succeeded)
+            .await,
+            "e{i}"
+        );
     }
     assert_eq!(tasks.calls().len(), 200);
     driver.shutdown().await;

@@ -54,7 +54,12 @@ async fn executions_continue_after_the_engine_is_dropped_and_reopened() {
     // GIVEN one execution waiting for approval and one in a 600 s Wait
     let first = Scripted::new();
     let token = {
-        let h = harness_on(EngineDb::open(&path).unwrap(), &approval_and_expiry(), first.clone(), t0());
+        let h = harness_on(
+            EngineDb::open(&path).unwrap(),
+            &approval_and_expiry(),
+            first.clone(),
+            t0(),
+        );
         h.start("approve-me", json!({"kind": "approval"}));
         h.start("expire-me", json!({"kind": "grant"}));
         h.idle().await;
@@ -75,7 +80,9 @@ async fn executions_continue_after_the_engine_is_dropped_and_reopened() {
     assert_eq!(report.running, 2);
     h.idle().await;
     // THEN the waiting token still works
-    h.engine.send_task_success(&token, json!({"approved": true})).unwrap();
+    h.engine
+        .send_task_success(&token, json!({"approved": true}))
+        .unwrap();
     h.idle().await;
     let d = h.describe("approve-me");
     assert_eq!(d.status, ExecutionStatus::Succeeded);
@@ -89,10 +96,19 @@ async fn executions_continue_after_the_engine_is_dropped_and_reopened() {
     h.advance(500);
     h.idle().await;
     assert_eq!(h.describe("expire-me").status, ExecutionStatus::Succeeded);
-    assert_eq!(h.states("expire-me"), vec!["Route", "WaitForExpiry", "Revoke", "Expired"]);
+    assert_eq!(
+        h.states("expire-me"),
+        vec!["Route", "WaitForExpiry", "Revoke", "Expired"]
+    );
     assert_eq!(second.calls_to("revoke").len(), 1);
     // AND the history is whole across the restart
-    let ids: Vec<u64> = h.engine.history("expire-me").unwrap().iter().map(|e| e.id).collect();
+    let ids: Vec<u64> = h
+        .engine
+        .history("expire-me")
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
 }
 
@@ -101,7 +117,12 @@ async fn timers_that_passed_while_down_fire_at_resume() {
     let (_dir, path) = db_path();
     // GIVEN the same two executions, then the engine stops
     {
-        let h = harness_on(EngineDb::open(&path).unwrap(), &approval_and_expiry(), Scripted::new(), t0());
+        let h = harness_on(
+            EngineDb::open(&path).unwrap(),
+            &approval_and_expiry(),
+            Scripted::new(),
+            t0(),
+        );
         h.start("approve-me", json!({"kind": "approval"}));
         h.start("expire-me", json!({"kind": "grant"}));
         h.idle().await;
@@ -120,7 +141,10 @@ async fn timers_that_passed_while_down_fire_at_resume() {
     let d = h.describe("approve-me");
     assert_eq!(d.status, ExecutionStatus::Failed);
     assert_eq!(d.error.as_deref(), Some("ApprovalTimedOut"));
-    assert_eq!(h.states("approve-me"), vec!["Route", "RequestApproval", "TimedOut"]);
+    assert_eq!(
+        h.states("approve-me"),
+        vec!["Route", "RequestApproval", "TimedOut"]
+    );
 }
 
 /// Records calls, then never answers: a process killed mid-invoke.
@@ -162,7 +186,9 @@ async fn a_task_interrupted_mid_invoke_is_invoked_again_on_resume() {
                 clock.clone(),
             )
             .unwrap();
-            engine.start_execution(MACHINE, "x", json!({"kind": kind})).unwrap();
+            engine
+                .start_execution(MACHINE, "x", json!({"kind": kind}))
+                .unwrap();
             if kind == "grant" {
                 engine.run_until_idle().await.unwrap();
                 clock.advance(chrono::Duration::seconds(600));

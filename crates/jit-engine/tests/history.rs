@@ -84,7 +84,10 @@ async fn a_small_machine_records_aws_event_names_in_order() {
     assert_eq!(exited["name"], json!("Grant"));
     let done = &ev("ExecutionSucceeded").details["executionSucceededEventDetails"];
     let final_out: Value = serde_json::from_str(done["output"].as_str().unwrap()).unwrap();
-    assert_eq!(final_out, json!({"id": "r1", "p": {"go": true}, "grant": {"ok": true}}));
+    assert_eq!(
+        final_out,
+        json!({"id": "r1", "p": {"go": true}, "grant": {"ok": true}})
+    );
     // AND the serialized event is shaped like GetExecutionHistory's
     let wire = serde_json::to_value(ev("WaitStateExited")).unwrap();
     assert_eq!(wire["type"], json!("WaitStateExited"));
@@ -92,7 +95,10 @@ async fn a_small_machine_records_aws_event_names_in_order() {
     assert_eq!(wire["timestamp"], json!("2026-01-01T00:00:05.000Z"));
     assert_eq!(wire["stateExitedEventDetails"]["name"], json!("Hold"));
     // AND the states-entered helper lists just the names
-    assert_eq!(h.states("x"), vec!["Prepare", "Decide", "Grant", "Hold", "Done"]);
+    assert_eq!(
+        h.states("x"),
+        vec!["Prepare", "Decide", "Grant", "Hold", "Done"]
+    );
 }
 
 #[tokio::test]
@@ -122,7 +128,10 @@ async fn fail_and_lambda_arn_tasks_record_their_own_event_types() {
             "ExecutionFailed",
         ]
     );
-    assert_eq!((d.error.as_deref(), d.cause.as_deref()), (Some("Nope"), Some("because")));
+    assert_eq!(
+        (d.error.as_deref(), d.cause.as_deref()),
+        (Some("Nope"), Some("because"))
+    );
     let hist = h.engine.history("x").unwrap();
     assert_eq!(
         hist.last().unwrap().details["executionFailedEventDetails"],
@@ -138,7 +147,9 @@ async fn fail_state_paths_read_error_and_cause_from_the_input() {
     }});
     let h = harness(&def);
     // WHEN it runs
-    let d = h.run("x", json!({"e": "Custom.Error", "c": "details"})).await;
+    let d = h
+        .run("x", json!({"e": "Custom.Error", "c": "details"}))
+        .await;
     // THEN
     assert_eq!(d.error.as_deref(), Some("Custom.Error"));
     assert_eq!(d.cause.as_deref(), Some("details"));
@@ -154,7 +165,10 @@ async fn an_execution_timeout_ends_it_as_timed_out() {
     h.start("x", json!({}));
     h.idle().await;
     // WHEN 60 s pass
-    assert_eq!(h.engine.next_timer().unwrap(), Some(t0() + chrono::Duration::seconds(60)));
+    assert_eq!(
+        h.engine.next_timer().unwrap(),
+        Some(t0() + chrono::Duration::seconds(60))
+    );
     h.advance(60);
     h.idle().await;
     // THEN TIMED_OUT with States.Timeout, and ExecutionTimedOut in the history

@@ -32,15 +32,24 @@ fn refusals_name_the_state_and_the_field() {
     let none = Substitutions::new();
     let cases: Vec<(Value, &str)> = vec![
         (
-            machine("Grant", task(json!({"Resource": "arn:aws:states:::sqs:sendMessage"}))),
+            machine(
+                "Grant",
+                task(json!({"Resource": "arn:aws:states:::sqs:sendMessage"})),
+            ),
             r#"state "Grant": field "Resource": unsupported resource arn:aws:states:::sqs:sendMessage"#,
         ),
         (
-            machine("Grant", task(json!({"Resource": "arn:aws:states:::lambda:invoke.sync"}))),
+            machine(
+                "Grant",
+                task(json!({"Resource": "arn:aws:states:::lambda:invoke.sync"})),
+            ),
             r#"state "Grant": field "Resource": unsupported resource"#,
         ),
         (
-            machine("Fan", json!({"Type": "Parallel", "Branches": [], "End": true})),
+            machine(
+                "Fan",
+                json!({"Type": "Parallel", "Branches": [], "End": true}),
+            ),
             r#"state "Fan": field "Type": Parallel states are not supported"#,
         ),
         (
@@ -56,7 +65,10 @@ fn refusals_name_the_state_and_the_field() {
             r#"state "P": field "Colour": unknown or unsupported field for a Pass state"#,
         ),
         (
-            machine("P", json!({"Type": "Pass", "End": true, "Assign": {"a": 1}})),
+            machine(
+                "P",
+                json!({"Type": "Pass", "End": true, "Assign": {"a": 1}}),
+            ),
             r#"state "P": field "Assign": unknown or unsupported field"#,
         ),
         (
@@ -72,27 +84,45 @@ fn refusals_name_the_state_and_the_field() {
             r#"state "P": field "Next": no state named "Nowhere""#,
         ),
         (
-            machine("P", json!({"Type": "Pass", "End": true, "Parameters": {"msg.$": "States.Format('hi {}', $.name)"}})),
+            machine(
+                "P",
+                json!({"Type": "Pass", "End": true, "Parameters": {"msg.$": "States.Format('hi {}', $.name)"}}),
+            ),
             r#"state "P": field "Parameters.msg.$": intrinsic functions are not supported"#,
         ),
         (
-            machine("P", json!({"Type": "Pass", "End": true, "Parameters": {"deep": [{"x.$": "$.items[*].id"}]}})),
+            machine(
+                "P",
+                json!({"Type": "Pass", "End": true, "Parameters": {"deep": [{"x.$": "$.items[*].id"}]}}),
+            ),
             r#"state "P": field "Parameters.deep[0].x.$": only reference paths"#,
         ),
         (
-            machine("P", json!({"Type": "Pass", "End": true, "InputPath": "$..id"})),
+            machine(
+                "P",
+                json!({"Type": "Pass", "End": true, "InputPath": "$..id"}),
+            ),
             r#"state "P": field "InputPath": only reference paths"#,
         ),
         (
-            machine("P", json!({"Type": "Pass", "End": true, "OutputPath": "$.a[?(@.b)]"})),
+            machine(
+                "P",
+                json!({"Type": "Pass", "End": true, "OutputPath": "$.a[?(@.b)]"}),
+            ),
             r#"state "P": field "OutputPath": only reference paths"#,
         ),
         (
-            machine("P", json!({"Type": "Pass", "End": true, "ResultPath": "$$.Execution"})),
+            machine(
+                "P",
+                json!({"Type": "Pass", "End": true, "ResultPath": "$$.Execution"}),
+            ),
             r#"state "P": field "ResultPath": the context object ($$) cannot be used here"#,
         ),
         (
-            machine("T", task(json!({"ResultSelector": {"x.$": "States.JsonToString($.a)"}}))),
+            machine(
+                "T",
+                task(json!({"ResultSelector": {"x.$": "States.JsonToString($.a)"}})),
+            ),
             r#"state "T": field "ResultSelector.x.$": intrinsic functions are not supported"#,
         ),
         (
@@ -100,15 +130,24 @@ fn refusals_name_the_state_and_the_field() {
             r#"state "T": field "Parameters.FunctionName": required by lambda:invoke"#,
         ),
         (
-            machine("T", task(json!({"Parameters": {"FunctionName": "f", "Colour": 1}}))),
+            machine(
+                "T",
+                task(json!({"Parameters": {"FunctionName": "f", "Colour": 1}})),
+            ),
             r#"state "T": field "Parameters.Colour": not a parameter of Lambda Invoke"#,
         ),
         (
-            machine("T", task(json!({"Parameters": {"FunctionName": "f", "InvocationType": "DryRun"}}))),
+            machine(
+                "T",
+                task(json!({"Parameters": {"FunctionName": "f", "InvocationType": "DryRun"}})),
+            ),
             r#"state "T": field "Parameters.InvocationType": unsupported invocation type"#,
         ),
         (
-            machine("T", task(json!({"Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken"}))),
+            machine(
+                "T",
+                task(json!({"Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken"})),
+            ),
             r#"state "T": field "Parameters": a .waitForTaskToken task must pass $$.Task.Token"#,
         ),
         (
@@ -116,27 +155,47 @@ fn refusals_name_the_state_and_the_field() {
             r#"state "T": field "TimeoutSeconds": must be an integer from 1 to 99999999"#,
         ),
         (
-            machine("T", task(json!({"TimeoutSeconds": 10, "TimeoutSecondsPath": "$.t"}))),
+            machine(
+                "T",
+                task(json!({"TimeoutSeconds": 10, "TimeoutSecondsPath": "$.t"})),
+            ),
             r#"state "T": field "TimeoutSecondsPath": TimeoutSeconds and TimeoutSecondsPath are mutually exclusive"#,
         ),
         (
-            machine("T", task(json!({"TimeoutSeconds": 10, "HeartbeatSeconds": 10}))),
+            machine(
+                "T",
+                task(json!({"TimeoutSeconds": 10, "HeartbeatSeconds": 10})),
+            ),
             r#"state "T": field "HeartbeatSeconds": must be smaller than TimeoutSeconds"#,
         ),
         (
-            machine("T", task(json!({"Retry": [{"ErrorEquals": ["States.ALL", "X"]}]}))),
+            machine(
+                "T",
+                task(json!({"Retry": [{"ErrorEquals": ["States.ALL", "X"]}]})),
+            ),
             r#"state "T": field "Retry[0].ErrorEquals": States.ALL must appear alone"#,
         ),
         (
-            machine("T", task(json!({"Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}]}))),
+            machine(
+                "T",
+                task(json!({"Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}]})),
+            ),
             r#"state "T": field "Retry[0].ErrorEquals": States.ALL must be in the last retrier"#,
         ),
         (
-            machine("T", task(json!({"Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Other"}, {"ErrorEquals": ["X"], "Next": "Other"}]}))),
+            machine(
+                "T",
+                task(
+                    json!({"Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Other"}, {"ErrorEquals": ["X"], "Next": "Other"}]}),
+                ),
+            ),
             r#"state "T": field "Catch[0].ErrorEquals": States.ALL must be in the last catcher"#,
         ),
         (
-            machine("T", task(json!({"Retry": [{"ErrorEquals": ["States.Nope"]}]}))),
+            machine(
+                "T",
+                task(json!({"Retry": [{"ErrorEquals": ["States.Nope"]}]})),
+            ),
             r#"state "T": field "Retry[0].ErrorEquals[0]": unknown predefined error States.Nope"#,
         ),
         (
@@ -144,15 +203,24 @@ fn refusals_name_the_state_and_the_field() {
             r#"state "T": field "Retry[0].ErrorEquals": required, must be a non-empty array"#,
         ),
         (
-            machine("T", task(json!({"Retry": [{"ErrorEquals": ["X"], "BackoffRate": 0.5}]}))),
+            machine(
+                "T",
+                task(json!({"Retry": [{"ErrorEquals": ["X"], "BackoffRate": 0.5}]})),
+            ),
             r#"state "T": field "Retry[0].BackoffRate": must be a number >= 1.0"#,
         ),
         (
-            machine("T", task(json!({"Retry": [{"ErrorEquals": ["X"], "JitterStrategy": "SOME"}]}))),
+            machine(
+                "T",
+                task(json!({"Retry": [{"ErrorEquals": ["X"], "JitterStrategy": "SOME"}]})),
+            ),
             r#"state "T": field "Retry[0].JitterStrategy": must be FULL or NONE"#,
         ),
         (
-            machine("T", task(json!({"Catch": [{"ErrorEquals": ["X"], "Next": "Gone"}]}))),
+            machine(
+                "T",
+                task(json!({"Catch": [{"ErrorEquals": ["X"], "Next": "Gone"}]})),
+            ),
             r#"state "T": field "Catch[0].Next": no state named "Gone""#,
         ),
         (
@@ -160,35 +228,59 @@ fn refusals_name_the_state_and_the_field() {
             r#"state "T": field "Credentials": unknown or unsupported field for a Task state"#,
         ),
         (
-            machine("C", json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "StringEquals": 1, "Next": "Other"}]})),
+            machine(
+                "C",
+                json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "StringEquals": 1, "Next": "Other"}]}),
+            ),
             r#"state "C": field "Choices[0].StringEquals": must be a string"#,
         ),
         (
-            machine("C", json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "StringContains": "x", "Next": "Other"}]})),
+            machine(
+                "C",
+                json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "StringContains": "x", "Next": "Other"}]}),
+            ),
             r#"state "C": field "Choices[0].StringContains": unknown choice rule operator"#,
         ),
         (
-            machine("C", json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "Next": "Other"}]})),
+            machine(
+                "C",
+                json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "Next": "Other"}]}),
+            ),
             r#"state "C": field "Choices[0]": a choice rule needs exactly one operator"#,
         ),
         (
-            machine("C", json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "IsNull": true}]})),
+            machine(
+                "C",
+                json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "IsNull": true}]}),
+            ),
             r#"state "C": field "Choices[0].Next": a top-level choice rule needs Next"#,
         ),
         (
-            machine("C", json!({"Type": "Choice", "Choices": [{"Not": {"Variable": "$.a", "IsNull": true, "Next": "Other"}, "Next": "Other"}]})),
+            machine(
+                "C",
+                json!({"Type": "Choice", "Choices": [{"Not": {"Variable": "$.a", "IsNull": true, "Next": "Other"}, "Next": "Other"}]}),
+            ),
             r#"state "C": field "Choices[0].Not.Next": Next is only allowed on top-level choice rules"#,
         ),
         (
-            machine("C", json!({"Type": "Choice", "Choices": [{"And": [{"Variable": "$.a", "TimestampEquals": "yesterday"}], "Next": "Other"}]})),
+            machine(
+                "C",
+                json!({"Type": "Choice", "Choices": [{"And": [{"Variable": "$.a", "TimestampEquals": "yesterday"}], "Next": "Other"}]}),
+            ),
             r#"state "C": field "Choices[0].And[0].TimestampEquals": must be an RFC 3339 timestamp string"#,
         ),
         (
-            machine("C", json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "IsNull": true, "Next": "Gone"}]})),
+            machine(
+                "C",
+                json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "IsNull": true, "Next": "Gone"}]}),
+            ),
             r#"state "C": field "Choices[0].Next": no state named "Gone""#,
         ),
         (
-            machine("C", json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "IsNull": true, "Next": "Other"}], "Default": "Gone"})),
+            machine(
+                "C",
+                json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "IsNull": true, "Next": "Other"}], "Default": "Gone"}),
+            ),
             r#"state "C": field "Default": no state named "Gone""#,
         ),
         (
@@ -196,15 +288,24 @@ fn refusals_name_the_state_and_the_field() {
             r#"state "C": field "Choices": required, must be a non-empty array"#,
         ),
         (
-            machine("W", json!({"Type": "Wait", "Seconds": 5, "Timestamp": "2026-01-01T00:00:00Z", "End": true})),
+            machine(
+                "W",
+                json!({"Type": "Wait", "Seconds": 5, "Timestamp": "2026-01-01T00:00:00Z", "End": true}),
+            ),
             r#"state "W": field "Timestamp": a Wait state needs exactly one of"#,
         ),
         (
-            machine("W", json!({"Type": "Wait", "Timestamp": "tomorrow", "End": true})),
+            machine(
+                "W",
+                json!({"Type": "Wait", "Timestamp": "tomorrow", "End": true}),
+            ),
             r#"state "W": field "Timestamp": must be an RFC 3339 timestamp string"#,
         ),
         (
-            machine("F", json!({"Type": "Fail", "Error": "E", "ErrorPath": "$.e"})),
+            machine(
+                "F",
+                json!({"Type": "Fail", "Error": "E", "ErrorPath": "$.e"}),
+            ),
             r#"state "F": field "ErrorPath": Error and ErrorPath are mutually exclusive"#,
         ),
         (
@@ -224,7 +325,10 @@ fn refusals_name_the_state_and_the_field() {
             r#"state machine: field "Extra": unknown or unsupported field"#,
         ),
         (
-            machine("Grant", task(json!({"Parameters": {"FunctionName": "${GrantFunctionArn}"}}))),
+            machine(
+                "Grant",
+                task(json!({"Parameters": {"FunctionName": "${GrantFunctionArn}"}})),
+            ),
             r#"state "Grant": field "Parameters.FunctionName": unresolved substitution placeholder ${GrantFunctionArn}"#,
         ),
     ];
@@ -232,16 +336,22 @@ fn refusals_name_the_state_and_the_field() {
         // WHEN the definition loads
         let got = refusal(&def, &none);
         // THEN the refusal starts with the expected state/field/message
-        assert!(got.starts_with(want), "\n got: {got}\nwant: {want}...\n def: {def}");
+        assert!(
+            got.starts_with(want),
+            "\n got: {got}\nwant: {want}...\n def: {def}"
+        );
     }
 }
 
 #[test]
 fn placeholders_in_non_string_positions_are_substituted_or_refused() {
     // GIVEN a definition with a placeholder where a number goes
-    let text = r#"{"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": ${Delay}, "End": true}}}"#;
+    let text =
+        r#"{"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": ${Delay}, "End": true}}}"#;
     // WHEN it is unresolved THEN the refusal names it
-    let e = StateMachine::load(text, &Substitutions::new()).unwrap_err().to_string();
+    let e = StateMachine::load(text, &Substitutions::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("${Delay}"), "{e}");
     // WHEN it is given THEN the definition loads
     let subs: Substitutions = [("Delay".to_string(), "30".to_string())].into();

@@ -39,7 +39,11 @@ async fn check(case: &str, state: Value, input: Value, want: Want) {
 async fn pass_state_processing_matches_aws() {
     let input = json!({ "a": { "b": 1 }, "c": [10, 20], "d": "dee", "a b": true });
     let cases: Vec<(&str, Value, Want)> = vec![
-        ("no paths: input passes through", json!({"Type": "Pass"}), Want::Output(input.clone())),
+        (
+            "no paths: input passes through",
+            json!({"Type": "Pass"}),
+            Want::Output(input.clone()),
+        ),
         (
             "InputPath selects",
             json!({"Type": "Pass", "InputPath": "$.a"}),
@@ -68,7 +72,9 @@ async fn pass_state_processing_matches_aws() {
                 "nested": { "y.$": "$.c[0]", "keep": "k" },
                 "list": [ { "z.$": "$.d" }, 5 ]
             }}),
-            Want::Output(json!({"lit": 1, "x": 1, "nested": {"y": 10, "keep": "k"}, "list": [{"z": "dee"}, 5]})),
+            Want::Output(
+                json!({"lit": 1, "x": 1, "nested": {"y": 10, "keep": "k"}, "list": [{"z": "dee"}, 5]}),
+            ),
         ),
         (
             "Parameters apply after InputPath",
@@ -78,7 +84,9 @@ async fn pass_state_processing_matches_aws() {
         (
             "Result with ResultPath into the input",
             json!({"Type": "Pass", "Result": {"r": 2}, "ResultPath": "$.res"}),
-            Want::Output(json!({ "a": { "b": 1 }, "c": [10, 20], "d": "dee", "a b": true, "res": {"r": 2} })),
+            Want::Output(
+                json!({ "a": { "b": 1 }, "c": [10, 20], "d": "dee", "a b": true, "res": {"r": 2} }),
+            ),
         ),
         (
             "ResultPath null discards the result",
@@ -88,17 +96,23 @@ async fn pass_state_processing_matches_aws() {
         (
             "ResultPath creates nested objects",
             json!({"Type": "Pass", "Result": 7, "ResultPath": "$.new.deep.value"}),
-            Want::Output(json!({ "a": { "b": 1 }, "c": [10, 20], "d": "dee", "a b": true, "new": {"deep": {"value": 7}} })),
+            Want::Output(
+                json!({ "a": { "b": 1 }, "c": [10, 20], "d": "dee", "a b": true, "new": {"deep": {"value": 7}} }),
+            ),
         ),
         (
             "ResultPath writes into an existing object",
             json!({"Type": "Pass", "Result": 7, "ResultPath": "$.a.z"}),
-            Want::Output(json!({ "a": { "b": 1, "z": 7 }, "c": [10, 20], "d": "dee", "a b": true })),
+            Want::Output(
+                json!({ "a": { "b": 1, "z": 7 }, "c": [10, 20], "d": "dee", "a b": true }),
+            ),
         ),
         (
             "ResultPath applies to the raw input, not InputPath's",
             json!({"Type": "Pass", "InputPath": "$.a", "ResultPath": "$.copy"}),
-            Want::Output(json!({ "a": { "b": 1 }, "c": [10, 20], "d": "dee", "a b": true, "copy": {"b": 1} })),
+            Want::Output(
+                json!({ "a": { "b": 1 }, "c": [10, 20], "d": "dee", "a b": true, "copy": {"b": 1} }),
+            ),
         ),
         (
             "OutputPath selects last",
@@ -262,7 +276,9 @@ async fn a_function_arn_as_resource_returns_the_raw_output() {
         Some(json!({"user": "ana", "grant": {"granted": true}}))
     );
     // AND without Parameters the function gets the effective input
-    let h = harness(&one_state(json!({"Type": "Task", "Resource": FN_ARN, "InputPath": "$.inner"})));
+    let h = harness(&one_state(
+        json!({"Type": "Task", "Resource": FN_ARN, "InputPath": "$.inner"}),
+    ));
     let d = h.run("y", json!({"inner": {"a": 1}})).await;
     assert_eq!(h.tasks.calls()[0].payload, json!({"a": 1}));
     assert_eq!(d.output, Some(json!({"a": 1})));

@@ -9,9 +9,7 @@ use async_trait::async_trait;
 use chrono::Duration;
 use common::*;
 use jit_core::ports::{Clock, ManualClock};
-use jit_engine::{
-    Definitions, Engine, EngineDb, ExecutionStatus, TaskError, TaskInvoker,
-};
+use jit_engine::{Definitions, Engine, EngineDb, ExecutionStatus, TaskError, TaskInvoker};
 use serde_json::{Value, json};
 
 fn task(extra: Value) -> Value {
@@ -47,7 +45,11 @@ async fn run_jumping(h: &Harness, name: &str, input: Value) {
         if h.describe(name).status != ExecutionStatus::Running {
             return;
         }
-        let next = h.engine.next_timer().unwrap().expect("a timer while running");
+        let next = h
+            .engine
+            .next_timer()
+            .unwrap()
+            .expect("a timer while running");
         h.clock.set(next);
     }
 }
@@ -77,8 +79,16 @@ async fn retries_back_off_by_rate_and_are_capped_by_max_delay() {
     // THEN the attempts were at 0, 2, 2+6, 8+10 (18 capped to 10), 18+10 seconds
     assert_eq!(offsets(&h), vec![0, 2_000, 8_000, 18_000, 28_000]);
     // AND each attempt saw its retry count in $$.State.RetryCount
-    let counts: Vec<Value> = h.tasks.calls().iter().map(|c| c.payload["retry"].clone()).collect();
-    assert_eq!(counts, vec![json!(0), json!(1), json!(2), json!(3), json!(4)]);
+    let counts: Vec<Value> = h
+        .tasks
+        .calls()
+        .iter()
+        .map(|c| c.payload["retry"].clone())
+        .collect();
+    assert_eq!(
+        counts,
+        vec![json!(0), json!(1), json!(2), json!(3), json!(4)]
+    );
     let d = h.describe("x");
     assert_eq!(d.status, ExecutionStatus::Succeeded);
     assert_eq!(d.output, Some(json!({"v": "done"})));
@@ -87,7 +97,9 @@ async fn retries_back_off_by_rate_and_are_capped_by_max_delay() {
 #[tokio::test]
 async fn defaults_are_one_second_three_attempts_rate_two() {
     // GIVEN a retrier with only ErrorEquals and a function that always fails
-    let h = harness(&with_handlers(task(json!({"Retry": [{"ErrorEquals": ["States.ALL"]}]}))));
+    let h = harness(&with_handlers(task(
+        json!({"Retry": [{"ErrorEquals": ["States.ALL"]}]}),
+    )));
     h.tasks.err("f", "Boom", "always");
     // WHEN it runs
     run_jumping(&h, "x", json!({})).await;
@@ -95,7 +107,10 @@ async fn defaults_are_one_second_three_attempts_rate_two() {
     assert_eq!(offsets(&h), vec![0, 1_000, 3_000, 7_000]);
     let d = h.describe("x");
     assert_eq!(d.status, ExecutionStatus::Failed);
-    assert_eq!((d.error.as_deref(), d.cause.as_deref()), (Some("Boom"), Some("always")));
+    assert_eq!(
+        (d.error.as_deref(), d.cause.as_deref()),
+        (Some("Boom"), Some("always"))
+    );
 }
 
 #[tokio::test]
@@ -209,10 +224,20 @@ async fn an_uncaught_error_fails_the_execution_with_its_name_and_cause() {
     let d = h.run("x", json!({})).await;
     // THEN
     assert_eq!(d.status, ExecutionStatus::Failed);
-    assert_eq!((d.error.as_deref(), d.cause.as_deref()), (Some("Denied"), Some("no")));
+    assert_eq!(
+        (d.error.as_deref(), d.cause.as_deref()),
+        (Some("Denied"), Some("no"))
+    );
     assert_eq!(
         h.event_types("x"),
-        vec!["ExecutionStarted", "TaskStateEntered", "TaskScheduled", "TaskStarted", "TaskFailed", "ExecutionFailed"]
+        vec![
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "TaskScheduled",
+            "TaskStarted",
+            "TaskFailed",
+            "ExecutionFailed"
+        ]
     );
 }
 
@@ -280,7 +305,10 @@ async fn a_request_response_task_past_timeout_seconds_times_out() {
         let engine = Engine::open(
             EngineDb::in_memory().unwrap(),
             Definitions::new().with(MACHINE, load(&with_handlers(t))),
-            Arc::new(Slow { clock: clock.clone(), secs: 11 }),
+            Arc::new(Slow {
+                clock: clock.clone(),
+                secs: 11,
+            }),
             clock.clone(),
         )
         .unwrap();
@@ -289,9 +317,18 @@ async fn a_request_response_task_past_timeout_seconds_times_out() {
         engine.run_until_idle().await.unwrap();
         // THEN States.Timeout: not retried by States.TaskFailed, caught by States.Timeout
         let d = engine.describe_execution("x").unwrap();
-        assert_eq!(engine.states_entered("x").unwrap(), vec!["T", "OnTimeout"], "{resource}");
+        assert_eq!(
+            engine.states_entered("x").unwrap(),
+            vec!["T", "OnTimeout"],
+            "{resource}"
+        );
         assert_eq!(d.output.unwrap()["Error"], json!("States.Timeout"));
-        let types: Vec<String> = engine.history("x").unwrap().into_iter().map(|e| e.event_type).collect();
+        let types: Vec<String> = engine
+            .history("x")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
         assert!(types.contains(&timed_out_event.to_string()), "{types:?}");
         assert_eq!(clock.now(), t0() + Duration::seconds(11));
     }

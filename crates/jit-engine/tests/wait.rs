@@ -104,8 +104,14 @@ async fn history_shows_wait_entered_and_exited_at_their_times() {
     h.idle().await;
     // THEN WaitStateExited is stamped when the time passed
     let hist = h.engine.history("x").unwrap();
-    let entered = hist.iter().find(|e| e.event_type == "WaitStateEntered").unwrap();
-    let exited = hist.iter().find(|e| e.event_type == "WaitStateExited").unwrap();
+    let entered = hist
+        .iter()
+        .find(|e| e.event_type == "WaitStateEntered")
+        .unwrap();
+    let exited = hist
+        .iter()
+        .find(|e| e.event_type == "WaitStateExited")
+        .unwrap();
     assert_eq!(entered.timestamp, t0());
     assert_eq!(exited.timestamp, t0() + chrono::Duration::seconds(60));
 }

@@ -130,7 +130,12 @@ pub fn load(definition: &Value) -> StateMachine {
 }
 
 pub fn harness(definition: &Value) -> Harness {
-    harness_on(EngineDb::in_memory().unwrap(), definition, Scripted::new(), t0())
+    harness_on(
+        EngineDb::in_memory().unwrap(),
+        definition,
+        Scripted::new(),
+        t0(),
+    )
 }
 
 pub fn harness_on(
