@@ -1,0 +1,150 @@
+//! STS and IAM adapters against moto, through the real SDK.
+
+mod common;
+
+use jit_aws::{IamAttacher, StsIssuer};
+use jit_core::ports::{AssumeRoleSpec, CredentialIssuer, GrantError, IamPrincipal, PolicyAttacher};
+use jit_core::{AccountId, PolicyName, RoleArn};
+
+const ACCOUNT: &str = "123456789012";
+const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity","sts:TagSession"]}]}"#;
+const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListAllMyBuckets","Resource":"*"}]}"#;
+
+async fn iam() -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::new(&common::sdk_config().await)
+}
+
+async fn attached_to_user(iam: &aws_sdk_iam::Client, user: &str) -> Vec<String> {
+    iam.list_attached_user_policies()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap()
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_name().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn assume_role_returns_credentials_that_never_print() {
+    let iam = iam().await;
+    let role = common::unique_name("jit-role");
+    let created = iam
+        .create_role()
+        .role_name(&role)
+        .assume_role_policy_document(TRUST)
+        .send()
+        .await
+        .unwrap();
+    let arn = RoleArn::parse(created.role().unwrap().arn()).unwrap();
+    let issuer = StsIssuer::from_config(&common::sdk_config().await);
+    let before = chrono::Utc::now();
+    let creds = issuer
+        .assume_role(&AssumeRoleSpec {
+            role_arn: arn,
+            session_name: "alice-01K0000000000000000000000".into(),
+            source_identity: "alice@example.com".into(),
+            duration_secs: 900,
+            session_policy: Some(POLICY.into()),
+            tags: vec![("jit:request-id".into(), "01K0000000000000000000000".into())],
+        })
+        .await
+        .expect("moto issues credentials");
+    assert!(!creds.access_key_id.is_empty());
+    assert!(!creds.secret_access_key.expose().is_empty());
+    assert!(creds.expiration > before, "expires in the future");
+    let shown = format!("{creds:?}");
+    assert!(!shown.contains(creds.secret_access_key.expose()));
+    assert!(!shown.contains(creds.session_token.expose()));
+}
+
+#[tokio::test]
+async fn attach_and_detach_a_customer_policy_to_a_user_and_a_role() {
+    let iam = iam().await;
+    let user = format!("{}@example.com", common::unique_name("u"));
+    iam.create_user().user_name(&user).send().await.unwrap();
+    let role = common::unique_name("jit-r");
+    iam.create_role()
+        .role_name(&role)
+        .assume_role_policy_document(TRUST)
+        .send()
+        .await
+        .unwrap();
+    let policy = common::unique_name("JitPolicy");
+    iam.create_policy()
+        .policy_name(&policy)
+        .policy_document(POLICY)
+        .send()
+        .await
+        .unwrap();
+
+    let attacher = IamAttacher::from_config(&common::sdk_config().await);
+    let account = AccountId::parse(ACCOUNT).unwrap();
+    let name = PolicyName::parse(policy.clone()).unwrap();
+    let to_user = IamPrincipal::User(user.clone());
+    attacher.attach(&account, &to_user, &name).await.unwrap();
+    assert_eq!(attached_to_user(&iam, &user).await, vec![policy.clone()]);
+    attacher.detach(&account, &to_user, &name).await.unwrap();
+    assert!(attached_to_user(&iam, &user).await.is_empty());
+    attacher
+        .detach(&account, &to_user, &name)
+        .await
+        .expect("detaching twice is fine");
+
+    let to_role = IamPrincipal::Role(role.clone());
+    attacher.attach(&account, &to_role, &name).await.unwrap();
+    let on_role = iam
+        .list_attached_role_policies()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_role.attached_policies().len(), 1);
+    attacher.detach(&account, &to_role, &name).await.unwrap();
+    let on_role = iam
+        .list_attached_role_policies()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    assert!(on_role.attached_policies().is_empty());
+}
+
+#[tokio::test]
+async fn missing_policies_and_principals_are_named() {
+    let iam = iam().await;
+    let user = common::unique_name("u");
+    iam.create_user().user_name(&user).send().await.unwrap();
+    let policy = common::unique_name("JitPolicy");
+    iam.create_policy()
+        .policy_name(&policy)
+        .policy_document(POLICY)
+        .send()
+        .await
+        .unwrap();
+    let attacher = IamAttacher::from_config(&common::sdk_config().await);
+    let account = AccountId::parse(ACCOUNT).unwrap();
+
+    let wrong_case = PolicyName::parse(policy.to_lowercase()).unwrap();
+    let err = attacher
+        .attach(&account, &IamPrincipal::User(user.clone()), &wrong_case)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GrantError::PolicyMissing(ref m) if m.contains("case-sensitive")),
+        "{err:?}"
+    );
+
+    let name = PolicyName::parse(policy).unwrap();
+    let err = attacher
+        .attach(
+            &account,
+            &IamPrincipal::User(common::unique_name("ghost")),
+            &name,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GrantError::PrincipalMissing(_)), "{err:?}");
+    assert!(!format!("{err}").contains(common::DUMMY_SECRET));
+}
