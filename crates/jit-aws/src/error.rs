@@ -28,3 +28,20 @@ where
         other => format!("{operation}: {}", DisplayErrorContext(other)),
     }
 }
+
+/// Like [`describe`], but keeps only the error code of a service error, not
+/// its message: for calls that carry a task token, whose error messages may
+/// quote it.
+pub(crate) fn describe_code_only<E, R>(operation: &str, err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + Error + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        SdkError::ServiceError(service) => format!(
+            "{operation}: {}",
+            service.err().code().unwrap_or("UnknownError")
+        ),
+        other => format!("{operation}: {}", DisplayErrorContext(other)),
+    }
+}

@@ -20,6 +20,7 @@
 
 pub mod dynamo;
 mod error;
+pub mod grants;
 pub mod sdk;
 pub mod sfn;
 
@@ -28,4 +29,5 @@ pub use dynamo::{
     BY_REQUESTER_INDEX, BY_STATUS_INDEX, CreateTablesError, CreatedTables, DynamoStore,
     RequestItem, TableNames, create_tables,
 };
+pub use grants::{IamAttacher, StsIssuer};
 pub use sfn::{InvalidStateMachineArn, SfnWorkflow, StateMachineArn};

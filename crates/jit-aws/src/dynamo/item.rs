@@ -74,8 +74,29 @@ impl RequestItem {
 
     pub(crate) fn from_item(item: Item) -> Result<Self, StoreError> {
         serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
-            .map_err(|e| StoreError::Backend(format!("decoding request item: {e}")))
+            .map_err(|e| StoreError::Backend(format!("decoding request item: {}", redact(&e))))
     }
+}
+
+/// A decoding error's text without the values it quotes. serde names a bad
+/// string value in double quotes (`invalid type: string "…"`), and a stored
+/// record holds a task token: error text goes to logs, so quoted values are
+/// replaced by `"…"` and only field names and expectations remain.
+pub(crate) fn redact(err: &impl std::fmt::Display) -> String {
+    let text = err.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Epoch seconds for a TTL, rounded up so TTL can never act before the grant
@@ -134,7 +155,94 @@ impl IdempotencyMarker {
     }
 
     pub(crate) fn from_item(item: Item) -> Result<Self, StoreError> {
-        serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
-            .map_err(|e| StoreError::Backend(format!("decoding idempotency marker: {e}")))
+        serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| {
+            StoreError::Backend(format!("decoding idempotency marker: {}", redact(&e)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64, nanos: u32) -> Timestamp {
+        chrono::DateTime::from_timestamp(secs, nanos).expect("valid time")
+    }
+
+    #[test]
+    fn decoding_errors_do_not_repeat_stored_values() {
+        // GIVEN an item whose field holds a secret-looking value of the wrong type
+        let item: Item = HashMap::from([(
+            "version".to_string(),
+            AttributeValue::S("AQCEAAAA-secret-token".into()),
+        )]);
+
+        // WHEN it is decoded as a request item
+        let err = RequestItem::from_item(item).expect_err("not a request item");
+
+        // THEN the error says what was wrong without the value
+        let text = err.to_string();
+        assert!(!text.contains("secret-token"), "{text}");
+        assert!(
+            text.starts_with("store backend: decoding request item"),
+            "{text}"
+        );
+        assert_eq!(
+            redact(&r#"invalid type: string "abc", expected u64"#),
+            r#"invalid type: string "…", expected u64"#
+        );
+    }
+
+    #[test]
+    fn ttl_seconds_round_up_so_ttl_never_acts_early() {
+        assert_eq!(ttl_seconds(at(1_700_000_000, 0)), 1_700_000_000);
+        assert_eq!(ttl_seconds(at(1_700_000_000, 1)), 1_700_000_001);
+        assert_eq!(ttl_seconds(at(1_700_000_000, 999_999_999)), 1_700_000_001);
+    }
+
+    #[test]
+    fn marker_keys_are_distinct_when_fields_contain_the_separator() {
+        let p = |s: &str| Principal::parse(s).expect("principal");
+        let k = |s: &str| IdempotencyKey::parse(s).expect("key");
+        let a = IdempotencyMarker::key_for(&p("a#b"), &k("c"));
+        let b = IdempotencyMarker::key_for(&p("a"), &k("b#c"));
+        assert_ne!(a, b);
+        assert_eq!(a, "IDEMPOTENCY#3#a#b#c");
+        assert!(
+            RequestId::parse(&a).is_err(),
+            "a marker key is never a request id"
+        );
+    }
+
+    /// Stream consumers (the `expire` Lambda) get images in the
+    /// `aws_lambda_events` representation, not the SDK's: the same type must
+    /// decode from both.
+    #[test]
+    fn request_items_decode_from_the_generic_representation_too() {
+        let now = at(1_700_000_000, 123_000_000);
+        let record: AccessRequest = serde_json::from_value(serde_json::json!({
+            "requestId": RequestId::generate(now),
+            "requester": { "principal": "alice@example.com", "authenticatedBy": "jwt" },
+            "entitlement": "ReadOnly",
+            "account": "123456789012",
+            "grantMode": "attach-policy",
+            "policyName": "ReadOnlyAccess",
+            "duration": 3600,
+            "justification": "audit",
+            "status": "GRANTED",
+            "createdAt": now,
+            "updatedAt": now,
+            "expiresAt": now,
+            "version": 3
+        }))
+        .expect("a record");
+        let item = RequestItem::new(&record);
+        assert_eq!(item.expires_at, Some(1_700_000_001));
+
+        let generic: serde_dynamo::Item = serde_dynamo::to_item(&item).expect("encode");
+        let back: RequestItem = serde_dynamo::from_item(generic).expect("decode");
+        assert_eq!(back, item);
+        let sdk = item.to_item().expect("encode");
+        assert_eq!(RequestItem::from_item(sdk).expect("decode"), item);
     }
 }

@@ -19,6 +19,11 @@
 //! cannot be read consistently: a request created or moved a moment ago may
 //! be missing from, or still listed under its old status in, a listing.
 //! moto's indexes are immediate, so the tests cannot show this lag.
+//!
+//! Scale: `byStatus` puts every request of one status in one index
+//! partition. That is fine for an access broker's volume (thousands of
+//! requests, not millions per second); a busier deployment would shard the
+//! status key.
 
 mod cursor;
 mod item;
@@ -41,7 +46,7 @@ use jit_core::{Principal, RequestId};
 
 use crate::error::describe;
 use cursor::Listing;
-use item::{IdempotencyMarker, Item, attr};
+use item::{IdempotencyMarker, Item, attr, redact};
 
 /// The DynamoDB client type, re-exported so callers need no SDK dependency.
 pub use aws_sdk_dynamodb::Client;
@@ -130,11 +135,20 @@ impl DynamoStore {
     /// Runs a transaction, trying again while it is cancelled only by
     /// conflicting concurrent transactions. Returns the cancellation
     /// reasons (code and old item, by position) when a condition failed.
+    ///
+    /// `token` (the audit event's id: unique per write the core asks for)
+    /// is the transaction's `ClientRequestToken`. It makes the SDK's own
+    /// retries safe: if a first attempt committed but its answer was lost,
+    /// the retry succeeds as a no-op instead of failing its condition and
+    /// reporting `AlreadyExists`/`Conflict` for our own write.
     async fn transact(
         &self,
         operation: &str,
+        token: &str,
         items: Vec<TransactWriteItem>,
     ) -> Result<Result<(), Vec<Reason>>, StoreError> {
+        // DynamoDB takes tokens of 1 to 36 characters; event ids are ULIDs (26).
+        let token = (!token.is_empty() && token.len() <= 36).then(|| token.to_string());
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -142,6 +156,7 @@ impl DynamoStore {
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
+                .set_client_request_token(token.clone())
                 .send()
                 .await;
             let err = match result {
@@ -165,9 +180,10 @@ impl DynamoStore {
             if reasons.iter().any(|r| r.code == CONDITION_FAILED) {
                 return Ok(Err(reasons));
             }
-            let only_conflicts = reasons
-                .iter()
-                .all(|r| r.code == "None" || r.code == TRANSACTION_CONFLICT);
+            let only_conflicts = reasons.iter().any(|r| r.code == TRANSACTION_CONFLICT)
+                && reasons
+                    .iter()
+                    .all(|r| r.code == "None" || r.code == TRANSACTION_CONFLICT);
             if only_conflicts && attempt < TRANSACTION_ATTEMPTS {
                 tokio::time::sleep(backoff(attempt)).await;
                 continue;
@@ -344,7 +360,10 @@ impl RequestStore for DynamoStore {
             )?);
         }
 
-        let reasons = match self.transact("TransactWriteItems(create)", items).await? {
+        let reasons = match self
+            .transact("TransactWriteItems(create)", &event.event_id, items)
+            .await?
+        {
             Ok(()) => return Ok(CreateOutcome::Created(request.clone())),
             Err(reasons) => reasons,
         };
@@ -395,7 +414,7 @@ impl RequestStore for DynamoStore {
         let items = vec![transact_put(guarded)?, self.put_audit(event)?];
 
         let reasons = match self
-            .transact("TransactWriteItems(transition)", items)
+            .transact("TransactWriteItems(transition)", &event.event_id, items)
             .await?
         {
             Ok(()) => return Ok(()),
@@ -469,8 +488,9 @@ impl RequestStore for DynamoStore {
                 .map_err(|e| StoreError::Backend(describe("Query(audit)", &e)))?;
             for item in out.items.unwrap_or_default() {
                 events.push(
-                    serde_dynamo::aws_sdk_dynamodb_1::from_item(item)
-                        .map_err(|e| StoreError::Backend(format!("decoding audit event: {e}")))?,
+                    serde_dynamo::aws_sdk_dynamodb_1::from_item(item).map_err(|e| {
+                        StoreError::Backend(format!("decoding audit event: {}", redact(&e)))
+                    })?,
                 );
             }
             match out.last_evaluated_key {

@@ -11,15 +11,23 @@ use async_trait::async_trait;
 /// The Step Functions client type, re-exported so callers need no SDK dependency.
 pub use aws_sdk_sfn::Client;
 use aws_sdk_sfn::error::SdkError;
+use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryError;
+use aws_sdk_sfn::operation::send_task_failure::SendTaskFailureError;
+use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessError;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_sdk_sfn::operation::stop_execution::StopExecutionError;
 use jit_core::RequestId;
 use jit_core::ports::{Workflow, WorkflowError, WorkflowInput};
+use jit_core::request::TaskToken;
 
-use crate::error::describe;
+use crate::error::{describe, describe_code_only};
+
+mod history;
 
 /// Step Functions caps an execution's `cause` at 32,768 characters.
 const MAX_CAUSE_CHARS: usize = 32_768;
+/// … and an `error` name at 256.
+const MAX_ERROR_CHARS: usize = 256;
 
 /// A state machine ARN, checked once:
 /// `arn:<partition>:states:<region>:<account>:stateMachine:<name>`.
@@ -158,6 +166,116 @@ impl Workflow for SfnWorkflow {
                 Err(WorkflowError::NotFound(id.clone()))
             }
             Err(e) => Err(WorkflowError::Backend(describe("StopExecution", &e))),
+        }
+    }
+
+    /// Completes the approval task. A token whose task is over — timed
+    /// out, already completed, execution stopped — is `TaskGone`. AWS says
+    /// `TaskTimedOut`/`TaskDoesNotExist` for that; moto says `InvalidToken`
+    /// for a used token, and a token we stored can only be "invalid" for
+    /// that reason, so it is `TaskGone` too. Errors keep only the service's
+    /// error code: messages may quote the token.
+    async fn send_task_success(
+        &self,
+        token: &TaskToken,
+        output: &serde_json::Value,
+    ) -> Result<(), WorkflowError> {
+        let result = self
+            .client
+            .send_task_success()
+            .task_token(token.expose())
+            .output(output.to_string())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(
+                    e.err(),
+                    SendTaskSuccessError::TaskDoesNotExist(_)
+                        | SendTaskSuccessError::TaskTimedOut(_)
+                        | SendTaskSuccessError::InvalidToken(_)
+                ) =>
+            {
+                Err(WorkflowError::TaskGone)
+            }
+            Err(e) => Err(WorkflowError::Backend(describe_code_only(
+                "SendTaskSuccess",
+                &e,
+            ))),
+        }
+    }
+
+    /// Fails the approval task with `error` (e.g. `Denied`, which the state
+    /// machine catches). Errors map as for [`Self::send_task_success`].
+    async fn send_task_failure(
+        &self,
+        token: &TaskToken,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), WorkflowError> {
+        let cause: String = cause.chars().take(MAX_CAUSE_CHARS).collect();
+        let result = self
+            .client
+            .send_task_failure()
+            .task_token(token.expose())
+            .error(error.chars().take(MAX_ERROR_CHARS).collect::<String>())
+            .cause(cause)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(
+                    e.err(),
+                    SendTaskFailureError::TaskDoesNotExist(_)
+                        | SendTaskFailureError::TaskTimedOut(_)
+                        | SendTaskFailureError::InvalidToken(_)
+                ) =>
+            {
+                Err(WorkflowError::TaskGone)
+            }
+            Err(e) => Err(WorkflowError::Backend(describe_code_only(
+                "SendTaskFailure",
+                &e,
+            ))),
+        }
+    }
+
+    /// The execution's events, oldest first, as JSON shaped like the local
+    /// engine's (`id`, `previousEventId`, `timestamp`, `type`, one
+    /// `…EventDetails` object); task tokens in parameters and payloads are
+    /// redacted (see `sfn/history.rs`).
+    async fn history(&self, id: &RequestId) -> Result<Vec<serde_json::Value>, WorkflowError> {
+        let mut events = vec![];
+        let mut next: Option<String> = None;
+        loop {
+            let result = self
+                .client
+                .get_execution_history()
+                .execution_arn(self.state_machine.execution_arn(id))
+                .set_next_token(next.take())
+                .send()
+                .await;
+            let page = match result {
+                Ok(p) => p,
+                Err(SdkError::ServiceError(e))
+                    if matches!(e.err(), GetExecutionHistoryError::ExecutionDoesNotExist(_)) =>
+                {
+                    return Err(WorkflowError::NotFound(id.clone()));
+                }
+                Err(e) => {
+                    return Err(WorkflowError::Backend(describe_code_only(
+                        "GetExecutionHistory",
+                        &e,
+                    )));
+                }
+            };
+            events.extend(page.events().iter().map(history::to_json));
+            match page.next_token() {
+                Some(t) => next = Some(t.to_string()),
+                None => return Ok(events),
+            }
         }
     }
 }
