@@ -1,0 +1,20 @@
+//! `assume-role` Lambda: the Grant step: proves an assume-role grant with one AssumeRole, or attaches the managed policy.
+//!
+//! A thin adapter: the step itself is `jit_core::tasks::Tasks::grant`, the
+//! same function `jit-local`'s engine calls in-process. Errors carry the
+//! stable `errorType`s the state machine matches.
+
+use jit_lambda::{TaskFailure, tasks_from_env};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let tasks = tasks_from_env().await?;
+    let tasks = &tasks;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        tasks.grant(event.payload).await.map_err(TaskFailure)
+    }))
+    .await
+}

@@ -1,0 +1,33 @@
+//! `expire` Lambda: two event sources, one job — end grants.
+//!
+//! - From the state machine's Revoke step (`{"requestId"}`): detach in
+//!   attach mode and record EXPIRED (`jit_core::tasks::Tasks::revoke`).
+//! - From the requests table's stream: DynamoDB TTL deletes items days late,
+//!   so for each TTL `REMOVE` it revokes anything still live and records the
+//!   removal (`Tasks::expired_by_ttl`). The backstop, not the clock.
+
+use jit_core::tasks::TaskError;
+use jit_lambda::{TaskFailure, tasks_from_env, ttl_removals};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::{Value, json};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let tasks = tasks_from_env().await?;
+    let tasks = &tasks;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        if event.payload.get("Records").is_none() {
+            return tasks.revoke(event.payload).await.map_err(TaskFailure);
+        }
+        let removed = ttl_removals(&event.payload).map_err(|e| TaskFailure(TaskError::InvalidInput(e)))?;
+        for request in &removed {
+            // A failure fails the batch: the stream redelivers it, and the
+            // steps are idempotent.
+            tasks.expired_by_ttl(request).await.map_err(TaskFailure)?;
+            tracing::info!(request_id = %request.request_id, status = %request.status, "TTL removal handled");
+        }
+        Ok(json!({ "handled": removed.len() }))
+    }))
+    .await
+}

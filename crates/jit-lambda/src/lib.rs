@@ -1,0 +1,216 @@
+//! The plumbing every task Lambda shares, so each binary is a few lines:
+//! configuration read and validated once at init, the task dependencies
+//! built from one `SdkConfig`, task errors turned into the stable
+//! `errorType`s `state-machine/approval.asl.json` matches, and the DynamoDB
+//! stream decoding the `expire` Lambda needs.
+//!
+//! Nothing here decides anything: decisions live in `jit_core::tasks`.
+//! Nothing here logs a payload: payloads can carry task tokens.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jit_core::ports::{ApprovalNotice, Notifier, NotifyError, SystemClock};
+use jit_core::tasks::{TaskError, Tasks};
+use jit_core::{AccessRequest, Catalog};
+use lambda_runtime::Diagnostic;
+use serde_json::{Map, Value};
+
+/// A task error as the Lambda runtime reports it: `errorType` is the stable
+/// name the state machine's `Retry`/`Catch` match.
+#[derive(Debug)]
+pub struct TaskFailure(pub TaskError);
+
+impl From<TaskError> for TaskFailure {
+    fn from(e: TaskError) -> Self {
+        TaskFailure(e)
+    }
+}
+
+impl From<TaskFailure> for Diagnostic {
+    fn from(f: TaskFailure) -> Diagnostic {
+        Diagnostic {
+            error_type: f.0.error_type().to_string(),
+            error_message: f.0.to_string(),
+        }
+    }
+}
+
+/// The task Lambdas' configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskConfig {
+    pub table: String,
+    pub audit_table: String,
+    pub catalog_path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl TaskConfig {
+    /// Reads the configuration through `get` (the environment in `main`).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<TaskConfig, ConfigError> {
+        let table = |var: &'static str, default: &str| -> Result<String, ConfigError> {
+            let name = get(var).unwrap_or_else(|| default.to_string());
+            if (3..=255).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            {
+                Ok(name)
+            } else {
+                Err(ConfigError {
+                    var,
+                    message: format!("`{name}` is not a DynamoDB table name"),
+                })
+            }
+        };
+        Ok(TaskConfig {
+            table: table("JIT_TABLE", "JITAccessRequests")?,
+            audit_table: table("JIT_AUDIT_TABLE", "JITAccessAudit")?,
+            catalog_path: PathBuf::from(
+                get("JIT_CATALOG").unwrap_or_else(|| "/opt/catalog.yaml".into()),
+            ),
+        })
+    }
+}
+
+/// Reads and parses the catalog, naming the file in any error.
+pub fn load_catalog(path: &std::path::Path) -> Result<Catalog, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("JIT_CATALOG: cannot read {}: {e}", path.display()))?;
+    Catalog::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())
+}
+
+/// Builds the task dependencies on AWS from the environment. Called once,
+/// at init.
+pub async fn tasks_from_env() -> Result<Tasks, lambda_runtime::Error> {
+    let cfg = TaskConfig::from_lookup(|k| std::env::var(k).ok())?;
+    let catalog = load_catalog(&cfg.catalog_path)?;
+    let sdk = jit_aws::sdk::load_config().await;
+    Ok(Tasks {
+        store: Arc::new(jit_aws::DynamoStore::from_config(
+            &sdk,
+            jit_aws::TableNames::new(cfg.table, cfg.audit_table),
+        )),
+        catalog: Arc::new(catalog),
+        clock: Arc::new(SystemClock),
+        issuer: Arc::new(jit_aws::StsIssuer::from_config(&sdk)),
+        attacher: Arc::new(jit_aws::IamAttacher::from_config(&sdk)),
+        notifier: Arc::new(LogNotifier),
+    })
+}
+
+/// Records approval notices in the structured log (request id, approvers,
+/// channel; never the token). Slack and email replace it with the approvals
+/// work.
+pub struct LogNotifier;
+
+#[async_trait]
+impl Notifier for LogNotifier {
+    async fn approval_requested(&self, n: &ApprovalNotice) -> Result<(), NotifyError> {
+        let emails: Vec<&str> = n.approvers.emails.iter().map(|e| e.as_str()).collect();
+        tracing::info!(
+            request_id = %n.request.request_id,
+            entitlement = %n.request.entitlement,
+            requester = %n.request.requester.principal,
+            approver_emails = ?emails,
+            approver_groups = ?n.approvers.groups,
+            slack_channel = ?n.approvers.slack_channel,
+            deadline = %n.deadline,
+            "approval requested"
+        );
+        Ok(())
+    }
+
+    async fn decided(&self, r: &AccessRequest) -> Result<(), NotifyError> {
+        tracing::info!(request_id = %r.request_id, status = %r.status, "decided");
+        Ok(())
+    }
+}
+
+/// DynamoDB's typed JSON (`{"S": "x"}`, `{"N": "1"}`, `{"M": {…}}`, …) as
+/// plain JSON, for decoding stream images with serde.
+pub fn from_dynamodb_json(v: &Value) -> Result<Value, String> {
+    let obj = v
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .ok_or("an attribute value has exactly one type key")?;
+    let (ty, inner) = obj.iter().next().expect("one entry");
+    Ok(match (ty.as_str(), inner) {
+        ("S", Value::String(s)) => Value::String(s.clone()),
+        ("N", Value::String(n)) => serde_json::from_str::<serde_json::Number>(n)
+            .map(Value::Number)
+            .map_err(|_| format!("`{n}` is not a number"))?,
+        ("BOOL", Value::Bool(b)) => Value::Bool(*b),
+        ("NULL", _) => Value::Null,
+        ("M", Value::Object(m)) => Value::Object(image_to_json(m)?),
+        ("L", Value::Array(items)) => Value::Array(
+            items
+                .iter()
+                .map(from_dynamodb_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        ("SS", Value::Array(items)) => Value::Array(items.clone()),
+        ("NS", Value::Array(items)) => Value::Array(
+            items
+                .iter()
+                .map(|n| {
+                    n.as_str()
+                        .and_then(|n| serde_json::from_str::<serde_json::Number>(n).ok())
+                        .map(Value::Number)
+                        .ok_or("a bad number in NS")
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        (other, _) => return Err(format!("unsupported attribute type `{other}`")),
+    })
+}
+
+/// A stream image (a map of attribute values) as a plain JSON object.
+pub fn image_to_json(image: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    image
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), from_dynamodb_json(v)?)))
+        .collect()
+}
+
+/// The requests DynamoDB's TTL removed, from a stream event: `REMOVE`
+/// records made by the DynamoDB service itself (not a user's delete), with
+/// their old image decoded.
+pub fn ttl_removals(event: &Value) -> Result<Vec<AccessRequest>, String> {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or("not a stream event: no Records")?;
+    let mut out = vec![];
+    for r in records {
+        if r.get("eventName").and_then(Value::as_str) != Some("REMOVE") {
+            continue;
+        }
+        let by_ttl = r.get("userIdentity").is_some_and(|u| {
+            u.get("type").and_then(Value::as_str) == Some("Service")
+                && u.get("principalId").and_then(Value::as_str) == Some("dynamodb.amazonaws.com")
+        });
+        if !by_ttl {
+            continue;
+        }
+        let Some(old) = r.pointer("/dynamodb/OldImage").and_then(Value::as_object) else {
+            continue;
+        };
+        let plain = image_to_json(old)?;
+        // Idempotency markers share the table; they carry no record.
+        let Some(record) = plain.get("record") else {
+            continue;
+        };
+        let request: AccessRequest = serde_json::from_value(record.clone())
+            .map_err(|e| format!("decoding the removed record: {e}"))?;
+        out.push(request);
+    }
+    Ok(out)
+}
