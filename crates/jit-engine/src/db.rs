@@ -14,6 +14,7 @@
 //! trade a developer tool wants for tens of thousands of transitions a second.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -84,7 +85,18 @@ pub(crate) mod token_status {
 /// memory (tests, `jit-local asl run`).
 pub struct EngineDb {
     pub(crate) conn: Connection,
+    /// The open group-commit transaction, if any.
+    batch: Option<Batch>,
 }
+
+struct Batch {
+    opened: Instant,
+    writes: usize,
+}
+
+/// A group commit is flushed once it is this old or holds this many writes.
+const BATCH_AGE: Duration = Duration::from_millis(10);
+const BATCH_WRITES: usize = 256;
 
 impl std::fmt::Debug for EngineDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,7 +113,13 @@ impl EngineDb {
                 .map_err(|e| EngineError::Db(format!("creating {}: {e}", parent.display())))?;
         }
         let conn = Connection::open(path)?;
+        // One process owns the engine's file: holding the lock for the
+        // connection's life spares a lock round trip per transaction, lets
+        // WAL keep its index in memory, and makes a second process fail
+        // fast ("database is locked") instead of racing this one.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
         Self::prepare(conn)
     }
 
@@ -114,6 +132,7 @@ impl EngineDb {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.pragma_update(None, "foreign_keys", "OFF")?;
+        conn.pragma_update(None, "cache_size", -16_384)?;
         conn.set_prepared_statement_cache_capacity(64);
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
@@ -123,7 +142,66 @@ impl EngineDb {
         }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        Ok(EngineDb { conn })
+        Ok(EngineDb { conn, batch: None })
+    }
+
+    /// Runs `f` as one atomic write (a savepoint) inside the open group
+    /// transaction, opening one if needed. Nothing is durable until
+    /// [`EngineDb::flush`].
+    fn write<R>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<R, EngineError>,
+    ) -> Result<R, EngineError> {
+        if self.batch.is_none() {
+            self.conn.prepare_cached("BEGIN")?.execute([])?;
+            self.batch = Some(Batch {
+                opened: Instant::now(),
+                writes: 0,
+            });
+        }
+        self.conn.prepare_cached("SAVEPOINT step")?.execute([])?;
+        match f(&self.conn) {
+            Ok(r) => {
+                self.conn.prepare_cached("RELEASE step")?.execute([])?;
+                if let Some(b) = self.batch.as_mut() {
+                    b.writes += 1;
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK TO step; RELEASE step");
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits the group transaction: everything written so far is durable.
+    pub(crate) fn flush(&mut self) -> Result<(), EngineError> {
+        if self.batch.take().is_some()
+            && let Err(e) = self
+                .conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]))
+        {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Whether the open group transaction should be flushed now.
+    pub(crate) fn flush_due(&self) -> bool {
+        self.batch
+            .as_ref()
+            .is_some_and(|b| b.writes >= BATCH_WRITES || b.opened.elapsed() >= BATCH_AGE)
+    }
+}
+
+impl Drop for EngineDb {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "engine database: last group commit failed");
+        }
     }
 }
 
@@ -194,6 +272,61 @@ pub(crate) struct DescribeRow {
     pub stop_ms: Option<i64>,
 }
 
+/// Rows per multi-row INSERT of history events.
+const EVENT_BATCH: usize = 8;
+
+fn insert_events(
+    conn: &Connection,
+    execution_id: i64,
+    first_event: u64,
+    events: &[NewEvent],
+) -> Result<(), EngineError> {
+    let mut id = first_event as i64;
+    let mut chunks = events.chunks_exact(EVENT_BATCH);
+    for chunk in &mut chunks {
+        let mut stmt = conn.prepare_cached(BATCH_INSERT.as_str())?;
+        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(EVENT_BATCH * 5);
+        let ids: Vec<i64> = (0..EVENT_BATCH as i64).map(|i| id + i).collect();
+        for (e, eid) in chunk.iter().zip(&ids) {
+            args.push(&execution_id);
+            args.push(eid);
+            args.push(&e.at_ms);
+            args.push(&e.event_type);
+            args.push(&e.details);
+        }
+        stmt.execute(args.as_slice())?;
+        id += EVENT_BATCH as i64;
+    }
+    let mut one = conn.prepare_cached(
+        "INSERT INTO events (execution_id, id, ts_ms, type, details) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for e in chunks.remainder() {
+        one.execute(params![execution_id, id, e.at_ms, e.event_type, e.details])?;
+        id += 1;
+    }
+    Ok(())
+}
+
+static BATCH_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let rows: Vec<String> = (0..EVENT_BATCH)
+        .map(|i| {
+            let b = i * 5;
+            format!(
+                "(?{}, ?{}, ?{}, ?{}, ?{})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO events (execution_id, id, ts_ms, type, details) VALUES {}",
+        rows.join(", ")
+    )
+});
+
 fn sha256_hex(s: &str) -> String {
     let digest = Sha256::digest(s.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -253,7 +386,7 @@ impl EngineDb {
         phase: &str,
         first_event: &NewEvent,
     ) -> Result<i64, EngineError> {
-        let tx = self.conn.transaction()?;
+        self.write(|tx| {
         tx.prepare_cached(
             "INSERT INTO executions (name, machine, definition_id, status, input, start_ms,
                 deadline_ms, wake_ms, invoking, phase, version, next_event)
@@ -273,8 +406,8 @@ impl EngineDb {
             "INSERT INTO events (execution_id, id, ts_ms, type, details) VALUES (?1, 1, ?2, ?3, ?4)",
         )?
         .execute(params![id, first_event.at_ms, first_event.event_type, first_event.details])?;
-        tx.commit()?;
         Ok(id)
+        })
     }
 
     pub(crate) fn load(&mut self, id: i64) -> Result<Option<ExecRow>, EngineError> {
@@ -317,7 +450,7 @@ impl EngineDb {
     /// Writes one step atomically. Returns false (and writes nothing) when
     /// the row's version is not the one read.
     pub(crate) fn commit(&mut self, c: &Commit<'_>) -> Result<bool, EngineError> {
-        let tx = self.conn.transaction()?;
+        self.write(|tx| {
         let next_event = c.first_event + c.events.len() as u64;
         let changed = tx
             .prepare_cached(
@@ -342,20 +475,7 @@ impl EngineDb {
         if changed == 0 {
             return Ok(false);
         }
-        {
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO events (execution_id, id, ts_ms, type, details) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for (i, e) in c.events.iter().enumerate() {
-                ins.execute(params![
-                    c.id,
-                    (c.first_event + i as u64) as i64,
-                    e.at_ms,
-                    e.event_type,
-                    e.details
-                ])?;
-            }
-        }
+        insert_events(tx, c.id, c.first_event, c.events)?;
         if !c.new_tokens.is_empty() {
             let mut ins = tx.prepare_cached(
                 "INSERT INTO tokens (token, execution_id, status, answer, timeout_ms, heartbeat_s, heartbeat_ms)
@@ -377,8 +497,8 @@ impl EngineDb {
                 upd.execute(params![t, token_status::CLOSED])?;
             }
         }
-        tx.commit()?;
         Ok(true)
+        })
     }
 
     /// Executions runnable at `now_ms`, earliest first.
@@ -477,7 +597,7 @@ impl EngineDb {
         heartbeat_ms: Option<i64>,
         wake_ms: Option<i64>,
     ) -> Result<(), EngineError> {
-        let tx = self.conn.transaction()?;
+        self.write(|tx| {
         tx.prepare_cached(
             "UPDATE tokens SET status = ?2, answer = COALESCE(?3, answer),
                 heartbeat_ms = COALESCE(?4, heartbeat_ms)
@@ -492,8 +612,8 @@ impl EngineDb {
             )?
             .execute(params![execution_id, wake_ms])?;
         }
-        tx.commit()?;
         Ok(())
+        })
     }
 
     pub(crate) fn describe(&mut self, name: &str) -> Result<Option<DescribeRow>, EngineError> {
@@ -535,6 +655,7 @@ impl EngineDb {
         for row in rows {
             let (id, ts, ty, details) = row?;
             let details: Map<String, Value> = serde_json::from_str(&details)?;
+            let details = crate::history::expand(details);
             out.push(HistoryEvent {
                 id: id as u64,
                 previous_event_id: (id - 1).max(0) as u64,

@@ -1412,7 +1412,11 @@ impl Engine {
                 }
             }
         }
-        let (running, waiting_for_callback) = lock(&self.inner.db).count_running()?;
+        let (running, waiting_for_callback) = {
+            let mut db = lock(&self.inner.db);
+            db.flush()?;
+            db.count_running()?
+        };
         self.inner.wake.notify_one();
         Ok(ResumeReport {
             running,
@@ -1463,11 +1467,11 @@ impl Engine {
             )));
         }
         let now = self.now_ms();
+        let (event_type, details) = history::execution_started(&input, ROLE_ARN);
         let phase = serde_json::to_string(&Phase::Enter {
             state: sm.start_at.clone(),
             input,
         })?;
-        let (event_type, details) = history::execution_started(&input_text, ROLE_ARN);
         db.insert_execution(
             name,
             state_machine,
@@ -1482,6 +1486,7 @@ impl Engine {
                 at_ms: now,
             },
         )?;
+        db.flush()?;
         drop(db);
         tracing::debug!(execution = %name, machine = %state_machine, "execution started");
         self.inner.wake.notify_one();
@@ -1536,6 +1541,7 @@ impl Engine {
             None,
             Some(now),
         )?;
+        db.flush()?;
         drop(db);
         self.inner.wake.notify_one();
         Ok(())
@@ -1561,6 +1567,7 @@ impl Engine {
             None,
             Some(now),
         )?;
+        db.flush()?;
         drop(db);
         self.inner.wake.notify_one();
         Ok(())
@@ -1580,6 +1587,7 @@ impl Engine {
                 Some(next),
                 None,
             )?;
+            db.flush()?;
         }
         Ok(())
     }
@@ -1618,13 +1626,17 @@ impl Engine {
                 "the execution changed while being stopped".into(),
             ));
         }
+        db.flush()?;
         tracing::debug!(execution = %name, "execution aborted");
         Ok(from_ms(now))
     }
 
     /// `DescribeExecution`, by name or ARN.
     pub fn describe_execution(&self, execution: &str) -> Result<ExecutionDescription, EngineError> {
-        let d = lock(&self.inner.db)
+        let mut db = lock(&self.inner.db);
+        // What a caller can see is durable.
+        db.flush()?;
+        let d = db
             .describe(name_of(execution))?
             .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
         Ok(ExecutionDescription {
@@ -1644,6 +1656,7 @@ impl Engine {
     /// `GetExecutionHistory`, oldest first.
     pub fn history(&self, execution: &str) -> Result<Vec<HistoryEvent>, EngineError> {
         let mut db = lock(&self.inner.db);
+        db.flush()?;
         let (id, ..) = db
             .find_execution(name_of(execution))?
             .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
@@ -1654,6 +1667,7 @@ impl Engine {
     /// against another interpreter, e.g. moto's).
     pub fn states_entered(&self, execution: &str) -> Result<Vec<String>, EngineError> {
         let mut db = lock(&self.inner.db);
+        db.flush()?;
         let (id, ..) = db
             .find_execution(name_of(execution))?
             .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
@@ -1700,6 +1714,7 @@ impl Engine {
     pub async fn run_until_idle(&self) -> Result<usize, EngineError> {
         let mut total = 0;
         loop {
+            lock(&self.inner.db).flush()?;
             let ids = self.runnable_unclaimed(256)?;
             if ids.is_empty() {
                 return Ok(total);
@@ -1713,6 +1728,7 @@ impl Engine {
                 }
             }
             if !progressed {
+                lock(&self.inner.db).flush()?;
                 return Ok(total);
             }
         }
@@ -1839,7 +1855,10 @@ impl Engine {
                     let n = run.transitions - start;
                     run.turn_start = run.transitions;
                     if req.token.is_some() {
+                        // The token must be durable before a Lambda can
+                        // hand it to anyone.
                         run.commit(db, None, true)?;
+                        db.flush()?;
                         return Ok(Turn::Invoke(req, n, None));
                     }
                     return Ok(Turn::Invoke(req, n, Some(run)));
@@ -1917,6 +1936,14 @@ impl Engine {
             if *stop.borrow() {
                 break;
             }
+            {
+                let mut db = lock(&self.inner.db);
+                if (tasks.is_empty() || db.flush_due())
+                    && let Err(e) = db.flush()
+                {
+                    tracing::error!(error = %e, "engine driver: group commit");
+                }
+            }
             let free = DRIVER_CONCURRENCY.saturating_sub(tasks.len());
             if free > 0 {
                 match self.runnable_unclaimed(free) {
@@ -1958,6 +1985,9 @@ impl Engine {
             }
         }
         while tasks.join_next().await.is_some() {}
+        if let Err(e) = lock(&self.inner.db).flush() {
+            tracing::error!(error = %e, "engine driver: last group commit");
+        }
     }
 }
 

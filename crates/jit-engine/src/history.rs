@@ -51,49 +51,128 @@ pub(crate) mod millis_rfc3339 {
 #[derive(Debug, Clone)]
 pub(crate) struct NewEvent {
     pub event_type: String,
-    /// JSON object text of the details map.
+    /// Stored details: a JSON object `{"<key>EventDetails": {…}}` in which
+    /// JSON payloads are embedded raw under `~input` / `~output` /
+    /// `~parameters`; [`expand`] turns them into AWS's JSON strings when the
+    /// history is read. Writing is the hot path, reading is rare.
     pub details: String,
     pub at_ms: i64,
 }
 
-fn details(key: &str, body: Value) -> String {
-    let mut m = Map::with_capacity(1);
-    m.insert(key.to_string(), body);
-    Value::Object(m).to_string()
+/// A details object under construction.
+struct Details(Vec<u8>);
+
+fn push_str(buf: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, s);
 }
 
-fn not_truncated() -> Value {
-    json!({ "truncated": false })
+impl Details {
+    fn new(key: &str) -> Self {
+        let mut b = Vec::with_capacity(160);
+        b.push(b'{');
+        push_str(&mut b, key);
+        b.extend_from_slice(b":{");
+        Details(b)
+    }
+
+    fn key(&mut self, k: &str) {
+        if self.0.last() != Some(&b'{') {
+            self.0.push(b',');
+        }
+        push_str(&mut self.0, k);
+        self.0.push(b':');
+    }
+
+    fn str(mut self, k: &str, v: &str) -> Self {
+        self.key(k);
+        push_str(&mut self.0, v);
+        self
+    }
+
+    fn opt_str(self, k: &str, v: Option<&str>) -> Self {
+        match v {
+            Some(v) => self.str(k, v),
+            None => self,
+        }
+    }
+
+    fn num(mut self, k: &str, v: Option<u64>) -> Self {
+        if let Some(v) = v {
+            self.key(k);
+            self.0.extend_from_slice(v.to_string().as_bytes());
+        }
+        self
+    }
+
+    /// A JSON payload, stored raw; AWS shows it as a string.
+    fn raw(mut self, k: &str, v: &Value) -> Self {
+        self.key(&format!("~{k}"));
+        let _ = serde_json::to_writer(&mut self.0, v);
+        self
+    }
+
+    fn done(mut self, event: &str) -> (String, String) {
+        self.0.extend_from_slice(b"}}");
+        let text = String::from_utf8(self.0)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        (event.to_string(), text)
+    }
 }
 
-pub(crate) fn execution_started(input: &str, role_arn: &str) -> (String, String) {
-    (
-        "ExecutionStarted".into(),
-        details(
-            "executionStartedEventDetails",
-            json!({ "input": input, "inputDetails": not_truncated(), "roleArn": role_arn }),
-        ),
-    )
+/// Turns stored details into AWS's shape: raw payloads become JSON strings
+/// and `input`/`output` get their `…Details: {"truncated": false}`.
+pub(crate) fn expand(stored: Map<String, Value>) -> Map<String, Value> {
+    stored
+        .into_iter()
+        .map(|(key, body)| {
+            let body = match body {
+                Value::Object(fields) => {
+                    let mut out = Map::with_capacity(fields.len() + 1);
+                    for (k, v) in fields {
+                        match k.strip_prefix('~') {
+                            Some(name) => {
+                                out.insert(name.to_string(), Value::String(v.to_string()));
+                                if name == "input" || name == "output" {
+                                    out.insert(
+                                        format!("{name}Details"),
+                                        json!({"truncated": false}),
+                                    );
+                                }
+                            }
+                            None => {
+                                out.insert(k, v);
+                            }
+                        }
+                    }
+                    Value::Object(out)
+                }
+                other => other,
+            };
+            (key, body)
+        })
+        .collect()
+}
+
+pub(crate) fn execution_started(input: &Value, role_arn: &str) -> (String, String) {
+    Details::new("executionStartedEventDetails")
+        .raw("input", input)
+        .str("roleArn", role_arn)
+        .done("ExecutionStarted")
 }
 
 pub(crate) fn state_entered(prefix: &str, name: &str, input: &Value) -> (String, String) {
-    (
-        format!("{prefix}StateEntered"),
-        details(
-            "stateEnteredEventDetails",
-            json!({ "name": name, "input": input.to_string(), "inputDetails": not_truncated() }),
-        ),
-    )
+    Details::new("stateEnteredEventDetails")
+        .str("name", name)
+        .raw("input", input)
+        .done(&format!("{prefix}StateEntered"))
 }
 
 pub(crate) fn state_exited(prefix: &str, name: &str, output: &Value) -> (String, String) {
-    (
-        format!("{prefix}StateExited"),
-        details(
-            "stateExitedEventDetails",
-            json!({ "name": name, "output": output.to_string(), "outputDetails": not_truncated() }),
-        ),
-    )
+    Details::new("stateExitedEventDetails")
+        .str("name", name)
+        .raw("output", output)
+        .done(&format!("{prefix}StateExited"))
 }
 
 /// `resourceType`/`resource` as AWS reports an optimized Lambda integration.
@@ -102,11 +181,10 @@ pub(crate) struct TaskResource<'a> {
 }
 
 impl TaskResource<'_> {
-    fn base(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("resourceType".into(), Value::String("lambda".into()));
-        m.insert("resource".into(), Value::String(self.resource.into()));
-        m
+    fn base(&self, key: &str) -> Details {
+        Details::new(key)
+            .str("resourceType", "lambda")
+            .str("resource", self.resource)
     }
 
     pub fn scheduled(
@@ -116,61 +194,42 @@ impl TaskResource<'_> {
         timeout: Option<u64>,
         heartbeat: Option<u64>,
     ) -> (String, String) {
-        let mut m = self.base();
-        m.insert("region".into(), Value::String(region.into()));
-        m.insert("parameters".into(), Value::String(parameters.to_string()));
-        if let Some(t) = timeout {
-            m.insert("timeoutInSeconds".into(), json!(t));
-        }
-        if let Some(h) = heartbeat {
-            m.insert("heartbeatInSeconds".into(), json!(h));
-        }
-        (
-            "TaskScheduled".into(),
-            details("taskScheduledEventDetails", Value::Object(m)),
-        )
+        self.base("taskScheduledEventDetails")
+            .str("region", region)
+            .raw("parameters", parameters)
+            .num("timeoutInSeconds", timeout)
+            .num("heartbeatInSeconds", heartbeat)
+            .done("TaskScheduled")
     }
 
     pub fn started(&self) -> (String, String) {
-        (
-            "TaskStarted".into(),
-            details("taskStartedEventDetails", Value::Object(self.base())),
-        )
-    }
-
-    pub fn with_output(&self, event: &str, key: &str, output: &Value) -> (String, String) {
-        let mut m = self.base();
-        m.insert("output".into(), Value::String(output.to_string()));
-        m.insert("outputDetails".into(), not_truncated());
-        (event.into(), details(key, Value::Object(m)))
+        self.base("taskStartedEventDetails").done("TaskStarted")
     }
 
     pub fn submitted(&self, output: &Value) -> (String, String) {
-        self.with_output("TaskSubmitted", "taskSubmittedEventDetails", output)
+        self.base("taskSubmittedEventDetails")
+            .raw("output", output)
+            .done("TaskSubmitted")
     }
 
     pub fn succeeded(&self, output: &Value) -> (String, String) {
-        self.with_output("TaskSucceeded", "taskSucceededEventDetails", output)
+        self.base("taskSucceededEventDetails")
+            .raw("output", output)
+            .done("TaskSucceeded")
     }
 
     pub fn failed(&self, error: &str, cause: &str) -> (String, String) {
-        let mut m = self.base();
-        m.insert("error".into(), Value::String(error.into()));
-        m.insert("cause".into(), Value::String(cause.into()));
-        (
-            "TaskFailed".into(),
-            details("taskFailedEventDetails", Value::Object(m)),
-        )
+        self.base("taskFailedEventDetails")
+            .str("error", error)
+            .str("cause", cause)
+            .done("TaskFailed")
     }
 
     pub fn timed_out(&self, error: &str, cause: &str) -> (String, String) {
-        let mut m = self.base();
-        m.insert("error".into(), Value::String(error.into()));
-        m.insert("cause".into(), Value::String(cause.into()));
-        (
-            "TaskTimedOut".into(),
-            details("taskTimedOutEventDetails", Value::Object(m)),
-        )
+        self.base("taskTimedOutEventDetails")
+            .str("error", error)
+            .str("cause", cause)
+            .done("TaskTimedOut")
     }
 }
 
@@ -179,17 +238,11 @@ pub(crate) mod lambda_fn {
     use super::*;
 
     pub fn scheduled(arn: &str, input: &Value, timeout: Option<u64>) -> (String, String) {
-        let mut m = Map::new();
-        m.insert("resource".into(), Value::String(arn.into()));
-        m.insert("input".into(), Value::String(input.to_string()));
-        m.insert("inputDetails".into(), not_truncated());
-        if let Some(t) = timeout {
-            m.insert("timeoutInSeconds".into(), json!(t));
-        }
-        (
-            "LambdaFunctionScheduled".into(),
-            details("lambdaFunctionScheduledEventDetails", Value::Object(m)),
-        )
+        Details::new("lambdaFunctionScheduledEventDetails")
+            .str("resource", arn)
+            .raw("input", input)
+            .num("timeoutInSeconds", timeout)
+            .done("LambdaFunctionScheduled")
     }
 
     pub fn started() -> (String, String) {
@@ -197,77 +250,89 @@ pub(crate) mod lambda_fn {
     }
 
     pub fn succeeded(output: &Value) -> (String, String) {
-        (
-            "LambdaFunctionSucceeded".into(),
-            details(
-                "lambdaFunctionSucceededEventDetails",
-                json!({ "output": output.to_string(), "outputDetails": not_truncated() }),
-            ),
-        )
+        Details::new("lambdaFunctionSucceededEventDetails")
+            .raw("output", output)
+            .done("LambdaFunctionSucceeded")
     }
 
     pub fn failed(error: &str, cause: &str) -> (String, String) {
-        (
-            "LambdaFunctionFailed".into(),
-            details(
-                "lambdaFunctionFailedEventDetails",
-                json!({ "error": error, "cause": cause }),
-            ),
-        )
+        Details::new("lambdaFunctionFailedEventDetails")
+            .str("error", error)
+            .str("cause", cause)
+            .done("LambdaFunctionFailed")
     }
 
     pub fn timed_out(error: &str, cause: &str) -> (String, String) {
-        (
-            "LambdaFunctionTimedOut".into(),
-            details(
-                "lambdaFunctionTimedOutEventDetails",
-                json!({ "error": error, "cause": cause }),
-            ),
-        )
+        Details::new("lambdaFunctionTimedOutEventDetails")
+            .str("error", error)
+            .str("cause", cause)
+            .done("LambdaFunctionTimedOut")
     }
 }
 
 pub(crate) fn execution_succeeded(output: &Value) -> (String, String) {
-    (
-        "ExecutionSucceeded".into(),
-        details(
-            "executionSucceededEventDetails",
-            json!({ "output": output.to_string(), "outputDetails": not_truncated() }),
-        ),
-    )
-}
-
-fn error_cause(error: Option<&str>, cause: Option<&str>) -> Value {
-    let mut m = Map::new();
-    if let Some(e) = error {
-        m.insert("error".into(), Value::String(e.into()));
-    }
-    if let Some(c) = cause {
-        m.insert("cause".into(), Value::String(c.into()));
-    }
-    Value::Object(m)
+    Details::new("executionSucceededEventDetails")
+        .raw("output", output)
+        .done("ExecutionSucceeded")
 }
 
 pub(crate) fn execution_failed(error: Option<&str>, cause: Option<&str>) -> (String, String) {
-    (
-        "ExecutionFailed".into(),
-        details("executionFailedEventDetails", error_cause(error, cause)),
-    )
+    Details::new("executionFailedEventDetails")
+        .opt_str("error", error)
+        .opt_str("cause", cause)
+        .done("ExecutionFailed")
 }
 
 pub(crate) fn execution_aborted(error: Option<&str>, cause: Option<&str>) -> (String, String) {
-    (
-        "ExecutionAborted".into(),
-        details("executionAbortedEventDetails", error_cause(error, cause)),
-    )
+    Details::new("executionAbortedEventDetails")
+        .opt_str("error", error)
+        .opt_str("cause", cause)
+        .done("ExecutionAborted")
 }
 
 pub(crate) fn execution_timed_out(error: &str, cause: &str) -> (String, String) {
-    (
-        "ExecutionTimedOut".into(),
-        details(
-            "executionTimedOutEventDetails",
-            error_cause(Some(error), Some(cause)),
-        ),
-    )
+    Details::new("executionTimedOutEventDetails")
+        .str("error", error)
+        .str("cause", cause)
+        .done("ExecutionTimedOut")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_details_expand_to_aws_strings() {
+        // GIVEN a stored event with a raw payload, including a string payload
+        let (ty, stored) = state_entered("Task", "Grant \"x\"", &json!({"a": [1, "two"]}));
+        assert_eq!(ty, "TaskStateEntered");
+        let stored: Map<String, Value> = serde_json::from_str(&stored).unwrap();
+        // WHEN expanded
+        let d = expand(stored);
+        // THEN the payload is a JSON string and inputDetails is added
+        assert_eq!(
+            Value::Object(d),
+            json!({"stateEnteredEventDetails": {
+                "name": "Grant \"x\"",
+                "input": "{\"a\":[1,\"two\"]}",
+                "inputDetails": {"truncated": false}
+            }})
+        );
+        let (_, s) = execution_succeeded(&json!("just text"));
+        let d = expand(serde_json::from_str(&s).unwrap());
+        assert_eq!(
+            d["executionSucceededEventDetails"]["output"],
+            json!("\"just text\"")
+        );
+        let (_, s) =
+            TaskResource { resource: "invoke" }.scheduled("local", &json!({"k": 1}), Some(5), None);
+        let d = expand(serde_json::from_str(&s).unwrap());
+        assert_eq!(
+            Value::Object(d),
+            json!({"taskScheduledEventDetails": {
+                "resourceType": "lambda", "resource": "invoke", "region": "local",
+                "parameters": "{\"k\":1}", "timeoutInSeconds": 5
+            }})
+        );
+    }
 }

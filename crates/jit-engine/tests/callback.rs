@@ -414,3 +414,54 @@ async fn an_answer_arriving_during_the_callback_invocation_is_kept() {
     let succeeded = types.iter().position(|t| t == "TaskSucceeded").unwrap();
     assert!(submitted < succeeded, "{types:?}");
 }
+
+#[tokio::test]
+async fn a_stop_during_a_request_response_call_discards_its_result() {
+    use std::sync::{Arc, OnceLock};
+
+    use async_trait::async_trait;
+    use jit_core::ports::ManualClock;
+    use jit_engine::{Definitions, Engine, EngineDb, TaskCall, TaskError, TaskInvoker};
+
+    /// A handler during whose call the execution gets cancelled.
+    struct CancelledMeanwhile(OnceLock<Engine>);
+
+    #[async_trait]
+    impl TaskInvoker for CancelledMeanwhile {
+        async fn invoke(&self, _f: &str, p: Value) -> Result<Value, TaskError> {
+            Ok(p)
+        }
+        async fn invoke_task(&self, call: TaskCall<'_>, p: Value) -> Result<Value, TaskError> {
+            let engine = self.0.get().expect("engine set");
+            engine
+                .stop_execution(call.execution_name, Some("Cancelled"), None)
+                .map_err(|e| TaskError::new("Engine", e.to_string()))?;
+            Ok(p)
+        }
+    }
+
+    // GIVEN Grant → Record, and a stop arriving while Grant runs
+    let def = json!({"StartAt": "Grant", "States": {
+        "Grant": {"Type": "Task", "Resource": FN_ARN, "Next": "Record"},
+        "Record": {"Type": "Pass", "End": true}
+    }});
+    let invoker = Arc::new(CancelledMeanwhile(OnceLock::new()));
+    let engine = Engine::open(
+        EngineDb::in_memory().unwrap(),
+        Definitions::new().with(MACHINE, load(&def)),
+        invoker.clone(),
+        Arc::new(ManualClock::new(t0())),
+    )
+    .unwrap();
+    invoker.0.set(engine.clone()).ok();
+    // WHEN it runs
+    engine.start_execution(MACHINE, "x", json!({})).unwrap();
+    engine.run_until_idle().await.unwrap();
+    // THEN the stop wins: ABORTED, Record never entered
+    let d = engine.describe_execution("x").unwrap();
+    assert_eq!(d.status, ExecutionStatus::Aborted);
+    assert_eq!(d.error.as_deref(), Some("Cancelled"));
+    assert!(!engine.states_entered("x").unwrap().contains(&"Record".to_string()));
+    let types: Vec<String> = engine.history("x").unwrap().into_iter().map(|e| e.event_type).collect();
+    assert_eq!(types.last().map(String::as_str), Some("ExecutionAborted"));
+}
