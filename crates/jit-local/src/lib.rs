@@ -45,12 +45,26 @@ pub struct Config {
     /// `None`: generate one at start.
     pub api_key: Option<String>,
     pub demo_mode: bool,
+    /// Print approval notices on the console (the outbox file is always written).
+    pub print_notifications: bool,
+    /// Run the engine's background driver (tests drive it by hand).
+    pub run_driver: bool,
+}
+
+/// Ports to use instead of the local defaults.
+#[derive(Default)]
+pub struct Overrides {
+    pub issuer: Option<Arc<dyn jit_core::ports::CredentialIssuer>>,
 }
 
 /// Everything a running server needs.
 pub struct App {
     pub broker: Broker,
     api_key: String,
+    engine: Option<Arc<jit_engine::Engine>>,
+    attacher: Option<Arc<grants::LocalAttacher>>,
+    resumed: Option<(u64, u64)>,
+    driver: Option<jit_engine::DriverHandle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +80,8 @@ pub enum StartError {
     Store { path: String, detail: String },
     #[error("the API key must be at least 16 visible ASCII characters")]
     WeakApiKey,
+    #[error("the approval state machine definition is refused: {0}")]
+    Definition(String),
     #[error("cannot create {path}: {source}")]
     DataDir {
         path: String,
@@ -112,12 +128,34 @@ impl App {
                 settings: Settings { demo_mode },
             },
             api_key,
+            engine: None,
+            attacher: None,
+            resumed: None,
+            driver: None,
         })
     }
 
-    /// Opens the data directory and store and builds the app from a config.
+    /// Opens the data directory, store and engine and builds the app from a
+    /// config, on the system clock, with the engine's background driver.
     pub fn from_config(cfg: &Config) -> Result<(App, String), StartError> {
-        let catalog = load_catalog(&cfg.catalog_path)?;
+        let (app, key) = App::build(cfg, Arc::new(SystemClock))?;
+        Ok((app, key))
+    }
+
+    /// Like [`App::from_config`] with the clock chosen by the caller (tests
+    /// fast-forward a `ManualClock` and drive the engine themselves).
+    pub fn build(cfg: &Config, clock: Arc<dyn Clock>) -> Result<(App, String), StartError> {
+        App::build_with(cfg, clock, Overrides::default())
+    }
+
+    /// Like [`App::build`], with some ports replaced (tests inject failing
+    /// issuers to exercise the state machine's Retry and Catch).
+    pub fn build_with(
+        cfg: &Config,
+        clock: Arc<dyn Clock>,
+        overrides: Overrides,
+    ) -> Result<(App, String), StartError> {
+        let catalog = Arc::new(load_catalog(&cfg.catalog_path)?);
         std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
             path: cfg.data_dir.display().to_string(),
             source,
@@ -128,16 +166,97 @@ impl App {
             detail: e.to_string(),
         })?;
         let store: Arc<dyn RequestStore> = Arc::new(store);
+        let attachments = cfg.data_dir.join("iam-attachments.json");
+        let attacher = Arc::new(
+            grants::LocalAttacher::open(attachments.clone()).map_err(|e| StartError::Store {
+                path: attachments.display().to_string(),
+                detail: e.to_string(),
+            })?,
+        );
+        let outbox = cfg.data_dir.join("outbox");
+        let notifier = notify::OutboxNotifier::open(outbox.clone(), cfg.print_notifications)
+            .map_err(|source| StartError::DataDir {
+                path: outbox.display().to_string(),
+                source,
+            })?;
+        let tasks = jit_core::tasks::Tasks {
+            store: store.clone(),
+            catalog: catalog.clone(),
+            clock: clock.clone(),
+            issuer: overrides
+                .issuer
+                .unwrap_or_else(|| Arc::new(grants::LocalIssuer::new(clock.clone()))),
+            attacher: attacher.clone(),
+            notifier: Arc::new(notifier),
+        };
+        let engine_path = cfg.data_dir.join("engine.db");
+        let engine_err = |detail: String| StartError::Store {
+            path: engine_path.display().to_string(),
+            detail,
+        };
+        let machine = jit_engine::StateMachine::load(
+            workflow::APPROVAL_DEFINITION,
+            &workflow::substitutions(),
+        )
+        .map_err(|e| StartError::Definition(e.to_string()))?;
+        let engine_db =
+            jit_engine::EngineDb::open(&engine_path).map_err(|e| engine_err(e.to_string()))?;
+        let engine = jit_engine::Engine::open(
+            engine_db,
+            jit_engine::Definitions::new().with(workflow::APPROVAL_MACHINE, machine),
+            Arc::new(workflow::LocalTasks {
+                tasks: tasks.clone(),
+            }),
+            clock.clone(),
+        )
+        .map_err(|e| engine_err(e.to_string()))?;
+        let resumed = engine.resume().map_err(|e| engine_err(e.to_string()))?;
+        let engine = Arc::new(engine);
         let api_key = cfg.api_key.clone().unwrap_or_else(generate_api_key);
-        let app = App::new(
-            catalog,
-            store.clone(),
-            Arc::new(workflow::LocalWorkflow::new(store)),
-            Arc::new(SystemClock),
-            api_key.clone(),
-            cfg.demo_mode,
-        )?;
+        if api_key.len() < 16 || !api_key.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(StartError::WeakApiKey);
+        }
+        let driver = cfg.run_driver.then(|| engine.spawn_driver());
+        let app = App {
+            broker: Broker {
+                store,
+                workflow: Arc::new(workflow::EngineWorkflow::new(engine.clone())),
+                catalog,
+                clock,
+                settings: Settings {
+                    demo_mode: cfg.demo_mode,
+                },
+            },
+            api_key: api_key.clone(),
+            engine: Some(engine),
+            attacher: Some(attacher),
+            resumed: Some((resumed.running, resumed.waiting_for_callback)),
+            driver,
+        };
         Ok((app, api_key))
+    }
+
+    /// Stops the engine's driver and waits for it, so the engine's database
+    /// is released (a restart in the same process can open it again).
+    pub async fn shutdown(mut self) {
+        if let Some(d) = self.driver.take() {
+            d.shutdown().await;
+        }
+    }
+
+    /// The local engine, for tests and the `history` view.
+    pub fn engine(&self) -> Option<&Arc<jit_engine::Engine>> {
+        self.engine.as_ref()
+    }
+
+    /// The local IAM stand-in, for tests and operators.
+    pub fn attacher(&self) -> Option<&Arc<grants::LocalAttacher>> {
+        self.attacher.as_ref()
+    }
+
+    /// (running, waiting for a decision) executions found at start.
+    pub fn resumed(&self) -> Option<(u64, u64)> {
+        self.resumed
     }
 
     /// Checks the API key in constant time, like a usage plan would (but
@@ -242,20 +361,24 @@ fn forbidden_key() -> Response<String> {
     jit_api::json_response(StatusCode::FORBIDDEN, &body)
 }
 
-/// Accepts connections until `shutdown` resolves.
+/// Accepts connections until `shutdown` resolves, then closes the open
+/// ones, so every reference to the app is gone when it returns.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break,
             r = listener.accept() => r?,
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let app = app.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let app = app.clone();
                 async move {
@@ -271,4 +394,6 @@ pub async fn serve(
             }
         });
     }
+    connections.shutdown().await;
+    Ok(())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use jit_local::{App, Config, workflow::LocalWorkflow};
+use jit_local::{App, Config};
 
 /// The JIT access broker on one machine: same API, SQLite, no AWS account.
 #[derive(Parser, Debug)]
@@ -54,6 +54,8 @@ async fn main() -> anyhow::Result<()> {
         catalog_path: args.catalog,
         api_key: args.api_key,
         demo_mode: args.demo_mode,
+        print_notifications: true,
+        run_driver: true,
     };
     let generated = cfg.api_key.is_none();
     let (app, api_key) = match App::from_config(&cfg) {
@@ -98,7 +100,11 @@ async fn main() -> anyhow::Result<()> {
             "recorded and ignored"
         }
     );
-    println!("  {}", LocalWorkflow::NOTICE);
+    if let Some((running, waiting)) = app.resumed() {
+        println!(
+            "  workflow:  state-machine/approval.asl.json on the local engine ({running} executions resumed, {waiting} waiting for a decision)"
+        );
+    }
 
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -115,7 +121,11 @@ async fn main() -> anyhow::Result<()> {
         }
         println!("jit-local: shutting down");
     };
-    jit_local::serve(listener, Arc::new(app), shutdown).await?;
+    let app = Arc::new(app);
+    jit_local::serve(listener, app.clone(), shutdown).await?;
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.shutdown().await;
+    }
     Ok(())
 }
 

@@ -1,58 +1,210 @@
-//! The workflow port in local mode.
-//!
-//! The approval state machine (`state-machine/approval.asl.json`) and the
-//! local ASL engine that runs it are not part of this build yet. Rather than
-//! pretend to approve anything, local mode records requests and leaves them
-//! in REQUESTED; start-up says so. The engine replaces this type.
+//! The workflow port in local mode: `jit-engine` running the very same
+//! `state-machine/approval.asl.json` that Step Functions runs, with its task
+//! "Lambdas" dispatched in-process to the same `jit_core::tasks` functions
+//! the deployed task Lambdas call.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use jit_core::RequestId;
-use jit_core::ports::{RequestStore, Workflow, WorkflowError, WorkflowInput};
+use jit_core::ports::{Workflow, WorkflowError, WorkflowInput};
 use jit_core::request::TaskToken;
-use serde_json::Value;
+use jit_core::tasks::Tasks;
+use jit_engine::{Engine, EngineError, TaskInvoker};
+use serde_json::{Value, json};
 
-/// Accepts workflow starts without running anything (see the module docs).
-pub struct LocalWorkflow {
-    _store: Arc<dyn RequestStore>,
+/// The one definition, compiled in: the file Step Functions runs.
+pub const APPROVAL_DEFINITION: &str = include_str!("../../../state-machine/approval.asl.json");
+/// The name the engine knows the approval machine by.
+pub const APPROVAL_MACHINE: &str = "approval";
+
+/// The `${…}` substitutions: function names the invoker below knows.
+pub fn substitutions() -> jit_engine::Substitutions {
+    [
+        ("UpdateStatusFunctionArn", "local:update-status"),
+        ("SlackNotifyFunctionArn", "local:slack-notify"),
+        ("AssumeRoleFunctionArn", "local:assume-role"),
+        ("ExpireFunctionArn", "local:expire"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
-impl LocalWorkflow {
-    pub fn new(store: Arc<dyn RequestStore>) -> Self {
-        LocalWorkflow { _store: store }
-    }
-
-    /// Said once at start so nobody mistakes a waiting request for a stuck one.
-    pub const NOTICE: &'static str = "approval workflow: no local engine in this build; requests are recorded and stay REQUESTED";
+/// Dispatches task invocations to the in-process task steps. Failures are
+/// reported as a Lambda reports them: `errorType` as the error, a JSON
+/// cause with `errorType` and `errorMessage`.
+pub struct LocalTasks {
+    pub tasks: Tasks,
 }
 
 #[async_trait]
-impl Workflow for LocalWorkflow {
+impl TaskInvoker for LocalTasks {
+    async fn invoke(&self, function: &str, payload: Value) -> Result<Value, jit_engine::TaskError> {
+        let result = match function {
+            "local:update-status" => self.tasks.update_status(payload).await,
+            "local:slack-notify" => self.tasks.request_approval(payload).await,
+            "local:assume-role" => self.tasks.grant(payload).await,
+            "local:expire" => self.tasks.revoke(payload).await,
+            other => {
+                return Err(jit_engine::TaskError::new(
+                    "Lambda.ResourceNotFoundException",
+                    format!("no local function `{other}`"),
+                ));
+            }
+        };
+        result.map_err(|e| {
+            let cause = json!({ "errorType": e.error_type(), "errorMessage": e.to_string() });
+            jit_engine::TaskError::new(e.error_type(), cause.to_string())
+        })
+    }
+}
+
+/// The engine behind the `Workflow` port.
+pub struct EngineWorkflow {
+    engine: Arc<Engine>,
+}
+
+impl EngineWorkflow {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        EngineWorkflow { engine }
+    }
+}
+
+fn backend(e: EngineError) -> WorkflowError {
+    WorkflowError::Backend(e.to_string())
+}
+
+/// Replaces the value of every key that mentions a token, inside objects
+/// and inside JSON-encoded strings (history details carry `parameters` as
+/// a JSON string, and a callback task's parameters hold the task token).
+pub fn redact_tokens(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                if k.to_ascii_lowercase().contains("token") {
+                    *val = Value::String("<redacted>".into());
+                } else {
+                    redact_tokens(val);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_tokens),
+        Value::String(s) => {
+            if let Ok(mut inner @ (Value::Object(_) | Value::Array(_))) =
+                serde_json::from_str::<Value>(s)
+            {
+                redact_tokens(&mut inner);
+                *s = inner.to_string();
+            }
+        }
+        _ => {}
+    }
+}
+
+#[async_trait]
+impl Workflow for EngineWorkflow {
     async fn start(&self, input: &WorkflowInput) -> Result<(), WorkflowError> {
-        tracing::info!(request_id = %input.request_id, "request recorded; no local workflow engine to start");
-        Ok(())
+        let value =
+            serde_json::to_value(input).map_err(|e| WorkflowError::Backend(e.to_string()))?;
+        match self
+            .engine
+            .start_execution(APPROVAL_MACHINE, input.request_id.as_str(), value)
+        {
+            Ok(_) => Ok(()),
+            // The execution is named after the request: it exists, so this
+            // request's workflow was started before.
+            Err(EngineError::ExecutionAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(backend(e)),
+        }
     }
 
-    async fn stop(&self, id: &RequestId, _reason: &str) -> Result<(), WorkflowError> {
-        tracing::info!(request_id = %id, "nothing to stop: no local workflow engine");
-        Ok(())
+    async fn stop(&self, id: &RequestId, reason: &str) -> Result<(), WorkflowError> {
+        match self
+            .engine
+            .stop_execution(id.as_str(), Some("Cancelled"), Some(reason))
+        {
+            Ok(_) => Ok(()),
+            Err(EngineError::ExecutionDoesNotExist(_)) => Err(WorkflowError::NotFound(id.clone())),
+            Err(e) => Err(backend(e)),
+        }
     }
 
-    async fn send_task_success(&self, _: &TaskToken, _: &Value) -> Result<(), WorkflowError> {
-        Err(WorkflowError::TaskGone)
+    async fn send_task_success(
+        &self,
+        token: &TaskToken,
+        output: &Value,
+    ) -> Result<(), WorkflowError> {
+        match self
+            .engine
+            .send_task_success(token.expose(), output.clone())
+        {
+            Ok(()) => Ok(()),
+            Err(
+                EngineError::InvalidToken
+                | EngineError::TaskDoesNotExist
+                | EngineError::TaskTimedOut,
+            ) => Err(WorkflowError::TaskGone),
+            Err(e) => Err(backend(e)),
+        }
     }
 
     async fn send_task_failure(
         &self,
-        _: &TaskToken,
-        _: &str,
-        _: &str,
+        token: &TaskToken,
+        error: &str,
+        cause: &str,
     ) -> Result<(), WorkflowError> {
-        Err(WorkflowError::TaskGone)
+        match self.engine.send_task_failure(token.expose(), error, cause) {
+            Ok(()) => Ok(()),
+            Err(
+                EngineError::InvalidToken
+                | EngineError::TaskDoesNotExist
+                | EngineError::TaskTimedOut,
+            ) => Err(WorkflowError::TaskGone),
+            Err(e) => Err(backend(e)),
+        }
     }
 
     async fn history(&self, id: &RequestId) -> Result<Vec<Value>, WorkflowError> {
-        Err(WorkflowError::NotFound(id.clone()))
+        let events = match self.engine.history(id.as_str()) {
+            Ok(e) => e,
+            Err(EngineError::ExecutionDoesNotExist(_)) => {
+                return Err(WorkflowError::NotFound(id.clone()));
+            }
+            Err(e) => return Err(backend(e)),
+        };
+        events
+            .into_iter()
+            .map(|e| {
+                let mut v =
+                    serde_json::to_value(e).map_err(|e| WorkflowError::Backend(e.to_string()))?;
+                redact_tokens(&mut v);
+                Ok(v)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_redacted_even_inside_json_strings() {
+        let mut v = json!({
+            "type": "TaskScheduled",
+            "taskScheduledEventDetails": {
+                "parameters": "{\"FunctionName\":\"local:slack-notify\",\"Payload\":{\"requestId\":\"R\",\"taskToken\":\"SECRET\"}}"
+            },
+            "taskToken": "SECRET"
+        });
+        redact_tokens(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(
+            text.contains("local:slack-notify"),
+            "other values are kept: {text}"
+        );
     }
 }

@@ -26,6 +26,7 @@ fn catalog_path() -> std::path::PathBuf {
 
 struct Server {
     addr: SocketAddr,
+    app: Arc<App>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -38,16 +39,20 @@ impl Server {
             catalog_path: catalog_path(),
             api_key: Some(KEY.into()),
             demo_mode: true,
+            print_notifications: false,
+            run_driver: true,
         };
         let (app, _) = App::from_config(&cfg).expect("app starts");
         let listener = tokio::net::TcpListener::bind(cfg.addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(jit_local::serve(listener, Arc::new(app), async {
+        let app = Arc::new(app);
+        let task = tokio::spawn(jit_local::serve(listener, app.clone(), async {
             let _ = rx.await;
         }));
         Server {
             addr,
+            app,
             stop: Some(tx),
             task,
         }
@@ -60,6 +65,11 @@ impl Server {
             .expect("server stops")
             .unwrap()
             .unwrap();
+        let app = Arc::try_unwrap(self.app)
+            .unwrap_or_else(|_| panic!("the server kept a reference to the app"));
+        tokio::time::timeout(LIMIT, app.shutdown())
+            .await
+            .expect("engine driver stops");
     }
 
     async fn call(
@@ -261,7 +271,7 @@ fn the_binary_serves_and_refuses_a_broken_catalog() {
     });
     let mut lines = vec![];
     let deadline = std::time::Instant::now() + LIMIT;
-    while !lines.iter().any(|l: &String| l.contains("no local engine")) {
+    while !lines.iter().any(|l: &String| l.contains("workflow:")) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(l) => lines.push(l),

@@ -1,0 +1,443 @@
+//! The whole lifecycle through `jit-local`'s HTTP handler, with the local
+//! engine running `state-machine/approval.asl.json` on a manual clock: each
+//! test fast-forwards Waits and timeouts instead of sleeping.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::Full;
+use jit_core::ports::{
+    AssumeRoleSpec, Clock, CredentialIssuer, GrantError, IssuedCredentials, ManualClock,
+};
+use jit_local::grants::LocalIssuer;
+use jit_local::{App, Config, Overrides};
+use serde_json::{Value, json};
+
+const KEY: &str = "lifecycle-test-key-0123456789";
+
+struct Local {
+    app: App,
+    clock: Arc<ManualClock>,
+}
+
+fn config(dir: &Path) -> Config {
+    Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        catalog_path: Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/catalog.example.yaml"),
+        api_key: Some(KEY.into()),
+        demo_mode: true,
+        print_notifications: false,
+        run_driver: false,
+    }
+}
+
+fn start_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+    ))
+}
+
+impl Local {
+    fn open(dir: &Path, clock: Arc<ManualClock>, overrides: Overrides) -> Local {
+        let (app, _) = App::build_with(&config(dir), clock.clone(), overrides).expect("app starts");
+        Local { app, clock }
+    }
+
+    /// Runs the engine until nothing is runnable at the current time.
+    async fn settle(&self) {
+        self.app
+            .engine()
+            .unwrap()
+            .run_until_idle()
+            .await
+            .expect("engine runs");
+    }
+
+    async fn forward(&self, secs: i64) {
+        self.clock.advance(chrono::Duration::seconds(secs));
+        self.settle().await;
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        user: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-api-key", KEY)
+            .header("x-jit-user", user);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let resp = self
+            .app
+            .serve_http(req.body(Full::new(body)).unwrap())
+            .await;
+        let status = resp.status().as_u16();
+        let v: Value = serde_json::from_str(resp.body()).unwrap();
+        self.settle().await;
+        (status, v)
+    }
+
+    async fn request(&self, user: &str, entitlement: &str, duration: &str) -> String {
+        let body =
+            json!({"entitlement": entitlement, "duration": duration, "justification": "INC-7"});
+        let (status, v) = self.call("POST", "/requests", user, Some(body)).await;
+        assert_eq!(status, 201, "{v}");
+        v["requestId"].as_str().unwrap().to_string()
+    }
+
+    async fn status(&self, id: &str) -> String {
+        let (s, v) = self
+            .call("GET", &format!("/requests/{id}"), "lead@example.com", None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v["status"].as_str().unwrap().to_string()
+    }
+
+    async fn states(&self, id: &str) -> Vec<String> {
+        self.app.engine().unwrap().states_entered(id).unwrap()
+    }
+}
+
+async fn shutdown(l: Local) {
+    l.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn auto_approved_request_is_granted_then_expires_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Local::open(dir.path(), start_clock(), Overrides::default());
+    let id = l.request("sre@example.com", "OnCallReadOnly", "30m").await;
+    assert_eq!(l.status(&id).await, "GRANTED");
+    l.forward(29 * 60).await;
+    assert_eq!(l.status(&id).await, "GRANTED");
+    l.forward(60).await;
+    assert_eq!(l.status(&id).await, "EXPIRED");
+    assert_eq!(
+        l.states(&id).await,
+        [
+            "Validate",
+            "AutoApproved",
+            "Grant",
+            "RecordGranted",
+            "WaitForExpiry",
+            "Revoke",
+            "Expired"
+        ]
+    );
+    let (_, audit) = l
+        .call(
+            "GET",
+            &format!("/requests/{id}/audit"),
+            "sre@example.com",
+            None,
+        )
+        .await;
+    let path: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["to"].as_str())
+        .collect();
+    assert_eq!(path, ["REQUESTED", "VALIDATING", "GRANTED", "EXPIRED"]);
+    shutdown(l).await;
+}
+
+#[tokio::test]
+async fn manual_approval_grants_and_the_history_hides_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Local::open(dir.path(), start_clock(), Overrides::default());
+    let id = l
+        .request("alice@example.com", "JIT-ElevatedAdminRole", "1h")
+        .await;
+    assert_eq!(l.status(&id).await, "APPROVAL_PENDING");
+    let (s, v) = l
+        .call(
+            "POST",
+            &format!("/requests/{id}/approve"),
+            "alice@example.com",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("self_approval"))
+    );
+    let (s, v) = l
+        .call(
+            "POST",
+            &format!("/requests/{id}/approve"),
+            "lead@example.com",
+            Some(json!({"reason": "ok"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(l.status(&id).await, "GRANTED");
+    let (s, history) = l
+        .call(
+            "GET",
+            &format!("/requests/{id}/history"),
+            "alice@example.com",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let text = history.to_string();
+    assert!(
+        text.contains("TaskSubmitted") || text.contains("TaskScheduled"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<redacted>"),
+        "the callback task's token is hidden"
+    );
+    let outbox = std::fs::read_to_string(dir.path().join("outbox/notifications.jsonl")).unwrap();
+    assert!(outbox.contains(&id), "approvers were told");
+    assert!(
+        !outbox.to_lowercase().contains("token"),
+        "the outbox carries no token"
+    );
+    shutdown(l).await;
+}
+
+#[tokio::test]
+async fn deny_timeout_and_cancel_end_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Local::open(dir.path(), start_clock(), Overrides::default());
+    let denied = l
+        .request("alice@example.com", "JIT-ElevatedAdminRole", "1h")
+        .await;
+    let timed_out = l
+        .request("bob@example.com", "JIT-ElevatedAdminRole", "1h")
+        .await;
+    let cancelled = l
+        .request("carol@example.com", "JIT-ElevatedAdminRole", "1h")
+        .await;
+
+    let (s, _) = l
+        .call(
+            "POST",
+            &format!("/requests/{denied}/deny"),
+            "lead@example.com",
+            Some(json!({"reason": "freeze"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(l.status(&denied).await, "DENIED");
+    assert_eq!(l.states(&denied).await.last().unwrap(), "Denied");
+
+    let (s, _) = l
+        .call(
+            "POST",
+            &format!("/requests/{cancelled}/cancel"),
+            "carol@example.com",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(l.status(&cancelled).await, "CANCELLED");
+    let d = l
+        .app
+        .engine()
+        .unwrap()
+        .describe_execution(&cancelled)
+        .unwrap();
+    assert_eq!(d.status.as_str(), "ABORTED", "cancel stops the execution");
+
+    l.forward(3601).await;
+    assert_eq!(l.status(&timed_out).await, "APPROVAL_TIMED_OUT");
+    assert_eq!(l.states(&timed_out).await.last().unwrap(), "TimedOut");
+    let (s, v) = l
+        .call(
+            "POST",
+            &format!("/requests/{timed_out}/approve"),
+            "lead@example.com",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 409, "too late: {v}");
+    shutdown(l).await;
+}
+
+/// Fails the first `failures` calls with a transient error (or every call
+/// with a trust-policy refusal), then behaves like the local issuer.
+struct FlakyIssuer {
+    failures: usize,
+    calls: AtomicUsize,
+    permanent: bool,
+    inner: LocalIssuer,
+}
+
+#[async_trait]
+impl CredentialIssuer for FlakyIssuer {
+    async fn assume_role(&self, spec: &AssumeRoleSpec) -> Result<IssuedCredentials, GrantError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.permanent {
+            return Err(GrantError::TrustRefused("AssumeRole: AccessDenied".into()));
+        }
+        if n < self.failures {
+            return Err(GrantError::Transient("AssumeRole: Throttling".into()));
+        }
+        self.inner.assume_role(spec).await
+    }
+}
+
+#[tokio::test]
+async fn a_grant_that_fails_twice_is_retried_and_one_that_always_fails_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = start_clock();
+    let flaky = Arc::new(FlakyIssuer {
+        failures: 2,
+        calls: AtomicUsize::new(0),
+        permanent: false,
+        inner: LocalIssuer::new(clock.clone()),
+    });
+    let l = Local::open(
+        dir.path(),
+        clock.clone(),
+        Overrides {
+            issuer: Some(flaky.clone()),
+        },
+    );
+    let id = l.request("sre@example.com", "OnCallReadOnly", "30m").await;
+    assert_eq!(
+        l.status(&id).await,
+        "VALIDATING",
+        "waiting for the first retry"
+    );
+    l.forward(2).await;
+    l.forward(4).await;
+    assert_eq!(l.status(&id).await, "GRANTED");
+    assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
+    shutdown(l).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = Arc::new(FlakyIssuer {
+        failures: 0,
+        calls: AtomicUsize::new(0),
+        permanent: true,
+        inner: LocalIssuer::new(clock.clone()),
+    });
+    let l = Local::open(
+        dir.path(),
+        clock,
+        Overrides {
+            issuer: Some(broken.clone()),
+        },
+    );
+    let id = l.request("sre@example.com", "OnCallReadOnly", "30m").await;
+    let (_, v) = l
+        .call("GET", &format!("/requests/{id}"), "sre@example.com", None)
+        .await;
+    assert_eq!(v["status"], "FAILED");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("GrantFailed") && reason.contains("trust policy"),
+        "{reason}"
+    );
+    assert_eq!(
+        broken.calls.load(Ordering::SeqCst),
+        1,
+        "a permanent error is not retried"
+    );
+    assert_eq!(l.states(&id).await.last().unwrap(), "Failed");
+    shutdown(l).await;
+}
+
+#[tokio::test]
+async fn restart_mid_approval_and_mid_wait_resumes_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = start_clock();
+    let l = Local::open(dir.path(), clock.clone(), Overrides::default());
+    let waiting = l
+        .request("alice@example.com", "JIT-ElevatedAdminRole", "1h")
+        .await;
+    let granted = l.request("sre@example.com", "OnCallReadOnly", "30m").await;
+    assert_eq!(l.status(&waiting).await, "APPROVAL_PENDING");
+    assert_eq!(l.status(&granted).await, "GRANTED");
+    shutdown(l).await; // "kill": nothing is kept in memory across this
+
+    // Down for 40 minutes: the grant's expiry passes meanwhile.
+    clock.advance(chrono::Duration::minutes(40));
+    let l = Local::open(dir.path(), clock.clone(), Overrides::default());
+    assert_eq!(
+        l.app.resumed().map(|(running, _)| running),
+        Some(2),
+        "both executions resumed"
+    );
+    l.settle().await;
+    assert_eq!(
+        l.status(&granted).await,
+        "EXPIRED",
+        "the timer that passed while down fired at start"
+    );
+    let (s, v) = l
+        .call(
+            "POST",
+            &format!("/requests/{waiting}/approve"),
+            "lead@example.com",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "the stored token still completes the task: {v}");
+    assert_eq!(l.status(&waiting).await, "GRANTED");
+    shutdown(l).await;
+}
+
+#[tokio::test]
+async fn concurrent_approve_and_deny_through_the_engine_have_one_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Local::open(dir.path(), start_clock(), Overrides::default());
+    let mut outcomes = std::collections::HashMap::new();
+    for trial in 0..100 {
+        let id = l
+            .request(
+                &format!("user{trial}@example.com"),
+                "JIT-ElevatedAdminRole",
+                "1h",
+            )
+            .await;
+        let (approve, deny) = (
+            format!("/requests/{id}/approve"),
+            format!("/requests/{id}/deny"),
+        );
+        let a = l.call("POST", &approve, "lead@example.com", Some(json!({})));
+        let d = l.call(
+            "POST",
+            &deny,
+            "security@example.com",
+            Some(json!({"reason": "no"})),
+        );
+        let ((sa, _), (sd, _)) = tokio::join!(a, d);
+        let mut statuses = [sa, sd];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "trial {trial}");
+        let final_status = l.status(&id).await;
+        let expected = if sa == 200 { "GRANTED" } else { "DENIED" };
+        assert_eq!(final_status, expected, "trial {trial}");
+        *outcomes.entry(final_status).or_insert(0) += 1;
+    }
+    assert_eq!(outcomes.values().sum::<i32>(), 100);
+    shutdown(l).await;
+}
+
+#[test]
+fn the_clock_is_the_engines() {
+    // The engine and the tasks share the one manual clock: nothing here
+    // reads the system time (a guard against a test that sleeps).
+    let c = start_clock();
+    let before = c.now();
+    c.advance(chrono::Duration::seconds(5));
+    assert_eq!((c.now() - before).num_seconds(), 5);
+}
