@@ -23,6 +23,7 @@ use jit_core::{AuthSource, Broker, Caller, Catalog, Identity, Principal, Service
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
+pub mod asl;
 pub mod grants;
 pub mod notify;
 pub mod workflow;

@@ -10,8 +10,10 @@ use jit_local::{App, Config};
 
 /// The JIT access broker on one machine: same API, SQLite, no AWS account.
 #[derive(Parser, Debug)]
-#[command(name = "jit-local", version)]
+#[command(name = "jit-local", version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on. Loopback by default: this is a developer tool.
     #[arg(long, env = "JIT_ADDR", default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
@@ -33,6 +35,21 @@ struct Args {
     demo_mode: bool,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Amazon States Language tools.
+    #[command(subcommand)]
+    Asl(AslCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum AslCommand {
+    /// Runs a state machine definition once, tasks answered from a file,
+    /// Waits fast-forwarded; prints status, output or error, the states
+    /// entered and the history as JSON.
+    Run(jit_local::asl::RunArgs),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let json = std::env::var("JIT_LOG_FORMAT").is_ok_and(|v| v == "json");
@@ -48,6 +65,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let args = Args::parse();
+    if let Some(Command::Asl(AslCommand::Run(run))) = args.command {
+        std::process::exit(jit_local::asl::run(run).await);
+    }
     let cfg = Config {
         addr: args.addr,
         data_dir: args.data_dir,
