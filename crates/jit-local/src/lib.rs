@@ -63,6 +63,7 @@ pub struct App {
     pub broker: Broker,
     api_key: String,
     engine: Option<Arc<jit_engine::Engine>>,
+    tasks: Option<jit_core::tasks::Tasks>,
     attacher: Option<Arc<grants::LocalAttacher>>,
     resumed: Option<(u64, u64)>,
     driver: Option<jit_engine::DriverHandle>,
@@ -130,6 +131,7 @@ impl App {
             },
             api_key,
             engine: None,
+            tasks: None,
             attacher: None,
             resumed: None,
             driver: None,
@@ -230,6 +232,7 @@ impl App {
             },
             api_key: api_key.clone(),
             engine: Some(engine),
+            tasks: Some(tasks),
             attacher: Some(attacher),
             resumed: Some((resumed.running, resumed.waiting_for_callback)),
             driver,
@@ -248,6 +251,11 @@ impl App {
     /// The local engine, for tests and the `history` view.
     pub fn engine(&self) -> Option<&Arc<jit_engine::Engine>> {
         self.engine.as_ref()
+    }
+
+    /// The task steps the engine runs (the TTL backstop is called directly).
+    pub fn tasks(&self) -> Option<&jit_core::tasks::Tasks> {
+        self.tasks.as_ref()
     }
 
     /// The local IAM stand-in, for tests and operators.

@@ -441,3 +441,85 @@ fn the_clock_is_the_engines() {
     c.advance(chrono::Duration::seconds(5));
     assert_eq!((c.now() - before).num_seconds(), 5);
 }
+
+#[tokio::test]
+async fn attach_policy_grants_attach_then_detach_and_the_ttl_backstop_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Local::open(dir.path(), start_clock(), Overrides::default());
+    let attached = || l.app.attacher().unwrap().attachments();
+    // The Kubiya seed's entry: attach AWSReadOnlyAccess to the requester.
+    let body =
+        json!({"entitlement": "Read Only Access", "duration": "1h", "justification": "audit"});
+    let (s, v) = l
+        .call("POST", "/requests", "dave@example.com", Some(body))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["requestId"].as_str().unwrap().to_string();
+    let (s, _) = l
+        .call(
+            "POST",
+            &format!("/requests/{id}/approve"),
+            "lead@example.com",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(l.status(&id).await, "GRANTED");
+    assert_eq!(attached().len(), 1);
+    assert_eq!(attached()[0].2, "AWSReadOnlyAccess");
+    l.forward(3600).await;
+    assert_eq!(l.status(&id).await, "EXPIRED");
+    assert!(attached().is_empty(), "detached at expiry");
+
+    // A second grant whose Wait never fired (say, the state machine was
+    // deleted): DynamoDB's TTL removes the item days later and the stream
+    // backstop revokes what is still live.
+    let body =
+        json!({"entitlement": "Read Only Access", "duration": "1h", "justification": "again"});
+    let (_, v) = l
+        .call("POST", "/requests", "erin@example.com", Some(body))
+        .await;
+    let id2 = v["requestId"].as_str().unwrap().to_string();
+    l.call(
+        "POST",
+        &format!("/requests/{id2}/approve"),
+        "lead@example.com",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(attached().len(), 1);
+    let record = l
+        .app
+        .broker
+        .store
+        .get(&jit_core::RequestId::parse(&id2).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, jit_core::Status::Granted);
+    l.app
+        .tasks()
+        .unwrap()
+        .expired_by_ttl(&record)
+        .await
+        .unwrap();
+    assert!(attached().is_empty(), "the backstop detached it");
+    let trail = l
+        .app
+        .broker
+        .store
+        .audit_events(&record.request_id)
+        .await
+        .unwrap();
+    assert!(
+        trail
+            .last()
+            .unwrap()
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("revoked"),
+        "{trail:?}"
+    );
+    shutdown(l).await;
+}
