@@ -29,12 +29,12 @@ pub(crate) enum Cmp {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Test {
-    IsNull,
-    IsPresent,
-    IsNumeric,
-    IsString,
-    IsBoolean,
-    IsTimestamp,
+    Null,
+    Present,
+    Numeric,
+    String,
+    Boolean,
+    Timestamp,
 }
 
 #[derive(Debug, Clone)]
@@ -103,12 +103,12 @@ fn comparison(op: &str) -> Option<(Kind, Cmp, bool)> {
 
 fn test_op(op: &str) -> Option<Test> {
     Some(match op {
-        "IsNull" => Test::IsNull,
-        "IsPresent" => Test::IsPresent,
-        "IsNumeric" => Test::IsNumeric,
-        "IsString" => Test::IsString,
-        "IsBoolean" => Test::IsBoolean,
-        "IsTimestamp" => Test::IsTimestamp,
+        "IsNull" => Test::Null,
+        "IsPresent" => Test::Present,
+        "IsNumeric" => Test::Numeric,
+        "IsString" => Test::String,
+        "IsBoolean" => Test::Boolean,
+        "IsTimestamp" => Test::Timestamp,
         _ => return None,
     })
 }
@@ -316,13 +316,13 @@ impl Cond {
             } => {
                 let v = resolve(variable, input, ctx);
                 let actual = match (test, v) {
-                    (Test::IsPresent, v) => v.is_some(),
+                    (Test::Present, v) => v.is_some(),
                     (_, None) => return Err(missing(variable)),
-                    (Test::IsNull, Some(v)) => v.is_null(),
-                    (Test::IsNumeric, Some(v)) => v.is_number(),
-                    (Test::IsString, Some(v)) => v.is_string(),
-                    (Test::IsBoolean, Some(v)) => v.is_boolean(),
-                    (Test::IsTimestamp, Some(v)) => v.as_str().and_then(parse_timestamp).is_some(),
+                    (Test::Null, Some(v)) => v.is_null(),
+                    (Test::Numeric, Some(v)) => v.is_number(),
+                    (Test::String, Some(v)) => v.is_string(),
+                    (Test::Boolean, Some(v)) => v.is_boolean(),
+                    (Test::Timestamp, Some(v)) => v.as_str().and_then(parse_timestamp).is_some(),
                 };
                 Ok(actual == *expected)
             }

@@ -9,9 +9,13 @@
 //! - `tokens`: task tokens with their status, answer and deadlines.
 //! - `events`: the history, keyed by (execution, event id).
 //!
-//! WAL with `synchronous=NORMAL`: a commit is durable against a process
-//! crash at once and against power loss at the next checkpoint, which is the
-//! trade a developer tool wants for tens of thousands of transitions a second.
+//! Writes are grouped: each step is a savepoint inside one open transaction
+//! that [`EngineDb::flush`] commits (the engine flushes every 10 ms or 256
+//! steps, before callback invokes, and before API calls return). WAL with
+//! `synchronous=NORMAL`: a commit survives a process crash at once and a
+//! power loss from the next checkpoint on — the trade a developer tool
+//! wants for tens of thousands of transitions a second. A file database is
+//! opened with `locking_mode=EXCLUSIVE`: one process owns it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -259,6 +263,15 @@ pub(crate) struct TokenRow {
     pub heartbeat_ms: Option<i64>,
 }
 
+/// What `find_execution` returns.
+pub(crate) struct Found {
+    pub id: i64,
+    pub machine: String,
+    pub input: String,
+    pub status: String,
+    pub start_ms: i64,
+}
+
 /// The fields `describe_execution` reports.
 pub(crate) struct DescribeRow {
     pub name: String,
@@ -358,18 +371,21 @@ impl EngineDb {
             .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?)
     }
 
-    /// (id, machine, input, status) of the execution with this name.
-    pub(crate) fn find_execution(
-        &mut self,
-        name: &str,
-    ) -> Result<Option<(i64, String, String, String, i64)>, EngineError> {
+    /// The execution with this name, if any.
+    pub(crate) fn find_execution(&mut self, name: &str) -> Result<Option<Found>, EngineError> {
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT id, machine, input, status, start_ms FROM executions WHERE name = ?1",
             )?
             .query_row(params![name], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok(Found {
+                    id: r.get(0)?,
+                    machine: r.get(1)?,
+                    input: r.get(2)?,
+                    status: r.get(3)?,
+                    start_ms: r.get(4)?,
+                })
             })
             .optional()?)
     }

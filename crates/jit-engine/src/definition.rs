@@ -93,16 +93,16 @@ pub(crate) enum Seconds {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Resource {
     /// `arn:aws:states:::lambda:invoke`
-    LambdaInvoke,
+    Invoke,
     /// `arn:aws:states:::lambda:invoke.waitForTaskToken`
-    LambdaInvokeCallback,
+    InvokeCallback,
     /// A Lambda function ARN used directly as the resource.
-    LambdaArn(String),
+    FunctionArn(String),
 }
 
 impl Resource {
     pub fn is_callback(&self) -> bool {
-        matches!(self, Resource::LambdaInvokeCallback)
+        matches!(self, Resource::InvokeCallback)
     }
 }
 
@@ -665,16 +665,13 @@ fn parse_task(name: &str, obj: &Map<String, Value>) -> Result<TaskState, Definit
         .and_then(Value::as_str)
         .ok_or_else(|| err("Resource", "required, must be a string".into()))?;
     let resource = match res {
-        LAMBDA_INVOKE => Resource::LambdaInvoke,
-        LAMBDA_INVOKE_CALLBACK => Resource::LambdaInvokeCallback,
-        s if is_lambda_arn(s) => Resource::LambdaArn(s.to_string()),
+        LAMBDA_INVOKE => Resource::Invoke,
+        LAMBDA_INVOKE_CALLBACK => Resource::InvokeCallback,
+        s if is_lambda_arn(s) => Resource::FunctionArn(s.to_string()),
         other => return Err(err("Resource", format!("unsupported resource {other}"))),
     };
     let parameters = template(name, "Parameters", obj)?;
-    if matches!(
-        resource,
-        Resource::LambdaInvoke | Resource::LambdaInvokeCallback
-    ) {
+    if matches!(resource, Resource::Invoke | Resource::InvokeCallback) {
         let params = obj
             .get("Parameters")
             .and_then(Value::as_object)

@@ -53,8 +53,8 @@ impl TaskError {
 }
 
 /// Which task is being invoked, for invokers that care (the canned-answer
-/// runner keys its answers by state name).
-#[derive(Debug, Clone, Copy)]
+/// runner keys its answers by state name). Its `Debug` hides the token.
+#[derive(Clone, Copy)]
 pub struct TaskCall<'a> {
     /// The (substituted) `FunctionName`, or the Lambda ARN used as Resource.
     pub function: &'a str,
@@ -62,6 +62,17 @@ pub struct TaskCall<'a> {
     pub state: &'a str,
     /// Set for `.waitForTaskToken` tasks. Never log it.
     pub task_token: Option<&'a str>,
+}
+
+impl std::fmt::Debug for TaskCall<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskCall")
+            .field("function", &self.function)
+            .field("execution_name", &self.execution_name)
+            .field("state", &self.state)
+            .field("task_token", &self.task_token.map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Runs task Lambdas. In `jit-local` this dispatches in-process to the same
@@ -363,8 +374,8 @@ fn lambda_payload_wrapper(exec_arn: &str, invocation: u64, payload: Value, statu
 
 fn resource_name(r: &Resource) -> &'static str {
     match r {
-        Resource::LambdaInvoke | Resource::LambdaArn(_) => "invoke",
-        Resource::LambdaInvokeCallback => "invoke.waitForTaskToken",
+        Resource::Invoke | Resource::FunctionArn(_) => "invoke",
+        Resource::InvokeCallback => "invoke.waitForTaskToken",
     }
 }
 
@@ -850,7 +861,7 @@ impl Run {
             let timeout = secs(&t.timeout, "TimeoutSecondsPath")?;
             let heartbeat = secs(&t.heartbeat, "HeartbeatSecondsPath")?;
             let (function, payload, event) = match &t.resource {
-                Resource::LambdaArn(arn) => (arn.clone(), params.clone(), false),
+                Resource::FunctionArn(arn) => (arn.clone(), params.clone(), false),
                 _ => {
                     let function = params
                         .get("FunctionName")
@@ -883,7 +894,7 @@ impl Run {
         };
         let invocation = self.next_event_id();
         match &t.resource {
-            Resource::LambdaArn(arn) => {
+            Resource::FunctionArn(arn) => {
                 self.emit(lambda_fn::scheduled(arn, &params, timeout));
                 self.emit(lambda_fn::started());
             }
@@ -966,7 +977,7 @@ impl Run {
         let late = timeout_ms.is_some_and(|d| self.now >= d);
         let timeout_cause = "The task did not complete within TimeoutSeconds.";
         match &t.resource {
-            Resource::LambdaInvokeCallback => {
+            Resource::InvokeCallback => {
                 let res = TaskResource {
                     resource: resource_name(&t.resource),
                 };
@@ -1026,7 +1037,7 @@ impl Run {
                     }
                 }
             }
-            Resource::LambdaInvoke => {
+            Resource::Invoke => {
                 let res = TaskResource {
                     resource: resource_name(&t.resource),
                 };
@@ -1089,7 +1100,7 @@ impl Run {
                     }
                 }
             }
-            Resource::LambdaArn(_) => match outcome {
+            Resource::FunctionArn(_) => match outcome {
                 InvokeOutcome::TimedOut => {
                     self.emit(lambda_fn::timed_out(states::TIMEOUT, timeout_cause));
                     Ok(self.task_error(st, t, tp, StateError::new(states::TIMEOUT, timeout_cause)))
@@ -1452,18 +1463,19 @@ impl Engine {
         }
         let arn = execution_arn(state_machine, name);
         let mut db = lock(&self.inner.db);
-        if let Some((_, machine, existing_input, status, start_ms)) = db.find_execution(name)? {
+        if let Some(found) = db.find_execution(name)? {
             let same_input =
-                serde_json::from_str::<Value>(&existing_input).ok().as_ref() == Some(&input);
-            if machine == state_machine && status == "RUNNING" && same_input {
+                serde_json::from_str::<Value>(&found.input).ok().as_ref() == Some(&input);
+            if found.machine == state_machine && found.status == "RUNNING" && same_input {
                 return Ok(StartedExecution {
                     execution_arn: arn,
-                    start_date: from_ms(start_ms),
+                    start_date: from_ms(found.start_ms),
                     already_running: true,
                 });
             }
             return Err(EngineError::ExecutionAlreadyExists(execution_arn(
-                &machine, name,
+                &found.machine,
+                name,
             )));
         }
         let now = self.now_ms();
@@ -1604,9 +1616,10 @@ impl Engine {
     ) -> Result<DateTime<Utc>, EngineError> {
         let name = name_of(execution);
         let mut db = lock(&self.inner.db);
-        let (id, ..) = db
+        let id = db
             .find_execution(name)?
-            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?
+            .id;
         let row = db
             .load(id)?
             .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
@@ -1627,7 +1640,9 @@ impl Engine {
             ));
         }
         db.flush()?;
+        drop(db);
         tracing::debug!(execution = %name, "execution aborted");
+        self.inner.wake.notify_one();
         Ok(from_ms(now))
     }
 
@@ -1657,9 +1672,10 @@ impl Engine {
     pub fn history(&self, execution: &str) -> Result<Vec<HistoryEvent>, EngineError> {
         let mut db = lock(&self.inner.db);
         db.flush()?;
-        let (id, ..) = db
+        let id = db
             .find_execution(name_of(execution))?
-            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?
+            .id;
         db.events(id)
     }
 
@@ -1668,9 +1684,10 @@ impl Engine {
     pub fn states_entered(&self, execution: &str) -> Result<Vec<String>, EngineError> {
         let mut db = lock(&self.inner.db);
         db.flush()?;
-        let (id, ..) = db
+        let id = db
             .find_execution(name_of(execution))?
-            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?;
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(execution.to_string()))?
+            .id;
         db.states_entered(id)
     }
 

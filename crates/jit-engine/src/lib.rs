@@ -11,13 +11,25 @@
 //! reference paths, other service integrations, JSONata) is refused when it
 //! loads, with the state and field named — never half-run.
 //!
-//! Durability: every step is one SQLite transaction (execution row, history
-//! events, task tokens); nothing lives only in memory. Kill the process at
-//! any point, [`Engine::open`] the same file and [`Engine::resume`]: tokens
-//! still accept `SendTaskSuccess`, Waits and timeouts whose time passed
-//! fire at once, and a task that was mid-invoke is **invoked again** —
-//! tasks run at least once per attempt, so task handlers must be
-//! idempotent (ours are guarded writes).
+//! Durability: executions, their current state and data, task tokens with
+//! their deadlines, timers and history live in SQLite ([`EngineDb`]; WAL,
+//! `synchronous=NORMAL`); nothing needed to continue lives only in memory.
+//! Each step is atomic (a savepoint); steps are committed in groups — at
+//! least every 10 ms, before a `.waitForTaskToken` Lambda is invoked (its
+//! token is durable before anyone can hold it), and before any API call
+//! returns or reads, so whatever a caller has seen survives a crash. Kill
+//! the process at any point, [`Engine::open`] the same file and
+//! [`Engine::resume`]: tokens still accept `SendTaskSuccess`, Waits and
+//! timeouts whose time passed fire at once, and execution resumes from its
+//! last committed step — so a task that was mid-invoke (or ran in the last
+//! few milliseconds) is **invoked again**. Tasks run at least once per
+//! attempt; task handlers must be idempotent (ours are guarded writes).
+//!
+//! Running: [`Engine::spawn_driver`] in a server (a background task woken
+//! by starts, answers and stops, sleeping until the next timer), or
+//! [`Engine::run_until_idle`] in tests, with a
+//! [`jit_core::ports::ManualClock`] moved by hand. [`run_with_canned_tasks`]
+//! is the `jit-local asl run` dry run.
 //!
 //! This crate must never: log a task token; sleep in real time in tests
 //! (time comes from the injected [`jit_core::ports::Clock`]); or accept a

@@ -461,7 +461,17 @@ async fn a_stop_during_a_request_response_call_discards_its_result() {
     let d = engine.describe_execution("x").unwrap();
     assert_eq!(d.status, ExecutionStatus::Aborted);
     assert_eq!(d.error.as_deref(), Some("Cancelled"));
-    assert!(!engine.states_entered("x").unwrap().contains(&"Record".to_string()));
-    let types: Vec<String> = engine.history("x").unwrap().into_iter().map(|e| e.event_type).collect();
+    assert!(
+        !engine
+            .states_entered("x")
+            .unwrap()
+            .contains(&"Record".to_string())
+    );
+    let types: Vec<String> = engine
+        .history("x")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
     assert_eq!(types.last().map(String::as_str), Some("ExecutionAborted"));
 }
