@@ -99,7 +99,7 @@ struct Batch {
 }
 
 /// A group commit is flushed once it is this old or holds this many writes.
-const BATCH_AGE: Duration = Duration::from_millis(10);
+pub(crate) const BATCH_AGE: Duration = Duration::from_millis(10);
 const BATCH_WRITES: usize = 256;
 
 impl std::fmt::Debug for EngineDb {
@@ -191,6 +191,11 @@ impl EngineDb {
             return Err(e.into());
         }
         Ok(())
+    }
+
+    /// Whether a group transaction is open.
+    pub(crate) fn batch_open(&self) -> bool {
+        self.batch.is_some()
     }
 
     /// Whether the open group transaction should be flushed now.

@@ -1988,8 +1988,15 @@ impl Engine {
                     Duration::from_secs(1)
                 }
             };
-            // With every slot busy, only a finishing task frees one.
-            let timer_useful = tasks.len() < DRIVER_CONCURRENCY;
+            // With every slot busy, only a finishing task frees one — but an
+            // open group commit must still be flushed in time.
+            let batch_open = lock(&self.inner.db).batch_open();
+            let sleep_for = if batch_open {
+                sleep_for.min(crate::db::BATCH_AGE)
+            } else {
+                sleep_for
+            };
+            let timer_useful = tasks.len() < DRIVER_CONCURRENCY || batch_open;
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {

@@ -2,7 +2,9 @@
 //! main paths (canned task answers). If an edit to the definition uses
 //! something the engine does not support, this fails first.
 
-use jit_engine::{CannedTasks, ExecutionStatus, StateMachine, Substitutions, run_with_canned_tasks};
+use jit_engine::{
+    CannedTasks, ExecutionStatus, StateMachine, Substitutions, run_with_canned_tasks,
+};
 use serde_json::json;
 
 const DEFINITION: &str = include_str!("../../../state-machine/approval.asl.json");
@@ -32,7 +34,11 @@ fn the_approval_definition_loads() {
     assert!(sm.state_names().len() > 5);
     // AND without them the refusal names a placeholder
     let e = StateMachine::load(DEFINITION, &Substitutions::new()).unwrap_err();
-    assert!(e.to_string().contains("unresolved substitution placeholder"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("unresolved substitution placeholder"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -46,28 +52,50 @@ async fn approved_requests_are_granted_then_revoked_and_denied_ones_stop() {
     .unwrap()
     .with_substitutions(substitutions());
     // WHEN it runs
-    let report = run_with_canned_tasks(DEFINITION, input.clone(), approved).await.unwrap();
+    let report = run_with_canned_tasks(DEFINITION, input.clone(), approved)
+        .await
+        .unwrap();
     // THEN it is granted, waits for expiry, revokes, and succeeds
     assert_eq!(report.status, ExecutionStatus::Succeeded, "{report:?}");
     for state in ["RequestApproval", "Grant", "WaitForExpiry", "Revoke"] {
-        assert!(report.states.iter().any(|s| s == state), "{state} in {:?}", report.states);
+        assert!(
+            report.states.iter().any(|s| s == state),
+            "{state} in {:?}",
+            report.states
+        );
     }
 
     // GIVEN the approver denies
-    let denied = CannedTasks::from_json(r#"{"RequestApproval": [{"error": "Denied", "cause": "no"}]}"#)
-        .unwrap()
-        .with_substitutions(substitutions());
-    let report = run_with_canned_tasks(DEFINITION, input.clone(), denied).await.unwrap();
+    let denied =
+        CannedTasks::from_json(r#"{"RequestApproval": [{"error": "Denied", "cause": "no"}]}"#)
+            .unwrap()
+            .with_substitutions(substitutions());
+    let report = run_with_canned_tasks(DEFINITION, input.clone(), denied)
+        .await
+        .unwrap();
     // THEN nothing is granted
-    assert!(!report.states.iter().any(|s| s == "Grant"), "{:?}", report.states);
+    assert!(
+        !report.states.iter().any(|s| s == "Grant"),
+        "{:?}",
+        report.states
+    );
 
     // GIVEN nobody answers within the window
     let timeout = CannedTasks::from_json(r#"{"RequestApproval": [{"timeout": true}]}"#)
         .unwrap()
         .with_substitutions(substitutions());
-    let report = run_with_canned_tasks(DEFINITION, input, timeout).await.unwrap();
+    let report = run_with_canned_tasks(DEFINITION, input, timeout)
+        .await
+        .unwrap();
     // THEN the timeout branch runs and nothing is granted
-    assert!(!report.states.iter().any(|s| s == "Grant"), "{:?}", report.states);
-    let timed_out = report.history.iter().any(|e| e.event_type == "TaskTimedOut");
+    assert!(
+        !report.states.iter().any(|s| s == "Grant"),
+        "{:?}",
+        report.states
+    );
+    let timed_out = report
+        .history
+        .iter()
+        .any(|e| e.event_type == "TaskTimedOut");
     assert!(timed_out);
 }
