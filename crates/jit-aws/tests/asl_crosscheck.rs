@@ -51,10 +51,10 @@
 //!   which [`a_result_selector_failure_takes_the_same_path_on_both`] checks —
 //!   a path AWS itself would not take.
 //!
-//! One difference found is jit-engine's, not moto's: a `.waitForTaskToken`
+//! One difference this test found was jit-engine's: a `.waitForTaskToken`
 //! timeout is caught as `{"Error": "States.Timeout", "Cause": ""}` on AWS
-//! and on moto; jit-engine fills in a cause text. Checked and set aside by
-//! [`Bridge::EngineTimeoutCause`] until jit-engine changes.
+//! and moto, and jit-engine used to fill in a cause text. Fixed in the
+//! engine; the timeout scenario now compares the caught error exactly.
 
 mod common;
 
@@ -85,8 +85,6 @@ const OVERSIZE_ERROR: &str = "Function.ResponseSizeTooLarge";
 const OVERSIZE_CAUSE: &str = r#"{"errorMessage":"Response payload size exceeded maximum allowed payload size (6291556 bytes).","errorType":"Function.ResponseSizeTooLarge"}"#;
 
 const DENY_CAUSE: &str = "lead@example.com: not during the change freeze";
-/// The cause jit-engine gives a `.waitForTaskToken` timeout (AWS: "").
-const ENGINE_TIMEOUT_CAUSE: &str = "The task did not complete within TimeoutSeconds.";
 
 /// The four task functions, as `template.yaml` substitutes them.
 const FUNCTIONS: [&str; 4] = [
@@ -144,10 +142,6 @@ enum Bridge {
     /// moto drops `SendTaskFailure`'s cause (the caught error's `Cause` is
     /// null); jit-engine keeps it, as AWS does.
     MotoDropsFailureCause,
-    /// A `.waitForTaskToken` timeout: AWS's (and moto's) caught error is
-    /// `{"Error": "States.Timeout", "Cause": ""}`; jit-engine fills in
-    /// [`ENGINE_TIMEOUT_CAUSE`]. A jit-engine difference from AWS.
-    EngineTimeoutCause,
     /// A `ResultSelector` path missing from the task result: moto reports
     /// `States.Runtime` (and records a `TaskFailed` event after the
     /// `TaskSucceeded`), jit-engine `States.ParameterPathFailure` (its own
@@ -255,7 +249,7 @@ fn scenarios() -> Vec<Scenario> {
             ],
             decision: Some(Decision::None),
             ends_in: "TimedOut",
-            bridges: &[Bridge::EngineTimeoutCause],
+            bridges: &[],
         },
         Scenario {
             name: "grant fails",
@@ -633,7 +627,6 @@ fn caught_errors<'a>(o: &'a mut Observed, error: &str) -> Vec<&'a mut Value> {
 fn bridge(b: Bridge, name: &str, moto: &mut Observed, engine: &mut Observed) {
     let (error, moto_cause, engine_cause) = match b {
         Bridge::MotoDropsFailureCause => ("Denied", Value::Null, json!(DENY_CAUSE)),
-        Bridge::EngineTimeoutCause => ("States.Timeout", json!(""), json!(ENGINE_TIMEOUT_CAUSE)),
         Bridge::ResultSelectorErrorName => {
             // Different names and causes for the same failure: compare
             // only where they appear.

@@ -799,10 +799,9 @@ impl Run {
                         if timed_out || hb_out {
                             self.closed_tokens.push(token);
                             let (error, cause) = if timed_out {
-                                (
-                                    states::TIMEOUT,
-                                    "The task did not complete within TimeoutSeconds.",
-                                )
+                                // AWS reports a task timeout with an empty
+                                // cause (seen in real executions and moto).
+                                (states::TIMEOUT, "")
                             } else {
                                 (
                                     states::HEARTBEAT_TIMEOUT,
@@ -975,7 +974,8 @@ impl Run {
             return Ok(Flow::Continue);
         };
         let late = timeout_ms.is_some_and(|d| self.now >= d);
-        let timeout_cause = "The task did not complete within TimeoutSeconds.";
+        // AWS reports a task timeout with an empty cause.
+        let timeout_cause = "";
         match &t.resource {
             Resource::InvokeCallback => {
                 let res = TaskResource {
