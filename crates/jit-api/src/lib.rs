@@ -181,6 +181,7 @@ pub fn request_view(r: &AccessRequest, now: jit_core::request::Timestamp) -> Val
         m.insert("status".into(), json!(r.effective_status(now)));
         m.remove("requestFingerprint");
         m.remove("taskToken");
+        m.remove("usedLinkNonces");
     }
     v
 }

@@ -24,6 +24,10 @@ pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u32 = 3600;
 pub const MAX_APPROVAL_TIMEOUT_SECS: u32 = 7 * 86_400;
 /// The default maximum grant when an entry names none: one hour.
 pub const DEFAULT_MAX_DURATION_SECS: u32 = 3600;
+/// Approvers are reminded after this long without a decision: 15 minutes.
+pub const DEFAULT_REMIND_EVERY_SECS: u32 = 900;
+/// At most this many reminders per request by default.
+pub const DEFAULT_MAX_REMINDERS: u32 = 3;
 
 /// Who may decide a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +37,12 @@ pub struct Approvers {
     pub slack_users: Vec<String>,
     pub slack_channel: Option<String>,
     pub required_approvals: u32,
+    /// A quorum may also need one approval from each of these groups.
+    pub required_groups: Vec<String>,
+    /// Remind after this many seconds without a decision.
+    pub remind_every_secs: u32,
+    /// Remind at most this many times (0: never).
+    pub max_reminders: u32,
 }
 
 impl Approvers {
@@ -80,6 +90,8 @@ pub struct Catalog {
     /// Group memberships the catalog declares, for identities whose
     /// authenticator carries no groups (IAM principals, chat users).
     members: BTreeMap<String, Vec<Principal>>,
+    /// Slack user ids and the principals they act as.
+    slack_users: BTreeMap<String, Principal>,
 }
 
 /// A catalog that failed to load: where, which entry, which field, and why.
@@ -119,6 +131,9 @@ struct RawCatalog {
     entitlements: Vec<Value>,
     #[serde(default)]
     groups: BTreeMap<String, Vec<String>>,
+    /// Slack user id -> the principal (email) that user acts as.
+    #[serde(default)]
+    slack_users: BTreeMap<String, String>,
     #[serde(default)]
     defaults: Option<Value>,
 }
@@ -142,6 +157,10 @@ struct RawApprovers {
     slack_users: Vec<String>,
     slack_channel: Option<String>,
     required_approvals: Option<u32>,
+    #[serde(default)]
+    required_groups: Vec<String>,
+    remind_every: Option<DurationInput>,
+    max_reminders: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -261,12 +280,56 @@ fn approvers(ctx: &Ctx, raw: &RawApprovers, prefix: &str) -> Result<Approvers, C
     if required == 0 {
         return Err(ctx.err(Some(&field("required_approvals")), "must be at least 1"));
     }
+    let groups = names(ctx, &field("groups"), &raw.groups)?;
+    let required_groups = names(ctx, &field("required_groups"), &raw.required_groups)?;
+    if let Some(g) = required_groups.iter().find(|g| !groups.contains(g)) {
+        return Err(ctx.err(
+            Some(&field("required_groups")),
+            format!("names `{g}`, which is not in `{prefix}.groups`; list it there too"),
+        ));
+    }
+    if (required as usize) < required_groups.len() {
+        return Err(ctx.err(
+            Some(&field("required_approvals")),
+            format!(
+                "({required}) is fewer than the {} `required_groups`; one approval from each needs at least that many",
+                required_groups.len()
+            ),
+        ));
+    }
+    let remind_every_secs = match &raw.remind_every {
+        None => DEFAULT_REMIND_EVERY_SECS,
+        Some(d) => {
+            let secs = d
+                .to_secs()
+                .map_err(|e| ctx.err(Some(&field("remind_every")), e.0))?;
+            if !(60..=86_400).contains(&secs) {
+                return Err(ctx.err(Some(&field("remind_every")), "must be between 1m and 24h"));
+            }
+            secs as u32
+        }
+    };
+    let max_reminders = raw.max_reminders.unwrap_or(DEFAULT_MAX_REMINDERS);
+    if max_reminders > 20 {
+        return Err(ctx.err(Some(&field("max_reminders")), "must be at most 20"));
+    }
+    if let Some(c) = &raw.slack_channel
+        && (c.trim().is_empty() || c.trim() != c)
+    {
+        return Err(ctx.err(
+            Some(&field("slack_channel")),
+            "must be a channel name (`#jit-approvals`) or id",
+        ));
+    }
     Ok(Approvers {
-        groups: names(ctx, &field("groups"), &raw.groups)?,
+        groups,
         emails,
         slack_users: names(ctx, &field("slack_users"), &raw.slack_users)?,
         slack_channel: raw.slack_channel.clone(),
         required_approvals: required,
+        required_groups,
+        remind_every_secs,
+        max_reminders,
     })
 }
 
@@ -303,10 +366,23 @@ impl Catalog {
                 .collect::<Result<Vec<_>, _>>()?;
             members.insert(group.clone(), ps);
         }
+        let mut slack_users = BTreeMap::new();
+        for (user, principal) in &raw.slack_users {
+            let field = format!("slack_users.{user}");
+            if user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(top.err(
+                    Some(&field),
+                    "must be keyed by a Slack user id (like U024BE7LH)",
+                ));
+            }
+            let p = Principal::parse(principal.clone()).map_err(|e| top.err(Some(&field), e.0))?;
+            slack_users.insert(user.clone(), p);
+        }
         let mut catalog = Catalog {
             entitlements: Vec::with_capacity(raw.policies.len() + raw.entitlements.len()),
             by_name: HashMap::new(),
             members,
+            slack_users,
         };
         for (i, v) in raw.policies.iter().enumerate() {
             let label = v
@@ -374,6 +450,8 @@ impl Catalog {
             Some(a) => approvers(ctx, a, "defaults.approvers")?,
             None => Approvers {
                 required_approvals: 1,
+                remind_every_secs: DEFAULT_REMIND_EVERY_SECS,
+                max_reminders: DEFAULT_MAX_REMINDERS,
                 ..Approvers::default()
             },
         };
@@ -586,6 +664,33 @@ impl Catalog {
     pub fn is_approver(&self, e: &Entitlement, principal: &Principal, groups: &[String]) -> bool {
         e.approvers.emails.contains(principal)
             || e.approvers.groups.iter().any(|g| groups.contains(g))
+            || e.approvers
+                .slack_users
+                .iter()
+                .any(|u| self.slack_users.get(u) == Some(principal))
+    }
+
+    /// Whether a verified Slack user may decide requests for `e`: listed by
+    /// Slack id, or approver as the principal they act as.
+    pub fn is_slack_approver(
+        &self,
+        e: &Entitlement,
+        slack_user: &str,
+        principal: &Principal,
+        groups: &[String],
+    ) -> bool {
+        e.approvers.slack_users.iter().any(|u| u == slack_user)
+            || self.is_approver(e, principal, groups)
+    }
+
+    /// The principal a Slack user acts as, when the catalog maps one.
+    pub fn slack_principal(&self, slack_user: &str) -> Option<&Principal> {
+        self.slack_users.get(slack_user)
+    }
+
+    /// The catalog's members of a group (for emailing group approvers).
+    pub fn members_of(&self, group: &str) -> &[Principal] {
+        self.members.get(group).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Whether an auto-approve rule accepts this request without a person.
@@ -698,6 +803,21 @@ mod tests {
                 "policy_name",
                 "IAM policy name",
             ),
+            (
+                "name: A\nrole_arn: 'arn:aws:iam::123456789012:role/R'\napprovers: {groups: [leads], required_groups: [security], required_approvals: 2}",
+                "approvers.required_groups",
+                "not in `approvers.groups`",
+            ),
+            (
+                "name: A\nrole_arn: 'arn:aws:iam::123456789012:role/R'\napprovers: {groups: [leads, security], required_groups: [leads, security], required_approvals: 1}",
+                "approvers.required_approvals",
+                "fewer than the 2",
+            ),
+            (
+                "name: A\nrole_arn: 'arn:aws:iam::123456789012:role/R'\napprovers: {remind_every: 10s}",
+                "approvers.remind_every",
+                "between 1m and 24h",
+            ),
         ];
         for (entry, field, needle) in cases {
             let indented: String = entry
@@ -790,5 +910,65 @@ entitlements:
         assert!(c.auto_approves(e, &["sre".into()], one_h));
         assert!(!c.auto_approves(e, &["sre".into()], two_h));
         assert!(!c.auto_approves(e, &["oncall".into()], one_h));
+    }
+
+    #[test]
+    fn approval_rules_quorum_reminders_and_slack_users() {
+        // GIVEN a catalog mapping Slack users and an entry needing two
+        // approvals, one from each of two groups
+        let text = r##"
+groups:
+  leads: [lead@example.com]
+  security: [sec@example.com]
+slack_users:
+  U0LEAD: lead@example.com
+  U0OPS: ops@example.com
+entitlements:
+  - name: Admin
+    role_arn: "arn:aws:iam::123456789012:role/Admin"
+    approvers:
+      groups: [leads, security]
+      slack_users: [U0OPS]
+      slack_channel: "#jit-approvals"
+      required_approvals: 2
+      required_groups: [leads, security]
+      remind_every: 5m
+      max_reminders: 2
+  - name: Plain
+    role_arn: "arn:aws:iam::123456789012:role/Plain"
+"##;
+        let c = Catalog::parse(text, "c.yaml").unwrap();
+        let e = c.get("Admin").unwrap();
+        // THEN the rules are kept as written
+        assert_eq!(e.approvers.required_approvals, 2);
+        assert_eq!(e.approvers.required_groups, ["leads", "security"]);
+        assert_eq!(
+            (e.approvers.remind_every_secs, e.approvers.max_reminders),
+            (300, 2)
+        );
+        // AND an entry saying nothing gets the defaults (15 minutes, 3 times)
+        let plain = &c.get("Plain").unwrap().approvers;
+        assert_eq!(
+            (plain.remind_every_secs, plain.max_reminders),
+            (DEFAULT_REMIND_EVERY_SECS, DEFAULT_MAX_REMINDERS)
+        );
+        // AND Slack users map to principals and count as approvers when listed
+        let ops = Principal::parse("ops@example.com").unwrap();
+        assert_eq!(c.slack_principal("U0OPS"), Some(&ops));
+        assert!(c.is_approver(e, &ops, &[]), "listed by Slack id, mapped");
+        assert!(c.is_slack_approver(e, "U0OPS", &ops, &[]));
+        let eve = Principal::parse("eve@example.com").unwrap();
+        assert!(!c.is_slack_approver(e, "U0EVE", &eve, &[]));
+        assert_eq!(
+            c.members_of("security"),
+            [Principal::parse("sec@example.com").unwrap()]
+        );
+        // AND a Slack mapping must be keyed by a user id
+        let err = Catalog::parse(
+            "slack_users: {'not an id': a@b.c}\npolicies: [{policy_name: P, aws_account_id: '123456789012', request_name: R}]\n",
+            "c.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("slack_users.not an id"), "{err}");
     }
 }

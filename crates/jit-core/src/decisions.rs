@@ -4,33 +4,124 @@
 //! Every decision is a guarded write on the version read, so two approvers
 //! clicking at once, or an approve racing a cancel, yield exactly one
 //! outcome; the loser gets a 409.
+//!
+//! Three front doors decide through here: the REST API (the caller the
+//! gateway authenticated), Slack (a verified Slack user, [`Decider`]) and
+//! signed email links ([`LinkClaims`]). A link's nonce is recorded in the
+//! same guarded write as its decision, so a link works once.
+//!
+//! The rules: only an approver of the entitlement decides, never the
+//! requester; one deny rejects; approvals complete when the quorum is met —
+//! `required_approvals` approvals and, when `required_groups` is set, one
+//! from each of those groups.
 
 use serde_json::json;
 
+use crate::catalog::Approvers;
 use crate::error::ServiceError;
 use crate::identity::Caller;
 use crate::ids::Principal;
 use crate::lifecycle::Status;
+use crate::links::LinkClaims;
 use crate::ports::StoreError;
 use crate::request::{AccessRequest, AuditAction, AuditEvent, Change, Decision, Verdict};
 use crate::service::{Broker, MAX_JUSTIFICATION_CHARS};
 
+/// Who decides, as a front door established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decider {
+    pub principal: Principal,
+    /// The decider's groups (asserted by the authenticator plus the
+    /// catalog's mapping).
+    pub groups: Vec<String>,
+    /// The verified Slack user id, when deciding from Slack.
+    pub slack_user: Option<String>,
+    /// Where: `api`, `slack`, `link`. Recorded on the decision and its event.
+    pub via: &'static str,
+}
+
+/// How a decision may proceed beyond the rules every door shares.
+struct Door<'a> {
+    /// Refuse (404) requests the caller may not see: the REST API's rule,
+    /// so ids cannot be probed.
+    visible_to: Option<&'a Caller>,
+    /// A signed link's nonce, consumed by this decision.
+    nonce: Option<&'a str>,
+    /// A second approve by the same approver resumes the workflow again
+    /// (the REST API's retry after a workflow hiccup); elsewhere it is
+    /// refused as already decided.
+    retry_resumes: bool,
+}
+
+/// Whether the approvals recorded on `r` complete `approvers`' quorum.
+pub fn quorum_met(r: &AccessRequest, approvers: &Approvers) -> bool {
+    missing_for_quorum(r, approvers).is_none()
+}
+
+/// What the quorum still needs: `(approvals missing, groups missing)`, or
+/// `None` when it is met.
+pub fn missing_for_quorum(r: &AccessRequest, a: &Approvers) -> Option<(u32, Vec<String>)> {
+    let approvals: Vec<&Decision> = r
+        .decisions
+        .iter()
+        .filter(|d| d.verdict == Verdict::Approve)
+        .collect();
+    let count = approvals.len() as u32;
+    let groups: Vec<String> = a
+        .required_groups
+        .iter()
+        .filter(|g| !approvals.iter().any(|d| d.groups.contains(g)))
+        .cloned()
+        .collect();
+    let short = a.required_approvals.saturating_sub(count);
+    if short == 0 && groups.is_empty() {
+        None
+    } else {
+        Some((short.max(groups.len() as u32), groups))
+    }
+}
+
 impl Broker {
-    /// Loads a request for a decision and checks who decides: an approver of
-    /// its entitlement, never its requester, once, while it waits.
-    async fn decidable(
+    /// The decider behind a REST call: the authenticated person, or the one
+    /// a trusted caller names.
+    fn api_decider(
         &self,
         caller: &Caller,
-        id: &str,
         on_behalf_of: Option<&str>,
-        reason: &Option<String>,
-    ) -> Result<(AccessRequest, Principal, u32), ServiceError> {
-        let who = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
+    ) -> Result<Decider, ServiceError> {
+        let (principal, groups) = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
             ServiceError::invalid(
                 "requester",
                 "is required when a trusted caller decides for an approver",
             )
         })?;
+        Ok(Decider {
+            principal,
+            groups,
+            slack_user: None,
+            via: "api",
+        })
+    }
+
+    /// The decider a signed link names (already verified).
+    fn link_decider(&self, link: &LinkClaims) -> Decider {
+        Decider {
+            groups: self.catalog.groups_of(&link.approver, &[]),
+            principal: link.approver.clone(),
+            slack_user: None,
+            via: "link",
+        }
+    }
+
+    /// Loads a request for a decision and checks who decides: an approver
+    /// of its entitlement, never its requester, while it waits.
+    async fn decidable(
+        &self,
+        who: &Decider,
+        id: &str,
+        door: &Door<'_>,
+        reason: &Option<String>,
+    ) -> Result<(AccessRequest, Approvers), ServiceError> {
         if let Some(reason) = reason
             && reason.chars().count() > MAX_JUSTIFICATION_CHARS
         {
@@ -39,7 +130,20 @@ impl Broker {
                 format!("must be at most {MAX_JUSTIFICATION_CHARS} characters"),
             ));
         }
-        let r = self.load_visible(caller, Some(&who), id).await?;
+        let r = match door.visible_to {
+            Some(caller) => {
+                let seen_as = (who.principal.clone(), who.groups.clone());
+                self.load_visible(caller, Some(&seen_as), id).await?
+            }
+            None => {
+                let rid =
+                    crate::ids::RequestId::parse(id).map_err(|_| ServiceError::not_found(id))?;
+                self.store
+                    .get(&rid)
+                    .await?
+                    .ok_or_else(|| ServiceError::not_found(id))?
+            }
+        };
         let ent = self
             .catalog
             .get(&r.entitlement)
@@ -52,14 +156,30 @@ impl Broker {
                 ),
                 current: Some(r.status),
             })?;
-        if who.0 == r.requester.principal {
+        if let Some(nonce) = door.nonce
+            && r.used_link_nonces.iter().any(|n| n == nonce)
+        {
+            return Err(ServiceError::Conflict {
+                code: "link_used",
+                field: None,
+                message: "this approval link was already used; each link works once".into(),
+                current: Some(r.status),
+            });
+        }
+        if who.principal == r.requester.principal {
             return Err(ServiceError::forbidden(
                 "self_approval",
                 None,
                 "nobody decides their own request",
             ));
         }
-        if !self.catalog.is_approver(ent, &who.0, &who.1) {
+        let approver = match &who.slack_user {
+            Some(u) => self
+                .catalog
+                .is_slack_approver(ent, u, &who.principal, &who.groups),
+            None => self.catalog.is_approver(ent, &who.principal, &who.groups),
+        };
+        if !approver {
             return Err(ServiceError::forbidden(
                 "not_approver",
                 None,
@@ -75,13 +195,13 @@ impl Broker {
                 current: Some(status),
             });
         }
-        Ok((r, who.0, ent.approvers.required_approvals))
+        Ok((r, ent.approvers.clone()))
     }
 
     /// Refuses a decision on a request whose quorum is already met: it
     /// waits only for the grant now.
-    fn refuse_if_decided(r: &AccessRequest, required: u32) -> Result<(), ServiceError> {
-        if approvals(r) >= required {
+    fn refuse_if_decided(r: &AccessRequest, approvers: &Approvers) -> Result<(), ServiceError> {
+        if quorum_met(r, approvers) {
             return Err(ServiceError::Conflict {
                 code: "already_decided",
                 field: None,
@@ -101,7 +221,127 @@ impl Broker {
         on_behalf_of: Option<&str>,
         reason: Option<String>,
     ) -> Result<AccessRequest, ServiceError> {
-        let (r, who, required) = self.decidable(caller, id, on_behalf_of, &reason).await?;
+        let who = self.api_decider(caller, on_behalf_of)?;
+        let door = Door {
+            visible_to: Some(caller),
+            nonce: None,
+            retry_resumes: true,
+        };
+        self.record_approval(&who, id, &door, reason).await
+    }
+
+    /// Denies: any deny rejects the request at once, and ends the workflow.
+    pub async fn deny(
+        &self,
+        caller: &Caller,
+        id: &str,
+        on_behalf_of: Option<&str>,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ServiceError> {
+        let reason = required_reason(reason)?;
+        let who = self.api_decider(caller, on_behalf_of)?;
+        let door = Door {
+            visible_to: Some(caller),
+            nonce: None,
+            retry_resumes: false,
+        };
+        self.record_denial(&who, id, &door, reason).await
+    }
+
+    /// Approves as a decider another door verified (a Slack user).
+    pub async fn approve_as(
+        &self,
+        who: &Decider,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ServiceError> {
+        let door = Door {
+            visible_to: None,
+            nonce: None,
+            retry_resumes: false,
+        };
+        self.record_approval(who, id, &door, reason).await
+    }
+
+    /// Denies as a decider another door verified (a Slack user).
+    pub async fn deny_as(
+        &self,
+        who: &Decider,
+        id: &str,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ServiceError> {
+        let reason = required_reason(reason)?;
+        let door = Door {
+            visible_to: None,
+            nonce: None,
+            retry_resumes: false,
+        };
+        self.record_denial(who, id, &door, reason).await
+    }
+
+    /// Approves with a verified signed link, consuming its nonce.
+    pub async fn approve_with_link(
+        &self,
+        link: &LinkClaims,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ServiceError> {
+        let who = self.link_decider(link);
+        let door = Door {
+            visible_to: None,
+            nonce: Some(&link.nonce),
+            retry_resumes: false,
+        };
+        self.record_approval(&who, link.request_id.as_str(), &door, reason)
+            .await
+    }
+
+    /// Denies with a verified signed link, consuming its nonce.
+    pub async fn deny_with_link(
+        &self,
+        link: &LinkClaims,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ServiceError> {
+        let reason = required_reason(reason)?;
+        let who = self.link_decider(link);
+        let door = Door {
+            visible_to: None,
+            nonce: Some(&link.nonce),
+            retry_resumes: false,
+        };
+        self.record_denial(&who, link.request_id.as_str(), &door, reason)
+            .await
+    }
+
+    /// Checks a link against its request without deciding anything: what
+    /// the confirmation page shows (a GET must never change state).
+    pub async fn link_preview(&self, link: &LinkClaims) -> Result<AccessRequest, ServiceError> {
+        let who = self.link_decider(link);
+        let door = Door {
+            visible_to: None,
+            nonce: Some(&link.nonce),
+            retry_resumes: false,
+        };
+        let (r, approvers) = self
+            .decidable(&who, link.request_id.as_str(), &door, &None)
+            .await?;
+        if r.decisions
+            .iter()
+            .any(|d| d.approver == who.principal && d.verdict == Verdict::Approve)
+        {
+            return Err(already_approved());
+        }
+        Self::refuse_if_decided(&r, &approvers)?;
+        Ok(r)
+    }
+
+    async fn record_approval(
+        &self,
+        who: &Decider,
+        id: &str,
+        door: &Door<'_>,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ServiceError> {
+        let (r, approvers) = self.decidable(who, id, door, &reason).await?;
         let token = r
             .task_token
             .clone()
@@ -109,18 +349,13 @@ impl Broker {
                 code: "not_ready",
                 message: "the approval task is not waiting yet; retry in a moment".into(),
             })?;
-        let already = r.decisions.iter().any(|d| d.approver == who);
+        let already = r.decisions.iter().any(|d| d.approver == who.principal);
         if !already {
-            Self::refuse_if_decided(&r, required)?;
+            Self::refuse_if_decided(&r, &approvers)?;
         }
         let next = if already {
-            if approvals(&r) < required {
-                return Err(ServiceError::Conflict {
-                    code: "already_decided",
-                    field: None,
-                    message: "you already approved; it waits for another approver".into(),
-                    current: Some(r.status),
-                });
+            if !door.retry_resumes || !quorum_met(&r, &approvers) {
+                return Err(already_approved());
             }
             // A retry after the workflow could not be resumed: resume it again.
             r.clone()
@@ -128,29 +363,47 @@ impl Broker {
             let now = self.clock.now();
             let mut next = r.clone();
             next.decisions.push(Decision {
-                approver: who.clone(),
+                approver: who.principal.clone(),
                 verdict: Verdict::Approve,
                 at: now,
                 reason: reason.clone(),
+                groups: who.groups.clone(),
+                via: Some(who.via.to_string()),
             });
+            if let Some(nonce) = door.nonce {
+                next.used_link_nonces.push(nonce.to_string());
+            }
             next.version += 1;
             next.updated_at = now;
-            let count = approvals(&next);
-            if count >= required {
-                next.decided_at = Some(now);
-            }
+            let count = next
+                .decisions
+                .iter()
+                .filter(|d| d.verdict == Verdict::Approve)
+                .count();
+            let progress = match missing_for_quorum(&next, &approvers) {
+                None => {
+                    next.decided_at = Some(now);
+                    format!("{count} of {}, quorum met", approvers.required_approvals)
+                }
+                Some((_, groups)) if !groups.is_empty() => format!(
+                    "{count} of {}; still needs one from: {}",
+                    approvers.required_approvals,
+                    groups.join(", ")
+                ),
+                Some(_) => format!("{count} of {}", approvers.required_approvals),
+            };
             let event = AuditEvent::new(
                 &r.request_id,
                 now,
-                who.to_string(),
+                who.principal.to_string(),
                 AuditAction::Decision,
                 None,
                 None,
                 Some(match &reason {
-                    Some(text) => format!("approved ({count} of {required}): {text}"),
-                    None => format!("approved ({count} of {required})"),
+                    Some(text) => format!("approved via {} ({progress}): {text}", who.via),
+                    None => format!("approved via {} ({progress})", who.via),
                 }),
-                "api",
+                who.via,
             );
             self.store
                 .transition(&r, &next, &event)
@@ -158,7 +411,7 @@ impl Broker {
                 .map_err(lost_race)?;
             next
         };
-        if approvals(&next) >= required {
+        if quorum_met(&next, &approvers) {
             let output = json!({
                 "decision": "approved",
                 "approvers": next.decisions.iter().filter(|d| d.verdict == Verdict::Approve).map(|d| d.approver.as_str()).collect::<Vec<_>>(),
@@ -171,42 +424,40 @@ impl Broker {
                 });
             }
         }
-        tracing::info!(request_id = %next.request_id, approver = %who, "approved");
+        tracing::info!(request_id = %next.request_id, approver = %who.principal, via = who.via, "approved");
         Ok(next)
     }
 
-    /// Denies: any deny rejects the request at once, and ends the workflow.
-    pub async fn deny(
+    async fn record_denial(
         &self,
-        caller: &Caller,
+        who: &Decider,
         id: &str,
-        on_behalf_of: Option<&str>,
-        reason: Option<String>,
+        door: &Door<'_>,
+        reason: String,
     ) -> Result<AccessRequest, ServiceError> {
-        let reason = reason.filter(|r| !r.trim().is_empty());
-        if reason.is_none() {
-            return Err(ServiceError::invalid(
-                "reason",
-                "is required: tell the requester why",
-            ));
-        }
-        let (r, who, required) = self.decidable(caller, id, on_behalf_of, &reason).await?;
-        Self::refuse_if_decided(&r, required)?;
+        let reason = Some(reason);
+        let (r, approvers) = self.decidable(who, id, door, &reason).await?;
+        Self::refuse_if_decided(&r, &approvers)?;
         let token = r.task_token.clone();
         let now = self.clock.now();
         let change = Change {
-            actor: who.to_string(),
+            actor: who.principal.to_string(),
             at: now,
             reason: reason.clone(),
-            source: "api",
+            source: who.via,
         };
         let (mut next, event) = r.transition(Status::Denied, &change)?;
         next.decisions.push(Decision {
-            approver: who.clone(),
+            approver: who.principal.clone(),
             verdict: Verdict::Deny,
             at: now,
             reason: reason.clone(),
+            groups: who.groups.clone(),
+            via: Some(who.via.to_string()),
         });
+        if let Some(nonce) = door.nonce {
+            next.used_link_nonces.push(nonce.to_string());
+        }
         self.store
             .transition(&r, &next, &event)
             .await
@@ -221,16 +472,24 @@ impl Broker {
             // find the request moved on and end.
             tracing::warn!(request_id = %next.request_id, error = %e, "could not end the workflow after a deny");
         }
-        tracing::info!(request_id = %next.request_id, approver = %who, "denied");
+        tracing::info!(request_id = %next.request_id, approver = %who.principal, via = who.via, "denied");
         Ok(next)
     }
 }
 
-fn approvals(r: &AccessRequest) -> u32 {
-    r.decisions
-        .iter()
-        .filter(|d| d.verdict == Verdict::Approve)
-        .count() as u32
+fn required_reason(reason: Option<String>) -> Result<String, ServiceError> {
+    reason
+        .filter(|r| !r.trim().is_empty())
+        .ok_or_else(|| ServiceError::invalid("reason", "is required: tell the requester why"))
+}
+
+fn already_approved() -> ServiceError {
+    ServiceError::Conflict {
+        code: "already_decided",
+        field: None,
+        message: "you already approved; it waits for another approver".into(),
+        current: Some(Status::ApprovalPending),
+    }
 }
 
 /// A guarded write that lost: someone decided (or cancelled) first.
@@ -246,5 +505,99 @@ fn lost_race(e: StoreError) -> ServiceError {
             current,
         },
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approval(who: &str, groups: &[&str], verdict: Verdict) -> Decision {
+        Decision {
+            approver: Principal::parse(who).unwrap(),
+            verdict,
+            at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            reason: None,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            via: Some("link".into()),
+        }
+    }
+
+    fn with(decisions: Vec<Decision>) -> AccessRequest {
+        let mut r = crate::request::tests::sample(
+            chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        );
+        r.decisions = decisions;
+        r
+    }
+
+    #[test]
+    fn quorum_counts_approvals_and_groups() {
+        let two = Approvers {
+            required_approvals: 2,
+            ..Approvers::default()
+        };
+        let one_each = Approvers {
+            required_approvals: 2,
+            groups: vec!["leads".into(), "security".into()],
+            required_groups: vec!["leads".into(), "security".into()],
+            ..Approvers::default()
+        };
+        type Case<'a> = (
+            &'a str,
+            &'a Approvers,
+            Vec<Decision>,
+            Option<(u32, Vec<String>)>,
+        );
+        let cases: Vec<Case> = vec![
+            ("nobody yet", &two, vec![], Some((2, vec![]))),
+            (
+                "one of two",
+                &two,
+                vec![approval("a@x.com", &[], Verdict::Approve)],
+                Some((1, vec![])),
+            ),
+            (
+                "two of two",
+                &two,
+                vec![
+                    approval("a@x.com", &[], Verdict::Approve),
+                    approval("b@x.com", &[], Verdict::Approve),
+                ],
+                None,
+            ),
+            (
+                "a deny is not an approval",
+                &two,
+                vec![
+                    approval("a@x.com", &[], Verdict::Approve),
+                    approval("b@x.com", &[], Verdict::Deny),
+                ],
+                Some((1, vec![])),
+            ),
+            (
+                "two leads do not make a security approval",
+                &one_each,
+                vec![
+                    approval("a@x.com", &["leads"], Verdict::Approve),
+                    approval("b@x.com", &["leads"], Verdict::Approve),
+                ],
+                Some((1, vec!["security".into()])),
+            ),
+            (
+                "one from each",
+                &one_each,
+                vec![
+                    approval("a@x.com", &["leads"], Verdict::Approve),
+                    approval("b@x.com", &["security"], Verdict::Approve),
+                ],
+                None,
+            ),
+        ];
+        for (what, approvers, decisions, want) in cases {
+            let r = with(decisions);
+            assert_eq!(missing_for_quorum(&r, approvers), want, "{what}");
+            assert_eq!(quorum_met(&r, approvers), want.is_none(), "{what}");
+        }
     }
 }

@@ -6,12 +6,14 @@
 //! testable without a network and shared by every front door.
 
 pub mod catalog;
+pub mod channels;
 pub mod decisions;
 pub mod duration;
 pub mod error;
 pub mod identity;
 pub mod ids;
 pub mod lifecycle;
+pub mod links;
 pub mod ports;
 pub mod request;
 pub mod service;

@@ -22,6 +22,11 @@ pub enum AuthSource {
     Local,
     /// A configured trusted caller asserted the requester in the body.
     TrustedCaller,
+    /// A Slack request whose signature was verified (`/jit`, buttons); the
+    /// person is the Slack user, mapped to an email or the catalog's name.
+    Slack,
+    /// A signed approval link (HMAC): proves one approver for one request.
+    SignedLink,
 }
 
 /// Who asked, as established by the front door (never by the body alone).
@@ -64,6 +69,13 @@ pub struct Decision {
     pub at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The approver's groups when deciding: a quorum may need one approver
+    /// from each of several groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Where the decision was made (`api`, `slack`, `link`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +121,13 @@ pub struct AccessRequest {
     /// API answer (`jit-api` strips it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_token: Option<TaskToken>,
+    /// Nonces of the signed approval links already used on this request,
+    /// recorded in the decision's own guarded write: a link works once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub used_link_nonces: Vec<String>,
+    /// How the approvers were told (rounds, channels, the Slack message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<crate::channels::NoticeState>,
     /// Bumped by every write; stores make writes conditional on it.
     pub version: u64,
 }
@@ -314,6 +333,8 @@ pub(crate) mod tests {
             request_fingerprint: None,
             simulate_approval: false,
             task_token: None,
+            used_link_nonces: vec![],
+            notice: None,
             version: 1,
         }
     }

@@ -339,6 +339,8 @@ impl Broker {
             request_fingerprint: Some(fingerprint),
             simulate_approval: req.simulate_approval,
             task_token: None,
+            used_link_nonces: vec![],
+            notice: None,
             version: 1,
         };
         let created = AuditEvent::new(

@@ -70,6 +70,8 @@ pub fn sample_request(requester: &Principal, at: Timestamp) -> AccessRequest {
         request_fingerprint: None,
         simulate_approval: false,
         task_token: None,
+        used_link_nonces: vec![],
+        notice: None,
         version: 1,
     }
 }
@@ -98,12 +100,16 @@ pub fn full_request(requester: &Principal, at: Timestamp) -> AccessRequest {
             verdict: Verdict::Approve,
             at: later(at, 30),
             reason: Some("looks right".into()),
+            groups: vec!["leads".into(), "sécurité".into()],
+            via: Some("link".into()),
         },
         Decision {
             approver: Principal::parse("carol@example.com").expect("valid principal"),
             verdict: Verdict::Deny,
             at: later(at, 45),
             reason: None,
+            groups: vec![],
+            via: None,
         },
     ];
     r.reason = Some("approved by quorum".into());
@@ -118,6 +124,21 @@ pub fn full_request(requester: &Principal, at: Timestamp) -> AccessRequest {
         jit_core::request::TaskToken::parse("AQCEAAAAKgAAAAMAAAAAAAAAAf+token")
             .expect("valid task token"),
     );
+    r.used_link_nonces = vec!["01JLINKNONCE0000000000000A".into()];
+    r.notice = Some(jit_core::channels::NoticeState {
+        round: 2,
+        last_at: later(at, 20),
+        delivered: vec![
+            "slack:#jit-approvals".into(),
+            "email:bob@example.com".into(),
+        ],
+        failed: vec!["email:\"quoted\"@example.com".into()],
+        slack: Some(jit_core::channels::ChatMessageRef {
+            channel: "C0123456".into(),
+            ts: "1700000000.000100".into(),
+        }),
+        closed: true,
+    });
     r.version = 4;
     r
 }

@@ -716,6 +716,8 @@ pub async fn records_round_trip_every_optional_field(store: &dyn RequestStore) {
             && full.request_fingerprint.is_some()
             && full.requester.via.is_some()
             && full.task_token.is_some()
+            && !full.used_link_nonces.is_empty()
+            && full.notice.is_some()
             && !full.requester.groups.is_empty()
             && !full.decisions.is_empty(),
         "full_request must set every optional field"
