@@ -1,0 +1,416 @@
+//! The `request` Lambda binary under a fake Runtime API: cold init time
+//! (spawn → first `next`) and memory after serving one event.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow, bail};
+
+use crate::procfs::{self, Memory};
+use crate::runtime_api::{Event, FakeRuntimeApi, Msg, Route};
+use crate::stats::Summary;
+
+/// Longest a cold start may take before the run is called broken.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest the first event may take (the SDK retries a refused connection
+/// with backoff; this is far above that).
+const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(20);
+const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:jit-request";
+const REQUEST_ID: &str = "8f5c3a4e-bench-0001-0000-000000000001";
+
+/// What the child is started with.
+pub struct Setup {
+    pub binary: PathBuf,
+    /// The environment, besides `AWS_LAMBDA_RUNTIME_API`; the child gets
+    /// nothing else (no HOME, no ~/.aws: as on Lambda).
+    pub env: Vec<(&'static str, String)>,
+    pub logs: PathBuf,
+}
+
+impl Setup {
+    pub fn new(binary: PathBuf, catalog: &Path, logs: PathBuf) -> Setup {
+        let env = vec![
+            ("AWS_LAMBDA_FUNCTION_NAME", "jit-request".to_string()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "AKIDJITBENCHDUMMY000".into()),
+            ("AWS_SECRET_ACCESS_KEY", "jit-bench-dummy-secret".into()),
+            (
+                "JIT_STATE_MACHINE_ARN",
+                "arn:aws:states:us-east-1:123456789012:stateMachine:jit".into(),
+            ),
+            ("JIT_CATALOG", catalog.display().to_string()),
+            // Nothing leaves the machine: every AWS call is refused at once.
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1".into()),
+        ];
+        Setup { binary, env, logs }
+    }
+
+    fn spawn(&self, api: &FakeRuntimeApi, log_name: &str) -> anyhow::Result<Child> {
+        let log = self.logs.join(log_name);
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        Command::new(&self.binary)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("AWS_LAMBDA_RUNTIME_API", api.host_port())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))
+    }
+}
+
+/// A child we started; killed and reaped when dropped, whatever its state.
+struct Running(Option<Child>);
+
+impl Running {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the child is only taken by finish")
+    }
+
+    /// Kills the child (by its handle: only ever a process we started) and
+    /// reaps it with `wait4`, returning the CPU time (user + system) it
+    /// used in its whole life. Bounded: gives up after 5 s.
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped below with wait4, which std does not offer, for its rusage"
+    )]
+    fn finish(mut self) -> anyhow::Result<Duration> {
+        let mut child = self.0.take().expect("finish is called once");
+        child.kill().context("killing the function")?;
+        let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut status = 0;
+            // SAFETY: `rusage` is plain old data; all zeroes is a valid value.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: both pointers are to live locals; `pid` is our own child,
+            // not yet reaped (std never waited on it), so it names no other process.
+            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if r == pid {
+                return Ok(cpu_time(&usage));
+            }
+            if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                bail!("wait4: {}", std::io::Error::last_os_error());
+            }
+            if Instant::now() > deadline {
+                bail!("the killed function was not reaped within 5 s");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+        + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+}
+
+/// User plus system CPU time of a reaped process.
+fn cpu_time(u: &libc::rusage) -> Duration {
+    timeval(u.ru_utime) + timeval(u.ru_stime)
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| l.chars().take(400).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits for the child's next `GET .../next`, failing fast if it exits or
+/// reports an init error.
+fn wait_for_next(
+    api: &FakeRuntimeApi,
+    child: &mut Running,
+    timeout: Duration,
+    log: &Path,
+) -> anyhow::Result<(Instant, Sender<Event>)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match api.recv(POLL) {
+            Ok(Msg::Next { arrived, reply }) => return Ok((arrived, reply)),
+            Ok(Msg::Posted {
+                route: Route::InitError,
+                body,
+                ..
+            }) => bail!(
+                "the function reported an init error: {}",
+                String::from_utf8_lossy(&body)
+            ),
+            Ok(Msg::Posted { route, body, .. }) => bail!(
+                "unexpected call while waiting for `next`: {route:?} {}",
+                String::from_utf8_lossy(&body)
+            ),
+            Err(RecvTimeoutError::Disconnected) => bail!("the fake Runtime API stopped"),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(status) = child.child().try_wait()? {
+                    bail!(
+                        "the function exited ({status}) before asking for an event; its log ends:\n{}",
+                        log_tail(log, 10)
+                    );
+                }
+                if Instant::now() > deadline {
+                    bail!("no `next` within {timeout:?}");
+                }
+            }
+        }
+    }
+}
+
+/// Cold init timings.
+#[derive(Debug, Clone)]
+pub struct InitResult {
+    pub runs: Vec<Duration>,
+    pub summary: Summary,
+    /// CPU time (user + system) each run used before asking for an event:
+    /// what init costs without the waiting a busy machine adds.
+    pub cpu: Vec<Duration>,
+    pub cpu_summary: Summary,
+    /// Discarded first runs (page cache, first exec).
+    pub warmup: usize,
+    /// Peak resident memory at the first `next`, per run.
+    pub hwm_at_ready: Vec<u64>,
+}
+
+/// Spawns the function `warmup + runs` times, each time measuring spawn →
+/// first `next`, then killing it.
+pub fn measure_init(setup: &Setup, runs: usize, warmup: usize) -> anyhow::Result<InitResult> {
+    if runs == 0 {
+        bail!("--init-runs must be at least 1");
+    }
+    let mut times = Vec::with_capacity(runs);
+    let mut cpu = Vec::with_capacity(runs);
+    let mut hwm = Vec::with_capacity(runs);
+    for i in 0..warmup + runs {
+        // A fresh port per run: nothing a killed child sent can leak into
+        // the next run.
+        let api = FakeRuntimeApi::start().context("starting the fake Runtime API")?;
+        let log_name = format!("init-{i}.log");
+        let started = Instant::now();
+        let mut child = Running(Some(setup.spawn(&api, &log_name)?));
+        let (arrived, reply) =
+            wait_for_next(&api, &mut child, INIT_TIMEOUT, &setup.logs.join(&log_name))
+                .with_context(|| format!("init run {}", i + 1))?;
+        let mem = procfs::memory_of(child.child().id())?;
+        // It is blocked reading the answer to `next`: the CPU time it has
+        // used is its init's.
+        let used = child.finish()?;
+        drop(reply);
+        if i >= warmup {
+            times.push(arrived.saturating_duration_since(started));
+            cpu.push(used);
+            hwm.push(mem.hwm_bytes);
+        }
+    }
+    Ok(InitResult {
+        summary: Summary::of(&times).context("no init samples")?,
+        runs: times,
+        cpu_summary: Summary::of(&cpu).context("no init samples")?,
+        cpu,
+        warmup,
+        hwm_at_ready: hwm,
+    })
+}
+
+/// How the function answered the event.
+#[derive(Debug, Clone)]
+pub struct EventResult {
+    /// `response` or `error`: which Runtime API path it posted to.
+    pub posted_to: &'static str,
+    /// Event handed out → answer posted.
+    pub took: Duration,
+    /// The API Gateway response's `statusCode`, when it is one.
+    pub status_code: Option<u64>,
+    /// The API's `error.code` in that response's body, when there is one.
+    pub error_code: Option<String>,
+    pub memory_at_ready: Memory,
+    pub memory_after_event: Memory,
+    pub log_lines: usize,
+    pub log_levels: Vec<(String, usize)>,
+    /// The `fields` of the first ERROR line, shortened: why it failed.
+    pub first_error: Option<String>,
+}
+
+/// Starts the function, serves it `event` once, and reads its memory while
+/// it waits for the second event.
+pub fn measure_event(setup: &Setup, event: &[u8]) -> anyhow::Result<EventResult> {
+    let api = FakeRuntimeApi::start().context("starting the fake Runtime API")?;
+    let log = setup.logs.join("event.log");
+    let mut child = Running(Some(setup.spawn(&api, "event.log")?));
+    let pid = child.child().id();
+
+    let (_, reply) = wait_for_next(&api, &mut child, INIT_TIMEOUT, &log)?;
+    let memory_at_ready = procfs::memory_of(pid)?;
+    let deadline_epoch_ms = (SystemTime::now() + Duration::from_secs(30))
+        .duration_since(UNIX_EPOCH)?
+        .as_millis();
+    let sent = Instant::now();
+    reply
+        .send(Event {
+            request_id: REQUEST_ID.into(),
+            deadline_epoch_ms,
+            function_arn: FUNCTION_ARN.into(),
+            body: event.to_vec(),
+        })
+        .map_err(|_| anyhow!("the connection asking for the event closed"))?;
+
+    let end = Instant::now() + EVENT_TIMEOUT;
+    let (posted_to, took, body) = loop {
+        match api.recv(POLL) {
+            Ok(Msg::Posted {
+                route: Route::Response(id),
+                arrived,
+                body,
+            }) if id == REQUEST_ID => break ("response", arrived - sent, body),
+            Ok(Msg::Posted {
+                route: Route::Error(id),
+                arrived,
+                body,
+            }) if id == REQUEST_ID => break ("error", arrived - sent, body),
+            Ok(other) => bail!("unexpected call while the event was served: {other:?}"),
+            Err(RecvTimeoutError::Disconnected) => bail!("the fake Runtime API stopped"),
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(status) = child.child().try_wait()? {
+                    bail!(
+                        "the function exited ({status}) serving the event; its log ends:\n{}",
+                        log_tail(&log, 10)
+                    );
+                }
+                if Instant::now() > end {
+                    bail!("no answer to the event within {EVENT_TIMEOUT:?}");
+                }
+            }
+        }
+    };
+
+    let (_, second) = wait_for_next(&api, &mut child, INIT_TIMEOUT, &log)
+        .context("waiting for the second `next`")?;
+    let memory_after_event = procfs::memory_of(pid)?;
+    drop(child);
+    drop(second);
+
+    let (status_code, error_code) = describe_answer(&body);
+    let (log_lines, log_levels, first_error) =
+        log_summary(&std::fs::read_to_string(&log).unwrap_or_default());
+    Ok(EventResult {
+        posted_to,
+        took,
+        status_code,
+        error_code,
+        memory_at_ready,
+        memory_after_event,
+        log_lines,
+        log_levels,
+        first_error,
+    })
+}
+
+/// The status code and API error code of an API Gateway proxy response.
+fn describe_answer(body: &[u8]) -> (Option<u64>, Option<String>) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (None, None);
+    };
+    let status = v["statusCode"].as_u64();
+    let code = v["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .and_then(|b| b["error"]["code"].as_str().map(str::to_string));
+    (status, code)
+}
+
+/// How many log lines, how many of each JSON `level`, and the `fields` of
+/// the first ERROR (at most 300 characters).
+fn log_summary(text: &str) -> (usize, Vec<(String, usize)>, Option<String>) {
+    let mut levels: Vec<(String, usize)> = Vec::new();
+    let mut lines = 0;
+    let mut first_error = None;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        lines += 1;
+        let v = serde_json::from_str::<serde_json::Value>(line).ok();
+        let level = v
+            .as_ref()
+            .and_then(|v| v["level"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "(not JSON)".into());
+        if level == "ERROR" && first_error.is_none() {
+            let fields = v
+                .as_ref()
+                .map(|v| v["fields"].to_string())
+                .unwrap_or_default();
+            first_error = Some(fields.chars().take(300).collect());
+        }
+        match levels.iter_mut().find(|(l, _)| *l == level) {
+            Some((_, n)) => *n += 1,
+            None => levels.push((level, 1)),
+        }
+    }
+    (lines, levels, first_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_user_plus_system() {
+        // SAFETY: plain old data; all zeroes is valid.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        u.ru_utime = libc::timeval {
+            tv_sec: 1,
+            tv_usec: 500_000,
+        };
+        u.ru_stime = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 250,
+        };
+        assert_eq!(cpu_time(&u), Duration::from_micros(1_500_250));
+    }
+
+    #[test]
+    fn reads_status_and_error_code_of_a_proxy_response() {
+        let body = br#"{"statusCode":500,"headers":{},"body":"{\"error\":{\"code\":\"internal\",\"message\":\"x\"}}","isBase64Encoded":false}"#;
+        assert_eq!(describe_answer(body), (Some(500), Some("internal".into())));
+        assert_eq!(describe_answer(b"not json"), (None, None));
+    }
+
+    #[test]
+    fn counts_log_levels_and_keeps_the_first_error() {
+        // GIVEN a JSON log with two errors and a stray plain line
+        let log = "{\"level\":\"INFO\"}\n\
+                   {\"level\":\"ERROR\",\"fields\":{\"message\":\"boom\"}}\n\
+                   {\"level\":\"INFO\"}\nplain\n\
+                   {\"level\":\"ERROR\",\"fields\":{\"message\":\"later\"}}\n";
+        // WHEN summarised
+        let (n, levels, first_error) = log_summary(log);
+        // THEN every line is counted by level, and the first error is kept
+        assert_eq!(n, 5);
+        assert_eq!(
+            levels,
+            vec![
+                ("INFO".to_string(), 2),
+                ("ERROR".to_string(), 2),
+                ("(not JSON)".to_string(), 1)
+            ]
+        );
+        assert_eq!(first_error.as_deref(), Some("{\"message\":\"boom\"}"));
+    }
+}

@@ -1,0 +1,300 @@
+//! `jit-bench`: measures what the project has targets for and writes
+//! `docs/BENCHMARKS.md`. It is a measurement, not a test: it exits 0 when a
+//! target fails (the report says FAIL), and non-zero only when something
+//! could not be measured (then the report is printed but not written).
+//!
+//! ```sh
+//! cargo run --release -p jit-bench
+//! cargo run --release -p jit-bench -- --iterations 5000 --init-runs 50
+//! ```
+//!
+//! Options: `--iterations N` (API create+get pairs, default 2000),
+//! `--warmup N` (unmeasured pairs first, default 200), `--init-runs N`
+//! (Lambda cold starts, default 20), `--no-build` (measure the binaries
+//! already in `target/release` instead of running
+//! `cargo build --release -p request`, then `-p jit-local`, separately),
+//! `--bin-dir DIR` (measure the binaries in `DIR`, e.g. `target/<profile>`
+//! for a profile experiment; implies `--no-build`), `--out PATH` (default
+//! `docs/BENCHMARKS.md`, relative to the workspace root).
+//!
+//! What it measures:
+//! 1. API throughput and latency: create+get pairs through `jit_api::handle`
+//!    on SQLite (a WAL file in a temp dir, as `jit-local` uses, and in memory).
+//! 2. The size of the `request` Lambda binary (and of `jit-local`).
+//! 3. The `request` binary's cold init (spawn → first `next` on a fake
+//!    Lambda Runtime API on 127.0.0.1) and its memory after one event.
+//!
+//! It never reaches the network: the fake Runtime API listens on loopback
+//! only, and the Lambda's AWS endpoint is a refused loopback port.
+
+mod api;
+mod binaries;
+mod elf;
+mod lambda;
+mod procfs;
+mod report;
+mod runtime_api;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use clap::Parser;
+use jit_core::Catalog;
+use jit_core::ports::RequestStore;
+
+/// Measures the API, the Lambda binary and its cold start; writes docs/BENCHMARKS.md.
+#[derive(Parser, Debug)]
+#[command(name = "jit-bench")]
+struct Args {
+    /// Measured API create+get pairs per store.
+    #[arg(long, default_value_t = 2000)]
+    iterations: usize,
+    /// Unmeasured create+get pairs before each store's measured ones.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Measured Lambda cold starts (after one discarded warm-up start).
+    #[arg(long, default_value_t = 20)]
+    init_runs: usize,
+    /// Measure the binaries already in target/release; do not run cargo build.
+    #[arg(long)]
+    no_build: bool,
+    /// Measure the binaries in this directory (e.g. `target/<profile>`)
+    /// instead of `target/release`; implies --no-build.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where to write the report, relative to the workspace root.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    out: PathBuf,
+}
+
+const CATALOG: &str = "config/catalog.example.yaml";
+const LIST_EVENT: &str = "events/request-list.json";
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .context("finding the workspace root")
+}
+
+fn command_line(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn machine(root: &Path) -> report::Machine {
+    let root = root.display().to_string();
+    let commit = command_line("git", &["-C", &root, "rev-parse", "--short", "HEAD"])
+        .map(|c| {
+            let dirty = command_line("git", &["-C", &root, "status", "--porcelain"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{c} + uncommitted changes")
+            } else {
+                c
+            }
+        })
+        .unwrap_or_else(|| "unknown".into());
+    report::Machine {
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu: std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| procfs::cpu_model(&t))
+            .unwrap_or_else(|| "unknown".into()),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into()),
+        rustc: command_line("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
+        commit,
+        load_start: load_average(),
+        load_end: String::new(),
+    }
+}
+
+fn catalog(root: &Path) -> anyhow::Result<Catalog> {
+    let path = root.join(CATALOG);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Catalog::parse(&text, CATALOG).map_err(|e| anyhow!("{CATALOG}: {e}"))
+}
+
+/// Both API runs: the WAL file store `jit-local` uses, then in memory.
+fn api_runs(root: &Path, args: &Args) -> Vec<Result<api::ApiRun, String>> {
+    let file = || -> anyhow::Result<api::ApiRun> {
+        let dir = tempfile::tempdir().context("creating a temp dir")?;
+        let db = dir.path().join("jit.db");
+        let store = jit_store_sqlite::SqliteStore::open(&db)
+            .map_err(|e| anyhow!("opening {}: {e}", db.display()))?;
+        let store: Arc<dyn RequestStore> = Arc::new(store);
+        eprintln!("jit-bench: API on a SQLite file ...");
+        let mut run = api::run(
+            "SQLite file",
+            store,
+            catalog(root)?,
+            args.iterations,
+            args.warmup,
+        )?;
+        // Say WAL only if the file says so.
+        let head = std::fs::read(&db).with_context(|| format!("reading {}", db.display()))?;
+        run.label = if api::sqlite_header_says_wal(&head)? {
+            "SQLite file (WAL)"
+        } else {
+            "SQLite file (rollback journal, not WAL)"
+        };
+        Ok(run)
+    };
+    let memory = || -> anyhow::Result<api::ApiRun> {
+        let store = jit_store_sqlite::SqliteStore::in_memory()
+            .map_err(|e| anyhow!("opening an in-memory store: {e}"))?;
+        let store: Arc<dyn RequestStore> = Arc::new(store);
+        eprintln!("jit-bench: API on SQLite in memory ...");
+        api::run(
+            "SQLite in memory",
+            store,
+            catalog(root)?,
+            args.iterations,
+            args.warmup,
+        )
+    };
+    vec![
+        file().map_err(|e| format!("{e:#}")),
+        memory().map_err(|e| format!("{e:#}")),
+    ]
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let root = workspace_root()?;
+    let mut machine = machine(&root);
+    let passed: Vec<String> = std::env::args().skip(1).collect();
+    let invocation = if passed.is_empty() {
+        "cargo run --release -p jit-bench".to_string()
+    } else {
+        format!("cargo run --release -p jit-bench -- {}", passed.join(" "))
+    };
+
+    // Build first, so a broken build shows before minutes of measuring.
+    let built = if args.no_build || args.bin_dir.is_some() {
+        Ok(None)
+    } else {
+        binaries::build_release(&root, &["request", "jit-local"])
+            .map(Some)
+            .map_err(|e| format!("{e:#}"))
+    };
+    let target = match &args.bin_dir {
+        Some(dir) => root.join(dir),
+        None => match binaries::target_dir(&root) {
+            Ok(dir) => dir.join("release"),
+            // `cargo run --release` put this binary in the same directory.
+            Err(e) => {
+                let exe = std::env::current_exe().context("finding this binary")?;
+                let dir = exe.parent().context("this binary has no directory")?;
+                eprintln!(
+                    "jit-bench: {e:#}; looking for the binaries next to this one, in {}",
+                    dir.display()
+                );
+                dir.to_path_buf()
+            }
+        },
+    };
+    let request_bin = target.join("request");
+
+    let api = api_runs(&root, &args);
+
+    let inspect = |p: &Path| {
+        binaries::inspect(p)
+            .map(|mut b| {
+                // Shown relative to the workspace, e.g. `target/release/request`.
+                if let Ok(rel) = b.path.strip_prefix(&root) {
+                    b.path = rel.to_path_buf();
+                }
+                b
+            })
+            .map_err(|e| format!("{e:#}"))
+    };
+    let request_info = inspect(&request_bin);
+    let local_info = inspect(&target.join("jit-local"));
+    let request_crates = binaries::crate_count(&root, "request");
+
+    let logs = tempfile::tempdir().context("creating a temp dir for the Lambda's logs")?;
+    let setup = lambda::Setup::new(
+        request_bin.clone(),
+        &root.join(CATALOG),
+        logs.path().to_path_buf(),
+    );
+    let (init, event) = if request_info.is_ok() {
+        eprintln!("jit-bench: Lambda cold init x{} ...", args.init_runs);
+        let init = lambda::measure_init(&setup, args.init_runs, 1).map_err(|e| format!("{e:#}"));
+        eprintln!("jit-bench: Lambda memory serving {LIST_EVENT} ...");
+        let event = std::fs::read(root.join(LIST_EVENT))
+            .with_context(|| format!("reading {LIST_EVENT}"))
+            .and_then(|ev| lambda::measure_event(&setup, &ev))
+            .map_err(|e| format!("{e:#}"));
+        (init, event)
+    } else {
+        let why = "no `request` binary to run".to_string();
+        (Err(why.clone()), Err(why))
+    };
+    machine.load_end = load_average();
+
+    let results = report::Results {
+        api,
+        request_bin: request_info,
+        local_bin: local_info,
+        request_crates,
+        init,
+        event,
+    };
+    let inputs = report::Inputs {
+        invocation,
+        iterations: args.iterations,
+        warmup: args.warmup,
+        built: built.clone(),
+        bin_dir: target
+            .strip_prefix(&root)
+            .unwrap_or(&target)
+            .display()
+            .to_string(),
+        env: setup
+            .env
+            .iter()
+            .map(|(k, v)| (*k, v.replace(&root.display().to_string(), "<repo>")))
+            .collect(),
+    };
+    let text = report::render(&machine, &inputs, &results);
+    println!("{text}");
+
+    let complete = built.is_ok()
+        && results.api.iter().all(Result::is_ok)
+        && results.request_bin.is_ok()
+        && (results.local_bin.is_ok() || args.bin_dir.is_some())
+        && results.init.is_ok()
+        && results.event.is_ok();
+    if !complete {
+        eprintln!(
+            "jit-bench: some measurements failed (marked ERROR above); {} left as it was",
+            args.out.display()
+        );
+        std::process::exit(1);
+    }
+    let out = root.join(&args.out);
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("jit-bench: wrote {}", out.display());
+    Ok(())
+}
