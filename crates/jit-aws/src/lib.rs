@@ -21,8 +21,10 @@
 pub mod dynamo;
 mod error;
 pub mod grants;
+pub mod notify;
 pub mod sdk;
 pub mod sfn;
+pub mod slack;
 
 pub use aws_config::SdkConfig;
 pub use dynamo::{
@@ -30,4 +32,6 @@ pub use dynamo::{
     RequestItem, TableNames, create_tables,
 };
 pub use grants::{IamAttacher, StsIssuer};
+pub use notify::{LambdaDeferrer, SecretsManagerSource, SesMailer};
 pub use sfn::{InvalidStateMachineArn, SfnWorkflow, StateMachineArn};
+pub use slack::{DEFAULT_SLACK_URL, SlackWebApi};

@@ -111,6 +111,9 @@ pub trait Deferrer: Send + Sync {
 pub struct NoticeState {
     pub round: u32,
     pub last_at: Timestamp,
+    /// The end of the approval window, as the first notice computed it
+    /// (links expire then; reminders keep it).
+    pub deadline: Timestamp,
     /// Channels told in this round: `slack:<channel>`, `email:<address>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delivered: Vec<String>,

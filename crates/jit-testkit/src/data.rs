@@ -128,6 +128,7 @@ pub fn full_request(requester: &Principal, at: Timestamp) -> AccessRequest {
     r.notice = Some(jit_core::channels::NoticeState {
         round: 2,
         last_at: later(at, 20),
+        deadline: later(at, 3620),
         delivered: vec![
             "slack:#jit-approvals".into(),
             "email:bob@example.com".into(),
