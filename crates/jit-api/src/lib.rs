@@ -18,6 +18,8 @@ use jit_core::service::{ListQuery, NewRequest};
 use jit_core::{AccessRequest, Broker, Caller, ServiceError, Status};
 use serde_json::{Map, Value, json};
 
+pub mod grants;
+
 /// Largest body accepted. Requests are small; anything bigger is a mistake or
 /// an attack, refused before parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -96,6 +98,9 @@ pub fn error_response(err: &ApiError) -> Response<String> {
             ),
             ServiceError::Unavailable { code, message } => {
                 (StatusCode::SERVICE_UNAVAILABLE, code, message.clone(), None)
+            }
+            ServiceError::Upstream { code, message } => {
+                (StatusCode::BAD_GATEWAY, code, message.clone(), None)
             }
             ServiceError::Internal { detail } => {
                 tracing::error!(error = %detail, "internal error");
@@ -269,6 +274,9 @@ async fn route(
             Ok(json_response(StatusCode::OK, &json!({ "events": events })))
         }
         (["requests", _, "history"], _) => Err(ApiError::MethodNotAllowed(GET)),
+        (["requests", id, rest @ ..], _) if grants::handles(rest) => {
+            grants::route(broker, caller, &req, id, rest).await
+        }
         _ => Err(ApiError::RouteNotFound),
     }
 }

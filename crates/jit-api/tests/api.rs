@@ -141,6 +141,7 @@ fn fixture() -> Fixture {
         catalog: Arc::new(Catalog::parse(CATALOG, "catalog.example.yaml").unwrap()),
         clock: clock.clone(),
         settings: Settings { demo_mode: true },
+        grants: None,
     };
     Fixture {
         broker,

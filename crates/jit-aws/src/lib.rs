@@ -18,6 +18,8 @@
 //! - TLS is rustls on *ring*, never the SDK's default aws-lc client (size and
 //!   Lambda init time).
 
+pub mod account;
+pub mod console;
 pub mod dynamo;
 mod error;
 pub mod grants;
@@ -26,7 +28,9 @@ pub mod sdk;
 pub mod sfn;
 pub mod slack;
 
+pub use account::{IamInspector, IamRoleRevoker, caller_identity};
 pub use aws_config::SdkConfig;
+pub use console::FederationSignin;
 pub use dynamo::{
     BY_REQUESTER_INDEX, BY_STATUS_INDEX, CreateTablesError, CreatedTables, DynamoStore,
     RequestItem, TableNames, create_tables,

@@ -88,6 +88,7 @@ pub fn run(
         catalog: Arc::new(catalog),
         clock: Arc::new(SystemClock),
         settings: Settings { demo_mode: true },
+        grants: None,
     };
     let caller = Caller::person(
         Principal::parse(CALLER).map_err(|e| anyhow!("principal: {}", e.0))?,

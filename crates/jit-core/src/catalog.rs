@@ -92,6 +92,8 @@ pub struct Catalog {
     members: BTreeMap<String, Vec<Principal>>,
     /// Slack user ids and the principals they act as.
     slack_users: BTreeMap<String, Principal>,
+    /// Groups whose members may revoke any grant.
+    admin_groups: Vec<String>,
 }
 
 /// A catalog that failed to load: where, which entry, which field, and why.
@@ -134,6 +136,9 @@ struct RawCatalog {
     /// Slack user id -> the principal (email) that user acts as.
     #[serde(default)]
     slack_users: BTreeMap<String, String>,
+    /// Groups whose members may revoke any grant (`POST …/revoke`).
+    #[serde(default)]
+    admin_groups: Vec<String>,
     #[serde(default)]
     defaults: Option<Value>,
 }
@@ -383,6 +388,7 @@ impl Catalog {
             by_name: HashMap::new(),
             members,
             slack_users,
+            admin_groups: names(&top, "admin_groups", &raw.admin_groups)?,
         };
         for (i, v) in raw.policies.iter().enumerate() {
             let label = v
@@ -652,6 +658,17 @@ impl Catalog {
             }
         }
         out
+    }
+
+    /// Whether someone with these (resolved) groups is an admin: may revoke
+    /// any grant.
+    pub fn is_admin(&self, groups: &[String]) -> bool {
+        self.admin_groups.iter().any(|g| groups.contains(g))
+    }
+
+    /// The catalog's `admin_groups`.
+    pub fn admin_groups(&self) -> &[String] {
+        &self.admin_groups
     }
 
     /// Whether a requester with these (resolved) groups may ask for `e`.

@@ -35,6 +35,11 @@ pub enum ServiceError {
     /// 503: a dependency is down; retrying later may work.
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    /// 502: AWS refused a grant call in a way the deployment must fix (a
+    /// missing role, a trust policy that refuses the broker); the message
+    /// names the fix, never AWS's raw text.
+    #[error("{message}")]
+    Upstream { code: &'static str, message: String },
     /// 500: a bug or a backend fault. `detail` goes to logs, never to a body.
     #[error("internal error")]
     Internal { detail: String },

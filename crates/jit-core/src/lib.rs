@@ -5,17 +5,23 @@
 //! world comes in through the traits in [`ports`]. That keeps every decision
 //! testable without a network and shared by every front door.
 
+pub mod attachments;
 pub mod catalog;
+pub mod catalog_check;
 pub mod channels;
 pub mod decisions;
 pub mod duration;
 pub mod error;
+pub mod extension;
+pub mod grant_ports;
+pub mod grants_api;
 pub mod identity;
 pub mod ids;
 pub mod lifecycle;
 pub mod links;
 pub mod ports;
 pub mod request;
+pub mod revocation;
 pub mod service;
 pub mod tasks;
 

@@ -128,6 +128,14 @@ pub struct AccessRequest {
     /// How the approvers were told (rounds, channels, the Slack message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<crate::channels::NoticeState>,
+    /// Extensions asked for after the grant, oldest first; at most one
+    /// PENDING (see `extension`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<crate::extension::Extension>,
+    /// The deny an early revoke put on the role for sessions already handed
+    /// out, and its cleanup (see `revocation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_deny: Option<crate::revocation::SessionDeny>,
     /// Bumped by every write; stores make writes conditional on it.
     pub version: u64,
 }
@@ -206,6 +214,14 @@ impl AccessRequest {
         if change.reason.is_some() {
             next.reason = change.reason.clone();
         }
+        if to.is_terminal() {
+            // An extension still waiting when the grant ends can no longer apply.
+            for x in next.extensions.iter_mut() {
+                if x.status == crate::extension::ExtensionStatus::Pending {
+                    x.status = crate::extension::ExtensionStatus::Lapsed;
+                }
+            }
+        }
         if self.status == Status::ApprovalPending && to != Status::ApprovalPending {
             // The token is a capability to complete the approval task; once
             // the request leaves APPROVAL_PENDING nobody may use it again.
@@ -251,6 +267,13 @@ pub enum AuditAction {
     /// Something noteworthy that changes no status (a notification failed, a
     /// decision that did not complete a quorum, …).
     Note,
+    /// Credentials were handed to the requester (access key id and expiry
+    /// only: never a secret).
+    CredentialsIssued,
+    /// A console sign-in URL was handed to the requester.
+    ConsoleSignin,
+    /// An extension was asked for or decided.
+    Extension,
 }
 
 /// One line of the audit trail: who did what, when, from which status to which.
@@ -335,6 +358,8 @@ pub(crate) mod tests {
             task_token: None,
             used_link_nonces: vec![],
             notice: None,
+            extensions: vec![],
+            session_deny: None,
             version: 1,
         }
     }

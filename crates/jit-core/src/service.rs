@@ -38,6 +38,10 @@ pub struct Broker {
     pub catalog: Arc<Catalog>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    /// Credential vending, console sign-in, revoke and the account checks
+    /// behind them; `None` where a front door has none configured (the
+    /// grant endpoints then answer 503 `grants_unavailable`).
+    pub grants: Option<Arc<crate::grant_ports::GrantPorts>>,
 }
 
 /// A create call, from either body form, before any checks.
@@ -341,6 +345,8 @@ impl Broker {
             task_token: None,
             used_link_nonces: vec![],
             notice: None,
+            extensions: vec![],
+            session_deny: None,
             version: 1,
         };
         let created = AuditEvent::new(

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::attachments::{self, AttachmentKey, SettleError};
 use crate::catalog::Catalog;
 use crate::ids::RequestId;
 use crate::lifecycle::Status;
@@ -22,6 +23,7 @@ use crate::ports::{
 use crate::request::{
     AccessRequest, AuditAction, AuditEvent, Change, GrantTarget, TaskToken, system_actor,
 };
+use crate::revocation;
 
 /// A task step's failure, with the stable `errorType` the state machine's
 /// `Retry`/`Catch` match.
@@ -30,6 +32,10 @@ pub enum TaskError {
     /// The request moved on without this execution.
     #[error("{0}")]
     NoLongerApplies(String),
+    /// The Revoke step found `expiresAt` moved later (an approved
+    /// extension): the definition goes back to RecordGranted and a new Wait.
+    #[error("{0}")]
+    Extended(String),
     /// Worth retrying: throttling, a conflict with a concurrent write, a
     /// dependency briefly down.
     #[error("{0}")]
@@ -51,6 +57,7 @@ impl TaskError {
     pub fn error_type(&self) -> &'static str {
         match self {
             TaskError::NoLongerApplies(_) => "NoLongerApplies",
+            TaskError::Extended(_) => "Extended",
             TaskError::Transient(_) => "Transient",
             TaskError::InvalidInput(_) => "InvalidInput",
             TaskError::GrantFailed(_) => "GrantFailed",
@@ -67,6 +74,16 @@ impl From<StoreError> for TaskError {
             StoreError::NotFound(id) => TaskError::RequestNotFound(format!("no request {id}")),
             StoreError::Backend(m) => TaskError::Transient(format!("store: {m}")),
             other => TaskError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<SettleError> for TaskError {
+    fn from(e: SettleError) -> Self {
+        match e {
+            SettleError::Store(s) => s.into(),
+            SettleError::Grant(g) => g.into(),
+            SettleError::Unsettled(m) => TaskError::Transient(m),
         }
     }
 }
@@ -90,6 +107,9 @@ pub struct Tasks {
     pub issuer: Arc<dyn CredentialIssuer>,
     pub attacher: Arc<dyn PolicyAttacher>,
     pub notifier: Arc<dyn Notifier>,
+    /// Inline role policies: the session denies of early revokes, placed
+    /// and cleaned up by [`Tasks::sweep_revocations`].
+    pub revoker: Arc<dyn crate::grant_ports::RoleRevoker>,
 }
 
 /// The longest reason kept on a record from an error cause.
@@ -231,6 +251,12 @@ impl Tasks {
             self.revalidate(&id).await?;
         }
         let r = self.move_to(&id, p.to, reason).await?;
+        if r.status == Status::Granted {
+            // Attach mode: another grant of the same policy to the same
+            // principal may have ended between the Grant step's attach and
+            // this record; make sure the policy is attached now.
+            self.settle_attachment(&r, None).await?;
+        }
         tracing::info!(request_id = %id, status = %r.status, "status recorded");
         Ok(answer(&r))
     }
@@ -372,7 +398,7 @@ impl Tasks {
                 let spec = AssumeRoleSpec {
                     role_arn: role_arn.clone(),
                     session_name: session_name(&r),
-                    source_identity: r.requester.principal.to_string(),
+                    source_identity: source_identity(&r.requester.principal),
                     duration_secs: crate::duration::GrantDuration::MIN.secs(),
                     session_policy: r.session_policy.clone(),
                     tags: vec![("jit:request-id".into(), r.request_id.to_string())],
@@ -392,54 +418,199 @@ impl Tasks {
         Ok(json!({ "requestId": id, "granted": true }))
     }
 
-    /// `expire` (the Revoke step): detach in attach mode, record EXPIRED.
-    /// A request whose grant was never recorded (RecordGranted failed) is
-    /// cleaned up and recorded FAILED instead.
+    /// `expire` (the Revoke step): detach in attach mode (unless another
+    /// live grant covers the same attachment), record EXPIRED. A request
+    /// whose grant was never recorded (RecordGranted failed) is cleaned up
+    /// and recorded FAILED instead. `expiresAt` moved later by an approved
+    /// extension: `Extended`, and the definition waits again. A request
+    /// revoked meanwhile: its attachment is settled, then `NoLongerApplies`.
+    /// Pending revocation denies of any request are swept on the way out.
     pub async fn revoke(&self, payload: Value) -> Result<Value, TaskError> {
         let p: IdPayload = parse(payload)?;
         let id = request_id(&p.request_id)?;
-        let r = self.load(&id).await?;
-        match r.status {
-            Status::Expired => return Ok(answer(&r)),
-            Status::Revoked => {
-                return Err(TaskError::NoLongerApplies(
-                    "the grant was already revoked".into(),
-                ));
+        let result = self.end_grant(&id).await;
+        if !matches!(result, Err(TaskError::Extended(_))) {
+            // Best effort: the schedule and the TTL backstop sweep too.
+            if let Err(e) = self.sweep_revocations().await {
+                tracing::warn!(error = %e, "sweeping revocation denies failed");
             }
-            _ => {}
         }
-        self.undo_grant(&r).await?;
-        let r = if r.status == Status::Granted {
-            self.move_to(&id, Status::Expired, None).await?
-        } else if r.status.can_become(Status::Failed) {
-            self.move_to(
-                &id,
-                Status::Failed,
-                Some("the grant could not be recorded and was undone".into()),
-            )
-            .await?
-        } else {
-            r
-        };
-        tracing::info!(request_id = %id, status = %r.status, "grant ended");
-        Ok(answer(&r))
+        result
     }
 
-    async fn undo_grant(&self, r: &AccessRequest) -> Result<(), TaskError> {
-        if let GrantTarget::AttachPolicy { policy_name } = &r.target {
-            let from = IamPrincipal::for_requester(&r.requester.principal)
-                .map_err(TaskError::GrantFailed)?;
-            self.attacher.detach(&r.account, &from, policy_name).await?;
+    async fn end_grant(&self, id: &RequestId) -> Result<Value, TaskError> {
+        let mut r = self.load(id).await?;
+        for _ in 0..3 {
+            match r.status {
+                Status::Expired => {
+                    // A retry after the record: finish the detach.
+                    self.settle_attachment(&r, None).await?;
+                    return Ok(answer(&r));
+                }
+                Status::Revoked => {
+                    self.settle_attachment(&r, None).await?;
+                    return Err(TaskError::NoLongerApplies(
+                        "the grant was already revoked".into(),
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(moved) = self.extended(&r) {
+                return Err(TaskError::Extended(moved));
+            }
+            // Detach first (unless another live grant covers it): a detach
+            // that fails leaves the request GRANTED, to be retried, and
+            // recorded FAILED if it never works.
+            let attached = match AttachmentKey::of(&r) {
+                Some(key) => Some(
+                    attachments::detach_unless_covered(
+                        self.store.as_ref(),
+                        self.attacher.as_ref(),
+                        self.clock.as_ref(),
+                        &key.map_err(TaskError::GrantFailed)?,
+                        &r.request_id,
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
+            let (to, reason) = if r.status == Status::Granted {
+                (Status::Expired, None)
+            } else if r.status.can_become(Status::Failed) {
+                (
+                    Status::Failed,
+                    Some("the grant could not be recorded and was undone".to_string()),
+                )
+            } else {
+                tracing::info!(request_id = %id, status = %r.status, "grant ended");
+                return Ok(answer(&r));
+            };
+            let (next, event) = r
+                .transition(to, &self.change(reason))
+                .map_err(|e| TaskError::NoLongerApplies(e.to_string()))?;
+            match self.store.transition(&r, &next, &event).await {
+                Ok(()) => {
+                    // Of two grants of one attachment ending at once, the
+                    // last to record sees the other ended: settle after.
+                    self.settle_attachment(&next, attached).await?;
+                    tracing::info!(request_id = %id, status = %next.status, "grant ended");
+                    return Ok(answer(&next));
+                }
+                // Changed meanwhile (an extension approved, a revoke): look again.
+                Err(StoreError::Conflict { .. }) => r = self.load(id).await?,
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(())
+        Err(TaskError::Transient(format!(
+            "request {id} kept changing; retry"
+        )))
+    }
+
+    /// `Some(why)` when a GRANTED request's `expiresAt` is still ahead: an
+    /// extension moved it after the Wait began. A few seconds of slack
+    /// absorb clock differences between the timer and this step
+    /// (extensions are at least a minute).
+    fn extended(&self, r: &AccessRequest) -> Option<String> {
+        let exp = r.expires_at?;
+        (r.status == Status::Granted && exp > self.clock.now() + chrono::Duration::seconds(5)).then(
+            || {
+                format!(
+                    "expiresAt moved to {}: the grant was extended",
+                    exp.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            },
+        )
+    }
+
+    /// Brings the request's attachment (attach mode) in line with the live
+    /// grants in the store (see `attachments`). Nothing in assume-role mode.
+    async fn settle_attachment(
+        &self,
+        r: &AccessRequest,
+        known: Option<bool>,
+    ) -> Result<(), TaskError> {
+        let Some(key) = AttachmentKey::of(r) else {
+            return Ok(());
+        };
+        let key = key.map_err(TaskError::GrantFailed)?;
+        match attachments::settle(
+            self.store.as_ref(),
+            self.attacher.as_ref(),
+            self.clock.as_ref(),
+            &key,
+            known,
+        )
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = TaskError::from(e);
+                if matches!(err, TaskError::GrantFailed(_)) {
+                    // Permanent: say on the record that the policy may
+                    // still be attached, for the operator.
+                    let event = AuditEvent::new(
+                        &r.request_id,
+                        self.clock.now(),
+                        system_actor("workflow"),
+                        AuditAction::Note,
+                        None,
+                        None,
+                        Some(clip(&format!(
+                            "the policy {} may still be attached to {:?}: {err}",
+                            key.policy, key.principal
+                        ))),
+                        "workflow",
+                    );
+                    self.store.append_audit(&event).await?;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Places revocation denies not yet on their role and removes those no
+    /// session can need any more (see `revocation`). Run on a schedule by
+    /// the `expire` Lambda and `jit-local`, and after each Revoke step.
+    pub async fn sweep_revocations(&self) -> Result<revocation::SweepReport, TaskError> {
+        let report = revocation::sweep(
+            self.store.as_ref(),
+            self.revoker.as_ref(),
+            self.clock.as_ref(),
+        )
+        .await?;
+        if report != revocation::SweepReport::default() {
+            tracing::info!(
+                placed = report.placed,
+                removed = report.removed,
+                failed = report.failed,
+                "revocation denies swept"
+            );
+        }
+        Ok(report)
     }
 
     /// The TTL backstop: DynamoDB deleted a request item (days late, perhaps).
-    /// Anything still live is revoked and the removal is recorded.
+    /// Anything still live is revoked, a revocation deny still on its role
+    /// is removed (every session it denied is long expired), and the
+    /// removal is recorded.
     pub async fn expired_by_ttl(&self, removed: &AccessRequest) -> Result<(), TaskError> {
         let live = removed.status == Status::Granted;
-        if live {
-            self.undo_grant(removed).await?;
+        if live && let Some(key) = AttachmentKey::of(removed) {
+            // The record is gone: detach unless another live grant of the
+            // same attachment still needs it.
+            attachments::detach_unless_covered(
+                self.store.as_ref(),
+                self.attacher.as_ref(),
+                self.clock.as_ref(),
+                &key.map_err(TaskError::GrantFailed)?,
+                &removed.request_id,
+            )
+            .await?;
+        }
+        if let Some(deny) = removed.session_deny.as_ref().filter(|d| d.pending()) {
+            self.revoker
+                .delete_role_policy(&deny.role_arn, &deny.policy_name)
+                .await?;
         }
         let reason = if live {
             "TTL removed the record of a grant still marked GRANTED; the grant was revoked"
@@ -459,6 +630,33 @@ impl Tasks {
         self.store.append_audit(&event).await?;
         Ok(())
     }
+}
+
+/// `SourceIdentity` for a requester: 2-64 of `[\w+=,.@-]`, as STS requires.
+/// An email is kept as is; an IAM ARN gives its last name (the user, or
+/// the assumed-role session's name). The early-revoke deny matches it.
+pub fn source_identity(p: &crate::ids::Principal) -> String {
+    let text = p.as_str();
+    let base = if text.starts_with("arn:") {
+        text.rsplit(['/', ':']).next().unwrap_or(text)
+    } else {
+        text
+    };
+    let mut out: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@-_".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    while out.len() < 2 {
+        out.push('-');
+    }
+    out
 }
 
 /// `RoleSessionName`: at most 64 of `[\w+=,.@-]`; requester first so

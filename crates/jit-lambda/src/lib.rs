@@ -103,6 +103,7 @@ pub async fn tasks_from_env() -> Result<Tasks, lambda_runtime::Error> {
         issuer: Arc::new(jit_aws::StsIssuer::from_config(&sdk)),
         attacher: Arc::new(jit_aws::IamAttacher::from_config(&sdk)),
         notifier: Arc::new(LogNotifier),
+        revoker: Arc::new(jit_aws::IamRoleRevoker::from_config(&sdk)),
     })
 }
 

@@ -23,7 +23,9 @@ use jit_core::{AuthSource, Broker, Caller, Catalog, Identity, Principal, Service
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
+pub mod access;
 pub mod asl;
+pub mod catalog_cmd;
 pub mod grants;
 pub mod notify;
 pub mod workflow;
@@ -56,6 +58,23 @@ pub struct Config {
 #[derive(Default)]
 pub struct Overrides {
     pub issuer: Option<Arc<dyn jit_core::ports::CredentialIssuer>>,
+    pub attacher: Option<Arc<dyn jit_core::ports::PolicyAttacher>>,
+    pub revoker: Option<Arc<dyn jit_core::grant_ports::RoleRevoker>>,
+    pub console: Option<Arc<dyn jit_core::grant_ports::ConsoleSignin>>,
+    pub inspector: Option<Arc<dyn jit_core::grant_ports::AccountInspector>>,
+}
+
+impl Overrides {
+    /// `--grants aws`: every grant port on the AWS adapters.
+    pub fn aws(grants: access::AwsGrants) -> Overrides {
+        Overrides {
+            issuer: Some(grants.issuer),
+            attacher: Some(grants.attacher),
+            revoker: Some(grants.revoker),
+            console: Some(grants.console),
+            inspector: Some(grants.inspector),
+        }
+    }
 }
 
 /// Everything a running server needs.
@@ -65,6 +84,7 @@ pub struct App {
     engine: Option<Arc<jit_engine::Engine>>,
     tasks: Option<jit_core::tasks::Tasks>,
     attacher: Option<Arc<grants::LocalAttacher>>,
+    role_policies: Option<Arc<access::LocalRoleRevoker>>,
     resumed: Option<(u64, u64)>,
     driver: Option<jit_engine::DriverHandle>,
 }
@@ -128,11 +148,13 @@ impl App {
                 catalog: Arc::new(catalog),
                 clock,
                 settings: Settings { demo_mode },
+                grants: None,
             },
             api_key,
             engine: None,
             tasks: None,
             attacher: None,
+            role_policies: None,
             resumed: None,
             driver: None,
         })
@@ -176,6 +198,34 @@ impl App {
                 detail: e.to_string(),
             })?,
         );
+        let role_policies_path = cfg.data_dir.join("iam-role-policies.json");
+        let role_policies = Arc::new(
+            access::LocalRoleRevoker::open(role_policies_path.clone()).map_err(|e| {
+                StartError::Store {
+                    path: role_policies_path.display().to_string(),
+                    detail: e.to_string(),
+                }
+            })?,
+        );
+        let issuer = overrides
+            .issuer
+            .unwrap_or_else(|| Arc::new(grants::LocalIssuer::new(clock.clone())));
+        let grant_attacher: Arc<dyn jit_core::ports::PolicyAttacher> =
+            overrides.attacher.unwrap_or_else(|| attacher.clone());
+        let revoker: Arc<dyn jit_core::grant_ports::RoleRevoker> =
+            overrides.revoker.unwrap_or_else(|| role_policies.clone());
+        let grant_ports = Arc::new(jit_core::grant_ports::GrantPorts {
+            issuer: issuer.clone(),
+            attacher: grant_attacher.clone(),
+            revoker: revoker.clone(),
+            console: overrides.console.unwrap_or_else(|| {
+                Arc::new(access::LocalConsole::new(
+                    jit_aws::console::DEFAULT_FEDERATION_URL,
+                ))
+            }),
+            inspector: overrides.inspector,
+            session_cap_secs: jit_core::grant_ports::CHAINED_SESSION_CAP_SECS,
+        });
         let outbox = cfg.data_dir.join("outbox");
         let notifier = notify::OutboxNotifier::open(outbox.clone(), cfg.print_notifications)
             .map_err(|source| StartError::DataDir {
@@ -186,10 +236,9 @@ impl App {
             store: store.clone(),
             catalog: catalog.clone(),
             clock: clock.clone(),
-            issuer: overrides
-                .issuer
-                .unwrap_or_else(|| Arc::new(grants::LocalIssuer::new(clock.clone()))),
-            attacher: attacher.clone(),
+            issuer,
+            attacher: grant_attacher,
+            revoker,
             notifier: Arc::new(notifier),
         };
         let engine_path = cfg.data_dir.join("engine.db");
@@ -229,11 +278,13 @@ impl App {
                 settings: Settings {
                     demo_mode: cfg.demo_mode,
                 },
+                grants: Some(grant_ports),
             },
             api_key: api_key.clone(),
             engine: Some(engine),
             tasks: Some(tasks),
             attacher: Some(attacher),
+            role_policies: Some(role_policies),
             resumed: Some((resumed.running, resumed.waiting_for_callback)),
             driver,
         };
@@ -261,6 +312,23 @@ impl App {
     /// The local IAM stand-in, for tests and operators.
     pub fn attacher(&self) -> Option<&Arc<grants::LocalAttacher>> {
         self.attacher.as_ref()
+    }
+
+    /// The local stand-in for inline role policies (the early-revoke
+    /// denies), for tests and operators.
+    pub fn role_policies(&self) -> Option<&Arc<access::LocalRoleRevoker>> {
+        self.role_policies.as_ref()
+    }
+
+    /// Places pending early-revoke denies and removes those no session can
+    /// need any more; `jit-local` runs it every minute (see `revocation`).
+    pub async fn sweep_revocations(
+        &self,
+    ) -> Result<jit_core::revocation::SweepReport, jit_core::tasks::TaskError> {
+        match &self.tasks {
+            Some(t) => t.sweep_revocations().await,
+            None => Ok(Default::default()),
+        }
     }
 
     /// (running, waiting for a decision) executions found at start.

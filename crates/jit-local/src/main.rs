@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use jit_local::{App, Config};
+use jit_core::ports::SystemClock;
+use jit_local::{App, Config, Overrides};
 
 /// The JIT access broker on one machine: same API, SQLite, no AWS account.
 #[derive(Parser, Debug)]
@@ -33,6 +34,24 @@ struct Args {
     /// Honour the seed's `simulateApproval` (demo mode). On by default locally.
     #[arg(long, env = "JIT_DEMO_MODE", default_value_t = true, action = clap::ArgAction::Set)]
     demo_mode: bool,
+    /// Where grants are made: `local` (clearly fake credentials, IAM
+    /// recorded in the data dir) or `aws` (the real STS and IAM with the
+    /// ambient AWS credentials; `AWS_ENDPOINT_URL` honoured).
+    #[arg(long, env = "JIT_GRANTS", value_enum, default_value = "local")]
+    grants: GrantsMode,
+    /// The AWS federation endpoint console sign-in goes through (`--grants aws`).
+    #[arg(
+        long,
+        env = "JIT_FEDERATION_URL",
+        default_value = jit_aws::console::DEFAULT_FEDERATION_URL
+    )]
+    federation_url: String,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum GrantsMode {
+    Local,
+    Aws,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -40,6 +59,18 @@ enum Command {
     /// Amazon States Language tools.
     #[command(subcommand)]
     Asl(AslCommand),
+    /// Catalog tools.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum CatalogCommand {
+    /// Checks every entitlement against the account of the ambient AWS
+    /// credentials: the policy exists (exact name) and is attachable, or
+    /// the role exists and its trust policy lets the broker assume it.
+    /// Prints OK or the problem and its fix; exits 1 on any problem.
+    Check(jit_local::catalog_cmd::CheckArgs),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -65,8 +96,14 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let args = Args::parse();
-    if let Some(Command::Asl(AslCommand::Run(run))) = args.command {
-        std::process::exit(jit_local::asl::run(run).await);
+    match args.command {
+        Some(Command::Asl(AslCommand::Run(run))) => {
+            std::process::exit(jit_local::asl::run(run).await);
+        }
+        Some(Command::Catalog(CatalogCommand::Check(check))) => {
+            std::process::exit(jit_local::catalog_cmd::run(check).await);
+        }
+        None => {}
     }
     let cfg = Config {
         addr: args.addr,
@@ -78,7 +115,20 @@ async fn main() -> anyhow::Result<()> {
         run_driver: true,
     };
     let generated = cfg.api_key.is_none();
-    let (app, api_key) = match App::from_config(&cfg) {
+    let overrides = match args.grants {
+        GrantsMode::Local => Overrides::default(),
+        GrantsMode::Aws => {
+            let sdk = jit_aws::sdk::load_config().await;
+            match jit_local::access::aws_grants(&sdk, &args.federation_url) {
+                Ok(g) => Overrides::aws(g),
+                Err(e) => {
+                    eprintln!("jit-local: --federation-url: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+    };
+    let (app, api_key) = match App::build_with(&cfg, Arc::new(SystemClock), overrides) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("jit-local: {e}");
@@ -120,6 +170,20 @@ async fn main() -> anyhow::Result<()> {
             "recorded and ignored"
         }
     );
+    println!(
+        "  grants:    {}",
+        match args.grants {
+            GrantsMode::Local =>
+                "local (clearly fake credentials; IAM recorded in the data dir)".to_string(),
+            GrantsMode::Aws => format!(
+                "aws (ambient credentials{}; console via {})",
+                std::env::var("AWS_ENDPOINT_URL")
+                    .map(|u| format!(", endpoint {u}"))
+                    .unwrap_or_default(),
+                args.federation_url
+            ),
+        }
+    );
     if let Some((running, waiting)) = app.resumed() {
         println!(
             "  workflow:  state-machine/approval.asl.json on the local engine ({running} executions resumed, {waiting} waiting for a decision)"
@@ -142,7 +206,24 @@ async fn main() -> anyhow::Result<()> {
         println!("jit-local: shutting down");
     };
     let app = Arc::new(app);
+    // Early-revoke denies are placed and removed from the store's list of
+    // pending ones (see jit_core::revocation): sweep every minute.
+    let sweeper = {
+        let app = Arc::downgrade(&app);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(app) = app.upgrade() else { break };
+                if let Err(e) = app.sweep_revocations().await {
+                    tracing::warn!(error = %e, "sweeping revocation denies failed");
+                }
+            }
+        })
+    };
     jit_local::serve(listener, app.clone(), shutdown).await?;
+    sweeper.abort();
+    let _ = sweeper.await;
     if let Ok(app) = Arc::try_unwrap(app) {
         app.shutdown().await;
     }

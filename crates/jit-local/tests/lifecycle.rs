@@ -308,6 +308,7 @@ async fn a_grant_that_fails_twice_is_retried_and_one_that_always_fails_is_record
         clock.clone(),
         Overrides {
             issuer: Some(flaky.clone()),
+            ..Default::default()
         },
     );
     let id = l.request("sre@example.com", "OnCallReadOnly", "30m").await;
@@ -334,6 +335,7 @@ async fn a_grant_that_fails_twice_is_retried_and_one_that_always_fails_is_record
         clock,
         Overrides {
             issuer: Some(broken.clone()),
+            ..Default::default()
         },
     );
     let id = l.request("sre@example.com", "OnCallReadOnly", "30m").await;

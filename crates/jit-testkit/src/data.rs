@@ -72,6 +72,8 @@ pub fn sample_request(requester: &Principal, at: Timestamp) -> AccessRequest {
         task_token: None,
         used_link_nonces: vec![],
         notice: None,
+        extensions: vec![],
+        session_deny: None,
         version: 1,
     }
 }

@@ -14,6 +14,9 @@ pub struct Config {
     pub catalog_path: PathBuf,
     pub trust: TrustPolicy,
     pub demo_mode: bool,
+    /// `JIT_FEDERATION_URL`: the AWS federation endpoint console sign-in
+    /// goes through (`https://signin.aws.amazon.com/federation`).
+    pub federation_url: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,6 +75,15 @@ impl Config {
                 });
             }
         };
+        let federation_url = get("JIT_FEDERATION_URL")
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| jit_aws::console::DEFAULT_FEDERATION_URL.to_string());
+        if let Err(e) = jit_aws::FederationSignin::new(&federation_url) {
+            return Err(ConfigError {
+                var: "JIT_FEDERATION_URL",
+                message: e.to_string(),
+            });
+        }
         Ok(Config {
             table: table_name("JIT_TABLE", get("JIT_TABLE"), "JITAccessRequests")?,
             audit_table: table_name("JIT_AUDIT_TABLE", get("JIT_AUDIT_TABLE"), "JITAccessAudit")?,
@@ -84,6 +96,7 @@ impl Config {
                 api_key_ids: list(get("JIT_TRUSTED_API_KEY_IDS")),
             },
             demo_mode,
+            federation_url,
         })
     }
 }
@@ -130,6 +143,18 @@ mod tests {
             cfg(&[("JIT_STATE_MACHINE_ARN", "nope")]).unwrap_err().var,
             "JIT_STATE_MACHINE_ARN"
         );
+        assert_eq!(
+            cfg(&[SM, ("JIT_FEDERATION_URL", "http://signin.example.com/f")])
+                .unwrap_err()
+                .var,
+            "JIT_FEDERATION_URL"
+        );
+    }
+
+    #[test]
+    fn the_federation_endpoint_defaults_to_aws() {
+        let c = cfg(&[SM]).unwrap();
+        assert_eq!(c.federation_url, "https://signin.aws.amazon.com/federation");
     }
 
     #[test]

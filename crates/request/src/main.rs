@@ -29,6 +29,17 @@ async fn main() -> Result<(), lambda_http::Error> {
         jit_aws::TableNames::new(cfg.table.clone(), cfg.audit_table.clone()),
     );
     let workflow = jit_aws::SfnWorkflow::from_config(&sdk, state_machine);
+    let grants = jit_core::grant_ports::GrantPorts {
+        issuer: Arc::new(jit_aws::StsIssuer::from_config(&sdk)),
+        attacher: Arc::new(jit_aws::IamAttacher::from_config(&sdk)),
+        revoker: Arc::new(jit_aws::IamRoleRevoker::from_config(&sdk)),
+        console: Arc::new(
+            jit_aws::FederationSignin::new(&cfg.federation_url)
+                .map_err(|e| format!("JIT_FEDERATION_URL: {e}"))?,
+        ),
+        inspector: Some(Arc::new(jit_aws::IamInspector::from_config(&sdk))),
+        session_cap_secs: jit_core::grant_ports::CHAINED_SESSION_CAP_SECS,
+    };
     let broker = Broker {
         store: Arc::new(store),
         workflow: Arc::new(workflow),
@@ -37,6 +48,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         settings: Settings {
             demo_mode: cfg.demo_mode,
         },
+        grants: Some(Arc::new(grants)),
     };
     let broker = &broker;
     let trust = &cfg.trust;

@@ -57,6 +57,7 @@ fn broker() -> (Broker, Arc<Started>) {
             chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
         )),
         settings: Settings::default(),
+        grants: None,
     };
     (broker, started)
 }

@@ -1,0 +1,659 @@
+//! `jit catalog check`: does every entitlement's policy or role exist in the
+//! account, set up so the broker can grant it? One row per entitlement, OK
+//! or the problem and its fix. The Kubiya seed's "Policy Not Found"
+//! troubleshooting, as a command.
+//!
+//! What is checked:
+//! - attach-policy: a managed policy with exactly that (case-sensitive)
+//!   name exists, in the entitlement's account or AWS-managed, and is
+//!   attachable; the entitlement's account is the broker's own (IAM attach
+//!   calls are made with the broker's credentials);
+//! - assume-role: the role exists; its `MaxSessionDuration`; its trust
+//!   policy allows the broker principal `sts:AssumeRole`, and also
+//!   `sts:SetSourceIdentity` and `sts:TagSession`, which every grant uses.
+//!
+//! The trust policy is read, not simulated: `Allow` statements whose
+//! principal names the broker (its ARN, its role by name, its account's
+//! root or bare id, or `*`) and whose actions match are looked for, and a
+//! matching `Deny` refuses. Conditions are not evaluated (they are reported),
+//! nor are `NotPrincipal`/`NotAction` statements.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::catalog::{Catalog, Entitlement};
+use crate::grant_ports::{AccountInspector, CHAINED_SESSION_CAP_SECS};
+use crate::ids::AccountId;
+use crate::request::GrantTarget;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CheckStatus {
+    Ok,
+    Problem,
+}
+
+/// One entitlement's result. JSON: `{"entitlement", "kind": "policy"|"role",
+/// "target", "status": "OK"|"PROBLEM", "detail", "problem"?, "fix"?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRow {
+    pub entitlement: String,
+    pub kind: &'static str,
+    /// The policy name or the role ARN.
+    pub target: String,
+    pub status: CheckStatus,
+    /// What was found (ARN, session length, trust verdict).
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl CheckRow {
+    fn ok(e: &Entitlement, kind: &'static str, target: String, detail: String) -> Self {
+        CheckRow {
+            entitlement: e.name.clone(),
+            kind,
+            target,
+            status: CheckStatus::Ok,
+            detail,
+            problem: None,
+            fix: None,
+        }
+    }
+
+    fn problem(
+        e: &Entitlement,
+        kind: &'static str,
+        target: String,
+        detail: String,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        CheckRow {
+            entitlement: e.name.clone(),
+            kind,
+            target,
+            status: CheckStatus::Problem,
+            detail,
+            problem: Some(problem.into()),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// Whether any row is a problem (the CLI's non-zero exit).
+pub fn has_problems(rows: &[CheckRow]) -> bool {
+    rows.iter().any(|r| r.status == CheckStatus::Problem)
+}
+
+/// The rows as a plain-text table: entitlement, kind, status, target and
+/// what was found, then the problem and its fix on their own lines.
+pub fn render_table(rows: &[CheckRow]) -> String {
+    let status = |r: &CheckRow| match r.status {
+        CheckStatus::Ok => "OK",
+        CheckStatus::Problem => "PROBLEM",
+    };
+    let w_name = rows
+        .iter()
+        .map(|r| r.entitlement.chars().count())
+        .chain([11])
+        .max()
+        .unwrap_or(11);
+    let w_target = rows
+        .iter()
+        .map(|r| r.target.chars().count())
+        .chain([6])
+        .max()
+        .unwrap_or(6);
+    let mut out = format!(
+        "{:<w_name$}  {:<6}  {:<7}  {:<w_target$}  DETAIL\n",
+        "ENTITLEMENT", "KIND", "STATUS", "TARGET"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<w_name$}  {:<6}  {:<7}  {:<w_target$}  {}\n",
+            r.entitlement,
+            r.kind,
+            status(r),
+            r.target,
+            r.detail
+        ));
+        if let Some(p) = &r.problem {
+            out.push_str(&format!("    problem: {p}\n"));
+        }
+        if let Some(f) = &r.fix {
+            out.push_str(&format!("    fix:     {f}\n"));
+        }
+    }
+    let problems = rows
+        .iter()
+        .filter(|r| r.status == CheckStatus::Problem)
+        .count();
+    out.push_str(&format!(
+        "{} entitlements checked, {problems} with problems\n",
+        rows.len()
+    ));
+    out
+}
+
+/// The IAM identity the broker acts as: the ARN of its role or user (an
+/// assumed-role session ARN is turned into its role).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerPrincipal {
+    arn: String,
+    account: AccountId,
+    /// `("role", name)` or `("user", name)`.
+    kind: &'static str,
+    name: String,
+}
+
+impl BrokerPrincipal {
+    /// From an IAM role or user ARN, or an STS assumed-role ARN (what
+    /// `sts:GetCallerIdentity` answers).
+    pub fn parse(arn: &str) -> Result<BrokerPrincipal, String> {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let bad = || format!("`{arn}` is not an IAM role, user or assumed-role ARN");
+        if parts.len() != 6 || parts[0] != "arn" {
+            return Err(bad());
+        }
+        let (partition, service, account, resource) = (parts[1], parts[2], parts[4], parts[5]);
+        let account = AccountId::parse(account).map_err(|_| bad())?;
+        let (kind, name, canonical) = match (service, resource.split_once('/')) {
+            ("iam", Some(("role", path))) => {
+                let name = path.rsplit('/').next().unwrap_or_default();
+                ("role", name.to_string(), arn.to_string())
+            }
+            // moto answers GetCallerIdentity for a user with an `sts` ARN.
+            ("iam" | "sts", Some(("user", path))) => {
+                let name = path.rsplit('/').next().unwrap_or_default();
+                (
+                    "user",
+                    name.to_string(),
+                    format!("arn:{partition}:iam::{account}:user/{path}"),
+                )
+            }
+            ("sts", Some(("assumed-role", rest))) => {
+                let name = rest.split('/').next().unwrap_or_default();
+                (
+                    "role",
+                    name.to_string(),
+                    format!("arn:{partition}:iam::{account}:role/{name}"),
+                )
+            }
+            _ => return Err(bad()),
+        };
+        if name.is_empty() {
+            return Err(bad());
+        }
+        Ok(BrokerPrincipal {
+            arn: canonical,
+            account,
+            kind,
+            name,
+        })
+    }
+
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    pub fn account(&self) -> &AccountId {
+        &self.account
+    }
+
+    /// Whether a trust policy's `AWS` principal entry names this identity.
+    fn named_by(&self, entry: &str) -> bool {
+        if entry == "*" || entry == self.account.as_str() || entry == self.arn {
+            return true;
+        }
+        let parts: Vec<&str> = entry.splitn(6, ':').collect();
+        if parts.len() != 6 || parts[2] != "iam" || parts[4] != self.account.as_str() {
+            return false;
+        }
+        match parts[5].split_once('/') {
+            None => parts[5] == "root",
+            Some((kind, path)) => {
+                kind == self.kind && path.rsplit('/').next() == Some(self.name.as_str())
+            }
+        }
+    }
+}
+
+/// What a trust policy says about the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustVerdict {
+    pub assume: bool,
+    pub set_source_identity: bool,
+    pub tag_session: bool,
+    /// A `Deny` statement matches the broker (it wins over any `Allow`).
+    pub denied: bool,
+    /// Some matching `Allow` carries conditions, not evaluated here.
+    pub conditional: bool,
+    /// The policy could not be read as JSON.
+    pub unreadable: Option<String>,
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// `*` and `?` wildcards, case-insensitive (IAM action matching).
+fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
+    let t: Vec<char> = text.to_ascii_lowercase().chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Reads a trust policy for the broker principal.
+pub fn read_trust_policy(document: &str, broker: &BrokerPrincipal) -> TrustVerdict {
+    let mut v = TrustVerdict {
+        assume: false,
+        set_source_identity: false,
+        tag_session: false,
+        denied: false,
+        conditional: false,
+        unreadable: None,
+    };
+    let doc: Value = match serde_json::from_str(document) {
+        Ok(d) => d,
+        Err(e) => {
+            v.unreadable = Some(e.to_string());
+            return v;
+        }
+    };
+    let statements = match doc.get("Statement") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(o @ Value::Object(_)) => vec![o.clone()],
+        _ => vec![],
+    };
+    for st in &statements {
+        let principal_matches = match st.get("Principal") {
+            Some(Value::String(s)) => s == "*",
+            Some(Value::Object(m)) => strings(m.get("AWS")).iter().any(|e| broker.named_by(e)),
+            _ => false,
+        };
+        if !principal_matches {
+            continue;
+        }
+        let actions = strings(st.get("Action"));
+        let matches = |action: &str| actions.iter().any(|a| glob(a, action));
+        match st.get("Effect").and_then(Value::as_str) {
+            Some("Deny") if matches("sts:AssumeRole") => v.denied = true,
+            Some("Allow") => {
+                let assume = matches("sts:AssumeRole");
+                v.assume |= assume;
+                v.set_source_identity |= matches("sts:SetSourceIdentity");
+                v.tag_session |= matches("sts:TagSession");
+                if assume && st.get("Condition").is_some() {
+                    v.conditional = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    v
+}
+
+/// Checks every entitlement of the catalog against the account. `broker`
+/// is the identity the broker acts as; without it trust policies are not
+/// judged (the row says so).
+pub async fn catalog_check(
+    catalog: &Catalog,
+    inspector: &dyn AccountInspector,
+    broker: Option<&BrokerPrincipal>,
+) -> Vec<CheckRow> {
+    let mut rows = Vec::with_capacity(catalog.len());
+    for e in catalog.entitlements() {
+        rows.push(check_one(e, inspector, broker).await);
+    }
+    rows
+}
+
+async fn check_one(
+    e: &Entitlement,
+    inspector: &dyn AccountInspector,
+    broker: Option<&BrokerPrincipal>,
+) -> CheckRow {
+    match &e.target {
+        GrantTarget::AttachPolicy { policy_name } => {
+            let target = policy_name.to_string();
+            if let Some(b) = broker
+                && b.account() != &e.account
+            {
+                return CheckRow::problem(
+                    e,
+                    "policy",
+                    target,
+                    format!("account {}; the broker is in {}", e.account, b.account()),
+                    "attach-policy grants are made with the broker's own credentials, in its own account",
+                    format!(
+                        "run the broker in account {} or grant this access with a role there (role_arn)",
+                        e.account
+                    ),
+                );
+            }
+            match inspector.policy(&e.account, policy_name).await {
+                Err(err) => CheckRow::problem(
+                    e,
+                    "policy",
+                    target,
+                    String::new(),
+                    format!("could not look the policy up: {err}"),
+                    "let the checking identity call iam:GetPolicy",
+                ),
+                Ok(None) => CheckRow::problem(
+                    e,
+                    "policy",
+                    target,
+                    format!("account {}", e.account),
+                    format!(
+                        "no managed policy named `{policy_name}` in account {} or among AWS-managed policies (names are case-sensitive)",
+                        e.account
+                    ),
+                    "correct `policy_name` in the catalog to the policy's exact name, or create the policy",
+                ),
+                Ok(Some(p)) if !p.attachable => CheckRow::problem(
+                    e,
+                    "policy",
+                    target,
+                    p.arn.clone(),
+                    format!("{} exists but is not attachable", p.arn),
+                    "use an attachable managed policy (AWS service-role policies are not)",
+                ),
+                Ok(Some(p)) => CheckRow::ok(e, "policy", target, format!("{} (attachable)", p.arn)),
+            }
+        }
+        GrantTarget::AssumeRole { role_arn } => {
+            let target = role_arn.to_string();
+            if let Some(b) = broker
+                && role_arn.account() != *b.account()
+            {
+                return CheckRow::problem(
+                    e,
+                    "role",
+                    target,
+                    format!(
+                        "account {}; the check runs in {}",
+                        role_arn.account(),
+                        b.account()
+                    ),
+                    "not checked: IAM answers only about the account whose credentials ask",
+                    format!(
+                        "run the check with credentials for account {}",
+                        role_arn.account()
+                    ),
+                );
+            }
+            let info = match inspector.role(role_arn).await {
+                Err(err) => {
+                    return CheckRow::problem(
+                        e,
+                        "role",
+                        target,
+                        String::new(),
+                        format!("could not look the role up: {err}"),
+                        "let the checking identity call iam:GetRole",
+                    );
+                }
+                Ok(None) => {
+                    return CheckRow::problem(
+                        e,
+                        "role",
+                        target,
+                        String::new(),
+                        format!("the role {role_arn} does not exist"),
+                        "create the role, or correct `role_arn` in the catalog",
+                    );
+                }
+                Ok(Some(info)) => info,
+            };
+            if info.arn != role_arn.as_str() {
+                return CheckRow::problem(
+                    e,
+                    "role",
+                    target,
+                    info.arn.clone(),
+                    format!(
+                        "a role of that name exists as {}, not {role_arn} (the path differs)",
+                        info.arn
+                    ),
+                    "correct `role_arn` in the catalog to the role's exact ARN",
+                );
+            }
+            let session = format!(
+                "MaxSessionDuration {}s (each credential set lasts at most {}s: role chaining)",
+                info.max_session_secs,
+                CHAINED_SESSION_CAP_SECS.min(info.max_session_secs)
+            );
+            let Some(b) = broker else {
+                return CheckRow::ok(
+                    e,
+                    "role",
+                    target,
+                    format!("{session}; trust policy not checked (broker identity unknown)"),
+                );
+            };
+            let t = read_trust_policy(&info.trust_policy, b);
+            let fix_trust = format!(
+                "add to the role's trust policy: Allow {{\"AWS\": \"{}\"}} sts:AssumeRole, sts:SetSourceIdentity, sts:TagSession",
+                b.arn()
+            );
+            if let Some(why) = t.unreadable {
+                return CheckRow::problem(
+                    e,
+                    "role",
+                    target,
+                    session,
+                    format!("the trust policy is not readable JSON: {why}"),
+                    fix_trust,
+                );
+            }
+            if t.denied {
+                return CheckRow::problem(
+                    e,
+                    "role",
+                    target,
+                    session,
+                    format!("the trust policy denies {} sts:AssumeRole", b.arn()),
+                    "remove the Deny statement that matches the broker",
+                );
+            }
+            if !t.assume {
+                return CheckRow::problem(
+                    e,
+                    "role",
+                    target,
+                    session,
+                    format!("the trust policy does not let {} assume the role", b.arn()),
+                    fix_trust,
+                );
+            }
+            let missing: Vec<&str> = [
+                (!t.set_source_identity).then_some("sts:SetSourceIdentity"),
+                (!t.tag_session).then_some("sts:TagSession"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !missing.is_empty() {
+                return CheckRow::problem(
+                    e,
+                    "role",
+                    target,
+                    session,
+                    format!(
+                        "the trust policy allows sts:AssumeRole but not {} (every grant sets SourceIdentity and a session tag)",
+                        missing.join(" or ")
+                    ),
+                    fix_trust,
+                );
+            }
+            let trust = if t.conditional {
+                format!("trust allows {} (with conditions, not evaluated)", b.arn())
+            } else {
+                format!("trust allows {}", b.arn())
+            };
+            CheckRow::ok(e, "role", target, format!("{session}; {trust}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker() -> BrokerPrincipal {
+        BrokerPrincipal::parse(
+            "arn:aws:sts::123456789012:assumed-role/jit-assume-role/1700000000000",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn broker_principals_from_caller_identities() {
+        let b = broker();
+        assert_eq!(b.arn(), "arn:aws:iam::123456789012:role/jit-assume-role");
+        let u = BrokerPrincipal::parse("arn:aws:iam::123456789012:user/ops/alice").unwrap();
+        assert_eq!(u.arn(), "arn:aws:iam::123456789012:user/ops/alice");
+        for bad in ["alice", "arn:aws:s3:::bucket", "arn:aws:iam::12:role/x"] {
+            assert!(BrokerPrincipal::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn trust_policies_read_for_the_broker() {
+        let b = broker();
+        let doc = |principal: &str, actions: &str, extra: &str| {
+            format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{principal},"Action":{actions}{extra}}}]}}"#
+            )
+        };
+        let all = r#"["sts:AssumeRole","sts:SetSourceIdentity","sts:TagSession"]"#;
+        // (principal, actions, extra, assume, source identity, conditional)
+        let cases = [
+            (
+                r#"{"AWS":"arn:aws:iam::123456789012:role/jit-assume-role"}"#,
+                all,
+                "",
+                true,
+                true,
+                false,
+            ),
+            (
+                r#"{"AWS":"arn:aws:iam::123456789012:role/svc/jit-assume-role"}"#,
+                all,
+                "",
+                true,
+                true,
+                false,
+            ),
+            (
+                r#"{"AWS":"arn:aws:iam::123456789012:root"}"#,
+                all,
+                "",
+                true,
+                true,
+                false,
+            ),
+            (
+                r#"{"AWS":["111111111111","123456789012"]}"#,
+                r#""sts:*""#,
+                "",
+                true,
+                true,
+                false,
+            ),
+            (
+                r#""*""#,
+                all,
+                r#","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-1"}}"#,
+                true,
+                true,
+                true,
+            ),
+            (
+                r#"{"AWS":"arn:aws:iam::123456789012:role/other"}"#,
+                all,
+                "",
+                false,
+                false,
+                false,
+            ),
+            (
+                r#"{"AWS":"arn:aws:iam::210987654321:root"}"#,
+                all,
+                "",
+                false,
+                false,
+                false,
+            ),
+            (
+                r#"{"Service":"lambda.amazonaws.com"}"#,
+                all,
+                "",
+                false,
+                false,
+                false,
+            ),
+            (
+                r#"{"AWS":"123456789012"}"#,
+                r#""sts:AssumeRole""#,
+                "",
+                true,
+                false,
+                false,
+            ),
+        ];
+        for (principal, actions, extra, assume, source, conditional) in cases {
+            let t = read_trust_policy(&doc(principal, actions, extra), &b);
+            assert_eq!(
+                (t.assume, t.set_source_identity, t.conditional),
+                (assume, source, conditional),
+                "{principal} {actions} {extra}"
+            );
+        }
+        let deny = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"123456789012"},"Action":"sts:*"},{"Effect":"Deny","Principal":"*","Action":"sts:AssumeRole"}]}"#;
+        assert!(read_trust_policy(deny, &b).denied);
+        assert!(read_trust_policy("{not json", &b).unreadable.is_some());
+    }
+
+    #[test]
+    fn wildcards_match_like_iam() {
+        assert!(glob("sts:*", "sts:AssumeRole"));
+        assert!(glob("STS:assume*", "sts:AssumeRole"));
+        assert!(glob("*", "sts:TagSession"));
+        assert!(glob("sts:?agSession", "sts:TagSession"));
+        assert!(!glob("sts:AssumeRoleWith*", "sts:AssumeRole"));
+        assert!(!glob("iam:*", "sts:AssumeRole"));
+    }
+}

@@ -1,0 +1,859 @@
+//! The grant endpoints' use cases: credential vending, console sign-in,
+//! early revoke and extension.
+//!
+//! Credentials are handed to the requester only, never stored, never
+//! logged: each issue appends an audit event naming the access key id and
+//! the expiry, nothing more. See `revocation` for how an early revoke cuts
+//! sessions already handed out, `attachments` for overlapping attach-policy
+//! grants, and `extension` for how extensions are decided.
+
+use crate::attachments::{self, AttachmentKey, SettleError};
+use crate::catalog::Entitlement;
+use crate::duration::{DurationInput, GrantDuration};
+use crate::error::ServiceError;
+use crate::extension::{Extension, ExtensionStatus, MIN_EXTENSION_SECS};
+use crate::grant_ports::GrantPorts;
+use crate::identity::Caller;
+use crate::ids::{Principal, RequestId, RoleArn};
+use crate::lifecycle::Status;
+use crate::ports::{AssumeRoleSpec, GrantError, IssuedCredentials, Secret, StoreError};
+use crate::request::{
+    AccessRequest, AuditAction, AuditEvent, Change, Decision, GrantTarget, Timestamp, Verdict,
+};
+use crate::revocation::{self, RevocationError, SessionDeny};
+use crate::service::{Broker, MAX_JUSTIFICATION_CHARS};
+use crate::tasks::{session_name, source_identity};
+
+/// STS's shortest session: a window with less time left gets none.
+pub const MIN_SESSION_SECS: i64 = 900;
+
+/// `DurationSeconds` for a credential issue with `left` seconds of window:
+/// min(left, cap), and `None` when less than STS's 15-minute minimum is
+/// left (the last 15 minutes of a window are refused, never stretched
+/// past the window).
+pub fn credential_duration(left: i64, cap: u32) -> Option<u32> {
+    if left < MIN_SESSION_SECS {
+        return None;
+    }
+    Some(left.min(cap as i64) as u32)
+}
+
+/// A console sign-in URL and when the session behind it ends.
+pub struct ConsoleAccess {
+    pub url: Secret,
+    pub expires_at: Timestamp,
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn conflict(code: &'static str, message: impl Into<String>, current: Status) -> ServiceError {
+    ServiceError::Conflict {
+        code,
+        field: None,
+        message: message.into(),
+        current: Some(current),
+    }
+}
+
+fn check_reason(reason: Option<String>, required: &str) -> Result<Option<String>, ServiceError> {
+    let reason = reason.filter(|r| !r.trim().is_empty());
+    if let Some(r) = &reason {
+        if r.chars().count() > MAX_JUSTIFICATION_CHARS {
+            return Err(ServiceError::invalid(
+                "reason",
+                format!("must be at most {MAX_JUSTIFICATION_CHARS} characters"),
+            ));
+        }
+        if r.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Err(ServiceError::invalid(
+                "reason",
+                "must not contain control characters",
+            ));
+        }
+    } else if !required.is_empty() {
+        return Err(ServiceError::invalid("reason", required.to_string()));
+    }
+    Ok(reason)
+}
+
+/// A grant failure as the API shows it: named, with the fix, and without
+/// AWS's raw text (which is logged for the operators).
+fn grant_failure(e: &GrantError, role: Option<&RoleArn>) -> ServiceError {
+    tracing::warn!(error = %e, "grant call failed");
+    let role = role.map(|r| r.to_string()).unwrap_or_default();
+    let upstream = |code, message: String| ServiceError::Upstream { code, message };
+    match e {
+        GrantError::Transient(_) => ServiceError::Unavailable {
+            code: "aws_unavailable",
+            message: "AWS throttled or did not answer the call; retry in a moment".into(),
+        },
+        GrantError::RoleMissing(_) => upstream(
+            "role_missing",
+            format!(
+                "the role {role} does not exist: create it, or correct the entitlement's role_arn (`jit catalog check` lists such problems)"
+            ),
+        ),
+        GrantError::TrustRefused(_) => upstream(
+            "trust_refused",
+            format!(
+                "AWS refused to let the broker assume {role}: the role's trust policy must allow the broker's role sts:AssumeRole, sts:SetSourceIdentity and sts:TagSession (`jit catalog check` shows what is missing)"
+            ),
+        ),
+        GrantError::DurationTooLong(_) => upstream(
+            "duration_too_long",
+            format!(
+                "AWS refused the session length for {role}: raise the role's MaxSessionDuration to at least 3600 seconds"
+            ),
+        ),
+        GrantError::PolicyMissing(_) => upstream(
+            "policy_missing",
+            "the entitlement's managed policy does not exist or is not attachable: correct its policy_name (exact case) or create the policy".into(),
+        ),
+        GrantError::PrincipalMissing(_) => upstream(
+            "principal_missing",
+            "your IAM user or role does not exist in the entitlement's account, so nothing can be attached to it".into(),
+        ),
+        GrantError::Other(_) => upstream(
+            "aws_error",
+            "AWS refused the call; the error is logged for the operators".into(),
+        ),
+    }
+}
+
+fn settle_failure(e: &SettleError) -> ServiceError {
+    match e {
+        SettleError::Store(s) => {
+            tracing::warn!(error = %s, "store read while settling an attachment failed");
+            ServiceError::Unavailable {
+                code: "store_unavailable",
+                message: "the request store did not answer; retry in a moment".into(),
+            }
+        }
+        SettleError::Grant(g) => grant_failure(g, None),
+        SettleError::Unsettled(m) => ServiceError::Unavailable {
+            code: "conflict_retry",
+            message: m.clone(),
+        },
+    }
+}
+
+impl Broker {
+    fn grant_ports(&self) -> Result<&GrantPorts, ServiceError> {
+        self.grants
+            .as_deref()
+            .ok_or_else(|| ServiceError::Unavailable {
+                code: "grants_unavailable",
+                message: "this deployment has no grant adapters configured".into(),
+            })
+    }
+
+    /// The request, for its requester signed in as themselves; anyone else
+    /// who may see it gets a 403, anyone who may not a 404.
+    async fn requesters_own(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<AccessRequest, ServiceError> {
+        let who = self.acting(caller, None)?;
+        let r = self.load_visible(caller, who.as_ref(), id).await?;
+        match &caller.identity {
+            Some(me) if me.principal == r.requester.principal => Ok(r),
+            _ => Err(ServiceError::forbidden(
+                "not_requester",
+                None,
+                "only the requester, signed in as themselves, gets access from a request",
+            )),
+        }
+    }
+
+    /// The role of a request that is live now.
+    fn live_role(&self, r: &AccessRequest) -> Result<RoleArn, ServiceError> {
+        let status = r.effective_status(self.clock.now());
+        let role = match &r.target {
+            GrantTarget::AssumeRole { role_arn } => role_arn.clone(),
+            GrantTarget::AttachPolicy { policy_name } => {
+                return Err(conflict(
+                    "not_assume_role",
+                    format!(
+                        "`{}` attaches the managed policy {policy_name} to your own IAM identity; there are no credentials to vend: use your own credentials, which carry the policy while the grant lasts",
+                        r.entitlement
+                    ),
+                    status,
+                ));
+            }
+        };
+        match status {
+            Status::Granted => Ok(role),
+            Status::Expired => Err(conflict(
+                "invalid_state",
+                format!(
+                    "the request is EXPIRED: its access window ended at {}",
+                    r.expires_at.map(rfc3339).unwrap_or_default()
+                ),
+                status,
+            )),
+            s if s.is_pending() => Err(conflict(
+                "invalid_state",
+                format!("the request is {s}; access is available once it is GRANTED"),
+                s,
+            )),
+            s => Err(conflict(
+                "invalid_state",
+                format!("the request is {s}; it grants no access any more"),
+                s,
+            )),
+        }
+    }
+
+    /// One `AssumeRole` for the requester of a live request, clipped to its
+    /// window, handed out only if the request is still live after STS
+    /// answered (see `revocation` for why that re-read matters).
+    async fn issue(
+        &self,
+        ports: &GrantPorts,
+        r: &AccessRequest,
+        role: RoleArn,
+    ) -> Result<IssuedCredentials, ServiceError> {
+        let expires_at = r.expires_at.ok_or_else(|| ServiceError::Internal {
+            detail: format!("GRANTED request {} has no expiresAt", r.request_id),
+        })?;
+        let left = (expires_at - self.clock.now()).num_seconds();
+        let duration =
+            credential_duration(left, ports.session_cap_secs).ok_or_else(|| {
+                conflict(
+                    "window_ending",
+                    format!(
+                        "the access window ends in {left} s, at {}; AWS STS cannot issue a session shorter than 15 minutes (900 s), so no new credentials are issued in the last 15 minutes: extend the request (POST /requests/{}/extend) to keep working",
+                        rfc3339(expires_at),
+                        r.request_id
+                    ),
+                    Status::Granted,
+                )
+            })?;
+        let spec = AssumeRoleSpec {
+            role_arn: role.clone(),
+            session_name: session_name(r),
+            source_identity: source_identity(&r.requester.principal),
+            duration_secs: duration,
+            session_policy: r.session_policy.clone(),
+            tags: vec![("jit:request-id".into(), r.request_id.to_string())],
+        };
+        let creds = match ports.issuer.assume_role(&spec).await {
+            Ok(c) => c,
+            Err(GrantError::TrustRefused(m)) => {
+                // STS answers AccessDenied for a missing role too: ask IAM.
+                let missing = match &ports.inspector {
+                    Some(i) => matches!(i.role(&role).await, Ok(None)),
+                    None => false,
+                };
+                let e = if missing {
+                    GrantError::RoleMissing(m)
+                } else {
+                    GrantError::TrustRefused(m)
+                };
+                return Err(grant_failure(&e, Some(&role)));
+            }
+            Err(e) => return Err(grant_failure(&e, Some(&role))),
+        };
+        let again = self
+            .store
+            .get(&r.request_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(r.request_id.as_str()))?;
+        let now = self.clock.now();
+        if again.effective_status(now) != Status::Granted || again.session_deny.is_some() {
+            // Dropped unread: the request ended while STS answered.
+            return Err(conflict(
+                "invalid_state",
+                format!(
+                    "the request became {} while the credentials were issued; they were discarded",
+                    again.effective_status(now)
+                ),
+                again.effective_status(now),
+            ));
+        }
+        Ok(creds)
+    }
+
+    /// `GET /requests/{id}/credentials`: fresh role credentials for the
+    /// requester of a live assume-role request.
+    pub async fn credentials(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<IssuedCredentials, ServiceError> {
+        let ports = self.grant_ports()?;
+        let r = self.requesters_own(caller, id).await?;
+        let role = self.live_role(&r)?;
+        let creds = self.issue(ports, &r, role).await?;
+        let now = self.clock.now();
+        let event = AuditEvent::new(
+            &r.request_id,
+            now,
+            r.requester.principal.to_string(),
+            AuditAction::CredentialsIssued,
+            None,
+            None,
+            Some(format!(
+                "credentials issued: access key id {}, valid {} s, until {}",
+                creds.access_key_id,
+                (creds.expiration - now).num_seconds().max(0),
+                rfc3339(creds.expiration)
+            )),
+            "api",
+        );
+        // No audit event, no credentials: they are dropped unread.
+        self.store.append_audit(&event).await?;
+        tracing::info!(request_id = %r.request_id, access_key_id = %creds.access_key_id, "credentials issued");
+        Ok(creds)
+    }
+
+    /// `GET /requests/{id}/console`: an AWS console sign-in URL for the
+    /// requester of a live assume-role request.
+    pub async fn console(&self, caller: &Caller, id: &str) -> Result<ConsoleAccess, ServiceError> {
+        let ports = self.grant_ports()?;
+        let r = self.requesters_own(caller, id).await?;
+        let role = self.live_role(&r)?;
+        let creds = self.issue(ports, &r, role).await?;
+        let url = ports
+            .console
+            .signin_url(&creds)
+            .await
+            .map_err(|e| grant_failure(&e, None))?;
+        let now = self.clock.now();
+        let event = AuditEvent::new(
+            &r.request_id,
+            now,
+            r.requester.principal.to_string(),
+            AuditAction::ConsoleSignin,
+            None,
+            None,
+            Some(format!(
+                "console sign-in URL issued: session access key id {}, until {}",
+                creds.access_key_id,
+                rfc3339(creds.expiration)
+            )),
+            "api",
+        );
+        self.store.append_audit(&event).await?;
+        tracing::info!(request_id = %r.request_id, access_key_id = %creds.access_key_id, "console sign-in issued");
+        Ok(ConsoleAccess {
+            url,
+            expires_at: creds.expiration,
+        })
+    }
+
+    /// Who may revoke: the requester, an approver of the entitlement, or a
+    /// member of the catalog's `admin_groups`. Others who may see the
+    /// request get a 403; those who may not, a 404.
+    async fn load_revocable(
+        &self,
+        caller: &Caller,
+        id: &str,
+        who: &(Principal, Vec<String>),
+    ) -> Result<AccessRequest, ServiceError> {
+        let rid = RequestId::parse(id).map_err(|_| ServiceError::not_found(id))?;
+        let r = self
+            .store
+            .get(&rid)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(id))?;
+        let approver = self
+            .catalog
+            .get(&r.entitlement)
+            .is_some_and(|e| self.catalog.is_approver(e, &who.0, &who.1));
+        if who.0 == r.requester.principal || approver || self.catalog.is_admin(&who.1) {
+            return Ok(r);
+        }
+        if caller.trusted_as.is_some() {
+            return Err(ServiceError::forbidden(
+                "not_revoker",
+                None,
+                "only the requester, an approver of the entitlement or an admin may revoke",
+            ));
+        }
+        Err(ServiceError::not_found(id))
+    }
+
+    /// `POST /requests/{id}/revoke`: ends a live grant now. Attach mode
+    /// detaches (unless another live grant covers the same attachment);
+    /// assume-role mode denies the requester's sessions issued so far on the
+    /// role. Revoking a REVOKED request again re-applies what is missing.
+    pub async fn revoke(
+        &self,
+        caller: &Caller,
+        id: &str,
+        on_behalf_of: Option<&str>,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ServiceError> {
+        let reason = check_reason(reason, "is required: say why the access is revoked")?;
+        let ports = self.grant_ports()?;
+        let who = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
+            ServiceError::invalid(
+                "requester",
+                "is required when a trusted caller revokes for someone",
+            )
+        })?;
+        let mut r = self.load_revocable(caller, id, &who).await?;
+        let mut attempts = 0;
+        let (next, attached) = loop {
+            attempts += 1;
+            if r.status == Status::Revoked {
+                // A retry: re-apply whatever did not happen the first time.
+                break (r, None);
+            }
+            let status = r.effective_status(self.clock.now());
+            if status != Status::Granted {
+                return Err(ServiceError::conflict_status(status, "revoked"));
+            }
+            let key = AttachmentKey::of(&r)
+                .transpose()
+                .map_err(|e| ServiceError::Internal {
+                    detail: format!("attach-policy principal: {e}"),
+                })?;
+            let attached = match &key {
+                Some(k) => Some(
+                    attachments::detach_unless_covered(
+                        self.store.as_ref(),
+                        ports.attacher.as_ref(),
+                        self.clock.as_ref(),
+                        k,
+                        &r.request_id,
+                    )
+                    .await
+                    .map_err(|e| settle_failure(&e))?,
+                ),
+                None => None,
+            };
+            let now = self.clock.now();
+            let change = Change {
+                actor: who.0.to_string(),
+                at: now,
+                reason: reason.clone(),
+                source: "api",
+            };
+            let (mut next, event) = r.transition(Status::Revoked, &change)?;
+            if let GrantTarget::AssumeRole { role_arn } = &r.target {
+                next.session_deny = Some(SessionDeny::new(
+                    &r.request_id,
+                    role_arn.clone(),
+                    source_identity(&r.requester.principal),
+                    now,
+                    ports.session_cap_secs,
+                ));
+            }
+            match self.store.transition(&r, &next, &event).await {
+                Ok(()) => break (next, attached),
+                Err(StoreError::Conflict { .. }) if attempts < 3 => {
+                    r = self
+                        .store
+                        .get(&r.request_id)
+                        .await?
+                        .ok_or_else(|| ServiceError::not_found(id))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let incomplete = |what: &str| ServiceError::Unavailable {
+            code: "revoke_incomplete",
+            message: format!(
+                "the request is recorded REVOKED, but {what}; send the same revoke again to finish it"
+            ),
+        };
+        if let Some(Ok(key)) = AttachmentKey::of(&next)
+            && let Err(e) = attachments::settle(
+                self.store.as_ref(),
+                ports.attacher.as_ref(),
+                self.clock.as_ref(),
+                &key,
+                attached,
+            )
+            .await
+        {
+            tracing::warn!(request_id = %next.request_id, error = %e, "revoke: detaching failed");
+            return Err(incomplete("the policy could not be detached yet"));
+        }
+        let next = match revocation::place(
+            self.store.as_ref(),
+            ports.revoker.as_ref(),
+            self.clock.as_ref(),
+            &next,
+        )
+        .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(request_id = %next.request_id, error = %e, "revoke: placing the session deny failed");
+                return Err(match e {
+                    RevocationError::Grant(GrantError::Transient(_))
+                    | RevocationError::Store(_) => {
+                        incomplete("the deny for sessions already issued is not on the role yet")
+                    }
+                    RevocationError::Grant(g) => grant_failure(&g, None),
+                });
+            }
+        };
+        if let Err(e) = self.workflow.stop(&next.request_id, "revoked").await {
+            // The Revoke step will find it REVOKED and end quietly.
+            tracing::warn!(request_id = %next.request_id, error = %e, "could not stop the workflow after a revoke");
+        }
+        tracing::info!(request_id = %next.request_id, by = %who.0, "revoked");
+        Ok(next)
+    }
+
+    /// `POST /requests/{id}/extend`: asks for `duration` more on a live
+    /// grant. Applied at once when an auto-approve rule accepts the new
+    /// total; otherwise PENDING for the entitlement's approvers.
+    pub async fn extend(
+        &self,
+        caller: &Caller,
+        id: &str,
+        on_behalf_of: Option<&str>,
+        duration: Option<DurationInput>,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ServiceError> {
+        let who = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
+            ServiceError::invalid(
+                "requester",
+                "is required when a trusted caller extends for someone",
+            )
+        })?;
+        let r = self.load_visible(caller, Some(&who), id).await?;
+        if who.0 != r.requester.principal {
+            return Err(ServiceError::forbidden(
+                "not_requester",
+                None,
+                "only the requester can ask for more time",
+            ));
+        }
+        let reason =
+            check_reason(reason, "is required: say why you need more time")?.unwrap_or_default();
+        let secs = duration
+            .ok_or_else(|| {
+                ServiceError::invalid("duration", "is required: how much longer, e.g. \"30m\"")
+            })?
+            .to_secs()
+            .map_err(|e| ServiceError::invalid("duration", e.0))?;
+        let ent = self.entitlement_of(&r)?;
+        if !self.catalog.is_eligible(ent, &who.1) {
+            return Err(ServiceError::forbidden(
+                "not_eligible",
+                None,
+                format!("you are no longer in a group eligible for `{}`", ent.name),
+            ));
+        }
+        let now = self.clock.now();
+        let status = r.effective_status(now);
+        if status != Status::Granted {
+            return Err(ServiceError::conflict_status(status, "extended"));
+        }
+        if r.extensions
+            .iter()
+            .any(|x| x.status == ExtensionStatus::Pending)
+        {
+            return Err(conflict(
+                "extension_pending",
+                "an extension already waits for a decision",
+                status,
+            ));
+        }
+        let (granted_at, expires_at) = window(&r)?;
+        let used = (expires_at - granted_at).num_seconds().max(0) as u64;
+        let remaining = (ent.max_duration.secs() as u64).saturating_sub(used);
+        if secs < MIN_EXTENSION_SECS || secs > remaining {
+            let allowance = if remaining < MIN_EXTENSION_SECS {
+                format!(
+                    "`{}` allows at most {} in all and this grant already has {}: no allowance is left",
+                    ent.name,
+                    ent.max_duration,
+                    human(used)
+                )
+            } else {
+                format!(
+                    "`{}` allows at most {} in all and this grant already has {}: ask for {} to {} ({}s-{}s)",
+                    ent.name,
+                    ent.max_duration,
+                    human(used),
+                    human(MIN_EXTENSION_SECS),
+                    human(remaining),
+                    MIN_EXTENSION_SECS,
+                    remaining
+                )
+            };
+            return Err(ServiceError::invalid("duration", allowance));
+        }
+        let total = GrantDuration::from_secs(used + secs)
+            .map_err(|e| ServiceError::invalid("duration", e.0))?;
+        let auto = self.catalog.auto_approves(ent, &who.1, total);
+        let new_expiry = expires_at + chrono::Duration::seconds(secs as i64);
+        let mut next = r.clone();
+        next.extensions.push(Extension {
+            requested_by: who.0.clone(),
+            requested_at: now,
+            duration_secs: secs as u32,
+            reason: reason.clone(),
+            status: if auto {
+                ExtensionStatus::Approved
+            } else {
+                ExtensionStatus::Pending
+            },
+            auto_approved: auto,
+            decisions: vec![],
+            decided_at: auto.then_some(now),
+            previous_expires_at: auto.then_some(expires_at),
+            new_expires_at: auto.then_some(new_expiry),
+        });
+        if auto {
+            next.expires_at = Some(new_expiry);
+        }
+        next.version += 1;
+        next.updated_at = now;
+        let text = if auto {
+            format!(
+                "extension of {} approved by an auto-approve rule: now expires at {}; reason: {reason}",
+                human(secs),
+                rfc3339(new_expiry)
+            )
+        } else {
+            format!(
+                "extension of {} asked, waiting for an approver; reason: {reason}",
+                human(secs)
+            )
+        };
+        let event = AuditEvent::new(
+            &r.request_id,
+            now,
+            who.0.to_string(),
+            AuditAction::Extension,
+            None,
+            None,
+            Some(text),
+            "api",
+        );
+        self.store
+            .transition(&r, &next, &event)
+            .await
+            .map_err(changed_meanwhile)?;
+        tracing::info!(request_id = %r.request_id, secs, auto, "extension asked");
+        Ok(next)
+    }
+
+    /// `POST /requests/{id}/extend/approve` and `/extend/deny`: an approver
+    /// of the entitlement (never the requester) decides the pending
+    /// extension, with the entitlement's quorum.
+    pub async fn decide_extension(
+        &self,
+        caller: &Caller,
+        id: &str,
+        on_behalf_of: Option<&str>,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ServiceError> {
+        let reason = check_reason(
+            reason,
+            if approve {
+                ""
+            } else {
+                "is required: tell the requester why"
+            },
+        )?;
+        let who = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
+            ServiceError::invalid(
+                "requester",
+                "is required when a trusted caller decides for an approver",
+            )
+        })?;
+        let r = self.load_visible(caller, Some(&who), id).await?;
+        let ent = self.entitlement_of(&r)?;
+        if who.0 == r.requester.principal {
+            return Err(ServiceError::forbidden(
+                "self_approval",
+                None,
+                "nobody decides their own extension",
+            ));
+        }
+        if !self.catalog.is_approver(ent, &who.0, &who.1) {
+            return Err(ServiceError::forbidden(
+                "not_approver",
+                None,
+                format!("you are not an approver of `{}`", ent.name),
+            ));
+        }
+        let now = self.clock.now();
+        let status = r.effective_status(now);
+        let Some(index) = r
+            .extensions
+            .iter()
+            .rposition(|x| x.status == ExtensionStatus::Pending)
+        else {
+            return Err(conflict(
+                "already_decided",
+                "no extension of this request waits for a decision",
+                status,
+            ));
+        };
+        if status != Status::Granted {
+            return Err(conflict(
+                "invalid_state",
+                format!("the request is {status}; its extension can no longer be decided"),
+                status,
+            ));
+        }
+        let pending = &r.extensions[index];
+        if pending.decisions.iter().any(|d| d.approver == who.0) {
+            return Err(conflict(
+                "already_decided",
+                "you already approved this extension; it waits for another approver",
+                status,
+            ));
+        }
+        let mut next = r.clone();
+        let ext = &mut next.extensions[index];
+        ext.decisions.push(Decision {
+            approver: who.0.clone(),
+            verdict: if approve {
+                Verdict::Approve
+            } else {
+                Verdict::Deny
+            },
+            at: now,
+            reason: reason.clone(),
+            groups: who.1.clone(),
+            via: Some("api".into()),
+        });
+        let approvals = ext
+            .decisions
+            .iter()
+            .filter(|d| d.verdict == Verdict::Approve)
+            .count() as u32;
+        let required = ent.approvers.required_approvals;
+        let text = if !approve {
+            ext.status = ExtensionStatus::Denied;
+            ext.decided_at = Some(now);
+            format!(
+                "extension of {} denied: {}",
+                human(ext.duration_secs as u64),
+                reason.clone().unwrap_or_default()
+            )
+        } else if approvals >= required {
+            let (granted_at, expires_at) = window(&r)?;
+            let total =
+                (expires_at - granted_at).num_seconds().max(0) as u64 + ext.duration_secs as u64;
+            if total > ent.max_duration.secs() as u64 {
+                return Err(conflict(
+                    "invalid_state",
+                    format!(
+                        "approving would make the grant {} in all; `{}` allows at most {}",
+                        human(total),
+                        ent.name,
+                        ent.max_duration
+                    ),
+                    status,
+                ));
+            }
+            let new_expiry = expires_at + chrono::Duration::seconds(ext.duration_secs as i64);
+            ext.status = ExtensionStatus::Approved;
+            ext.decided_at = Some(now);
+            ext.previous_expires_at = Some(expires_at);
+            ext.new_expires_at = Some(new_expiry);
+            next.expires_at = Some(new_expiry);
+            format!(
+                "extension approved ({approvals} of {required}): now expires at {}",
+                rfc3339(new_expiry)
+            )
+        } else {
+            format!("extension approved ({approvals} of {required})")
+        };
+        next.version += 1;
+        next.updated_at = now;
+        let event = AuditEvent::new(
+            &r.request_id,
+            now,
+            who.0.to_string(),
+            AuditAction::Extension,
+            None,
+            None,
+            Some(match &reason {
+                Some(why) if approve => format!("{text}; {why}"),
+                _ => text,
+            }),
+            "api",
+        );
+        self.store
+            .transition(&r, &next, &event)
+            .await
+            .map_err(changed_meanwhile)?;
+        tracing::info!(request_id = %r.request_id, approver = %who.0, approve, "extension decided");
+        Ok(next)
+    }
+
+    fn entitlement_of(&self, r: &AccessRequest) -> Result<&Entitlement, ServiceError> {
+        self.catalog.get(&r.entitlement).ok_or_else(|| {
+            conflict(
+                "invalid_state",
+                format!(
+                    "the entitlement `{}` is no longer in the catalog",
+                    r.entitlement
+                ),
+                r.status,
+            )
+        })
+    }
+}
+
+fn window(r: &AccessRequest) -> Result<(Timestamp, Timestamp), ServiceError> {
+    match (r.granted_at, r.expires_at) {
+        (Some(g), Some(e)) => Ok((g, e)),
+        _ => Err(ServiceError::Internal {
+            detail: format!("GRANTED request {} has no window", r.request_id),
+        }),
+    }
+}
+
+fn human(secs: u64) -> String {
+    match GrantDuration::from_secs(secs) {
+        Ok(d) => d.to_string(),
+        Err(_) => format!("{secs}s"),
+    }
+}
+
+fn changed_meanwhile(e: StoreError) -> ServiceError {
+    match e {
+        StoreError::Conflict { current } => ServiceError::Conflict {
+            code: "conflict",
+            field: None,
+            message: match current {
+                Some(s) => format!("the request changed meanwhile and is now {s}; retry"),
+                None => "the request changed meanwhile; retry".into(),
+            },
+            current,
+        },
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_clipped_to_the_window_and_the_chained_cap() {
+        // (seconds left in the window, DurationSeconds or refused)
+        let cases = [
+            (4 * 3600, Some(3600)),
+            (3601, Some(3600)),
+            (3600, Some(3600)),
+            (1800, Some(1800)),
+            (900, Some(900)),
+            (899, None),
+            (60, None),
+            (0, None),
+            (-5, None),
+        ];
+        for (left, want) in cases {
+            assert_eq!(credential_duration(left, 3600), want, "{left}");
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! `jit-local --grants aws` against moto: the real STS, IAM and catalog
+//! check adapters with ambient-style credentials, the whole lifecycle on a
+//! manual clock, and what the broker did checked in moto's IAM. Needs the
+//! moto server `./scripts/test` starts (`JIT_TEST_AWS_ENDPOINT`).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use aws_credential_types::Credentials;
+use aws_types::region::Region;
+use bytes::Bytes;
+use http_body_util::Full;
+use jit_core::ports::ManualClock;
+use jit_local::{App, Config, Overrides};
+use serde_json::{Value, json};
+
+const KEY: &str = "aws-grants-test-key-0123456789";
+const ACCOUNT: &str = "123456789012";
+const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListAllMyBuckets","Resource":"*"}]}"#;
+const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity","sts:TagSession"]}]}"#;
+
+fn endpoint() -> String {
+    match std::env::var("JIT_TEST_AWS_ENDPOINT") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "JIT_TEST_AWS_ENDPOINT is not set: these tests need a moto server. Run ./scripts/test -p jit-local"
+        ),
+    }
+}
+
+async fn sdk(creds: Credentials) -> jit_aws::SdkConfig {
+    jit_aws::sdk::config_loader()
+        .endpoint_url(endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .load()
+        .await
+}
+
+async fn broker_sdk() -> jit_aws::SdkConfig {
+    sdk(Credentials::new(
+        "AKIDBROKER",
+        "broker-secret",
+        None,
+        None,
+        "test",
+    ))
+    .await
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// A role, a customer policy and a user in moto, and a catalog naming them.
+struct Account {
+    iam: aws_sdk_iam::Client,
+    role: String,
+    policy: String,
+    user: String,
+    catalog: String,
+}
+
+async fn account() -> Account {
+    let iam = aws_sdk_iam::Client::new(&broker_sdk().await);
+    let role = unique("jit-e2e-role");
+    let policy = unique("JitE2ePolicy");
+    let user = format!("{}@example.com", unique("u"));
+    iam.create_role()
+        .role_name(&role)
+        .assume_role_policy_document(TRUST)
+        .send()
+        .await
+        .unwrap();
+    iam.create_policy()
+        .policy_name(&policy)
+        .policy_document(POLICY)
+        .send()
+        .await
+        .unwrap();
+    iam.create_user().user_name(&user).send().await.unwrap();
+    let catalog = format!(
+        r#"defaults:
+  max_duration: 2h
+  approvers: {{ emails: [lead@example.com] }}
+groups:
+  eng: ["{user}"]
+entitlements:
+  - name: Role
+    role_arn: "arn:aws:iam::{ACCOUNT}:role/{role}"
+    auto_approve: {{ groups: [eng], max_duration: 2h }}
+  - name: Policy
+    policy_name: "{policy}"
+    account: "{ACCOUNT}"
+    auto_approve: {{ groups: [eng], max_duration: 2h }}
+"#
+    );
+    Account {
+        iam,
+        role,
+        policy,
+        user,
+        catalog,
+    }
+}
+
+struct Local {
+    app: App,
+    clock: Arc<ManualClock>,
+}
+
+impl Local {
+    async fn open(dir: &Path, catalog: &str) -> Local {
+        let path = dir.join("catalog.yaml");
+        std::fs::write(&path, catalog).unwrap();
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let cfg = Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.join("data"),
+            catalog_path: path,
+            api_key: Some(KEY.into()),
+            demo_mode: false,
+            print_notifications: false,
+            run_driver: false,
+        };
+        // What `--grants aws` builds, on a config pointing at moto.
+        let grants = jit_local::access::aws_grants(
+            &broker_sdk().await,
+            jit_aws::console::DEFAULT_FEDERATION_URL,
+        )
+        .unwrap();
+        let (app, _) =
+            App::build_with(&cfg, clock.clone(), Overrides::aws(grants)).expect("app starts");
+        Local { app, clock }
+    }
+
+    async fn forward(&self, secs: i64) {
+        self.clock.advance(chrono::Duration::seconds(secs));
+        self.app.engine().unwrap().run_until_idle().await.unwrap();
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        user: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("x-api-key", KEY)
+            .header("x-jit-user", user);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let resp = self
+            .app
+            .serve_http(req.body(Full::new(body)).unwrap())
+            .await;
+        let status = resp.status().as_u16();
+        let v: Value = serde_json::from_str(resp.body()).unwrap();
+        self.app.engine().unwrap().run_until_idle().await.unwrap();
+        (status, v)
+    }
+
+    async fn granted(&self, user: &str, entitlement: &str) -> String {
+        let body = json!({"entitlement": entitlement, "duration": "1h", "justification": "e2e"});
+        let (s, v) = self.call("POST", "/requests", user, Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["requestId"].as_str().unwrap().to_string();
+        let (_, v) = self
+            .call("GET", &format!("/requests/{id}"), user, None)
+            .await;
+        assert_eq!(v["status"], "GRANTED", "{v}");
+        id
+    }
+}
+
+async fn attached(iam: &aws_sdk_iam::Client, user: &str) -> Vec<String> {
+    iam.list_attached_user_policies()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap()
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_name().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn role_grants_vend_working_credentials_and_revoke_puts_a_deny_on_the_role() {
+    let acct = account().await;
+    let dir = tempfile::tempdir().unwrap();
+    let l = Local::open(dir.path(), &acct.catalog).await;
+    // GIVEN an auto-approved role grant (the Grant step made a real AssumeRole on moto)
+    let id = l.granted(&acct.user, "Role").await;
+
+    // WHEN the requester asks for credentials
+    let (s, v) = l
+        .call(
+            "GET",
+            &format!("/requests/{id}/credentials"),
+            &acct.user,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // THEN they are STS's, and moto knows them as the assumed role
+    let creds = Credentials::new(
+        v["AccessKeyId"].as_str().unwrap(),
+        v["SecretAccessKey"].as_str().unwrap(),
+        v["SessionToken"].as_str().map(str::to_string),
+        None,
+        "jit",
+    );
+    let me = aws_sdk_sts::Client::new(&sdk(creds).await)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    let arn = me.arn().unwrap();
+    assert!(
+        arn.contains(&format!(":assumed-role/{}/", acct.role)) && arn.contains(&id),
+        "{arn}"
+    );
+
+    // WHEN it is revoked THEN the deny is on the role in IAM
+    let (s, v) = l
+        .call(
+            "POST",
+            &format!("/requests/{id}/revoke"),
+            &acct.user,
+            Some(json!({"reason": "done"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let name = format!("jit-revoke-{id}");
+    let doc = acct
+        .iam
+        .get_role_policy()
+        .role_name(&acct.role)
+        .policy_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .policy_document()
+        .to_string();
+    let doc: Value = serde_json::from_str(&jit_aws::account::decode_policy_document(&doc)).unwrap();
+    let cond = &doc["Statement"][0]["Condition"];
+    assert_eq!(
+        cond["StringEquals"]["aws:SourceIdentity"],
+        acct.user.as_str()
+    );
+    assert!(
+        cond["DateLessThan"]["aws:TokenIssueTime"].is_string(),
+        "{doc}"
+    );
+
+    // AND it is cleaned up once no session it denies can live
+    l.forward(2 * 3600).await;
+    assert_eq!(l.app.sweep_revocations().await.unwrap().removed, 1);
+    let names = acct
+        .iam
+        .list_role_policies()
+        .role_name(&acct.role)
+        .send()
+        .await
+        .unwrap();
+    assert!(names.policy_names().is_empty(), "{names:?}");
+    l.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn attach_grants_attach_detach_and_overlap_in_iam() {
+    let acct = account().await;
+    let dir = tempfile::tempdir().unwrap();
+    let l = Local::open(dir.path(), &acct.catalog).await;
+    let first = l.granted(&acct.user, "Policy").await;
+    assert_eq!(
+        attached(&acct.iam, &acct.user).await,
+        std::slice::from_ref(&acct.policy)
+    );
+    l.forward(30 * 60).await;
+    let second = l.granted(&acct.user, "Policy").await;
+    // The first expires: the second still covers the attachment
+    l.forward(30 * 60).await;
+    let (_, v) = l
+        .call("GET", &format!("/requests/{first}"), &acct.user, None)
+        .await;
+    assert_eq!(v["status"], "EXPIRED");
+    assert_eq!(
+        attached(&acct.iam, &acct.user).await,
+        std::slice::from_ref(&acct.policy)
+    );
+    // Revoking the second detaches in IAM
+    let (s, v) = l
+        .call(
+            "POST",
+            &format!("/requests/{second}/revoke"),
+            &acct.user,
+            Some(json!({"reason": "done"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(attached(&acct.iam, &acct.user).await.is_empty());
+    // And an attach grant has no credentials to vend
+    let third = l.granted(&acct.user, "Policy").await;
+    let (s, v) = l
+        .call(
+            "GET",
+            &format!("/requests/{third}/credentials"),
+            &acct.user,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("not_assume_role"))
+    );
+    l.app.shutdown().await;
+}
+
+fn catalog_check(catalog: &Path, broker: &str) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_jit-local"))
+        .args([
+            "catalog",
+            "check",
+            "--catalog",
+            catalog.to_str().unwrap(),
+            "--broker-principal",
+            broker,
+            "--output",
+            "json",
+        ])
+        .env_clear()
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "AKIDCHECK")
+        .env("AWS_SECRET_ACCESS_KEY", "check-secret")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[tokio::test]
+async fn catalog_check_runs_against_the_ambient_account() {
+    let acct = account().await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, &acct.catalog).unwrap();
+    let broker = format!("arn:aws:iam::{ACCOUNT}:role/jit-broker");
+    let (code, stdout, stderr) = catalog_check(&good, &broker);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["rows"].as_array().unwrap().len(), 2);
+
+    // The seed's troubleshooting case: a policy name in the wrong case
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!(
+            "policies:\n  - policy_name: \"{}\"\n    aws_account_id: \"{ACCOUNT}\"\n    request_name: \"Read Only\"\n",
+            acct.policy.to_uppercase()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, _) = catalog_check(&bad, &broker);
+    assert_eq!(code, Some(1), "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let row = &report["rows"][0];
+    assert_eq!(row["status"], "PROBLEM");
+    assert!(
+        row["problem"].as_str().unwrap().contains("case-sensitive"),
+        "{row}"
+    );
+}
