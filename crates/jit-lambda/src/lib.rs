@@ -7,6 +7,8 @@
 //! Nothing here decides anything: decisions live in `jit_core::tasks`.
 //! Nothing here logs a payload: payloads can carry task tokens.
 
+pub mod approvals;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

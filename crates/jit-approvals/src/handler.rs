@@ -1,0 +1,778 @@
+//! The approval callback's HTTP routes, shared by the `approval-callback`
+//! Lambda and `jit-local`:
+//!
+//! - `GET /approvals/{id}?a=&e=&n=&s=` — a signed link opens a confirmation
+//!   page. Nothing changes on a GET (mail scanners fetch links).
+//! - `POST /approvals/{id}` — the page's form: the link's fields, a reason
+//!   and `decision=approve|deny`; records the decision (consuming the link)
+//!   and completes the workflow's task through the broker.
+//! - `POST /slack/interactions` — Slack buttons; `POST /slack/commands` —
+//!   `/jit`. Both verify Slack's signature before parsing anything, answer
+//!   at once, and do the work afterwards ([`Job`]): identity lookups,
+//!   decisions and message updates may take longer than Slack's 3 seconds.
+//!
+//! The signed link (or Slack's signature) is the authentication here; no
+//! API key, no IAM. Pages carry no scripts and are never cached or framed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use jit_api::ApiRequest;
+use jit_core::channels::Deferrer;
+use jit_core::decisions::Decider;
+use jit_core::links::{LinkClaims, LinkError, LinkParams, parse_form};
+use jit_core::ports::{PageRequest, Secret};
+use jit_core::service::{ListQuery, NewRequest};
+use jit_core::{
+    AccessRequest, AuthSource, Broker, Caller, Principal, RequestId, ServiceError, Status,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::notifier::ApprovalNotifier;
+use crate::render;
+use crate::slack::{self, JitCommand};
+
+/// Largest body accepted on these routes (Slack's payloads are small).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long a deferred job's signature stays valid.
+const JOB_MAX_AGE_SECS: i64 = 15 * 60;
+/// The longest a page waits for the Slack message update after a decision.
+const OUTCOME_UPDATE_BUDGET: Duration = Duration::from_secs(5);
+
+/// Work done after the answer went out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Job {
+    /// A verified interaction body (`payload=…`).
+    SlackInteraction { body: String },
+    /// A verified slash command body.
+    SlackCommand { body: String },
+}
+
+/// Where deferred jobs run.
+#[derive(Clone)]
+pub enum Deferral {
+    /// On this process's runtime (`jit-local`, tests).
+    InProcess,
+    /// Elsewhere: the Lambda invokes itself asynchronously with a signed
+    /// envelope ([`Approvals::signed_job`]).
+    Remote(Arc<dyn Deferrer>),
+}
+
+/// The callback's dependencies, built once at start.
+#[derive(Clone)]
+pub struct Approvals {
+    pub broker: Broker,
+    pub notifier: ApprovalNotifier,
+    /// Slack's signing secret; `None`: the Slack routes answer 404.
+    pub slack_signing_secret: Option<Secret>,
+    pub deferral: Deferral,
+}
+
+/// Whether a path belongs to this handler (the front door routes on it).
+pub fn is_approvals_path(path: &str) -> bool {
+    path.starts_with("/approvals/") || path == "/slack/interactions" || path == "/slack/commands"
+}
+
+fn html(status: StatusCode, body: String) -> Response<String> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+fn json_resp(status: StatusCode, body: &Value) -> Response<String> {
+    let mut resp = Response::new(body.to_string());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn plain_resp(status: StatusCode, text: &str) -> Response<String> {
+    let mut resp = Response::new(text.to_string());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// A refusal as people read it: HTTP status, heading, message.
+pub fn refusal(e: &ServiceError) -> (StatusCode, &'static str, String) {
+    match e {
+        ServiceError::Forbidden { code, message, .. } => match *code {
+            "self_approval" => (
+                StatusCode::FORBIDDEN,
+                "You cannot decide your own request",
+                "Nobody approves their own request: another approver must decide.".into(),
+            ),
+            "not_approver" => (
+                StatusCode::FORBIDDEN,
+                "You are not an approver",
+                format!("{message}. Ask one of its approvers."),
+            ),
+            _ => (StatusCode::FORBIDDEN, "Not allowed", message.clone()),
+        },
+        ServiceError::Conflict {
+            code,
+            message,
+            current,
+            ..
+        } => match (*code, current) {
+            ("link_used", _) => (
+                StatusCode::CONFLICT,
+                "This link was already used",
+                "Each approval link works once. The decision made with it stands.".into(),
+            ),
+            (_, Some(Status::ApprovalTimedOut)) => (
+                StatusCode::GONE,
+                "This request expired",
+                "Nobody decided within the approval window; the requester must ask again.".into(),
+            ),
+            _ => (StatusCode::CONFLICT, "Already decided", message.clone()),
+        },
+        ServiceError::Invalid { field, message, .. } if field.as_deref() == Some("reason") => (
+            StatusCode::BAD_REQUEST,
+            "A reason is needed",
+            format!("The reason {message}. Type a reason in the box, then press Deny."),
+        ),
+        ServiceError::Invalid { message, .. } => {
+            (StatusCode::BAD_REQUEST, "Not accepted", message.clone())
+        }
+        ServiceError::NotFound { .. } => (
+            StatusCode::NOT_FOUND,
+            "No such request",
+            "The request does not exist (or no longer exists).".into(),
+        ),
+        ServiceError::Unavailable { message, .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Please try again",
+            message.clone(),
+        ),
+        other => {
+            if let ServiceError::Internal { detail } = other {
+                tracing::error!(error = %detail, "internal error in the approval callback");
+            }
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The error has been logged. Please try again in a moment.".into(),
+            )
+        }
+    }
+}
+
+fn link_refusal(e: &LinkError) -> Response<String> {
+    let (status, heading) = match e {
+        LinkError::Incomplete => (StatusCode::BAD_REQUEST, "Incomplete link"),
+        LinkError::BadSignature => (StatusCode::FORBIDDEN, "Invalid link"),
+        LinkError::Expired { .. } => (StatusCode::GONE, "This link expired"),
+    };
+    html(status, render::result_page(heading, &e.to_string()))
+}
+
+fn pairs(text: &str) -> Vec<(String, String)> {
+    parse_form(text).unwrap_or_default()
+}
+
+fn link_params(pairs: &[(String, String)]) -> LinkParams {
+    LinkParams::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+impl Approvals {
+    /// Routes one request. Never fails: every refusal is a page or a
+    /// Slack-shaped answer.
+    pub async fn handle(self: &Arc<Self>, req: ApiRequest) -> Response<String> {
+        if req.body.len() > MAX_BODY_BYTES {
+            return plain_resp(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+        }
+        let path = req.path.trim_end_matches('/').to_string();
+        let segments: Vec<&str> = path.split('/').skip(1).collect();
+        match (segments.as_slice(), &req.method) {
+            (["approvals", id], &Method::GET) => self.link_page(id, &req).await,
+            (["approvals", id], &Method::POST) => self.link_decision(id, &req).await,
+            (["approvals", _], _) => {
+                let mut r = plain_resp(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+                r
+            }
+            (["slack", "interactions"], &Method::POST) => self.slack_interaction(&req).await,
+            (["slack", "commands"], &Method::POST) => self.slack_command(&req).await,
+            _ => plain_resp(StatusCode::NOT_FOUND, "no such endpoint"),
+        }
+    }
+
+    async fn link_page(&self, id: &str, req: &ApiRequest) -> Response<String> {
+        let pairs = pairs(req.query.as_deref().unwrap_or(""));
+        let now = self.broker.clock.now();
+        let claims = match self.notifier.links.verify(id, &link_params(&pairs), now) {
+            Ok(c) => c,
+            Err(e) => return link_refusal(&e),
+        };
+        match self.broker.link_preview(&claims).await {
+            Ok(r) => {
+                let approvers = self
+                    .broker
+                    .catalog
+                    .get(&r.entitlement)
+                    .map(|e| e.approvers.clone())
+                    .unwrap_or_default();
+                let fields: Vec<(&str, &str)> = pairs
+                    .iter()
+                    .filter(|(k, _)| ["a", "e", "n", "s"].contains(&k.as_str()))
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                html(
+                    StatusCode::OK,
+                    render::confirmation_page(
+                        &r,
+                        &approvers,
+                        claims.approver.as_str(),
+                        claims.expires_at,
+                        &fields,
+                    ),
+                )
+            }
+            Err(e) => {
+                let (status, heading, message) = refusal(&e);
+                html(status, render::result_page(heading, &message))
+            }
+        }
+    }
+
+    async fn link_decision(&self, id: &str, req: &ApiRequest) -> Response<String> {
+        let body = std::str::from_utf8(&req.body).unwrap_or("");
+        let mut fields = pairs(body);
+        // The link's fields come with the form; a client posting to the
+        // link itself may leave them in the query.
+        fields.extend(pairs(req.query.as_deref().unwrap_or("")));
+        let now = self.broker.clock.now();
+        let claims = match self.notifier.links.verify(id, &link_params(&fields), now) {
+            Ok(c) => c,
+            Err(e) => return link_refusal(&e),
+        };
+        let get = |k: &str| {
+            fields
+                .iter()
+                .find(|(f, _)| f == k)
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let reason = get("reason").filter(|r| !r.is_empty());
+        let outcome = match get("decision").as_deref() {
+            Some("approve") => self.broker.approve_with_link(&claims, reason).await,
+            Some("deny") => self.broker.deny_with_link(&claims, reason).await,
+            _ => {
+                return html(
+                    StatusCode::BAD_REQUEST,
+                    render::result_page(
+                        "Choose Approve or Deny",
+                        "The form did not say which: open the link again and press a button.",
+                    ),
+                );
+            }
+        };
+        match outcome {
+            Ok(r) => {
+                self.show_outcome_bounded(&r.request_id).await;
+                let (heading, message) = decided_text(&r);
+                html(StatusCode::OK, render::result_page(heading, &message))
+            }
+            Err(e) => {
+                let (status, heading, message) = refusal(&e);
+                html(status, render::result_page(heading, &message))
+            }
+        }
+    }
+
+    async fn show_outcome_bounded(&self, id: &RequestId) {
+        match tokio::time::timeout(OUTCOME_UPDATE_BUDGET, self.notifier.show_outcome(id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(request_id = %id, error = %e, "could not update the Slack message")
+            }
+            Err(_) => tracing::warn!(request_id = %id, "updating the Slack message took too long"),
+        }
+    }
+
+    fn verified_slack(&self, req: &ApiRequest) -> Result<(), Box<Response<String>>> {
+        let Some(secret) = &self.slack_signing_secret else {
+            return Err(Box::new(plain_resp(
+                StatusCode::NOT_FOUND,
+                "Slack is not configured",
+            )));
+        };
+        slack::verify_request(secret, &req.headers, &req.body, self.broker.clock.now()).map_err(
+            |e| {
+                tracing::info!(error = %e, "refused an unsigned or stale Slack request");
+                Box::new(plain_resp(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid Slack signature",
+                ))
+            },
+        )
+    }
+
+    async fn slack_interaction(self: &Arc<Self>, req: &ApiRequest) -> Response<String> {
+        if let Err(resp) = self.verified_slack(req) {
+            return *resp;
+        }
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        if let Err(e) = slack::parse_interaction(body.as_bytes()) {
+            tracing::info!(error = %e, "ignored a Slack interaction");
+            return plain_resp(StatusCode::OK, "");
+        }
+        match self.defer(Job::SlackInteraction { body }).await {
+            Ok(()) => plain_resp(StatusCode::OK, ""),
+            Err(e) => {
+                tracing::error!(error = %e, "could not defer a Slack interaction");
+                json_resp(
+                    StatusCode::OK,
+                    &render::ephemeral(
+                        "Sorry, that did not go through. Please press the button again.",
+                    ),
+                )
+            }
+        }
+    }
+
+    async fn slack_command(self: &Arc<Self>, req: &ApiRequest) -> Response<String> {
+        if let Err(resp) = self.verified_slack(req) {
+            return *resp;
+        }
+        let command = match slack::parse_slash_command(&req.body) {
+            Ok(c) => c,
+            Err(e) => {
+                return json_resp(StatusCode::OK, &render::ephemeral(&format!("Sorry: {e}")));
+            }
+        };
+        match slack::parse_command(&command.text, &self.broker.catalog) {
+            Err(message) => json_resp(StatusCode::OK, &render::ephemeral(&message)),
+            Ok(JitCommand::Help) => json_resp(StatusCode::OK, &render::ephemeral(slack::USAGE)),
+            Ok(_) => {
+                let body = String::from_utf8_lossy(&req.body).into_owned();
+                match self.defer(Job::SlackCommand { body }).await {
+                    Ok(()) => json_resp(
+                        StatusCode::OK,
+                        &render::ephemeral(&format!(
+                            ":hourglass_flowing_sand: `{} {}` — working on it…",
+                            command.command,
+                            render::mrkdwn_escape(&command.text)
+                        )),
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not defer a slash command");
+                        json_resp(
+                            StatusCode::OK,
+                            &render::ephemeral("Sorry, that did not go through. Please try again."),
+                        )
+                    }
+                }
+            }
+        }
+    }
+
+    async fn defer(self: &Arc<Self>, job: Job) -> Result<(), String> {
+        match &self.deferral {
+            Deferral::InProcess => {
+                let this = self.clone();
+                tokio::spawn(async move { this.run_job(job).await });
+                Ok(())
+            }
+            Deferral::Remote(d) => d
+                .defer(&self.signed_job(&job))
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn job_key(&self) -> jit_core::links::LinkKey {
+        self.notifier.links.derive("deferred-jobs")
+    }
+
+    /// The envelope a remote deferral carries: the job, when, and a tag
+    /// under a key derived from the link key.
+    pub fn signed_job(&self, job: &Job) -> Value {
+        let job = serde_json::to_value(job).unwrap_or(Value::Null);
+        let at = self.broker.clock.now().timestamp();
+        let tag = self.job_key().tag(format!("{at}:{job}").as_bytes());
+        json!({ "jitDeferred": job, "at": at, "tag": tag })
+    }
+
+    /// Whether an event is a deferred job envelope (vs. an HTTP request).
+    pub fn is_deferred_job(event: &Value) -> bool {
+        event.get("jitDeferred").is_some()
+    }
+
+    /// Verifies and runs a deferred job envelope.
+    pub async fn run_signed_job(&self, envelope: &Value) -> Result<(), String> {
+        let job = envelope.get("jitDeferred").ok_or("not a deferred job")?;
+        let at = envelope
+            .get("at")
+            .and_then(Value::as_i64)
+            .ok_or("no timestamp")?;
+        let tag = envelope
+            .get("tag")
+            .and_then(Value::as_str)
+            .ok_or("no tag")?;
+        if !self
+            .job_key()
+            .verify_tag(format!("{at}:{job}").as_bytes(), tag)
+        {
+            return Err("the deferred job's tag does not verify".into());
+        }
+        let age = self.broker.clock.now().timestamp() - at;
+        if !(-60..=JOB_MAX_AGE_SECS).contains(&age) {
+            return Err("the deferred job is too old".into());
+        }
+        let job: Job = serde_json::from_value(job.clone()).map_err(|e| e.to_string())?;
+        self.run_job(job).await;
+        Ok(())
+    }
+
+    /// Runs a job; its outcome reaches the person through Slack.
+    pub async fn run_job(&self, job: Job) {
+        match job {
+            Job::SlackInteraction { body } => self.interaction_job(&body).await,
+            Job::SlackCommand { body } => self.command_job(&body).await,
+        }
+    }
+
+    async fn respond(&self, response_url: Option<&str>, body: Value) {
+        let (Some(url), Some(chat)) = (response_url, &self.notifier.chat) else {
+            tracing::warn!("no response_url or Slack client: an answer could not be shown");
+            return;
+        };
+        if let Err(e) = chat.respond(url, &body).await {
+            tracing::warn!(error = %e, "could not answer through Slack's response_url");
+        }
+    }
+
+    /// The principal a Slack user acts as: the catalog's mapping, else the
+    /// email Slack's `users.info` shares.
+    async fn slack_principal(&self, user_id: &str) -> Result<Principal, String> {
+        if let Some(p) = self.broker.catalog.slack_principal(user_id) {
+            return Ok(p.clone());
+        }
+        let chat = self
+            .notifier
+            .chat
+            .as_ref()
+            .ok_or("Slack is not configured with a bot token")?;
+        match chat.user_email(user_id).await {
+            Ok(Some(email)) => Principal::parse(email).map_err(|e| e.0),
+            Ok(None) => Err(format!(
+                "I could not find an email for your Slack user. Ask an administrator to map `{user_id}` to you under `slack_users:` in the catalog."
+            )),
+            Err(e) => Err(format!(
+                "I could not look up your Slack user ({e}). Please try again in a moment."
+            )),
+        }
+    }
+
+    async fn interaction_job(&self, body: &str) {
+        let i = match slack::parse_interaction(body.as_bytes()) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::info!(error = %e, "ignored a Slack interaction");
+                return;
+            }
+        };
+        let url = i.response_url.as_deref();
+        let principal = match self.slack_principal(&i.user_id).await {
+            Ok(p) => p,
+            Err(message) => return self.respond(url, render::ephemeral(&message)).await,
+        };
+        let who = Decider {
+            groups: self.broker.catalog.groups_of(&principal, &[]),
+            principal,
+            slack_user: Some(i.user_id.clone()),
+            via: "slack",
+        };
+        let outcome = match i.action_id.as_str() {
+            render::ACTION_APPROVE => {
+                self.broker
+                    .approve_as(&who, &i.request_id, i.reason.clone())
+                    .await
+            }
+            render::ACTION_DENY => {
+                self.broker
+                    .deny_as(&who, &i.request_id, i.reason.clone())
+                    .await
+            }
+            _ => return self.open_page_job(&who, &i.request_id, url).await,
+        };
+        match outcome {
+            Ok(r) => {
+                if let Err(e) = self.notifier.show_outcome(&r.request_id).await {
+                    tracing::warn!(request_id = %r.request_id, error = %e, "could not update the Slack message");
+                }
+                let (heading, message) = decided_text(&r);
+                self.respond(url, render::ephemeral(&format!("*{heading}.* {message}")))
+                    .await;
+            }
+            Err(e) => {
+                let (_, heading, message) = refusal(&e);
+                self.respond(url, render::ephemeral(&format!("*{heading}.* {message}")))
+                    .await;
+            }
+        }
+    }
+
+    /// "Open approval page": a personal link, shown only to the approver
+    /// who asked, after the same checks a decision makes.
+    async fn open_page_job(&self, who: &Decider, id: &str, url: Option<&str>) {
+        let Ok(rid) = RequestId::parse(id) else {
+            return self
+                .respond(url, render::ephemeral("That request id is not valid."))
+                .await;
+        };
+        let stored = self.broker.store.get(&rid).await.ok().flatten();
+        let deadline = stored
+            .as_ref()
+            .and_then(|r| r.notice.as_ref().map(|n| n.deadline))
+            .unwrap_or_else(|| self.broker.clock.now() + chrono::Duration::hours(1));
+        // The page decides as the principal, so the checks are the link's:
+        // someone who approves only by Slack id (no catalog mapping) is
+        // refused here and uses the buttons instead.
+        let probe = LinkClaims::new(rid.clone(), who.principal.clone(), deadline);
+        let checked = self.broker.link_preview(&probe).await;
+        match checked {
+            Ok(_) => {
+                let link = self.notifier.approval_link(&rid, &who.principal, deadline);
+                self.respond(
+                    url,
+                    render::ephemeral(&format!(
+                        "Your personal approval page (works once, until {}): <{}|open it>",
+                        deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        link
+                    )),
+                )
+                .await;
+            }
+            Err(e) => {
+                let (_, heading, message) = refusal(&e);
+                self.respond(url, render::ephemeral(&format!("*{heading}.* {message}")))
+                    .await;
+            }
+        }
+    }
+
+    async fn command_job(&self, body: &str) {
+        let Ok(c) = slack::parse_slash_command(body.as_bytes()) else {
+            return;
+        };
+        let url = c.response_url.as_deref();
+        let cmd = match slack::parse_command(&c.text, &self.broker.catalog) {
+            Ok(cmd) => cmd,
+            Err(message) => return self.respond(url, render::ephemeral(&message)).await,
+        };
+        let principal = match self.slack_principal(&c.user_id).await {
+            Ok(p) => p,
+            Err(message) => return self.respond(url, render::ephemeral(&message)).await,
+        };
+        let caller = Caller::person(principal, AuthSource::Slack, vec![]);
+        let now = || self.broker.clock.now();
+        let answer = match cmd {
+            JitCommand::Help => render::ephemeral(slack::USAGE),
+            JitCommand::Request {
+                entitlement,
+                duration,
+                reason,
+            } => {
+                let new = NewRequest {
+                    entitlement: Some(entitlement.clone()),
+                    entitlement_field: "entitlement",
+                    duration: Some(jit_core::duration::DurationInput::Text(duration)),
+                    justification: Some(reason),
+                    justification_required: true,
+                    ..NewRequest::default()
+                };
+                match self.broker.create(&caller, new).await {
+                    Ok((r, _)) => render::ephemeral_blocks(
+                        &format!("Requested {} ({})", r.entitlement, r.request_id),
+                        vec![
+                            json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
+                                "Requested *{}* for {}. Approvers are being told; I'll keep the record. Check with `/jit status {}`.",
+                                render::mrkdwn_escape(&r.entitlement), r.duration, r.request_id)}}),
+                            render::request_block(&r, now()),
+                        ],
+                    ),
+                    Err(e) => render::ephemeral(&self.command_refusal(&e, &entitlement)),
+                }
+            }
+            JitCommand::List => self.list_answer(&caller).await,
+            JitCommand::Status(id) => match self.broker.get(&caller, &id).await {
+                Ok(r) => render::ephemeral_blocks(
+                    &format!("{} is {}", r.request_id, r.effective_status(now())),
+                    vec![render::request_block(&r, now())],
+                ),
+                Err(ServiceError::NotFound { .. }) => render::ephemeral(&format!(
+                    "No request `{}` that you can see. Type `/jit list` to see yours.",
+                    render::mrkdwn_escape(&id)
+                )),
+                Err(e) => render::ephemeral(&refusal(&e).2),
+            },
+            JitCommand::Cancel(id) => match self
+                .broker
+                .cancel(&caller, &id, None, Some("cancelled from Slack".into()))
+                .await
+            {
+                Ok(r) => {
+                    if let Err(e) = self.notifier.show_outcome(&r.request_id).await {
+                        tracing::warn!(request_id = %r.request_id, error = %e, "could not update the Slack message");
+                    }
+                    render::ephemeral_blocks(
+                        &format!("Cancelled {}", r.request_id),
+                        vec![render::request_block(&r, now())],
+                    )
+                }
+                Err(ServiceError::NotFound { .. }) => render::ephemeral(&format!(
+                    "No request `{}` that you can see. Type `/jit list` to see yours.",
+                    render::mrkdwn_escape(&id)
+                )),
+                Err(e) => render::ephemeral(&format!(
+                    "{} Type `/jit status {}` to see where it is.",
+                    refusal(&e).2,
+                    render::mrkdwn_escape(&id)
+                )),
+            },
+        };
+        self.respond(url, answer).await;
+    }
+
+    fn command_refusal(&self, e: &ServiceError, entitlement: &str) -> String {
+        let names: Vec<String> = self
+            .broker
+            .catalog
+            .entitlements()
+            .iter()
+            .take(20)
+            .map(|e| format!("`{}`", e.name))
+            .collect();
+        match e {
+            ServiceError::Invalid {
+                code: "unknown_entitlement",
+                ..
+            } => format!(
+                "There is no entitlement `{}`. Type `/jit request <entitlement> <duration> <reason>` with one of: {}.",
+                render::mrkdwn_escape(entitlement),
+                names.join(", ")
+            ),
+            ServiceError::Invalid { field, message, .. }
+                if field.as_deref() == Some("duration") =>
+            {
+                format!(
+                    "The duration {}. Type it like `30m`, `1h` or `1h30m`.",
+                    render::mrkdwn_escape(message)
+                )
+            }
+            ServiceError::Invalid { field, message, .. }
+                if field.as_deref() == Some("justification") =>
+            {
+                format!(
+                    "The reason {}. Type it after the duration.",
+                    render::mrkdwn_escape(message)
+                )
+            }
+            other => render::mrkdwn_escape(&refusal(other).2),
+        }
+    }
+
+    async fn list_answer(&self, caller: &Caller) -> Value {
+        let now = self.broker.clock.now();
+        let mine = self
+            .broker
+            .list(
+                caller,
+                None,
+                &ListQuery {
+                    status: None,
+                    page: PageRequest::first(10),
+                },
+            )
+            .await;
+        let waiting = self
+            .broker
+            .list(
+                caller,
+                None,
+                &ListQuery {
+                    status: Some(Status::ApprovalPending),
+                    page: PageRequest::first(10),
+                },
+            )
+            .await;
+        let mut blocks = vec![];
+        match mine {
+            Ok(p) if p.items.is_empty() => blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": "You have no requests. Type `/jit request <entitlement> <duration> <reason>` to ask for access."}})),
+            Ok(p) => {
+                blocks.push(json!({"type": "header", "text": {"type": "plain_text", "text": "Your requests"}}));
+                blocks.extend(p.items.iter().map(|r| render::request_block(r, now)));
+            }
+            Err(e) => return render::ephemeral(&refusal(&e).2),
+        }
+        if let Ok(p) = waiting
+            && !p.items.is_empty()
+        {
+            blocks.push(json!({"type": "header", "text": {"type": "plain_text", "text": "Waiting for your approval"}}));
+            blocks.extend(p.items.iter().map(|r| render::request_block(r, now)));
+        }
+        render::ephemeral_blocks("Your JIT access requests", blocks)
+    }
+}
+
+/// What to tell the approver after a decision was recorded.
+fn decided_text(r: &AccessRequest) -> (&'static str, String) {
+    match r.status {
+        Status::Denied => (
+            "Denied",
+            format!(
+                "The request from {} for {} is denied; the requester is told.",
+                r.requester.principal, r.entitlement
+            ),
+        ),
+        _ if r.decided_at.is_some() => (
+            "Approved",
+            format!(
+                "The request from {} for {} ({}) is approved; access is being granted.",
+                r.requester.principal, r.entitlement, r.duration
+            ),
+        ),
+        _ => (
+            "Approval recorded",
+            format!(
+                "Your approval of {}'s request for {} is recorded; it still waits for another approver.",
+                r.requester.principal, r.entitlement
+            ),
+        ),
+    }
+}
