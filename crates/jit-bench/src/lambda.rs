@@ -182,8 +182,9 @@ fn wait_for_next(
 pub struct InitResult {
     pub runs: Vec<Duration>,
     pub summary: Summary,
-    /// CPU time (user + system) each run used before asking for an event:
-    /// what init costs without the waiting a busy machine adds.
+    /// CPU time (user + system, all threads) each run used up to the kill
+    /// just after its first `next`: init's cost without the waiting a busy
+    /// machine adds.
     pub cpu: Vec<Duration>,
     pub cpu_summary: Summary,
     /// Discarded first runs (page cache, first exec).
@@ -212,8 +213,8 @@ pub fn measure_init(setup: &Setup, runs: usize, warmup: usize) -> anyhow::Result
             wait_for_next(&api, &mut child, INIT_TIMEOUT, &setup.logs.join(&log_name))
                 .with_context(|| format!("init run {}", i + 1))?;
         let mem = procfs::memory_of(child.child().id())?;
-        // It is blocked reading the answer to `next`: the CPU time it has
-        // used is its init's.
+        // It has just asked for an event: the CPU time it has used is its
+        // init's, plus the little it did after sending `next`.
         let used = child.finish()?;
         drop(reply);
         if i >= warmup {

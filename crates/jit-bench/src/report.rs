@@ -428,9 +428,11 @@ fn lambda_section(w: &mut String, i: &Inputs, r: &Results) {
             }
             let _ = writeln!(
                 w,
-                "\nCPU time is the child's own (`wait4` rusage when it is reaped; it is \
-                 blocked on `next` by then, so it is init's). Wall time above CPU time is \
-                 waiting: for the disk, for the loader, or for a CPU when other work \
+                "\nCPU time is the child's own, all threads, from exec until it is killed \
+                 just after its `next` arrives (`wait4` rusage at reaping): init's work, \
+                 plus whatever little it does between sending `next` and the kill. \
+                 Parallel threads can make it exceed wall time. Wall time well above CPU \
+                 time is waiting: for the disk, the loader, or a CPU when other work \
                  competes for this machine's cores. A wall-time outlier with an ordinary \
                  CPU time is the machine, not the binary.\n"
             );
