@@ -131,9 +131,7 @@ impl SecretSource for SecretsManagerSource {
             .filter(|s| !s.trim().is_empty())
             .map(|s| Secret::new(s.trim()))
             .ok_or_else(|| {
-                ChannelError::Failed(format!(
-                    "GetSecretValue: secret {id} has no string value"
-                ))
+                ChannelError::Failed(format!("GetSecretValue: secret {id} has no string value"))
             })
     }
 }

@@ -174,7 +174,10 @@ impl ChatApi for SlackWebApi {
             "unfurl_media": false,
         });
         let v = self
-            .call("chat.postMessage", self.post_json("chat.postMessage", &body)?)
+            .call(
+                "chat.postMessage",
+                self.post_json("chat.postMessage", &body)?,
+            )
             .await?;
         match (
             v.get("channel").and_then(Value::as_str),

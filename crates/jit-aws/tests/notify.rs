@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use jit_aws::{SecretsManagerSource, SesMailer, SlackWebApi};
-use jit_core::channels::{ChannelError, ChatApi, ChatMessage, ChatMessageRef, Email, Mailer, SecretSource};
+use jit_core::channels::{
+    ChannelError, ChatApi, ChatMessage, ChatMessageRef, Email, Mailer, SecretSource,
+};
 use jit_core::ports::Secret;
 use jit_testkit::fake_slack::{FakeSlack, SlackBehaviour};
 use serde_json::{Value, json};
@@ -77,7 +79,10 @@ async fn ses_sends_an_email_from_a_verified_sender_and_refuses_an_unverified_one
     match mailer.send(&unverified).await {
         Err(ChannelError::Failed(text)) => {
             assert!(text.starts_with("SendEmail:"), "{text}");
-            assert!(!text.contains(link), "the body never reaches an error: {text}");
+            assert!(
+                !text.contains(link),
+                "the body never reaches an error: {text}"
+            );
         }
         other => panic!("expected a permanent failure, got {other:?}"),
     }
@@ -120,13 +125,19 @@ async fn slack_posts_updates_looks_up_and_responds_with_the_bot_token() {
     .await;
     let slack = SlackWebApi::new(&fake.api_url(), Secret::new(TOKEN)).unwrap();
     // WHEN a message is posted and then updated
-    let at = slack.post_message("#jit-approvals", &message()).await.unwrap();
+    let at = slack
+        .post_message("#jit-approvals", &message())
+        .await
+        .unwrap();
     assert_eq!(at.channel, "C0FAKECHAN");
     slack.update_message(&at, &message()).await.unwrap();
     // THEN both calls carried the token and the message
     let posts = fake.calls_to("chat.postMessage");
     assert_eq!(posts.len(), 1);
-    assert_eq!(posts[0].authorization.as_deref(), Some(format!("Bearer {TOKEN}").as_str()));
+    assert_eq!(
+        posts[0].authorization.as_deref(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
     assert_eq!(posts[0].body["channel"], "#jit-approvals");
     assert_eq!(posts[0].body["blocks"][0]["type"], "section");
     let updates = fake.calls_to("chat.update");
@@ -194,10 +205,13 @@ async fn slack_failures_are_classified_and_never_carry_the_token() {
         channel: "C1".into(),
         ts: "1.0".into(),
     };
-    let err = tokio::time::timeout(Duration::from_secs(20), gone.update_message(&at, &message()))
-        .await
-        .expect("bounded")
-        .unwrap_err();
+    let err = tokio::time::timeout(
+        Duration::from_secs(20),
+        gone.update_message(&at, &message()),
+    )
+    .await
+    .expect("bounded")
+    .unwrap_err();
     assert!(err.is_transient(), "{err}");
     assert!(SlackWebApi::new("ftp://x", Secret::new(TOKEN)).is_err());
 }

@@ -85,9 +85,7 @@ impl FakeSlack {
                     tokio::spawn(async move {
                         let svc = service_fn(move |req: Request<Incoming>| {
                             let state = state.clone();
-                            async move {
-                                Ok::<_, std::convert::Infallible>(answer(&state, req).await)
-                            }
+                            async move { Ok::<_, std::convert::Infallible>(answer(&state, req).await) }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc)
@@ -215,7 +213,10 @@ async fn answer(state: &Arc<Mutex<State>>, req: Request<Incoming>) -> Response<F
                     200,
                     json!({"ok": true, "user": {"id": user, "profile": {"email": email}}}),
                 ),
-                None => reply(200, json!({"ok": true, "user": {"id": user, "profile": {}}})),
+                None => reply(
+                    200,
+                    json!({"ok": true, "user": {"id": user, "profile": {}}}),
+                ),
             }
         }
         "respond" => reply(200, json!({"ok": true})),
