@@ -5,6 +5,9 @@
 //! - From the requests table's stream: DynamoDB TTL deletes items days late,
 //!   so for each TTL `REMOVE` it revokes anything still live and records the
 //!   removal (`Tasks::expired_by_ttl`). The backstop, not the clock.
+//! - From an EventBridge schedule (`{"sweep": "revocations"}`): places the
+//!   early-revoke denies not yet on their role and removes those no session
+//!   can need any more (`Tasks::sweep_revocations`).
 
 use jit_core::tasks::TaskError;
 use jit_lambda::{TaskFailure, tasks_from_env, ttl_removals};
@@ -17,6 +20,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let tasks = tasks_from_env().await?;
     let tasks = &tasks;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        if event.payload.get("sweep").and_then(Value::as_str) == Some("revocations") {
+            let report = tasks.sweep_revocations().await.map_err(TaskFailure)?;
+            return Ok(json!({ "placed": report.placed, "removed": report.removed, "failed": report.failed }));
+        }
         if event.payload.get("Records").is_none() {
             return tasks.revoke(event.payload).await.map_err(TaskFailure);
         }

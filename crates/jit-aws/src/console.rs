@@ -31,8 +31,9 @@ pub const DEFAULT_DESTINATION: &str = "https://console.aws.amazon.com/";
 /// How the sign-in page names who sent the user.
 pub const ISSUER: &str = "jit-access";
 
-/// The longest the `getSigninToken` call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest the `getSigninToken` call may take (well inside the
+/// request Lambda's 10 s timeout).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `application/x-www-form-urlencoded` / RFC 3986 component encoding.
 pub(crate) fn encode_component(s: &str) -> String {
