@@ -30,6 +30,7 @@
 mod api;
 mod binaries;
 mod elf;
+mod engine;
 mod lambda;
 mod procfs;
 mod report;
@@ -65,6 +66,12 @@ struct Args {
     /// instead of `target/release`; implies --no-build.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Executions of the ten-state machine for the engine's throughput.
+    #[arg(long, default_value_t = 2000)]
+    engine_executions: usize,
+    /// Requests left waiting for approval in `jit-local` (memory, resume).
+    #[arg(long, default_value_t = 10_000)]
+    waiting: usize,
     /// Where to write the report, relative to the workspace root.
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     out: PathBuf,
@@ -248,9 +255,21 @@ fn main() -> anyhow::Result<()> {
         let why = "no `request` binary to run".to_string();
         (Err(why.clone()), Err(why))
     };
+    let workflow = engine::run(
+        &root,
+        &target.join("jit-local"),
+        args.engine_executions,
+        args.waiting,
+    );
+    let workflow_complete = workflow.throughput.iter().all(Result::is_ok)
+        && workflow.waiting.is_ok()
+        && workflow.cost.is_ok();
+    let (workflow_section, workflow_rows) = engine::markdown(&workflow);
     machine.load_end = load_average();
 
     let results = report::Results {
+        workflow_rows,
+        workflow_section,
         api,
         request_bin: request_info,
         local_bin: local_info,
@@ -274,7 +293,9 @@ fn main() -> anyhow::Result<()> {
             .map(|(k, v)| (*k, v.replace(&root.display().to_string(), "<repo>")))
             .collect(),
     };
-    let text = report::render(&machine, &inputs, &results);
+    let mut text = report::render(&machine, &inputs, &results);
+    text.push('\n');
+    text.push_str(&results.workflow_section);
     println!("{text}");
 
     let complete = built.is_ok()
@@ -282,7 +303,8 @@ fn main() -> anyhow::Result<()> {
         && results.request_bin.is_ok()
         && (results.local_bin.is_ok() || args.bin_dir.is_some())
         && results.init.is_ok()
-        && results.event.is_ok();
+        && results.event.is_ok()
+        && workflow_complete;
     if !complete {
         eprintln!(
             "jit-bench: some measurements failed (marked ERROR above); {} left as it was",

@@ -39,6 +39,10 @@ pub struct Inputs {
 }
 
 pub struct Results {
+    /// Summary rows of the workflow section: (what, value, target, pass).
+    pub workflow_rows: Vec<crate::engine::SummaryRow>,
+    /// The workflow section's Markdown (`crate::engine::markdown`).
+    pub workflow_section: String,
     pub api: Vec<Result<ApiRun, String>>,
     pub request_bin: Result<BinaryInfo, String>,
     pub local_bin: Result<BinaryInfo, String>,
@@ -188,6 +192,17 @@ fn rows(r: &Results) -> Vec<Row> {
             }
         }
         Err(e) => rows.push(error_row("Lambda memory", e)),
+    }
+    for (what, value, target, pass) in &r.workflow_rows {
+        rows.push(Row {
+            what: what.clone(),
+            value: value.clone(),
+            target: target.clone(),
+            verdict: match pass {
+                Some(p) => verdict(*p),
+                None => "**ERROR**",
+            },
+        });
     }
     rows
 }
