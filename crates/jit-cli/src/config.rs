@@ -1,0 +1,163 @@
+//! `jit configure`: where the API is and who we are, stored once under the
+//! user's config dir with mode 0600 (it holds the API key and any token).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", tag = "mode")]
+pub enum Auth {
+    /// jit-local: the identity headers `x-jit-user` / `x-jit-groups`.
+    Local { user: String, groups: Vec<String> },
+    /// `Authorization: Bearer <token>` (a JWT authorizer).
+    Bearer { token: String },
+    /// Only the API key (a trusted caller).
+    ApiKeyOnly,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    pub api_url: String,
+    pub api_key: String,
+    pub auth: Auth,
+}
+
+fn env_dir(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn home() -> Option<PathBuf> {
+    env_dir("HOME")
+}
+
+/// `$JIT_CONFIG_DIR`, else `$XDG_CONFIG_HOME/jit`, else `~/.config/jit`.
+pub fn config_dir() -> Result<PathBuf> {
+    env_dir("JIT_CONFIG_DIR")
+        .or_else(|| env_dir("XDG_CONFIG_HOME").map(|d| d.join("jit")))
+        .or_else(|| home().map(|h| h.join(".config").join("jit")))
+        .ok_or_else(|| anyhow!("no config directory: set HOME or JIT_CONFIG_DIR"))
+}
+
+/// `$JIT_CACHE_DIR`, else `$XDG_CACHE_HOME/jit`, else `~/.cache/jit`.
+pub fn cache_dir() -> Result<PathBuf> {
+    env_dir("JIT_CACHE_DIR")
+        .or_else(|| env_dir("XDG_CACHE_HOME").map(|d| d.join("jit")))
+        .or_else(|| home().map(|h| h.join(".cache").join("jit")))
+        .ok_or_else(|| anyhow!("no cache directory: set HOME or JIT_CACHE_DIR"))
+}
+
+pub fn config_path() -> Result<PathBuf> {
+    Ok(config_dir()?.join("config.json"))
+}
+
+impl Config {
+    pub fn load() -> Result<Config> {
+        let path = config_path()?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(anyhow!(
+                    "not configured ({} does not exist): run `jit configure --api-url <url> --api-key <key>`",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display())),
+        };
+        serde_json::from_str(&text).map_err(|e| {
+            anyhow!(
+                "{} is not a valid jit configuration ({e}): run `jit configure` again",
+                path.display()
+            )
+        })
+    }
+
+    pub fn save(&self) -> Result<PathBuf> {
+        let path = config_path()?;
+        let text = serde_json::to_string_pretty(self)?;
+        write_private(&path, text.as_bytes())?;
+        Ok(path)
+    }
+}
+
+/// Writes a file readable by its owner only (0600), creating its directory
+/// (0700), through a temporary file renamed into place.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no directory", path.display()))?;
+    create_private_dir(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_files_are_0600_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("config.json");
+        let cfg = Config {
+            api_url: "http://127.0.0.1:3000".into(),
+            api_key: "k".repeat(20),
+            auth: Auth::Local {
+                user: "a@example.com".into(),
+                groups: vec!["sre".into()],
+            },
+        };
+        write_private(&path, serde_json::to_string(&cfg).unwrap().as_bytes()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let back: Config = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, cfg);
+    }
+}

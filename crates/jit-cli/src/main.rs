@@ -1,0 +1,684 @@
+//! `jit`: request, decide and use just-in-time AWS access from a terminal.
+
+mod cache;
+mod client;
+mod config;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use clap::{Parser, Subcommand, ValueEnum};
+use hyper::Method;
+use serde_json::{Value, json};
+
+use client::Client;
+use config::{Auth, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "jit",
+    version,
+    about = "Just-in-time AWS access: request, approve, use."
+)]
+struct Cli {
+    /// `text` for people, `json` for scripts (the API's JSON as is).
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Store the API URL, API key and how to authenticate.
+    Configure {
+        /// e.g. http://127.0.0.1:3000 for jit-local.
+        #[arg(long)]
+        api_url: String,
+        /// The API key (jit-local prints it and writes `.jit/api-key`).
+        #[arg(long)]
+        api_key: String,
+        /// jit-local: name yourself with `x-jit-user` (needs --user).
+        #[arg(long, requires = "user", conflicts_with = "bearer")]
+        local: bool,
+        /// Your identity for --local.
+        #[arg(long, requires = "local")]
+        user: Option<String>,
+        /// Your groups for --local, comma-separated.
+        #[arg(long, requires = "local", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// A bearer token (JWT) sent as `Authorization: Bearer`.
+        #[arg(long)]
+        bearer: Option<String>,
+    },
+    /// Ask for an entitlement.
+    Request {
+        entitlement: String,
+        /// e.g. 15m, 1h, 1h30m or seconds.
+        #[arg(long, short)]
+        duration: Option<String>,
+        /// Why you need it (a ticket, an incident).
+        #[arg(long, short)]
+        reason: String,
+        #[arg(long)]
+        account: Option<String>,
+        /// Wait until the request is decided.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, e.g. 10m.
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Seconds between polls while waiting.
+        #[arg(long, default_value_t = 2.0, hide = true)]
+        poll_interval: f64,
+    },
+    /// Your requests, newest first (`--pending`: those you may approve).
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        /// Requests awaiting your approval.
+        #[arg(long, conflicts_with = "status")]
+        pending: bool,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// One request.
+    Show { id: String },
+    /// Cancel your pending request.
+    Cancel {
+        id: String,
+        #[arg(long, short)]
+        reason: Option<String>,
+    },
+    /// Approve someone else's request.
+    Approve {
+        id: String,
+        #[arg(long, short)]
+        reason: Option<String>,
+    },
+    /// Deny someone else's request.
+    Deny {
+        id: String,
+        #[arg(long, short)]
+        reason: String,
+    },
+    /// End a grant now.
+    Revoke {
+        id: String,
+        #[arg(long, short)]
+        reason: String,
+    },
+    /// Ask for more time on a grant.
+    Extend {
+        id: String,
+        #[arg(long, short)]
+        duration: String,
+        #[arg(long, short)]
+        reason: String,
+    },
+    /// credential_process JSON for a granted request (cached until 5 min before expiry).
+    Credentials { id: String },
+    /// `export AWS_…` lines for a granted request.
+    Env { id: String },
+    /// Run a command with the request's credentials in its environment.
+    Exec {
+        id: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// The AWS console sign-in URL for a granted request.
+    Console {
+        id: String,
+        /// Open it with xdg-open.
+        #[arg(long)]
+        open: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration like 30s, 15m, 1h30m"))?;
+        num.clear();
+        total += match c {
+            's' => n,
+            'm' => n * 60,
+            'h' => n * 3600,
+            'd' => n * 86400,
+            _ => return Err(format!("`{s}` is not a duration like 30s, 15m, 1h30m")),
+        };
+    }
+    if !num.is_empty() {
+        return Err(format!("`{s}` is not a duration like 30s, 15m, 1h30m"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("jit: error: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn connect() -> Result<Client> {
+    Client::new(Config::load()?)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let out = cli.output;
+    match cli.command {
+        Command::Configure {
+            api_url,
+            api_key,
+            local,
+            user,
+            groups,
+            bearer,
+        } => {
+            let auth = match (local, user, bearer) {
+                (true, Some(user), _) => Auth::Local {
+                    user,
+                    groups: groups.into_iter().filter(|g| !g.is_empty()).collect(),
+                },
+                (_, _, Some(token)) => Auth::Bearer { token },
+                _ => Auth::ApiKeyOnly,
+            };
+            let cfg = Config {
+                api_url: api_url.trim_end_matches('/').to_string(),
+                api_key,
+                auth,
+            };
+            // Fail now, not at first use, on a URL this build cannot call.
+            Client::new(cfg.clone())?;
+            let path = cfg.save()?;
+            if out == Output::Json {
+                println!("{}", json!({ "configPath": path, "apiUrl": cfg.api_url }));
+            } else {
+                println!("saved {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Credentials { id } => {
+            // The hot path (every AWS CLI call): the cache answers without
+            // reading the config or starting a runtime.
+            if let Some(text) = cache::fresh(&id)? {
+                println!("{text}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let creds = fetch_credentials(&id)?;
+            println!("{creds}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Env { id } => {
+            let creds = credentials_value(&id)?;
+            if out == Output::Json {
+                println!("{creds}");
+            } else {
+                for (k, v) in env_pairs(&creds)? {
+                    println!("export {k}={}", shell_quote(&v));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec { id, command } => {
+            let creds = credentials_value(&id)?;
+            let mut cmd = std::process::Command::new(&command[0]);
+            cmd.args(&command[1..]);
+            for (k, v) in env_pairs(&creds)? {
+                cmd.env(k, v);
+            }
+            cmd.env_remove("AWS_PROFILE");
+            let status = cmd
+                .status()
+                .map_err(|e| anyhow!("cannot run `{}`: {e}", command[0]))?;
+            Ok(ExitCode::from(
+                status.code().unwrap_or(1).clamp(0, 255) as u8
+            ))
+        }
+        other => api_command(other, out),
+    }
+}
+
+fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
+    let client = connect()?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        match cmd {
+            Command::Request {
+                entitlement,
+                duration,
+                reason,
+                account,
+                wait,
+                timeout,
+                poll_interval,
+            } => {
+                let mut body = json!({ "entitlement": entitlement, "justification": reason });
+                if let Some(d) = duration {
+                    body["duration"] = duration_json(&d);
+                }
+                if let Some(a) = account {
+                    body["account"] = json!(a);
+                }
+                let r = client.call(Method::POST, "/requests", Some(&body)).await?;
+                if !wait || is_decided(&r) {
+                    print_request(&r, out);
+                    return finish(&r, wait);
+                }
+                let id = r["requestId"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("the API answered without a requestId"))?
+                    .to_string();
+                let r = wait_for_decision(&client, &id, &r, timeout, poll_interval).await?;
+                print_request(&r, out);
+                finish(&r, true)
+            }
+            Command::List {
+                status,
+                pending,
+                limit,
+            } => {
+                let mut q = Vec::new();
+                if pending {
+                    q.push("status=APPROVAL_PENDING".to_string());
+                } else if let Some(s) = status {
+                    q.push(format!("status={}", s.to_ascii_uppercase()));
+                }
+                if let Some(l) = limit {
+                    q.push(format!("limit={l}"));
+                }
+                let path = if q.is_empty() {
+                    "/requests".to_string()
+                } else {
+                    format!("/requests?{}", q.join("&"))
+                };
+                let v = client.call(Method::GET, &path, None).await?;
+                if out == Output::Json {
+                    println!("{v}");
+                } else {
+                    print_list(&v);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Show { id } => {
+                let r = client
+                    .call(Method::GET, &format!("/requests/{}", seg(&id)?), None)
+                    .await?;
+                print_request(&r, out);
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Cancel { id, reason } => {
+                post_verb(&client, &id, "cancel", reason_body(reason), out).await
+            }
+            Command::Approve { id, reason } => {
+                post_verb(&client, &id, "approve", reason_body(reason), out).await
+            }
+            Command::Deny { id, reason } => {
+                post_verb(&client, &id, "deny", reason_body(Some(reason)), out).await
+            }
+            Command::Revoke { id, reason } => {
+                post_verb(&client, &id, "revoke", reason_body(Some(reason)), out).await
+            }
+            Command::Extend {
+                id,
+                duration,
+                reason,
+            } => {
+                let body = json!({ "duration": duration_json(&duration), "reason": reason });
+                post_verb(&client, &id, "extend", body, out).await
+            }
+            Command::Console { id, open } => {
+                let v = client
+                    .call(
+                        Method::GET,
+                        &format!("/requests/{}/console", seg(&id)?),
+                        None,
+                    )
+                    .await?;
+                let url = v["url"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("the API answered without a console url"))?;
+                if out == Output::Json {
+                    println!("{v}");
+                } else {
+                    println!("{url}");
+                }
+                if open {
+                    open_browser(url)?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Configure { .. }
+            | Command::Credentials { .. }
+            | Command::Env { .. }
+            | Command::Exec { .. } => unreachable!("handled before connecting"),
+        }
+    })
+}
+
+fn finish(r: &Value, waited: bool) -> Result<ExitCode> {
+    let status = r["status"].as_str().unwrap_or("");
+    if waited && status != "GRANTED" {
+        let id = r["requestId"].as_str().unwrap_or("?");
+        let why = r["reason"]
+            .as_str()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default();
+        return Err(anyhow!(
+            "request {id} ended {status}{why}: see `jit show {id}`"
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reason_body(reason: Option<String>) -> Value {
+    match reason {
+        Some(r) => json!({ "reason": r }),
+        None => json!({}),
+    }
+}
+
+fn duration_json(d: &str) -> Value {
+    match d.trim().parse::<u64>() {
+        Ok(n) => json!(n),
+        Err(_) => json!(d.trim()),
+    }
+}
+
+/// A request id as one URL path segment; anything else is refused.
+fn seg(id: &str) -> Result<&str> {
+    if !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(id)
+    } else {
+        Err(anyhow!(
+            "`{id}` is not a request id: find it with `jit list`"
+        ))
+    }
+}
+
+async fn post_verb(
+    client: &Client,
+    id: &str,
+    verb: &str,
+    body: Value,
+    out: Output,
+) -> Result<ExitCode> {
+    let r = client
+        .call(
+            Method::POST,
+            &format!("/requests/{}/{verb}", seg(id)?),
+            Some(&body),
+        )
+        .await?;
+    print_request(&r, out);
+    Ok(ExitCode::SUCCESS)
+}
+
+const UNDECIDED: &[&str] = &[
+    "REQUESTED",
+    "VALIDATING",
+    "POLICY_GENERATION",
+    "APPROVAL_PENDING",
+];
+
+fn is_decided(r: &Value) -> bool {
+    !UNDECIDED.contains(&r["status"].as_str().unwrap_or(""))
+}
+
+async fn wait_for_decision(
+    client: &Client,
+    id: &str,
+    first: &Value,
+    timeout: Duration,
+    poll_interval: f64,
+) -> Result<Value> {
+    let tty = std::io::stderr().is_terminal();
+    let frames = ['|', '/', '-', '\\'];
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(poll_interval.clamp(0.05, 60.0));
+    let mut last_status = String::new();
+    let mut r = first.clone();
+    let mut tick = 0usize;
+    loop {
+        let status = r["status"].as_str().unwrap_or("?").to_string();
+        if is_decided(&r) {
+            if tty {
+                eprint!("\r\x1b[2K");
+            }
+            return Ok(r);
+        }
+        if tty {
+            eprint!(
+                "\r\x1b[2K{} {id} {status} ({}s)",
+                frames[tick % frames.len()],
+                started.elapsed().as_secs()
+            );
+            let _ = std::io::stderr().flush();
+        } else if status != last_status {
+            eprintln!("{id} {status}");
+        }
+        last_status = status;
+        tick += 1;
+        if started.elapsed() >= timeout {
+            if tty {
+                eprintln!();
+            }
+            return Err(anyhow!(
+                "request {id} is still {last_status} after {}s: check later with `jit show {id}`",
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(interval.min(timeout.saturating_sub(started.elapsed()))).await;
+        r = client
+            .call(Method::GET, &format!("/requests/{}", seg(id)?), None)
+            .await?;
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn requester_of(r: &Value) -> String {
+    let q = &r["requester"];
+    for k in ["email", "id", "principal", "name"] {
+        if let Some(s) = q[k].as_str() {
+            return s.to_string();
+        }
+    }
+    text(q)
+}
+
+fn print_request(r: &Value, out: Output) {
+    if out == Output::Json {
+        println!("{r}");
+        return;
+    }
+    let rows = [
+        ("id", text(&r["requestId"])),
+        ("status", text(&r["status"])),
+        ("entitlement", text(&r["entitlement"])),
+        ("account", text(&r["account"])),
+        ("requester", requester_of(r)),
+        ("duration", text(&r["duration"])),
+        ("justification", text(&r["justification"])),
+        ("created", text(&r["createdAt"])),
+        ("expires", text(&r["expiresAt"])),
+    ];
+    for (k, v) in rows {
+        println!("{k:<14}{v}");
+    }
+    if let Some(reason) = r["reason"].as_str() {
+        println!("{:<14}{reason}", "reason");
+    }
+}
+
+fn print_list(v: &Value) {
+    let empty = Vec::new();
+    let items = v["requests"].as_array().unwrap_or(&empty);
+    if items.is_empty() {
+        println!("no requests");
+        return;
+    }
+    println!(
+        "{:<28} {:<20} {:<26} {:<24} EXPIRES",
+        "ID", "STATUS", "ENTITLEMENT", "REQUESTER"
+    );
+    for r in items {
+        println!(
+            "{:<28} {:<20} {:<26} {:<24} {}",
+            text(&r["requestId"]),
+            text(&r["status"]),
+            text(&r["entitlement"]),
+            requester_of(r),
+            text(&r["expiresAt"])
+        );
+    }
+    if let Some(c) = v["nextCursor"].as_str() {
+        println!("(more: the API's nextCursor is {c})");
+    }
+}
+
+/// Credentials as JSON text: from the cache when fresh, else from the API
+/// (and then cached).
+fn fetch_credentials(id: &str) -> Result<String> {
+    let client = connect()?;
+    let path = format!("/requests/{}/credentials", seg(id)?);
+    let v = runtime()?.block_on(client.call(Method::GET, &path, None))?;
+    for k in [
+        "AccessKeyId",
+        "SecretAccessKey",
+        "SessionToken",
+        "Expiration",
+    ] {
+        if !v[k].is_string() {
+            return Err(anyhow!(
+                "the API's credentials answer has no `{k}`: is the API URL right? check `jit configure`"
+            ));
+        }
+    }
+    let text = v.to_string();
+    cache::store(id, &text)?;
+    Ok(text)
+}
+
+fn credentials_value(id: &str) -> Result<Value> {
+    let text = match cache::fresh(id)? {
+        Some(t) => t,
+        None => fetch_credentials(id)?,
+    };
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn env_pairs(creds: &Value) -> Result<Vec<(&'static str, String)>> {
+    let get = |k: &str| {
+        creds[k]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("credentials without `{k}`"))
+    };
+    Ok(vec![
+        ("AWS_ACCESS_KEY_ID", get("AccessKeyId")?),
+        ("AWS_SECRET_ACCESS_KEY", get("SecretAccessKey")?),
+        ("AWS_SESSION_TOKEN", get("SessionToken")?),
+        ("AWS_CREDENTIAL_EXPIRATION", get("Expiration")?),
+    ])
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=_-.:".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn open_browser(url: &str) -> Result<()> {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("xdg-open").is_file()))
+        .unwrap_or(false);
+    if !found {
+        eprintln!("jit: xdg-open not found; open the URL above yourself");
+        return Ok(());
+    }
+    std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow!("cannot run xdg-open: {e}; open the URL above yourself"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert!(parse_duration("1x").is_err());
+        assert!(parse_duration("h").is_err());
+        assert_eq!(duration_json("900"), json!(900));
+        assert_eq!(duration_json("1h"), json!("1h"));
+    }
+
+    #[test]
+    fn quoting_and_ids() {
+        assert_eq!(shell_quote("AKIA123"), "AKIA123");
+        assert_eq!(shell_quote("a b'c"), "'a b'\\''c'");
+        assert!(seg("01KABC").is_ok());
+        assert!(seg("../etc").is_err());
+        assert!(seg("").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
