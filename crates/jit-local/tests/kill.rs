@@ -1,0 +1,104 @@
+//! The real binary killed with SIGKILL while a request waits for approval,
+//! then restarted on the same data: the stored task token still completes
+//! the approval and the request is granted. (Waits and timers across a
+//! restart are covered on a manual clock in `lifecycle.rs`.)
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const KEY: &str = "kill-test-key-0123456789abcdef";
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn start(data: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jit-local"))
+        .args(["--addr", "127.0.0.1:0", "--api-key", KEY, "--catalog"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"))
+        .arg("--data-dir")
+        .arg(data)
+        .env("JIT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("jit-local starts");
+        if let Some(a) = line.strip_prefix("jit-local listening on http://") {
+            return (child, a.trim().parse().unwrap());
+        }
+    }
+}
+
+fn call(addr: SocketAddr, method: &str, path: &str, user: &str, body: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect_timeout(&addr, LIMIT).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nx-api-key: {KEY}\r\nx-jit-user: {user}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = resp.split("\r\n\r\n").nth(1).unwrap_or("{}");
+    (code, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+fn wait_for_status(addr: SocketAddr, id: &str, want: &str) {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let (_, v) = call(
+            addr,
+            "GET",
+            &format!("/requests/{id}"),
+            "lead@example.com",
+            "",
+        );
+        if v["status"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} never became {want}: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigkill_while_waiting_for_approval_then_restart_and_approve() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start(dir.path());
+    let body = r#"{"entitlement":"JIT-ElevatedAdminRole","duration":"1h","justification":"INC-9"}"#;
+    let (code, v) = call(addr, "POST", "/requests", "alice@example.com", body);
+    assert_eq!(code, 201, "{v}");
+    let id = v["requestId"].as_str().unwrap().to_string();
+    wait_for_status(addr, &id, "APPROVAL_PENDING");
+    child.kill().unwrap(); // SIGKILL: no shutdown code runs
+    child.wait().unwrap();
+
+    let (mut child, addr) = start(dir.path());
+    let (code, v) = call(
+        addr,
+        "POST",
+        &format!("/requests/{id}/approve"),
+        "lead@example.com",
+        "{}",
+    );
+    assert_eq!(code, 200, "{v}");
+    wait_for_status(addr, &id, "GRANTED");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
