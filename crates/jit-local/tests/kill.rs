@@ -14,7 +14,18 @@ use serde_json::Value;
 const KEY: &str = "kill-test-key-0123456789abcdef";
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn start(data: &Path) -> (Child, SocketAddr) {
+/// The running binary; killed (SIGKILL) and reaped when dropped, whatever
+/// the test did.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(data: &Path) -> (Running, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jit-local"))
         .args(["--addr", "127.0.0.1:0", "--api-key", KEY, "--catalog"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"))
@@ -26,6 +37,7 @@ fn start(data: &Path) -> (Child, SocketAddr) {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let child = Running(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -80,16 +92,15 @@ fn wait_for_status(addr: SocketAddr, id: &str, want: &str) {
 #[test]
 fn sigkill_while_waiting_for_approval_then_restart_and_approve() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start(dir.path());
+    let (child, addr) = start(dir.path());
     let body = r#"{"entitlement":"JIT-ElevatedAdminRole","duration":"1h","justification":"INC-9"}"#;
     let (code, v) = call(addr, "POST", "/requests", "alice@example.com", body);
     assert_eq!(code, 201, "{v}");
     let id = v["requestId"].as_str().unwrap().to_string();
     wait_for_status(addr, &id, "APPROVAL_PENDING");
-    child.kill().unwrap(); // SIGKILL: no shutdown code runs
-    child.wait().unwrap();
+    drop(child); // SIGKILL: no shutdown code runs
 
-    let (mut child, addr) = start(dir.path());
+    let (child, addr) = start(dir.path());
     let (code, v) = call(
         addr,
         "POST",
@@ -99,6 +110,5 @@ fn sigkill_while_waiting_for_approval_then_restart_and_approve() {
     );
     assert_eq!(code, 200, "{v}");
     wait_for_status(addr, &id, "GRANTED");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 }
