@@ -6,6 +6,7 @@ use anyhow::{Result, anyhow};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -17,23 +18,22 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Client {
     cfg: Config,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Client {
     pub fn new(cfg: Config) -> Result<Client> {
-        if cfg.api_url.starts_with("https://") {
+        let https = if cfg.api_url.starts_with("https://") {
+            true
+        } else if cfg.api_url.starts_with("http://") {
+            false
+        } else {
             return Err(anyhow!(
-                "https API URLs are not supported by this build of jit yet: use an http:// URL (jit-local) — run `jit configure --api-url http://…`"
-            ));
-        }
-        if !cfg.api_url.starts_with("http://") {
-            return Err(anyhow!(
-                "the API URL `{}` is not an http:// URL: run `jit configure --api-url http://127.0.0.1:3000`",
+                "the API URL `{}` is not an http:// or https:// URL: run `jit configure --api-url <url>`",
                 cfg.api_url
             ));
-        }
-        let http = HyperClient::builder(TokioExecutor::new()).build_http();
+        };
+        let http = HyperClient::builder(TokioExecutor::new()).build(connector(https)?);
         Ok(Client { cfg, http })
     }
 
@@ -96,6 +96,27 @@ impl Client {
         }
         Err(anyhow!(api_error_line(status.as_u16(), &value)))
     }
+}
+
+/// Plain http needs no trust roots, so loading the platform's (a few ms) is
+/// paid only for https URLs.
+fn connector(https: bool) -> Result<HttpsConnector<HttpConnector>> {
+    let ring = || std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = if https {
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(ring())
+            .map_err(|e| {
+                anyhow!("no trusted TLS root certificates on this machine ({e}): install the CA certificates package")
+            })?
+    } else {
+        let config = rustls::ClientConfig::builder_with_provider(ring())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| anyhow!("TLS setup: {e}"))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+    };
+    Ok(builder.https_or_http().enable_http1().build())
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {

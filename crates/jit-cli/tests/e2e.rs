@@ -395,6 +395,26 @@ fn errors_are_one_line_with_the_fix() {
     assert!(err.contains("API key"), "{err}");
     assert!(err.contains("jit configure --api-key"), "{err}");
 
+    // Not an http(s) URL: refused at configure time, nothing saved.
+    let ftp = Jit::new(dir.path(), "ftp");
+    let out = ftp.run(&["configure", "--api-url", "ftp://x", "--api-key", KEY]);
+    assert!(!out.status.success());
+    assert!(!ftp.config.join("config.json").exists());
+
+    // https to a plain-http server: the TLS handshake fails, on one line.
+    let tls = Jit::new(dir.path(), "tls");
+    tls.configure(
+        &format!("https://{}", server.addr),
+        KEY,
+        "sre@example.com",
+        "sre",
+    );
+    let out = tls.run(&["list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach https://"), "{err}");
+
     // An unknown entitlement.
     let sre = Jit::new(dir.path(), "sre");
     sre.configure(&server.url(), KEY, "sre@example.com", "sre");
