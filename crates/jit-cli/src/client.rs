@@ -56,7 +56,7 @@ impl Client {
             Auth::Bearer { token } => {
                 b = b.header("authorization", format!("Bearer {token}"));
             }
-            Auth::ApiKeyOnly => {}
+            Auth::Sigv4 { .. } | Auth::ApiKeyOnly => {}
         }
         let payload = match body {
             Some(v) => {
@@ -65,9 +65,19 @@ impl Client {
             }
             None => Bytes::new(),
         };
-        let req = b
-            .body(Full::new(payload))
+        let mut req = b
+            .body(Full::new(payload.clone()))
             .map_err(|e| anyhow!("bad API URL `{url}` ({e}): run `jit configure --api-url …`"))?;
+        if let Auth::Sigv4 { region, profile } = &self.cfg.auth {
+            let keys = crate::sigv4::load_keys(profile.as_deref())?;
+            crate::sigv4::sign_request(
+                &mut req,
+                &payload,
+                &keys,
+                region,
+                std::time::SystemTime::now(),
+            )?;
+        }
         let resp = tokio::time::timeout(TIMEOUT, self.http.request(req))
             .await
             .map_err(|_| {

@@ -13,6 +13,12 @@ pub enum Auth {
     Local { user: String, groups: Vec<String> },
     /// `Authorization: Bearer <token>` (a JWT authorizer).
     Bearer { token: String },
+    /// SigV4 (`execute-api`) with the user's base AWS credentials.
+    Sigv4 {
+        region: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
+    },
     /// Only the API key (a trusted caller).
     ApiKeyOnly,
 }

@@ -3,6 +3,7 @@
 mod cache;
 mod client;
 mod config;
+mod sigv4;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -56,8 +57,17 @@ enum Command {
         #[arg(long, requires = "local", value_delimiter = ',')]
         groups: Vec<String>,
         /// A bearer token (JWT) sent as `Authorization: Bearer`.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "sigv4")]
         bearer: Option<String>,
+        /// Sign calls with SigV4 (IAM) using your AWS credentials (env or ~/.aws/credentials).
+        #[arg(long, requires = "region", conflicts_with = "local")]
+        sigv4: bool,
+        /// The API's region, for --sigv4.
+        #[arg(long, requires = "sigv4")]
+        region: Option<String>,
+        /// The shared-credentials profile for --sigv4 (default: AWS_PROFILE, then `default`).
+        #[arg(long, requires = "sigv4")]
+        profile: Option<String>,
     },
     /// Ask for an entitlement.
     Request {
@@ -205,13 +215,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             user,
             groups,
             bearer,
+            sigv4,
+            region,
+            profile,
         } => {
-            let auth = match (local, user, bearer) {
-                (true, Some(user), _) => Auth::Local {
+            let auth = match (local, user, bearer, region) {
+                (true, Some(user), _, _) => Auth::Local {
                     user,
                     groups: groups.into_iter().filter(|g| !g.is_empty()).collect(),
                 },
-                (_, _, Some(token)) => Auth::Bearer { token },
+                (_, _, Some(token), _) => Auth::Bearer { token },
+                (_, _, _, Some(region)) if sigv4 => Auth::Sigv4 { region, profile },
                 _ => Auth::ApiKeyOnly,
             };
             let cfg = Config {
