@@ -621,7 +621,7 @@ impl Approvals {
                         &format!("Requested {} ({})", r.entitlement, r.request_id),
                         vec![
                             json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
-                                "Requested *{}* for {}. Approvers are being told; I'll keep the record. Check with `/jit status {}`.",
+                                "Requested *{}* for {}; the approvers are being told. Check on it with `/jit status {}`.",
                                 render::mrkdwn_escape(&r.entitlement), r.duration, r.request_id)}}),
                             render::request_block(&r, now()),
                         ],

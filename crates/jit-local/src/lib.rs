@@ -24,6 +24,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 pub mod access;
+pub mod approvals;
 pub mod asl;
 pub mod catalog_cmd;
 pub mod grants;
@@ -87,6 +88,7 @@ pub struct App {
     role_policies: Option<Arc<access::LocalRoleRevoker>>,
     resumed: Option<(u64, u64)>,
     driver: Option<jit_engine::DriverHandle>,
+    approvals: Option<approvals::LocalApprovals>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("approvals: {0}")]
+    Approvals(String),
 }
 
 /// Reads and validates the catalog file, naming the file in any error.
@@ -157,6 +161,7 @@ impl App {
             role_policies: None,
             resumed: None,
             driver: None,
+            approvals: None,
         })
     }
 
@@ -179,6 +184,22 @@ impl App {
         cfg: &Config,
         clock: Arc<dyn Clock>,
         overrides: Overrides,
+    ) -> Result<(App, String), StartError> {
+        App::build_full(
+            cfg,
+            clock,
+            overrides,
+            &approvals::ApprovalsConfig::default(),
+        )
+    }
+
+    /// Like [`App::build_with`], with the approval channels configured
+    /// (Slack, email, the link key, the public URL links point at).
+    pub fn build_full(
+        cfg: &Config,
+        clock: Arc<dyn Clock>,
+        overrides: Overrides,
+        approvals_cfg: &approvals::ApprovalsConfig,
     ) -> Result<(App, String), StartError> {
         let catalog = Arc::new(load_catalog(&cfg.catalog_path)?);
         std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
@@ -232,6 +253,16 @@ impl App {
                 path: outbox.display().to_string(),
                 source,
             })?;
+        let (approval_notifier, approval_summary) = approvals::LocalApprovals::build(
+            approvals_cfg,
+            store.clone(),
+            catalog.clone(),
+            clock.clone(),
+            &cfg.data_dir,
+            &format!("http://{}", cfg.addr),
+            cfg.print_notifications,
+        )
+        .map_err(StartError::Approvals)?;
         let tasks = jit_core::tasks::Tasks {
             store: store.clone(),
             catalog: catalog.clone(),
@@ -239,7 +270,10 @@ impl App {
             issuer,
             attacher: grant_attacher,
             revoker,
-            notifier: Arc::new(notifier),
+            notifier: Arc::new(approvals::Both(
+                Arc::new(notifier),
+                Arc::new(approval_notifier.clone()),
+            )),
         };
         let engine_path = cfg.data_dir.join("engine.db");
         let engine_err = |detail: String| StartError::Store {
@@ -269,7 +303,7 @@ impl App {
             return Err(StartError::WeakApiKey);
         }
         let driver = cfg.run_driver.then(|| engine.spawn_driver());
-        let app = App {
+        let mut app = App {
             broker: Broker {
                 store,
                 workflow: Arc::new(workflow::EngineWorkflow::new(engine.clone())),
@@ -287,7 +321,14 @@ impl App {
             role_policies: Some(role_policies),
             resumed: Some((resumed.running, resumed.waiting_for_callback)),
             driver,
+            approvals: None,
         };
+        app.approvals = Some(approvals::LocalApprovals::new(
+            approvals_cfg,
+            approval_notifier,
+            &app.broker,
+            approval_summary,
+        ));
         Ok((app, api_key))
     }
 
@@ -334,6 +375,20 @@ impl App {
     /// (running, waiting for a decision) executions found at start.
     pub fn resumed(&self) -> Option<(u64, u64)> {
         self.resumed
+    }
+
+    /// The approval channels and callback (Slack, email, links).
+    pub fn approvals(&self) -> Option<&approvals::LocalApprovals> {
+        self.approvals.as_ref()
+    }
+
+    /// Sends due reminders and shows outcomes on Slack messages;
+    /// `jit-local` runs it every 30 seconds.
+    pub async fn sweep_reminders(&self) -> Result<jit_approvals::reminders::SweepReport, String> {
+        match &self.approvals {
+            Some(a) => a.sweep().await,
+            None => Ok(Default::default()),
+        }
     }
 
     /// Checks the API key in constant time, like a usage plan would (but
@@ -387,6 +442,11 @@ impl App {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let (parts, body) = req.into_parts();
+        // The approval callback authenticates by signed link or Slack
+        // signature, never by API key (as on API Gateway).
+        if jit_approvals::is_approvals_path(parts.uri.path()) {
+            return approvals::serve(self.approvals.as_ref(), parts, body).await;
+        }
         if !self.key_ok(&parts.headers) {
             return forbidden_key();
         }

@@ -46,6 +46,19 @@ struct Args {
         default_value = jit_aws::console::DEFAULT_FEDERATION_URL
     )]
     federation_url: String,
+    /// Slack's Web API base URL (Slack itself by default; a loopback fake in
+    /// tests). Slack is on when `JIT_SLACK_BOT_TOKEN` is set; its
+    /// interactivity and `/jit` when `JIT_SLACK_SIGNING_SECRET` is set.
+    #[arg(long, env = "JIT_SLACK_URL")]
+    slack_url: Option<String>,
+    /// The base URL approval links point at (default `http://<addr>`).
+    #[arg(long, env = "JIT_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Send approval emails through SES from this verified sender (AWS
+    /// settings from the environment); otherwise they go to
+    /// `<data-dir>/outbox/` as `.eml` files.
+    #[arg(long, env = "JIT_SES_FROM")]
+    ses_from: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,13 +141,31 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
-    let (app, api_key) = match App::build_with(&cfg, Arc::new(SystemClock), overrides) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("jit-local: {e}");
-            std::process::exit(2);
-        }
+    // Secrets come from the environment only, never from flags (which
+    // other users of the machine can read in the process list).
+    let secret = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(jit_core::ports::Secret::new)
     };
+    let approvals_cfg = jit_local::approvals::ApprovalsConfig {
+        slack_url: args.slack_url.clone(),
+        slack_signing_secret: secret("JIT_SLACK_SIGNING_SECRET"),
+        slack_bot_token: secret("JIT_SLACK_BOT_TOKEN"),
+        link_secret: secret("JIT_LINK_SECRET"),
+        public_url: args.public_url.clone(),
+        ses_from: args.ses_from.clone(),
+        ..Default::default()
+    };
+    let (app, api_key) =
+        match App::build_full(&cfg, Arc::new(SystemClock), overrides, &approvals_cfg) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("jit-local: {e}");
+                std::process::exit(2);
+            }
+        };
     let key_file = cfg.data_dir.join("api-key");
     write_key_file(&key_file, &api_key)
         .with_context(|| format!("writing {}", key_file.display()))?;
@@ -189,6 +220,15 @@ async fn main() -> anyhow::Result<()> {
             "  workflow:  state-machine/approval.asl.json on the local engine ({running} executions resumed, {waiting} waiting for a decision)"
         );
     }
+    if let Some(a) = app.approvals() {
+        for line in &a.summary {
+            println!("  {line}");
+        }
+        println!(
+            "  approvals: {}/approvals/<id>?… (the emailed links)",
+            a.notifier.public_url
+        );
+    }
 
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -221,9 +261,25 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
+    // Reminders for undecided requests, and outcomes on Slack messages.
+    let reminders = {
+        let app = Arc::downgrade(&app);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                let Some(app) = app.upgrade() else { break };
+                if let Err(e) = app.sweep_reminders().await {
+                    tracing::warn!(error = %e, "the reminder sweep failed");
+                }
+            }
+        })
+    };
     jit_local::serve(listener, app.clone(), shutdown).await?;
     sweeper.abort();
     let _ = sweeper.await;
+    reminders.abort();
+    let _ = reminders.await;
     if let Ok(app) = Arc::try_unwrap(app) {
         app.shutdown().await;
     }
