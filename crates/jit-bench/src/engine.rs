@@ -254,10 +254,44 @@ fn post(addr: SocketAddr, path: &str, user: &str, body: &str) -> anyhow::Result<
         .ok_or_else(|| anyhow!("bad answer: {resp:.80}"))
 }
 
-fn count_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
+/// One GET over a fresh connection; returns status and JSON body.
+fn get(addr: SocketAddr, path: &str, user: &str) -> anyhow::Result<(u16, Value)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nx-api-key: {KEY}\r\nx-jit-user: {user}\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("bad answer: {resp:.80}"))?;
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("null");
+    Ok((code, serde_json::from_str(body)?))
+}
+
+/// Requests in APPROVAL_PENDING, as their approver lists them.
+fn count_pending(addr: SocketAddr) -> anyhow::Result<usize> {
+    let mut count = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/requests?status=APPROVAL_PENDING&limit=100&cursor={c}"),
+            None => "/requests?status=APPROVAL_PENDING&limit=100".to_string(),
+        };
+        let (code, v) = get(addr, &path, "lead@example.com")?;
+        if code != 200 {
+            bail!("listing pending requests answered {code}: {v}");
+        }
+        count += v["requests"].as_array().map_or(0, Vec::len);
+        match v["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return Ok(count),
+        }
+    }
 }
 
 /// Fills a `jit-local` with `n` requests waiting for approval, measures its
@@ -278,17 +312,18 @@ pub fn waiting(bin: &Path, root: &Path, n: usize) -> anyhow::Result<Waiting> {
                 bail!("create {i} answered {code}");
             }
         }
-        // Every request reaches APPROVAL_PENDING when its notice is written.
-        let outbox = data.join("outbox/notifications.jsonl");
+        // Wait until the engine has moved every request to APPROVAL_PENDING,
+        // as an approver listing them sees it.
         let deadline = Instant::now() + Duration::from_secs(300);
-        while count_lines(&outbox) < n {
-            if Instant::now() > deadline {
-                bail!(
-                    "only {} of {n} requests waiting after 300 s",
-                    count_lines(&outbox)
-                );
+        loop {
+            let pending = count_pending(addr)?;
+            if pending >= n {
+                break;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            if Instant::now() > deadline {
+                bail!("only {pending} of {n} requests waiting after 300 s");
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
         let created = t0.elapsed();
         std::thread::sleep(Duration::from_millis(200));
