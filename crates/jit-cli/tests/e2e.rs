@@ -107,7 +107,14 @@ impl Jit {
 
     fn run(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jit"));
+        // No ambient AWS credentials leak into a test.
+        let home = self.config.parent().unwrap().join("home");
         cmd.args(args)
+            .env("HOME", &home)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_SHARED_CREDENTIALS_FILE")
             .env("JIT_CONFIG_DIR", &self.config)
             .env("JIT_CACHE_DIR", &self.cache)
             .env_remove("AWS_PROFILE");
@@ -356,6 +363,31 @@ fn deny_and_cancel() {
     let a = req("one");
     let d = lead.json(&["deny", &a, "--reason", "not now"]);
     assert_eq!(d["status"], "DENIED", "{d}");
+    // --wait gives up after --timeout: plain status lines (no TTY), one
+    // error line, non-zero.
+    let out = alice.run(&[
+        "request",
+        "JIT-ElevatedAdminRole",
+        "--reason",
+        "three",
+        "--wait",
+        "--timeout",
+        "1s",
+        "--poll-interval",
+        "0.2",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("APPROVAL_PENDING") || err.contains("REQUESTED"),
+        "{err}"
+    );
+    assert!(err.contains("after 1s"), "{err}");
+    assert!(
+        !err.contains('\r'),
+        "no spinner without a terminal: {err:?}"
+    );
+
     let b = req("two");
     let c = alice.json(&["cancel", &b]);
     assert_eq!(c["status"], "CANCELLED", "{c}");
@@ -414,6 +446,24 @@ fn errors_are_one_line_with_the_fix() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("cannot reach https://"), "{err}");
+
+    // SigV4 without any AWS credentials: one line naming the fix.
+    let iam = Jit::new(dir.path(), "iam");
+    iam.ok(&[
+        "configure",
+        "--api-url",
+        &server.url(),
+        "--api-key",
+        KEY,
+        "--sigv4",
+        "--region",
+        "eu-west-1",
+    ]);
+    let out = iam.run(&["list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("no AWS credentials for SigV4"), "{err}");
 
     // An unknown entitlement.
     let sre = Jit::new(dir.path(), "sre");
