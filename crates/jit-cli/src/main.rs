@@ -108,17 +108,23 @@ enum Command {
         #[arg(long, short)]
         reason: Option<String>,
     },
-    /// Approve someone else's request.
+    /// Approve someone else's request (or, with --extension, its pending extension).
     Approve {
         id: String,
         #[arg(long, short)]
         reason: Option<String>,
+        /// Decide the request's pending extension instead.
+        #[arg(long)]
+        extension: bool,
     },
-    /// Deny someone else's request.
+    /// Deny someone else's request (or, with --extension, its pending extension).
     Deny {
         id: String,
         #[arg(long, short)]
         reason: String,
+        /// Decide the request's pending extension instead.
+        #[arg(long)]
+        extension: bool,
     },
     /// End a grant now.
     Revoke {
@@ -355,11 +361,25 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
             Command::Cancel { id, reason } => {
                 post_verb(&client, &id, "cancel", reason_body(reason), out).await
             }
-            Command::Approve { id, reason } => {
-                post_verb(&client, &id, "approve", reason_body(reason), out).await
+            Command::Approve {
+                id,
+                reason,
+                extension,
+            } => {
+                let verb = if extension {
+                    "extend/approve"
+                } else {
+                    "approve"
+                };
+                post_verb(&client, &id, verb, reason_body(reason), out).await
             }
-            Command::Deny { id, reason } => {
-                post_verb(&client, &id, "deny", reason_body(Some(reason)), out).await
+            Command::Deny {
+                id,
+                reason,
+                extension,
+            } => {
+                let verb = if extension { "extend/deny" } else { "deny" };
+                post_verb(&client, &id, verb, reason_body(Some(reason)), out).await
             }
             Command::Revoke { id, reason } => {
                 post_verb(&client, &id, "revoke", reason_body(Some(reason)), out).await

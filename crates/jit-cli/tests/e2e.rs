@@ -340,6 +340,39 @@ fn manual_approval_by_a_second_identity_then_revoke() {
     let console = alice.ok(&["console", &id]);
     assert!(console.trim().starts_with("http"), "{console}");
 
+    // An extension: asked by the requester, approved by the lead; the
+    // window's end moves later.
+    let before = alice.json(&["show", &id])["expiresAt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice.json(&["extend", &id, "--duration", "30m", "--reason", "longer"]);
+    let mut after = before.clone();
+    for _ in 0..100 {
+        // The approval may race the workflow noticing the extension: retry.
+        let out = lead.run(&["approve", &id, "--extension", "--reason", "ok"]);
+        if out.status.success() {
+            after = alice.json(&["show", &id])["expiresAt"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..100 {
+        if after != before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        after = alice.json(&["show", &id])["expiresAt"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    assert!(parse(&after) > parse(&before), "{before} -> {after}");
+
     let r = alice.json(&["revoke", &id, "--reason", "done"]);
     assert_eq!(r["status"], "REVOKED", "{r}");
 }
