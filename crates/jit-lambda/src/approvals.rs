@@ -6,7 +6,8 @@
 //! | env | meaning |
 //! |---|---|
 //! | `JIT_LINK_SECRET_ID` | required: Secrets Manager id of the link-signing key (≥ 32 characters) |
-//! | `JIT_PUBLIC_URL` | the API's base URL with its stage (`https://…/Prod`); required with email |
+//! | `JIT_PUBLIC_URL` | the API's base URL with its stage (`https://…/v1`) |
+//! | `JIT_PUBLIC_URL_ID` | or: a Secrets Manager secret holding it (the template writes the API's URL there: a function cannot name its own API without a dependency cycle); one of the two is required with email |
 //! | `JIT_SLACK_BOT_TOKEN_ID` | Secrets Manager id of the Slack bot token; Slack off without it |
 //! | `JIT_SLACK_SIGNING_SECRET_ID` | Secrets Manager id of the Slack signing secret (callback only) |
 //! | `JIT_SLACK_URL` | Slack's Web API base, default `https://slack.com/api` |
@@ -27,6 +28,7 @@ use crate::ConfigError;
 pub struct ApprovalsEnv {
     pub link_secret_id: String,
     pub public_url: Option<String>,
+    pub public_url_id: Option<String>,
     pub slack_bot_token_id: Option<String>,
     pub slack_signing_secret_id: Option<String>,
     pub slack_url: String,
@@ -62,15 +64,17 @@ impl ApprovalsEnv {
                 message: format!("`{f}` is not an email address"),
             });
         }
-        if email_from.is_some() && public_url.is_none() {
+        let public_url_id = nonempty("JIT_PUBLIC_URL_ID");
+        if email_from.is_some() && public_url.is_none() && public_url_id.is_none() {
             return Err(ConfigError {
                 var: "JIT_PUBLIC_URL",
-                message: "is required with JIT_EMAIL_FROM: emailed links point at it".into(),
+                message: "(or JIT_PUBLIC_URL_ID) is required with JIT_EMAIL_FROM: emailed links point at it".into(),
             });
         }
         Ok(ApprovalsEnv {
             link_secret_id,
             public_url,
+            public_url_id,
             slack_bot_token_id: nonempty("JIT_SLACK_BOT_TOKEN_ID"),
             slack_signing_secret_id: nonempty("JIT_SLACK_SIGNING_SECRET_ID"),
             slack_url: nonempty("JIT_SLACK_URL")
@@ -117,6 +121,18 @@ pub async fn channels_from_env(
         None => None,
         Some(id) => Some(read(id.clone(), "JIT_SLACK_SIGNING_SECRET_ID").await?),
     };
+    let public_url = match (&env.public_url, &env.public_url_id) {
+        (Some(u), _) => u.clone(),
+        (None, Some(id)) => {
+            let u = read(id.clone(), "JIT_PUBLIC_URL_ID").await?;
+            let u = u.expose().trim().to_string();
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                return Err("JIT_PUBLIC_URL_ID: the secret is not an http(s) URL".into());
+            }
+            u
+        }
+        (None, None) => String::new(),
+    };
     let mail = env.email_from.as_ref().map(|from| MailSettings {
         mailer: Arc::new(jit_aws::SesMailer::from_config(sdk)),
         from: from.clone(),
@@ -127,7 +143,7 @@ pub async fn channels_from_env(
             catalog,
             clock,
             links,
-            public_url: env.public_url.clone().unwrap_or_default(),
+            public_url,
             chat,
             mail,
         },
@@ -160,6 +176,13 @@ mod tests {
         .unwrap();
         assert_eq!(ok.slack_url, "https://slack.com/api");
         assert_eq!(ok.slack_bot_token_id, None);
+        let by_secret = env(&[
+            ("JIT_LINK_SECRET_ID", "jit/link"),
+            ("JIT_PUBLIC_URL_ID", "jit-public-url"),
+            ("JIT_EMAIL_FROM", "jit@example.com"),
+        ])
+        .unwrap();
+        assert_eq!(by_secret.public_url_id.as_deref(), Some("jit-public-url"));
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[], "JIT_LINK_SECRET_ID"),
             (
