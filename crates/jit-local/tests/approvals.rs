@@ -29,12 +29,15 @@ struct Local {
     dir: PathBuf,
 }
 
-fn config(dir: &Path) -> Config {
+fn sample_catalog() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml")
+}
+
+fn config(dir: &Path, catalog: PathBuf) -> Config {
     Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
-        catalog_path: Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../config/catalog.example.yaml"),
+        catalog_path: catalog,
         api_key: Some(KEY.into()),
         demo_mode: true,
         print_notifications: false,
@@ -44,6 +47,10 @@ fn config(dir: &Path) -> Config {
 
 impl Local {
     fn open(dir: &Path, slack: Option<&FakeSlack>) -> Local {
+        Local::open_with(dir, slack, sample_catalog())
+    }
+
+    fn open_with(dir: &Path, slack: Option<&FakeSlack>, catalog: PathBuf) -> Local {
         let clock = Arc::new(ManualClock::new(
             chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
         ));
@@ -56,7 +63,7 @@ impl Local {
             ..ApprovalsConfig::default()
         };
         let (app, _) = App::build_full(
-            &config(dir),
+            &config(dir, catalog),
             clock.clone(),
             Overrides::default(),
             &approvals,
@@ -586,5 +593,71 @@ async fn undecided_requests_are_reminded_and_timeouts_shown() {
         "{}",
         a[0]
     );
+    l.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_quorum_of_two_grants_on_the_second_approval_and_a_deny_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.yaml");
+    std::fs::write(
+        &catalog,
+        r##"
+groups:
+  leads: [lead@example.com, lead2@example.com]
+  security: [security@example.com]
+entitlements:
+  - name: ProdAdmin
+    role_arn: "arn:aws:iam::123456789012:role/JIT-ProdAdmin"
+    max_duration: 2h
+    approvers:
+      groups: [leads, security]
+      required_approvals: 2
+      required_groups: [leads, security]
+"##,
+    )
+    .unwrap();
+    let l = Local::open_with(&dir.path().join("data"), None, catalog);
+    let decide = |id: String, who: &'static str, decision: &'static str| {
+        let (path, query) = l.link_in_email(who);
+        assert_eq!(path, format!("/approvals/{id}"));
+        let form = format!("{query}&decision={decision}&reason=checked");
+        let l = &l;
+        async move {
+            l.raw(
+                "POST",
+                &path,
+                &[("content-type", "application/x-www-form-urlencoded".into())],
+                &form,
+            )
+            .await
+        }
+    };
+    // GIVEN a request needing two approvals, one from each of leads and security
+    let id = l.request("alice@example.com", "ProdAdmin").await;
+    // WHEN one lead approves, THEN it still waits
+    let (s, page) = decide(id.clone(), "lead@example.com", "approve").await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(l.status(&id).await, "APPROVAL_PENDING");
+    // AND a second lead is not enough either (security is missing)
+    let (s, _) = decide(id.clone(), "lead2@example.com", "approve").await;
+    assert_eq!(s, 200);
+    assert_eq!(l.status(&id).await, "APPROVAL_PENDING");
+    // WHEN security approves, THEN it is granted
+    let (s, _) = decide(id.clone(), "security@example.com", "approve").await;
+    assert_eq!(s, 200);
+    assert_eq!(l.status(&id).await, "GRANTED");
+
+    // AND on another request, a deny after one approval rejects it
+    let id2 = l.request("bob@example.com", "ProdAdmin").await;
+    let (s, _) = decide(id2.clone(), "lead@example.com", "approve").await;
+    assert_eq!(s, 200);
+    let (s, _) = decide(id2.clone(), "security@example.com", "deny").await;
+    assert_eq!(s, 200);
+    assert_eq!(l.status(&id2).await, "DENIED");
+    // AND the other lead's link now finds it decided
+    let (s, page) = decide(id2.clone(), "lead2@example.com", "approve").await;
+    assert_eq!(s, 409, "{page}");
+    assert_eq!(l.status(&id2).await, "DENIED");
     l.app.shutdown().await;
 }
