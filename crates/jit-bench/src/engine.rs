@@ -211,10 +211,10 @@ fn spawn_local(
     let stdout = child.stdout.take().context("jit-local stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Keep draining after the reader is gone: jit-local prints every
+        // approval notice, and a closed pipe would make it fail.
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let mut lines = vec![];
