@@ -277,11 +277,15 @@ impl Mailer for OutboxMailer {
             .await
             .map_err(|e| ChannelError::Transient(format!("{}: {e}", path.display())))?;
         if self.print {
-            println!("[email to {}] {}", mail.to, mail.subject);
+            // Errors ignored on purpose: a closed stdout (`jit-local | head`)
+            // must not take the server down; the .eml file is the record.
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "[email to {}] {}", mail.to, mail.subject);
             for line in mail.text.lines().filter(|l| l.starts_with("http")) {
-                println!("    review and decide: {line}");
+                let _ = writeln!(out, "    review and decide: {line}");
             }
-            println!("    (saved as {})", path.display());
+            let _ = writeln!(out, "    (saved as {})", path.display());
         }
         Ok(())
     }
