@@ -404,7 +404,7 @@ pub fn markdown(r: &EngineResults) -> (String, Vec<SummaryRow>) {
     }
     let _ = writeln!(
         s,
-        "\n**10,000 requests waiting for approval.** The release `jit-local` binary on a fresh data dir: N requests for `JIT-ElevatedAdminRole` (manual approval) created over HTTP, each driven by the engine to `APPROVAL_PENDING` (counted by the approval notices written); then the process's memory is read from `/proc`, it is killed with SIGKILL, and restarted on the same data: resume time is spawn until it serves again with every execution resumed (the resume runs before the server binds).\n"
+        "\n**10,000 requests waiting for approval.** The release `jit-local` binary on a fresh data dir: N requests for `JIT-ElevatedAdminRole` (manual approval) created over HTTP, each driven by the engine to `APPROVAL_PENDING` (counted through the approver's listing, `GET /requests?status=APPROVAL_PENDING`); then the process's memory is read from `/proc`, it is killed with SIGKILL, and restarted on the same data: resume time is spawn until it serves again with every execution resumed (the resume runs before the server binds).\n"
     );
     match &r.waiting {
         Ok(w) => {
