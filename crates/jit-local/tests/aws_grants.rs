@@ -3,14 +3,14 @@
 //! manual clock, and what the broker did checked in moto's IAM. Needs the
 //! moto server `./scripts/test` starts (`JIT_TEST_AWS_ENDPOINT`).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use aws_credential_types::Credentials;
 use aws_types::region::Region;
-use bytes::Bytes;
-use http_body_util::Full;
 use jit_core::ports::ManualClock;
 use jit_local::{App, Config, Overrides};
 use serde_json::{Value, json};
@@ -141,7 +141,7 @@ impl Local {
 
     async fn forward(&self, secs: i64) {
         self.clock.advance(chrono::Duration::seconds(secs));
-        self.app.engine().unwrap().run_until_idle().await.unwrap();
+        common::settle(&self.app).await;
     }
 
     async fn call(
@@ -151,23 +151,7 @@ impl Local {
         user: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("x-api-key", KEY)
-            .header("x-jit-user", user);
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let resp = self
-            .app
-            .serve_http(req.body(Full::new(body)).unwrap())
-            .await;
-        let status = resp.status().as_u16();
-        let v: Value = serde_json::from_str(resp.body()).unwrap();
-        self.app.engine().unwrap().run_until_idle().await.unwrap();
-        (status, v)
+        common::call(&self.app, KEY, method, path, user, body).await
     }
 
     async fn granted(&self, user: &str, entitlement: &str) -> String {

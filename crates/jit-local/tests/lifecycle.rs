@@ -2,13 +2,13 @@
 //! engine running `state-machine/approval.asl.json` on a manual clock: each
 //! test fast-forwards Waits and timeouts instead of sleeping.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http_body_util::Full;
 use jit_core::ports::{
     AssumeRoleSpec, Clock, CredentialIssuer, GrantError, IssuedCredentials, ManualClock,
 };
@@ -50,12 +50,7 @@ impl Local {
 
     /// Runs the engine until nothing is runnable at the current time.
     async fn settle(&self) {
-        self.app
-            .engine()
-            .unwrap()
-            .run_until_idle()
-            .await
-            .expect("engine runs");
+        common::settle(&self.app).await;
     }
 
     async fn forward(&self, secs: i64) {
@@ -70,23 +65,7 @@ impl Local {
         user: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("x-api-key", KEY)
-            .header("x-jit-user", user);
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let resp = self
-            .app
-            .serve_http(req.body(Full::new(body)).unwrap())
-            .await;
-        let status = resp.status().as_u16();
-        let v: Value = serde_json::from_str(resp.body()).unwrap();
-        self.settle().await;
-        (status, v)
+        common::call(&self.app, KEY, method, path, user, body).await
     }
 
     async fn request(&self, user: &str, entitlement: &str, duration: &str) -> String {
