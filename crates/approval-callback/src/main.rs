@@ -12,7 +12,7 @@ use lambda_http::{Request, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    jit_lambda::logging::init();
     let cfg = Config::from_lookup(|k| std::env::var(k).ok())?;
     let catalog = Arc::new(jit_lambda::load_catalog(&cfg.catalog_path)?);
     let state_machine = jit_aws::StateMachineArn::parse(cfg.state_machine_arn.clone())

@@ -8,6 +8,7 @@
 //! Nothing here logs a payload: payloads can carry task tokens.
 
 pub mod approvals;
+pub mod logging;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use request::config::Config;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    jit_lambda::logging::init();
     let cfg = Config::from_lookup(|k| std::env::var(k).ok())?;
     let text = std::fs::read_to_string(&cfg.catalog_path).map_err(|e| {
         format!(

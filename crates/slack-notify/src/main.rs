@@ -22,7 +22,7 @@ fn is_sweep(event: &Value) -> bool {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    jit_lambda::logging::init();
     let mut tasks = tasks_from_env().await?;
     let env = jit_lambda::approvals::ApprovalsEnv::from_lookup(|k| std::env::var(k).ok())?;
     let sdk = jit_aws::sdk::load_config().await;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    jit_lambda::logging::init();
     let tasks = tasks_from_env().await?;
     let tasks = &tasks;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
