@@ -39,3 +39,33 @@ async fn load_config_follows_aws_endpoint_url_and_its_clients_work() {
         Some(names.requests.as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_config_reaches_moto_with_the_environment_credentials() {
+    // GIVEN the environment scripts/test sets up (endpoint, region and
+    // credentials in variables, as Lambda provides them)
+    let moto = common::endpoint();
+
+    // WHEN the Lambdas' lean configuration is built
+    let config = jit_aws::sdk::lambda_config();
+
+    // THEN it points at moto, and a client built from it signs with the
+    // environment's credentials and creates tables there
+    assert_eq!(config.endpoint_url(), Some(moto.as_str()));
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let names = common::fresh_table_names();
+    jit_aws::create_tables(&client, &names)
+        .await
+        .expect("create tables through the Lambda configuration");
+    let explicit = aws_sdk_dynamodb::Client::new(&common::sdk_config().await);
+    let described = explicit
+        .describe_table()
+        .table_name(&names.audit)
+        .send()
+        .await
+        .expect("the table exists on moto");
+    assert_eq!(
+        described.table().and_then(|t| t.table_name()),
+        Some(names.audit.as_str())
+    );
+}

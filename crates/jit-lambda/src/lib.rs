@@ -95,7 +95,7 @@ pub fn load_catalog(path: &std::path::Path) -> Result<Catalog, String> {
 pub async fn tasks_from_env() -> Result<Tasks, lambda_runtime::Error> {
     let cfg = TaskConfig::from_lookup(|k| std::env::var(k).ok())?;
     let catalog = load_catalog(&cfg.catalog_path)?;
-    let sdk = jit_aws::sdk::load_config().await;
+    let sdk = jit_aws::sdk::lambda_config();
     Ok(Tasks {
         store: Arc::new(jit_aws::DynamoStore::from_config(
             &sdk,

@@ -23,7 +23,7 @@ async fn main() -> Result<(), lambda_http::Error> {
 
     let state_machine = jit_aws::StateMachineArn::parse(cfg.state_machine_arn.clone())
         .map_err(|e| format!("JIT_STATE_MACHINE_ARN: {e}"))?;
-    let sdk = jit_aws::sdk::load_config().await;
+    let sdk = jit_aws::sdk::lambda_config();
     let store = jit_aws::DynamoStore::from_config(
         &sdk,
         jit_aws::TableNames::new(cfg.table.clone(), cfg.audit_table.clone()),

@@ -25,7 +25,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     jit_lambda::logging::init();
     let mut tasks = tasks_from_env().await?;
     let env = jit_lambda::approvals::ApprovalsEnv::from_lookup(|k| std::env::var(k).ok())?;
-    let sdk = jit_aws::sdk::load_config().await;
+    let sdk = jit_aws::sdk::lambda_config();
     let channels = jit_lambda::approvals::channels_from_env(
         &env,
         &sdk,
