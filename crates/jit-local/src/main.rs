@@ -131,8 +131,7 @@ async fn main() -> anyhow::Result<()> {
     let overrides = match args.grants {
         GrantsMode::Local => Overrides::default(),
         GrantsMode::Aws => {
-            let sdk = jit_aws::sdk::load_config().await;
-            match jit_local::access::aws_grants(&sdk, &args.federation_url) {
+            match jit_local::access::ambient_aws_grants(&args.federation_url).await {
                 Ok(g) => Overrides::aws(g),
                 Err(e) => {
                     eprintln!("jit-local: --federation-url: {e}");
