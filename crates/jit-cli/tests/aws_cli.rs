@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Jit, KEY, Server, wait_status};
+use common::{Jit, KEY, Server, finish_within, wait_status};
 use jit_local::Overrides;
 use serde_json::Value;
 
@@ -53,13 +53,7 @@ fn aws(args: &[&str], env: &[(&str, &Path)], with_base_keys: bool) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the aws CLI runs");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("aws finished within 60s")
-        .unwrap()
+    finish_within(child, Duration::from_secs(60))
 }
 
 fn ok_json(out: Output, what: &str) -> Value {
@@ -179,15 +173,10 @@ entitlements:
     assert_eq!(approved["requestId"], id.as_str(), "{approved}");
 
     // `jit request --wait` returns once the workflow granted it.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(request.wait_with_output());
-    });
-    let waited = rx
-        .recv_timeout(Duration::from_secs(90))
-        .expect("jit request --wait returned")
-        .unwrap();
-    let waited = ok_json(waited, "jit request --wait");
+    let waited = ok_json(
+        finish_within(request, Duration::from_secs(90)),
+        "jit request --wait",
+    );
     assert_eq!(waited["requestId"], id.as_str(), "{waited}");
     assert_eq!(waited["status"], "GRANTED", "{waited}");
     wait_status(&alice, &id, "GRANTED");
@@ -211,14 +200,17 @@ entitlements:
         ("JIT_CONFIG_DIR", &alice.config),
         ("JIT_CACHE_DIR", &alice.cache),
     ];
-    let who = ok_json(
-        aws(
-            &["sts", "get-caller-identity", "--profile", "jit-deploy"],
-            &env,
-            false,
-        ),
-        "aws sts get-caller-identity",
-    );
+    let caller_identity = || {
+        ok_json(
+            aws(
+                &["sts", "get-caller-identity", "--profile", "jit-deploy"],
+                &env,
+                false,
+            ),
+            "aws sts get-caller-identity",
+        )
+    };
+    let who = caller_identity();
     let arn = who["Arn"].as_str().unwrap_or_default();
     assert!(
         arn.starts_with(&format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/")),
@@ -234,14 +226,7 @@ entitlements:
         cached["AccessKeyId"].as_str().unwrap().starts_with("ASIA"),
         "STS session keys: {cached}"
     );
-    let again = ok_json(
-        aws(
-            &["sts", "get-caller-identity", "--profile", "jit-deploy"],
-            &env,
-            false,
-        ),
-        "aws sts get-caller-identity (cached)",
-    );
+    let again = caller_identity();
     assert_eq!(again["Arn"], who["Arn"]);
 
     // Without the profile (and no base keys) the AWS CLI has no identity:

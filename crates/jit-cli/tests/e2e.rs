@@ -111,10 +111,7 @@ fn auto_approved_request_to_cached_credentials_env_and_exec() {
     stale["Expiration"] =
         Value::String((chrono::Utc::now() + chrono::TimeDelta::minutes(4)).to_rfc3339());
     std::fs::write(&cached, stale.to_string()).unwrap();
-    let out = sre.run(&["credentials", &id]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = sre.fails(&["credentials", &id]);
     assert!(err.contains("cannot reach"), "{err}");
 }
 
@@ -139,10 +136,7 @@ fn manual_approval_by_a_second_identity_then_revoke() {
     wait_status(&alice, &id, "APPROVAL_PENDING");
 
     // Nobody approves their own request: one line, non-zero.
-    let out = alice.run(&["approve", &id]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = alice.fails(&["approve", &id]);
     assert!(err.contains("approver"), "{err}");
 
     let pending = lead.json(&["list", "--pending"]);
@@ -249,10 +243,8 @@ fn deny_and_cancel() {
     let c = alice.json(&["cancel", &b]);
     assert_eq!(c["status"], "CANCELLED", "{c}");
     // Cancelling again is refused with a pointer to `jit show`.
-    let out = alice.run(&["cancel", &b]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = alice.fails(&["cancel", &b]);
+    assert!(err.contains("jit show"), "{err}");
 }
 
 #[test]
@@ -262,10 +254,7 @@ fn errors_are_one_line_with_the_fix() {
 
     // Not configured yet.
     let nobody = Jit::new(dir.path(), "nobody");
-    let out = nobody.run(&["list"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = nobody.fails(&["list"]);
     assert!(err.contains("jit configure"), "{err}");
 
     // A bad API key.
@@ -298,10 +287,7 @@ fn errors_are_one_line_with_the_fix() {
         "sre@example.com",
         "sre",
     );
-    let out = tls.run(&["list"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = tls.fails(&["list"]);
     assert!(err.contains("cannot reach https://"), "{err}");
 
     // SigV4 without any AWS credentials: one line naming the fix.
@@ -316,19 +302,13 @@ fn errors_are_one_line_with_the_fix() {
         "--region",
         "eu-west-1",
     ]);
-    let out = iam.run(&["list"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = iam.fails(&["list"]);
     assert!(err.contains("no AWS credentials for SigV4"), "{err}");
 
     // An unknown entitlement.
     let sre = Jit::new(dir.path(), "sre");
     sre.configure(&server.url(), KEY, "sre@example.com", "sre");
-    let out = sre.run(&["request", "NoSuchThing", "--reason", "x"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = sre.fails(&["request", "NoSuchThing", "--reason", "x"]);
     assert!(err.contains("case-sensitive"), "{err}");
 }
 
@@ -531,10 +511,7 @@ fn sigv4_signs_with_the_credentials_the_aws_cli_would_use() {
     // sent.
     let broken = Jit::new(root, "broken");
     configure(&broken, "http://127.0.0.1:9", Some("broken"));
-    let out = broken.run_env(&["list"], &[("AWS_CONFIG_FILE", aws_config)]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = broken.fails_env(&["list"], &[("AWS_CONFIG_FILE", aws_config)]);
     assert!(err.contains("profile `broken`"), "{err}");
     assert!(
         err.contains("token expired"),

@@ -157,14 +157,21 @@ impl Jit {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("jit runs");
-        // Bounded: a hung CLI fails the test instead of hanging it.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        rx.recv_timeout(Duration::from_secs(60))
-            .expect("jit finished within 60s")
-            .unwrap()
+        finish_within(child, Duration::from_secs(60))
+    }
+
+    /// Runs `jit` expecting failure: a non-zero exit and exactly one line
+    /// on stderr (the error and its fix), which is returned.
+    pub fn fails(&self, args: &[&str]) -> String {
+        self.fails_env(args, &[])
+    }
+
+    pub fn fails_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.run_env(args, env);
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(!out.status.success(), "jit {args:?} succeeded: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        err
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
@@ -217,4 +224,16 @@ pub fn wait_status(jit: &Jit, id: &str, want: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("{id} is {status}, not {want}");
+}
+
+/// Waits for a child's output, bounded: a hung process fails the test
+/// instead of hanging it.
+pub fn finish_within(child: std::process::Child, limit: Duration) -> Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("the process finished within {limit:?}"))
+        .unwrap()
 }
