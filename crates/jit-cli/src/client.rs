@@ -69,7 +69,7 @@ impl Client {
             .body(Full::new(payload.clone()))
             .map_err(|e| anyhow!("bad API URL `{url}` ({e}): run `jit configure --api-url …`"))?;
         if let Auth::Sigv4 { region, profile } = &self.cfg.auth {
-            let keys = crate::sigv4::load_keys(profile.as_deref())?;
+            let keys = crate::sigv4::load_keys(profile.as_deref()).await?;
             crate::sigv4::sign_request(
                 &mut req,
                 &payload,

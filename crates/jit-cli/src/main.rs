@@ -97,8 +97,15 @@ enum Command {
         /// Requests awaiting your approval.
         #[arg(long, conflicts_with = "status")]
         pending: bool,
+        /// Show at most this many (pages are followed until then).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Every matching request, however many pages that takes.
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
+        /// Continue where an earlier list stopped (its `nextCursor`).
         #[arg(long)]
-        limit: Option<u32>,
+        cursor: Option<String>,
     },
     /// One request.
     Show { id: String },
@@ -328,22 +335,16 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                 status,
                 pending,
                 limit,
+                all,
+                cursor,
             } => {
-                let mut q = Vec::new();
-                if pending {
-                    q.push("status=APPROVAL_PENDING".to_string());
-                } else if let Some(s) = status {
-                    q.push(format!("status={}", s.to_ascii_uppercase()));
-                }
-                if let Some(l) = limit {
-                    q.push(format!("limit={l}"));
-                }
-                let path = if q.is_empty() {
-                    "/requests".to_string()
+                let status = if pending {
+                    Some("APPROVAL_PENDING".to_string())
                 } else {
-                    format!("/requests?{}", q.join("&"))
+                    status.map(|s| s.to_ascii_uppercase())
                 };
-                let v = client.call(Method::GET, &path, None).await?;
+                let want = if all { usize::MAX } else { limit as usize };
+                let v = list_pages(&client, status.as_deref(), want, cursor).await?;
                 if out == Output::Json {
                     println!("{v}");
                 } else {
@@ -608,8 +609,58 @@ fn print_list(v: &Value) {
         );
     }
     if let Some(c) = v["nextCursor"].as_str() {
-        println!("(more: the API's nextCursor is {c})");
+        println!("(more: `jit list --all`, or go on with `jit list --cursor {c}`)");
     }
+}
+
+/// The API's largest page (`limit` above it is refused with 400).
+const MAX_PAGE: usize = 100;
+
+/// Follows `nextCursor` until `want` requests are in hand or the list ends,
+/// so `jit list` means "my requests", not "the first page of them". The
+/// answer has the API's shape: `requests`, and `nextCursor` when stopped
+/// early (null at the end).
+async fn list_pages(
+    client: &Client,
+    status: Option<&str>,
+    want: usize,
+    mut cursor: Option<String>,
+) -> Result<Value> {
+    let mut items: Vec<Value> = Vec::new();
+    loop {
+        let mut q = vec![format!("limit={}", (want - items.len()).min(MAX_PAGE))];
+        if let Some(s) = status {
+            q.push(format!("status={}", query_escape(s)));
+        }
+        if let Some(c) = &cursor {
+            q.push(format!("cursor={}", query_escape(c)));
+        }
+        let v = client
+            .call(Method::GET, &format!("/requests?{}", q.join("&")), None)
+            .await?;
+        if let Some(page) = v["requests"].as_array() {
+            items.extend(page.iter().cloned());
+        }
+        cursor = v["nextCursor"].as_str().map(str::to_string);
+        if cursor.is_none() || items.len() >= want {
+            break;
+        }
+    }
+    Ok(serde_json::json!({ "requests": items, "nextCursor": cursor }))
+}
+
+/// Percent-encodes a query value (cursors are opaque and may hold `+`,
+/// `/` or `=`).
+fn query_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Credentials as JSON text: from the cache when fresh, else from the API
@@ -699,6 +750,13 @@ mod tests {
         assert!(parse_duration("h").is_err());
         assert_eq!(duration_json("900"), json!(900));
         assert_eq!(duration_json("1h"), json!("1h"));
+    }
+
+    #[test]
+    fn cursors_are_escaped_in_the_query() {
+        assert_eq!(query_escape("APPROVAL_PENDING"), "APPROVAL_PENDING");
+        assert_eq!(query_escape("a+b/c=="), "a%2Bb%2Fc%3D%3D");
+        assert_eq!(query_escape("é &"), "%C3%A9%20%26");
     }
 
     #[test]

@@ -1,15 +1,21 @@
-//! SigV4 (`execute-api`) signing with the user's base AWS credentials: from
-//! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, else
-//! the shared credentials file's profile (`AWS_SHARED_CREDENTIALS_FILE` or
-//! `~/.aws/credentials`; profile from the config, `AWS_PROFILE`, or
-//! `default`). SSO and process credentials are not read.
+//! SigV4 (`execute-api`) signing with the user's base AWS credentials, found
+//! the way the AWS CLI finds them: aws-config's default chain (environment,
+//! the shared config and credentials files with `credential_process`, SSO
+//! and `source_profile` role chains, web identity, container and instance
+//! metadata). The profile is the one given to `jit configure --profile`,
+//! else `AWS_PROFILE`, else `default`. Only this path loads aws-config, so
+//! `jit credentials` answering from its cache never pays for it.
 
 use std::time::SystemTime;
 
 use anyhow::{Result, anyhow};
+use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
+use aws_smithy_http_client::tls;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Keys {
@@ -18,76 +24,67 @@ pub struct Keys {
     pub session_token: Option<String>,
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+/// The user's base credentials (see the module doc), or one line saying
+/// what to do.
+pub async fn load_keys(profile: Option<&str>) -> Result<Keys> {
+    // rustls on ring, as everywhere else in the workspace (SSO and STS
+    // calls of the chain go through it).
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    let sdk = loader.load().await;
+    let provider = sdk
+        .credentials_provider()
+        .ok_or_else(|| no_credentials(profile))?;
+    let creds = provider
+        .provide_credentials()
+        .await
+        .map_err(|e| explain(&e, profile))?;
+    Ok(Keys {
+        access_key_id: creds.access_key_id().to_string(),
+        secret_access_key: creds.secret_access_key().to_string(),
+        session_token: creds.session_token().map(str::to_string),
+    })
 }
 
-/// The user's base credentials (see the module doc).
-pub fn load_keys(profile: Option<&str>) -> Result<Keys> {
-    if profile.is_none()
-        && let (Some(id), Some(secret)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
-    {
-        return Ok(Keys {
-            access_key_id: id,
-            secret_access_key: secret,
-            session_token: env("AWS_SESSION_TOKEN"),
-        });
-    }
-    let profile = profile
+fn profile_name(profile: Option<&str>) -> String {
+    profile
         .map(str::to_string)
-        .or_else(|| env("AWS_PROFILE"))
-        .unwrap_or_else(|| "default".into());
-    let path = env("AWS_SHARED_CREDENTIALS_FILE")
-        .map(std::path::PathBuf::from)
-        .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".aws").join("credentials")))
-        .ok_or_else(|| {
-            anyhow!("no AWS credentials for SigV4: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-        })?;
-    let text = std::fs::read_to_string(&path).map_err(|_| {
-        anyhow!(
-            "no AWS credentials for SigV4 (no AWS_ACCESS_KEY_ID and no {}): set them, or run `jit configure` with --bearer",
-            path.display()
-        )
-    })?;
-    parse_profile(&text, &profile).ok_or_else(|| {
-        anyhow!(
-            "{} has no [{profile}] with aws_access_key_id and aws_secret_access_key: add it, or pick one with `jit configure --sigv4 --profile <name>`",
-            path.display()
-        )
-    })
+        .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()))
+        .unwrap_or_else(|| "default".into())
 }
 
-/// One profile of a shared credentials (INI) file.
-fn parse_profile(text: &str, profile: &str) -> Option<Keys> {
-    let mut in_section = false;
-    let (mut id, mut secret, mut token) = (None, None, None);
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            in_section = name.trim() == profile;
-            continue;
-        }
-        if !in_section {
-            continue;
-        }
-        if let Some((k, v)) = line.split_once('=') {
-            let v = v.trim().to_string();
-            match k.trim() {
-                "aws_access_key_id" => id = Some(v),
-                "aws_secret_access_key" => secret = Some(v),
-                "aws_session_token" => token = Some(v),
-                _ => {}
-            }
-        }
+fn no_credentials(profile: Option<&str>) -> anyhow::Error {
+    anyhow!(
+        "no AWS credentials for SigV4 (profile `{}`): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, run `aws configure` or `aws sso login`, pick a profile with `jit configure --sigv4 --profile <name>`, or use --bearer",
+        profile_name(profile)
+    )
+}
+
+/// One line: the chain's own reason (which file, which profile, which
+/// process failed) and the usual fix.
+fn explain(e: &CredentialsError, profile: Option<&str>) -> anyhow::Error {
+    if matches!(e, CredentialsError::CredentialsNotLoaded(_)) {
+        return no_credentials(profile);
     }
-    Some(Keys {
-        access_key_id: id?,
-        secret_access_key: secret?,
-        session_token: token,
-    })
+    // The innermost cause is the one that names the file, profile or
+    // process; the layers above it only repeat "error loading credentials".
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let why = root.to_string();
+    let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
+    anyhow!(
+        "AWS credentials for SigV4 (profile `{}`) failed: {why}; for an SSO profile run `aws sso login`",
+        profile_name(profile)
+    )
 }
 
 /// Signs `req` (whose body is `body`) for API Gateway in `region`.
@@ -96,6 +93,17 @@ pub fn sign_request<B>(
     body: &[u8],
     keys: &Keys,
     region: &str,
+    time: SystemTime,
+) -> Result<()> {
+    sign_for(req, body, keys, region, "execute-api", time)
+}
+
+fn sign_for<B>(
+    req: &mut http::Request<B>,
+    body: &[u8],
+    keys: &Keys,
+    region: &str,
+    service: &str,
     time: SystemTime,
 ) -> Result<()> {
     let identity = Credentials::new(
@@ -109,7 +117,7 @@ pub fn sign_request<B>(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
-        .name("execute-api")
+        .name(service)
         .time(time)
         .settings(SigningSettings::default())
         .build()
@@ -139,16 +147,30 @@ pub fn sign_request<B>(
 mod tests {
     use super::*;
 
+    /// AWS's published SigV4 test suite, case `get-vanilla`: an independent
+    /// check that what we sign is what AWS verifies.
     #[test]
-    fn profiles_are_read_from_the_shared_file() {
-        let text = "[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = s1\n\n[work]\naws_access_key_id=AKIAWORK\naws_secret_access_key=s2\naws_session_token = tok\n";
-        let d = parse_profile(text, "default").unwrap();
-        assert_eq!(d.access_key_id, "AKIADEFAULT");
-        assert_eq!(d.session_token, None);
-        let w = parse_profile(text, "work").unwrap();
-        assert_eq!(w.secret_access_key, "s2");
-        assert_eq!(w.session_token.as_deref(), Some("tok"));
-        assert!(parse_profile(text, "missing").is_none());
+    fn the_aws_test_suite_vanilla_get_signs_as_published() {
+        let keys = Keys {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            session_token: None,
+        };
+        // 2015-08-30T12:36:00Z
+        let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
+        let mut req = http::Request::builder()
+            .method("GET")
+            .uri("https://example.amazonaws.com/")
+            .body(())
+            .unwrap();
+        sign_for(&mut req, b"", &keys, "us-east-1", "service", time).unwrap();
+        assert_eq!(req.headers()["x-amz-date"], "20150830T123600Z");
+        assert_eq!(
+            req.headers()["authorization"],
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders=host;x-amz-date, \
+             Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+        );
     }
 
     #[test]

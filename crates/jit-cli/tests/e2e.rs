@@ -2,188 +2,12 @@
 //! 127.0.0.1:0 (local credential issuer). Every wait is bounded; config and
 //! cache live in a temp dir per test.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use jit_local::{App, Config};
+use common::{Jit, KEY, Server, wait_status};
 use serde_json::Value;
-
-const KEY: &str = "test-key-0123456789abcdef";
-const LIMIT: Duration = Duration::from_secs(30);
-
-struct Server {
-    rt: tokio::runtime::Runtime,
-    addr: SocketAddr,
-    app: Option<Arc<App>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let cfg = Config {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data_dir.to_path_buf(),
-            catalog_path: Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../config/catalog.example.yaml"),
-            api_key: Some(KEY.into()),
-            demo_mode: true,
-            print_notifications: false,
-            run_driver: true,
-        };
-        let (app, addr, stop, task) = rt.block_on(async {
-            let (app, _) = App::from_config(&cfg).expect("app starts");
-            let listener = tokio::net::TcpListener::bind(cfg.addr).await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let app = Arc::new(app);
-            let task = tokio::spawn(jit_local::serve(listener, app.clone(), async {
-                let _ = rx.await;
-            }));
-            (app, addr, tx, task)
-        });
-        Server {
-            rt,
-            addr,
-            app: Some(app),
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn stop(&mut self) {
-        let (Some(stop), Some(task), Some(app)) =
-            (self.stop.take(), self.task.take(), self.app.take())
-        else {
-            return;
-        };
-        let _ = stop.send(());
-        self.rt.block_on(async {
-            tokio::time::timeout(LIMIT, task)
-                .await
-                .expect("server stops")
-                .unwrap()
-                .unwrap();
-            if let Ok(app) = Arc::try_unwrap(app) {
-                tokio::time::timeout(LIMIT, app.shutdown())
-                    .await
-                    .expect("engine stops");
-            }
-        });
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// One user's `jit`: its own config and cache dirs.
-struct Jit {
-    config: PathBuf,
-    cache: PathBuf,
-}
-
-impl Jit {
-    fn new(root: &Path, name: &str) -> Jit {
-        Jit {
-            config: root.join(name).join("config"),
-            cache: root.join(name).join("cache"),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jit"));
-        // No ambient AWS credentials leak into a test.
-        let home = self.config.parent().unwrap().join("home");
-        cmd.args(args)
-            .env("HOME", &home)
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_SHARED_CREDENTIALS_FILE")
-            .env("JIT_CONFIG_DIR", &self.config)
-            .env("JIT_CACHE_DIR", &self.cache)
-            .env_remove("AWS_PROFILE");
-        let child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("jit runs");
-        // Bounded: a hung CLI fails the test instead of hanging it.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        rx.recv_timeout(Duration::from_secs(60))
-            .expect("jit finished within 60s")
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "jit {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let text = self.ok(&all);
-        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-    }
-
-    fn configure(&self, url: &str, key: &str, user: &str, groups: &str) {
-        let mut args = vec![
-            "configure",
-            "--api-url",
-            url,
-            "--api-key",
-            key,
-            "--local",
-            "--user",
-            user,
-        ];
-        if !groups.is_empty() {
-            args.extend_from_slice(&["--groups", groups]);
-        }
-        self.ok(&args);
-    }
-}
-
-/// Polls `jit show` until the request reaches `want` (bounded: 10 s).
-fn wait_status(jit: &Jit, id: &str, want: &str) {
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = jit.json(&["show", id])["status"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        if status == want {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{id} is {status}, not {want}");
-}
 
 #[test]
 fn auto_approved_request_to_cached_credentials_env_and_exec() {
@@ -287,10 +111,7 @@ fn auto_approved_request_to_cached_credentials_env_and_exec() {
     stale["Expiration"] =
         Value::String((chrono::Utc::now() + chrono::TimeDelta::minutes(4)).to_rfc3339());
     std::fs::write(&cached, stale.to_string()).unwrap();
-    let out = sre.run(&["credentials", &id]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = sre.fails(&["credentials", &id]);
     assert!(err.contains("cannot reach"), "{err}");
 }
 
@@ -315,10 +136,7 @@ fn manual_approval_by_a_second_identity_then_revoke() {
     wait_status(&alice, &id, "APPROVAL_PENDING");
 
     // Nobody approves their own request: one line, non-zero.
-    let out = alice.run(&["approve", &id]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = alice.fails(&["approve", &id]);
     assert!(err.contains("approver"), "{err}");
 
     let pending = lead.json(&["list", "--pending"]);
@@ -425,10 +243,8 @@ fn deny_and_cancel() {
     let c = alice.json(&["cancel", &b]);
     assert_eq!(c["status"], "CANCELLED", "{c}");
     // Cancelling again is refused with a pointer to `jit show`.
-    let out = alice.run(&["cancel", &b]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = alice.fails(&["cancel", &b]);
+    assert!(err.contains("jit show"), "{err}");
 }
 
 #[test]
@@ -438,10 +254,7 @@ fn errors_are_one_line_with_the_fix() {
 
     // Not configured yet.
     let nobody = Jit::new(dir.path(), "nobody");
-    let out = nobody.run(&["list"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = nobody.fails(&["list"]);
     assert!(err.contains("jit configure"), "{err}");
 
     // A bad API key.
@@ -474,10 +287,7 @@ fn errors_are_one_line_with_the_fix() {
         "sre@example.com",
         "sre",
     );
-    let out = tls.run(&["list"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = tls.fails(&["list"]);
     assert!(err.contains("cannot reach https://"), "{err}");
 
     // SigV4 without any AWS credentials: one line naming the fix.
@@ -492,18 +302,223 @@ fn errors_are_one_line_with_the_fix() {
         "--region",
         "eu-west-1",
     ]);
-    let out = iam.run(&["list"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = iam.fails(&["list"]);
     assert!(err.contains("no AWS credentials for SigV4"), "{err}");
 
     // An unknown entitlement.
     let sre = Jit::new(dir.path(), "sre");
     sre.configure(&server.url(), KEY, "sre@example.com", "sre");
-    let out = sre.run(&["request", "NoSuchThing", "--reason", "x"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = sre.fails(&["request", "NoSuchThing", "--reason", "x"]);
     assert!(err.contains("case-sensitive"), "{err}");
+}
+
+#[test]
+fn list_follows_pages_up_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let alice = Jit::new(dir.path(), "alice");
+    alice.configure(&server.url(), KEY, "alice@example.com", "");
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let r = alice.json(&[
+            "request",
+            "JIT-ElevatedAdminRole",
+            "--reason",
+            &format!("page {n}"),
+        ]);
+        ids.push(r["requestId"].as_str().unwrap().to_string());
+    }
+    let ids_of = |v: &Value| -> Vec<String> {
+        v["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["requestId"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Everything, by default (fewer than 50).
+    let all = alice.json(&["list"]);
+    let mut seen = ids_of(&all);
+    assert_eq!(seen.len(), 5, "{all}");
+    assert!(all["nextCursor"].is_null(), "{all}");
+
+    // Two at a time: a cursor to go on with, and no request twice or lost.
+    let first = alice.json(&["list", "--limit", "2"]);
+    assert_eq!(ids_of(&first).len(), 2, "{first}");
+    let mut paged = ids_of(&first);
+    let mut cursor = first["nextCursor"].as_str().unwrap().to_string();
+    loop {
+        let next = alice.json(&["list", "--limit", "2", "--cursor", &cursor]);
+        paged.extend(ids_of(&next));
+        match next["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(paged, seen, "pages in order, nothing twice or lost");
+    seen.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(seen, want);
+
+    // The table says how to go on.
+    let text = alice.ok(&["list", "--limit", "3"]);
+    assert!(text.contains("jit list --cursor "), "{text}");
+    assert_eq!(ids_of(&alice.json(&["list", "--all"])).len(), 5);
+}
+
+/// A one-request HTTP server on 127.0.0.1:0: records the request head
+/// (lower-cased header names) and answers an empty list. Bounded: gives up
+/// after 30 s.
+fn capture_one() -> (String, std::thread::JoinHandle<Option<String>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let (mut sock, _) = loop {
+            match listener.accept() {
+                Ok(s) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => return None,
+            }
+        };
+        sock.set_nonblocking(false).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match sock.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let body = r#"{"requests":[],"nextCursor":null}"#;
+        let _ = write!(
+            sock,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        Some(String::from_utf8_lossy(&head).to_string())
+    });
+    (url, handle)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> &'a str {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or_else(|| panic!("no {name} header in {head}"))
+}
+
+#[cfg(unix)]
+#[test]
+fn sigv4_signs_with_the_credentials_the_aws_cli_would_use() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // A profile whose keys come from a credential_process, as SSO helpers
+    // and password managers provide them.
+    let script = root.join("creds.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho '{\"Version\":1,\"AccessKeyId\":\"AKIDPROCESS\",\"SecretAccessKey\":\"process-secret\",\"SessionToken\":\"token-from-process\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let failing = root.join("fails.sh");
+    std::fs::write(&failing, "#!/bin/sh\necho 'token expired' >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let aws_config = root.join("aws-config");
+    std::fs::write(
+        &aws_config,
+        format!(
+            "[profile dev]\ncredential_process = {}\n\n[profile broken]\ncredential_process = {}\n",
+            script.display(),
+            failing.display()
+        ),
+    )
+    .unwrap();
+    let aws_config = aws_config.to_str().unwrap();
+
+    let configure = |jit: &Jit, url: &str, profile: Option<&str>| {
+        let mut args = vec![
+            "configure",
+            "--api-url",
+            url,
+            "--api-key",
+            KEY,
+            "--sigv4",
+            "--region",
+            "eu-west-1",
+        ];
+        if let Some(p) = profile {
+            args.extend_from_slice(&["--profile", p]);
+        }
+        jit.ok(&args);
+    };
+
+    // The configured profile's credential_process.
+    let dev = Jit::new(root, "dev");
+    let (url, server) = capture_one();
+    configure(&dev, &url, Some("dev"));
+    let out = dev.run_env(&["list"], &[("AWS_CONFIG_FILE", aws_config)]);
+    let head = server.join().unwrap().expect("jit called the API");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let auth = header(&head, "authorization");
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDPROCESS/")
+            && auth.contains("/eu-west-1/execute-api/aws4_request"),
+        "{auth}"
+    );
+    assert_eq!(header(&head, "x-amz-security-token"), "token-from-process");
+    assert_eq!(header(&head, "x-api-key"), KEY);
+
+    // No profile configured: the environment's keys, as for the AWS CLI.
+    let env = Jit::new(root, "env");
+    let (url, server) = capture_one();
+    configure(&env, &url, None);
+    let out = env.run_env(
+        &["list"],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDENVIRONMENT"),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ],
+    );
+    let head = server.join().unwrap().expect("jit called the API");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        header(&head, "authorization").contains("Credential=AKIDENVIRONMENT/"),
+        "{head}"
+    );
+
+    // A profile whose process fails: one line naming the profile, nothing
+    // sent.
+    let broken = Jit::new(root, "broken");
+    configure(&broken, "http://127.0.0.1:9", Some("broken"));
+    let err = broken.fails_env(&["list"], &[("AWS_CONFIG_FILE", aws_config)]);
+    assert!(err.contains("profile `broken`"), "{err}");
+    assert!(
+        err.contains("token expired"),
+        "the process's own reason: {err}"
+    );
+    assert!(
+        !err.contains("cannot reach"),
+        "failed before any request: {err}"
+    );
 }

@@ -568,18 +568,7 @@ fn data_path(state: &str, field: &str, v: &Value) -> Result<RefPath, DefinitionE
 }
 
 fn io_path(state: &str, field: &str, obj: &Map<String, Value>) -> Result<IoPath, DefinitionError> {
-    Ok(match obj.get(field) {
-        None => IoPath::Whole,
-        Some(Value::Null) => IoPath::Null,
-        Some(v) => {
-            let p = data_path(state, field, v)?;
-            if p.is_root() {
-                IoPath::Whole
-            } else {
-                IoPath::Path(p)
-            }
-        }
-    })
+    optional_path(state, field, obj, IoPath::Whole, IoPath::Null, IoPath::Path)
 }
 
 fn result_path(
@@ -587,16 +576,33 @@ fn result_path(
     field: &str,
     obj: &Map<String, Value>,
 ) -> Result<ResultPath, DefinitionError> {
+    optional_path(
+        state,
+        field,
+        obj,
+        ResultPath::Whole,
+        ResultPath::Discard,
+        ResultPath::Path,
+    )
+}
+
+/// A path field read the way AWS reads them all: absent or `$` is the whole
+/// document, `null` is "nothing" (whose meaning differs per field), anything
+/// else a data path.
+fn optional_path<T>(
+    state: &str,
+    field: &str,
+    obj: &Map<String, Value>,
+    whole: T,
+    null: T,
+    path: impl FnOnce(RefPath) -> T,
+) -> Result<T, DefinitionError> {
     Ok(match obj.get(field) {
-        None => ResultPath::Whole,
-        Some(Value::Null) => ResultPath::Discard,
+        None => whole,
+        Some(Value::Null) => null,
         Some(v) => {
             let p = data_path(state, field, v)?;
-            if p.is_root() {
-                ResultPath::Whole
-            } else {
-                ResultPath::Path(p)
-            }
+            if p.is_root() { whole } else { path(p) }
         }
     })
 }

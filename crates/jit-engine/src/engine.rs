@@ -255,18 +255,23 @@ enum TaskStep {
     /// Ready to start an attempt.
     Schedule,
     /// The invoker has (maybe) been called; if the process died, call again.
-    Invoking {
-        invocation: u64,
-        function: String,
-        payload: Value,
-        token: Option<String>,
-        timeout_ms: Option<i64>,
-        event: bool,
-    },
+    Invoking(Invoking),
     /// The callback Lambda returned; waiting for SendTask*.
     AwaitToken { token: String },
     /// Waiting out a retry interval.
     RetryAt { until_ms: i64 },
+}
+
+/// An attempt in flight. Persisted with the execution, so a process that
+/// stopped mid-invoke invokes it again on load.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Invoking {
+    invocation: u64,
+    function: String,
+    payload: Value,
+    token: Option<String>,
+    timeout_ms: Option<i64>,
+    event: bool,
 }
 
 enum End {
@@ -448,9 +453,9 @@ impl Run {
         if let Phase::Task(tp) = old {
             match tp.step {
                 TaskStep::AwaitToken { token }
-                | TaskStep::Invoking {
+                | TaskStep::Invoking(Invoking {
                     token: Some(token), ..
-                } => self.closed_tokens.push(token),
+                }) => self.closed_tokens.push(token),
                 _ => {}
             }
         }
@@ -715,49 +720,19 @@ impl Run {
                     Ok(Flow::Block(Some(until_ms)))
                 }
             }
-            TaskStep::Invoking {
-                invocation,
-                function,
-                payload,
-                token,
-                timeout_ms,
-                event,
-            } => {
+            TaskStep::Invoking(inv) => {
                 // Found on load: the process stopped mid-invoke. Unless the
                 // task has timed out meanwhile, invoke it again.
-                if let Some(d) = timeout_ms
+                if let Some(d) = inv.timeout_ms
                     && self.now >= d
                 {
-                    tp.step = TaskStep::Invoking {
-                        invocation,
-                        function,
-                        payload,
-                        token,
-                        timeout_ms,
-                        event,
-                    };
+                    tp.step = TaskStep::Invoking(inv);
                     return self.apply_invoke(InvokeOutcome::TimedOut, st, t, tp);
                 }
-                let req = InvokeRequest {
-                    invocation,
-                    function: function.clone(),
-                    payload: payload.clone(),
-                    state: tp.state.clone(),
-                    execution: self.row.name.clone(),
-                    token: token.clone(),
-                    timeout: timeout_ms
-                        .map(|d| Duration::from_millis((d - self.now).max(0) as u64)),
-                };
-                tp.step = TaskStep::Invoking {
-                    invocation,
-                    function,
-                    payload,
-                    token,
-                    timeout_ms,
-                    event,
-                };
-                self.phase = Phase::Task(tp);
-                Ok(Flow::Invoke(req))
+                let left = inv
+                    .timeout_ms
+                    .map(|d| Duration::from_millis((d - self.now).max(0) as u64));
+                Ok(self.hand_out(tp, inv, left))
             }
             TaskStep::AwaitToken { token } => {
                 let res = TaskResource {
@@ -825,12 +800,7 @@ impl Run {
         }
     }
 
-    fn schedule(
-        &mut self,
-        st: &State,
-        t: &TaskState,
-        mut tp: TaskPhase,
-    ) -> Result<Flow, EngineError> {
+    fn schedule(&mut self, st: &State, t: &TaskState, tp: TaskPhase) -> Result<Flow, EngineError> {
         let token = if t.resource.is_callback() {
             Some(token::generate()?)
         } else {
@@ -915,16 +885,7 @@ impl Run {
                 heartbeat_ms: hb.map(|s| self.now + s * 1000),
             });
         }
-        let req = InvokeRequest {
-            invocation,
-            function: function.clone(),
-            payload: payload.clone(),
-            state: tp.state.clone(),
-            execution: self.row.name.clone(),
-            token: token.clone(),
-            timeout: timeout.map(Duration::from_secs),
-        };
-        tp.step = TaskStep::Invoking {
+        let inv = Invoking {
             invocation,
             function,
             payload,
@@ -932,13 +893,29 @@ impl Run {
             timeout_ms,
             event,
         };
+        Ok(self.hand_out(tp, inv, timeout.map(Duration::from_secs)))
+    }
+
+    /// Records the attempt as in flight and hands it to the caller: a first
+    /// attempt and one invoked again after a restart take this same path.
+    fn hand_out(&mut self, mut tp: TaskPhase, inv: Invoking, timeout: Option<Duration>) -> Flow {
+        let req = InvokeRequest {
+            invocation: inv.invocation,
+            function: inv.function.clone(),
+            payload: inv.payload.clone(),
+            state: tp.state.clone(),
+            execution: self.row.name.clone(),
+            token: inv.token.clone(),
+            timeout,
+        };
+        tp.step = TaskStep::Invoking(inv);
         self.phase = Phase::Task(tp);
-        Ok(Flow::Invoke(req))
+        Flow::Invoke(req)
     }
 
     /// Is this execution still waiting for the result of `invocation`?
     fn awaits(&self, invocation: u64) -> bool {
-        matches!(&self.phase, Phase::Task(TaskPhase { step: TaskStep::Invoking { invocation: i, .. }, .. }) if *i == invocation)
+        matches!(&self.phase, Phase::Task(TaskPhase { step: TaskStep::Invoking(inv), .. }) if inv.invocation == invocation)
     }
 
     fn apply_outcome(&mut self, outcome: InvokeOutcome) -> Result<Flow, EngineError> {
@@ -962,13 +939,13 @@ impl Run {
         t: &TaskState,
         mut tp: TaskPhase,
     ) -> Result<Flow, EngineError> {
-        let TaskStep::Invoking {
+        let TaskStep::Invoking(Invoking {
             invocation,
             token,
             timeout_ms,
             event,
             ..
-        } = std::mem::replace(&mut tp.step, TaskStep::Schedule)
+        }) = std::mem::replace(&mut tp.step, TaskStep::Schedule)
         else {
             self.phase = Phase::Task(tp);
             return Ok(Flow::Continue);

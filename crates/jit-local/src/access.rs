@@ -146,6 +146,16 @@ pub struct AwsGrants {
     pub inspector: Arc<dyn AccountInspector>,
 }
 
+/// What `jit-local --grants aws` runs on: the adapters over the ambient
+/// SDK configuration (the full default credentials chain — profiles, SSO,
+/// environment — as on a laptop). One function so the binary and its
+/// end-to-end tests cannot drift apart.
+pub async fn ambient_aws_grants(
+    federation_url: &str,
+) -> Result<AwsGrants, jit_aws::console::InvalidFederationUrl> {
+    aws_grants(&jit_aws::sdk::load_config().await, federation_url)
+}
+
 /// Builds the AWS adapters. `federation_url` is `JIT_FEDERATION_URL`.
 pub fn aws_grants(
     sdk: &jit_aws::SdkConfig,

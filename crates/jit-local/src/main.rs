@@ -94,6 +94,16 @@ enum AslCommand {
     Run(jit_local::asl::RunArgs),
 }
 
+/// Prints a line for the operator. A closed stdout (the reading end of a
+/// pipe went away) must never take the server down, so write errors are
+/// dropped instead of panicking as `println!` does.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let json = std::env::var("JIT_LOG_FORMAT").is_ok_and(|v| v == "json");
@@ -131,8 +141,7 @@ async fn main() -> anyhow::Result<()> {
     let overrides = match args.grants {
         GrantsMode::Local => Overrides::default(),
         GrantsMode::Aws => {
-            let sdk = jit_aws::sdk::load_config().await;
-            match jit_local::access::aws_grants(&sdk, &args.federation_url) {
+            match jit_local::access::ambient_aws_grants(&args.federation_url).await {
                 Ok(g) => Overrides::aws(g),
                 Err(e) => {
                     eprintln!("jit-local: --federation-url: {e}");
@@ -174,25 +183,25 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.addr))?;
     let addr = listener.local_addr()?;
-    println!("jit-local listening on http://{addr}");
-    println!(
+    say!("jit-local listening on http://{addr}");
+    say!(
         "  catalog:   {} ({} entitlements)",
         cfg.catalog_path.display(),
         app.broker.catalog.len()
     );
-    println!("  store:     {}", cfg.data_dir.join("jit.db").display());
+    say!("  store:     {}", cfg.data_dir.join("jit.db").display());
     if generated {
-        println!(
+        say!(
             "  API key:   {api_key}  (generated; also in {})",
             key_file.display()
         );
     } else {
-        println!(
+        say!(
             "  API key:   from --api-key/JIT_API_KEY (also in {})",
             key_file.display()
         );
     }
-    println!(
+    say!(
         "  demo mode: {} (simulateApproval is {})",
         if cfg.demo_mode { "ON" } else { "off" },
         if cfg.demo_mode {
@@ -201,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
             "recorded and ignored"
         }
     );
-    println!(
+    say!(
         "  grants:    {}",
         match args.grants {
             GrantsMode::Local =>
@@ -216,15 +225,15 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     if let Some((running, waiting)) = app.resumed() {
-        println!(
+        say!(
             "  workflow:  state-machine/approval.asl.json on the local engine ({running} executions resumed, {waiting} waiting for a decision)"
         );
     }
     if let Some(a) = app.approvals() {
         for line in &a.summary {
-            println!("  {line}");
+            say!("  {line}");
         }
-        println!(
+        say!(
             "  approvals: {}/approvals/<id>?… (the emailed links)",
             a.notifier.public_url
         );
@@ -243,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
         {
             let _ = ctrl_c.await;
         }
-        println!("jit-local: shutting down");
+        say!("jit-local: shutting down");
     };
     let app = Arc::new(app);
     // Early-revoke denies are placed and removed from the store's list of

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use aws_credential_types::Credentials;
 use aws_types::region::Region;
 use jit_core::ports::ManualClock;
-use jit_local::{App, Config, Overrides};
+use jit_local::Overrides;
 use serde_json::{Value, json};
 
 const KEY: &str = "aws-grants-test-key-0123456789";
@@ -109,51 +109,24 @@ entitlements:
     }
 }
 
-struct Local {
-    app: App,
-    clock: Arc<ManualClock>,
+use common::Local;
+
+async fn open(dir: &Path, catalog: &str) -> Local {
+    let path = dir.join("catalog.yaml");
+    std::fs::write(&path, catalog).unwrap();
+    let cfg = common::config(&dir.join("data"), &path, KEY);
+    // What `--grants aws` builds, on a config pointing at moto.
+    let grants = jit_local::access::aws_grants(
+        &broker_sdk().await,
+        jit_aws::console::DEFAULT_FEDERATION_URL,
+    )
+    .unwrap();
+    // Real time: STS stamps the sessions it issues with moto's clock.
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    Local::open(&cfg, clock, Overrides::aws(grants), KEY)
 }
 
 impl Local {
-    async fn open(dir: &Path, catalog: &str) -> Local {
-        let path = dir.join("catalog.yaml");
-        std::fs::write(&path, catalog).unwrap();
-        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-        let cfg = Config {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.join("data"),
-            catalog_path: path,
-            api_key: Some(KEY.into()),
-            demo_mode: false,
-            print_notifications: false,
-            run_driver: false,
-        };
-        // What `--grants aws` builds, on a config pointing at moto.
-        let grants = jit_local::access::aws_grants(
-            &broker_sdk().await,
-            jit_aws::console::DEFAULT_FEDERATION_URL,
-        )
-        .unwrap();
-        let (app, _) =
-            App::build_with(&cfg, clock.clone(), Overrides::aws(grants)).expect("app starts");
-        Local { app, clock }
-    }
-
-    async fn forward(&self, secs: i64) {
-        self.clock.advance(chrono::Duration::seconds(secs));
-        common::settle(&self.app).await;
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        user: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        common::call(&self.app, KEY, method, path, user, body).await
-    }
-
     async fn granted(&self, user: &str, entitlement: &str) -> String {
         let body = json!({"entitlement": entitlement, "duration": "1h", "justification": "e2e"});
         let (s, v) = self.call("POST", "/requests", user, Some(body)).await;
@@ -183,7 +156,7 @@ async fn attached(iam: &aws_sdk_iam::Client, user: &str) -> Vec<String> {
 async fn role_grants_vend_working_credentials_and_revoke_puts_a_deny_on_the_role() {
     let acct = account().await;
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path(), &acct.catalog).await;
+    let l = open(dir.path(), &acct.catalog).await;
     // GIVEN an auto-approved role grant (the Grant step made a real AssumeRole on moto)
     let id = l.granted(&acct.user, "Role").await;
 
@@ -218,11 +191,10 @@ async fn role_grants_vend_working_credentials_and_revoke_puts_a_deny_on_the_role
 
     // WHEN it is revoked THEN the deny is on the role in IAM
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{id}/revoke"),
             &acct.user,
-            Some(json!({"reason": "done"})),
+            json!({"reason": "done"}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -266,7 +238,7 @@ async fn role_grants_vend_working_credentials_and_revoke_puts_a_deny_on_the_role
 async fn attach_grants_attach_detach_and_overlap_in_iam() {
     let acct = account().await;
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path(), &acct.catalog).await;
+    let l = open(dir.path(), &acct.catalog).await;
     let first = l.granted(&acct.user, "Policy").await;
     assert_eq!(
         attached(&acct.iam, &acct.user).await,
@@ -286,11 +258,10 @@ async fn attach_grants_attach_detach_and_overlap_in_iam() {
     );
     // Revoking the second detaches in IAM
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{second}/revoke"),
             &acct.user,
-            Some(json!({"reason": "done"})),
+            json!({"reason": "done"}),
         )
         .await;
     assert_eq!(s, 200, "{v}");

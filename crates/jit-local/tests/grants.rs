@@ -7,8 +7,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use jit_core::ports::ManualClock;
-use jit_local::{App, Config, Overrides};
+use jit_local::Overrides;
 use serde_json::{Value, json};
 
 const KEY: &str = "grants-test-key-0123456789";
@@ -36,88 +35,31 @@ entitlements:
     auto_approve: { groups: [sre], max_duration: 2h }
 "#;
 
-struct Local {
-    app: App,
-    clock: Arc<ManualClock>,
+use common::Local;
+
+fn open(dir: &Path) -> Local {
+    let catalog = dir.join("catalog.yaml");
+    std::fs::write(&catalog, CATALOG).unwrap();
+    let cfg = common::config(&dir.join("data"), &catalog, KEY);
+    Local::open(&cfg, common::fixed_clock(), Overrides::default(), KEY)
 }
 
 impl Local {
-    fn open(dir: &Path) -> Local {
-        let catalog = dir.join("catalog.yaml");
-        std::fs::write(&catalog, CATALOG).unwrap();
-        let clock = Arc::new(ManualClock::new(
-            chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-        ));
-        let cfg = Config {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.join("data"),
-            catalog_path: catalog,
-            api_key: Some(KEY.into()),
-            demo_mode: false,
-            print_notifications: false,
-            run_driver: false,
-        };
-        let (app, _) =
-            App::build_with(&cfg, clock.clone(), Overrides::default()).expect("app starts");
-        Local { app, clock }
-    }
-
-    async fn settle(&self) {
-        common::settle(&self.app).await;
-    }
-
-    async fn forward(&self, secs: i64) {
-        self.clock.advance(chrono::Duration::seconds(secs));
-        self.settle().await;
-    }
-
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        use jit_core::ports::Clock;
-        self.clock.now()
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        user: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        common::call(&self.app, KEY, method, path, user, body).await
-    }
-
-    async fn request(&self, user: &str, entitlement: &str, duration: &str) -> String {
-        let body =
-            json!({"entitlement": entitlement, "duration": duration, "justification": "INC-9"});
-        let (status, v) = self.call("POST", "/requests", user, Some(body)).await;
-        assert_eq!(status, 201, "{v}");
-        v["requestId"].as_str().unwrap().to_string()
-    }
-
     /// A request approved by the lead: GRANTED.
     async fn granted(&self, user: &str, entitlement: &str, duration: &str) -> String {
         let id = self.request(user, entitlement, duration).await;
         if self.get(&id).await["status"] == "APPROVAL_PENDING" {
             let (s, v) = self
-                .call(
-                    "POST",
+                .post(
                     &format!("/requests/{id}/approve"),
                     "lead@example.com",
-                    Some(json!({})),
+                    json!({}),
                 )
                 .await;
             assert_eq!(s, 200, "{v}");
         }
         assert_eq!(self.get(&id).await["status"], "GRANTED");
         id
-    }
-
-    async fn get(&self, id: &str) -> Value {
-        let (s, v) = self
-            .call("GET", &format!("/requests/{id}"), "lead@example.com", None)
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v
     }
 
     async fn credentials(&self, id: &str, user: &str) -> (u16, Value) {
@@ -136,10 +78,6 @@ impl Local {
             .await;
         assert_eq!(s, 200, "{v}");
         v["events"].as_array().unwrap().clone()
-    }
-
-    async fn states(&self, id: &str) -> Vec<String> {
-        self.app.engine().unwrap().states_entered(id).unwrap()
     }
 
     fn attachments(&self) -> Vec<String> {
@@ -165,7 +103,7 @@ fn expiry_secs_from(v: &Value, now: chrono::DateTime<chrono::Utc>) -> i64 {
 #[tokio::test]
 async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_at_its_end() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path());
+    let l = open(dir.path());
     // GIVEN a four-hour grant of a role
     let pending = l.request("alice@example.com", "Admin", "4h").await;
     let (s, v) = l.credentials(&pending, "alice@example.com").await;
@@ -175,11 +113,10 @@ async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_at_its
         "not granted yet: {v}"
     );
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{pending}/approve"),
             "lead@example.com",
-            Some(json!({})),
+            json!({}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -260,7 +197,7 @@ async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_at_its
 #[tokio::test]
 async fn attach_policy_grants_have_no_credentials_and_console_urls_are_audited() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path());
+    let l = open(dir.path());
     let attach = l.granted("sre@example.com", "ReadOnly", "1h").await;
     let (s, v) = l.credentials(&attach, "sre@example.com").await;
     assert_eq!((s, code(&v)), (409, "not_assume_role"), "{v}");
@@ -305,7 +242,7 @@ async fn attach_policy_grants_have_no_credentials_and_console_urls_are_audited()
 #[tokio::test]
 async fn revoking_a_role_grant_denies_issued_sessions_until_they_can_no_longer_live() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path());
+    let l = open(dir.path());
     let id = l.granted("alice@example.com", "Admin", "2h").await;
     let (s, _) = l.credentials(&id, "alice@example.com").await;
     assert_eq!(s, 200);
@@ -313,32 +250,24 @@ async fn revoking_a_role_grant_denies_issued_sessions_until_they_can_no_longer_l
     let revoke = format!("/requests/{id}/revoke");
 
     // A reason is required; a stranger may not revoke
-    let (s, v) = l
-        .call("POST", &revoke, "lead@example.com", Some(json!({})))
-        .await;
+    let (s, v) = l.post(&revoke, "lead@example.com", json!({})).await;
     assert_eq!(
         (s, v["error"]["field"].as_str()),
         (400, Some("reason")),
         "{v}"
     );
     let (s, v) = l
-        .call(
-            "POST",
-            &revoke,
-            "eve@example.com",
-            Some(json!({"reason": "x"})),
-        )
+        .post(&revoke, "eve@example.com", json!({"reason": "x"}))
         .await;
     assert_eq!((s, code(&v)), (403, "not_revoker"));
 
     // WHEN an approver revokes
     let revoked_at = l.now();
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &revoke,
             "lead@example.com",
-            Some(json!({"reason": "leaked laptop"})),
+            json!({"reason": "leaked laptop"}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -407,14 +336,13 @@ async fn revoking_a_role_grant_denies_issued_sessions_until_they_can_no_longer_l
 #[tokio::test]
 async fn the_deny_stays_while_a_denied_session_may_live() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path());
+    let l = open(dir.path());
     let id = l.granted("alice@example.com", "Admin", "2h").await;
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{id}/revoke"),
             "alice@example.com",
-            Some(json!({"reason": "done early"})),
+            json!({"reason": "done early"}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -431,7 +359,7 @@ async fn the_deny_stays_while_a_denied_session_may_live() {
 #[tokio::test]
 async fn who_may_revoke_the_requester_an_approver_or_an_admin() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path());
+    let l = open(dir.path());
     // (who revokes, expected status); jit-local's API key is a trusted
     // caller, so a stranger is refused (403) rather than not found (404)
     let cases = [
@@ -443,22 +371,20 @@ async fn who_may_revoke_the_requester_an_approver_or_an_admin() {
     for (who, want) in cases {
         let id = l.granted("sre@example.com", "OnCall", "30m").await;
         let (s, v) = l
-            .call(
-                "POST",
+            .post(
                 &format!("/requests/{id}/revoke"),
                 who,
-                Some(json!({"reason": "test"})),
+                json!({"reason": "test"}),
             )
             .await;
         assert_eq!(s, want, "{who}: {v}");
         if want == 200 {
             // A second revoke is idempotent: it re-applies and answers the same.
             let (s, v) = l
-                .call(
-                    "POST",
+                .post(
                     &format!("/requests/{id}/revoke"),
                     who,
-                    Some(json!({"reason": "again"})),
+                    json!({"reason": "again"}),
                 )
                 .await;
             assert_eq!((s, v["status"].as_str()), (200, Some("REVOKED")), "{v}");
@@ -467,11 +393,10 @@ async fn who_may_revoke_the_requester_an_approver_or_an_admin() {
     // A request that is not live cannot be revoked
     let pending = l.request("alice@example.com", "Admin", "1h").await;
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{pending}/revoke"),
             "alice@example.com",
-            Some(json!({"reason": "x"})),
+            json!({"reason": "x"}),
         )
         .await;
     assert_eq!((s, code(&v)), (409, "invalid_state"), "{v}");
@@ -481,7 +406,7 @@ async fn who_may_revoke_the_requester_an_approver_or_an_admin() {
 #[tokio::test]
 async fn overlapping_attach_grants_keep_the_policy_until_the_last_one_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path());
+    let l = open(dir.path());
     let policy = "User(\"sre@example.com\"):ReadOnlyAccess".to_string();
     // GIVEN two overlapping grants of one policy to one user
     let first = l.granted("sre@example.com", "ReadOnly", "1h").await;
@@ -502,11 +427,10 @@ async fn overlapping_attach_grants_keep_the_policy_until_the_last_one_ends() {
     let b = l.granted("sre@example.com", "ReadOnly", "1h").await;
     for (id, attached_after) in [(&a, true), (&b, false)] {
         let (s, v) = l
-            .call(
-                "POST",
+            .post(
                 &format!("/requests/{id}/revoke"),
                 "sre@example.com",
-                Some(json!({"reason": "done"})),
+                json!({"reason": "done"}),
             )
             .await;
         assert_eq!(s, 200, "{v}");
@@ -521,15 +445,14 @@ async fn overlapping_attach_grants_keep_the_policy_until_the_last_one_ends() {
 #[tokio::test]
 async fn an_auto_approved_extension_moves_the_expiry_and_the_workflows_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path());
+    let l = open(dir.path());
     let id = l.granted("sre@example.com", "OnCall", "30m").await;
     let before = l.get(&id).await["expiresAt"].as_str().unwrap().to_string();
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{id}/extend"),
             "sre@example.com",
-            Some(json!({"duration": "15m", "reason": "still debugging"})),
+            json!({"duration": "15m", "reason": "still debugging"}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -569,16 +492,15 @@ async fn an_auto_approved_extension_moves_the_expiry_and_the_workflows_wait() {
 #[tokio::test]
 async fn extensions_stay_within_the_maximum_and_need_an_approver_beyond_the_rule() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path());
+    let l = open(dir.path());
     let id = l.granted("sre@example.com", "OnCall", "1h").await;
     let extend = format!("/requests/{id}/extend");
     // Beyond the 2h maximum: refused, naming the allowance left
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &extend,
             "sre@example.com",
-            Some(json!({"duration": "90m", "reason": "r"})),
+            json!({"duration": "90m", "reason": "r"}),
         )
         .await;
     assert_eq!(
@@ -591,12 +513,7 @@ async fn extensions_stay_within_the_maximum_and_need_an_approver_beyond_the_rule
         "{v}"
     );
     let (s, v) = l
-        .call(
-            "POST",
-            &extend,
-            "sre@example.com",
-            Some(json!({"duration": "1h"})),
-        )
+        .post(&extend, "sre@example.com", json!({"duration": "1h"}))
         .await;
     assert_eq!(
         (s, v["error"]["field"].as_str()),
@@ -604,52 +521,39 @@ async fn extensions_stay_within_the_maximum_and_need_an_approver_beyond_the_rule
         "{v}"
     );
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &extend,
             "lead@example.com",
-            Some(json!({"duration": "1h", "reason": "r"})),
+            json!({"duration": "1h", "reason": "r"}),
         )
         .await;
     assert_eq!((s, code(&v)), (403, "not_requester"), "{v}");
 
     // Within it but past the auto-approve rule's 1h total: PENDING
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &extend,
             "sre@example.com",
-            Some(json!({"duration": "1h", "reason": "migration overran"})),
+            json!({"duration": "1h", "reason": "migration overran"}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["extensions"][0]["status"], "PENDING");
     let expires = v["expiresAt"].clone();
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &extend,
             "sre@example.com",
-            Some(json!({"duration": "15m", "reason": "x"})),
+            json!({"duration": "15m", "reason": "x"}),
         )
         .await;
     assert_eq!((s, code(&v)), (409, "extension_pending"), "{v}");
     let (s, v) = l
-        .call(
-            "POST",
-            &format!("{extend}/approve"),
-            "sre@example.com",
-            Some(json!({})),
-        )
+        .post(&format!("{extend}/approve"), "sre@example.com", json!({}))
         .await;
     assert_eq!((s, code(&v)), (403, "self_approval"), "{v}");
     let (s, v) = l
-        .call(
-            "POST",
-            &format!("{extend}/deny"),
-            "lead@example.com",
-            Some(json!({})),
-        )
+        .post(&format!("{extend}/deny"), "lead@example.com", json!({}))
         .await;
     assert_eq!(
         (s, v["error"]["field"].as_str()),
@@ -659,11 +563,10 @@ async fn extensions_stay_within_the_maximum_and_need_an_approver_beyond_the_rule
 
     // The approver approves: expiresAt moves by an hour
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("{extend}/approve"),
             "lead@example.com",
-            Some(json!({"reason": "ok"})),
+            json!({"reason": "ok"}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -673,11 +576,10 @@ async fn extensions_stay_within_the_maximum_and_need_an_approver_beyond_the_rule
     assert_eq!(l.get(&id).await["status"], "GRANTED");
     // No allowance left now
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &extend,
             "sre@example.com",
-            Some(json!({"duration": "15m", "reason": "more"})),
+            json!({"duration": "15m", "reason": "more"}),
         )
         .await;
     assert_eq!(
@@ -698,19 +600,17 @@ async fn extensions_stay_within_the_maximum_and_need_an_approver_beyond_the_rule
     // A pending extension lapses when the grant is revoked; a denied one changes nothing
     let other = l.granted("sre@example.com", "OnCall", "1h").await;
     let ext2 = format!("/requests/{other}/extend");
-    l.call(
-        "POST",
+    l.post(
         &ext2,
         "sre@example.com",
-        Some(json!({"duration": "1h", "reason": "r"})),
+        json!({"duration": "1h", "reason": "r"}),
     )
     .await;
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("{ext2}/deny"),
             "lead@example.com",
-            Some(json!({"reason": "no"})),
+            json!({"reason": "no"}),
         )
         .await;
     assert_eq!(
@@ -718,19 +618,17 @@ async fn extensions_stay_within_the_maximum_and_need_an_approver_beyond_the_rule
         (200, Some("DENIED")),
         "{v}"
     );
-    l.call(
-        "POST",
+    l.post(
         &ext2,
         "sre@example.com",
-        Some(json!({"duration": "30m", "reason": "r2"})),
+        json!({"duration": "30m", "reason": "r2"}),
     )
     .await;
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{other}/revoke"),
             "sre@example.com",
-            Some(json!({"reason": "done"})),
+            json!({"reason": "done"}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -783,7 +681,7 @@ async fn no_credential_is_written_anywhere() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path());
+    let l = open(dir.path());
 
     // WHEN credentials and a console URL are issued through the whole flow
     let id = l.granted("alice@example.com", "Admin", "2h").await;
@@ -811,11 +709,10 @@ async fn no_credential_is_written_anywhere() {
         .nth(1)
         .unwrap();
     secrets.push(token.to_string());
-    l.call(
-        "POST",
+    l.post(
         &format!("/requests/{id}/revoke"),
         "alice@example.com",
-        Some(json!({"reason": "done"})),
+        json!({"reason": "done"}),
     )
     .await;
     let audit = serde_json::to_string(&l.audit(&id).await).unwrap();

@@ -112,3 +112,49 @@ fn sigkill_while_waiting_for_approval_then_restart_and_approve() {
     wait_for_status(addr, &id, "GRANTED");
     drop(child);
 }
+
+/// stdout piped to a reader that has gone away (`jit-local | head -1`, a
+/// supervisor that stopped reading): the banner and the per-request notices
+/// fail to print, and the server keeps serving.
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    // A free port, chosen up front: nothing can be read off the banner.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jit-local"))
+        .args(["--addr", &addr.to_string(), "--api-key", KEY, "--catalog"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("JIT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut child = Running(child);
+    let deadline = Instant::now() + LIMIT;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "jit-local exited while starting"
+        );
+        assert!(Instant::now() < deadline, "jit-local never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A request that needs an approver prints its approval email notice.
+    let (code, v) = call(
+        addr,
+        "POST",
+        "/requests",
+        "alice@example.com",
+        r#"{"entitlement":"JIT-ElevatedAdminRole","duration":"1h","justification":"INC-9"}"#,
+    );
+    assert_eq!(code, 201, "{v}");
+    let id = v["requestId"].as_str().unwrap().to_string();
+    wait_for_status(addr, &id, "APPROVAL_PENDING");
+    assert!(child.0.try_wait().unwrap().is_none(), "still running");
+}

@@ -13,80 +13,27 @@ use jit_core::ports::{
     AssumeRoleSpec, Clock, CredentialIssuer, GrantError, IssuedCredentials, ManualClock,
 };
 use jit_local::grants::LocalIssuer;
-use jit_local::{App, Config, Overrides};
-use serde_json::{Value, json};
+use jit_local::{Config, Overrides};
+use serde_json::json;
 
 const KEY: &str = "lifecycle-test-key-0123456789";
 
-struct Local {
-    app: App,
-    clock: Arc<ManualClock>,
-}
+use common::Local;
 
 fn config(dir: &Path) -> Config {
+    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml");
     Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        catalog_path: Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../config/catalog.example.yaml"),
-        api_key: Some(KEY.into()),
         demo_mode: true,
-        print_notifications: false,
-        run_driver: false,
+        ..common::config(dir, &catalog, KEY)
     }
 }
 
 fn start_clock() -> Arc<ManualClock> {
-    Arc::new(ManualClock::new(
-        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-    ))
+    common::fixed_clock()
 }
 
-impl Local {
-    fn open(dir: &Path, clock: Arc<ManualClock>, overrides: Overrides) -> Local {
-        let (app, _) = App::build_with(&config(dir), clock.clone(), overrides).expect("app starts");
-        Local { app, clock }
-    }
-
-    /// Runs the engine until nothing is runnable at the current time.
-    async fn settle(&self) {
-        common::settle(&self.app).await;
-    }
-
-    async fn forward(&self, secs: i64) {
-        self.clock.advance(chrono::Duration::seconds(secs));
-        self.settle().await;
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        user: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        common::call(&self.app, KEY, method, path, user, body).await
-    }
-
-    async fn request(&self, user: &str, entitlement: &str, duration: &str) -> String {
-        let body =
-            json!({"entitlement": entitlement, "duration": duration, "justification": "INC-7"});
-        let (status, v) = self.call("POST", "/requests", user, Some(body)).await;
-        assert_eq!(status, 201, "{v}");
-        v["requestId"].as_str().unwrap().to_string()
-    }
-
-    async fn status(&self, id: &str) -> String {
-        let (s, v) = self
-            .call("GET", &format!("/requests/{id}"), "lead@example.com", None)
-            .await;
-        assert_eq!(s, 200, "{v}");
-        v["status"].as_str().unwrap().to_string()
-    }
-
-    async fn states(&self, id: &str) -> Vec<String> {
-        self.app.engine().unwrap().states_entered(id).unwrap()
-    }
+fn open(dir: &Path, clock: Arc<ManualClock>, overrides: Overrides) -> Local {
+    Local::open(&config(dir), clock, overrides, KEY)
 }
 
 async fn shutdown(l: Local) {
@@ -96,7 +43,7 @@ async fn shutdown(l: Local) {
 #[tokio::test]
 async fn auto_approved_request_is_granted_then_expires_on_time() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path(), start_clock(), Overrides::default());
+    let l = open(dir.path(), start_clock(), Overrides::default());
     let id = l.request("sre@example.com", "OnCallReadOnly", "30m").await;
     assert_eq!(l.status(&id).await, "GRANTED");
     l.forward(29 * 60).await;
@@ -136,17 +83,16 @@ async fn auto_approved_request_is_granted_then_expires_on_time() {
 #[tokio::test]
 async fn manual_approval_grants_and_the_history_hides_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path(), start_clock(), Overrides::default());
+    let l = open(dir.path(), start_clock(), Overrides::default());
     let id = l
         .request("alice@example.com", "JIT-ElevatedAdminRole", "1h")
         .await;
     assert_eq!(l.status(&id).await, "APPROVAL_PENDING");
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{id}/approve"),
             "alice@example.com",
-            Some(json!({})),
+            json!({}),
         )
         .await;
     assert_eq!(
@@ -154,11 +100,10 @@ async fn manual_approval_grants_and_the_history_hides_the_token() {
         (403, Some("self_approval"))
     );
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{id}/approve"),
             "lead@example.com",
-            Some(json!({"reason": "ok"})),
+            json!({"reason": "ok"}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -193,7 +138,7 @@ async fn manual_approval_grants_and_the_history_hides_the_token() {
 #[tokio::test]
 async fn deny_timeout_and_cancel_end_the_request() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path(), start_clock(), Overrides::default());
+    let l = open(dir.path(), start_clock(), Overrides::default());
     let denied = l
         .request("alice@example.com", "JIT-ElevatedAdminRole", "1h")
         .await;
@@ -205,11 +150,10 @@ async fn deny_timeout_and_cancel_end_the_request() {
         .await;
 
     let (s, _) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{denied}/deny"),
             "lead@example.com",
-            Some(json!({"reason": "freeze"})),
+            json!({"reason": "freeze"}),
         )
         .await;
     assert_eq!(s, 200);
@@ -217,11 +161,10 @@ async fn deny_timeout_and_cancel_end_the_request() {
     assert_eq!(l.states(&denied).await.last().unwrap(), "Denied");
 
     let (s, _) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{cancelled}/cancel"),
             "carol@example.com",
-            Some(json!({})),
+            json!({}),
         )
         .await;
     assert_eq!(s, 200);
@@ -238,11 +181,10 @@ async fn deny_timeout_and_cancel_end_the_request() {
     assert_eq!(l.status(&timed_out).await, "APPROVAL_TIMED_OUT");
     assert_eq!(l.states(&timed_out).await.last().unwrap(), "TimedOut");
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{timed_out}/approve"),
             "lead@example.com",
-            Some(json!({})),
+            json!({}),
         )
         .await;
     assert_eq!(s, 409, "too late: {v}");
@@ -282,7 +224,7 @@ async fn a_grant_that_fails_twice_is_retried_and_one_that_always_fails_is_record
         permanent: false,
         inner: LocalIssuer::new(clock.clone()),
     });
-    let l = Local::open(
+    let l = open(
         dir.path(),
         clock.clone(),
         Overrides {
@@ -309,7 +251,7 @@ async fn a_grant_that_fails_twice_is_retried_and_one_that_always_fails_is_record
         permanent: true,
         inner: LocalIssuer::new(clock.clone()),
     });
-    let l = Local::open(
+    let l = open(
         dir.path(),
         clock,
         Overrides {
@@ -340,7 +282,7 @@ async fn a_grant_that_fails_twice_is_retried_and_one_that_always_fails_is_record
 async fn restart_mid_approval_and_mid_wait_resumes_both() {
     let dir = tempfile::tempdir().unwrap();
     let clock = start_clock();
-    let l = Local::open(dir.path(), clock.clone(), Overrides::default());
+    let l = open(dir.path(), clock.clone(), Overrides::default());
     let waiting = l
         .request("alice@example.com", "JIT-ElevatedAdminRole", "1h")
         .await;
@@ -351,7 +293,7 @@ async fn restart_mid_approval_and_mid_wait_resumes_both() {
 
     // Down for 40 minutes: the grant's expiry passes meanwhile.
     clock.advance(chrono::Duration::minutes(40));
-    let l = Local::open(dir.path(), clock.clone(), Overrides::default());
+    let l = open(dir.path(), clock.clone(), Overrides::default());
     assert_eq!(
         l.app.resumed().map(|(running, _)| running),
         Some(2),
@@ -364,11 +306,10 @@ async fn restart_mid_approval_and_mid_wait_resumes_both() {
         "the timer that passed while down fired at start"
     );
     let (s, v) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{waiting}/approve"),
             "lead@example.com",
-            Some(json!({})),
+            json!({}),
         )
         .await;
     assert_eq!(s, 200, "the stored token still completes the task: {v}");
@@ -379,7 +320,7 @@ async fn restart_mid_approval_and_mid_wait_resumes_both() {
 #[tokio::test]
 async fn concurrent_approve_and_deny_through_the_engine_have_one_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path(), start_clock(), Overrides::default());
+    let l = open(dir.path(), start_clock(), Overrides::default());
     let mut outcomes = std::collections::HashMap::new();
     for trial in 0..100 {
         let id = l
@@ -393,13 +334,8 @@ async fn concurrent_approve_and_deny_through_the_engine_have_one_outcome() {
             format!("/requests/{id}/approve"),
             format!("/requests/{id}/deny"),
         );
-        let a = l.call("POST", &approve, "lead@example.com", Some(json!({})));
-        let d = l.call(
-            "POST",
-            &deny,
-            "security@example.com",
-            Some(json!({"reason": "no"})),
-        );
+        let a = l.post(&approve, "lead@example.com", json!({}));
+        let d = l.post(&deny, "security@example.com", json!({"reason": "no"}));
         let ((sa, _), (sd, _)) = tokio::join!(a, d);
         let mut statuses = [sa, sd];
         statuses.sort();
@@ -426,7 +362,7 @@ fn the_clock_is_the_engines() {
 #[tokio::test]
 async fn attach_policy_grants_attach_then_detach_and_the_ttl_backstop_revokes() {
     let dir = tempfile::tempdir().unwrap();
-    let l = Local::open(dir.path(), start_clock(), Overrides::default());
+    let l = open(dir.path(), start_clock(), Overrides::default());
     let attached = || l.app.attacher().unwrap().attachments();
     // The Kubiya seed's entry: attach AWSReadOnlyAccess to the requester.
     let body =
@@ -437,11 +373,10 @@ async fn attach_policy_grants_attach_then_detach_and_the_ttl_backstop_revokes() 
     assert_eq!(s, 201, "{v}");
     let id = v["requestId"].as_str().unwrap().to_string();
     let (s, _) = l
-        .call(
-            "POST",
+        .post(
             &format!("/requests/{id}/approve"),
             "lead@example.com",
-            Some(json!({})),
+            json!({}),
         )
         .await;
     assert_eq!(s, 200);
@@ -461,11 +396,10 @@ async fn attach_policy_grants_attach_then_detach_and_the_ttl_backstop_revokes() 
         .call("POST", "/requests", "erin@example.com", Some(body))
         .await;
     let id2 = v["requestId"].as_str().unwrap().to_string();
-    l.call(
-        "POST",
+    l.post(
         &format!("/requests/{id2}/approve"),
         "lead@example.com",
-        Some(json!({})),
+        json!({}),
     )
     .await;
     assert_eq!(attached().len(), 1);

@@ -43,3 +43,106 @@ pub async fn call(
     settle(app).await;
     (status, v)
 }
+
+/// jit-local in process on a manual clock, driven through its HTTP handler
+/// as one API key. Each test file adds what only it needs in its own
+/// `impl Local` block.
+pub struct Local {
+    pub app: App,
+    pub clock: std::sync::Arc<jit_core::ports::ManualClock>,
+    pub key: &'static str,
+}
+
+/// A config for in-process tests: loopback, no printing, no background
+/// driver (tests settle the engine themselves).
+pub fn config(
+    data_dir: &std::path::Path,
+    catalog: &std::path::Path,
+    key: &str,
+) -> jit_local::Config {
+    jit_local::Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        catalog_path: catalog.to_path_buf(),
+        api_key: Some(key.into()),
+        demo_mode: false,
+        print_notifications: false,
+        run_driver: false,
+    }
+}
+
+/// A manual clock at a fixed, round instant (2027-01-15T08:00:00Z).
+pub fn fixed_clock() -> std::sync::Arc<jit_core::ports::ManualClock> {
+    std::sync::Arc::new(jit_core::ports::ManualClock::new(
+        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+    ))
+}
+
+impl Local {
+    pub fn open(
+        cfg: &jit_local::Config,
+        clock: std::sync::Arc<jit_core::ports::ManualClock>,
+        overrides: jit_local::Overrides,
+        key: &'static str,
+    ) -> Local {
+        let (app, _) = App::build_with(cfg, clock.clone(), overrides).expect("app starts");
+        Local { app, clock, key }
+    }
+
+    pub async fn settle(&self) {
+        settle(&self.app).await;
+    }
+
+    /// Moves the clock on and runs whatever became due.
+    pub async fn forward(&self, secs: i64) {
+        self.clock.advance(chrono::Duration::seconds(secs));
+        self.settle().await;
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        use jit_core::ports::Clock;
+        self.clock.now()
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        user: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        call(&self.app, self.key, method, path, user, body).await
+    }
+
+    pub async fn post(&self, path: &str, user: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, user, Some(body)).await
+    }
+
+    /// Creates a request; returns its id.
+    pub async fn request(&self, user: &str, entitlement: &str, duration: &str) -> String {
+        let body = serde_json::json!({
+            "entitlement": entitlement, "duration": duration, "justification": "INC-7"
+        });
+        let (status, v) = self.post("/requests", user, body).await;
+        assert_eq!(status, 201, "{v}");
+        v["requestId"].as_str().unwrap().to_string()
+    }
+
+    /// The request as an approver sees it.
+    pub async fn get(&self, id: &str) -> Value {
+        let (s, v) = self
+            .call("GET", &format!("/requests/{id}"), "lead@example.com", None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    pub async fn status(&self, id: &str) -> String {
+        self.get(id).await["status"].as_str().unwrap().to_string()
+    }
+
+    /// The states the execution has entered, in order.
+    pub async fn states(&self, id: &str) -> Vec<String> {
+        self.app.engine().unwrap().states_entered(id).unwrap()
+    }
+}

@@ -1,0 +1,240 @@
+//! The headline path, end to end, with the real tools a new user has: an
+//! IAM role made with the `aws` CLI in moto, jit-local on `--grants aws`
+//! (the real STS and IAM adapters on the ambient configuration, pointed at
+//! moto by `AWS_ENDPOINT_URL`), the real `jit` binary for the requester and
+//! for a second identity who approves, and then
+//! `aws sts get-caller-identity` on a profile whose
+//! `credential_process = jit credentials <id>`.
+//!
+//! Needs what `./scripts/test` provides: the moto server
+//! (`JIT_TEST_AWS_ENDPOINT`, and `AWS_ENDPOINT_URL` for the ambient config)
+//! and the pinned AWS CLI (`JIT_TEST_AWS_CLI`).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{Jit, KEY, Server, finish_within, wait_status};
+use jit_local::Overrides;
+use serde_json::Value;
+
+const ACCOUNT: &str = "123456789012";
+const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity","sts:TagSession"]}]}"#;
+
+fn required(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v,
+        _ => panic!(
+            "{var} is not set: this test needs moto and the AWS CLI. Run ./scripts/test -p jit-cli"
+        ),
+    }
+}
+
+/// Runs the pinned `aws` CLI against moto with only what `env` gives it
+/// (bounded: 60 s).
+fn aws(args: &[&str], env: &[(&str, &Path)], with_base_keys: bool) -> Output {
+    let mut cmd = Command::new(required("JIT_TEST_AWS_CLI"));
+    cmd.args(["--endpoint-url", &required("JIT_TEST_AWS_ENDPOINT")])
+        .args(["--region", "us-east-1", "--output", "json"])
+        .args(args)
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN");
+    if !with_base_keys {
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the aws CLI runs");
+    finish_within(child, Duration::from_secs(60))
+}
+
+fn ok_json(out: Output, what: &str) -> Value {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+#[test]
+fn a_new_user_gets_the_role_in_the_aws_cli_through_credential_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let role = format!("jit-cli-e2e-{}-{nanos}", std::process::id());
+
+    // The platform team's side: a role in the (emulated) account, made with
+    // the AWS CLI on the broker's base credentials, and a catalog naming it
+    // with a lead as approver — no auto-approval.
+    let created = ok_json(
+        aws(
+            &[
+                "iam",
+                "create-role",
+                "--role-name",
+                &role,
+                "--assume-role-policy-document",
+                TRUST,
+            ],
+            &[],
+            true,
+        ),
+        "aws iam create-role",
+    );
+    let role_arn = format!("arn:aws:iam::{ACCOUNT}:role/{role}");
+    assert_eq!(created["Role"]["Arn"], role_arn.as_str());
+    let catalog = root.join("catalog.yaml");
+    std::fs::write(
+        &catalog,
+        format!(
+            r#"defaults:
+  max_duration: 2h
+  approvers: {{ emails: [lead@example.com] }}
+entitlements:
+  - name: Deploy
+    role_arn: "{role_arn}"
+"#
+        ),
+    )
+    .unwrap();
+
+    // jit-local --grants aws, built exactly as the binary builds it.
+    let grants = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(jit_local::access::ambient_aws_grants(
+            "http://127.0.0.1:9/federation",
+        ))
+        .expect("aws grants");
+    let server = Server::start_with(&root.join("data"), &catalog, Overrides::aws(grants));
+
+    // A new user configures jit once and asks, waiting for the decision.
+    let alice = Jit::new(root, "alice");
+    alice.configure(&server.url(), KEY, "alice@example.com", "");
+    let lead = Jit::new(root, "lead");
+    lead.configure(&server.url(), KEY, "lead@example.com", "");
+
+    let request = {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jit"));
+        cmd.args([
+            "--output",
+            "json",
+            "request",
+            "Deploy",
+            "--duration",
+            "1h",
+            "--reason",
+            "CHG-1234 deploy",
+            "--wait",
+            "--timeout",
+            "60s",
+            "--poll-interval",
+            "0.2",
+        ])
+        .env("HOME", root.join("alice").join("home"))
+        .env("JIT_CONFIG_DIR", &alice.config)
+        .env("JIT_CACHE_DIR", &alice.cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        cmd.spawn().expect("jit request runs")
+    };
+
+    // The second identity sees it pending and approves it.
+    let mut id = None;
+    for _ in 0..200 {
+        let pending = lead.json(&["list", "--pending"]);
+        if let Some(r) = pending["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["entitlement"] == "Deploy")
+        {
+            id = Some(r["requestId"].as_str().unwrap().to_string());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let id = id.expect("the request shows up as pending for the approver");
+    let approved = lead.json(&["approve", &id, "--reason", "go ahead"]);
+    assert_eq!(approved["requestId"], id.as_str(), "{approved}");
+
+    // `jit request --wait` returns once the workflow granted it.
+    let waited = ok_json(
+        finish_within(request, Duration::from_secs(90)),
+        "jit request --wait",
+    );
+    assert_eq!(waited["requestId"], id.as_str(), "{waited}");
+    assert_eq!(waited["status"], "GRANTED", "{waited}");
+    wait_status(&alice, &id, "GRANTED");
+
+    // ~/.aws/config with the credential_process line, and nothing else: no
+    // base keys in the environment, so only jit can have answered.
+    let aws_config = root.join("aws-config");
+    std::fs::write(
+        &aws_config,
+        format!(
+            "[profile jit-deploy]\nregion = us-east-1\ncredential_process = \"{}\" credentials {id}\n",
+            env!("CARGO_BIN_EXE_jit")
+        ),
+    )
+    .unwrap();
+    let no_file = root.join("no-credentials-file");
+    let env: [(&str, &Path); 5] = [
+        ("AWS_CONFIG_FILE", &aws_config),
+        ("AWS_SHARED_CREDENTIALS_FILE", &no_file),
+        ("HOME", &root.join("alice").join("home")),
+        ("JIT_CONFIG_DIR", &alice.config),
+        ("JIT_CACHE_DIR", &alice.cache),
+    ];
+    let caller_identity = || {
+        ok_json(
+            aws(
+                &["sts", "get-caller-identity", "--profile", "jit-deploy"],
+                &env,
+                false,
+            ),
+            "aws sts get-caller-identity",
+        )
+    };
+    let who = caller_identity();
+    let arn = who["Arn"].as_str().unwrap_or_default();
+    assert!(
+        arn.starts_with(&format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/")),
+        "the AWS CLI runs as the granted role: {who}"
+    );
+    assert_eq!(who["Account"], ACCOUNT, "{who}");
+
+    // The keys the AWS CLI used are the ones jit cached for it (0600), and
+    // a second call is served from that cache.
+    let cached = alice.cache.join("credentials").join(format!("{id}.json"));
+    let cached: Value = serde_json::from_slice(&std::fs::read(&cached).unwrap()).unwrap();
+    assert!(
+        cached["AccessKeyId"].as_str().unwrap().starts_with("ASIA"),
+        "STS session keys: {cached}"
+    );
+    let again = caller_identity();
+    assert_eq!(again["Arn"], who["Arn"]);
+
+    // Without the profile (and no base keys) the AWS CLI has no identity:
+    // the role above came through credential_process, not from ambient keys.
+    let bare = aws(&["sts", "get-caller-identity"], &env, false);
+    assert!(
+        !bare.status.success(),
+        "no credentials without the jit profile: {}",
+        String::from_utf8_lossy(&bare.stdout)
+    );
+}
