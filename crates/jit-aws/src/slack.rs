@@ -1,23 +1,27 @@
 //! Slack's Web API behind the core's [`ChatApi`] port: `chat.postMessage`,
 //! `chat.update`, `users.info`, and answers to interactions' `response_url`.
 //!
-//! HTTPS is rustls on *ring* with the platform's roots, like the SDK's
-//! client; plain `http://` works for a loopback fake. The base URL is
+//! HTTPS goes through the SDK's own connector (`aws-smithy-http-client`:
+//! hyper + rustls on *ring*, the platform's roots), as console sign-in does:
+//! a second hyper client with its own TLS connector cost every Lambda that
+//! links Slack about a hundred kilobytes. Plain `http://` works for a
+//! loopback fake. The base URL is
 //! configurable (`https://slack.com/api` by default). The bot token goes in
 //! the `Authorization` header only: never in a log line or an error, and
 //! neither does a `response_url` (a capability to post to the channel).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::HttpConnector;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::byte_stream::ByteStream;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
-use hyper::{Method, Request, StatusCode};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request, StatusCode};
 use jit_core::channels::{ChannelError, ChatApi, ChatMessage, ChatMessageRef};
 use jit_core::ports::Secret;
 use serde_json::{Value, json};
@@ -37,31 +41,12 @@ const TRANSIENT_CODES: &[&str] = &[
     "request_timeout",
 ];
 
-/// An HTTP(S) client for small JSON calls.
-pub(crate) fn http_client() -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
-    let ring = || std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(ring())
-        .unwrap_or_else(|e| {
-            // No platform roots (a minimal container): plain http to a
-            // loopback fake still works; https fails per call, and says so.
-            tracing::warn!(error = %e, "no platform TLS roots; HTTPS calls to Slack will fail");
-            let config = rustls::ClientConfig::builder_with_provider(ring())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        });
-    let https = builder.https_or_http().enable_http1().build();
-    Client::builder(TokioExecutor::new()).build(https)
-}
-
 /// Slack's Web API with a bot token.
 pub struct SlackWebApi {
     base: String,
     token: Secret,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Built on first use: its trust roots are loaded then, not at init.
+    connector: Arc<OnceLock<aws_smithy_http_client::Connector>>,
 }
 
 impl std::fmt::Debug for SlackWebApi {
@@ -82,28 +67,41 @@ impl SlackWebApi {
         Ok(SlackWebApi {
             base,
             token,
-            client: http_client(),
+            connector: Arc::new(OnceLock::new()),
+        })
+    }
+
+    fn connector(&self) -> &aws_smithy_http_client::Connector {
+        self.connector.get_or_init(|| {
+            aws_smithy_http_client::Connector::builder()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build()
         })
     }
 
     async fn send(
         &self,
         what: &str,
-        req: Request<Full<Bytes>>,
+        req: Request<SdkBody>,
     ) -> Result<(StatusCode, Bytes), ChannelError> {
-        let resp = tokio::time::timeout(CALL_TIMEOUT, self.client.request(req))
+        let req = HttpRequest::try_from(req)
+            .map_err(|_| ChannelError::Failed(format!("slack {what}: bad request URL")))?;
+        let resp = tokio::time::timeout(CALL_TIMEOUT, self.connector().call(req))
             .await
             .map_err(|_| ChannelError::Transient(format!("slack {what}: timed out")))?
             .map_err(|e| {
-                // The connector's text names host and cause, never the token.
+                // The connector's text names the cause, never the token.
                 ChannelError::Transient(format!("slack {what}: unreachable ({e})"))
             })?;
-        let status = resp.status();
-        let body = tokio::time::timeout(CALL_TIMEOUT, resp.into_body().collect())
+        let status = StatusCode::from_u16(resp.status().as_u16())
+            .map_err(|_| ChannelError::Transient(format!("slack {what}: bad HTTP status")))?;
+        let body = tokio::time::timeout(CALL_TIMEOUT, ByteStream::new(resp.into_body()).collect())
             .await
             .map_err(|_| ChannelError::Transient(format!("slack {what}: timed out")))?
             .map_err(|_| ChannelError::Transient(format!("slack {what}: the answer broke off")))?
-            .to_bytes();
+            .into_bytes();
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Err(ChannelError::Transient(format!(
                 "slack {what}: HTTP {}",
@@ -120,7 +118,7 @@ impl SlackWebApi {
     }
 
     /// A Web API call; `ok: false` becomes an error named by Slack's code.
-    async fn call(&self, method: &str, req: Request<Full<Bytes>>) -> Result<Value, ChannelError> {
+    async fn call(&self, method: &str, req: Request<SdkBody>) -> Result<Value, ChannelError> {
         let (_, body) = self.send(method, req).await?;
         let v: Value = serde_json::from_slice(&body).map_err(|_| {
             ChannelError::Transient(format!("slack {method}: the answer is not JSON"))
@@ -148,13 +146,13 @@ impl SlackWebApi {
         format!("Bearer {}", self.token.expose())
     }
 
-    fn post_json(&self, method: &str, body: &Value) -> Result<Request<Full<Bytes>>, ChannelError> {
+    fn post_json(&self, method: &str, body: &Value) -> Result<Request<SdkBody>, ChannelError> {
         Request::builder()
             .method(Method::POST)
             .uri(format!("{}/{method}", self.base))
             .header(AUTHORIZATION, self.bearer())
             .header(CONTENT_TYPE, "application/json; charset=utf-8")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(SdkBody::from(body.to_string()))
             .map_err(|_| ChannelError::Failed(format!("slack {method}: bad request URL")))
     }
 }
@@ -217,7 +215,7 @@ impl ChatApi for SlackWebApi {
             .method(Method::GET)
             .uri(format!("{}/users.info?user={user_id}", self.base))
             .header(AUTHORIZATION, self.bearer())
-            .body(Full::new(Bytes::new()))
+            .body(SdkBody::empty())
             .map_err(|_| ChannelError::Failed("slack users.info: bad request URL".into()))?;
         let v = self.call("users.info", req).await?;
         Ok(v.pointer("/user/profile/email")
@@ -236,7 +234,7 @@ impl ChatApi for SlackWebApi {
             .method(Method::POST)
             .uri(response_url)
             .header(CONTENT_TYPE, "application/json; charset=utf-8")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(SdkBody::from(body.to_string()))
             .map_err(|_| ChannelError::Failed("slack response_url: bad URL".into()))?;
         self.send("response_url", req).await.map(|_| ())
     }
