@@ -1,7 +1,8 @@
-//! The production configuration path, `jit_aws::sdk::load_config`, with
-//! nothing but the environment `scripts/test` sets: it must follow
-//! `AWS_ENDPOINT_URL` (aws-config reads it, we do not) and reach a plain
-//! `http://` endpoint through our rustls/ring HTTPS client.
+//! The production configuration paths, `jit_aws::sdk::load_config` (the
+//! default chain, `jit-local`) and `jit_aws::sdk::lambda_config` (Lambdas),
+//! with nothing but the environment `scripts/test` sets: both must follow
+//! `AWS_ENDPOINT_URL` and reach a plain `http://` endpoint through our
+//! rustls/ring HTTPS client.
 
 mod common;
 
