@@ -33,7 +33,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     .await?;
     let broker = Broker {
         store,
-        workflow: Arc::new(jit_aws::SfnWorkflow::from_config(&sdk, state_machine)),
+        workflow: Arc::new(
+            jit_aws::SfnWorkflow::from_config(&sdk, state_machine).without_history(),
+        ),
         catalog,
         clock,
         settings: Settings::default(),

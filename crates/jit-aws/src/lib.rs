@@ -37,5 +37,5 @@ pub use dynamo::{
 };
 pub use grants::{IamAttacher, StsIssuer};
 pub use notify::{LambdaDeferrer, SecretsManagerSource, SesMailer};
-pub use sfn::{InvalidStateMachineArn, SfnWorkflow, StateMachineArn};
+pub use sfn::{InvalidStateMachineArn, SfnDecisions, SfnWorkflow, StateMachineArn};
 pub use slack::{DEFAULT_SLACK_URL, SlackWebApi};

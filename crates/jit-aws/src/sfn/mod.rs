@@ -118,6 +118,55 @@ impl SfnWorkflow {
     pub fn state_machine(&self) -> &StateMachineArn {
         &self.state_machine
     }
+
+    /// This workflow without [`Workflow::history`], for a function that
+    /// records decisions but has no route showing a history
+    /// (`approval-callback`).
+    pub fn without_history(self) -> SfnDecisions {
+        SfnDecisions(self)
+    }
+}
+
+/// [`SfnWorkflow`] minus the history: as a `dyn Workflow` it would link
+/// `GetExecutionHistory`'s deserializer (every Step Functions event type,
+/// about 130 KB), which kept `approval-callback` over its 6 MB budget for a
+/// call it never makes. Every other method is the same code.
+#[derive(Debug, Clone)]
+pub struct SfnDecisions(SfnWorkflow);
+
+#[async_trait]
+impl Workflow for SfnDecisions {
+    async fn start(&self, input: &WorkflowInput) -> Result<(), WorkflowError> {
+        self.0.start(input).await
+    }
+
+    async fn stop(&self, id: &RequestId, reason: &str) -> Result<(), WorkflowError> {
+        self.0.stop(id, reason).await
+    }
+
+    async fn send_task_success(
+        &self,
+        token: &TaskToken,
+        output: &serde_json::Value,
+    ) -> Result<(), WorkflowError> {
+        self.0.send_task_success(token, output).await
+    }
+
+    async fn send_task_failure(
+        &self,
+        token: &TaskToken,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), WorkflowError> {
+        self.0.send_task_failure(token, error, cause).await
+    }
+
+    /// Refused without calling AWS: nothing in this function asks.
+    async fn history(&self, _id: &RequestId) -> Result<Vec<serde_json::Value>, WorkflowError> {
+        Err(WorkflowError::Backend(
+            "execution histories are not read in this function".into(),
+        ))
+    }
 }
 
 #[async_trait]
@@ -316,5 +365,27 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_decisions_only_workflow_refuses_histories_without_calling_aws() {
+        // GIVEN Step Functions without history, its client pointed at a port
+        // nothing listens on
+        let config = aws_sdk_sfn::Config::builder()
+            .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+            .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:1")
+            .build();
+        let sm = StateMachineArn::parse("arn:aws:states:us-east-1:123456789012:stateMachine:jit")
+            .expect("valid ARN");
+        let workflow = SfnWorkflow::new(Client::from_conf(config), sm).without_history();
+        // WHEN a history is asked for
+        let id = RequestId::generate(chrono::Utc::now());
+        let got = workflow.history(&id).await;
+        // THEN it is refused at once, as a backend error
+        assert!(
+            matches!(&got, Err(WorkflowError::Backend(m)) if m.contains("not read")),
+            "{got:?}"
+        );
     }
 }
