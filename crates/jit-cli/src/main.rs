@@ -9,7 +9,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use hyper::Method;
 use serde_json::{Value, json};
@@ -41,15 +41,20 @@ enum Output {
 enum Command {
     /// Store the API URL, API key and how to authenticate.
     Configure {
-        /// e.g. http://127.0.0.1:3000 for jit-local.
-        #[arg(long)]
-        api_url: String,
-        /// The API key (jit-local prints it and writes `.jit/api-key`).
-        #[arg(long)]
-        api_key: String,
+        /// e.g. https://<api-id>.execute-api.<region>.amazonaws.com/prod
+        /// (with --local: default http://127.0.0.1:3000).
+        #[arg(long, required_unless_present = "local")]
+        api_url: Option<String>,
+        /// The API key (default with --local: the one jit-local wrote to
+        /// `<data-dir>/api-key`).
+        #[arg(long, env = "JIT_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
         /// jit-local: name yourself with `x-jit-user` (needs --user).
         #[arg(long, requires = "user", conflicts_with = "bearer")]
         local: bool,
+        /// jit-local's data directory, where it keeps its API key.
+        #[arg(long, requires = "local", default_value = "./.jit")]
+        data_dir: std::path::PathBuf,
         /// Your identity for --local.
         #[arg(long, requires = "local")]
         user: Option<String>,
@@ -59,13 +64,13 @@ enum Command {
         /// A bearer token (JWT) sent as `Authorization: Bearer`.
         #[arg(long, conflicts_with = "sigv4")]
         bearer: Option<String>,
-        /// Sign calls with SigV4 (IAM) using your AWS credentials (env or ~/.aws/credentials).
+        /// Sign calls with SigV4 (IAM) using your AWS credentials, found as the AWS CLI finds them.
         #[arg(long, requires = "region", conflicts_with = "local")]
         sigv4: bool,
         /// The API's region, for --sigv4.
         #[arg(long, requires = "sigv4")]
         region: Option<String>,
-        /// The shared-credentials profile for --sigv4 (default: AWS_PROFILE, then `default`).
+        /// The AWS profile for --sigv4 (default: AWS_PROFILE, then `default`).
         #[arg(long, requires = "sigv4")]
         profile: Option<String>,
     },
@@ -214,6 +219,29 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Where `jit-local` listens unless told otherwise.
+const LOCAL_URL: &str = "http://127.0.0.1:3000";
+
+/// The key `jit-local` wrote for its users (`<data-dir>/api-key`), so that
+/// `jit configure --local --user me` is all a local set-up takes.
+fn local_api_key(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("api-key");
+    let key = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow!(
+            "cannot read jit-local's API key from {} ({e}): start jit-local first, pass --data-dir <its data dir>, or --api-key",
+            path.display()
+        )
+    })?;
+    let key = key.trim().to_string();
+    if key.is_empty() {
+        bail!(
+            "{} is empty: restart jit-local, or pass --api-key",
+            path.display()
+        );
+    }
+    Ok(key)
+}
+
 fn connect() -> Result<Client> {
     Client::new(Config::load()?)
 }
@@ -225,6 +253,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             api_url,
             api_key,
             local,
+            data_dir,
             user,
             groups,
             bearer,
@@ -240,6 +269,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (_, _, Some(token), _) => Auth::Bearer { token },
                 (_, _, _, Some(region)) if sigv4 => Auth::Sigv4 { region, profile },
                 _ => Auth::ApiKeyOnly,
+            };
+            let api_url = match api_url {
+                Some(u) => u,
+                None => LOCAL_URL.to_string(),
+            };
+            let api_key = match api_key {
+                Some(k) => k,
+                None if local => local_api_key(&data_dir)?,
+                None => bail!("no API key: pass --api-key (or set JIT_API_KEY)"),
             };
             let cfg = Config {
                 api_url: api_url.trim_end_matches('/').to_string(),

@@ -522,3 +522,49 @@ fn sigv4_signs_with_the_credentials_the_aws_cli_would_use() {
         "failed before any request: {err}"
     );
 }
+
+#[test]
+fn configure_local_reads_the_key_jit_local_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    // What the jit-local binary writes at start (the in-process server here
+    // does not): its API key, for its users.
+    std::fs::write(data.join("api-key"), format!("{KEY}\n")).unwrap();
+
+    let sre = Jit::new(dir.path(), "sre");
+    let data_dir = data.to_str().unwrap();
+    sre.ok(&[
+        "configure",
+        "--local",
+        "--user",
+        "sre@example.com",
+        "--groups",
+        "sre",
+        "--data-dir",
+        data_dir,
+        "--api-url",
+        &server.url(),
+    ]);
+    let r = sre.json(&["request", "OnCallReadOnly", "--reason", "INC-1"]);
+    assert!(r["requestId"].is_string(), "{r}");
+
+    // With no key where it looks: one line naming the file and the fixes.
+    let lost = Jit::new(dir.path(), "lost");
+    let err = lost.fails(&[
+        "configure",
+        "--local",
+        "--user",
+        "x@example.com",
+        "--data-dir",
+        dir.path().join("nowhere").to_str().unwrap(),
+    ]);
+    assert!(err.contains("nowhere/api-key"), "{err}");
+    assert!(err.contains("--api-key"), "{err}");
+    assert!(!lost.config.join("config.json").exists());
+
+    // Outside --local the URL is required.
+    let out = lost.run(&["configure", "--api-key", KEY]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--api-url"));
+}

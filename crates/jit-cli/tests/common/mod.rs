@@ -137,6 +137,7 @@ impl Jit {
             )
             .env("AWS_EC2_METADATA_DISABLED", "true");
         for var in [
+            "JIT_API_KEY",
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
             "AWS_SESSION_TOKEN",
