@@ -56,6 +56,28 @@ fn aws(args: &[&str], env: &[(&str, &Path)], with_base_keys: bool) -> Output {
     finish_within(child, Duration::from_secs(60))
 }
 
+/// jit-local on `--grants aws`, built as the binary builds it (the ambient
+/// configuration, which `./scripts/test` points at moto).
+fn aws_server(root: &Path, catalog: &Path) -> Server {
+    let grants = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(jit_local::access::ambient_aws_grants(
+            "http://127.0.0.1:9/federation",
+        ))
+        .expect("aws grants");
+    Server::start_with(&root.join("data"), catalog, Overrides::aws(grants))
+}
+
+/// Names that never collide in the moto server all tests share.
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
 fn ok_json(out: Output, what: &str) -> Value {
     assert!(
         out.status.success(),
@@ -70,10 +92,7 @@ fn ok_json(out: Output, what: &str) -> Value {
 fn a_new_user_gets_the_role_in_the_aws_cli_through_credential_process() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nanos = unique();
     let role = format!("jit-cli-e2e-{}-{nanos}", std::process::id());
 
     // The platform team's side: a role in the (emulated) account, made with
@@ -112,15 +131,7 @@ entitlements:
     .unwrap();
 
     // jit-local --grants aws, built exactly as the binary builds it.
-    let grants = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(jit_local::access::ambient_aws_grants(
-            "http://127.0.0.1:9/federation",
-        ))
-        .expect("aws grants");
-    let server = Server::start_with(&root.join("data"), &catalog, Overrides::aws(grants));
+    let server = aws_server(root, &catalog);
 
     // A new user configures jit once and asks, waiting for the decision.
     let alice = Jit::new(root, "alice");
@@ -237,4 +248,84 @@ entitlements:
         "no credentials without the jit profile: {}",
         String::from_utf8_lossy(&bare.stdout)
     );
+}
+
+/// The attach-policy mode through the CLI on moto's IAM: approval attaches
+/// the managed policy to the requester's IAM user, `jit revoke` detaches it
+/// — each checked with the AWS CLI, as an operator would.
+#[test]
+fn an_attach_policy_grant_shows_in_iam_and_jit_revoke_detaches_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let nanos = unique();
+    let policy = format!("JitCliE2e{}{nanos}", std::process::id());
+    let user = format!("dev-{nanos}@example.com");
+    let admin = |args: &[&str], what: &str| ok_json(aws(args, &[], true), what);
+    admin(
+        &[
+            "iam",
+            "create-policy",
+            "--policy-name",
+            &policy,
+            "--policy-document",
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListAllMyBuckets","Resource":"*"}]}"#,
+        ],
+        "aws iam create-policy",
+    );
+    admin(
+        &["iam", "create-user", "--user-name", &user],
+        "aws iam create-user",
+    );
+    let attached = || -> Vec<String> {
+        admin(
+            &["iam", "list-attached-user-policies", "--user-name", &user],
+            "aws iam list-attached-user-policies",
+        )["AttachedPolicies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["PolicyName"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let catalog = root.join("catalog.yaml");
+    std::fs::write(
+        &catalog,
+        format!(
+            r#"defaults:
+  max_duration: 2h
+  approvers: {{ emails: [lead@example.com] }}
+entitlements:
+  - name: ListBuckets
+    policy_name: "{policy}"
+    account: "{ACCOUNT}"
+"#
+        ),
+    )
+    .unwrap();
+    let server = aws_server(root, &catalog);
+    let dev = Jit::new(root, "dev");
+    dev.configure(&server.url(), KEY, &user, "");
+    let lead = Jit::new(root, "lead");
+    lead.configure(&server.url(), KEY, "lead@example.com", "");
+
+    let id = dev.json(&[
+        "request",
+        "ListBuckets",
+        "--duration",
+        "1h",
+        "--reason",
+        "audit",
+    ])["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(&dev, &id, "APPROVAL_PENDING");
+    assert!(attached().is_empty(), "nothing before the approval");
+    lead.json(&["approve", &id, "--reason", "ok"]);
+    wait_status(&dev, &id, "GRANTED");
+    assert_eq!(attached(), vec![policy.clone()]);
+
+    let r = dev.json(&["revoke", &id, "--reason", "done early"]);
+    assert_eq!(r["status"], "REVOKED", "{r}");
+    assert!(attached().is_empty(), "detached at once by the revoke");
 }
