@@ -526,37 +526,13 @@ fn parse_query(q: &str) -> Result<Vec<(String, String)>, ApiError> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let k = percent_decode(k)
+            let k = jit_core::links::percent_decode(k)
                 .ok_or_else(|| invalid("query", "is not valid percent-encoded UTF-8"))?;
-            let v = percent_decode(v)
+            let v = jit_core::links::percent_decode(v)
                 .ok_or_else(|| invalid(&k, "is not valid percent-encoded UTF-8"))?;
             Ok((k, v))
         })
         .collect()
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -21,16 +21,7 @@ pub struct LocalRoleRevoker {
 
 impl LocalRoleRevoker {
     pub fn open(path: PathBuf) -> std::io::Result<Self> {
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e),
-        };
+        let state = crate::json_file::load(&path)?;
         Ok(LocalRoleRevoker {
             path,
             state: Mutex::new(state),
@@ -58,12 +49,7 @@ impl LocalRoleRevoker {
         let mut next = state.clone();
         change(&mut next);
         next.retain(|_, ps| !ps.is_empty());
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes =
-            serde_json::to_vec_pretty(&next).map_err(|e| GrantError::Other(e.to_string()))?;
-        std::fs::write(&tmp, bytes)
-            .and_then(|_| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| GrantError::Transient(format!("writing {}: {e}", self.path.display())))?;
+        crate::json_file::replace(&self.path, &next)?;
         *state = next;
         Ok(())
     }

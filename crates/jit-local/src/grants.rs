@@ -127,16 +127,7 @@ impl AttachmentRow {
 impl LocalAttacher {
     /// Opens (or starts) the attachment file.
     pub fn open(path: PathBuf) -> std::io::Result<Self> {
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
-            Err(e) => return Err(e),
-        };
+        let state = crate::json_file::load(&path)?;
         Ok(LocalAttacher {
             path,
             state: Mutex::new(state),
@@ -161,12 +152,7 @@ impl LocalAttacher {
     }
 
     fn save(&self, rows: &BTreeSet<AttachmentRow>) -> Result<(), GrantError> {
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes =
-            serde_json::to_vec_pretty(rows).map_err(|e| GrantError::Other(e.to_string()))?;
-        std::fs::write(&tmp, bytes)
-            .and_then(|_| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| GrantError::Transient(format!("writing {}: {e}", self.path.display())))
+        crate::json_file::replace(&self.path, rows)
     }
 }
 

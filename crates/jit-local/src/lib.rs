@@ -28,6 +28,7 @@ pub mod approvals;
 pub mod asl;
 pub mod catalog_cmd;
 pub mod grants;
+mod json_file;
 pub mod notify;
 pub mod workflow;
 

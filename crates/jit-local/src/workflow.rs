@@ -135,18 +135,10 @@ impl Workflow for EngineWorkflow {
         token: &TaskToken,
         output: &Value,
     ) -> Result<(), WorkflowError> {
-        match self
-            .engine
-            .send_task_success(token.expose(), output.clone())
-        {
-            Ok(()) => Ok(()),
-            Err(
-                EngineError::InvalidToken
-                | EngineError::TaskDoesNotExist
-                | EngineError::TaskTimedOut,
-            ) => Err(WorkflowError::TaskGone),
-            Err(e) => Err(backend(e)),
-        }
+        task_answer(
+            self.engine
+                .send_task_success(token.expose(), output.clone()),
+        )
     }
 
     async fn send_task_failure(
@@ -155,15 +147,7 @@ impl Workflow for EngineWorkflow {
         error: &str,
         cause: &str,
     ) -> Result<(), WorkflowError> {
-        match self.engine.send_task_failure(token.expose(), error, cause) {
-            Ok(()) => Ok(()),
-            Err(
-                EngineError::InvalidToken
-                | EngineError::TaskDoesNotExist
-                | EngineError::TaskTimedOut,
-            ) => Err(WorkflowError::TaskGone),
-            Err(e) => Err(backend(e)),
-        }
+        task_answer(self.engine.send_task_failure(token.expose(), error, cause))
     }
 
     async fn history(&self, id: &RequestId) -> Result<Vec<Value>, WorkflowError> {
@@ -183,6 +167,19 @@ impl Workflow for EngineWorkflow {
                 Ok(v)
             })
             .collect()
+    }
+}
+
+/// What answering a task token came to, as Step Functions reports it: a
+/// token that is unknown, already answered or timed out is `TaskGone` (the
+/// caller's decision came too late), anything else a backend failure.
+fn task_answer(r: Result<(), EngineError>) -> Result<(), WorkflowError> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(
+            EngineError::InvalidToken | EngineError::TaskDoesNotExist | EngineError::TaskTimedOut,
+        ) => Err(WorkflowError::TaskGone),
+        Err(e) => Err(backend(e)),
     }
 }
 
