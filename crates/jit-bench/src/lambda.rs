@@ -1,5 +1,6 @@
-//! The `request` Lambda binary under a fake Runtime API: cold init time
-//! (spawn → first `next`) and memory after serving one event.
+//! The Lambda binaries under a fake Runtime API: cold init time (spawn →
+//! first `next`) and memory after serving one event. [`LAMBDAS`] says what
+//! differs between the six: each one's own environment and sample event.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -19,8 +20,110 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// with backoff; this is far above that).
 const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(20);
-const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:jit-request";
 const REQUEST_ID: &str = "8f5c3a4e-bench-0001-0000-000000000001";
+/// Every AWS endpoint: a refused loopback port, so nothing leaves the
+/// machine and every call fails at once (the fake Secrets Manager aside).
+pub const REFUSED_ENDPOINT: &str = "http://127.0.0.1:1";
+const STATE_MACHINE_ARN: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:jit";
+
+/// One Lambda as the bench runs it: what differs from the others.
+#[derive(Debug, Clone, Copy)]
+pub struct LambdaSpec {
+    /// The Cargo package, which is also the binary's name.
+    pub package: &'static str,
+    /// Its own variables (its `Environment` in `template.yaml`, with local
+    /// values), besides [`common_env`]'s.
+    pub env: &'static [(&'static str, &'static str)],
+    /// Reads secrets from Secrets Manager at init: it gets the fake one
+    /// (`AWS_ENDPOINT_URL_SECRETS_MANAGER`), or it could never start.
+    pub reads_secrets: bool,
+    /// The sample event under `events/` served once before memory is read;
+    /// `None`: memory is read when it is ready for its first event.
+    pub event: Option<&'static str>,
+    /// What serving that event does here, for the report.
+    pub event_note: &'static str,
+}
+
+/// Slack's Web API: the refused port too (not AWS, but nothing leaves the
+/// machine either). The secrets' ids (`JIT_*_ID`) are the template's
+/// kind; the fake Secrets Manager answers any id.
+const SLACK_URL: (&str, &str) = ("JIT_SLACK_URL", REFUSED_ENDPOINT);
+
+/// The six Lambdas, in the order the report lists them.
+pub const LAMBDAS: &[LambdaSpec] = &[
+    LambdaSpec {
+        package: "request",
+        env: &[("JIT_STATE_MACHINE_ARN", STATE_MACHINE_ARN)],
+        reads_secrets: false,
+        event: Some("events/request-list.json"),
+        event_note: "API Gateway REST `GET /requests?limit=10` from an IAM caller: lists from DynamoDB (refused), answers an error response",
+    },
+    LambdaSpec {
+        package: "approval-callback",
+        env: &[
+            ("JIT_STATE_MACHINE_ARN", STATE_MACHINE_ARN),
+            ("JIT_LINK_SECRET_ID", "jit/link-key"),
+            ("JIT_PUBLIC_URL_ID", "jit-public-url"),
+            ("JIT_SLACK_BOT_TOKEN_ID", "jit/slack-bot-token"),
+            ("JIT_SLACK_SIGNING_SECRET_ID", "jit/slack-signing-secret"),
+            SLACK_URL,
+        ],
+        reads_secrets: true,
+        event: Some("events/approval-callback-get.json"),
+        event_note: "API Gateway REST `GET /approvals/{id}` with a signed-link query whose signature does not verify",
+    },
+    LambdaSpec {
+        package: "slack-notify",
+        env: &[
+            ("JIT_LINK_SECRET_ID", "jit/link-key"),
+            ("JIT_PUBLIC_URL_ID", "jit-public-url"),
+            ("JIT_SLACK_BOT_TOKEN_ID", "jit/slack-bot-token"),
+            ("JIT_EMAIL_FROM", "jit@example.com"),
+            SLACK_URL,
+        ],
+        reads_secrets: true,
+        event: Some("events/slack-notify.json"),
+        event_note: "the workflow's approval task (`requestId`, `taskToken`): stores the token in DynamoDB (refused), fails the task",
+    },
+    LambdaSpec {
+        package: "expire",
+        env: &[],
+        reads_secrets: false,
+        event: Some("events/expire.json"),
+        event_note: "the workflow's Revoke step (`requestId`): reads the request from DynamoDB (refused), fails the task",
+    },
+    LambdaSpec {
+        package: "update-status",
+        env: &[],
+        reads_secrets: false,
+        event: Some("events/update-status.json"),
+        event_note: "a guarded transition to `VALIDATING`: reads the request from DynamoDB (refused), fails the task",
+    },
+    LambdaSpec {
+        package: "assume-role",
+        env: &[],
+        reads_secrets: false,
+        event: Some("events/assume-role.json"),
+        event_note: "the workflow's Grant step (`requestId`): reads the request from DynamoDB (refused), fails the task",
+    },
+];
+
+/// What Lambda itself sets, and the template's `Globals` (the catalog),
+/// the same for every function but its name.
+pub fn common_env(function_name: &str, catalog: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_LAMBDA_FUNCTION_NAME", function_name.to_string()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "AKIDJITBENCHDUMMY000".into()),
+        ("AWS_SECRET_ACCESS_KEY", "jit-bench-dummy-secret".into()),
+        ("JIT_CATALOG", catalog.display().to_string()),
+        // Nothing leaves the machine: every AWS call is refused at once.
+        ("AWS_ENDPOINT_URL", REFUSED_ENDPOINT.into()),
+    ]
+}
 
 /// What the child is started with.
 pub struct Setup {
@@ -28,28 +131,35 @@ pub struct Setup {
     /// The environment, besides `AWS_LAMBDA_RUNTIME_API`; the child gets
     /// nothing else (no HOME, no ~/.aws: as on Lambda).
     pub env: Vec<(&'static str, String)>,
+    pub function_arn: String,
     pub logs: PathBuf,
 }
 
 impl Setup {
-    pub fn new(binary: PathBuf, catalog: &Path, logs: PathBuf) -> Setup {
-        let env = vec![
-            ("AWS_LAMBDA_FUNCTION_NAME", "jit-request".to_string()),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
-            ("AWS_LAMBDA_LOG_FORMAT", "JSON".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "AKIDJITBENCHDUMMY000".into()),
-            ("AWS_SECRET_ACCESS_KEY", "jit-bench-dummy-secret".into()),
-            (
-                "JIT_STATE_MACHINE_ARN",
-                "arn:aws:states:us-east-1:123456789012:stateMachine:jit".into(),
-            ),
-            ("JIT_CATALOG", catalog.display().to_string()),
-            // Nothing leaves the machine: every AWS call is refused at once.
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1".into()),
-        ];
-        Setup { binary, env, logs }
+    /// `spec`'s function: `binary`, the common environment with its own on
+    /// top, and `secrets` (the fake Secrets Manager's endpoint) if it reads
+    /// secrets. Its logs go to `logs/<package>/`.
+    pub fn new(
+        spec: &LambdaSpec,
+        binary: PathBuf,
+        catalog: &Path,
+        secrets: &str,
+        logs: &Path,
+    ) -> anyhow::Result<Setup> {
+        let function_name = format!("jit-{}", spec.package);
+        let mut env = common_env(&function_name, catalog);
+        env.extend(spec.env.iter().map(|(k, v)| (*k, v.to_string())));
+        if spec.reads_secrets {
+            env.push(("AWS_ENDPOINT_URL_SECRETS_MANAGER", secrets.to_string()));
+        }
+        let logs = logs.join(spec.package);
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        Ok(Setup {
+            binary,
+            function_arn: format!("arn:aws:lambda:us-east-1:123456789012:function:{function_name}"),
+            env,
+            logs,
+        })
     }
 
     fn spawn(&self, api: &FakeRuntimeApi, log_name: &str) -> anyhow::Result<Child> {
@@ -244,6 +354,8 @@ pub struct EventResult {
     pub status_code: Option<u64>,
     /// The API's `error.code` in that response's body, when there is one.
     pub error_code: Option<String>,
+    /// The `errorType` of a task's error, when it posted one.
+    pub error_type: Option<String>,
     pub memory_at_ready: Memory,
     pub memory_after_event: Memory,
     pub log_lines: usize,
@@ -253,8 +365,10 @@ pub struct EventResult {
 }
 
 /// Starts the function, serves it `event` once, and reads its memory while
-/// it waits for the second event.
-pub fn measure_event(setup: &Setup, event: &[u8]) -> anyhow::Result<EventResult> {
+/// it waits for the second event. Without an event, it reads the memory
+/// when the function is ready for its first one, and the answer fields say
+/// nothing was served.
+pub fn measure_event(setup: &Setup, event: Option<&[u8]>) -> anyhow::Result<EventResult> {
     let api = FakeRuntimeApi::start().context("starting the fake Runtime API")?;
     let log = setup.logs.join("event.log");
     let mut child = Running(Some(setup.spawn(&api, "event.log")?));
@@ -262,6 +376,24 @@ pub fn measure_event(setup: &Setup, event: &[u8]) -> anyhow::Result<EventResult>
 
     let (_, reply) = wait_for_next(&api, &mut child, INIT_TIMEOUT, &log)?;
     let memory_at_ready = procfs::memory_of(pid)?;
+    let Some(event) = event else {
+        drop(child);
+        drop(reply);
+        let (log_lines, log_levels, first_error) =
+            log_summary(&std::fs::read_to_string(&log).unwrap_or_default());
+        return Ok(EventResult {
+            posted_to: "(no event served)",
+            took: Duration::ZERO,
+            status_code: None,
+            error_code: None,
+            error_type: None,
+            memory_at_ready,
+            memory_after_event: memory_at_ready,
+            log_lines,
+            log_levels,
+            first_error,
+        });
+    };
     let deadline_epoch_ms = (SystemTime::now() + Duration::from_secs(30))
         .duration_since(UNIX_EPOCH)?
         .as_millis();
@@ -270,7 +402,7 @@ pub fn measure_event(setup: &Setup, event: &[u8]) -> anyhow::Result<EventResult>
         .send(Event {
             request_id: REQUEST_ID.into(),
             deadline_epoch_ms,
-            function_arn: FUNCTION_ARN.into(),
+            function_arn: setup.function_arn.clone(),
             body: event.to_vec(),
         })
         .map_err(|_| anyhow!("the connection asking for the event closed"))?;
@@ -311,6 +443,9 @@ pub fn measure_event(setup: &Setup, event: &[u8]) -> anyhow::Result<EventResult>
     drop(second);
 
     let (status_code, error_code) = describe_answer(&body);
+    let error_type = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["errorType"].as_str().map(str::to_string));
     let (log_lines, log_levels, first_error) =
         log_summary(&std::fs::read_to_string(&log).unwrap_or_default());
     Ok(EventResult {
@@ -318,12 +453,70 @@ pub fn measure_event(setup: &Setup, event: &[u8]) -> anyhow::Result<EventResult>
         took,
         status_code,
         error_code,
+        error_type,
         memory_at_ready,
         memory_after_event,
         log_lines,
         log_levels,
         first_error,
     })
+}
+
+/// Everything measured for one Lambda.
+pub struct LambdaRun {
+    pub spec: LambdaSpec,
+    pub bin: Result<crate::binaries::BinaryInfo, String>,
+    /// Distinct crates it links (`cargo tree`), when cargo could say.
+    pub crates: Option<usize>,
+    pub init: Result<InitResult, String>,
+    pub event: Result<EventResult, String>,
+    /// The environment it ran with (for the report).
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl LambdaRun {
+    pub fn complete(&self) -> bool {
+        self.bin.is_ok() && self.init.is_ok() && self.event.is_ok()
+    }
+}
+
+/// Cold starts and the memory after one event of `setup`'s function, whose
+/// binary `bin` describes (nothing runs when it could not be read).
+pub fn measure(
+    spec: &LambdaSpec,
+    setup: &Setup,
+    root: &Path,
+    bin: Result<crate::binaries::BinaryInfo, String>,
+    crates: Option<usize>,
+    init_runs: usize,
+) -> LambdaRun {
+    let (init, event) = if bin.is_ok() {
+        eprintln!("jit-bench: `{}` cold init x{init_runs} ...", spec.package);
+        let init = measure_init(setup, init_runs, 1).map_err(|e| format!("{e:#}"));
+        eprintln!(
+            "jit-bench: `{}` memory serving {} ...",
+            spec.package,
+            spec.event.unwrap_or("no event")
+        );
+        let event = spec
+            .event
+            .map(|e| std::fs::read(root.join(e)).with_context(|| format!("reading {e}")))
+            .transpose()
+            .and_then(|ev| measure_event(setup, ev.as_deref()))
+            .map_err(|e| format!("{e:#}"));
+        (init, event)
+    } else {
+        let why = format!("no `{}` binary to run", spec.package);
+        (Err(why.clone()), Err(why))
+    };
+    LambdaRun {
+        spec: *spec,
+        bin,
+        crates,
+        init,
+        event,
+        env: setup.env.clone(),
+    }
 }
 
 /// The status code and API error code of an API Gateway proxy response.
@@ -370,6 +563,55 @@ fn log_summary(text: &str) -> (usize, Vec<(String, usize)>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_lambda_is_listed_once_with_an_event_that_exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut names: Vec<&str> = LAMBDAS.iter().map(|l| l.package).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 6);
+        for l in LAMBDAS {
+            assert!(
+                root.join("crates")
+                    .join(l.package)
+                    .join("Cargo.toml")
+                    .is_file(),
+                "{}",
+                l.package
+            );
+            if let Some(e) = l.event {
+                assert!(root.join(e).is_file(), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_lambda_is_given_a_real_endpoint() {
+        // GIVEN every Lambda's environment
+        for l in LAMBDAS {
+            let setup = Setup::new(
+                l,
+                PathBuf::from("/bin/true"),
+                Path::new("/c.yaml"),
+                "http://127.0.0.1:9",
+                &std::env::temp_dir().join("jit-bench-test-logs"),
+            )
+            .unwrap();
+            // THEN every URL in it is on loopback
+            for (k, v) in &setup.env {
+                if v.contains("://") {
+                    assert!(v.starts_with("http://127.0.0.1:"), "{}: {k}={v}", l.package);
+                }
+            }
+            assert!(
+                setup
+                    .env
+                    .iter()
+                    .any(|(k, v)| *k == "AWS_ENDPOINT_URL" && v == REFUSED_ENDPOINT)
+            );
+        }
+    }
 
     #[test]
     fn cpu_time_is_user_plus_system() {

@@ -10,9 +10,10 @@
 //!
 //! Options: `--iterations N` (API create+get pairs, default 2000),
 //! `--warmup N` (unmeasured pairs first, default 200), `--init-runs N`
-//! (Lambda cold starts, default 20), `--no-build` (measure the binaries
+//! (cold starts per Lambda, default 20), `--no-build` (measure the binaries
 //! already in `target/release` instead of running
-//! `cargo build --release -p request`, then `-p jit-local`, separately),
+//! `cargo build --release -p <package>` for each Lambda, then `jit-local`
+//! and `jit-cli`, one package per invocation),
 //! `--bin-dir DIR` (measure the binaries in `DIR`, e.g. `target/<profile>`
 //! for a profile experiment; implies `--no-build`), `--out PATH` (default
 //! `docs/BENCHMARKS.md`, relative to the workspace root).
@@ -20,12 +21,15 @@
 //! What it measures:
 //! 1. API throughput and latency: create+get pairs through `jit_api::handle`
 //!    on SQLite (a WAL file in a temp dir, as `jit-local` uses, and in memory).
-//! 2. The size of the `request` Lambda binary (and of `jit-local`).
-//! 3. The `request` binary's cold init (spawn → first `next` on a fake
-//!    Lambda Runtime API on 127.0.0.1) and its memory after one event.
+//! 2. The size of each of the six Lambda binaries ([`lambda::LAMBDAS`]),
+//!    each built alone (and of `jit-local`).
+//! 3. Each Lambda's cold init (spawn → first `next` on a fake Lambda
+//!    Runtime API on 127.0.0.1) and its memory after one sample event.
+//! 4. The local workflow engine and the `jit` CLI.
 //!
-//! It never reaches the network: the fake Runtime API listens on loopback
-//! only, and the Lambda's AWS endpoint is a refused loopback port.
+//! It never reaches the network: the fake Runtime API and the fake Secrets
+//! Manager (the secrets two Lambdas read at init) listen on loopback only,
+//! and every other AWS endpoint is a refused loopback port.
 
 mod api;
 mod binaries;
@@ -36,6 +40,7 @@ mod lambda;
 mod procfs;
 mod report;
 mod runtime_api;
+mod secrets;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -47,7 +52,7 @@ use clap::Parser;
 use jit_core::Catalog;
 use jit_core::ports::RequestStore;
 
-/// Measures the API, the Lambda binary and its cold start; writes docs/BENCHMARKS.md.
+/// Measures the API, the Lambda binaries and their cold starts; writes docs/BENCHMARKS.md.
 #[derive(Parser, Debug)]
 #[command(name = "jit-bench")]
 struct Args {
@@ -57,7 +62,7 @@ struct Args {
     /// Unmeasured create+get pairs before each store's measured ones.
     #[arg(long, default_value_t = 200)]
     warmup: usize,
-    /// Measured Lambda cold starts (after one discarded warm-up start).
+    /// Measured cold starts per Lambda (after one discarded warm-up start).
     #[arg(long, default_value_t = 20)]
     init_runs: usize,
     /// Measure the binaries already in target/release; do not run cargo build.
@@ -79,7 +84,19 @@ struct Args {
 }
 
 const CATALOG: &str = "config/catalog.example.yaml";
-const LIST_EVENT: &str = "events/request-list.json";
+
+/// How a path is shown in the report: relative to the workspace when it is
+/// inside it (`target/release/request`), else relative to the cargo target
+/// directory (`<target>/release/request`), else as it is.
+fn shown(path: &Path, root: &Path, target_dir: Option<&Path>) -> String {
+    if let Ok(rel) = path.strip_prefix(root) {
+        return rel.display().to_string();
+    }
+    if let Some(rel) = target_dir.and_then(|t| path.strip_prefix(t).ok()) {
+        return Path::new("<target>").join(rel).display().to_string();
+    }
+    path.display().to_string()
+}
 
 fn workspace_root() -> anyhow::Result<PathBuf> {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -198,13 +215,19 @@ fn main() -> anyhow::Result<()> {
     let built = if args.no_build || args.bin_dir.is_some() {
         Ok(None)
     } else {
-        binaries::build_release(&root, &["request", "jit-local", "jit-cli"])
+        let packages: Vec<&str> = lambda::LAMBDAS
+            .iter()
+            .map(|l| l.package)
+            .chain(["jit-local", "jit-cli"])
+            .collect();
+        binaries::build_release(&root, &packages)
             .map(Some)
             .map_err(|e| format!("{e:#}"))
     };
+    let target_dir = binaries::target_dir(&root);
     let target = match &args.bin_dir {
         Some(dir) => root.join(dir),
-        None => match binaries::target_dir(&root) {
+        None => match &target_dir {
             Ok(dir) => dir.join("release"),
             // `cargo run --release` put this binary in the same directory.
             Err(e) => {
@@ -218,44 +241,54 @@ fn main() -> anyhow::Result<()> {
             }
         },
     };
-    let request_bin = target.join("request");
+    let target_dir = target_dir.ok();
+    let shown = |p: &Path| shown(p, &root, target_dir.as_deref());
 
     let api = api_runs(&root, &args);
 
     let inspect = |p: &Path| {
         binaries::inspect(p)
             .map(|mut b| {
-                // Shown relative to the workspace, e.g. `target/release/request`.
-                if let Ok(rel) = b.path.strip_prefix(&root) {
-                    b.path = rel.to_path_buf();
-                }
+                // Shown as `target/release/request` or `<target>/release/request`.
+                b.path = PathBuf::from(shown(&b.path));
                 b
             })
             .map_err(|e| format!("{e:#}"))
     };
-    let request_info = inspect(&request_bin);
     let local_info = inspect(&target.join("jit-local"));
-    let request_crates = binaries::crate_count(&root, "request");
 
-    let logs = tempfile::tempdir().context("creating a temp dir for the Lambda's logs")?;
-    let setup = lambda::Setup::new(
-        request_bin.clone(),
-        &root.join(CATALOG),
-        logs.path().to_path_buf(),
-    );
-    let (init, event) = if request_info.is_ok() {
-        eprintln!("jit-bench: Lambda cold init x{} ...", args.init_runs);
-        let init = lambda::measure_init(&setup, args.init_runs, 1).map_err(|e| format!("{e:#}"));
-        eprintln!("jit-bench: Lambda memory serving {LIST_EVENT} ...");
-        let event = std::fs::read(root.join(LIST_EVENT))
-            .with_context(|| format!("reading {LIST_EVENT}"))
-            .and_then(|ev| lambda::measure_event(&setup, &ev))
-            .map_err(|e| format!("{e:#}"));
-        (init, event)
-    } else {
-        let why = "no `request` binary to run".to_string();
-        (Err(why.clone()), Err(why))
-    };
+    let secrets =
+        secrets::FakeSecretsManager::start().context("starting the fake Secrets Manager")?;
+    let logs = tempfile::tempdir().context("creating a temp dir for the Lambdas' logs")?;
+    let mut lambdas = Vec::with_capacity(lambda::LAMBDAS.len());
+    for spec in lambda::LAMBDAS {
+        let bin = target.join(spec.package);
+        let setup = lambda::Setup::new(
+            spec,
+            bin.clone(),
+            &root.join(CATALOG),
+            &secrets.endpoint(),
+            logs.path(),
+        )?;
+        let mut run = lambda::measure(
+            spec,
+            &setup,
+            &root,
+            inspect(&bin),
+            binaries::crate_count(&root, spec.package),
+            args.init_runs,
+        );
+        // The report shows the environment without this run's details.
+        for (_, v) in &mut run.env {
+            *v = v.replace(&root.display().to_string(), "<repo>").replace(
+                &secrets.endpoint(),
+                "http://127.0.0.1:<fake Secrets Manager>",
+            );
+        }
+        lambdas.push(run);
+    }
+    let secrets_served = secrets.served();
+    drop(secrets);
     let workflow = engine::run(
         &root,
         &target.join("jit-local"),
@@ -291,8 +324,8 @@ fn main() -> anyhow::Result<()> {
                 ));
             }
             workflow_section.push_str(&format!(
-                "\n## The `jit` CLI\n\n`target/release/jit` run {} times each, wall time from spawn to exit: `jit --version`, and `jit credentials <id>` answered from a cached entry valid for an hour, with no config and no server (a run not served from the cache would fail). It runs on every AWS CLI call as a `credential_process`.\n\n| command | p50 | p99 | max | target |\n|---|---|---|---|---|\n| `jit --version` | {} | {} | {} | ≤ 10 ms |\n| `jit credentials <id>` (cached) | {} | {} | {} | ≤ 20 ms |\n",
-                c.runs, fmt(c.start.p50), fmt(c.start.p99), fmt(c.start.max), fmt(c.cached.p50), fmt(c.cached.p99), fmt(c.cached.max)
+                "\n## The `jit` CLI\n\n`{}` run {} times each, wall time from spawn to exit: `jit --version`, and `jit credentials <id>` answered from a cached entry valid for an hour, with no config and no server (a run not served from the cache would fail). It runs on every AWS CLI call as a `credential_process`.\n\n| command | p50 | p99 | max | target |\n|---|---|---|---|---|\n| `jit --version` | {} | {} | {} | ≤ 10 ms |\n| `jit credentials <id>` (cached) | {} | {} | {} | ≤ 20 ms |\n",
+                shown(&target.join("jit")), c.runs, fmt(c.start.p50), fmt(c.start.p99), fmt(c.start.max), fmt(c.cached.p50), fmt(c.cached.p99), fmt(c.cached.max)
             ));
         }
         Err(e) => workflow_rows.push((
@@ -308,27 +341,16 @@ fn main() -> anyhow::Result<()> {
         workflow_rows,
         workflow_section,
         api,
-        request_bin: request_info,
+        lambdas,
         local_bin: local_info,
-        request_crates,
-        init,
-        event,
+        secrets_served,
     };
     let inputs = report::Inputs {
         invocation,
         iterations: args.iterations,
         warmup: args.warmup,
         built: built.clone(),
-        bin_dir: target
-            .strip_prefix(&root)
-            .unwrap_or(&target)
-            .display()
-            .to_string(),
-        env: setup
-            .env
-            .iter()
-            .map(|(k, v)| (*k, v.replace(&root.display().to_string(), "<repo>")))
-            .collect(),
+        bin_dir: shown(&target),
     };
     let mut text = report::render(&machine, &inputs, &results);
     text.push('\n');
@@ -337,10 +359,8 @@ fn main() -> anyhow::Result<()> {
 
     let complete = built.is_ok()
         && results.api.iter().all(Result::is_ok)
-        && results.request_bin.is_ok()
+        && results.lambdas.iter().all(lambda::LambdaRun::complete)
         && (results.local_bin.is_ok() || args.bin_dir.is_some())
-        && results.init.is_ok()
-        && results.event.is_ok()
         && workflow_complete
         && cli.is_ok();
     if !complete {

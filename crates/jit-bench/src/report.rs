@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::api::ApiRun;
 use crate::binaries::BinaryInfo;
-use crate::lambda::{EventResult, InitResult};
+use crate::lambda::{LambdaRun, REFUSED_ENDPOINT};
 use crate::stats::{fmt_bytes, fmt_duration, per_second};
 
-/// Binary size target for the `request` Lambda (decimal MB).
+/// Binary size target for every Lambda (decimal MB).
 pub const SIZE_TARGET: u64 = 6_000_000;
 /// Cold init target: spawn → first `next`.
 pub const INIT_TARGET: Duration = Duration::from_millis(15);
@@ -35,7 +35,6 @@ pub struct Inputs {
     pub built: Result<Option<Duration>, String>,
     /// Where the measured binaries are, e.g. `target/release`.
     pub bin_dir: String,
-    pub env: Vec<(&'static str, String)>,
 }
 
 pub struct Results {
@@ -44,11 +43,11 @@ pub struct Results {
     /// The workflow section's Markdown (`crate::engine::markdown`).
     pub workflow_section: String,
     pub api: Vec<Result<ApiRun, String>>,
-    pub request_bin: Result<BinaryInfo, String>,
+    /// One per Lambda, in `lambda::LAMBDAS` order.
+    pub lambdas: Vec<LambdaRun>,
     pub local_bin: Result<BinaryInfo, String>,
-    pub request_crates: Option<usize>,
-    pub init: Result<InitResult, String>,
-    pub event: Result<EventResult, String>,
+    /// `GetSecretValue` calls the fake Secrets Manager answered.
+    pub secrets_served: usize,
 }
 
 struct Row {
@@ -128,70 +127,11 @@ fn rows(r: &Results) -> Vec<Row> {
             Err(e) => rows.push(error_row("API throughput", e)),
         }
     }
-    match &r.request_bin {
-        Ok(b) => rows.push(Row {
-            what: "`request` Lambda binary size".into(),
-            value: format!(
-                "{} — {}",
-                fmt_bytes(b.size),
-                over(b.size as f64, SIZE_TARGET as f64)
-            ),
-            target: "< 6 MB".into(),
-            verdict: verdict(b.size < SIZE_TARGET),
-        }),
-        Err(e) => rows.push(error_row("`request` binary size", e)),
+    for l in &r.lambdas {
+        lambda_rows(&mut rows, l);
     }
     if let Ok(b) = &r.local_bin {
         rows.push(info("`jit-local` binary size".into(), fmt_bytes(b.size)));
-    }
-    match &r.init {
-        Ok(i) => {
-            for (name, d) in [
-                ("p50", i.summary.p50),
-                ("p99", i.summary.p99),
-                ("min", i.summary.min),
-            ] {
-                rows.push(Row {
-                    what: format!("Lambda cold init {name} (spawn → first `next`, wall)"),
-                    value: format!(
-                        "{} — {}",
-                        fmt_duration(d),
-                        over(d.as_secs_f64(), INIT_TARGET.as_secs_f64())
-                    ),
-                    target: "< 15 ms".into(),
-                    verdict: verdict(d < INIT_TARGET),
-                });
-            }
-            rows.push(info(
-                "Lambda cold init CPU time p50 / max (user + sys)".into(),
-                format!(
-                    "{} / {}",
-                    fmt_duration(i.cpu_summary.p50),
-                    fmt_duration(i.cpu_summary.max)
-                ),
-            ));
-        }
-        Err(e) => rows.push(error_row("Lambda cold init", e)),
-    }
-    match &r.event {
-        Ok(ev) => {
-            for (name, b) in [
-                ("VmHWM (peak RSS)", ev.memory_after_event.hwm_bytes),
-                ("VmRSS", ev.memory_after_event.rss_bytes),
-            ] {
-                rows.push(Row {
-                    what: format!("Lambda memory after one event, {name}"),
-                    value: format!(
-                        "{} — {}",
-                        fmt_bytes(b),
-                        over(b as f64, MEMORY_TARGET as f64)
-                    ),
-                    target: "< 12 MB".into(),
-                    verdict: verdict(b < MEMORY_TARGET),
-                });
-            }
-        }
-        Err(e) => rows.push(error_row("Lambda memory", e)),
     }
     for (what, value, target, pass) in &r.workflow_rows {
         rows.push(Row {
@@ -207,6 +147,67 @@ fn rows(r: &Results) -> Vec<Row> {
     rows
 }
 
+/// One Lambda's rows against the three targets: size, init p50 and p99,
+/// memory (VmHWM and VmRSS).
+fn lambda_rows(rows: &mut Vec<Row>, l: &LambdaRun) {
+    let name = l.spec.package;
+    match &l.bin {
+        Ok(b) => rows.push(Row {
+            what: format!("`{name}` binary size (stripped)"),
+            value: format!(
+                "{} — {}",
+                fmt_bytes(b.size),
+                over(b.size as f64, SIZE_TARGET as f64)
+            ),
+            target: "< 6 MB".into(),
+            verdict: verdict(b.size < SIZE_TARGET && !b.has_symtab && !b.has_debug),
+        }),
+        Err(e) => rows.push(error_row(&format!("`{name}` binary size"), e)),
+    }
+    match &l.init {
+        Ok(i) => {
+            for (p, d) in [("p50", i.summary.p50), ("p99", i.summary.p99)] {
+                rows.push(Row {
+                    what: format!("`{name}` cold init {p} (spawn → first `next`, wall)"),
+                    value: format!(
+                        "{} — {}",
+                        fmt_duration(d),
+                        over(d.as_secs_f64(), INIT_TARGET.as_secs_f64())
+                    ),
+                    target: "< 15 ms".into(),
+                    verdict: verdict(d < INIT_TARGET),
+                });
+            }
+        }
+        Err(e) => rows.push(error_row(&format!("`{name}` cold init"), e)),
+    }
+    let when = if l.spec.event.is_some() {
+        "after one event"
+    } else {
+        "when ready (no event)"
+    };
+    match &l.event {
+        Ok(ev) => {
+            for (m, b) in [
+                ("VmHWM (peak RSS)", ev.memory_after_event.hwm_bytes),
+                ("VmRSS", ev.memory_after_event.rss_bytes),
+            ] {
+                rows.push(Row {
+                    what: format!("`{name}` memory {when}, {m}"),
+                    value: format!(
+                        "{} — {}",
+                        fmt_bytes(b),
+                        over(b as f64, MEMORY_TARGET as f64)
+                    ),
+                    target: "< 12 MB".into(),
+                    verdict: verdict(b < MEMORY_TARGET),
+                });
+            }
+        }
+        Err(e) => rows.push(error_row(&format!("`{name}` memory"), e)),
+    }
+}
+
 /// The whole report.
 pub fn render(m: &Machine, i: &Inputs, r: &Results) -> String {
     let mut s = String::new();
@@ -218,9 +219,12 @@ pub fn render(m: &Machine, i: &Inputs, r: &Results) -> String {
          ```sh\ncargo run --release -p jit-bench\n```\n\n\
          Options (after `--`): `--iterations N` (API create+get pairs, default 2000), \
          `--warmup N` (unmeasured pairs first, default 200), `--init-runs N` \
-         (Lambda cold starts, default 20), `--no-build` (use the existing \
-         `target/release` binaries instead of running `cargo build --release -p request` \
-         and then `-p jit-local`), `--bin-dir DIR` (measure the binaries in `DIR`, \
+         (cold starts per Lambda, default 20), `--no-build` (use the existing \
+         `target/release` binaries instead of running `cargo build --release -p <package>` \
+         for each Lambda, then `jit-local` and `jit-cli`), \
+         `--engine-executions N` (state machine runs, default 2000), `--waiting N` \
+         (requests left waiting in `jit-local`, default 10000), \
+         `--bin-dir DIR` (measure the binaries in `DIR`, \
          e.g. `target/<profile>`; implies `--no-build`), \
          `--out PATH` (default `docs/BENCHMARKS.md`, relative to the workspace root).\n"
     );
@@ -330,10 +334,10 @@ fn size_section(w: &mut String, i: &Inputs, r: &Results) {
         Ok(Some(d)) => {
             let _ = writeln!(
                 w,
-                "Built by the bench: `cargo build --release -p request`, then the same for \
-                 `jit-local`, in separate invocations so `request` is built with only its \
-                 own features, as `sam build` builds it ({} in all; short when already up \
-                 to date). Release profile: `opt-level = \"s\"`, \
+                "Built by the bench: `cargo build --release -p <package>` for each Lambda, \
+                 then `jit-local` and `jit-cli`, one package per invocation so each Lambda \
+                 is built with only its own features, as `sam build` builds it ({} in all; \
+                 short when already up to date). Release profile: `opt-level = \"s\"`, \
                  fat LTO, `codegen-units = 1`, `panic = \"abort\"`, `strip = \"symbols\"`.\n",
                 fmt_duration(*d)
             );
@@ -341,7 +345,9 @@ fn size_section(w: &mut String, i: &Inputs, r: &Results) {
         Ok(None) => {
             let _ = writeln!(
                 w,
-                "Not built by this run: measured the binaries already in `{}`.\n",
+                "Not built by this run: measured the binaries already in `{}` (if several \
+                 packages were built in one cargo invocation, their features were unified \
+                 and the sizes are not what `sam build` ships).\n",
                 i.bin_dir
             );
         }
@@ -349,206 +355,328 @@ fn size_section(w: &mut String, i: &Inputs, r: &Results) {
             let _ = writeln!(w, "The build failed: {}\n", first_line(e));
         }
     }
-    for (name, bin) in [("request", &r.request_bin), ("jit-local", &r.local_bin)] {
-        match bin {
+    let _ = writeln!(
+        w,
+        "Every Lambda's target: under 6 MB, stripped (no `.symtab`, no `.debug_*`).\n"
+    );
+    let _ = writeln!(
+        w,
+        "| Lambda | binary | size | result | stripped | largest sections | crates linked |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|");
+    for l in &r.lambdas {
+        let name = l.spec.package;
+        match &l.bin {
             Ok(b) => {
                 let _ = writeln!(
                     w,
-                    "**`{name}`** (`{}`) — {}",
+                    "| `{name}` | `{}` | {} | {} | {} | {} | {} |",
                     b.path.display(),
-                    fmt_bytes(b.size)
+                    fmt_bytes(b.size),
+                    verdict(b.size < SIZE_TARGET && !b.has_symtab && !b.has_debug),
+                    stripped(b),
+                    largest(b, 3),
+                    l.crates.map_or("?".to_string(), |n| n.to_string())
                 );
-                let _ = writeln!(
-                    w,
-                    "- stripped: {} (`.symtab` {}, `.debug_*` {})",
-                    if b.has_symtab || b.has_debug {
-                        "**no**"
-                    } else {
-                        "yes"
-                    },
-                    if b.has_symtab { "present" } else { "absent" },
-                    if b.has_debug { "present" } else { "absent" },
-                );
-                if let Some(f) = &b.file_says {
-                    let _ = writeln!(w, "- `file`: {f}");
-                }
-                let largest: Vec<String> = b
-                    .largest_sections
-                    .iter()
-                    .map(|s| format!("`{}` {:.2} MB", s.name, s.size as f64 / 1e6))
-                    .collect();
-                let _ = writeln!(w, "- largest sections: {}", largest.join(", "));
-                if name == "request"
-                    && let Some(n) = r.request_crates
-                {
-                    let _ = writeln!(
-                        w,
-                        "- crates linked (`cargo tree -p request -e normal`, distinct): {n}"
-                    );
-                }
-                let _ = writeln!(w);
             }
             Err(e) => {
-                let _ = writeln!(w, "**`{name}`** — not measured: {}\n", first_line(e));
+                let _ = writeln!(
+                    w,
+                    "| `{name}` | not measured: {} | | **ERROR** | | | |",
+                    first_line(e)
+                );
             }
         }
     }
+    let _ = writeln!(
+        w,
+        "\nCrates linked: distinct crates in `cargo tree -p <package> -e normal`, the \
+         package itself included.\n"
+    );
+    if let Some(f) = r
+        .lambdas
+        .iter()
+        .find_map(|l| l.bin.as_ref().ok().and_then(|b| b.file_says.as_ref()))
+    {
+        let _ = writeln!(w, "`file` on the first: {f}\n");
+    }
+    match &r.local_bin {
+        Ok(b) => {
+            let _ = writeln!(
+                w,
+                "**`jit-local`** (`{}`, no target) — {}; stripped: {}; largest sections: {}\n",
+                b.path.display(),
+                fmt_bytes(b.size),
+                stripped(b),
+                largest(b, 6)
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(w, "**`jit-local`** — not measured: {}\n", first_line(e));
+        }
+    }
+}
+
+fn stripped(b: &BinaryInfo) -> String {
+    match (b.has_symtab, b.has_debug) {
+        (false, false) => "yes".into(),
+        (symtab, debug) => format!(
+            "**no** (`.symtab` {}, `.debug_*` {})",
+            if symtab { "present" } else { "absent" },
+            if debug { "present" } else { "absent" }
+        ),
+    }
+}
+
+fn largest(b: &BinaryInfo, n: usize) -> String {
+    b.largest_sections
+        .iter()
+        .take(n)
+        .map(|s| format!("`{}` {:.2} MB", s.name, s.size as f64 / 1e6))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A variable's value as the report shows it (`|` escaped for tables).
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
 }
 
 fn lambda_section(w: &mut String, i: &Inputs, r: &Results) {
     let _ = writeln!(w, "## 3. Lambda cold init and memory\n");
     let _ = writeln!(
         w,
-        "`{}/request` is spawned against a fake Lambda Runtime API \
-         (HTTP/1.1 on a free 127.0.0.1 port, `AWS_LAMBDA_RUNTIME_API`). The child gets \
-         only this environment (no HOME, no `~/.aws`, as on Lambda):\n",
+        "Each Lambda's binary in `{}` is spawned against a fake Lambda Runtime API \
+         (HTTP/1.1 on a free 127.0.0.1 port, `AWS_LAMBDA_RUNTIME_API`). A child gets \
+         only the environment below (no HOME, no `~/.aws`, as on Lambda): what Lambda \
+         sets and the template's `Globals`, the same for all but the function name,\n",
         i.bin_dir
     );
     let _ = writeln!(w, "```");
-    for (k, v) in &i.env {
-        let _ = writeln!(w, "{k}={v}");
+    if let Some(first) = r.lambdas.first() {
+        let common = crate::lambda::common_env("jit-<package>", std::path::Path::new(""));
+        for (k, v) in &first.env {
+            if let Some((_, c)) = common.iter().find(|(ck, _)| ck == k) {
+                let v = if *k == "AWS_LAMBDA_FUNCTION_NAME" {
+                    c
+                } else {
+                    v
+                };
+                let _ = writeln!(w, "{k}={v}");
+            }
+        }
     }
     let _ = writeln!(w, "AWS_LAMBDA_RUNTIME_API=127.0.0.1:<free port>");
     let _ = writeln!(w, "```\n");
-    match &r.init {
-        Ok(init) => {
-            let _ = writeln!(
-                w,
-                "**Init** = spawn → the first `GET /2018-06-01/runtime/invocation/next` \
-                 arriving (ready for the first event): configuration, catalog, SDK \
-                 config and clients, runtime start. {} runs after {} discarded warm-up \
-                 run(s); each child is killed once it asks for an event. With {} runs, \
-                 p99 is the slowest run.\n",
-                init.runs.len(),
-                init.warmup,
-                init.runs.len()
-            );
-            let _ = writeln!(
-                w,
-                "| | min | p50 | p99 | max | mean |\n|---|---|---|---|---|---|"
-            );
-            for (what, s) in [
-                ("wall (the target)", &init.summary),
-                ("CPU, user + sys", &init.cpu_summary),
-            ] {
+    let _ = writeln!(
+        w,
+        "and its own variables (the function's `Environment` in `template.yaml`, with \
+         local values). Every AWS endpoint is the refused port `{REFUSED_ENDPOINT}`, so \
+         nothing leaves the machine; the exception is Secrets Manager for the two \
+         functions that read their secrets at init (`slack-notify`, \
+         `approval-callback`: they cannot start without them). They get a fake \
+         Secrets Manager on loopback that answers `GetSecretValue` with dummy \
+         values ({} calls answered in this run), so their init includes those \
+         round trips over loopback — faster than to the real service.\n",
+        r.secrets_served
+    );
+    let _ = writeln!(w, "| Lambda | its own variables |\n|---|---|");
+    let common = crate::lambda::common_env("", std::path::Path::new(""));
+    for l in &r.lambdas {
+        let own: Vec<String> = l
+            .env
+            .iter()
+            .filter(|(k, _)| !common.iter().any(|(ck, _)| ck == k))
+            .map(|(k, v)| format!("`{}`", cell(&format!("{k}={v}"))))
+            .collect();
+        let own = if own.is_empty() {
+            "(none)".to_string()
+        } else {
+            own.join("<br>")
+        };
+        let _ = writeln!(w, "| `{}` | {own} |", l.spec.package);
+    }
+    let _ = writeln!(w);
+
+    init_tables(w, r);
+    memory_tables(w, r);
+}
+
+fn init_tables(w: &mut String, r: &Results) {
+    let first_ok = r.lambdas.iter().find_map(|l| l.init.as_ref().ok());
+    let (runs, warmup) = first_ok.map_or((0, 0), |i| (i.runs.len(), i.warmup));
+    let _ = writeln!(
+        w,
+        "### Cold init\n\n**Init** = spawn → the first `GET /2018-06-01/runtime/invocation/next` \
+         arriving (ready for the first event): configuration, catalog, SDK config and \
+         clients (and the secrets, where read), runtime start. {runs} runs per Lambda after \
+         {warmup} discarded warm-up run(s); each child is killed once it asks for an event. \
+         With {runs} runs, p99 is the slowest run. Target: p50 and p99 under 15 ms.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| Lambda | min | p50 | p99 | max | mean | CPU p50 | CPU max | peak RSS when ready | result |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|");
+    for l in &r.lambdas {
+        let name = l.spec.package;
+        match &l.init {
+            Ok(i) => {
+                let mut hwm = i.hwm_at_ready.clone();
+                hwm.sort_unstable();
+                let hwm = match (hwm.first(), hwm.last()) {
+                    (Some(lo), Some(hi)) => {
+                        format!("{:.2}–{:.2} MB", *lo as f64 / 1e6, *hi as f64 / 1e6)
+                    }
+                    _ => "?".into(),
+                };
+                let s = &i.summary;
                 let _ = writeln!(
                     w,
-                    "| {what} | {} | {} | {} | {} | {} |",
+                    "| `{name}` | {} | {} | {} | {} | {} | {} | {} | {hwm} | {} |",
                     fmt_duration(s.min),
                     fmt_duration(s.p50),
                     fmt_duration(s.p99),
                     fmt_duration(s.max),
-                    fmt_duration(s.mean)
+                    fmt_duration(s.mean),
+                    fmt_duration(i.cpu_summary.p50),
+                    fmt_duration(i.cpu_summary.max),
+                    verdict(s.p50 < INIT_TARGET && s.p99 < INIT_TARGET)
                 );
             }
-            let _ = writeln!(
-                w,
-                "\nCPU time is the child's own, all threads, from exec until it is killed \
-                 just after its `next` arrives (`wait4` rusage at reaping): init's work, \
-                 plus whatever little it does between sending `next` and the kill. \
-                 Parallel threads can make it exceed wall time. Wall time well above CPU \
-                 time is waiting: for the disk, the loader, or a CPU when other work \
-                 competes for this machine's cores. A wall-time outlier with an ordinary \
-                 CPU time is the machine, not the binary.\n"
-            );
-            let all: Vec<String> = init
-                .runs
-                .iter()
-                .zip(&init.cpu)
-                .map(|(wall, cpu)| format!("{} ({} CPU)", fmt_duration(*wall), fmt_duration(*cpu)))
-                .collect();
-            let _ = writeln!(w, "All runs, in order: {}.\n", all.join(", "));
-            let mut hwm = init.hwm_at_ready.clone();
-            hwm.sort_unstable();
-            if let (Some(lo), Some(hi)) = (hwm.first(), hwm.last()) {
+            Err(e) => {
                 let _ = writeln!(
                     w,
-                    "Peak RSS when ready (before any event): {:.2}–{:.2} MB.\n",
-                    *lo as f64 / 1e6,
-                    *hi as f64 / 1e6
+                    "| `{name}` | not measured: {} | | | | | | | | **ERROR** |",
+                    cell(first_line(e))
                 );
             }
         }
-        Err(e) => {
-            let _ = writeln!(w, "**Init**: not measured:\n\n```\n{e}\n```\n");
+    }
+    let _ = writeln!(
+        w,
+        "\nWall time is the target. CPU time is the child's own, all threads, from exec \
+         until it is killed just after its `next` arrives (`wait4` rusage at reaping): \
+         init's work, plus whatever little it does between sending `next` and the kill. \
+         Parallel threads can make it exceed wall time. Wall time well above CPU time is \
+         waiting: for the disk, the loader, or a CPU when other work competes for this \
+         machine's cores. A wall-time outlier with an ordinary CPU time is the machine, \
+         not the binary.\n"
+    );
+    let _ = writeln!(w, "All runs, in order, wall (CPU):\n");
+    for l in &r.lambdas {
+        match &l.init {
+            Ok(i) => {
+                let all: Vec<String> = i
+                    .runs
+                    .iter()
+                    .zip(&i.cpu)
+                    .map(|(wall, cpu)| format!("{} ({})", fmt_duration(*wall), fmt_duration(*cpu)))
+                    .collect();
+                let _ = writeln!(w, "- `{}`: {}", l.spec.package, all.join(", "));
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    w,
+                    "- `{}`: not measured:\n\n```\n{e}\n```\n",
+                    l.spec.package
+                );
+            }
         }
     }
-    match &r.event {
-        Ok(ev) => {
-            let _ = writeln!(
-                w,
-                "**Memory serving an event**: a fresh child answers its first `next` with \
-                 `events/request-list.json` (API Gateway REST, `GET /requests?limit=10`, \
-                 an IAM caller). That lists from DynamoDB, and the only DynamoDB here is \
-                 the refused dummy endpoint `http://127.0.0.1:1`, so the event is *meant* \
-                 to fail: the numbers are for a request that went all the way through \
-                 the API and the SDK (including its retries) and came back as an error \
-                 response, not for a successful query.\n"
-            );
-            let _ = writeln!(w, "| | |\n|---|---|");
-            let _ = writeln!(
-                w,
-                "| answer posted to | `/runtime/invocation/<id>/{}` |",
-                ev.posted_to
-            );
-            let _ = writeln!(
-                w,
-                "| API Gateway `statusCode` | {} |",
-                ev.status_code
-                    .map_or("(none)".to_string(), |c| c.to_string())
-            );
-            let _ = writeln!(
-                w,
-                "| API `error.code` | {} |",
-                ev.error_code.as_deref().unwrap_or("(none)")
-            );
-            let _ = writeln!(
-                w,
-                "| event handed out → answer posted | {} (not a latency: mostly the SDK's jittered backoff between retries of the refused connection, so it varies from run to run) |",
-                fmt_duration(ev.took)
-            );
-            let _ = writeln!(
-                w,
-                "| VmHWM / VmRSS when ready | {} / {} |",
-                fmt_bytes(ev.memory_at_ready.hwm_bytes),
-                fmt_bytes(ev.memory_at_ready.rss_bytes)
-            );
-            let _ = writeln!(
-                w,
-                "| VmHWM / VmRSS waiting for the 2nd event | {} / {} |",
-                fmt_bytes(ev.memory_after_event.hwm_bytes),
-                fmt_bytes(ev.memory_after_event.rss_bytes)
-            );
-            let levels: Vec<String> = ev
-                .log_levels
-                .iter()
-                .map(|(l, n)| format!("{n} {l}"))
-                .collect();
-            let _ = writeln!(
-                w,
-                "| function log lines | {} ({}) |",
-                ev.log_lines,
-                levels.join(", ")
-            );
-            let _ = writeln!(
-                w,
-                "| first ERROR log line's fields | {} |\n",
-                ev.first_error
-                    .as_deref()
-                    .map_or("(none)".to_string(), |e| format!(
-                        "`{}`",
-                        e.replace('|', "\\|")
-                    ))
-            );
-            let _ = writeln!(
-                w,
-                "Memory is read from `/proc/<pid>/status` while the function waits on its \
-                 second `next`. Lambda bills and limits the whole sandbox, which this \
-                 does not include; it is the function process alone.\n"
-            );
+    let _ = writeln!(w);
+}
+
+fn memory_tables(w: &mut String, r: &Results) {
+    let _ = writeln!(
+        w,
+        "### Memory after one event\n\nA fresh child of each Lambda answers its first \
+         `next` with a sample event from `events/`, and its memory is read from \
+         `/proc/<pid>/status` while it waits on its second `next`. Every event reaches \
+         an AWS call, and the only AWS here is the refused port, so the events are \
+         *meant* to fail: the numbers are for an event that went all the way through \
+         the handler and the SDK (including its retries) and came back as an error, \
+         not for a successful one. Target: VmHWM and VmRSS under 12 MB. Lambda bills \
+         and limits the whole sandbox, which this does not include; it is the \
+         function process alone.\n"
+    );
+    let _ = writeln!(w, "| Lambda | event | what it does here |\n|---|---|---|");
+    for l in &r.lambdas {
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} |",
+            l.spec.package,
+            l.spec
+                .event
+                .map_or("(none: memory read when ready)".to_string(), |e| format!(
+                    "`{e}`"
+                )),
+            l.spec.event_note
+        );
+    }
+    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "| Lambda | answer | event → answer | VmHWM / VmRSS when ready | VmHWM / VmRSS after the event | result | log lines | first ERROR log line's fields |"
+    );
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
+    for l in &r.lambdas {
+        let name = l.spec.package;
+        match &l.event {
+            Ok(ev) => {
+                let mut answer = format!("`{}`", ev.posted_to);
+                if let Some(c) = ev.status_code {
+                    answer.push_str(&format!(", `statusCode` {c}"));
+                }
+                if let Some(c) = &ev.error_code {
+                    answer.push_str(&format!(", `error.code` `{c}`"));
+                }
+                if let Some(t) = &ev.error_type {
+                    answer.push_str(&format!(", `errorType` `{}`", cell(t)));
+                }
+                let levels: Vec<String> = ev
+                    .log_levels
+                    .iter()
+                    .map(|(l, n)| format!("{n} {l}"))
+                    .collect();
+                let m = &ev.memory_after_event;
+                let _ = writeln!(
+                    w,
+                    "| `{name}` | {answer} | {} | {} / {} | {} / {} | {} | {} ({}) | {} |",
+                    fmt_duration(ev.took),
+                    fmt_bytes(ev.memory_at_ready.hwm_bytes),
+                    fmt_bytes(ev.memory_at_ready.rss_bytes),
+                    fmt_bytes(m.hwm_bytes),
+                    fmt_bytes(m.rss_bytes),
+                    verdict(m.hwm_bytes < MEMORY_TARGET && m.rss_bytes < MEMORY_TARGET),
+                    ev.log_lines,
+                    levels.join(", "),
+                    ev.first_error
+                        .as_deref()
+                        .map_or("(none)".to_string(), |e| format!("`{}`", cell(e)))
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    w,
+                    "| `{name}` | not measured: {} | | | | **ERROR** | | |",
+                    cell(first_line(e))
+                );
+            }
         }
-        Err(e) => {
-            let _ = writeln!(w, "**Memory**: not measured:\n\n```\n{e}\n```\n");
+    }
+    let _ = writeln!(
+        w,
+        "\nEvent → answer is not a latency: it is mostly the SDK's jittered backoff \
+         between retries of the refused connection, so it varies from run to run.\n"
+    );
+    for l in &r.lambdas {
+        if let Err(e) = &l.event {
+            let _ = writeln!(
+                w,
+                "`{}` memory not measured:\n\n```\n{e}\n```\n",
+                l.spec.package
+            );
         }
     }
 }

@@ -228,7 +228,7 @@ impl Drop for FakeRuntimeApi {
     }
 }
 
-fn write_response(
+pub fn write_response(
     w: &mut impl Write,
     status: &str,
     headers: &[(&str, String)],
