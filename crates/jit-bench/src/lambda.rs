@@ -420,7 +420,10 @@ pub fn measure_event(setup: &Setup, event: Option<&[u8]>) -> anyhow::Result<Even
                 arrived,
                 body,
             }) if id == REQUEST_ID => break ("error", arrived - sent, body),
-            Ok(other) => bail!("unexpected call while the event was served: {other:?}"),
+            Ok(other) => bail!(
+                "unexpected call while the event was served: {other:?}; its log ends:\n{}",
+                log_tail(&log, 10)
+            ),
             Err(RecvTimeoutError::Disconnected) => bail!("the fake Runtime API stopped"),
             Err(RecvTimeoutError::Timeout) => {
                 if let Some(status) = child.child().try_wait()? {

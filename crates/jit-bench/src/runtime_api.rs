@@ -298,12 +298,9 @@ fn serve(stream: TcpStream, tx: Sender<Msg>) -> io::Result<()> {
                 });
             }
             route => {
-                write_response(
-                    &mut writer,
-                    "202 Accepted",
-                    &[("Content-Type", "application/json".into())],
-                    br#"{"status":"OK"}"#,
-                )?;
+                // Told to the bench before the function hears back: once
+                // answered, it may ask for the next event on another
+                // connection, and that `next` must not overtake this.
                 if tx
                     .send(Msg::Posted {
                         arrived,
@@ -314,6 +311,12 @@ fn serve(stream: TcpStream, tx: Sender<Msg>) -> io::Result<()> {
                 {
                     return Ok(());
                 }
+                write_response(
+                    &mut writer,
+                    "202 Accepted",
+                    &[("Content-Type", "application/json".into())],
+                    br#"{"status":"OK"}"#,
+                )?;
             }
         }
     }
