@@ -70,7 +70,7 @@ pub const LAMBDAS: &[LambdaSpec] = &[
         ],
         reads_secrets: true,
         event: Some("events/approval-callback-get.json"),
-        event_note: "API Gateway REST `GET /approvals/{id}` with a signed-link query whose signature does not verify",
+        event_note: "API Gateway REST `GET /approvals/{id}` with a signed-link query whose signature does not verify (the sample's is a placeholder): a 403 page, before any AWS call",
     },
     LambdaSpec {
         package: "slack-notify",

@@ -592,11 +592,11 @@ fn memory_tables(w: &mut String, r: &Results) {
         w,
         "### Memory after one event\n\nA fresh child of each Lambda answers its first \
          `next` with a sample event from `events/`, and its memory is read from \
-         `/proc/<pid>/status` while it waits on its second `next`. Every event reaches \
-         an AWS call, and the only AWS here is the refused port, so the events are \
-         *meant* to fail: the numbers are for an event that went all the way through \
-         the handler and the SDK (including its retries) and came back as an error, \
-         not for a successful one. Target: VmHWM and VmRSS under 12 MB. Lambda bills \
+         `/proc/<pid>/status` while it waits on its second `next`. The events that \
+         reach an AWS call meet only the refused port, so they are *meant* to fail: \
+         those numbers are for an event that went all the way through the handler and \
+         the SDK (including its retries) and came back as an error, not for a \
+         successful one. Target: VmHWM and VmRSS under 12 MB. Lambda bills \
          and limits the whole sandbox, which this does not include; it is the \
          function process alone.\n"
     );
