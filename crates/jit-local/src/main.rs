@@ -128,8 +128,15 @@ async fn main() -> anyhow::Result<()> {
         }
         None => {}
     }
+    // Bound before anything starts (no engine resumes executions for a
+    // server that cannot listen), and the real address — `:0` picks a port —
+    // is the one the emailed approval links point at.
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("binding {}", args.addr))?;
+    let addr = listener.local_addr()?;
     let cfg = Config {
-        addr: args.addr,
+        addr,
         data_dir: args.data_dir,
         catalog_path: args.catalog,
         api_key: args.api_key,
@@ -179,10 +186,6 @@ async fn main() -> anyhow::Result<()> {
     write_key_file(&key_file, &api_key)
         .with_context(|| format!("writing {}", key_file.display()))?;
 
-    let listener = tokio::net::TcpListener::bind(cfg.addr)
-        .await
-        .with_context(|| format!("binding {}", cfg.addr))?;
-    let addr = listener.local_addr()?;
     say!("jit-local listening on http://{addr}");
     say!(
         "  catalog:   {} ({} entitlements)",
@@ -238,6 +241,17 @@ async fn main() -> anyhow::Result<()> {
             a.notifier.public_url
         );
     }
+    let data_dir_arg = if cfg.data_dir == std::path::Path::new("./.jit") {
+        String::new()
+    } else {
+        format!(" --data-dir {}", cfg.data_dir.display())
+    };
+    let url_arg = if addr.to_string() == "127.0.0.1:3000" {
+        String::new()
+    } else {
+        format!(" --api-url http://{addr}")
+    };
+    say!("  CLI:       jit configure --local --user <you@example.com>{url_arg}{data_dir_arg}");
 
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();

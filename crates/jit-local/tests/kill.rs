@@ -158,3 +158,55 @@ fn a_closed_stdout_does_not_stop_the_server() {
     wait_for_status(addr, &id, "APPROVAL_PENDING");
     assert!(child.0.try_wait().unwrap().is_none(), "still running");
 }
+
+/// On `--addr 127.0.0.1:0` the banner's links and its `jit configure` hint
+/// carry the port actually bound, not `:0`.
+#[test]
+fn the_banner_points_links_and_the_cli_at_the_bound_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jit-local"))
+        .args(["--addr", "127.0.0.1:0", "--api-key", KEY, "--catalog"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("JIT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + LIMIT;
+    let mut banner = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no CLI hint in the banner: {banner:#?}"));
+        let done = line.trim_start().starts_with("CLI:");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let addr = banner[0]
+        .strip_prefix("jit-local listening on http://")
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(!addr.ends_with(":0"), "{addr}");
+    let text = banner.join("\n");
+    assert!(
+        text.contains(&format!("approvals: http://{addr}/approvals/")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("--api-url http://{addr}")) && text.contains("--data-dir "),
+        "{text}"
+    );
+}
