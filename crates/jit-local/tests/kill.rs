@@ -25,9 +25,10 @@ impl Drop for Running {
     }
 }
 
-fn start(data: &Path) -> (Running, SocketAddr) {
+/// The real binary on `addr` with its stdout piped (read it, or drop it).
+fn spawn(data: &Path, addr: &str) -> (Running, std::process::ChildStdout) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jit-local"))
-        .args(["--addr", "127.0.0.1:0", "--api-key", KEY, "--catalog"])
+        .args(["--addr", addr, "--api-key", KEY, "--catalog"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"))
         .arg("--data-dir")
         .arg(data)
@@ -37,13 +38,23 @@ fn start(data: &Path) -> (Running, SocketAddr) {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let child = Running(child);
+    (Running(child), stdout)
+}
+
+/// The lines of `stdout`, as they come.
+fn lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
+    rx
+}
+
+fn start(data: &Path) -> (Running, SocketAddr) {
+    let (child, stdout) = spawn(data, "127.0.0.1:0");
+    let rx = lines(stdout);
     let deadline = Instant::now() + LIMIT;
     loop {
         let line = rx
@@ -124,18 +135,8 @@ fn a_closed_stdout_does_not_stop_the_server() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jit-local"))
-        .args(["--addr", &addr.to_string(), "--api-key", KEY, "--catalog"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("JIT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let mut child = Running(child);
+    let (mut child, stdout) = spawn(&dir.path().join("data"), &addr.to_string());
+    drop(stdout);
     let deadline = Instant::now() + LIMIT;
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         assert!(
@@ -164,24 +165,8 @@ fn a_closed_stdout_does_not_stop_the_server() {
 #[test]
 fn the_banner_points_links_and_the_cli_at_the_bound_port() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jit-local"))
-        .args(["--addr", "127.0.0.1:0", "--api-key", KEY, "--catalog"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("JIT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _running = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (_running, stdout) = spawn(&dir.path().join("data"), "127.0.0.1:0");
+    let rx = lines(stdout);
     let deadline = Instant::now() + LIMIT;
     let mut banner = Vec::new();
     loop {
