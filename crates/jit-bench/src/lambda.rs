@@ -83,7 +83,7 @@ pub const LAMBDAS: &[LambdaSpec] = &[
         ],
         reads_secrets: true,
         event: Some("events/slack-notify.json"),
-        event_note: "the workflow's approval task (`requestId`, `taskToken`): stores the token in DynamoDB (refused), fails the task",
+        event_note: "the workflow's approval task (`requestId`, `taskToken`): reads the request from DynamoDB (refused) to store the token on it, fails the task",
     },
     LambdaSpec {
         package: "expire",
