@@ -13,11 +13,9 @@
 //! console session lasts as long as the credentials, which the broker clips
 //! to the request's window.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::HttpConnector;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_types::byte_stream::ByteStream;
@@ -59,7 +57,7 @@ pub struct FederationSignin {
     endpoint: String,
     destination: String,
     /// Built on first use: its trust roots are loaded then, not at init.
-    connector: Arc<OnceLock<aws_smithy_http_client::Connector>>,
+    connector: crate::sdk::LazyConnector,
 }
 
 impl std::fmt::Debug for FederationSignin {
@@ -95,18 +93,12 @@ impl FederationSignin {
         Ok(FederationSignin {
             endpoint: endpoint.to_string(),
             destination: DEFAULT_DESTINATION.to_string(),
-            connector: Arc::new(OnceLock::new()),
+            connector: crate::sdk::LazyConnector::default(),
         })
     }
 
     fn connector(&self) -> &aws_smithy_http_client::Connector {
-        self.connector.get_or_init(|| {
-            aws_smithy_http_client::Connector::builder()
-                .tls_provider(tls::Provider::Rustls(
-                    tls::rustls_provider::CryptoMode::Ring,
-                ))
-                .build()
-        })
+        self.connector.get()
     }
 
     /// Where the console opens after sign-in (default: the console home).

@@ -172,3 +172,24 @@ mod tests {
         assert_eq!(endpoint_for(&config, "DynamoDB"), None);
     }
 }
+
+/// The HTTPS connector for the few calls that are not SDK operations
+/// (Slack's Web API, the federation endpoint): the SDK's own rustls-on-ring
+/// stack, so no second TLS stack is linked. Built on first use, so trust
+/// roots load then and not at init; clones share one connector.
+#[derive(Clone, Default)]
+pub(crate) struct LazyConnector(
+    std::sync::Arc<std::sync::OnceLock<aws_smithy_http_client::Connector>>,
+);
+
+impl LazyConnector {
+    pub(crate) fn get(&self) -> &aws_smithy_http_client::Connector {
+        self.0.get_or_init(|| {
+            aws_smithy_http_client::Connector::builder()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build()
+        })
+    }
+}

@@ -10,11 +10,9 @@
 //! the `Authorization` header only: never in a log line or an error, and
 //! neither does a `response_url` (a capability to post to the channel).
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::HttpConnector;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_types::body::SdkBody;
@@ -46,7 +44,7 @@ pub struct SlackWebApi {
     base: String,
     token: Secret,
     /// Built on first use: its trust roots are loaded then, not at init.
-    connector: Arc<OnceLock<aws_smithy_http_client::Connector>>,
+    connector: crate::sdk::LazyConnector,
 }
 
 impl std::fmt::Debug for SlackWebApi {
@@ -67,18 +65,12 @@ impl SlackWebApi {
         Ok(SlackWebApi {
             base,
             token,
-            connector: Arc::new(OnceLock::new()),
+            connector: crate::sdk::LazyConnector::default(),
         })
     }
 
     fn connector(&self) -> &aws_smithy_http_client::Connector {
-        self.connector.get_or_init(|| {
-            aws_smithy_http_client::Connector::builder()
-                .tls_provider(tls::Provider::Rustls(
-                    tls::rustls_provider::CryptoMode::Ring,
-                ))
-                .build()
-        })
+        self.connector.get()
     }
 
     async fn send(
