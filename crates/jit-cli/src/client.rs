@@ -19,6 +19,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Client {
     cfg: Config,
     http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    keys: crate::sigv4::KeyCache,
 }
 
 impl Client {
@@ -34,7 +35,11 @@ impl Client {
             ));
         };
         let http = HyperClient::builder(TokioExecutor::new()).build(connector(https)?);
-        Ok(Client { cfg, http })
+        Ok(Client {
+            cfg,
+            http,
+            keys: Default::default(),
+        })
     }
 
     /// Calls the API; a 2xx answer's JSON, or one line naming the error and
@@ -69,7 +74,7 @@ impl Client {
             .body(Full::new(payload.clone()))
             .map_err(|e| anyhow!("bad API URL `{url}` ({e}): run `jit configure --api-url …`"))?;
         if let Auth::Sigv4 { region, profile } = &self.cfg.auth {
-            let keys = crate::sigv4::load_keys(profile.as_deref()).await?;
+            let keys = self.keys.get(profile.as_deref()).await?;
             crate::sigv4::sign_request(
                 &mut req,
                 &payload,

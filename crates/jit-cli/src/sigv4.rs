@@ -6,7 +6,7 @@
 //! else `AWS_PROFILE`, else `default`. Only this path loads aws-config, so
 //! `jit credentials` answering from its cache never pays for it.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, anyhow};
 use aws_config::BehaviorVersion;
@@ -24,9 +24,43 @@ pub struct Keys {
     pub session_token: Option<String>,
 }
 
-/// The user's base credentials (see the module doc), or one line saying
-/// what to do.
-pub async fn load_keys(profile: Option<&str>) -> Result<Keys> {
+/// Renew base credentials this long before they expire, so a request is
+/// never signed with keys that lapse in flight.
+const RENEW_BEFORE: Duration = Duration::from_secs(60);
+
+/// The base credentials for one `jit` run: found once, not per request — a
+/// `--wait` poll or `list --all` pages would otherwise rerun a
+/// `credential_process` or re-read the SSO cache for every call — and found
+/// again only when what the chain gave is about to expire.
+#[derive(Default)]
+pub struct KeyCache(tokio::sync::Mutex<Option<(Keys, Option<SystemTime>)>>);
+
+impl KeyCache {
+    pub async fn get(&self, profile: Option<&str>) -> Result<Keys> {
+        self.get_or_load(SystemTime::now(), || load_keys(profile))
+            .await
+    }
+
+    async fn get_or_load<F, Fut>(&self, now: SystemTime, load: F) -> Result<Keys>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(Keys, Option<SystemTime>)>>,
+    {
+        let mut slot = self.0.lock().await;
+        if let Some((keys, expiry)) = slot.as_ref()
+            && expiry.is_none_or(|t| t > now + RENEW_BEFORE)
+        {
+            return Ok(keys.clone());
+        }
+        let (keys, expiry) = load().await?;
+        *slot = Some((keys.clone(), expiry));
+        Ok(keys)
+    }
+}
+
+/// The user's base credentials (see the module doc) and when they expire,
+/// or one line saying what to do.
+async fn load_keys(profile: Option<&str>) -> Result<(Keys, Option<SystemTime>)> {
     // rustls on ring, as everywhere else in the workspace (SSO and STS
     // calls of the chain go through it).
     let http = aws_smithy_http_client::Builder::new()
@@ -46,11 +80,12 @@ pub async fn load_keys(profile: Option<&str>) -> Result<Keys> {
         .provide_credentials()
         .await
         .map_err(|e| explain(&e, profile))?;
-    Ok(Keys {
+    let keys = Keys {
         access_key_id: creds.access_key_id().to_string(),
         secret_access_key: creds.secret_access_key().to_string(),
         session_token: creds.session_token().map(str::to_string),
-    })
+    };
+    Ok((keys, creds.expiry()))
 }
 
 fn profile_name(profile: Option<&str>) -> String {
@@ -146,6 +181,56 @@ fn sign_for<B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn keys(id: &str) -> Keys {
+        Keys {
+            access_key_id: id.into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn base_keys_are_found_once_and_again_only_near_expiry() {
+        let cache = KeyCache::default();
+        let loads = std::sync::atomic::AtomicUsize::new(0);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let load = |id: &'static str, expiry: Option<SystemTime>| {
+            loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move { Ok((keys(id), expiry)) }
+        };
+        let later = Some(now + Duration::from_secs(3600));
+        let a = cache.get_or_load(now, || load("A", later)).await.unwrap();
+        let b = cache.get_or_load(now, || load("B", later)).await.unwrap();
+        assert_eq!(
+            (a.access_key_id.as_str(), b.access_key_id.as_str()),
+            ("A", "A")
+        );
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Within a minute of the expiry: found again.
+        let near = now + Duration::from_secs(3600 - 30);
+        let c = cache.get_or_load(near, || load("C", None)).await.unwrap();
+        assert_eq!(c.access_key_id, "C");
+        // Keys without an expiry (static keys) are kept.
+        let d = cache.get_or_load(near, || load("D", None)).await.unwrap();
+        assert_eq!(d.access_key_id, "C");
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_is_not_cached() {
+        let cache = KeyCache::default();
+        let now = SystemTime::UNIX_EPOCH;
+        let err = cache
+            .get_or_load(now, || async { Err(anyhow!("no AWS credentials")) })
+            .await;
+        assert!(err.is_err());
+        let ok = cache
+            .get_or_load(now, || async { Ok((keys("A"), None)) })
+            .await
+            .unwrap();
+        assert_eq!(ok.access_key_id, "A");
+    }
 
     /// AWS's published SigV4 test suite, case `get-vanilla`: an independent
     /// check that what we sign is what AWS verifies.
