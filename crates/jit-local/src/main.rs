@@ -9,6 +9,11 @@ use clap::Parser;
 use jit_core::ports::SystemClock;
 use jit_local::{App, Config, Overrides};
 
+/// Defaults `jit configure --local` assumes too: the banner's hint leaves
+/// out whichever of them is in use.
+const DEFAULT_ADDR: &str = "127.0.0.1:3000";
+const DEFAULT_DATA_DIR: &str = "./.jit";
+
 /// The JIT access broker on one machine: same API, SQLite, no AWS account.
 #[derive(Parser, Debug)]
 #[command(name = "jit-local", version, args_conflicts_with_subcommands = true)]
@@ -16,10 +21,10 @@ struct Args {
     #[command(subcommand)]
     command: Option<Command>,
     /// Address to listen on. Loopback by default: this is a developer tool.
-    #[arg(long, env = "JIT_ADDR", default_value = "127.0.0.1:3000")]
+    #[arg(long, env = "JIT_ADDR", default_value = DEFAULT_ADDR)]
     addr: SocketAddr,
     /// Where the SQLite store and the generated API key live.
-    #[arg(long, env = "JIT_DATA_DIR", default_value = "./.jit")]
+    #[arg(long, env = "JIT_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// The entitlement catalog (YAML).
     #[arg(
@@ -241,12 +246,12 @@ async fn main() -> anyhow::Result<()> {
             a.notifier.public_url
         );
     }
-    let data_dir_arg = if cfg.data_dir == std::path::Path::new("./.jit") {
+    let data_dir_arg = if cfg.data_dir == std::path::Path::new(DEFAULT_DATA_DIR) {
         String::new()
     } else {
         format!(" --data-dir {}", cfg.data_dir.display())
     };
-    let url_arg = if addr.to_string() == "127.0.0.1:3000" {
+    let url_arg = if addr.to_string() == DEFAULT_ADDR {
         String::new()
     } else {
         format!(" --api-url http://{addr}")
