@@ -128,14 +128,8 @@ async fn open(dir: &Path, catalog: &str) -> Local {
 
 impl Local {
     async fn granted(&self, user: &str, entitlement: &str) -> String {
-        let body = json!({"entitlement": entitlement, "duration": "1h", "justification": "e2e"});
-        let (s, v) = self.call("POST", "/requests", user, Some(body)).await;
-        assert_eq!(s, 201, "{v}");
-        let id = v["requestId"].as_str().unwrap().to_string();
-        let (_, v) = self
-            .call("GET", &format!("/requests/{id}"), user, None)
-            .await;
-        assert_eq!(v["status"], "GRANTED", "{v}");
+        let id = self.request(user, entitlement, "1h").await;
+        assert_eq!(self.status(&id).await, "GRANTED");
         id
     }
 }
