@@ -5,12 +5,14 @@
 //! - From the requests table's stream: DynamoDB TTL deletes items days late,
 //!   so for each TTL `REMOVE` it revokes anything still live and records the
 //!   removal (`Tasks::expired_by_ttl`). The backstop, not the clock.
-//! - From an EventBridge schedule (`{"sweep": "revocations"}`): places the
-//!   early-revoke denies not yet on their role and removes those no session
-//!   can need any more (`Tasks::sweep_revocations`).
+//! - From an EventBridge schedule (`{"sweep": "revocations"}`, every
+//!   minute): starts the workflow of any request left without one
+//!   (`Broker::recover_workflows`), then places the early-revoke denies not
+//!   yet on their role and removes those no session can need any more
+//!   (`Tasks::sweep_revocations`).
 
 use jit_core::tasks::TaskError;
-use jit_lambda::{TaskFailure, tasks_from_env, ttl_removals};
+use jit_lambda::{TaskFailure, recovery_broker_from_env, tasks_from_env, ttl_removals};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::{Value, json};
 
@@ -18,11 +20,27 @@ use serde_json::{Value, json};
 async fn main() -> Result<(), lambda_runtime::Error> {
     jit_lambda::logging::init();
     let tasks = tasks_from_env().await?;
-    let tasks = &tasks;
+    let broker = recovery_broker_from_env(&tasks)?;
+    let (tasks, broker) = (&tasks, &broker);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         if event.payload.get("sweep").and_then(Value::as_str) == Some("revocations") {
+            // Requests left without a workflow first (a lost start, an
+            // approval that never reached its task), then the revoke denies.
+            let workflows = match broker {
+                Some(b) => match b.recover_workflows(false).await {
+                    Ok(report) => json!(report),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the workflow reconcile pass failed");
+                        json!({ "error": e.to_string() })
+                    }
+                },
+                None => {
+                    tracing::warn!("JIT_STATE_MACHINE_ARN is not set: requests left without a workflow are not reconciled");
+                    Value::Null
+                }
+            };
             let report = tasks.sweep_revocations().await.map_err(TaskFailure)?;
-            return Ok(json!({ "placed": report.placed, "removed": report.removed, "failed": report.failed }));
+            return Ok(json!({ "placed": report.placed, "removed": report.removed, "failed": report.failed, "workflows": workflows }));
         }
         if event.payload.get("Records").is_none() {
             return tasks.revoke(event.payload).await.map_err(TaskFailure);

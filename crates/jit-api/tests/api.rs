@@ -571,7 +571,10 @@ async fn cancel_while_pending_once_by_the_requester_only() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "CANCELLED");
     assert_eq!(v["reason"], "fixed without it");
-    assert_eq!(f.workflow.stopped.lock().unwrap().len(), 1);
+    assert!(
+        f.workflow.stopped.lock().unwrap().is_empty(),
+        "a cancel never stops an execution (it might be granting)"
+    );
     let (status, v) = call_raw(&f, &alice, Method::POST, &path, vec![], &[]).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_error(&v, "invalid_state", None);
@@ -614,7 +617,12 @@ async fn granted_past_expiry_reads_expired() {
     let (_, v) = post(&f, &alice, "/requests", canonical("JIT-ElevatedAdminRole")).await;
     let id = RequestId::parse(v["requestId"].as_str().unwrap()).unwrap();
     let mut r = f.store.get(&id).await.unwrap().unwrap();
-    for to in [Status::Validating, Status::ApprovalPending, Status::Granted] {
+    for to in [
+        Status::Validating,
+        Status::ApprovalPending,
+        Status::Approved,
+        Status::Granted,
+    ] {
         let change = Change {
             actor: "system:test".into(),
             at: f.clock.now_for_test(),
@@ -740,7 +748,9 @@ async fn approve_completes_the_task_once_and_never_for_the_requester() {
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
     let (_, audit) = get(&f, &alice, &format!("/requests/{id}/audit")).await;
     let last = audit["events"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["action"], "decision");
+    // The approval that met the quorum is the move to APPROVED.
+    assert_eq!(last["action"], "transition");
+    assert_eq!(last["to"], "APPROVED");
     assert_eq!(last["actor"], "lead@example.com");
 }
 
@@ -811,7 +821,7 @@ async fn concurrent_approve_and_deny_yield_exactly_one_outcome() {
         assert_eq!(r.decisions.len(), 1, "trial {trial}");
         if sa == StatusCode::OK {
             approved += 1;
-            assert_eq!(r.status, Status::ApprovalPending);
+            assert_eq!(r.status, Status::Approved);
         } else {
             denied += 1;
             assert_eq!(r.status, Status::Denied);
@@ -851,4 +861,42 @@ async fn cancel_beats_a_later_approve_and_history_is_served() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_cancel_fails_the_waiting_task_and_is_refused_once_approved() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    // A waiting request: the cancel fails its task with NoLongerApplies
+    let id = pending(&f, &alice, "token-for-the-cancel-test").await;
+    let (status, v) = post(&f, &alice, &format!("/requests/{id}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(f.workflow.stopped.lock().unwrap().is_empty());
+    let completed = f.workflow.completed.lock().unwrap().clone();
+    assert_eq!(
+        completed,
+        [(
+            "token-for-the-cancel-test".to_string(),
+            Err((
+                "NoLongerApplies".to_string(),
+                "cancelled by the requester".to_string()
+            ))
+        )]
+    );
+    // Approved: the cancel is refused and nothing more reaches the workflow
+    let id = pending(&f, &alice, "token-for-the-approved-test").await;
+    let (status, v) = post(
+        &f,
+        &person("lead@example.com", &[]),
+        &format!("/requests/{id}/approve"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "APPROVED");
+    let (status, v) = post(&f, &alice, &format!("/requests/{id}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_error(&v, "already_decided", None);
+    let (_, v) = get(&f, &alice, &format!("/requests/{id}")).await;
+    assert_eq!(v["status"], "APPROVED");
 }

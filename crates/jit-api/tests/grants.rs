@@ -214,7 +214,7 @@ async fn granted(b: &Broker) -> String {
     .await;
     assert_eq!(s, 201, "{v}");
     let id = RequestId::parse(v["requestId"].as_str().unwrap()).unwrap();
-    for to in [Status::Validating, Status::Granted] {
+    for to in [Status::Validating, Status::Approved, Status::Granted] {
         let r = b.store.get(&id).await.unwrap().unwrap();
         let change = Change {
             actor: "system:test".into(),

@@ -302,7 +302,9 @@ impl ApprovalNotifier {
         // Once the request has left APPROVAL_PENDING nothing more will
         // change on the message: record that it shows the outcome.
         let status = r.effective_status(now);
-        if status != Status::ApprovalPending {
+        // APPROVED is decided but not final: the message changes once more
+        // when the grant is recorded.
+        if !matches!(status, Status::ApprovalPending | Status::Approved) {
             self.record(id, &format!("approval message updated: {status}"), |prev| {
                 let mut n = prev.unwrap_or_else(|| n.clone());
                 n.closed = true;

@@ -23,7 +23,8 @@ pub struct SweepReport {
 }
 
 /// Statuses whose recent requests may still show an open Slack message.
-const DECIDED: [Status; 5] = [
+const DECIDED: [Status; 6] = [
+    Status::Approved,
     Status::Granted,
     Status::Denied,
     Status::Cancelled,

@@ -258,7 +258,7 @@ pub fn outcome_text(r: &AccessRequest, status: Status) -> String {
             ":white_check_mark: *Approved* by {} — the grant was revoked",
             by(&approved_by)
         ),
-        Status::ApprovalPending => format!(
+        Status::ApprovalPending | Status::Approved => format!(
             ":white_check_mark: *Approved* by {} at {} — being granted",
             by(&approved_by),
             r.decided_at.map(slack_time).unwrap_or_default()

@@ -522,11 +522,14 @@ async fn post_verb(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Statuses `--wait` waits through: undecided, or approved and being
+/// granted (APPROVED lasts as long as the Grant step).
 const UNDECIDED: &[&str] = &[
     "REQUESTED",
     "VALIDATING",
     "POLICY_GENERATION",
     "APPROVAL_PENDING",
+    "APPROVED",
 ];
 
 fn is_decided(r: &Value) -> bool {

@@ -61,8 +61,14 @@ pub fn quorum_met(r: &AccessRequest, approvers: &Approvers) -> bool {
 /// What the quorum still needs: `(approvals missing, groups missing)`, or
 /// `None` when it is met.
 pub fn missing_for_quorum(r: &AccessRequest, a: &Approvers) -> Option<(u32, Vec<String>)> {
-    let approvals: Vec<&Decision> = r
-        .decisions
+    quorum_missing(&r.decisions, a)
+}
+
+/// The one quorum rule, for requests and extensions alike: over the
+/// approvals in `decisions`, `required_approvals` of them and, when
+/// `required_groups` is set, one from each group. `None` when it is met.
+pub fn quorum_missing(decisions: &[Decision], a: &Approvers) -> Option<(u32, Vec<String>)> {
+    let approvals: Vec<&Decision> = decisions
         .iter()
         .filter(|d| d.verdict == Verdict::Approve)
         .collect();
@@ -187,7 +193,14 @@ impl Broker {
             ));
         }
         let status = r.effective_status(self.clock.now());
-        if status != Status::ApprovalPending {
+        // An APPROVED request is decided; only the REST API's retry of the
+        // approver who completed it may resume its workflow again.
+        let resumable = status == Status::Approved
+            && door.retry_resumes
+            && r.decisions
+                .iter()
+                .any(|d| d.approver == who.principal && d.verdict == Verdict::Approve);
+        if status != Status::ApprovalPending && !resumable {
             return Err(ServiceError::Conflict {
                 code: "already_decided",
                 field: None,
@@ -334,7 +347,57 @@ impl Broker {
         Ok(r)
     }
 
+    /// A decision's guarded write can lose to a write that changed nothing
+    /// a decision depends on (the notifier recording where it told the
+    /// approvers): the request is then still APPROVAL_PENDING, and the
+    /// decision is made again on a fresh read instead of being refused.
+    async fn retrying<F, Fut>(&self, mut attempt: F) -> Result<AccessRequest, ServiceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<AccessRequest, ServiceError>>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match attempt().await {
+                Err(ServiceError::Conflict {
+                    code: "changed_meanwhile",
+                    current: Some(Status::ApprovalPending),
+                    ..
+                }) if tries < 4 => continue,
+                Err(ServiceError::Conflict {
+                    code: "changed_meanwhile",
+                    current,
+                    ..
+                }) => return Err(lost_race(StoreError::Conflict { current })),
+                other => return other,
+            }
+        }
+    }
+
     async fn record_approval(
+        &self,
+        who: &Decider,
+        id: &str,
+        door: &Door<'_>,
+        reason: Option<String>,
+    ) -> Result<AccessRequest, ServiceError> {
+        self.retrying(|| self.record_approval_once(who, id, door, reason.clone()))
+            .await
+    }
+
+    async fn record_denial(
+        &self,
+        who: &Decider,
+        id: &str,
+        door: &Door<'_>,
+        reason: String,
+    ) -> Result<AccessRequest, ServiceError> {
+        self.retrying(|| self.record_denial_once(who, id, door, reason.clone()))
+            .await
+    }
+
+    async fn record_approval_once(
         &self,
         who: &Decider,
         id: &str,
@@ -362,6 +425,8 @@ impl Broker {
         } else {
             let now = self.clock.now();
             let mut next = r.clone();
+            next.version += 1;
+            next.updated_at = now;
             next.decisions.push(Decision {
                 approver: who.principal.clone(),
                 verdict: Verdict::Approve,
@@ -373,13 +438,12 @@ impl Broker {
             if let Some(nonce) = door.nonce {
                 next.used_link_nonces.push(nonce.to_string());
             }
-            next.version += 1;
-            next.updated_at = now;
             let count = next
                 .decisions
                 .iter()
                 .filter(|d| d.verdict == Verdict::Approve)
                 .count();
+            let met = missing_for_quorum(&next, &approvers).is_none();
             let progress = match missing_for_quorum(&next, &approvers) {
                 None => {
                     next.decided_at = Some(now);
@@ -392,23 +456,42 @@ impl Broker {
                 ),
                 Some(_) => format!("{count} of {}", approvers.required_approvals),
             };
-            let event = AuditEvent::new(
-                &r.request_id,
-                now,
-                who.principal.to_string(),
-                AuditAction::Decision,
-                None,
-                None,
-                Some(match &reason {
-                    Some(text) => format!("approved via {} ({progress}): {text}", who.via),
-                    None => format!("approved via {} ({progress})", who.via),
-                }),
-                who.via,
-            );
+            let note = match &reason {
+                Some(text) => format!("approved via {} ({progress}): {text}", who.via),
+                None => format!("approved via {} ({progress})", who.via),
+            };
+            // The approval that meets the quorum moves the request to
+            // APPROVED in this same guarded write: from here on a cancel or
+            // another decision loses, and the workflow may grant.
+            let event = if met {
+                let change = Change {
+                    actor: who.principal.to_string(),
+                    at: now,
+                    reason: None,
+                    source: who.via,
+                };
+                let (approved, mut event) = next.transition(Status::Approved, &change)?;
+                next = approved;
+                next.version = r.version + 1;
+                event.from = Some(r.status);
+                event.reason = Some(note);
+                event
+            } else {
+                AuditEvent::new(
+                    &r.request_id,
+                    now,
+                    who.principal.to_string(),
+                    AuditAction::Decision,
+                    None,
+                    None,
+                    Some(note),
+                    who.via,
+                )
+            };
             self.store
                 .transition(&r, &next, &event)
                 .await
-                .map_err(lost_race)?;
+                .map_err(changed_meanwhile)?;
             next
         };
         if quorum_met(&next, &approvers) {
@@ -417,6 +500,16 @@ impl Broker {
                 "approvers": next.decisions.iter().filter(|d| d.verdict == Verdict::Approve).map(|d| d.approver.as_str()).collect::<Vec<_>>(),
             });
             if let Err(e) = self.workflow.send_task_success(&token, &output).await {
+                if matches!(e, crate::ports::WorkflowError::TaskGone) {
+                    // The approval window closed as the quorum was met: the
+                    // workflow records APPROVAL_TIMED_OUT and grants nothing.
+                    return Err(ServiceError::Conflict {
+                        code: "approval_window_closed",
+                        field: None,
+                        message: "the approval window closed before this approval reached the workflow; nothing will be granted".into(),
+                        current: Some(next.status),
+                    });
+                }
                 tracing::error!(request_id = %next.request_id, error = %e, "could not resume the workflow after approval");
                 return Err(ServiceError::Unavailable {
                     code: "workflow_unavailable",
@@ -428,7 +521,7 @@ impl Broker {
         Ok(next)
     }
 
-    async fn record_denial(
+    async fn record_denial_once(
         &self,
         who: &Decider,
         id: &str,
@@ -461,7 +554,7 @@ impl Broker {
         self.store
             .transition(&r, &next, &event)
             .await
-            .map_err(lost_race)?;
+            .map_err(changed_meanwhile)?;
         if let Some(token) = token
             && let Err(e) = self
                 .workflow
@@ -489,6 +582,20 @@ fn already_approved() -> ServiceError {
         field: None,
         message: "you already approved; it waits for another approver".into(),
         current: Some(Status::ApprovalPending),
+    }
+}
+
+/// A decision's guarded write that lost: [`Broker::retrying`] decides
+/// whether to try again (still waiting) or answer [`lost_race`].
+fn changed_meanwhile(e: StoreError) -> ServiceError {
+    match e {
+        StoreError::Conflict { current } => ServiceError::Conflict {
+            code: "changed_meanwhile",
+            field: None,
+            message: "the request changed meanwhile".into(),
+            current,
+        },
+        other => other.into(),
     }
 }
 

@@ -495,10 +495,9 @@ impl Broker {
                 });
             }
         };
-        if let Err(e) = self.workflow.stop(&next.request_id, "revoked").await {
-            // The Revoke step will find it REVOKED and end quietly.
-            tracing::warn!(request_id = %next.request_id, error = %e, "could not stop the workflow after a revoke");
-        }
+        // The execution is not stopped (it might be in a step that grants):
+        // its Wait ends at `expiresAt`, and the Revoke step finds the request
+        // REVOKED, settles what is left and ends quietly.
         tracing::info!(request_id = %next.request_id, by = %who.0, "revoked");
         Ok(next)
     }
@@ -729,6 +728,7 @@ impl Broker {
             .filter(|d| d.verdict == Verdict::Approve)
             .count() as u32;
         let required = ent.approvers.required_approvals;
+        let missing = crate::decisions::quorum_missing(&ext.decisions, &ent.approvers);
         let text = if !approve {
             ext.status = ExtensionStatus::Denied;
             ext.decided_at = Some(now);
@@ -737,7 +737,7 @@ impl Broker {
                 human(ext.duration_secs as u64),
                 reason.clone().unwrap_or_default()
             )
-        } else if approvals >= required {
+        } else if missing.is_none() {
             let (granted_at, expires_at) = window(&r)?;
             let total =
                 (expires_at - granted_at).num_seconds().max(0) as u64 + ext.duration_secs as u64;
@@ -764,7 +764,13 @@ impl Broker {
                 rfc3339(new_expiry)
             )
         } else {
-            format!("extension approved ({approvals} of {required})")
+            match missing {
+                Some((_, groups)) if !groups.is_empty() => format!(
+                    "extension approved ({approvals} of {required}); still needs one from: {}",
+                    groups.join(", ")
+                ),
+                _ => format!("extension approved ({approvals} of {required})"),
+            }
         };
         next.version += 1;
         next.updated_at = now;

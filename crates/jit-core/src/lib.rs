@@ -20,6 +20,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod links;
 pub mod ports;
+pub mod recovery;
 pub mod request;
 pub mod revocation;
 pub mod service;

@@ -16,6 +16,10 @@ pub enum Status {
     Validating,
     PolicyGeneration,
     ApprovalPending,
+    /// Decided, being granted: the approval that met the quorum (or the
+    /// auto-approve rule) moved the request here in a guarded write, so a
+    /// cancel or a second decision can no longer interleave with the grant.
+    Approved,
     Granted,
     Expired,
     Denied,
@@ -29,39 +33,49 @@ use Status::*;
 
 /// The allowed transitions, and only these. `(from, to)`.
 ///
-/// The auto-approve path skips `APPROVAL_PENDING` (VALIDATING/POLICY_GENERATION
-/// → GRANTED). `GRANTED → FAILED` records a revoke that could not be carried
-/// out, so an operator sees a grant that may still be live.
+/// Every grant goes through `APPROVED`: the quorum-meeting approval (or, on
+/// the auto-approve path, the Grant step itself) writes it before anything
+/// is granted, and nothing but the workflow moves a request out of it. A
+/// cancel is only possible before it, so "cancelled" and "granting" exclude
+/// each other by the store's guarded write. `APPROVED → FAILED` and
+/// `GRANTED → FAILED` record a grant or revoke that could not be carried
+/// out; whoever writes them undoes what was granted. `APPROVED →
+/// APPROVAL_TIMED_OUT` is the quorum met just as the approval window closed:
+/// the workflow had already left the waiting task and grants nothing.
 pub const TRANSITIONS: &[(Status, Status)] = &[
     (Requested, Validating),
     (Requested, Cancelled),
     (Requested, Failed),
     (Validating, PolicyGeneration),
     (Validating, ApprovalPending),
-    (Validating, Granted),
+    (Validating, Approved),
     (Validating, Denied),
     (Validating, Cancelled),
     (Validating, Failed),
     (PolicyGeneration, ApprovalPending),
-    (PolicyGeneration, Granted),
+    (PolicyGeneration, Approved),
     (PolicyGeneration, Cancelled),
     (PolicyGeneration, Failed),
-    (ApprovalPending, Granted),
+    (ApprovalPending, Approved),
     (ApprovalPending, Denied),
     (ApprovalPending, Cancelled),
     (ApprovalPending, ApprovalTimedOut),
     (ApprovalPending, Failed),
+    (Approved, Granted),
+    (Approved, ApprovalTimedOut),
+    (Approved, Failed),
     (Granted, Expired),
     (Granted, Revoked),
     (Granted, Failed),
 ];
 
 impl Status {
-    pub const ALL: [Status; 11] = [
+    pub const ALL: [Status; 12] = [
         Requested,
         Validating,
         PolicyGeneration,
         ApprovalPending,
+        Approved,
         Granted,
         Expired,
         Denied,
@@ -95,6 +109,7 @@ impl Status {
             Validating => "VALIDATING",
             PolicyGeneration => "POLICY_GENERATION",
             ApprovalPending => "APPROVAL_PENDING",
+            Approved => "APPROVED",
             Granted => "GRANTED",
             Expired => "EXPIRED",
             Denied => "DENIED",
@@ -147,13 +162,14 @@ mod tests {
             Validating => &[
                 PolicyGeneration,
                 ApprovalPending,
-                Granted,
+                Approved,
                 Denied,
                 Cancelled,
                 Failed,
             ],
-            PolicyGeneration => &[ApprovalPending, Granted, Cancelled, Failed],
-            ApprovalPending => &[Granted, Denied, Cancelled, ApprovalTimedOut, Failed],
+            PolicyGeneration => &[ApprovalPending, Approved, Cancelled, Failed],
+            ApprovalPending => &[Approved, Denied, Cancelled, ApprovalTimedOut, Failed],
+            Approved => &[Granted, ApprovalTimedOut, Failed],
             Granted => &[Expired, Revoked, Failed],
             Expired | Denied | Cancelled | Revoked | ApprovalTimedOut | Failed => &[],
         }
@@ -169,7 +185,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 121);
+        assert_eq!(checked, 144);
     }
 
     #[test]

@@ -144,6 +144,16 @@ pub enum WorkflowError {
     TaskGone,
 }
 
+/// Where a request's execution is, as the reconcile pass needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionState {
+    /// No execution was ever started for the request.
+    Missing,
+    Running,
+    /// It ended (succeeded, failed, timed out or was stopped).
+    Ended,
+}
+
 /// The approval workflow (Step Functions, or the local engine).
 #[async_trait]
 pub trait Workflow: Send + Sync {
@@ -169,6 +179,16 @@ pub trait Workflow: Send + Sync {
         error: &str,
         cause: &str,
     ) -> Result<(), WorkflowError>;
+
+    /// Whether the request's execution exists and is still running: the
+    /// reconcile pass starts a missing one and fails a request whose
+    /// execution ended without finishing it.
+    /// Backends that cannot tell (test doubles) say so; the pass skips them.
+    async fn execution_state(&self, id: &RequestId) -> Result<ExecutionState, WorkflowError> {
+        Err(WorkflowError::Backend(format!(
+            "this workflow backend cannot describe the execution of {id}"
+        )))
+    }
 
     /// The execution's history, as Step Functions' event list (`type`,
     /// `timestamp`, details). Empty when the backend keeps none.

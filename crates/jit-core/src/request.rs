@@ -194,6 +194,13 @@ impl AccessRequest {
         }
     }
 
+    /// Whether this request's grant is live: GRANTED and inside its
+    /// window. The one definition every cleanup (Undo, the reconciler, the
+    /// overlapping-attachment check) asks before taking access away.
+    pub fn grant_is_live(&self, now: Timestamp) -> bool {
+        self.status == Status::Granted && self.expires_at.is_some_and(|exp| now < exp)
+    }
+
     /// The next version of this request after `to`, and its audit event.
     /// Fails when the lifecycle table forbids the move.
     pub fn transition(
@@ -222,9 +229,11 @@ impl AccessRequest {
                 }
             }
         }
-        if self.status == Status::ApprovalPending && to != Status::ApprovalPending {
-            // The token is a capability to complete the approval task; once
-            // the request leaves APPROVAL_PENDING nobody may use it again.
+        let waiting = |s: Status| matches!(s, Status::ApprovalPending | Status::Approved);
+        if waiting(self.status) && !waiting(to) {
+            // The token is a capability to complete the approval task. It is
+            // kept while APPROVED (a resume that failed is retried with it)
+            // and dropped once the request moves on: nobody may use it again.
             next.task_token = None;
         }
         match to {
@@ -379,12 +388,16 @@ pub(crate) mod tests {
         let r = sample(t0);
         let (r, _) = r.transition(Status::Validating, &change(t0)).unwrap();
         let (r, _) = r.transition(Status::ApprovalPending, &change(t0)).unwrap();
+        let (r, _) = r.transition(Status::Approved, &change(t0)).unwrap();
         let t1 = t0 + chrono::Duration::seconds(60);
+        assert!(!r.grant_is_live(t1), "APPROVED is not a live grant yet");
         let (g, ev) = r.transition(Status::Granted, &change(t1)).unwrap();
         assert_eq!(g.granted_at, Some(t1));
         assert_eq!(g.expires_at, Some(t1 + chrono::Duration::seconds(3600)));
+        assert!(g.grant_is_live(t1));
+        assert!(!g.grant_is_live(t1 + chrono::Duration::seconds(3600)));
         assert_eq!(g.version, r.version + 1);
-        assert_eq!(ev.from, Some(Status::ApprovalPending));
+        assert_eq!(ev.from, Some(Status::Approved));
         assert_eq!(ev.to, Some(Status::Granted));
         assert_eq!(ev.actor, "bob@example.com");
         assert_eq!(g.effective_status(t1), Status::Granted);

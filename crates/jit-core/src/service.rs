@@ -14,7 +14,7 @@ use crate::identity::Caller;
 use crate::ids::{AccountId, IdempotencyKey, Principal, RequestId};
 use crate::lifecycle::Status;
 use crate::ports::{
-    Clock, CreateOutcome, Page, PageRequest, RequestStore, Workflow, WorkflowInput,
+    Clock, CreateOutcome, Page, PageRequest, RequestStore, StoreError, Workflow, WorkflowInput,
 };
 use crate::request::{
     AccessRequest, AuditAction, AuditEvent, AuthSource, Change, GrantTarget, Requester,
@@ -365,17 +365,7 @@ impl Broker {
         };
         tracing::info!(request_id = %request.request_id, entitlement = %request.entitlement, status = %request.status, "request created");
 
-        let auto_approve = self
-            .catalog
-            .auto_approves(ent, &request.requester.groups, duration)
-            || (self.settings.demo_mode && request.simulate_approval);
-        let input = WorkflowInput {
-            request_id: request.request_id.clone(),
-            entitlement: ent.name.clone(),
-            auto_approve,
-            approval_timeout_seconds: ent.approval_timeout_secs,
-            duration_seconds: duration.secs(),
-        };
+        let input = self.workflow_input(&request, ent);
         if let Err(e) = self.workflow.start(&input).await {
             tracing::error!(request_id = %request.request_id, error = %e, "could not start the workflow");
             let change = Change {
@@ -398,6 +388,23 @@ impl Broker {
             });
         }
         Ok((request, true))
+    }
+
+    /// The workflow's input for a stored request: derived from the record
+    /// and the catalog only, so a start repeated by the reconcile pass
+    /// sends the same input as the first (Step Functions' idempotent start).
+    pub(crate) fn workflow_input(&self, r: &AccessRequest, ent: &Entitlement) -> WorkflowInput {
+        let auto_approve = self
+            .catalog
+            .auto_approves(ent, &r.requester.groups, r.duration)
+            || (self.settings.demo_mode && r.simulate_approval);
+        WorkflowInput {
+            request_id: r.request_id.clone(),
+            entitlement: ent.name.clone(),
+            auto_approve,
+            approval_timeout_seconds: ent.approval_timeout_secs,
+            duration_seconds: r.duration.secs(),
+        }
     }
 
     fn parse_id(id: &str) -> Result<RequestId, ServiceError> {
@@ -531,18 +538,37 @@ impl Broker {
             ));
         }
         let status = r.effective_status(self.clock.now());
+        if status == Status::Approved {
+            return Err(already_approved_cancel());
+        }
         if !status.is_pending() {
             return Err(ServiceError::conflict_status(status, "cancelled"));
         }
+        let token = r.task_token.clone();
         let (next, event) = r.transition(
             Status::Cancelled,
             &self.change(p.to_string(), reason.clone()),
         )?;
-        self.store.transition(&r, &next, &event).await?;
-        if let Err(e) = self.workflow.stop(&rid, "cancelled by the requester").await {
-            // The record is already CANCELLED; the workflow's next status
-            // write will find it no longer applies and end.
-            tracing::warn!(request_id = %rid, error = %e, "could not stop the workflow");
+        self.store
+            .transition(&r, &next, &event)
+            .await
+            .map_err(|e| match e {
+                // Lost to the approval that met the quorum.
+                StoreError::Conflict {
+                    current: Some(Status::Approved),
+                } => already_approved_cancel(),
+                other => other.into(),
+            })?;
+        // Nothing stops an execution (it may be granting): a waiting
+        // approval task is failed so the workflow ends itself; a workflow
+        // not yet waiting finds the request CANCELLED at its next step.
+        if let Some(token) = token
+            && let Err(e) = self
+                .workflow
+                .send_task_failure(&token, "NoLongerApplies", "cancelled by the requester")
+                .await
+        {
+            tracing::warn!(request_id = %rid, error = %e, "could not end the waiting approval task");
         }
         Ok(next)
     }
@@ -555,6 +581,17 @@ impl NewRequest {
         } else {
             self.entitlement_field
         }
+    }
+}
+
+/// A cancel that came after the approval that met the quorum.
+fn already_approved_cancel() -> ServiceError {
+    ServiceError::Conflict {
+        code: "already_decided",
+        field: None,
+        message: "the request is already approved and being granted; revoke it once it is GRANTED"
+            .into(),
+        current: Some(Status::Approved),
     }
 }
 

@@ -143,6 +143,15 @@ struct IdPayload {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct RevokePayload {
+    request_id: String,
+    /// The Undo state: end a request that left the workflow, undoing any grant.
+    #[serde(default)]
+    undo: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ApprovalPayload {
     request_id: String,
     task_token: String,
@@ -248,13 +257,29 @@ impl Tasks {
             (None, r) => r.map(|r| clip(&r)),
         };
         if p.to == Status::Validating {
+            // A re-run Validate (a retried Lambda, a resumed execution)
+            // on a request this execution already moved on answers where
+            // the request is, and the definition's Route goes on from there.
+            let r = self.load(&id).await?;
+            if matches!(
+                r.status,
+                Status::PolicyGeneration
+                    | Status::ApprovalPending
+                    | Status::Approved
+                    | Status::Granted
+            ) {
+                tracing::info!(request_id = %id, status = %r.status, "validate re-run: continuing");
+                return Ok(answer(&r));
+            }
             self.revalidate(&id).await?;
         }
         let r = self.move_to(&id, p.to, reason).await?;
-        if r.status == Status::Granted {
-            // Attach mode: another grant of the same policy to the same
-            // principal may have ended between the Grant step's attach and
-            // this record; make sure the policy is attached now.
+        if matches!(r.status, Status::Granted | Status::Failed) {
+            // Attach mode: GRANTED — another grant of the same policy to the
+            // same principal may have ended between the Grant step's attach
+            // and this record; make sure the policy is attached now.
+            // FAILED — whatever the Grant step attached has no live grant
+            // any more; detach it (unless another grant covers it).
             self.settle_attachment(&r, None).await?;
         }
         tracing::info!(request_id = %id, status = %r.status, "status recorded");
@@ -295,6 +320,10 @@ impl Tasks {
         let token = TaskToken::parse(p.task_token)
             .map_err(|e| TaskError::InvalidInput(format!("taskToken: {}", e.0)))?;
         let r = self.store_token(&id, token).await?;
+        if r.status == Status::Approved {
+            // Decided already: nobody is asked again.
+            return Ok(answer(&r));
+        }
         let approvers = self
             .catalog
             .get(&r.entitlement)
@@ -340,11 +369,19 @@ impl Tasks {
         for _ in 0..3 {
             let r = self.load(id).await?;
             let (mut next, event) = match r.status {
-                Status::ApprovalPending => {
+                Status::ApprovalPending | Status::Approved => {
                     // A retried notify step gets a new token: keep the latest.
+                    // On an APPROVED request (the approval was recorded, but
+                    // the task that heard of it ran again) the new task is
+                    // resumed by the reconcile pass with this token.
                     let mut next = r.clone();
                     next.version += 1;
                     next.updated_at = self.clock.now();
+                    let note = if r.status == Status::Approved {
+                        "approval task restarted after the approval; the reconcile pass resumes it"
+                    } else {
+                        "approval task restarted"
+                    };
                     let event = AuditEvent::new(
                         id,
                         self.clock.now(),
@@ -352,7 +389,7 @@ impl Tasks {
                         AuditAction::Note,
                         None,
                         None,
-                        Some("approval task restarted".into()),
+                        Some(note.into()),
                         "workflow",
                     );
                     (next, event)
@@ -386,13 +423,7 @@ impl Tasks {
     pub async fn grant(&self, payload: Value) -> Result<Value, TaskError> {
         let p: IdPayload = parse(payload)?;
         let id = request_id(&p.request_id)?;
-        let r = self.load(&id).await?;
-        if !r.status.can_become(Status::Granted) && r.status != Status::Granted {
-            return Err(TaskError::NoLongerApplies(format!(
-                "the request is {}; nothing to grant",
-                r.status
-            )));
-        }
+        let r = self.approved_for_grant(&id).await?;
         match &r.target {
             GrantTarget::AssumeRole { role_arn } => {
                 let spec = AssumeRoleSpec {
@@ -418,6 +449,48 @@ impl Tasks {
         Ok(json!({ "requestId": id, "granted": true }))
     }
 
+    /// The request the Grant step may act on: APPROVED (or GRANTED, a
+    /// re-run). On the auto-approve path the request is still VALIDATING:
+    /// it is moved to APPROVED first, in a guarded write, so a cancel
+    /// either lands before it (and nothing is granted) or is refused.
+    async fn approved_for_grant(&self, id: &RequestId) -> Result<AccessRequest, TaskError> {
+        let r = self.load(id).await?;
+        match r.status {
+            Status::Approved | Status::Granted => Ok(r),
+            Status::Validating | Status::PolicyGeneration => {
+                self.move_to(id, Status::Approved, Some("auto-approved".into()))
+                    .await
+            }
+            s => Err(TaskError::NoLongerApplies(format!(
+                "the request is {s}; nothing to grant"
+            ))),
+        }
+    }
+
+    /// The Undo step: the workflow is ending a request that left it
+    /// (`NoLongerApplies`) after a grant may have begun. Whatever the
+    /// Grant step attached and no live grant covers is detached, and a
+    /// request still APPROVED (its grant never recorded) is recorded
+    /// FAILED. Idempotent; ends quietly when there is nothing to undo.
+    async fn undo(&self, id: &RequestId) -> Result<Value, TaskError> {
+        let r = self.load(id).await?;
+        let r = if r.status == Status::Approved {
+            self.move_to(
+                id,
+                Status::Failed,
+                Some("the workflow ended before the grant was recorded; undone".into()),
+            )
+            .await?
+        } else {
+            r
+        };
+        if !r.grant_is_live(self.clock.now()) {
+            self.settle_attachment(&r, None).await?;
+        }
+        tracing::info!(request_id = %id, status = %r.status, "undo: nothing left granted");
+        Ok(answer(&r))
+    }
+
     /// `expire` (the Revoke step): detach in attach mode (unless another
     /// live grant covers the same attachment), record EXPIRED. A request
     /// whose grant was never recorded (RecordGranted failed) is cleaned up
@@ -426,8 +499,11 @@ impl Tasks {
     /// revoked meanwhile: its attachment is settled, then `NoLongerApplies`.
     /// Pending revocation denies of any request are swept on the way out.
     pub async fn revoke(&self, payload: Value) -> Result<Value, TaskError> {
-        let p: IdPayload = parse(payload)?;
+        let p: RevokePayload = parse(payload)?;
         let id = request_id(&p.request_id)?;
+        if p.undo {
+            return self.undo(&id).await;
+        }
         let result = self.end_grant(&id).await;
         if !matches!(result, Err(TaskError::Extended(_))) {
             // Best effort: the schedule and the TTL backstop sweep too.

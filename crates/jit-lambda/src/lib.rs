@@ -110,6 +110,41 @@ pub async fn tasks_from_env() -> Result<Tasks, lambda_runtime::Error> {
     })
 }
 
+/// The broker the scheduled sweep's workflow reconcile pass needs
+/// (`Broker::recover_workflows`): the task dependencies' store and catalog
+/// with the state machine named by `JIT_STATE_MACHINE_ARN`. `None` when the
+/// variable is unset (the pass is then skipped, and says so in the log).
+pub fn recovery_broker_from_env(
+    tasks: &Tasks,
+) -> Result<Option<jit_core::Broker>, lambda_runtime::Error> {
+    let Some(arn) = std::env::var("JIT_STATE_MACHINE_ARN")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    let arn =
+        jit_aws::StateMachineArn::parse(arn).map_err(|e| format!("JIT_STATE_MACHINE_ARN: {e}"))?;
+    // The same setting the request Lambda starts workflows with, so a
+    // start repeated here sends the same input.
+    let demo_mode = match std::env::var("JIT_DEMO_MODE").ok().as_deref() {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(format!("JIT_DEMO_MODE: `{other}` must be true or false").into());
+        }
+    };
+    let sdk = jit_aws::sdk::lambda_config();
+    Ok(Some(jit_core::Broker {
+        store: tasks.store.clone(),
+        workflow: Arc::new(jit_aws::SfnWorkflow::from_config(&sdk, arn)),
+        catalog: tasks.catalog.clone(),
+        clock: tasks.clock.clone(),
+        settings: jit_core::service::Settings { demo_mode },
+        grants: None,
+    }))
+}
+
 /// Records approval notices in the structured log (request id, approvers,
 /// channel; never the token). Slack and email replace it with the approvals
 /// work.

@@ -520,7 +520,21 @@ pub async fn serve(
             let svc = service_fn(move |req: Request<Incoming>| {
                 let app = app.clone();
                 async move {
-                    let resp = app.serve_http(req).await;
+                    // The request is served on a task of its own: a client
+                    // that hangs up drops this future, never the work it
+                    // asked for (a create always goes on to start its
+                    // workflow once its record is stored).
+                    let resp = match tokio::spawn(async move { app.serve_http(req).await }).await {
+                        Ok(resp) => resp,
+                        Err(e) => {
+                            tracing::error!(error = %e, "request handler panicked");
+                            jit_api::error_response(&jit_api::ApiError::Service(
+                                ServiceError::Internal {
+                                    detail: "handler panicked".into(),
+                                },
+                            ))
+                        }
+                    };
                     Ok::<_, std::convert::Infallible>(resp.map(|b| Full::new(Bytes::from(b))))
                 }
             });

@@ -274,8 +274,9 @@ async fn main() -> anyhow::Result<()> {
         say!("jit-local: shutting down");
     };
     let app = Arc::new(app);
-    // Early-revoke denies are placed and removed from the store's list of
-    // pending ones (see jit_core::revocation): sweep every minute.
+    // Every minute, from start: requests left without a workflow get one
+    // (see jit_core::recovery), and early-revoke denies are placed and
+    // removed from the store's list of pending ones (jit_core::revocation).
     let sweeper = {
         let app = Arc::downgrade(&app);
         tokio::spawn(async move {
@@ -283,6 +284,9 @@ async fn main() -> anyhow::Result<()> {
             loop {
                 tick.tick().await;
                 let Some(app) = app.upgrade() else { break };
+                if let Err(e) = app.broker.recover_workflows(false).await {
+                    tracing::warn!(error = %e, "the workflow reconcile pass failed");
+                }
                 if let Err(e) = app.sweep_revocations().await {
                     tracing::warn!(error = %e, "sweeping revocation denies failed");
                 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jit_core::RequestId;
-use jit_core::ports::{Workflow, WorkflowError, WorkflowInput};
+use jit_core::ports::{ExecutionState, Workflow, WorkflowError, WorkflowInput};
 use jit_core::request::TaskToken;
 use jit_core::tasks::Tasks;
 use jit_engine::{Engine, EngineError, TaskInvoker};
@@ -115,6 +115,17 @@ impl Workflow for EngineWorkflow {
             // The execution is named after the request: it exists, so this
             // request's workflow was started before.
             Err(EngineError::ExecutionAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn execution_state(&self, id: &RequestId) -> Result<ExecutionState, WorkflowError> {
+        match self.engine.describe_execution(id.as_str()) {
+            Ok(d) if d.status == jit_engine::ExecutionStatus::Running => {
+                Ok(ExecutionState::Running)
+            }
+            Ok(_) => Ok(ExecutionState::Ended),
+            Err(EngineError::ExecutionDoesNotExist(_)) => Ok(ExecutionState::Missing),
             Err(e) => Err(backend(e)),
         }
     }

@@ -54,7 +54,7 @@ async fn auto_approved_request_is_granted_then_expires_on_time() {
         l.states(&id).await,
         [
             "Validate",
-            "AutoApproved",
+            "Route",
             "Grant",
             "RecordGranted",
             "WaitForExpiry",
@@ -76,7 +76,10 @@ async fn auto_approved_request_is_granted_then_expires_on_time() {
         .iter()
         .filter_map(|e| e["to"].as_str())
         .collect();
-    assert_eq!(path, ["REQUESTED", "VALIDATING", "GRANTED", "EXPIRED"]);
+    assert_eq!(
+        path,
+        ["REQUESTED", "VALIDATING", "APPROVED", "GRANTED", "EXPIRED"]
+    );
     shutdown(l).await;
 }
 
@@ -175,7 +178,11 @@ async fn deny_timeout_and_cancel_end_the_request() {
         .unwrap()
         .describe_execution(&cancelled)
         .unwrap();
-    assert_eq!(d.status.as_str(), "ABORTED", "cancel stops the execution");
+    assert_eq!(
+        d.status.as_str(),
+        "SUCCEEDED",
+        "a cancel never stops the execution: it ends itself"
+    );
 
     l.forward(3601).await;
     assert_eq!(l.status(&timed_out).await, "APPROVAL_TIMED_OUT");
@@ -235,8 +242,8 @@ async fn a_grant_that_fails_twice_is_retried_and_one_that_always_fails_is_record
     let id = l.request("sre@example.com", "OnCallReadOnly", "30m").await;
     assert_eq!(
         l.status(&id).await,
-        "VALIDATING",
-        "waiting for the first retry"
+        "APPROVED",
+        "auto-approved before the grant, waiting for the first retry"
     );
     l.forward(2).await;
     l.forward(4).await;
@@ -436,5 +443,187 @@ async fn attach_policy_grants_attach_then_detach_and_the_ttl_backstop_revokes() 
             .contains("revoked"),
         "{trail:?}"
     );
+    shutdown(l).await;
+}
+
+/// A person, as the local front door establishes one.
+fn person(email: &str) -> jit_core::Caller {
+    jit_core::Caller {
+        identity: Some(jit_core::Identity {
+            principal: jit_core::Principal::parse(email.to_string()).unwrap(),
+            auth: jit_core::AuthSource::Local,
+            groups: vec![],
+        }),
+        trusted_as: None,
+    }
+}
+
+#[tokio::test]
+async fn the_quorum_approval_and_a_cancel_exclude_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path(), start_clock(), Overrides::default());
+    let id = l
+        .request("alice@example.com", "JIT-ElevatedAdminRole", "1h")
+        .await;
+    assert_eq!(l.status(&id).await, "APPROVAL_PENDING");
+    // GIVEN the approval that meets the quorum, recorded before the
+    // workflow had a chance to grant
+    let approved = l
+        .app
+        .broker
+        .approve(&person("lead@example.com"), &id, None, None)
+        .await
+        .unwrap();
+    assert_eq!(approved.status.as_str(), "APPROVED");
+    // WHEN the requester cancels, THEN it is refused: the grant is under way
+    let err = l
+        .app
+        .broker
+        .cancel(&person("alice@example.com"), &id, None, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            jit_core::ServiceError::Conflict {
+                code: "already_decided",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // AND the workflow grants
+    l.settle().await;
+    assert_eq!(l.status(&id).await, "GRANTED");
+    let (_, audit) = l
+        .call(
+            "GET",
+            &format!("/requests/{id}/audit"),
+            "alice@example.com",
+            None,
+        )
+        .await;
+    let path: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["to"].as_str())
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "REQUESTED",
+            "VALIDATING",
+            "APPROVAL_PENDING",
+            "APPROVED",
+            "GRANTED"
+        ]
+    );
+    shutdown(l).await;
+}
+
+#[tokio::test]
+async fn a_cancel_fails_the_waiting_task_and_the_workflow_ends_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path(), start_clock(), Overrides::default());
+    let id = l
+        .request("alice@example.com", "JIT-ElevatedAdminRole", "1h")
+        .await;
+    let (s, v) = l
+        .post(
+            &format!("/requests/{id}/cancel"),
+            "alice@example.com",
+            json!({"reason": "not needed"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(l.status(&id).await, "CANCELLED");
+    // Nothing stopped the execution: it ended through its own states.
+    let states = l.states(&id).await;
+    assert_eq!(
+        states[states.len() - 3..],
+        ["RequestApproval", "Undo", "NoLongerApplies"],
+        "{states:?}"
+    );
+    let d = l.app.engine().unwrap().describe_execution(&id).unwrap();
+    assert_eq!(d.status.as_str(), "SUCCEEDED");
+    // An approval after the cancel is refused
+    let (s, v) = l
+        .post(
+            &format!("/requests/{id}/approve"),
+            "lead@example.com",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("already_decided"))
+    );
+    shutdown(l).await;
+}
+
+#[tokio::test]
+async fn a_rerun_validate_on_a_granted_request_continues_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path(), start_clock(), Overrides::default());
+    let id = l.request("sre@example.com", "OnCallReadOnly", "30m").await;
+    assert_eq!(l.status(&id).await, "GRANTED");
+    // The Validate step delivered again (a retried Lambda, a resumed
+    // execution) answers where the request is: Route goes on from there.
+    let answer = l
+        .app
+        .tasks()
+        .unwrap()
+        .update_status(json!({"requestId": id, "to": "VALIDATING"}))
+        .await
+        .unwrap();
+    assert_eq!(answer["status"], "GRANTED");
+    assert_eq!(l.status(&id).await, "GRANTED");
+    // The definition routes a GRANTED answer back to the expiry Wait.
+    let definition: serde_json::Value =
+        serde_json::from_str(jit_local::workflow::APPROVAL_DEFINITION).unwrap();
+    let routes = &definition["States"]["Route"]["Choices"];
+    assert_eq!(routes[0]["And"][1]["StringEquals"], "GRANTED");
+    assert_eq!(routes[0]["Next"], "RecordGranted");
+    shutdown(l).await;
+}
+
+#[tokio::test]
+async fn a_request_left_without_a_workflow_gets_one_from_the_reconcile_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path(), start_clock(), Overrides::default());
+    // GIVEN a request stored by a front door that died before it started
+    // the workflow
+    let requester = jit_core::Principal::parse("alice@example.com".to_string()).unwrap();
+    let r = jit_testkit::data::sample_request(&requester, l.now());
+    let created = jit_core::request::AuditEvent::new(
+        &r.request_id,
+        l.now(),
+        "alice@example.com".into(),
+        jit_core::request::AuditAction::Created,
+        None,
+        Some(jit_core::Status::Requested),
+        None,
+        "api",
+    );
+    l.app.broker.store.create(&r, &created).await.unwrap();
+    let id = r.request_id.to_string();
+    // WHEN the pass runs within the grace period, THEN it leaves it alone
+    let report = l.app.broker.recover_workflows(false).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    // AND after it, a dry run only reports it
+    l.forward(61).await;
+    let report = l.app.broker.recover_workflows(true).await.unwrap();
+    assert_eq!(report.started, std::slice::from_ref(&r.request_id));
+    assert_eq!(l.status(&id).await, "REQUESTED");
+    // AND a real pass starts its workflow, which takes it on
+    let report = l.app.broker.recover_workflows(false).await.unwrap();
+    assert_eq!(report.started, std::slice::from_ref(&r.request_id));
+    l.settle().await;
+    assert_eq!(l.status(&id).await, "APPROVAL_PENDING");
+    // AND a second pass finds nothing to do
+    l.forward(61).await;
+    let report = l.app.broker.recover_workflows(false).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
     shutdown(l).await;
 }

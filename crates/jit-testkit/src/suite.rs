@@ -376,7 +376,7 @@ pub async fn transition_from_a_wrong_status_conflicts_and_changes_nothing(
     let mut believed = current.clone();
     believed.status = Status::ApprovalPending;
     let (granted, ev) = believed
-        .transition(Status::Granted, &change("bob", later(at, 2)))
+        .transition(Status::Approved, &change("bob", later(at, 2)))
         .expect("lifecycle allows it");
     let result = store.transition(&believed, &granted, &ev).await;
 
@@ -418,8 +418,8 @@ pub async fn concurrent_transitions_have_exactly_one_winner(store: &dyn RequestS
     let pending = pending_request(store, &alice, at).await;
     let trail_before = trail(store, &pending.request_id).await;
 
-    // WHEN many writers, all from the same read, race to grant, deny or cancel it
-    let targets = [Status::Granted, Status::Denied, Status::Cancelled];
+    // WHEN many writers, all from the same read, race to approve, deny or cancel it
+    let targets = [Status::Approved, Status::Denied, Status::Cancelled];
     let attempts: Vec<(AccessRequest, AuditEvent)> = (0..RACERS)
         .map(|i| {
             pending
@@ -593,7 +593,8 @@ pub async fn list_by_status_follows_transitions(store: &dyn RequestStore) {
     );
 
     // WHEN the first is granted
-    let granted = advance(store, &first, Status::Granted, later(at, 20)).await;
+    let approved = advance(store, &first, Status::Approved, later(at, 19)).await;
+    let granted = advance(store, &approved, Status::Granted, later(at, 20)).await;
 
     // THEN it has left the APPROVAL_PENDING list and joined the GRANTED one, as stored now
     assert_eq!(all_items(store, pending, PAGE_LIMIT).await, vec![second]);
@@ -602,7 +603,7 @@ pub async fn list_by_status_follows_transitions(store: &dyn RequestStore) {
         vec![granted]
     );
     // AND the statuses it passed through list nothing
-    for passed in [Status::Requested, Status::Validating] {
+    for passed in [Status::Requested, Status::Validating, Status::Approved] {
         assert!(
             all_items(store, Listing::Status(passed), PAGE_LIMIT)
                 .await

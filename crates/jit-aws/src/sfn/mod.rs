@@ -11,13 +11,15 @@ use async_trait::async_trait;
 /// The Step Functions client type, re-exported so callers need no SDK dependency.
 pub use aws_sdk_sfn::Client;
 use aws_sdk_sfn::error::SdkError;
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionError;
 use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryError;
 use aws_sdk_sfn::operation::send_task_failure::SendTaskFailureError;
 use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessError;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_sdk_sfn::operation::stop_execution::StopExecutionError;
+use aws_sdk_sfn::types::ExecutionStatus;
 use jit_core::RequestId;
-use jit_core::ports::{Workflow, WorkflowError, WorkflowInput};
+use jit_core::ports::{ExecutionState, Workflow, WorkflowError, WorkflowInput};
 use jit_core::request::TaskToken;
 
 use crate::error::{describe, describe_code_only};
@@ -288,6 +290,29 @@ impl Workflow for SfnWorkflow {
                 "SendTaskFailure",
                 &e,
             ))),
+        }
+    }
+
+    /// `DescribeExecution` by the request's execution name.
+    async fn execution_state(&self, id: &RequestId) -> Result<ExecutionState, WorkflowError> {
+        let result = self
+            .client
+            .describe_execution()
+            .execution_arn(self.state_machine.execution_arn(id))
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(if out.status() == &ExecutionStatus::Running {
+                ExecutionState::Running
+            } else {
+                ExecutionState::Ended
+            }),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), DescribeExecutionError::ExecutionDoesNotExist(_)) =>
+            {
+                Ok(ExecutionState::Missing)
+            }
+            Err(e) => Err(WorkflowError::Backend(describe("DescribeExecution", &e))),
         }
     }
 
