@@ -823,20 +823,27 @@ struct Post<'a> {
     body: &'a str,
 }
 
-/// Two calls sent at once (released together from a barrier); an I/O
-/// error reads as status 0.
-fn race(c: &Client, a: Post, b: Post) -> [(u16, Value); 2] {
+/// Two calls released together from a barrier, `b` after `lag` (rounds
+/// sweep the lag so the second call lands at every point of the first's
+/// work); an I/O error reads as status 0.
+fn race(c: &Client, a: Post, b: Post, lag: Duration) -> [(u16, Value); 2] {
     let barrier = Barrier::new(2);
-    let send = |p: Post| {
+    let send = |p: Post, lag: Duration| {
         barrier.wait();
+        std::thread::sleep(lag);
         c.try_send("POST", p.path, p.user, p.groups, p.body)
             .unwrap_or_else(|e| (0, json!({"io error": e.to_string()})))
     };
     std::thread::scope(|s| {
-        let ha = s.spawn(|| send(a));
-        let hb = s.spawn(|| send(b));
+        let ha = s.spawn(|| send(a, Duration::ZERO));
+        let hb = s.spawn(|| send(b, lag));
         [ha.join().unwrap(), hb.join().unwrap()]
     })
+}
+
+/// The lag of round `i`: 0 to 2.75 ms in steps of 250 µs.
+fn lag(i: usize) -> Duration {
+    Duration::from_micros(250 * (i % 12) as u64)
 }
 
 // ---------------------------------------------------------------------------
@@ -1084,7 +1091,7 @@ fn hundreds_of_clients_hang_up_mid_request() {
 // ---------------------------------------------------------------------------
 // (c) approve versus cancel, approve versus deny
 
-const DECISION_ROUNDS: usize = 60;
+const DECISION_ROUNDS: usize = 96;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Rival {
@@ -1110,7 +1117,7 @@ fn approve_races_cancel_and_deny() {
 
     let client = c.client();
     let mut answers = vec![];
-    for (rival, requester, id) in &rounds {
+    for (i, (rival, requester, id)) in rounds.iter().enumerate() {
         let approve = format!("/requests/{id}/approve");
         let (path, user) = match rival {
             Rival::Cancel => (format!("/requests/{id}/cancel"), requester.as_str()),
@@ -1131,6 +1138,7 @@ fn approve_races_cancel_and_deny() {
                 groups: "",
                 body,
             },
+            lag(i),
         );
         answers.push(got);
     }
@@ -1218,7 +1226,7 @@ fn approve_races_cancel_and_deny() {
 // ---------------------------------------------------------------------------
 // (d) revoke versus extend
 
-const EXTEND_ROUNDS: usize = 25;
+const EXTEND_ROUNDS: usize = 24;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Extension {
@@ -1273,7 +1281,7 @@ fn revoke_races_extend() {
 
     let client = c.client();
     let mut answers = vec![];
-    for (kind, requester, id) in &rounds {
+    for (i, (kind, requester, id)) in rounds.iter().enumerate() {
         let (ext_path, ext_user, ext_body) = match kind {
             Extension::ApprovedAttach => (
                 format!("/requests/{id}/extend/approve"),
@@ -1307,6 +1315,7 @@ fn revoke_races_extend() {
                 groups: "",
                 body: r#"{"reason":"race"}"#,
             },
+            lag(i),
         ));
     }
 
