@@ -191,15 +191,17 @@ impl History {
             (t.starts_with("Execution") && t != "ExecutionStarted").then_some(t)
         })
     }
+    /// The type of the last `…StateEntered` event (`WaitStateEntered`, …).
     fn last_state_entered(&self) -> Option<&str> {
-        self.events
-            .as_ref()?
-            .iter()
-            .rev()
-            .find_map(|e| e["stateEnteredEventDetails"]["name"].as_str())
+        self.events.as_ref()?.iter().rev().find_map(|e| {
+            let t = e["type"].as_str()?;
+            t.ends_with("StateEntered").then_some(t)
+        })
     }
+    /// Not ended, and the last state entered is a Wait: in the approval
+    /// workflow the only Wait is the one until `expiresAt`.
     fn waiting_for_expiry(&self) -> bool {
-        self.ended().is_none() && self.last_state_entered() == Some("WaitForExpiry")
+        self.ended().is_none() && self.last_state_entered() == Some("WaitStateEntered")
     }
     /// The last few events, `type name/error`, oldest first.
     fn tail(&self) -> String {
