@@ -67,7 +67,13 @@ struct Args {
     /// Tests only (hidden): time is the system's plus an offset kept in the
     /// data dir, moved forward by `POST /_test/clock/advance`. Refused
     /// unless demo mode is on.
-    #[arg(long, env = "JIT_TEST_CLOCK", hide = true)]
+    #[arg(
+        long,
+        env = "JIT_TEST_CLOCK",
+        hide = true,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     test_clock: bool,
 }
 
