@@ -174,6 +174,9 @@ pub(crate) async fn serve_advance(
     if let Some(engine) = app.engine() {
         engine.wake();
     }
+    // Every periodic pass `jit-local` runs on a timer belongs here too, so
+    // that skipped time has its effects at once (the chaos suite settles
+    // on that): today the revocation sweep.
     if let Err(e) = app.sweep_revocations().await {
         tracing::warn!(error = %e, "sweeping revocation denies after a clock advance failed");
     }
