@@ -301,3 +301,194 @@ async fn a_token_no_task_waits_for_is_task_gone() {
         "{failure:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Decisions racing a cancel or a denial, through the Broker on DynamoStore +
+// SfnWorkflow: the chaos suite's race invariants on the AWS adapters, as far
+// as moto can show them (see `docs/ARCHITECTURE.md`, "Chaos suite"). moto
+// runs no Lambda code, so nothing here grants: what is checked is the
+// store's outcome, the losing call's 409, and whether the execution went on
+// past the approval (on AWS, into Grant).
+
+const RACE_CATALOG: &str = r#"
+entitlements:
+  - name: JIT-ElevatedAdminRole
+    role_arn: "arn:aws:iam::123456789012:role/JIT-ElevatedAdminRole"
+    approvers: { emails: [lead@example.com, security@example.com] }
+"#;
+
+/// Rounds per rival; the rival's lag sweeps 0–35 ms (moto answers in
+/// milliseconds to tens of milliseconds).
+const RACE_ROUNDS: usize = 8;
+
+fn person(email: &str) -> jit_core::Caller {
+    jit_core::Caller::person(
+        jit_core::Principal::parse(email).expect("a principal"),
+        jit_core::AuthSource::Jwt,
+        vec![],
+    )
+}
+
+impl Fixture {
+    /// A stored APPROVAL_PENDING request whose execution waits on moto, its
+    /// task token on the record as the notify step leaves it.
+    async fn pending_on_both(&self, store: &jit_aws::DynamoStore) -> (RequestId, String) {
+        use jit_core::ports::RequestStore;
+        let (id, token) = self.waiting_for_approval().await;
+        let requester = jit_testkit::data::unique_principal("racer");
+        let at = jit_testkit::data::base_time();
+        let mut r = jit_testkit::data::sample_request(&requester, at);
+        r.request_id = id.clone();
+        let r = jit_testkit::data::create(store, &r).await;
+        let r = jit_testkit::data::advance(store, &r, jit_core::Status::Validating, at).await;
+        let r = jit_testkit::data::advance(store, &r, jit_core::Status::ApprovalPending, at).await;
+        let mut next = r.clone();
+        next.version += 1;
+        next.task_token = Some(token);
+        let event = jit_testkit::data::note_event(
+            &id,
+            at,
+            jit_core::request::AuditAction::Note,
+            "approval task waiting",
+        );
+        store
+            .transition(&r, &next, &event)
+            .await
+            .expect("storing the task token");
+        (id, requester.to_string())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_racing_a_cancel_or_a_denial_has_exactly_one_outcome() {
+    use jit_core::ServiceError;
+    use jit_core::ports::RequestStore;
+    let f = fixture().await;
+    let store = common::fresh_store().await;
+    let broker = jit_core::Broker {
+        store: std::sync::Arc::new(store.clone()),
+        workflow: std::sync::Arc::new(f.workflow.clone()),
+        catalog: std::sync::Arc::new(
+            jit_core::Catalog::parse(RACE_CATALOG, "race.yaml").expect("catalog"),
+        ),
+        clock: std::sync::Arc::new(jit_core::ports::SystemClock),
+        settings: jit_core::service::Settings { demo_mode: false },
+        grants: None,
+    };
+    let (lead, security) = (person("lead@example.com"), person("security@example.com"));
+
+    // GIVEN requests waiting for approval on moto's Step Functions and in DynamoDB
+    let mut rounds = vec![];
+    for cancel in [true, false] {
+        for i in 0..RACE_ROUNDS {
+            let (id, requester) = f.pending_on_both(&store).await;
+            rounds.push((cancel, i, id, requester));
+        }
+    }
+
+    // WHEN the lead approves while the requester cancels (or another
+    // approver denies), the rival `lag` later
+    let mut broken = vec![];
+    let mut moto_overlaps = 0;
+    for (cancel, i, id, requester) in &rounds {
+        let before = store.get(id).await.expect("read").expect("stored").version;
+        let lag = Duration::from_millis(5 * *i as u64);
+        let reason = Some("race".to_string());
+        let requester = person(requester);
+        let (approved, rival) = tokio::join!(
+            broker.approve(&lead, id.as_str(), None, reason.clone()),
+            async {
+                tokio::time::sleep(lag).await;
+                if *cancel {
+                    broker
+                        .cancel(&requester, id.as_str(), None, reason.clone())
+                        .await
+                } else {
+                    broker
+                        .deny(&security, id.as_str(), None, reason.clone())
+                        .await
+                }
+            }
+        );
+        let rival_name = if *cancel { "cancel" } else { "deny" };
+        let conflict = |r: &Result<jit_core::AccessRequest, ServiceError>| {
+            matches!(r, Err(ServiceError::Conflict { .. }))
+        };
+        // moto's TransactWriteItems is not atomic under concurrency (about
+        // 1 in 100 concurrent conditional writes on one version both
+        // succeed): both calls answered yet the version moved only once
+        // means moto lost a write, not that the broker let both win (two
+        // accepted writes in turn move it twice). Such a round shows nothing.
+        let after = store.get(id).await.expect("read").map(|r| r.version);
+        if approved.is_ok() && rival.is_ok() && after.is_some_and(|v| v < before + 2) {
+            moto_overlaps += 1;
+            eprintln!(
+                "{id}: moto applied two conditional writes on version {before}; round not counted"
+            );
+            continue;
+        }
+        // THEN exactly one call wins and the loser is a 409
+        let one_winner =
+            (approved.is_ok() && conflict(&rival)) || (rival.is_ok() && conflict(&approved));
+        // AND the store and the execution show the winner's outcome
+        let status = store
+            .get(id)
+            .await
+            .expect("read")
+            .map(|r| r.status.to_string())
+            .unwrap_or_else(|| "NOT STORED".into());
+        let execution = {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let s = f
+                    .sfn
+                    .describe_execution()
+                    .execution_arn(f.workflow.state_machine().execution_arn(id))
+                    .send()
+                    .await
+                    .expect("describe execution")
+                    .status()
+                    .clone();
+                if s != ExecutionStatus::Running || Instant::now() >= deadline {
+                    break s;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let went_on = execution == ExecutionStatus::Succeeded;
+        let consistent = match (approved.is_ok(), rival.is_ok()) {
+            (true, false) => went_on && !matches!(status.as_str(), "CANCELLED" | "DENIED"),
+            (false, true) => !went_on && status == if *cancel { "CANCELLED" } else { "DENIED" },
+            _ => false,
+        };
+        if !one_winner || !consistent {
+            let show = |r: &Result<jit_core::AccessRequest, ServiceError>| match r {
+                Ok(r) => format!("ok ({})", r.status),
+                Err(e) => format!("{e:?}"),
+            };
+            broken.push(format!(
+                "{id} (lag {lag:?}): approve {} | {rival_name} {} | stored {status}, execution {execution:?}{}",
+                show(&approved),
+                show(&rival),
+                if went_on && matches!(status.as_str(), "CANCELLED" | "DENIED") {
+                    " — ended yet its workflow went on past the approval (into Grant, on AWS)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    assert!(
+        moto_overlaps <= 2,
+        "{moto_overlaps} of {} rounds lost to moto's non-atomic conditional writes: the test shows too little",
+        rounds.len()
+    );
+    assert!(
+        broken.is_empty(),
+        "{} of {} approve-vs-cancel/deny races on DynamoStore + SfnWorkflow (moto) \
+         did not have exactly one outcome (the winner's status, the loser a 409):\n  {}",
+        broken.len(),
+        rounds.len(),
+        broken.join("\n  ")
+    );
+}

@@ -1910,6 +1910,13 @@ impl Engine {
         }
     }
 
+    /// Makes the driver look again at once (it sleeps up to a minute when no
+    /// timer is near): after a test clock jumps forward, Waits and timeouts
+    /// now due fire without waiting out that sleep.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
     /// Starts the background driver: it advances runnable executions (up to
     /// 32 at once), then sleeps until the next timer or until woken by a
     /// start, a SendTask* or a stop. It stops when the handle is dropped or

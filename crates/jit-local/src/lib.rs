@@ -30,6 +30,7 @@ pub mod catalog_cmd;
 pub mod grants;
 mod json_file;
 pub mod notify;
+pub mod test_clock;
 pub mod workflow;
 
 /// Header carrying the caller's identity in local mode.
@@ -90,6 +91,8 @@ pub struct App {
     resumed: Option<(u64, u64)>,
     driver: Option<jit_engine::DriverHandle>,
     approvals: Option<approvals::LocalApprovals>,
+    /// `--test-clock`: the clock `POST /_test/clock/advance` moves.
+    test_clock: Option<Arc<test_clock::TestClock>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +166,7 @@ impl App {
             resumed: None,
             driver: None,
             approvals: None,
+            test_clock: None,
         })
     }
 
@@ -323,6 +327,7 @@ impl App {
             resumed: Some((resumed.running, resumed.waiting_for_callback)),
             driver,
             approvals: None,
+            test_clock: None,
         };
         app.approvals = Some(approvals::LocalApprovals::new(
             approvals_cfg,
@@ -339,6 +344,12 @@ impl App {
         if let Some(d) = self.driver.take() {
             d.shutdown().await;
         }
+    }
+
+    /// Serves `POST /_test/clock/advance` moving `clock`, which must be the
+    /// clock the app was built on (`jit-local --test-clock`; tests only).
+    pub fn enable_test_clock(&mut self, clock: Arc<test_clock::TestClock>) {
+        self.test_clock = Some(clock);
     }
 
     /// The local engine, for tests and the `history` view.
@@ -475,6 +486,11 @@ impl App {
                 ));
             }
         };
+        if let Some(clock) = &self.test_clock
+            && parts.uri.path() == test_clock::ADVANCE_PATH
+        {
+            return test_clock::serve_advance(self, clock, &parts.method, &body).await;
+        }
         let caller = match Self::caller(&parts.headers) {
             Ok(c) => c,
             Err(e) => return jit_api::error_response(&jit_api::ApiError::Service(e)),

@@ -64,6 +64,17 @@ struct Args {
     /// `<data-dir>/outbox/` as `.eml` files.
     #[arg(long, env = "JIT_SES_FROM")]
     ses_from: Option<String>,
+    /// Tests only (hidden): time is the system's plus an offset kept in the
+    /// data dir, moved forward by `POST /_test/clock/advance`. Refused
+    /// unless demo mode is on.
+    #[arg(
+        long,
+        env = "JIT_TEST_CLOCK",
+        hide = true,
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    test_clock: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,14 +190,38 @@ async fn main() -> anyhow::Result<()> {
         ses_from: args.ses_from.clone(),
         ..Default::default()
     };
-    let (app, api_key) =
-        match App::build_full(&cfg, Arc::new(SystemClock), overrides, &approvals_cfg) {
-            Ok(v) => v,
+    let test_clock = if args.test_clock {
+        if !cfg.demo_mode {
+            eprintln!(
+                "jit-local: --test-clock (JIT_TEST_CLOCK) is for tests and needs demo mode on; \
+                 it lets any API key holder move time forward"
+            );
+            std::process::exit(2);
+        }
+        match jit_local::test_clock::TestClock::open(&cfg.data_dir) {
+            Ok(c) => Some(Arc::new(c)),
             Err(e) => {
-                eprintln!("jit-local: {e}");
+                eprintln!("jit-local: --test-clock: {e}");
                 std::process::exit(2);
             }
-        };
+        }
+    } else {
+        None
+    };
+    let clock: Arc<dyn jit_core::ports::Clock> = match &test_clock {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let (mut app, api_key) = match App::build_full(&cfg, clock, overrides, &approvals_cfg) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("jit-local: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Some(c) = &test_clock {
+        app.enable_test_clock(c.clone());
+    }
     let key_file = cfg.data_dir.join("api-key");
     write_key_file(&key_file, &api_key)
         .with_context(|| format!("writing {}", key_file.display()))?;
@@ -232,6 +267,14 @@ async fn main() -> anyhow::Result<()> {
             ),
         }
     );
+    if let Some(c) = &test_clock {
+        say!(
+            "  !!! TEST CLOCK: time is the system's + {}s, moved by POST {} — for tests only, never for real use",
+            c.offset().num_seconds(),
+            jit_local::test_clock::ADVANCE_PATH
+        );
+        tracing::warn!("jit-local runs on a test clock (--test-clock): for tests only");
+    }
     if let Some((running, waiting)) = app.resumed() {
         say!(
             "  workflow:  state-machine/approval.asl.json on the local engine ({running} executions resumed, {waiting} waiting for a decision)"

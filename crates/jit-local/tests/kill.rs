@@ -1,97 +1,29 @@
 //! The real binary killed with SIGKILL while a request waits for approval,
 //! then restarted on the same data: the stored task token still completes
 //! the approval and the request is granted. (Waits and timers across a
-//! restart are covered on a manual clock in `lifecycle.rs`.)
+//! restart are covered on a manual clock in `lifecycle.rs`.) Also the
+//! binary's own start-up behaviour: a closed stdout, the banner, and the
+//! test-only `--test-clock`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use common::binary::{Client, LIMIT, Launch, banner, lines};
 
 const KEY: &str = "kill-test-key-0123456789abcdef";
-const LIMIT: Duration = Duration::from_secs(30);
 
-/// The running binary; killed (SIGKILL) and reaped when dropped, whatever
-/// the test did.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn start(data: &Path) -> (common::binary::Running, Client) {
+    let (child, addr, _) = Launch::example(KEY).start(data);
+    (child, Client::new(addr, KEY))
 }
 
-/// The real binary on `addr` with its stdout piped (read it, or drop it).
-fn spawn(data: &Path, addr: &str) -> (Running, std::process::ChildStdout) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jit-local"))
-        .args(["--addr", addr, "--api-key", KEY, "--catalog"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"))
-        .arg("--data-dir")
-        .arg(data)
-        .env("JIT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    (Running(child), stdout)
-}
-
-/// The lines of `stdout`, as they come.
-fn lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
-
-fn start(data: &Path) -> (Running, SocketAddr) {
-    let (child, stdout) = spawn(data, "127.0.0.1:0");
-    let rx = lines(stdout);
+fn wait_for_status(c: &Client, id: &str, want: &str) {
     let deadline = Instant::now() + LIMIT;
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("jit-local starts");
-        if let Some(a) = line.strip_prefix("jit-local listening on http://") {
-            return (child, a.trim().parse().unwrap());
-        }
-    }
-}
-
-fn call(addr: SocketAddr, method: &str, path: &str, user: &str, body: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect_timeout(&addr, LIMIT).unwrap();
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nx-api-key: {KEY}\r\nx-jit-user: {user}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let json = resp.split("\r\n\r\n").nth(1).unwrap_or("{}");
-    (code, serde_json::from_str(json).unwrap_or(Value::Null))
-}
-
-fn wait_for_status(addr: SocketAddr, id: &str, want: &str) {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let (_, v) = call(
-            addr,
-            "GET",
-            &format!("/requests/{id}"),
-            "lead@example.com",
-            "",
-        );
+        let (_, v) = c.send("GET", &format!("/requests/{id}"), "lead@example.com", "");
         if v["status"] == want {
             return;
         }
@@ -103,24 +35,23 @@ fn wait_for_status(addr: SocketAddr, id: &str, want: &str) {
 #[test]
 fn sigkill_while_waiting_for_approval_then_restart_and_approve() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, addr) = start(dir.path());
+    let (child, c) = start(dir.path());
     let body = r#"{"entitlement":"JIT-ElevatedAdminRole","duration":"1h","justification":"INC-9"}"#;
-    let (code, v) = call(addr, "POST", "/requests", "alice@example.com", body);
+    let (code, v) = c.send("POST", "/requests", "alice@example.com", body);
     assert_eq!(code, 201, "{v}");
     let id = v["requestId"].as_str().unwrap().to_string();
-    wait_for_status(addr, &id, "APPROVAL_PENDING");
-    drop(child); // SIGKILL: no shutdown code runs
+    wait_for_status(&c, &id, "APPROVAL_PENDING");
+    child.kill(); // SIGKILL: no shutdown code runs
 
-    let (child, addr) = start(dir.path());
-    let (code, v) = call(
-        addr,
+    let (child, c) = start(dir.path());
+    let (code, v) = c.send(
         "POST",
         &format!("/requests/{id}/approve"),
         "lead@example.com",
         "{}",
     );
     assert_eq!(code, 200, "{v}");
-    wait_for_status(addr, &id, "GRANTED");
+    wait_for_status(&c, &id, "GRANTED");
     drop(child);
 }
 
@@ -131,11 +62,12 @@ fn sigkill_while_waiting_for_approval_then_restart_and_approve() {
 fn a_closed_stdout_does_not_stop_the_server() {
     let dir = tempfile::tempdir().unwrap();
     // A free port, chosen up front: nothing can be read off the banner.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+    let addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let (mut child, stdout) = spawn(&dir.path().join("data"), &addr.to_string());
+    let (mut child, stdout) =
+        Launch::example(KEY).spawn(&dir.path().join("data"), &addr.to_string());
     drop(stdout);
     let deadline = Instant::now() + LIMIT;
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -147,8 +79,8 @@ fn a_closed_stdout_does_not_stop_the_server() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // A request that needs an approver prints its approval email notice.
-    let (code, v) = call(
-        addr,
+    let c = Client::new(addr, KEY);
+    let (code, v) = c.send(
         "POST",
         "/requests",
         "alice@example.com",
@@ -156,7 +88,7 @@ fn a_closed_stdout_does_not_stop_the_server() {
     );
     assert_eq!(code, 201, "{v}");
     let id = v["requestId"].as_str().unwrap().to_string();
-    wait_for_status(addr, &id, "APPROVAL_PENDING");
+    wait_for_status(&c, &id, "APPROVAL_PENDING");
     assert!(child.0.try_wait().unwrap().is_none(), "still running");
 }
 
@@ -165,27 +97,17 @@ fn a_closed_stdout_does_not_stop_the_server() {
 #[test]
 fn the_banner_points_links_and_the_cli_at_the_bound_port() {
     let dir = tempfile::tempdir().unwrap();
-    let (_running, stdout) = spawn(&dir.path().join("data"), "127.0.0.1:0");
+    let (_running, stdout) = Launch::example(KEY).spawn(&dir.path().join("data"), "127.0.0.1:0");
     let rx = lines(stdout);
-    let deadline = Instant::now() + LIMIT;
-    let mut banner = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no CLI hint in the banner: {banner:#?}"));
-        let done = line.trim_start().starts_with("CLI:");
-        banner.push(line);
-        if done {
-            break;
-        }
-    }
-    let addr = banner[0]
+    let mut lines = vec![rx.recv_timeout(LIMIT).expect("a first banner line")];
+    lines.extend(banner(&rx));
+    let addr = lines[0]
         .strip_prefix("jit-local listening on http://")
         .unwrap()
         .trim()
         .to_string();
     assert!(!addr.ends_with(":0"), "{addr}");
-    let text = banner.join("\n");
+    let text = lines.join("\n");
     assert!(
         text.contains(&format!("approvals: http://{addr}/approvals/")),
         "{text}"
@@ -194,4 +116,129 @@ fn the_banner_points_links_and_the_cli_at_the_bound_port() {
         text.contains(&format!("--api-url http://{addr}")) && text.contains("--data-dir "),
         "{text}"
     );
+    assert!(!text.contains("TEST CLOCK"), "{text}");
+}
+
+fn advance(c: &Client, body: &str) -> (u16, serde_json::Value) {
+    c.send("POST", "/_test/clock/advance", "", body)
+}
+
+fn now_of(v: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v["now"].as_str().unwrap_or_else(|| panic!("{v}")))
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+/// `--test-clock`: a grant's window ends when the clock is moved past it,
+/// without waiting; the clock survives `kill -9` (it never goes back), and
+/// the banner says loudly that it is on.
+#[test]
+fn the_test_clock_ends_windows_on_demand_and_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut launch = Launch::example(KEY);
+    launch.args.push("--test-clock".into());
+    let (child, addr, rx) = launch.start(dir.path());
+    let text = banner(&rx).join("\n");
+    assert!(text.contains("!!! TEST CLOCK"), "{text}");
+    let c = Client::new(addr, KEY);
+
+    // GIVEN an auto-approved 15-minute grant
+    let (code, v) = c
+        .try_send(
+            "POST",
+            "/requests",
+            "sre@example.com",
+            "sre",
+            r#"{"entitlement":"OnCallReadOnly","duration":"15m","justification":"INC-9"}"#,
+        )
+        .unwrap();
+    assert_eq!(code, 201, "{v}");
+    let id = v["requestId"].as_str().unwrap().to_string();
+    wait_for_status(&c, &id, "GRANTED");
+
+    // Bad advances are refused, naming the field; the key is required
+    for body in [r#"{"seconds": 0}"#, r#"{"seconds": "15m"}"#, "{}"] {
+        let (code, v) = advance(&c, body);
+        assert_eq!(
+            (code, &v["error"]["field"]),
+            (400, &"seconds".into()),
+            "{body}: {v}"
+        );
+    }
+    let stranger = Client::new(addr, "not-the-key-0123456789");
+    let (code, _) = advance(&stranger, r#"{"seconds": 60}"#);
+    assert_eq!(code, 403);
+
+    // WHEN the clock moves past the window
+    let (code, v) = advance(&c, r#"{"seconds": 960}"#);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["offsetSeconds"], 960);
+    let moved = now_of(&v);
+    // THEN the workflow revokes at once (the engine's driver was woken)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, h) = c.send(
+            "GET",
+            &format!("/requests/{id}/history"),
+            "lead@example.com",
+            "",
+        );
+        let ended = h["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["type"] == "ExecutionSucceeded"));
+        if ended {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the expiry Wait never fired: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for_status(&c, &id, "EXPIRED");
+
+    // AND after kill -9 and a restart the clock is still ahead
+    child.kill();
+    let (child, addr, rx) = launch.start(dir.path());
+    let text = banner(&rx).join("\n");
+    assert!(text.contains("system's + 960s"), "{text}");
+    let c = Client::new(addr, KEY);
+    let (code, v) = advance(&c, r#"{"seconds": 1}"#);
+    assert_eq!(code, 200, "{v}");
+    assert!(now_of(&v) > moved, "went back: {v} after {moved}");
+    assert_eq!(v["offsetSeconds"], 961);
+    drop(child);
+}
+
+/// The route does not exist without the flag, and the flag is refused
+/// outside demo mode.
+#[test]
+fn the_test_clock_is_off_by_default_and_refused_without_demo_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, c) = start(&dir.path().join("a"));
+    let (code, v) = advance(&c, r#"{"seconds": 60}"#);
+    assert_eq!(
+        (code, &v["error"]["code"]),
+        (404, &"route_not_found".into()),
+        "{v}"
+    );
+    drop(child);
+
+    let mut launch = Launch::example(KEY);
+    launch
+        .args
+        .extend(["--test-clock".into(), "--demo-mode".into(), "false".into()]);
+    let (mut child, _stdout) = launch.spawn(&dir.path().join("b"), "127.0.0.1:0");
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jit-local started with a test clock and no demo mode"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(2));
 }

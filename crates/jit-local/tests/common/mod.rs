@@ -2,7 +2,10 @@
 //! app's HTTP handler (API key check, local identity headers, the shared
 //! router), then the engine run until nothing is runnable at the clock's
 //! current time, so every test sees the workflow's effects at once.
+//! [`binary`] is the other way: the real binary as a child process.
 #![allow(dead_code)] // each test file uses a different part
+
+pub mod binary;
 
 use bytes::Bytes;
 use http_body_util::Full;
