@@ -176,7 +176,10 @@ pub(crate) async fn serve_advance(
     }
     // Every periodic pass `jit-local` runs on a timer belongs here too, so
     // that skipped time has its effects at once (the chaos suite settles
-    // on that): today the revocation sweep.
+    // on that): the workflow reconcile pass and the revocation sweep.
+    if let Err(e) = app.broker.recover_workflows(false).await {
+        tracing::warn!(error = %e, "the workflow reconcile pass after a clock advance failed");
+    }
     if let Err(e) = app.sweep_revocations().await {
         tracing::warn!(error = %e, "sweeping revocation denies after a clock advance failed");
     }
