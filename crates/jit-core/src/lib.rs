@@ -23,6 +23,7 @@ pub mod ports;
 pub mod request;
 pub mod revocation;
 pub mod service;
+pub mod session_policy;
 pub mod tasks;
 
 pub use catalog::{Catalog, CatalogError, Entitlement};
