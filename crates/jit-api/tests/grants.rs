@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use jit_api::{ApiRequest, handle};
 use jit_core::grant_ports::{
-    AccountInspector, ConsoleSignin, GrantPorts, PolicyInfo, RoleInfo, RoleRevoker,
+    AccountInspector, ConsoleSignin, GrantPorts, IdentityInfo, PolicyInfo, RoleInfo, RoleRevoker,
 };
 use jit_core::ports::{
     AssumeRoleSpec, CredentialIssuer, GrantError, IamPrincipal, IssuedCredentials, ManualClock,
@@ -144,7 +144,12 @@ impl AccountInspector for Inspector {
             arn: role.to_string(),
             max_session_secs: 3600,
             trust_policy: "{}".into(),
+            permissions_boundary: None,
+            tags: vec![],
         }))
+    }
+    async fn identity(&self, _: &IamPrincipal) -> Result<Option<IdentityInfo>, GrantError> {
+        Ok(None)
     }
 }
 
