@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jit_aws::{SecretsManagerSource, SesMailer, SlackWebApi};
@@ -13,7 +12,7 @@ use jit_core::channels::{
 };
 use jit_core::ports::Secret;
 use jit_testkit::fake_slack::{FakeSlack, SlackBehaviour};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TOKEN: &str = "xoxb-test-token-never-printed";
 
