@@ -276,6 +276,63 @@ async fn credentials_last_the_whole_window_and_stop_at_its_end() {
 }
 
 #[tokio::test]
+async fn the_grant_step_passes_the_requests_policy_bounded_and_refuses_one_with_no_room() {
+    use jit_core::Status;
+    use jit_core::tasks::TaskError;
+    let dir = tempfile::tempdir().unwrap();
+    let (l, issuer) = open_recording(dir.path());
+    let store = l.app.broker.store.clone();
+    // A one-hour request waiting for approval, with a recorded session policy
+    let pending = |policy: String| {
+        let store = store.clone();
+        let now = l.now();
+        async move {
+            let alice = jit_core::Principal::parse("alice@example.com").unwrap();
+            let mut r = jit_testkit::data::sample_request(&alice, now);
+            r.session_policy = Some(policy);
+            store
+                .create(&r, &jit_testkit::data::created_event(&r))
+                .await
+                .unwrap();
+            for to in [Status::Validating, Status::ApprovalPending] {
+                let cur = store.get(&r.request_id).await.unwrap().unwrap();
+                let (next, event) = cur
+                    .transition(to, &jit_testkit::data::change("system:test", now))
+                    .unwrap();
+                store.transition(&cur, &next, &event).await.unwrap();
+            }
+            json!({ "requestId": r.request_id.to_string() })
+        }
+    };
+    let policy = |n: usize| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Action":"s3:GetObject","Effect":"Allow","Resource":"arn:aws:s3:::{}"}}]}}"#,
+            "b".repeat(n)
+        )
+    };
+    let tasks = l.app.tasks().unwrap();
+
+    // GIVEN a policy with room for the bound WHEN the Grant step runs THEN
+    // the proof call carries it, bounded by now + the duration
+    tasks.grant(pending(policy(10)).await).await.unwrap();
+    assert_eq!(
+        issuer.last().session_policy.unwrap(),
+        r#"{"Version":"2012-10-17","Statement":[{"Action":"s3:GetObject","Effect":"Allow","Resource":"arn:aws:s3:::bbbbbbbbbb"},{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2027-01-15T09:00:00Z"}}}]}"#
+    );
+    // GIVEN one that fits STS's 2,048 characters only without the bound
+    // THEN the step fails for good (GrantFailed), before STS
+    let calls = issuer.specs().len();
+    let n = 2048 - policy(0).len();
+    let err = tasks.grant(pending(policy(n)).await).await.unwrap_err();
+    assert!(
+        matches!(&err, TaskError::GrantFailed(m) if m.contains("2048")),
+        "{err:?}"
+    );
+    assert_eq!(issuer.specs().len(), calls);
+    l.app.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_longer_window_is_clipped_and_bounded_too() {
     let dir = tempfile::tempdir().unwrap();
     let (l, issuer) = open_recording(dir.path());
