@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use jit_api::{ApiRequest, handle};
 use jit_core::grant_ports::{
-    AccountInspector, ConsoleSignin, GrantPorts, PolicyInfo, RoleInfo, RoleRevoker,
+    AccountInspector, ConsoleSignin, GrantPorts, IdentityInfo, PolicyInfo, RoleInfo, RoleRevoker,
 };
 use jit_core::ports::{
     AssumeRoleSpec, CredentialIssuer, GrantError, IamPrincipal, IssuedCredentials, ManualClock,
@@ -144,7 +144,12 @@ impl AccountInspector for Inspector {
             arn: role.to_string(),
             max_session_secs: 3600,
             trust_policy: "{}".into(),
+            permissions_boundary: None,
+            tags: vec![],
         }))
+    }
+    async fn identity(&self, _: &IamPrincipal) -> Result<Option<IdentityInfo>, GrantError> {
+        Ok(None)
     }
 }
 
@@ -204,6 +209,12 @@ async fn call(
 
 /// A request by alice, moved to GRANTED in the store (as the workflow would).
 async fn granted(b: &Broker) -> String {
+    granted_with(b, None).await
+}
+
+/// Like [`granted`], with a session policy recorded on the request (as the
+/// policy generation step would).
+async fn granted_with(b: &Broker, session_policy: Option<String>) -> String {
     let (s, v) = call(
         b,
         &person("alice@example.com"),
@@ -222,7 +233,8 @@ async fn granted(b: &Broker) -> String {
             reason: None,
             source: "test",
         };
-        let (next, event) = r.transition(to, &change).unwrap();
+        let (mut next, event) = r.transition(to, &change).unwrap();
+        next.session_policy = session_policy.clone();
         b.store.transition(&r, &next, &event).await.unwrap();
     }
     id.to_string()
@@ -230,6 +242,50 @@ async fn granted(b: &Broker) -> String {
 
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_session_policy_that_cannot_be_bounded_is_refused_before_sts() {
+    let issuer = Arc::new(Issuer::default());
+    let b = broker(issuer.clone(), true, true);
+    // GIVEN a recorded policy that fits STS's 2,048 characters only without
+    // the window's bound
+    let policy = |n: usize| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Action":"s3:GetObject","Effect":"Allow","Resource":"arn:aws:s3:::{}"}}]}}"#,
+            "b".repeat(n)
+        )
+    };
+    let n = 2048 - policy(0).len();
+    assert_eq!(policy(n).len(), 2048);
+    let id = granted_with(&b, Some(policy(n))).await;
+    // WHEN the requester asks for credentials THEN a 502 naming the limit,
+    // and STS is never called
+    let path = format!("/requests/{id}/credentials");
+    let (s, v) = call(&b, &person("alice@example.com"), Method::GET, &path, None).await;
+    assert_eq!((s, code(&v)), (502, "session_policy_invalid"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("2048"),
+        "{v}"
+    );
+    assert!(issuer.specs.lock().unwrap().is_empty());
+
+    // AND a policy with room for the bound goes to STS with it
+    let id = granted_with(&b, Some(policy(n - 200))).await;
+    let path = format!("/requests/{id}/credentials");
+    let (s, v) = call(&b, &person("alice@example.com"), Method::GET, &path, None).await;
+    assert_eq!(s, 200, "{v}");
+    let sent = issuer.specs.lock().unwrap()[0]
+        .session_policy
+        .clone()
+        .unwrap();
+    assert!(sent.starts_with(&policy(n - 200)[..60]), "{sent}");
+    assert!(
+        sent.ends_with(
+            r#""Condition":{"DateGreaterThan":{"aws:CurrentTime":"2027-01-15T09:00:00Z"}}}]}"#
+        ),
+        "{sent}"
+    );
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_sts::error::SdkError;
-use jit_core::grant_ports::{AccountInspector, PolicyInfo, RoleInfo, RoleRevoker};
-use jit_core::ports::GrantError;
+use jit_core::grant_ports::{AccountInspector, IdentityInfo, PolicyInfo, RoleInfo, RoleRevoker};
+use jit_core::ports::{GrantError, IamPrincipal};
 use jit_core::{AccountId, PolicyName, RoleArn};
 
 use crate::error::describe;
@@ -211,10 +211,58 @@ impl AccountInspector for IamInspector {
                         .assume_role_policy_document()
                         .map(decode_policy_document)
                         .unwrap_or_default(),
+                    permissions_boundary: r
+                        .permissions_boundary()
+                        .and_then(|b| b.permissions_boundary_arn())
+                        .map(str::to_string),
+                    tags: r
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string()))
+                        .collect(),
                 }))
             }
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(classify("GetRole", role, &e)),
+        }
+    }
+
+    async fn identity(&self, principal: &IamPrincipal) -> Result<Option<IdentityInfo>, GrantError> {
+        let transient = |text: String, code: Option<&str>| {
+            if is_transient(code) {
+                GrantError::Transient(text)
+            } else {
+                GrantError::Other(text)
+            }
+        };
+        let tags = |tags: &[aws_sdk_iam::types::Tag]| {
+            tags.iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()
+        };
+        match principal {
+            IamPrincipal::User(name) => match self.client.get_user().user_name(name).send().await {
+                Ok(out) => Ok(out.user().map(|u| IdentityInfo {
+                    arn: u.arn().to_string(),
+                    tags: tags(u.tags()),
+                })),
+                Err(e) if not_found(&e) => Ok(None),
+                Err(e) => {
+                    let code = e.code().map(str::to_string);
+                    Err(transient(describe("GetUser", &e), code.as_deref()))
+                }
+            },
+            IamPrincipal::Role(name) => match self.client.get_role().role_name(name).send().await {
+                Ok(out) => Ok(out.role().map(|r| IdentityInfo {
+                    arn: r.arn().to_string(),
+                    tags: tags(r.tags()),
+                })),
+                Err(e) if not_found(&e) => Ok(None),
+                Err(e) => {
+                    let code = e.code().map(str::to_string);
+                    Err(transient(describe("GetRole", &e), code.as_deref()))
+                }
+            },
         }
     }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use jit_aws::{FederationSignin, IamInspector, IamRoleRevoker};
 use jit_core::Catalog;
-use jit_core::catalog_check::{BrokerPrincipal, CheckStatus, catalog_check, has_problems};
+use jit_core::catalog_check::{
+    BrokerPrincipal, CheckStatus, GRANTABLE_TAG_KEY, GRANTABLE_TAG_VALUE, catalog_check,
+    has_problems,
+};
 use jit_core::grant_ports::{AccountInspector, ConsoleSignin, RoleRevoker};
 use jit_core::ports::{GrantError, IssuedCredentials, Secret};
 use jit_core::{AccountId, PolicyName, RoleArn};
@@ -32,15 +35,38 @@ async fn iam() -> aws_sdk_iam::Client {
 }
 
 async fn create_role(iam: &aws_sdk_iam::Client, name: &str, trust: &str, max: i32) -> RoleArn {
-    let out = iam
+    create_guarded_role(iam, name, trust, max, None, false).await
+}
+
+/// A role with the guardrails `catalog check` looks for: a permissions
+/// boundary (a policy ARN) and the grantable tag.
+async fn create_guarded_role(
+    iam: &aws_sdk_iam::Client,
+    name: &str,
+    trust: &str,
+    max: i32,
+    boundary: Option<&str>,
+    tagged: bool,
+) -> RoleArn {
+    let mut call = iam
         .create_role()
         .role_name(name)
         .assume_role_policy_document(trust)
         .max_session_duration(max)
-        .send()
-        .await
-        .unwrap();
+        .set_permissions_boundary(boundary.map(str::to_string));
+    if tagged {
+        call = call.tags(grantable_tag());
+    }
+    let out = call.send().await.unwrap();
     RoleArn::parse(out.role().unwrap().arn()).unwrap()
+}
+
+fn grantable_tag() -> aws_sdk_iam::types::Tag {
+    aws_sdk_iam::types::Tag::builder()
+        .key(GRANTABLE_TAG_KEY)
+        .value(GRANTABLE_TAG_VALUE)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -112,17 +138,50 @@ async fn revocation_denies_are_put_read_and_deleted_on_a_role() {
 async fn the_catalog_check_names_every_problem_and_its_fix() {
     let iam = iam().await;
     let policy = common::unique_name("JitCheckPolicy");
-    iam.create_policy()
+    let boundary = iam
+        .create_policy()
         .policy_name(&policy)
         .policy_document(POLICY)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+        .policy()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let boundary = Some(boundary.as_str());
     let all = ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"];
     let good = common::unique_name("jit-good");
-    create_role(&iam, &good, &trust(BROKER, &all), 7200).await;
+    create_guarded_role(&iam, &good, &trust(BROKER, &all), 7200, boundary, true).await;
     let by_account = common::unique_name("jit-acct");
-    create_role(&iam, &by_account, &trust(ACCOUNT, &all), 3600).await;
+    create_guarded_role(
+        &iam,
+        &by_account,
+        &trust(ACCOUNT, &all),
+        3600,
+        boundary,
+        true,
+    )
+    .await;
+    let unbounded = common::unique_name("jit-unbounded");
+    create_guarded_role(&iam, &unbounded, &trust(BROKER, &all), 3600, None, true).await;
+    let untagged = common::unique_name("jit-untagged");
+    create_guarded_role(&iam, &untagged, &trust(BROKER, &all), 3600, boundary, false).await;
+    // Requesters of an attach-policy entitlement: one tagged, one not
+    let tagged_user = format!("{}@example.com", common::unique_name("tagged"));
+    iam.create_user()
+        .user_name(&tagged_user)
+        .tags(grantable_tag())
+        .send()
+        .await
+        .unwrap();
+    let plain_user = format!("{}@example.com", common::unique_name("plain"));
+    iam.create_user()
+        .user_name(&plain_user)
+        .send()
+        .await
+        .unwrap();
     let no_source = common::unique_name("jit-nosrc");
     create_role(&iam, &no_source, &trust(BROKER, &["sts:AssumeRole"]), 3600).await;
     let other = common::unique_name("jit-other");
@@ -136,7 +195,9 @@ async fn the_catalog_check_names_every_problem_and_its_fix() {
     let ghost = common::unique_name("jit-ghost");
     let role = |n: &str| format!("arn:aws:iam::{ACCOUNT}:role/{n}");
     let catalog = format!(
-        r#"entitlements:
+        r#"groups:
+  eng: ["{tagged_user}", "{plain_user}"]
+entitlements:
   - {{name: Policy, policy_name: "{policy}", account: "{ACCOUNT}"}}
   - {{name: WrongCase, policy_name: "{lower}", account: "{ACCOUNT}"}}
   - {{name: OtherAccount, policy_name: "{policy}", account: "210987654321"}}
@@ -146,6 +207,9 @@ async fn the_catalog_check_names_every_problem_and_its_fix() {
   - {{name: OtherPrincipal, role_arn: "{other}"}}
   - {{name: Missing, role_arn: "{ghost}"}}
   - {{name: WrongPath, role_arn: "arn:aws:iam::{ACCOUNT}:role/ops/{good_name}"}}
+  - {{name: Unbounded, role_arn: "{unbounded}"}}
+  - {{name: Untagged, role_arn: "{untagged}"}}
+  - {{name: EngPolicy, policy_name: "{policy}", account: "{ACCOUNT}", eligible_groups: [eng]}}
 "#,
         lower = policy.to_lowercase(),
         good = role(&good),
@@ -154,6 +218,8 @@ async fn the_catalog_check_names_every_problem_and_its_fix() {
         other = role(&other),
         ghost = role(&ghost),
         good_name = good,
+        unbounded = role(&unbounded),
+        untagged = role(&untagged),
     );
     let catalog = Catalog::parse(&catalog, "check.yaml").unwrap();
     let inspector = IamInspector::from_config(&common::sdk_config().await);
@@ -175,16 +241,45 @@ async fn the_catalog_check_names_every_problem_and_its_fix() {
         ("OtherPrincipal", CheckStatus::Problem, "does not let"),
         ("Missing", CheckStatus::Problem, "does not exist"),
         ("WrongPath", CheckStatus::Problem, "path differs"),
+        ("Unbounded", CheckStatus::Warning, "no permissions boundary"),
+        (
+            "Untagged",
+            CheckStatus::Warning,
+            "no tag jit-grantable=true",
+        ),
+        (
+            "EngPolicy",
+            CheckStatus::Warning,
+            "2 eligible IAM identities checked",
+        ),
     ];
     assert_eq!(rows.len(), expected.len());
     for (row, (name, status, word)) in rows.iter().zip(expected) {
         assert_eq!(row.entitlement, name);
         assert_eq!(row.status, status, "{row:?}");
-        let text = format!("{} {}", row.detail, row.problem.clone().unwrap_or_default());
+        let warnings: Vec<&str> = row.warnings.iter().map(|w| w.warning.as_str()).collect();
+        let text = format!(
+            "{} {} {}",
+            row.detail,
+            row.problem.clone().unwrap_or_default(),
+            warnings.join(" ")
+        );
         assert!(text.contains(word), "{name}: {text}");
         assert_eq!(row.fix.is_some(), status == CheckStatus::Problem, "{row:?}");
+        if status == CheckStatus::Warning {
+            assert_eq!(row.warnings.len(), 1, "{row:?}");
+        }
     }
+    // Only the untagged requester of the attach-policy entitlement is named
+    let eng = &rows[expected.len() - 1].warnings[0];
+    assert!(eng.warning.contains(&plain_user), "{eng:?}");
+    assert!(!eng.warning.contains(&tagged_user), "{eng:?}");
+    assert_eq!(
+        eng.fix,
+        format!("aws iam tag-user --user-name {plain_user} --tags Key=jit-grantable,Value=true")
+    );
     assert!(has_problems(&rows));
+    assert!(!has_problems(&rows[9..]), "warnings alone are no problem");
     let json = serde_json::to_value(&rows[1]).unwrap();
     assert_eq!(json["status"], "PROBLEM");
     assert!(json["fix"].as_str().unwrap().contains("exact name"));

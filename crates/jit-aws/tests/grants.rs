@@ -4,6 +4,7 @@ mod common;
 
 use jit_aws::{IamAttacher, StsIssuer};
 use jit_core::ports::{AssumeRoleSpec, CredentialIssuer, GrantError, IamPrincipal, PolicyAttacher};
+use jit_core::session_policy;
 use jit_core::{AccountId, PolicyName, RoleArn};
 
 const ACCOUNT: &str = "123456789012";
@@ -57,6 +58,72 @@ async fn assume_role_returns_credentials_that_never_print() {
     let shown = format!("{creds:?}");
     assert!(!shown.contains(creds.secret_access_key.expose()));
     assert!(!shown.contains(creds.session_token.expose()));
+}
+
+#[tokio::test]
+async fn a_900_second_session_bounded_by_the_windows_end_is_issued() {
+    let iam = iam().await;
+    let role = common::unique_name("jit-short");
+    let created = iam
+        .create_role()
+        .role_name(&role)
+        .assume_role_policy_document(TRUST)
+        .send()
+        .await
+        .unwrap();
+    let arn = RoleArn::parse(created.role().unwrap().arn()).unwrap();
+    let config = common::sdk_config().await;
+    let capture = common::Capture::default();
+    let issuer = StsIssuer::new(aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(&config)
+            .interceptor(capture.clone())
+            .build(),
+    ));
+    // GIVEN a window with 10 s left: with the request's own policy, and without
+    let end = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 10, 0).unwrap();
+    for own in [None, Some(POLICY)] {
+        let policy = session_policy::bounded(own, end).unwrap();
+        let spec = AssumeRoleSpec {
+            role_arn: arn.clone(),
+            session_name: "alice-01K0000000000000000000000".into(),
+            source_identity: "alice@example.com".into(),
+            duration_secs: jit_core::grants_api::credential_duration(10, 3600),
+            session_policy: Some(policy.clone()),
+            tags: vec![("jit:request-id".into(), "01K0000000000000000000000".into())],
+        };
+        // WHEN STS is asked through the SDK
+        let before = chrono::Utc::now();
+        let creds = issuer.assume_role(&spec).await.expect("STS issues them");
+        // THEN a 900 s session (STS's minimum)…
+        let lifetime = (creds.expiration - before).num_seconds();
+        assert!((899..=901).contains(&lifetime), "{lifetime}");
+        // …and the call carried DurationSeconds=900 and the bounded policy
+        let form = capture.form_bodies().pop().unwrap();
+        let field = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{name} missing from {form:?}"))
+        };
+        assert_eq!(field("Action"), "AssumeRole");
+        assert_eq!(field("DurationSeconds"), "900");
+        assert_eq!(field("Policy"), policy);
+        let doc: serde_json::Value = serde_json::from_str(&field("Policy")).unwrap();
+        let statements = doc["Statement"].as_array().unwrap();
+        let deny = statements.last().unwrap();
+        assert_eq!(
+            deny["Condition"]["DateGreaterThan"]["aws:CurrentTime"],
+            session_policy::window_end_text(end)
+        );
+        assert_eq!(
+            statements.len(),
+            2,
+            "the grant's one statement (or Allow *) and the deny"
+        );
+        if own.is_some() {
+            assert_eq!(statements[0]["Action"], "s3:ListAllMyBuckets");
+        }
+    }
 }
 
 #[tokio::test]

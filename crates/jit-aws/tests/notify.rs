@@ -4,14 +4,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
 
 use jit_aws::{SecretsManagerSource, SesMailer, SlackWebApi};
 use jit_core::channels::{
@@ -19,37 +12,9 @@ use jit_core::channels::{
 };
 use jit_core::ports::Secret;
 use jit_testkit::fake_slack::{FakeSlack, SlackBehaviour};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TOKEN: &str = "xoxb-test-token-never-printed";
-
-/// Keeps the body of every request the client sends, so a test can read
-/// exactly what went to SES. (moto keeps sent mail too, at
-/// `/moto-api/data.json`, but that page fails once any Lambda function
-/// exists in the server — the ASL cross-check makes some — because moto
-/// then tries to reach Docker while serialising it.)
-#[derive(Debug, Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Value>>>);
-
-impl Intercept for Capture {
-    fn name(&self) -> &'static str {
-        "capture-request-bodies"
-    }
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if let Some(bytes) = context.request().body().bytes() {
-            self.0
-                .lock()
-                .unwrap()
-                .push(serde_json::from_slice(bytes).unwrap_or(Value::Null));
-        }
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn ses_sends_an_email_from_a_verified_sender_and_refuses_an_unverified_one() {
@@ -62,7 +27,7 @@ async fn ses_sends_an_email_from_a_verified_sender_and_refuses_an_unverified_one
         .send()
         .await
         .expect("verifying the sender on moto");
-    let capture = Capture::default();
+    let capture = common::Capture::default();
     let client = aws_sdk_sesv2::Client::from_conf(
         aws_sdk_sesv2::config::Builder::from(&config)
             .interceptor(capture.clone())
@@ -81,7 +46,7 @@ async fn ses_sends_an_email_from_a_verified_sender_and_refuses_an_unverified_one
     mailer.send(&mail).await.expect("moto's SES accepts it");
     // THEN SES got one message to the approver, from the sender, with both
     // parts carrying the link
-    let sent = capture.0.lock().unwrap().clone();
+    let sent = capture.json_bodies();
     assert_eq!(sent.len(), 1, "{sent:?}");
     let m = &sent[0];
     assert_eq!(m["FromEmailAddress"], sender.as_str());

@@ -12,6 +12,16 @@
 //!   policy allows the broker principal `sts:AssumeRole`, and also
 //!   `sts:SetSourceIdentity` and `sts:TagSession`, which every grant uses.
 //!
+//! - guardrails, reported as warnings (the grant works, but a compromised
+//!   broker function could do more than it should): a role without a
+//!   permissions boundary (the broker may put inline policies on it, and
+//!   only a boundary stops an inline `Allow` from widening it), and a role
+//!   or user without the tag [`GRANTABLE_TAG_KEY`]`=`[`GRANTABLE_TAG_VALUE`]
+//!   that `template.yaml` requires before the broker may change its
+//!   policies. For attach-policy entitlements the identities checked are
+//!   the catalog's members of the entitlement's `eligible_groups` (other
+//!   requesters cannot be known in advance).
+//!
 //! The trust policy is read, not simulated: `Allow` statements whose
 //! principal names the broker (its ARN, its role by name, its account's
 //! root or bare id, or `*`) and whose actions match are looked for, and a
@@ -24,17 +34,35 @@ use serde_json::Value;
 use crate::catalog::{Catalog, Entitlement};
 use crate::grant_ports::{AccountInspector, CHAINED_SESSION_CAP_SECS};
 use crate::ids::AccountId;
+use crate::ports::IamPrincipal;
 use crate::request::GrantTarget;
+
+/// The tag `template.yaml` requires on a role or user before the broker's
+/// functions may put, delete or attach policies on it
+/// (`aws:ResourceTag/jit-grantable: "true"`).
+pub const GRANTABLE_TAG_KEY: &str = "jit-grantable";
+/// The tag's value (compared case-sensitively, as IAM's `StringEquals`).
+pub const GRANTABLE_TAG_VALUE: &str = "true";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CheckStatus {
     Ok,
+    /// The grant works, but a guardrail is missing (see `warnings`).
+    Warning,
     Problem,
 }
 
+/// A missing guardrail and how to add it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckWarning {
+    pub warning: String,
+    pub fix: String,
+}
+
 /// One entitlement's result. JSON: `{"entitlement", "kind": "policy"|"role",
-/// "target", "status": "OK"|"PROBLEM", "detail", "problem"?, "fix"?}`.
+/// "target", "status": "OK"|"WARNING"|"PROBLEM", "detail", "problem"?,
+/// "fix"?, "warnings"?: [{"warning", "fix"}]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckRow {
@@ -49,6 +77,8 @@ pub struct CheckRow {
     pub problem: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<CheckWarning>,
 }
 
 impl CheckRow {
@@ -61,6 +91,7 @@ impl CheckRow {
             detail,
             problem: None,
             fix: None,
+            warnings: vec![],
         }
     }
 
@@ -80,7 +111,39 @@ impl CheckRow {
             detail,
             problem: Some(problem.into()),
             fix: Some(fix.into()),
+            warnings: vec![],
         }
+    }
+
+    /// Adds guardrail warnings; an OK row becomes a WARNING row.
+    fn warn(mut self, warnings: Vec<CheckWarning>) -> Self {
+        if !warnings.is_empty() && self.status == CheckStatus::Ok {
+            self.status = CheckStatus::Warning;
+        }
+        self.warnings.extend(warnings);
+        self
+    }
+}
+
+/// Whether the tags carry the grantable tag.
+fn tagged(tags: &[(String, String)]) -> bool {
+    tags.iter()
+        .any(|(k, v)| k == GRANTABLE_TAG_KEY && v == GRANTABLE_TAG_VALUE)
+}
+
+fn untagged_warning(what: &str, name: &str, kind: &str) -> CheckWarning {
+    CheckWarning {
+        warning: format!(
+            "{what} has no tag {GRANTABLE_TAG_KEY}={GRANTABLE_TAG_VALUE}: the deployed template lets the broker change the policies only of {kind}s carrying it, so {}",
+            if kind == "role" {
+                "an early revoke's deny cannot be put on it"
+            } else {
+                "the policy cannot be attached to it"
+            }
+        ),
+        fix: format!(
+            "aws iam tag-{kind} --{kind}-name {name} --tags Key={GRANTABLE_TAG_KEY},Value={GRANTABLE_TAG_VALUE}"
+        ),
     }
 }
 
@@ -94,6 +157,7 @@ pub fn has_problems(rows: &[CheckRow]) -> bool {
 pub fn render_table(rows: &[CheckRow]) -> String {
     let status = |r: &CheckRow| match r.status {
         CheckStatus::Ok => "OK",
+        CheckStatus::Warning => "WARNING",
         CheckStatus::Problem => "PROBLEM",
     };
     let w_name = rows
@@ -127,14 +191,19 @@ pub fn render_table(rows: &[CheckRow]) -> String {
         if let Some(f) = &r.fix {
             out.push_str(&format!("    fix:     {f}\n"));
         }
+        for w in &r.warnings {
+            out.push_str(&format!(
+                "    warning: {}\n    fix:     {}\n",
+                w.warning, w.fix
+            ));
+        }
     }
-    let problems = rows
-        .iter()
-        .filter(|r| r.status == CheckStatus::Problem)
-        .count();
+    let count = |s: CheckStatus| rows.iter().filter(|r| r.status == s).count();
     out.push_str(&format!(
-        "{} entitlements checked, {problems} with problems\n",
-        rows.len()
+        "{} entitlements checked, {} with problems, {} with warnings only\n",
+        rows.len(),
+        count(CheckStatus::Problem),
+        count(CheckStatus::Warning)
     ));
     out
 }
@@ -334,9 +403,96 @@ pub async fn catalog_check(
 ) -> Vec<CheckRow> {
     let mut rows = Vec::with_capacity(catalog.len());
     for e in catalog.entitlements() {
-        rows.push(check_one(e, inspector, broker).await);
+        let row = check_one(e, inspector, broker).await;
+        let row = match &e.target {
+            GrantTarget::AttachPolicy { .. } if row.status != CheckStatus::Problem => {
+                attach_guardrails(catalog, e, inspector, row).await
+            }
+            _ => row,
+        };
+        rows.push(row);
     }
     rows
+}
+
+/// The identities an attach-policy entitlement's known requesters would
+/// have the policy attached to: each must carry the grantable tag.
+async fn attach_guardrails(
+    catalog: &Catalog,
+    e: &Entitlement,
+    inspector: &dyn AccountInspector,
+    mut row: CheckRow,
+) -> CheckRow {
+    if e.eligible_groups.is_empty() {
+        row.detail.push_str(&format!(
+            "; requesters' IAM identities not checked (anyone may request): each needs the tag {GRANTABLE_TAG_KEY}={GRANTABLE_TAG_VALUE}"
+        ));
+        return row;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut warnings = vec![];
+    let mut checked = 0;
+    for member in e.eligible_groups.iter().flat_map(|g| catalog.members_of(g)) {
+        let Ok(principal) = IamPrincipal::for_requester(member) else {
+            continue;
+        };
+        if !seen.insert(principal.clone()) {
+            continue;
+        }
+        checked += 1;
+        let (kind, name) = match &principal {
+            IamPrincipal::User(n) => ("user", n.as_str()),
+            IamPrincipal::Role(n) => ("role", n.as_str()),
+        };
+        match inspector.identity(&principal).await {
+            Ok(Some(info)) if tagged(&info.tags) => {}
+            Ok(Some(info)) => warnings.push(untagged_warning(
+                &format!("{member}'s IAM {kind} {}", info.arn),
+                name,
+                kind,
+            )),
+            Ok(None) => warnings.push(CheckWarning {
+                warning: format!(
+                    "{member} is eligible, but there is no IAM {kind} `{name}` in account {} to attach the policy to",
+                    e.account
+                ),
+                fix: format!(
+                    "create the IAM {kind} `{name}`, or remove {member} from the entitlement's eligible groups"
+                ),
+            }),
+            Err(err) => warnings.push(CheckWarning {
+                warning: format!("could not look up {member}'s IAM {kind} `{name}`: {err}"),
+                fix: format!("let the checking identity call iam:Get{}", if kind == "user" { "User" } else { "Role" }),
+            }),
+        }
+    }
+    row.detail
+        .push_str(&format!("; {checked} eligible IAM identities checked"));
+    row.warn(warnings)
+}
+
+/// A grantable role's guardrails: a permissions boundary and the tag.
+fn role_guardrails(
+    role: &crate::ids::RoleArn,
+    info: &crate::grant_ports::RoleInfo,
+) -> Vec<CheckWarning> {
+    let mut warnings = vec![];
+    if info.permissions_boundary.is_none() {
+        warnings.push(CheckWarning {
+            warning: format!(
+                "{} has no permissions boundary: the broker may put inline policies on this role (early-revoke denies), and without a boundary a compromised broker function could put an Allow there and widen the role",
+                info.arn
+            ),
+            fix: format!(
+                "aws iam put-role-permissions-boundary --role-name {} --permissions-boundary <ARN of a managed policy allowing what the role may ever do>",
+                role.role_name()
+            ),
+        });
+    }
+    if !tagged(&info.tags) {
+        warnings.push(untagged_warning(&info.arn, role.role_name(), "role"));
+    }
+    warnings
 }
 
 async fn check_one(
@@ -450,80 +606,84 @@ async fn check_one(
                     "correct `role_arn` in the catalog to the role's exact ARN",
                 );
             }
-            let session = format!(
-                "MaxSessionDuration {}s (each credential set lasts at most {}s: role chaining)",
-                info.max_session_secs,
-                CHAINED_SESSION_CAP_SECS.min(info.max_session_secs)
-            );
-            let Some(b) = broker else {
-                return CheckRow::ok(
-                    e,
-                    "role",
-                    target,
-                    format!("{session}; trust policy not checked (broker identity unknown)"),
+            let guardrails = role_guardrails(role_arn, &info);
+            let row = 'row: {
+                let session = format!(
+                    "MaxSessionDuration {}s (each credential set lasts at most {}s: role chaining)",
+                    info.max_session_secs,
+                    CHAINED_SESSION_CAP_SECS.min(info.max_session_secs)
                 );
+                let Some(b) = broker else {
+                    break 'row CheckRow::ok(
+                        e,
+                        "role",
+                        target,
+                        format!("{session}; trust policy not checked (broker identity unknown)"),
+                    );
+                };
+                let t = read_trust_policy(&info.trust_policy, b);
+                let fix_trust = format!(
+                    "add to the role's trust policy: Allow {{\"AWS\": \"{}\"}} sts:AssumeRole, sts:SetSourceIdentity, sts:TagSession",
+                    b.arn()
+                );
+                if let Some(why) = t.unreadable {
+                    break 'row CheckRow::problem(
+                        e,
+                        "role",
+                        target,
+                        session,
+                        format!("the trust policy is not readable JSON: {why}"),
+                        fix_trust,
+                    );
+                }
+                if t.denied {
+                    break 'row CheckRow::problem(
+                        e,
+                        "role",
+                        target,
+                        session,
+                        format!("the trust policy denies {} sts:AssumeRole", b.arn()),
+                        "remove the Deny statement that matches the broker",
+                    );
+                }
+                if !t.assume {
+                    break 'row CheckRow::problem(
+                        e,
+                        "role",
+                        target,
+                        session,
+                        format!("the trust policy does not let {} assume the role", b.arn()),
+                        fix_trust,
+                    );
+                }
+                let missing: Vec<&str> = [
+                    (!t.set_source_identity).then_some("sts:SetSourceIdentity"),
+                    (!t.tag_session).then_some("sts:TagSession"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                if !missing.is_empty() {
+                    break 'row CheckRow::problem(
+                        e,
+                        "role",
+                        target,
+                        session,
+                        format!(
+                            "the trust policy allows sts:AssumeRole but not {} (every grant sets SourceIdentity and a session tag)",
+                            missing.join(" or ")
+                        ),
+                        fix_trust,
+                    );
+                }
+                let trust = if t.conditional {
+                    format!("trust allows {} (with conditions, not evaluated)", b.arn())
+                } else {
+                    format!("trust allows {}", b.arn())
+                };
+                CheckRow::ok(e, "role", target, format!("{session}; {trust}"))
             };
-            let t = read_trust_policy(&info.trust_policy, b);
-            let fix_trust = format!(
-                "add to the role's trust policy: Allow {{\"AWS\": \"{}\"}} sts:AssumeRole, sts:SetSourceIdentity, sts:TagSession",
-                b.arn()
-            );
-            if let Some(why) = t.unreadable {
-                return CheckRow::problem(
-                    e,
-                    "role",
-                    target,
-                    session,
-                    format!("the trust policy is not readable JSON: {why}"),
-                    fix_trust,
-                );
-            }
-            if t.denied {
-                return CheckRow::problem(
-                    e,
-                    "role",
-                    target,
-                    session,
-                    format!("the trust policy denies {} sts:AssumeRole", b.arn()),
-                    "remove the Deny statement that matches the broker",
-                );
-            }
-            if !t.assume {
-                return CheckRow::problem(
-                    e,
-                    "role",
-                    target,
-                    session,
-                    format!("the trust policy does not let {} assume the role", b.arn()),
-                    fix_trust,
-                );
-            }
-            let missing: Vec<&str> = [
-                (!t.set_source_identity).then_some("sts:SetSourceIdentity"),
-                (!t.tag_session).then_some("sts:TagSession"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            if !missing.is_empty() {
-                return CheckRow::problem(
-                    e,
-                    "role",
-                    target,
-                    session,
-                    format!(
-                        "the trust policy allows sts:AssumeRole but not {} (every grant sets SourceIdentity and a session tag)",
-                        missing.join(" or ")
-                    ),
-                    fix_trust,
-                );
-            }
-            let trust = if t.conditional {
-                format!("trust allows {} (with conditions, not evaluated)", b.arn())
-            } else {
-                format!("trust allows {}", b.arn())
-            };
-            CheckRow::ok(e, "role", target, format!("{session}; {trust}"))
+            row.warn(guardrails)
         }
     }
 }
@@ -645,6 +805,205 @@ mod tests {
         let deny = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"123456789012"},"Action":"sts:*"},{"Effect":"Deny","Principal":"*","Action":"sts:AssumeRole"}]}"#;
         assert!(read_trust_policy(deny, &b).denied);
         assert!(read_trust_policy("{not json", &b).unreadable.is_some());
+    }
+
+    /// An account held in memory: roles by ARN, users and roles by name.
+    struct Account {
+        roles: Vec<crate::grant_ports::RoleInfo>,
+        identities: Vec<(IamPrincipal, crate::grant_ports::IdentityInfo)>,
+    }
+
+    #[async_trait::async_trait]
+    impl AccountInspector for Account {
+        async fn policy(
+            &self,
+            account: &AccountId,
+            name: &crate::ids::PolicyName,
+        ) -> Result<Option<crate::grant_ports::PolicyInfo>, crate::ports::GrantError> {
+            Ok(Some(crate::grant_ports::PolicyInfo {
+                arn: format!("arn:aws:iam::{account}:policy/{name}"),
+                attachable: true,
+            }))
+        }
+        async fn role(
+            &self,
+            role: &crate::ids::RoleArn,
+        ) -> Result<Option<crate::grant_ports::RoleInfo>, crate::ports::GrantError> {
+            Ok(self.roles.iter().find(|r| r.arn == role.as_str()).cloned())
+        }
+        async fn identity(
+            &self,
+            principal: &IamPrincipal,
+        ) -> Result<Option<crate::grant_ports::IdentityInfo>, crate::ports::GrantError> {
+            Ok(self
+                .identities
+                .iter()
+                .find(|(p, _)| p == principal)
+                .map(|(_, i)| i.clone()))
+        }
+    }
+
+    fn tag() -> Vec<(String, String)> {
+        vec![(GRANTABLE_TAG_KEY.into(), GRANTABLE_TAG_VALUE.into())]
+    }
+
+    #[tokio::test]
+    async fn missing_guardrails_are_warnings_not_problems() {
+        let trusting = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"123456789012"},"Action":"sts:*"}]}"#;
+        let role = |name: &str, boundary: bool, tags: Vec<(String, String)>, trust: &str| {
+            crate::grant_ports::RoleInfo {
+                arn: format!("arn:aws:iam::123456789012:role/{name}"),
+                max_session_secs: 3600,
+                trust_policy: trust.into(),
+                permissions_boundary: boundary
+                    .then(|| "arn:aws:iam::123456789012:policy/JitBoundary".into()),
+                tags,
+            }
+        };
+        let identity = |arn: &str, tags| crate::grant_ports::IdentityInfo {
+            arn: arn.into(),
+            tags,
+        };
+        let account = Account {
+            roles: vec![
+                role("Guarded", true, tag(), trusting),
+                role("NoBoundary", false, tag(), trusting),
+                role(
+                    "WrongTag",
+                    true,
+                    vec![(GRANTABLE_TAG_KEY.into(), "True".into())],
+                    trusting,
+                ),
+                role("Bare", false, vec![], trusting),
+                role("Refusing", false, vec![], r#"{"Statement":[]}"#),
+            ],
+            identities: vec![
+                (
+                    IamPrincipal::User("tagged@example.com".into()),
+                    identity("arn:aws:iam::123456789012:user/tagged@example.com", tag()),
+                ),
+                (
+                    IamPrincipal::User("plain@example.com".into()),
+                    identity("arn:aws:iam::123456789012:user/plain@example.com", vec![]),
+                ),
+                (
+                    IamPrincipal::Role("ops".into()),
+                    identity("arn:aws:iam::123456789012:role/ops", tag()),
+                ),
+            ],
+        };
+        let catalog = Catalog::parse(
+            r#"
+groups:
+  eng: [tagged@example.com, plain@example.com, ghost@example.com, "arn:aws:iam::123456789012:role/ops", tagged@example.com]
+entitlements:
+  - {name: Guarded, role_arn: "arn:aws:iam::123456789012:role/Guarded"}
+  - {name: NoBoundary, role_arn: "arn:aws:iam::123456789012:role/NoBoundary"}
+  - {name: WrongTag, role_arn: "arn:aws:iam::123456789012:role/WrongTag"}
+  - {name: Bare, role_arn: "arn:aws:iam::123456789012:role/Bare"}
+  - {name: Refusing, role_arn: "arn:aws:iam::123456789012:role/Refusing"}
+  - {name: AttachEng, policy_name: JitRead, account: "123456789012", eligible_groups: [eng]}
+  - {name: AttachAnyone, policy_name: JitRead, account: "123456789012"}
+"#,
+            "catalog.yaml",
+        )
+        .unwrap();
+        let rows = catalog_check(&catalog, &account, Some(&broker())).await;
+        let warnings = |r: &CheckRow| -> Vec<String> {
+            r.warnings
+                .iter()
+                .map(|w| format!("{} | {}", w.warning, w.fix))
+                .collect()
+        };
+        // (entitlement, status, what each warning must contain)
+        let expected: [(&str, CheckStatus, &[&str]); 7] = [
+            ("Guarded", CheckStatus::Ok, &[]),
+            (
+                "NoBoundary",
+                CheckStatus::Warning,
+                &[
+                    "could put an Allow there and widen the role | aws iam put-role-permissions-boundary --role-name NoBoundary",
+                ],
+            ),
+            (
+                "WrongTag",
+                CheckStatus::Warning,
+                &[
+                    "no tag jit-grantable=true: the deployed template lets the broker change the policies only of roles carrying it, so an early revoke's deny cannot be put on it | aws iam tag-role --role-name WrongTag --tags Key=jit-grantable,Value=true",
+                ],
+            ),
+            (
+                "Bare",
+                CheckStatus::Warning,
+                &["no permissions boundary", "no tag jit-grantable=true"],
+            ),
+            (
+                "Refusing",
+                CheckStatus::Problem,
+                &["no permissions boundary", "no tag jit-grantable=true"],
+            ),
+            (
+                "AttachEng",
+                CheckStatus::Warning,
+                &[
+                    "plain@example.com's IAM user arn:aws:iam::123456789012:user/plain@example.com has no tag jit-grantable=true: the deployed template lets the broker change the policies only of users carrying it, so the policy cannot be attached to it | aws iam tag-user --user-name plain@example.com --tags Key=jit-grantable,Value=true",
+                    "ghost@example.com is eligible, but there is no IAM user `ghost@example.com` in account 123456789012",
+                ],
+            ),
+            ("AttachAnyone", CheckStatus::Ok, &[]),
+        ];
+        assert_eq!(rows.len(), expected.len());
+        for (row, (name, status, words)) in rows.iter().zip(expected) {
+            assert_eq!(
+                (row.entitlement.as_str(), row.status),
+                (name, status),
+                "{row:?}"
+            );
+            let got = warnings(row);
+            assert_eq!(got.len(), words.len(), "{name}: {got:?}");
+            for (w, word) in got.iter().zip(words) {
+                assert!(w.contains(word), "{name}: {w}");
+            }
+        }
+        assert!(
+            rows[5].detail.contains("4 eligible IAM identities checked"),
+            "{}",
+            rows[5].detail
+        );
+        assert!(
+            rows[6].detail.contains("not checked (anyone may request)"),
+            "{}",
+            rows[6].detail
+        );
+        // Warnings alone are not problems; a problem is
+        assert!(!has_problems(&rows[..4]));
+        assert!(has_problems(&rows));
+        // JSON and the table show them
+        let json = serde_json::to_value(&rows[1]).unwrap();
+        assert_eq!(json["status"], "WARNING");
+        assert!(
+            json["warnings"][0]["fix"]
+                .as_str()
+                .unwrap()
+                .contains("put-role-permissions-boundary")
+        );
+        assert!(
+            serde_json::to_value(&rows[0])
+                .unwrap()
+                .get("warnings")
+                .is_none()
+        );
+        let table = render_table(&rows);
+        assert!(
+            table.contains(
+                "    warning: arn:aws:iam::123456789012:role/NoBoundary has no permissions boundary"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.ends_with("7 entitlements checked, 1 with problems, 4 with warnings only\n"),
+            "{table}"
+        );
     }
 
     #[test]

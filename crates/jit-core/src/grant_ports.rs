@@ -10,7 +10,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::ids::{AccountId, PolicyName, RoleArn};
-use crate::ports::{CredentialIssuer, GrantError, IssuedCredentials, PolicyAttacher, Secret};
+use crate::ports::{
+    CredentialIssuer, GrantError, IamPrincipal, IssuedCredentials, PolicyAttacher, Secret,
+};
 
 /// Role chaining (a Lambda assuming a role) caps every session at one hour,
 /// and an IAM role's `MaxSessionDuration` is never below one hour: so one
@@ -65,6 +67,20 @@ pub struct RoleInfo {
     pub max_session_secs: u32,
     /// The trust policy (`AssumeRolePolicyDocument`), URL-decoded JSON.
     pub trust_policy: String,
+    /// The permissions boundary's policy ARN: what caps the role whatever
+    /// inline policy is put on it (the broker may put revoke denies).
+    pub permissions_boundary: Option<String>,
+    /// The role's tags (key, value).
+    pub tags: Vec<(String, String)>,
+}
+
+/// An IAM user or role an attach-policy grant attaches to, as IAM
+/// describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityInfo {
+    pub arn: String,
+    /// Its tags (key, value).
+    pub tags: Vec<(String, String)>,
 }
 
 /// Read-only questions about the account: does the catalog's policy or role
@@ -81,6 +97,10 @@ pub trait AccountInspector: Send + Sync {
 
     /// The role, or `None` when it does not exist.
     async fn role(&self, role: &RoleArn) -> Result<Option<RoleInfo>, GrantError>;
+
+    /// The IAM user or role (in the inspector's own account) a managed
+    /// policy would be attached to, or `None` when it does not exist.
+    async fn identity(&self, principal: &IamPrincipal) -> Result<Option<IdentityInfo>, GrantError>;
 }
 
 /// What the grant endpoints (credentials, console, revoke, extend) need

@@ -22,20 +22,18 @@ use crate::request::{
 };
 use crate::revocation::{self, RevocationError, SessionDeny};
 use crate::service::{Broker, MAX_JUSTIFICATION_CHARS};
+use crate::session_policy;
 use crate::tasks::{session_name, source_identity};
 
-/// STS's shortest session: a window with less time left gets none.
+/// STS's shortest session.
 pub const MIN_SESSION_SECS: i64 = 900;
 
 /// `DurationSeconds` for a credential issue with `left` seconds of window:
-/// min(left, cap), and `None` when less than STS's 15-minute minimum is
-/// left (the last 15 minutes of a window are refused, never stretched
-/// past the window).
-pub fn credential_duration(left: i64, cap: u32) -> Option<u32> {
-    if left < MIN_SESSION_SECS {
-        return None;
-    }
-    Some(left.min(cap as i64) as u32)
+/// min(left, cap), but never under STS's 900-second minimum. Sessions that
+/// would outlive the window stop at its end anyway: their session policy
+/// denies everything after it (`session_policy::bounded`).
+pub fn credential_duration(left: i64, cap: u32) -> u32 {
+    left.min(cap as i64).max(MIN_SESSION_SECS) as u32
 }
 
 /// A console sign-in URL and when the session behind it ends.
@@ -46,6 +44,19 @@ pub struct ConsoleAccess {
 
 fn rfc3339(t: Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The request's session policy bounded by its window's end. A policy
+/// that cannot be bounded (over STS's size limit with the bound) is the
+/// deployment's to fix: 502 with the reason.
+fn bounded_policy(r: &AccessRequest, window_end: Timestamp) -> Result<String, ServiceError> {
+    session_policy::bounded(r.session_policy.as_deref(), window_end).map_err(|e| {
+        tracing::warn!(request_id = %r.request_id, error = %e, "session policy cannot be passed to STS");
+        ServiceError::Upstream {
+            code: "session_policy_invalid",
+            message: e.to_string(),
+        }
+    })
 }
 
 fn conflict(code: &'static str, message: impl Into<String>, current: Status) -> ServiceError {
@@ -220,24 +231,14 @@ impl Broker {
             detail: format!("GRANTED request {} has no expiresAt", r.request_id),
         })?;
         let left = (expires_at - self.clock.now()).num_seconds();
-        let duration =
-            credential_duration(left, ports.session_cap_secs).ok_or_else(|| {
-                conflict(
-                    "window_ending",
-                    format!(
-                        "the access window ends in {left} s, at {}; AWS STS cannot issue a session shorter than 15 minutes (900 s), so no new credentials are issued in the last 15 minutes: extend the request (POST /requests/{}/extend) to keep working",
-                        rfc3339(expires_at),
-                        r.request_id
-                    ),
-                    Status::Granted,
-                )
-            })?;
+        let duration = credential_duration(left, ports.session_cap_secs);
+        let session_policy = bounded_policy(r, expires_at)?;
         let spec = AssumeRoleSpec {
             role_arn: role.clone(),
             session_name: session_name(r),
             source_identity: source_identity(&r.requester.principal),
             duration_secs: duration,
-            session_policy: r.session_policy.clone(),
+            session_policy: Some(session_policy),
             tags: vec![("jit:request-id".into(), r.request_id.to_string())],
         };
         let creds = match ports.issuer.assume_role(&spec).await {
@@ -845,18 +846,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sessions_are_clipped_to_the_window_and_the_chained_cap() {
-        // (seconds left in the window, DurationSeconds or refused)
+    fn sessions_are_clipped_to_the_window_and_the_chained_cap_but_never_under_stss_minimum() {
+        // (seconds left in the window, DurationSeconds)
         let cases = [
-            (4 * 3600, Some(3600)),
-            (3601, Some(3600)),
-            (3600, Some(3600)),
-            (1800, Some(1800)),
-            (900, Some(900)),
-            (899, None),
-            (60, None),
-            (0, None),
-            (-5, None),
+            (4 * 3600, 3600),
+            (3601, 3600),
+            (3600, 3600),
+            (1800, 1800),
+            (901, 901),
+            (900, 900),
+            (899, 900),
+            (60, 900),
+            (1, 900),
+            (0, 900),
         ];
         for (left, want) in cases {
             assert_eq!(credential_duration(left, 3600), want, "{left}");

@@ -24,6 +24,7 @@ pub mod recovery;
 pub mod request;
 pub mod revocation;
 pub mod service;
+pub mod session_policy;
 pub mod tasks;
 
 pub use catalog::{Catalog, CatalogError, Entitlement};

@@ -426,12 +426,20 @@ impl Tasks {
         let r = self.approved_for_grant(&id).await?;
         match &r.target {
             GrantTarget::AssumeRole { role_arn } => {
+                // The window is recorded after this step; it ends no earlier
+                // than now + the duration, so that bounds the proof's session.
+                let window_end = r
+                    .expires_at
+                    .unwrap_or_else(|| self.clock.now() + r.duration.as_chrono());
+                let policy =
+                    crate::session_policy::bounded(r.session_policy.as_deref(), window_end)
+                        .map_err(|e| TaskError::GrantFailed(e.to_string()))?;
                 let spec = AssumeRoleSpec {
                     role_arn: role_arn.clone(),
                     session_name: session_name(&r),
                     source_identity: source_identity(&r.requester.principal),
                     duration_secs: crate::duration::GrantDuration::MIN.secs(),
-                    session_policy: r.session_policy.clone(),
+                    session_policy: Some(policy),
                     tags: vec![("jit:request-id".into(), r.request_id.to_string())],
                 };
                 // The credentials are dropped here, unread: this call only

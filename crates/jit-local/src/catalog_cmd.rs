@@ -1,7 +1,10 @@
 //! `jit-local catalog check`: checks every entitlement of a catalog against
 //! the account the ambient AWS credentials belong to (`AWS_ENDPOINT_URL`
 //! honoured, so a moto server works), prints a table (or JSON) and exits
-//! non-zero when anything is wrong.
+//! non-zero when anything is wrong. Missing guardrails (a grantable role
+//! without a permissions boundary, an identity without the grantable tag)
+//! are warnings: printed, but the exit code stays 0, because the grants
+//! themselves work.
 
 use std::path::PathBuf;
 
@@ -31,8 +34,8 @@ pub struct CheckArgs {
     pub output: Output,
 }
 
-/// Exit codes: 0 all OK, 1 some entitlement has a problem, 2 the check
-/// could not run (catalog unreadable, bad principal).
+/// Exit codes: 0 all OK (warnings included), 1 some entitlement has a
+/// problem, 2 the check could not run (catalog unreadable, bad principal).
 pub async fn run(args: CheckArgs) -> i32 {
     let catalog = match crate::load_catalog(&args.catalog) {
         Ok(c) => c,

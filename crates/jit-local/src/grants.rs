@@ -22,8 +22,9 @@ use std::sync::Arc;
 /// Role chaining (a Lambda assuming a role) caps sessions at one hour; the
 /// local issuer applies the same cap so local mode does not promise more.
 pub const MAX_CHAINED_SESSION_SECS: u32 = 3600;
-/// STS's limit on a plaintext session policy.
-pub const MAX_SESSION_POLICY_CHARS: usize = 2048;
+/// STS's limit on a plaintext session policy (the one the broker's own
+/// bounding checks too).
+pub use jit_core::session_policy::MAX_SESSION_POLICY_CHARS;
 
 pub struct LocalIssuer {
     clock: Arc<dyn Clock>,
@@ -74,8 +75,14 @@ pub fn check_assume_role(spec: &AssumeRoleSpec) -> Result<(), GrantError> {
                 p.chars().count()
             )));
         }
-        serde_json::from_str::<serde_json::Value>(p)
+        let doc = serde_json::from_str::<serde_json::Value>(p)
             .map_err(|e| GrantError::Other(format!("the session policy is not JSON: {e}")))?;
+        // STS answers MalformedPolicyDocument for anything but a policy.
+        if doc.get("Statement").is_none() {
+            return Err(GrantError::Other(
+                "MalformedPolicyDocument: the session policy has no Statement".into(),
+            ));
+        }
     }
     Ok(())
 }
@@ -184,5 +191,50 @@ impl PolicyAttacher for LocalAttacher {
         self.save(&next)?;
         *rows = next;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(duration_secs: u32, session_policy: Option<String>) -> AssumeRoleSpec {
+        AssumeRoleSpec {
+            role_arn: jit_core::RoleArn::parse("arn:aws:iam::123456789012:role/JIT-Admin").unwrap(),
+            session_name: "alice@example.com-01J".into(),
+            source_identity: "alice@example.com".into(),
+            duration_secs,
+            session_policy,
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn the_local_issuer_refuses_what_sts_refuses() {
+        let end = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let bounded = jit_core::session_policy::bounded(None, end).unwrap();
+        // (duration, policy, accepted)
+        let too_long = format!(
+            r#"{{"Statement":[{{"Effect":"Allow","Action":"*","Resource":"{}"}}]}}"#,
+            "r".repeat(MAX_SESSION_POLICY_CHARS)
+        );
+        let cases = [
+            (900, Some(bounded.clone()), true),
+            (3600, Some(bounded.clone()), true),
+            (900, None, true),
+            (899, Some(bounded.clone()), false),
+            (3601, Some(bounded), false),
+            (900, Some(too_long), false),
+            (900, Some("{not json".into()), false),
+            (900, Some(r#"{"Version":"2012-10-17"}"#.into()), false),
+        ];
+        for (duration, policy, accepted) in cases {
+            let shown = format!("{duration} {policy:?}");
+            assert_eq!(
+                check_assume_role(&spec(duration, policy)).is_ok(),
+                accepted,
+                "{shown}"
+            );
+        }
     }
 }

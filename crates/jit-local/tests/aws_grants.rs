@@ -317,6 +317,16 @@ async fn catalog_check_runs_against_the_ambient_account() {
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["ok"], true);
     assert_eq!(report["rows"].as_array().unwrap().len(), 2);
+    // A role without a permissions boundary or the grantable tag is a
+    // warning, not a failure: the exit code stays 0
+    let role = &report["rows"][0];
+    assert_eq!(role["status"], "WARNING", "{role}");
+    let warnings = role["warnings"].to_string();
+    assert!(
+        warnings.contains("no permissions boundary") && warnings.contains("jit-grantable=true"),
+        "{warnings}"
+    );
+    assert_eq!(report["rows"][1]["status"], "OK");
 
     // The seed's troubleshooting case: a policy name in the wrong case
     let bad = dir.path().join("bad.yaml");

@@ -44,6 +44,28 @@ fn open(dir: &Path) -> Local {
     Local::open(&cfg, common::fixed_clock(), Overrides::default(), KEY)
 }
 
+/// Like [`open`], with the local issuer recording what it was asked.
+fn open_recording(dir: &Path) -> (Local, Arc<common::RecordingIssuer>) {
+    let catalog = dir.join("catalog.yaml");
+    std::fs::write(&catalog, CATALOG).unwrap();
+    let cfg = common::config(&dir.join("data"), &catalog, KEY);
+    let clock = common::fixed_clock();
+    let issuer = common::RecordingIssuer::new(clock.clone());
+    let l = Local::open(&cfg, clock, issuer.overrides(), KEY);
+    (l, issuer)
+}
+
+/// The window's end the session policy of `spec` denies after.
+fn deny_after(spec: &jit_core::ports::AssumeRoleSpec) -> String {
+    let doc: Value = serde_json::from_str(spec.session_policy.as_deref().unwrap()).unwrap();
+    let deny = &doc["Statement"][1];
+    assert_eq!(deny["Effect"], "Deny", "{doc}");
+    deny["Condition"]["DateGreaterThan"]["aws:CurrentTime"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 impl Local {
     /// A request approved by the lead: GRANTED.
     async fn granted(&self, user: &str, entitlement: &str, duration: &str) -> String {
@@ -106,7 +128,7 @@ fn expiry_secs_from(v: &Value, now: chrono::DateTime<chrono::Utc>) -> i64 {
 }
 
 #[tokio::test]
-async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_at_its_end() {
+async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let l = open(dir.path());
     // GIVEN a four-hour grant of a role
@@ -156,18 +178,15 @@ async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_at_its
     assert_eq!(s, 200, "{v}");
     assert_eq!(expiry_secs_from(&v, l.now()), 3000);
 
-    // AND with exactly 15 minutes left, a 900 s session; with 14, none
+    // AND with exactly 15 minutes left, a 900 s session; with 14, a 900 s
+    // session too (STS's minimum), which its session policy stops at the
+    // window's end (see credentials_last_the_whole_window_and_stop_at_its_end)
     l.forward(35 * 60).await;
     let (s, v) = l.credentials(&id, "alice@example.com").await;
     assert_eq!((s, expiry_secs_from(&v, l.now())), (200, 900));
     l.forward(60).await;
     let (s, v) = l.credentials(&id, "alice@example.com").await;
-    assert_eq!((s, code(&v)), (409, "window_ending"), "{v}");
-    let msg = v["error"]["message"].as_str().unwrap();
-    assert!(
-        msg.contains("15 minutes") && msg.contains("extend"),
-        "{msg}"
-    );
+    assert_eq!((s, expiry_secs_from(&v, l.now())), (200, 900), "{v}");
 
     // AND nobody else gets them (jit-local's API key is a trusted caller, so
     // a stranger sees the request: refused rather than not found)
@@ -182,7 +201,7 @@ async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_at_its
         .iter()
         .filter(|e| e["action"] == "credentials-issued")
         .collect();
-    assert_eq!(issued.len(), 3);
+    assert_eq!(issued.len(), 4);
     assert_eq!(issued[0]["actor"], "alice@example.com");
     assert!(
         issued[0]["reason"].as_str().unwrap().contains(&first_key),
@@ -192,11 +211,227 @@ async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_at_its
     assert!(!serde_json::to_string(&events).unwrap().contains(&secret));
 
     // AND after the window, EXPIRED
-    l.forward(15 * 60).await;
+    l.forward(14 * 60).await;
     let (s, v) = l.credentials(&id, "alice@example.com").await;
     assert_eq!((s, code(&v)), (409, "invalid_state"), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("EXPIRED"));
     l.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn credentials_last_the_whole_window_and_stop_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, issuer) = open_recording(dir.path());
+    // GIVEN a 15-minute grant (STS's shortest session is as long as the window)
+    let id = l.granted("alice@example.com", "Admin", "15m").await;
+    let expires_at = l.get(&id).await["expiresAt"].as_str().unwrap().to_string();
+    assert_eq!(expires_at, "2027-01-15T08:15:00Z");
+    let end = "2027-01-15T08:15:00Z";
+    // The exact document: the role's permissions until the window's end
+    let bounded = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2027-01-15T08:15:00Z"}}}]}"#;
+
+    // THEN the Grant step's proof call already carried the bound
+    let proof = issuer.last();
+    assert_eq!(proof.duration_secs, 900);
+    assert_eq!(proof.session_policy.as_deref(), Some(bounded));
+
+    // WHEN the requester asks at the first second, mid-window, 10 s before
+    // the end THEN credentials every time: 900 s (STS's minimum), with a
+    // session policy that denies everything after the window
+    for (wait, left) in [(0, 900), (450, 450), (440, 10)] {
+        l.forward(wait).await;
+        let (s, v) = l.credentials(&id, "alice@example.com").await;
+        assert_eq!(s, 200, "{left} s left: {v}");
+        assert_eq!(v["Version"], 1);
+        assert_eq!(expiry_secs_from(&v, l.now()), 900, "{left} s left");
+        let spec = issuer.last();
+        assert_eq!(spec.duration_secs, 900, "{left} s left");
+        assert_eq!(deny_after(&spec), end, "{left} s left");
+        assert_eq!(spec.session_policy.as_deref(), Some(bounded));
+    }
+    // AND the console's session is bounded the same way
+    let (s, v) = l
+        .call(
+            "GET",
+            &format!("/requests/{id}/console"),
+            "alice@example.com",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(issuer.last().session_policy.as_deref(), Some(bounded));
+
+    // AND at the window's end nothing more is issued
+    let calls = issuer.specs().len();
+    l.forward(10).await;
+    let (s, v) = l.credentials(&id, "alice@example.com").await;
+    assert_eq!((s, code(&v)), (409, "invalid_state"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("EXPIRED"));
+    assert_eq!(
+        issuer.specs().len(),
+        calls,
+        "STS is not asked after the window"
+    );
+    l.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_grant_step_passes_the_requests_policy_bounded_and_refuses_one_with_no_room() {
+    use jit_core::Status;
+    use jit_core::tasks::TaskError;
+    let dir = tempfile::tempdir().unwrap();
+    let (l, issuer) = open_recording(dir.path());
+    let store = l.app.broker.store.clone();
+    // A one-hour request waiting for approval, with a recorded session policy
+    let pending = |policy: String| {
+        let store = store.clone();
+        let now = l.now();
+        async move {
+            let alice = jit_core::Principal::parse("alice@example.com").unwrap();
+            let mut r = jit_testkit::data::sample_request(&alice, now);
+            r.session_policy = Some(policy);
+            store
+                .create(&r, &jit_testkit::data::created_event(&r))
+                .await
+                .unwrap();
+            for to in [Status::Validating, Status::ApprovalPending] {
+                let cur = store.get(&r.request_id).await.unwrap().unwrap();
+                let (next, event) = cur
+                    .transition(to, &jit_testkit::data::change("system:test", now))
+                    .unwrap();
+                store.transition(&cur, &next, &event).await.unwrap();
+            }
+            json!({ "requestId": r.request_id.to_string() })
+        }
+    };
+    let policy = |n: usize| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Action":"s3:GetObject","Effect":"Allow","Resource":"arn:aws:s3:::{}"}}]}}"#,
+            "b".repeat(n)
+        )
+    };
+    let tasks = l.app.tasks().unwrap();
+
+    // GIVEN a policy with room for the bound WHEN the Grant step runs THEN
+    // the proof call carries it, bounded by now + the duration
+    tasks.grant(pending(policy(10)).await).await.unwrap();
+    assert_eq!(
+        issuer.last().session_policy.unwrap(),
+        r#"{"Version":"2012-10-17","Statement":[{"Action":"s3:GetObject","Effect":"Allow","Resource":"arn:aws:s3:::bbbbbbbbbb"},{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2027-01-15T09:00:00Z"}}}]}"#
+    );
+    // GIVEN one that fits STS's 2,048 characters only without the bound
+    // THEN the step fails for good (GrantFailed), before STS
+    let calls = issuer.specs().len();
+    let n = 2048 - policy(0).len();
+    let err = tasks.grant(pending(policy(n)).await).await.unwrap_err();
+    assert!(
+        matches!(&err, TaskError::GrantFailed(m) if m.contains("2048")),
+        "{err:?}"
+    );
+    assert_eq!(issuer.specs().len(), calls);
+    l.app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_longer_window_is_clipped_and_bounded_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, issuer) = open_recording(dir.path());
+    // GIVEN a two-hour grant
+    let id = l.granted("alice@example.com", "Admin", "2h").await;
+    // (mid-window: DurationSeconds, seconds waited before asking)
+    for (want, wait) in [(3600, 0), (3600, 3600), (1800, 1800), (900, 1500)] {
+        l.forward(wait).await;
+        let (s, v) = l.credentials(&id, "alice@example.com").await;
+        assert_eq!(s, 200, "{v}");
+        let spec = issuer.last();
+        assert_eq!(spec.duration_secs, want);
+        assert_eq!(expiry_secs_from(&v, l.now()), want as i64);
+        assert_eq!(deny_after(&spec), "2027-01-15T10:00:00Z");
+    }
+    l.app.shutdown().await;
+}
+
+/// `jit-local` as the README starts it: the sample catalog, demo mode on.
+fn open_sample(dir: &Path) -> (Local, Arc<common::RecordingIssuer>) {
+    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml");
+    let mut cfg = common::config(&dir.join("data"), &catalog, KEY);
+    cfg.demo_mode = true;
+    let clock = common::fixed_clock();
+    let issuer = common::RecordingIssuer::new(clock.clone());
+    let l = Local::open(&cfg, clock, issuer.overrides(), KEY);
+    (l, issuer)
+}
+
+#[tokio::test]
+async fn the_seeds_body_approved_gets_credential_process_json_all_window_long() {
+    let readme = include_str!("../../../README.md");
+    let event: Value =
+        serde_json::from_str(include_str!("../../../events/request-access.json")).unwrap();
+    // The README's curl body and the Lambda test event's body, as written.
+    let readme_body = r#"{"requester":"alice@example.com","role":"JIT-ElevatedAdminRole",
+       "roleArn":"arn:aws:iam::123456789012:role/JIT-ElevatedAdminRole",
+       "duration":900,"simulateApproval":true}"#;
+    assert!(
+        readme.contains(readme_body),
+        "the README's seed example moved"
+    );
+    let event_body = event["body"].as_str().unwrap().to_string();
+    for body in [readme_body.to_string(), event_body] {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, issuer) = open_sample(dir.path());
+        // WHEN the seed's body is posted with the API key, as in the README
+        let (s, v) = common::send(
+            &l.app,
+            "POST",
+            "/request-access",
+            &[("x-api-key", KEY), ("content-type", "application/json")],
+            body.clone().into(),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["requestId"].as_str().unwrap().to_string();
+        // AND approved (by demo mode's simulateApproval, or by the lead)
+        if l.status(&id).await == "APPROVAL_PENDING" {
+            let (s, v) = l
+                .post(
+                    &format!("/requests/{id}/approve"),
+                    "lead@example.com",
+                    json!({"reason": "ok"}),
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+        assert_eq!(l.status(&id).await, "GRANTED", "{body}");
+        let expires_at = l.get(&id).await["expiresAt"].as_str().unwrap().to_string();
+        assert_eq!(expires_at, "2027-01-15T08:15:00Z", "a 900 s window");
+
+        // THEN alice gets credential_process JSON from its first second to
+        // its last, each session stopping at the window's end
+        for wait in [0, 1, 449, 440] {
+            l.forward(wait).await;
+            let (s, v) = l.credentials(&id, "alice@example.com").await;
+            assert_eq!(s, 200, "{v}");
+            let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            keys.sort();
+            assert_eq!(
+                keys,
+                [
+                    "AccessKeyId",
+                    "Expiration",
+                    "SecretAccessKey",
+                    "SessionToken",
+                    "Version"
+                ]
+            );
+            assert_eq!(v["Version"], 1);
+            assert!(v["AccessKeyId"].as_str().unwrap().starts_with("LOCALFAKE"));
+            assert!(!v["SecretAccessKey"].as_str().unwrap().is_empty());
+            assert!(!v["SessionToken"].as_str().unwrap().is_empty());
+            assert_eq!(expiry_secs_from(&v, l.now()), 900);
+            assert_eq!(deny_after(&issuer.last()), "2027-01-15T08:15:00Z");
+        }
+        l.app.shutdown().await;
+    }
 }
 
 #[tokio::test]

@@ -74,3 +74,77 @@ pub async fn fresh_store() -> DynamoStore {
         .unwrap_or_else(|e| panic!("creating tables {names:?} on moto: {e}"));
     DynamoStore::new(client, names)
 }
+
+/// Keeps the body of every request a client sends, so a test can read
+/// exactly what went to AWS (moto keeps some of it too, at
+/// `/moto-api/data.json`, but that page fails once any Lambda function
+/// exists in the server — the ASL cross-check makes some — because moto
+/// then tries to reach Docker while serialising it).
+#[derive(Debug, Clone, Default)]
+pub struct Capture(std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl Capture {
+    /// Every body so far, oldest first.
+    pub fn bodies(&self) -> Vec<Vec<u8>> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Every body read as JSON (`null` for one that is not).
+    pub fn json_bodies(&self) -> Vec<serde_json::Value> {
+        self.bodies()
+            .iter()
+            .map(|b| serde_json::from_slice(b).unwrap_or(serde_json::Value::Null))
+            .collect()
+    }
+
+    /// Every body read as an `application/x-www-form-urlencoded` form (the
+    /// query protocol STS and IAM speak), as (name, value) pairs.
+    pub fn form_bodies(&self) -> Vec<Vec<(String, String)>> {
+        self.bodies().iter().map(|b| parse_form(b)).collect()
+    }
+}
+
+fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).expect("a %XX escape"));
+                    i += 2;
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).expect("UTF-8 form field")
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for Capture {
+    fn name(&self) -> &'static str {
+        "capture-request-bodies"
+    }
+    fn read_before_transmit(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(bytes) = context.request().body().bytes() {
+            self.0.lock().unwrap().push(bytes.to_vec());
+        }
+        Ok(())
+    }
+}

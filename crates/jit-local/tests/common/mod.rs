@@ -31,20 +31,77 @@ pub async fn call(
     user: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("x-api-key", key)
-        .header("x-jit-user", user);
+    let mut headers = vec![("x-api-key", key), ("x-jit-user", user)];
     if body.is_some() {
-        req = req.header("content-type", "application/json");
+        headers.push(("content-type", "application/json"));
     }
     let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    send(app, method, path, &headers, body).await
+}
+
+/// Sends exactly these headers and body (a curl line from the README);
+/// returns status and JSON, after the engine has settled.
+pub async fn send(
+    app: &App,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> (u16, Value) {
+    let mut req = http::Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
     let resp = app.serve_http(req.body(Full::new(body)).unwrap()).await;
     let status = resp.status().as_u16();
     let v: Value = serde_json::from_str(resp.body()).unwrap();
     settle(app).await;
     (status, v)
+}
+
+/// The local issuer, keeping every `AssumeRole` it was asked for: tests see
+/// the `DurationSeconds` and session policy the broker passed.
+pub struct RecordingIssuer {
+    inner: jit_local::grants::LocalIssuer,
+    specs: std::sync::Mutex<Vec<jit_core::ports::AssumeRoleSpec>>,
+}
+
+impl RecordingIssuer {
+    pub fn new(clock: std::sync::Arc<dyn jit_core::ports::Clock>) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(RecordingIssuer {
+            inner: jit_local::grants::LocalIssuer::new(clock),
+            specs: Default::default(),
+        })
+    }
+
+    /// Every call so far, oldest first.
+    pub fn specs(&self) -> Vec<jit_core::ports::AssumeRoleSpec> {
+        self.specs.lock().unwrap().clone()
+    }
+
+    /// The latest call.
+    pub fn last(&self) -> jit_core::ports::AssumeRoleSpec {
+        self.specs().pop().expect("the issuer was called")
+    }
+
+    /// Overrides that put this issuer in place of the local one.
+    pub fn overrides(self: &std::sync::Arc<Self>) -> jit_local::Overrides {
+        jit_local::Overrides {
+            issuer: Some(self.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl jit_core::ports::CredentialIssuer for RecordingIssuer {
+    async fn assume_role(
+        &self,
+        spec: &jit_core::ports::AssumeRoleSpec,
+    ) -> Result<jit_core::ports::IssuedCredentials, jit_core::ports::GrantError> {
+        self.specs.lock().unwrap().push(spec.clone());
+        self.inner.assume_role(spec).await
+    }
 }
 
 /// jit-local in process on a manual clock, driven through its HTTP handler
