@@ -288,7 +288,17 @@ impl Broker {
         let ports = self.grant_ports()?;
         let r = self.requesters_own(caller, id).await?;
         let role = self.live_role(&r)?;
-        let creds = self.issue(ports, &r, role).await?;
+        let mut creds = self.issue(ports, &r, role).await?;
+        // STS's minimum session can outlast the window (the session policy
+        // denies everything past it). The answer's `Expiration` is the
+        // earlier of the two, so `credential_process` and the SDKs refresh
+        // at the window's end: after an extension they get a session for
+        // the new window instead of serving the denied one from a cache.
+        if let Some(end) = r.expires_at
+            && creds.expiration > end
+        {
+            creds.expiration = end;
+        }
         let now = self.clock.now();
         let event = AuditEvent::new(
             &r.request_id,

@@ -184,9 +184,10 @@ async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_after_
     l.forward(35 * 60).await;
     let (s, v) = l.credentials(&id, "alice@example.com").await;
     assert_eq!((s, expiry_secs_from(&v, l.now())), (200, 900));
+    // (the answer's Expiration is the window's end, so clients refresh then)
     l.forward(60).await;
     let (s, v) = l.credentials(&id, "alice@example.com").await;
-    assert_eq!((s, expiry_secs_from(&v, l.now())), (200, 900), "{v}");
+    assert_eq!((s, expiry_secs_from(&v, l.now())), (200, 840), "{v}");
 
     // AND nobody else gets them (jit-local's API key is a trusted caller, so
     // a stranger sees the request: refused rather than not found)
@@ -243,7 +244,8 @@ async fn credentials_last_the_whole_window_and_stop_at_its_end() {
         let (s, v) = l.credentials(&id, "alice@example.com").await;
         assert_eq!(s, 200, "{left} s left: {v}");
         assert_eq!(v["Version"], 1);
-        assert_eq!(expiry_secs_from(&v, l.now()), 900, "{left} s left");
+        // Expiration says when to refresh: the window's end
+        assert_eq!(expiry_secs_from(&v, l.now()), left, "{left} s left");
         let spec = issuer.last();
         assert_eq!(spec.duration_secs, 900, "{left} s left");
         assert_eq!(deny_after(&spec), end, "{left} s left");
@@ -294,7 +296,11 @@ async fn the_grant_step_passes_the_requests_policy_bounded_and_refuses_one_with_
                 .create(&r, &jit_testkit::data::created_event(&r))
                 .await
                 .unwrap();
-            for to in [Status::Validating, Status::ApprovalPending] {
+            for to in [
+                Status::Validating,
+                Status::ApprovalPending,
+                Status::Approved,
+            ] {
                 let cur = store.get(&r.request_id).await.unwrap().unwrap();
                 let (next, event) = cur
                     .transition(to, &jit_testkit::data::change("system:test", now))
@@ -339,13 +345,19 @@ async fn a_longer_window_is_clipped_and_bounded_too() {
     // GIVEN a two-hour grant
     let id = l.granted("alice@example.com", "Admin", "2h").await;
     // (mid-window: DurationSeconds, seconds waited before asking)
-    for (want, wait) in [(3600, 0), (3600, 3600), (1800, 1800), (900, 1500)] {
+    // (and the Expiration answered: the session's end, or the window's when earlier)
+    for (want, wait, expires_in) in [
+        (3600, 0, 3600),
+        (3600, 3600, 3600),
+        (1800, 1800, 1800),
+        (900, 1500, 300),
+    ] {
         l.forward(wait).await;
         let (s, v) = l.credentials(&id, "alice@example.com").await;
         assert_eq!(s, 200, "{v}");
         let spec = issuer.last();
         assert_eq!(spec.duration_secs, want);
-        assert_eq!(expiry_secs_from(&v, l.now()), want as i64);
+        assert_eq!(expiry_secs_from(&v, l.now()), expires_in);
         assert_eq!(deny_after(&spec), "2027-01-15T10:00:00Z");
     }
     l.app.shutdown().await;
@@ -407,7 +419,7 @@ async fn the_seeds_body_approved_gets_credential_process_json_all_window_long() 
 
         // THEN alice gets credential_process JSON from its first second to
         // its last, each session stopping at the window's end
-        for wait in [0, 1, 449, 440] {
+        for (wait, left) in [(0, 900), (1, 899), (449, 450), (440, 10)] {
             l.forward(wait).await;
             let (s, v) = l.credentials(&id, "alice@example.com").await;
             assert_eq!(s, 200, "{v}");
@@ -427,7 +439,8 @@ async fn the_seeds_body_approved_gets_credential_process_json_all_window_long() 
             assert!(v["AccessKeyId"].as_str().unwrap().starts_with("LOCALFAKE"));
             assert!(!v["SecretAccessKey"].as_str().unwrap().is_empty());
             assert!(!v["SessionToken"].as_str().unwrap().is_empty());
-            assert_eq!(expiry_secs_from(&v, l.now()), 900);
+            assert_eq!(expiry_secs_from(&v, l.now()), left);
+            assert_eq!(issuer.last().duration_secs, 900);
             assert_eq!(deny_after(&issuer.last()), "2027-01-15T08:15:00Z");
         }
         l.app.shutdown().await;
