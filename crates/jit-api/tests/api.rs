@@ -127,6 +127,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(CATALOG)
+}
+
+/// The fixture over another catalog.
+fn fixture_with(catalog: &str) -> Fixture {
     let store = Arc::new(Observed {
         inner: jit_store_sqlite::SqliteStore::in_memory().expect("in-memory store"),
         appended: Mutex::new(vec![]),
@@ -138,7 +143,7 @@ fn fixture() -> Fixture {
     let broker = Broker {
         store: store.clone(),
         workflow: workflow.clone(),
-        catalog: Arc::new(Catalog::parse(CATALOG, "catalog.example.yaml").unwrap()),
+        catalog: Arc::new(Catalog::parse(catalog, "catalog.yaml").unwrap()),
         clock: clock.clone(),
         settings: Settings { demo_mode: true },
         grants: None,
@@ -851,4 +856,96 @@ async fn cancel_beats_a_later_approve_and_history_is_served() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn email_principals_are_one_person_whatever_their_case() {
+    let f = fixture();
+    // GIVEN sre@example.com in the catalog's `sre` group, signed in as SRE@Example.com
+    let sre = person("SRE@Example.com", &[]);
+    // WHEN they ask for the entitlement only `sre`/`engineering` may ask for
+    let (status, v) = post(&f, &sre, "/requests", canonical("OnCallReadOnly")).await;
+    // THEN the catalog's group mapping makes them eligible and auto-approved
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["requester"]["principal"], "sre@example.com");
+    assert!(f.workflow.started.lock().unwrap()[0].auto_approve);
+
+    // GIVEN a request of Alice@Example.com waiting for a decision
+    let id = pending(
+        &f,
+        &person("Alice@Example.com", &["engineering"]),
+        "tok-case",
+    )
+    .await;
+    // THEN alice@example.com sees it as hers, and lists it
+    let (status, _) = get(
+        &f,
+        &person("alice@example.com", &[]),
+        &format!("/requests/{id}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "visibility: the requester");
+    let (_, mine) = get(&f, &person("ALICE@example.COM", &[]), "/requests").await;
+    assert_eq!(mine["requests"][0]["requestId"], id.as_str(), "{mine}");
+    // AND the approver (catalog email lead@example.com) sees it as Lead@Example.com
+    let lead = person("Lead@Example.com", &[]);
+    let (status, _) = get(&f, &lead, &format!("/requests/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "visibility: an approver");
+    let (_, waiting) = get(&f, &lead, "/requests?status=APPROVAL_PENDING").await;
+    assert_eq!(
+        waiting["requests"].as_array().unwrap().len(),
+        1,
+        "{waiting}"
+    );
+    // AND ALICE@EXAMPLE.COM cannot approve her own request
+    let approve = format!("/requests/{id}/approve");
+    let (status, v) = post(&f, &person("ALICE@EXAMPLE.COM", &[]), &approve, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&v, "self_approval", None);
+    // AND aLiCe@example.com may cancel it, as its requester
+    let (status, v) = post(
+        &f,
+        &person("aLiCe@example.com", &[]),
+        &format!("/requests/{id}/cancel"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "cancel by the requester: {v}");
+    assert_eq!(v["status"], "CANCELLED");
+}
+
+#[tokio::test]
+async fn a_quorum_counts_one_person_once_whatever_the_case_of_their_email() {
+    // GIVEN two approvals needed, approvers listed in mixed case
+    let f = fixture_with(
+        r#"
+groups:
+  engineering: [alice@example.com]
+entitlements:
+  - name: JIT-ElevatedAdminRole
+    role_arn: "arn:aws:iam::123456789012:role/JIT-ElevatedAdminRole"
+    approvers: { emails: [Lead@Example.com, Sec@Example.com], required_approvals: 2 }
+"#,
+    );
+    let id = pending(&f, &person("alice@example.com", &[]), "tok-quorum").await;
+    let approve = format!("/requests/{id}/approve");
+    // WHEN lead@example.com approves, then LEAD@EXAMPLE.COM approves again
+    let (status, v) = post(&f, &person("lead@example.com", &[]), &approve, json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an approver listed as Lead@Example.com: {v}"
+    );
+    let (status, v) = post(&f, &person("LEAD@EXAMPLE.COM", &[]), &approve, json!({})).await;
+    // THEN the second is the same person: refused, and the quorum is not met
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_error(&v, "already_decided", None);
+    assert!(
+        f.workflow.completed.lock().unwrap().is_empty(),
+        "one approval of two"
+    );
+    // AND a second person completes it
+    let (status, v) = post(&f, &person("sec@EXAMPLE.com", &[]), &approve, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(f.workflow.completed.lock().unwrap().len(), 1);
 }
