@@ -949,3 +949,78 @@ entitlements:
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(f.workflow.completed.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_repeated_key_is_refused_naming_it_on_every_json_route() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let id = pending(&f, &alice, "tok-dup").await;
+    let lead = person("lead@example.com", &[]);
+    let (approve, cancel) = (
+        format!("/requests/{id}/approve"),
+        format!("/requests/{id}/cancel"),
+    );
+    // name, caller, path, body, the field named
+    let cases: Vec<(&str, &Caller, &str, &str, &str)> = vec![
+        (
+            "a longer duration after the checked one",
+            &alice,
+            "/requests",
+            r#"{"entitlement":"OnCallReadOnly","justification":"x","duration":900,"duration":43200}"#,
+            "duration",
+        ),
+        (
+            "the seed's body",
+            &alice,
+            "/request-access",
+            r#"{"role":"JIT-ElevatedAdminRole","requester":"alice@example.com","requester":"bob@example.com"}"#,
+            "requester",
+        ),
+        (
+            "nested",
+            &alice,
+            "/requests",
+            r#"{"entitlement":"OnCallReadOnly","justification":"x","account":{"id":"1","id":"2"}}"#,
+            "account.id",
+        ),
+        (
+            "an optional body",
+            &lead,
+            &approve,
+            r#"{"reason":"ok","reason":"ok"}"#,
+            "reason",
+        ),
+        (
+            "cancel",
+            &alice,
+            &cancel,
+            r#"{"reason":"a","reason":"b"}"#,
+            "reason",
+        ),
+    ];
+    for (name, caller, path, body, field) in cases {
+        let (status, v) = call_raw(
+            &f,
+            caller,
+            Method::POST,
+            path,
+            body.as_bytes().to_vec(),
+            &[("content-type", "application/json")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {v}");
+        assert_error(&v, "invalid_field", Some(field));
+        let key = field.rsplit('.').next().unwrap();
+        assert_eq!(
+            v["error"]["message"],
+            format!("duplicate key `{key}`"),
+            "{name}"
+        );
+    }
+    // Nothing was created, decided or cancelled.
+    assert_eq!(stored_count(&f, "alice@example.com").await, 1);
+    assert_eq!(stored_count(&f, "bob@example.com").await, 0);
+    assert!(f.workflow.completed.lock().unwrap().is_empty());
+    let (_, v) = get(&f, &alice, &format!("/requests/{id}")).await;
+    assert_eq!(v["status"], "APPROVAL_PENDING");
+}

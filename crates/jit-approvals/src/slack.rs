@@ -110,7 +110,12 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v.as_str())
         .ok_or("no `payload` field")?;
-    let v: Value = serde_json::from_str(payload).map_err(|_| "`payload` is not JSON")?;
+    let v: Value = jit_api::strict_json::parse(payload.as_bytes()).map_err(|e| match e {
+        jit_api::strict_json::StrictJsonError::DuplicateKey { path, .. } => {
+            format!("`payload` repeats the key `{path}`")
+        }
+        jit_api::strict_json::StrictJsonError::Syntax(_) => "`payload` is not JSON".to_string(),
+    })?;
     if v.get("type").and_then(Value::as_str) != Some("block_actions") {
         return Err("only button presses (block_actions) are handled".into());
     }
@@ -446,5 +451,16 @@ mod tests {
         let other = payload.to_string().replace("jit_deny", "someone_elses");
         let body = format!("payload={}", jit_core::links::percent_encode(&other));
         assert!(parse_interaction(body.as_bytes()).is_err());
+        // A key given twice (which of the two would count?) is refused.
+        let twice = payload.to_string().replace(
+            r#""value":"01JREQUEST""#,
+            r#""value":"01JREQUEST","value":"01JOTHER""#,
+        );
+        assert_ne!(twice, payload.to_string());
+        let body = format!("payload={}", jit_core::links::percent_encode(&twice));
+        assert_eq!(
+            parse_interaction(body.as_bytes()).unwrap_err(),
+            "`payload` repeats the key `actions[0].value`"
+        );
     }
 }
