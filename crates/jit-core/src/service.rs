@@ -118,7 +118,7 @@ impl Broker {
             (None, _) => Err(ServiceError::forbidden(
                 "unauthenticated",
                 None,
-                "no authenticated identity: sign the call (IAM) or send a token the authorizer accepts",
+                "no authenticated identity: sign the call (IAM) or send a token the authorizer accepts (its `email` counts only with `email_verified: true`; otherwise `sub` names you)",
             )),
         }
     }
