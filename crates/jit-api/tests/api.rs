@@ -164,10 +164,21 @@ fn person(email: &str, groups: &[&str]) -> Caller {
     )
 }
 
+/// A trusted app that files requests for people (not trusted to decide).
 fn trusted_app() -> Caller {
     Caller {
         identity: None,
         trusted_as: Some("chat-bot".into()),
+        trusted_to_decide: false,
+    }
+}
+
+/// A trusted app configured to decide for the approvers it names too.
+fn trusted_decider() -> Caller {
+    Caller {
+        identity: None,
+        trusted_as: Some("approver-bot".into()),
+        trusted_to_decide: true,
     }
 }
 
@@ -707,7 +718,7 @@ async fn approve_completes_the_task_once_and_never_for_the_requester() {
     );
     let (status, v) = post(
         &f,
-        &trusted_app(),
+        &trusted_decider(),
         &approve,
         json!({"requester": "mallory@example.com"}),
     )
@@ -1023,4 +1034,67 @@ async fn a_repeated_key_is_refused_naming_it_on_every_json_route() {
     assert!(f.workflow.completed.lock().unwrap().is_empty());
     let (_, v) = get(&f, &alice, &format!("/requests/{id}")).await;
     assert_eq!(v["status"], "APPROVAL_PENDING");
+}
+
+#[tokio::test]
+async fn a_trusted_caller_decides_only_where_trusted_to_decide_and_the_record_says_through_whom() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let id = pending(&f, &alice, "tok-bot").await;
+    let (approve, deny) = (
+        format!("/requests/{id}/approve"),
+        format!("/requests/{id}/deny"),
+    );
+    // WHEN an app trusted only to file requests names an approver to decide
+    for (path, body) in [
+        (&approve, json!({"requester": "lead@example.com"})),
+        (
+            &deny,
+            json!({"requester": "lead@example.com", "reason": "no"}),
+        ),
+    ] {
+        let (status, v) = post(&f, &trusted_app(), path, body).await;
+        // THEN it is refused, naming why, and nothing is decided
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {v}");
+        assert_error(&v, "not_trusted_decider", Some("requester"));
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("chat-bot"),
+            "{v}"
+        );
+    }
+    assert!(f.workflow.completed.lock().unwrap().is_empty());
+    let (_, v) = get(&f, &alice, &format!("/requests/{id}")).await;
+    assert_eq!(v["decisions"], json!([]));
+
+    // WHEN an app trusted to decide does it
+    let (status, v) = post(
+        &f,
+        &trusted_decider(),
+        &approve,
+        json!({"requester": "lead@example.com", "reason": "ok"}),
+    )
+    .await;
+    // THEN the approval counts, and the decision and its event name both
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["decisions"][0]["approver"], "lead@example.com");
+    assert_eq!(v["decisions"][0]["trustedCaller"], "approver-bot");
+    assert_eq!(f.workflow.completed.lock().unwrap().len(), 1);
+    let (_, audit) = get(&f, &alice, &format!("/requests/{id}/audit")).await;
+    let last = audit["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "decision");
+    assert_eq!(last["actor"], "lead@example.com via approver-bot");
+
+    // AND a requester's own actions stay open to the request-only app, and say through whom
+    let other = pending(&f, &alice, "tok-bot-2").await;
+    let (status, v) = post(
+        &f,
+        &trusted_app(),
+        &format!("/requests/{other}/cancel"),
+        json!({"requester": "alice@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, audit) = get(&f, &alice, &format!("/requests/{other}/audit")).await;
+    let last = audit["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], "alice@example.com via chat-bot");
 }

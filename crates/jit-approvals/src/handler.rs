@@ -516,6 +516,7 @@ impl Approvals {
             principal,
             slack_user: Some(i.user_id.clone()),
             via: "slack",
+            through: None,
         };
         let outcome = match i.action_id.as_str() {
             render::ACTION_APPROVE => {

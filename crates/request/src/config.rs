@@ -108,6 +108,8 @@ impl Config {
             trust: TrustPolicy {
                 principals: list(get("JIT_TRUSTED_CALLERS")),
                 api_key_ids: list(get("JIT_TRUSTED_API_KEY_IDS")),
+                decider_principals: list(get("JIT_TRUSTED_DECIDER_CALLERS")),
+                decider_api_key_ids: list(get("JIT_TRUSTED_DECIDER_API_KEY_IDS")),
                 email_verified_claim: email_verified_claim(get("JIT_EMAIL_VERIFIED_CLAIM"))?,
             },
             demo_mode,
@@ -181,8 +183,18 @@ mod tests {
                 "arn:aws:sts::1:assumed-role/bot/x, ,b",
             ),
             ("JIT_TRUSTED_API_KEY_IDS", "k1"),
+            (
+                "JIT_TRUSTED_DECIDER_CALLERS",
+                "arn:aws:sts::1:assumed-role/approver-bot/x",
+            ),
+            ("JIT_TRUSTED_DECIDER_API_KEY_IDS", "k2, k3"),
         ])
         .unwrap();
+        assert_eq!(
+            c.trust.decider_principals,
+            vec!["arn:aws:sts::1:assumed-role/approver-bot/x"]
+        );
+        assert_eq!(c.trust.decider_api_key_ids, vec!["k2", "k3"]);
         assert_eq!(
             c.trust.principals,
             vec!["arn:aws:sts::1:assumed-role/bot/x", "b"]

@@ -23,6 +23,11 @@ pub struct TrustPolicy {
     pub principals: Vec<String>,
     /// API Gateway API key ids whose callers are trusted to name the requester.
     pub api_key_ids: Vec<String>,
+    /// IAM principal ARNs trusted to name the requester *and* to decide
+    /// (approve, deny, decide extensions, revoke) for the person they name.
+    pub decider_principals: Vec<String>,
+    /// API key ids whose callers are trusted to decide for the person they name.
+    pub decider_api_key_ids: Vec<String>,
     /// The JWT claim that must be `true` for the `email` claim to name the
     /// caller (`email_verified` unless `JIT_EMAIL_VERIFIED_CLAIM` says).
     pub email_verified_claim: String,
@@ -36,6 +41,8 @@ impl Default for TrustPolicy {
         TrustPolicy {
             principals: vec![],
             api_key_ids: vec![],
+            decider_principals: vec![],
+            decider_api_key_ids: vec![],
             email_verified_claim: DEFAULT_EMAIL_VERIFIED_CLAIM.to_string(),
         }
     }
@@ -139,24 +146,33 @@ pub fn caller_from_context(ctx: Option<&RequestContext>, trust: &TrustPolicy) ->
         }
         _ => (None, None),
     };
+    // (name in records, may decide): a decider is a trusted caller too.
+    let listed = |id: &str, requesters: &[String], deciders: &[String]| {
+        let decides = deciders.iter().any(|d| d == id);
+        (decides || requesters.iter().any(|t| t == id)).then_some(decides)
+    };
     let trusted_principal = identity
         .as_ref()
-        .filter(|i| {
-            i.auth == AuthSource::Iam && trust.principals.iter().any(|p| p == i.principal.as_str())
-        })
-        .map(|i| i.principal.to_string());
-    let trusted_key = api_key_id
-        .filter(|k| trust.api_key_ids.iter().any(|t| t == k))
-        .map(|k| format!("api-key:{k}"));
+        .filter(|i| i.auth == AuthSource::Iam)
+        .and_then(|i| {
+            let p = i.principal.as_str();
+            listed(p, &trust.principals, &trust.decider_principals).map(|d| (p.to_string(), d))
+        });
+    let trusted_key = api_key_id.and_then(|k| {
+        listed(&k, &trust.api_key_ids, &trust.decider_api_key_ids)
+            .map(|d| (format!("api-key:{k}"), d))
+    });
     match trusted_principal.or(trusted_key) {
         // A trusted app acts for users; its own identity is not a requester.
-        Some(t) => Caller {
+        Some((t, decides)) => Caller {
             identity: None,
             trusted_as: Some(t),
+            trusted_to_decide: decides,
         },
         None => Caller {
             identity,
             trusted_as: None,
+            trusted_to_decide: false,
         },
     }
 }

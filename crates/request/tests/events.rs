@@ -200,6 +200,10 @@ fn trusted_callers_by_api_key_or_principal() {
     let c = caller_from_context(e.request_context_ref(), &by_key);
     assert_eq!(c.trusted_as.as_deref(), Some("api-key:chatbot-key-id"));
     assert!(
+        !c.trusted_to_decide,
+        "trusted to request is not trusted to decide"
+    );
+    assert!(
         c.identity.is_none(),
         "the app's own identity is not a requester"
     );
@@ -214,6 +218,23 @@ fn trusted_callers_by_api_key_or_principal() {
     );
     let c = caller_from_context(e.request_context_ref(), &TrustPolicy::default());
     assert!(c.trusted_as.is_none());
+    // Listed to decide: a trusted caller that may also decide.
+    for decider in [
+        TrustPolicy {
+            decider_api_key_ids: vec!["chatbot-key-id".into()],
+            ..TrustPolicy::default()
+        },
+        TrustPolicy {
+            decider_principals: vec![
+                "arn:aws:sts::123456789012:assumed-role/JitChatBot/bot".into(),
+            ],
+            ..TrustPolicy::default()
+        },
+    ] {
+        let c = caller_from_context(e.request_context_ref(), &decider);
+        assert!(c.trusted_as.is_some(), "{decider:?}");
+        assert!(c.trusted_to_decide, "{decider:?}");
+    }
 }
 
 #[tokio::test]

@@ -28,11 +28,26 @@ pub async fn call(
     user: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
+    call_as(app, key, method, path, Some(user), body).await
+}
+
+/// Like [`call`]; `user: None` sends no `x-jit-user`: the API key alone,
+/// acting as the trusted caller it is.
+pub async fn call_as(
+    app: &App,
+    key: &str,
+    method: &str,
+    path: &str,
+    user: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = http::Request::builder()
         .method(method)
         .uri(path)
-        .header("x-api-key", key)
-        .header("x-jit-user", user);
+        .header("x-api-key", key);
+    if let Some(user) = user {
+        req = req.header("x-jit-user", user);
+    }
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }
