@@ -199,6 +199,44 @@ fn link_refusal(e: &LinkError) -> Response<String> {
     html(status, render::result_page(heading, &e.to_string()))
 }
 
+/// Whether the body is declared form-encoded (what an HTML form posts).
+fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// The origin (`scheme://host[:port]`, lower case, default port left out)
+/// of a URL or of an `Origin` header; `None` for `null` or anything that
+/// is not an http(s) URL.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => "443",
+        "http" => "80",
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?.to_ascii_lowercase();
+    let (host, port) = match host_port.rfind(':') {
+        Some(i) if !host_port[i..].contains(']') => (&host_port[..i], Some(&host_port[i + 1..])),
+        _ => (host_port.as_str(), None),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(match port {
+        Some(p) if !p.is_empty() && p != default_port => format!("{scheme}://{host}:{p}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
 fn pairs(text: &str) -> Vec<(String, String)> {
     parse_form(text).unwrap_or_default()
 }
@@ -269,12 +307,72 @@ impl Approvals {
         }
     }
 
+    /// Refuses a decision POST that is not the confirmation page's own
+    /// form: posted from another site (a foreign `Origin`; none at all is
+    /// fine — mail clients and older browsers send none), not form-encoded,
+    /// or with anything in the query string. A decision's fields come from
+    /// the form body only, once each, so what the page showed is what is
+    /// decided and a link pasted into another page's URL decides nothing.
+    fn decision_form(
+        &self,
+        req: &ApiRequest,
+    ) -> Result<Vec<(String, String)>, Box<Response<String>>> {
+        let refuse = |status, heading: &str, message: &str| {
+            Err(Box::new(html(
+                status,
+                render::result_page(heading, message),
+            )))
+        };
+        if let Some(origin) = req.headers.get(header::ORIGIN) {
+            let sent = origin.to_str().ok().and_then(origin_of);
+            if sent.is_none() || sent != origin_of(&self.notifier.public_url) {
+                tracing::info!(origin = ?origin, "refused a decision posted from another site");
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "Not accepted from another site",
+                    "Decisions are taken only from the approval page itself: open your approval link and press a button there.",
+                );
+            }
+        }
+        if !is_form(&req.headers) {
+            return refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Send the approval form",
+                "A decision is the approval page's form (application/x-www-form-urlencoded): open your approval link and press a button there.",
+            );
+        }
+        if req.query.as_deref().is_some_and(|q| !q.is_empty()) {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "Send the approval form",
+                "A decision takes its fields from the form only, never from the address: open your approval link and press a button there.",
+            );
+        }
+        let body = std::str::from_utf8(&req.body).ok();
+        let Some(fields) = body.and_then(parse_form) else {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "Send the approval form",
+                "The form could not be read: open your approval link again.",
+            );
+        };
+        for (i, (k, _)) in fields.iter().enumerate() {
+            if fields[..i].iter().any(|(seen, _)| seen == k) {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "Send the approval form",
+                    &format!("The form gives `{k}` twice: open your approval link again."),
+                );
+            }
+        }
+        Ok(fields)
+    }
+
     async fn link_decision(&self, id: &str, req: &ApiRequest) -> Response<String> {
-        let body = std::str::from_utf8(&req.body).unwrap_or("");
-        let mut fields = pairs(body);
-        // The link's fields come with the form; a client posting to the
-        // link itself may leave them in the query.
-        fields.extend(pairs(req.query.as_deref().unwrap_or("")));
+        let fields = match self.decision_form(req) {
+            Ok(f) => f,
+            Err(resp) => return *resp,
+        };
         let now = self.broker.clock.now();
         let claims = match self.notifier.links.verify(id, &link_params(&fields), now) {
             Ok(c) => c,
@@ -775,5 +873,45 @@ fn decided_text(r: &AccessRequest) -> (&'static str, String) {
                 r.requester.principal, r.entitlement
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let api = origin_of("https://abc.execute-api.us-east-1.amazonaws.com/Prod");
+        assert_eq!(
+            api.as_deref(),
+            Some("https://abc.execute-api.us-east-1.amazonaws.com")
+        );
+        for same in [
+            "https://abc.execute-api.us-east-1.amazonaws.com",
+            "HTTPS://ABC.execute-api.us-east-1.amazonaws.com:443",
+        ] {
+            assert_eq!(origin_of(same), api, "{same}");
+        }
+        for other in [
+            "http://abc.execute-api.us-east-1.amazonaws.com",
+            "https://abc.execute-api.us-east-1.amazonaws.com:8443",
+            "https://evil.example",
+            "https://abc.execute-api.us-east-1.amazonaws.com.evil.example",
+        ] {
+            assert_ne!(origin_of(other), api, "{other}");
+        }
+        assert_eq!(
+            origin_of("http://127.0.0.1:3000").as_deref(),
+            Some("http://127.0.0.1:3000")
+        );
+        assert_eq!(
+            origin_of("http://[::1]:3000/x").as_deref(),
+            Some("http://[::1]:3000")
+        );
+        assert_eq!(origin_of("http://[::1]/").as_deref(), Some("http://[::1]"));
+        for nothing in ["null", "", "file:///x", "https://"] {
+            assert_eq!(origin_of(nothing), None, "{nothing}");
+        }
     }
 }

@@ -526,6 +526,125 @@ async fn the_emailed_link_opens_a_page_and_approves_once() {
     assert_eq!(w.workflow.successes.lock().unwrap().len(), 1);
 }
 
+/// A form-encoded header map, plus `extra`.
+fn form_headers(extra: &[(&'static str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().unwrap(),
+    );
+    for (k, v) in extra {
+        h.insert(*k, v.parse().unwrap());
+    }
+    h
+}
+
+#[tokio::test]
+async fn the_decision_post_takes_the_form_body_only_and_refuses_other_sites() {
+    let w = world();
+    let r = w.pending("alice@example.com", "Admin").await;
+    let (path, query) = w.emailed_link("lead@example.com");
+    let form = format!("{query}&decision=approve&reason=ok");
+    let mut json_headers = HeaderMap::new();
+    json_headers.insert("content-type", "application/json".parse().unwrap());
+    let as_json = serde_json::to_string(
+        &jit_core::links::parse_form(&form)
+            .unwrap()
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .unwrap();
+    // (what, query, headers, body, status, words on the page)
+    type Case<'a> = (&'a str, Option<&'a str>, HeaderMap, String, u16, &'a str);
+    let refused: Vec<Case> = vec![
+        (
+            "the link's fields in the query, the decision in the body",
+            Some(query.as_str()),
+            form_headers(&[]),
+            "decision=approve&reason=ok".into(),
+            400,
+            "never from the address",
+        ),
+        (
+            "everything in the query",
+            Some(form.as_str()),
+            form_headers(&[]),
+            String::new(),
+            400,
+            "never from the address",
+        ),
+        (
+            "a JSON body",
+            None,
+            json_headers,
+            as_json,
+            415,
+            "x-www-form-urlencoded",
+        ),
+        (
+            "no content type",
+            None,
+            HeaderMap::new(),
+            form.clone(),
+            415,
+            "x-www-form-urlencoded",
+        ),
+        (
+            "posted from another site",
+            None,
+            form_headers(&[("origin", "https://evil.example")]),
+            form.clone(),
+            403,
+            "another site",
+        ),
+        (
+            "an opaque origin",
+            None,
+            form_headers(&[("origin", "null")]),
+            form.clone(),
+            403,
+            "another site",
+        ),
+        (
+            "the same port-less host",
+            None,
+            form_headers(&[("origin", "http://127.0.0.1")]),
+            form.clone(),
+            403,
+            "another site",
+        ),
+        (
+            "a field twice",
+            None,
+            form_headers(&[]),
+            format!("{form}&decision=deny"),
+            400,
+            "`decision` twice",
+        ),
+    ];
+    for (what, q, headers, body, status, words) in refused {
+        let (s, page) = w.call(Method::POST, &path, q, headers, &body).await;
+        assert_eq!(s, status, "{what}: {page}");
+        assert!(page.contains(words), "{what}: {page}");
+        assert_eq!(w.get(&r.request_id).await, r, "{what}: nothing changed");
+    }
+    assert!(w.workflow.successes.lock().unwrap().is_empty());
+    // WHEN the page's own form is posted from the configured origin
+    let (s, page) = w
+        .call(
+            Method::POST,
+            &path,
+            None,
+            form_headers(&[("origin", "http://127.0.0.1:3000")]),
+            &form,
+        )
+        .await;
+    // THEN it decides
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("Approved"), "{page}");
+    assert_eq!(w.workflow.successes.lock().unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn forged_moved_tampered_and_late_links_are_refused_with_nothing_changed() {
     let w = world();
