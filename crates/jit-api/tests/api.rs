@@ -117,6 +117,14 @@ impl RequestStore for Observed {
         self.appended.lock().unwrap().push(e.clone());
         self.inner.append_audit(e).await
     }
+    async fn first_use(
+        &self,
+        key: &str,
+        now: jit_core::request::Timestamp,
+        expires_at: jit_core::request::Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.first_use(key, now, expires_at).await
+    }
 }
 
 struct Fixture {

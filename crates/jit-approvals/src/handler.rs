@@ -38,6 +38,10 @@ use crate::slack::{self, JitCommand};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long a deferred job's signature stays valid.
 const JOB_MAX_AGE_SECS: i64 = 15 * 60;
+/// How long a Slack request's marks are remembered: past Slack's 5-minute
+/// signature window and a `response_url`'s 30-minute life, so no replay of
+/// one can outlive its record.
+const SLACK_SEEN_FOR_SECS: i64 = 60 * 60;
 /// The longest a page waits for the Slack message update after a decision.
 const OUTCOME_UPDATE_BUDGET: Duration = Duration::from_secs(5);
 
@@ -235,6 +239,16 @@ pub fn origin_of(url: &str) -> Option<String> {
         Some(p) if !p.is_empty() && p != default_port => format!("{scheme}://{host}:{p}"),
         _ => format!("{scheme}://{host}"),
     })
+}
+
+/// A fixed-length stand-in for a value in a seen-once key (a
+/// `response_url` is long, and a key is a store's primary key).
+fn seen_key_digest(value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn pairs(text: &str) -> Vec<(String, String)> {
@@ -439,14 +453,76 @@ impl Approvals {
         )
     }
 
+    /// Whether a verified Slack request is delivered for the first time.
+    /// Its signature (one timestamp and body), its `trigger_id` and its
+    /// `response_url` are each recorded once in the store, so the record
+    /// holds across Lambda instances; any of them seen before is a replay.
+    /// All are recorded even when an earlier one already says "replay", so
+    /// a replay under a fresh signature still marks what it carries.
+    async fn first_delivery(
+        &self,
+        req: &ApiRequest,
+        trigger_id: Option<&str>,
+        response_url: Option<&str>,
+    ) -> Result<bool, jit_core::ports::StoreError> {
+        let now = self.broker.clock.now();
+        let until = now + chrono::Duration::seconds(SLACK_SEEN_FOR_SECS);
+        let signature = req
+            .headers
+            .get(slack::SIGNATURE_HEADER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let marks = [
+            ("signature", signature.as_deref()),
+            ("trigger", trigger_id),
+            ("response-url", response_url),
+        ];
+        let mut first = true;
+        for (what, value) in marks {
+            let Some(value) = value.filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let key = format!("slack:{what}:{}", seen_key_digest(value));
+            if !self.broker.store.first_use(&key, now, until).await? {
+                tracing::info!(mark = what, "a replayed Slack request: not processed again");
+                first = false;
+            }
+        }
+        Ok(first)
+    }
+
     async fn slack_interaction(self: &Arc<Self>, req: &ApiRequest) -> Response<String> {
         if let Err(resp) = self.verified_slack(req) {
             return *resp;
         }
         let body = String::from_utf8_lossy(&req.body).into_owned();
-        if let Err(e) = slack::parse_interaction(body.as_bytes()) {
-            tracing::info!(error = %e, "ignored a Slack interaction");
-            return plain_resp(StatusCode::OK, "");
+        let interaction = match slack::parse_interaction(body.as_bytes()) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::info!(error = %e, "ignored a Slack interaction");
+                return plain_resp(StatusCode::OK, "");
+            }
+        };
+        match self
+            .first_delivery(
+                req,
+                interaction.trigger_id.as_deref(),
+                interaction.response_url.as_deref(),
+            )
+            .await
+        {
+            // A replay decides nothing twice; Slack gets the same empty 200
+            // as the first delivery (the button press already had its answer).
+            Ok(false) => return plain_resp(StatusCode::OK, ""),
+            Ok(true) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a Slack interaction as seen");
+                return json_resp(
+                    StatusCode::OK,
+                    &render::ephemeral(
+                        "Sorry, that did not go through. Please press the button again.",
+                    ),
+                );
+            }
         }
         match self.defer(Job::SlackInteraction { body }).await {
             Ok(()) => plain_resp(StatusCode::OK, ""),
@@ -472,6 +548,32 @@ impl Approvals {
                 return json_resp(StatusCode::OK, &render::ephemeral(&format!("Sorry: {e}")));
             }
         };
+        match self
+            .first_delivery(
+                req,
+                command.trigger_id.as_deref(),
+                command.response_url.as_deref(),
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return json_resp(
+                    StatusCode::OK,
+                    &render::ephemeral(&format!(
+                        ":information_source: Already received: this `{}` was handled once and is not run again.",
+                        command.command
+                    )),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a slash command as seen");
+                return json_resp(
+                    StatusCode::OK,
+                    &render::ephemeral("Sorry, that did not go through. Please try again."),
+                );
+            }
+        }
         match slack::parse_command(&command.text, &self.broker.catalog) {
             Err(message) => json_resp(StatusCode::OK, &render::ephemeral(&message)),
             Ok(JitCommand::Help) => json_resp(StatusCode::OK, &render::ephemeral(slack::USAGE)),
@@ -552,6 +654,24 @@ impl Approvals {
             return Err("the deferred job is too old".into());
         }
         let job: Job = serde_json::from_value(job.clone()).map_err(|e| e.to_string())?;
+        // Lambda delivers an asynchronous invocation at least once: a second
+        // delivery of the same envelope (its tag is unique) runs nothing.
+        let now = self.broker.clock.now();
+        let until = now + chrono::Duration::seconds(JOB_MAX_AGE_SECS + 120);
+        let first = self
+            .broker
+            .store
+            .first_use(
+                &format!("deferred-job:{}", seen_key_digest(tag)),
+                now,
+                until,
+            )
+            .await
+            .map_err(|e| format!("could not record the deferred job as run: {e}"))?;
+        if !first {
+            tracing::info!("a deferred job delivered again: already run");
+            return Ok(());
+        }
         self.run_job(job).await;
         Ok(())
     }

@@ -96,6 +96,8 @@ pub struct Interaction {
     /// What the reason box held when the button was pressed.
     pub reason: Option<String>,
     pub response_url: Option<String>,
+    /// Slack's id of this one interaction (a replay carries the same).
+    pub trigger_id: Option<String>,
     /// The message the button is on.
     pub message: Option<ChatMessageRef>,
 }
@@ -154,6 +156,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
         request_id,
         reason,
         response_url: s("/response_url"),
+        trigger_id: s("/trigger_id"),
         message,
     })
 }
@@ -165,6 +168,8 @@ pub struct SlashCommand {
     pub command: String,
     pub text: String,
     pub response_url: Option<String>,
+    /// Slack's id of this one invocation (a replay carries the same).
+    pub trigger_id: Option<String>,
 }
 
 pub fn parse_slash_command(body: &[u8]) -> Result<SlashCommand, String> {
@@ -176,6 +181,7 @@ pub fn parse_slash_command(body: &[u8]) -> Result<SlashCommand, String> {
         command: get("command").unwrap_or_else(|| "/jit".into()),
         text: get("text").unwrap_or_default(),
         response_url: get("response_url"),
+        trigger_id: get("trigger_id"),
     })
 }
 
