@@ -19,6 +19,9 @@ use jit_core::{AccessRequest, Broker, Caller, ServiceError, Status};
 use serde_json::{Map, Value, json};
 
 pub mod grants;
+pub mod strict_json;
+
+use strict_json::StrictJsonError;
 
 /// Largest body accepted. Requests are small; anything bigger is a mistake or
 /// an attack, refused before parsing.
@@ -318,8 +321,12 @@ fn json_body(req: &ApiRequest) -> Result<Body, ApiError> {
             "the body is empty; send a JSON object".into(),
         ));
     }
-    let v: Value =
-        serde_json::from_slice(&req.body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let v = strict_json::parse(&req.body).map_err(|e| match e {
+        StrictJsonError::DuplicateKey { path, key } => {
+            invalid(&path, format!("duplicate key `{key}`"))
+        }
+        StrictJsonError::Syntax(m) => ApiError::MalformedJson(m),
+    })?;
     match v {
         Value::Object(m) => Ok(Body(m)),
         _ => Err(ApiError::MalformedJson("expected a JSON object".into())),

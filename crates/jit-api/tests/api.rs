@@ -117,6 +117,14 @@ impl RequestStore for Observed {
         self.appended.lock().unwrap().push(e.clone());
         self.inner.append_audit(e).await
     }
+    async fn first_use(
+        &self,
+        key: &str,
+        now: jit_core::request::Timestamp,
+        expires_at: jit_core::request::Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.first_use(key, now, expires_at).await
+    }
 }
 
 struct Fixture {
@@ -127,6 +135,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(CATALOG)
+}
+
+/// The fixture over another catalog.
+fn fixture_with(catalog: &str) -> Fixture {
     let store = Arc::new(Observed {
         inner: jit_store_sqlite::SqliteStore::in_memory().expect("in-memory store"),
         appended: Mutex::new(vec![]),
@@ -138,7 +151,7 @@ fn fixture() -> Fixture {
     let broker = Broker {
         store: store.clone(),
         workflow: workflow.clone(),
-        catalog: Arc::new(Catalog::parse(CATALOG, "catalog.example.yaml").unwrap()),
+        catalog: Arc::new(Catalog::parse(catalog, "catalog.yaml").unwrap()),
         clock: clock.clone(),
         settings: Settings { demo_mode: true },
         grants: None,
@@ -159,10 +172,21 @@ fn person(email: &str, groups: &[&str]) -> Caller {
     )
 }
 
+/// A trusted app that files requests for people (not trusted to decide).
 fn trusted_app() -> Caller {
     Caller {
         identity: None,
         trusted_as: Some("chat-bot".into()),
+        trusted_to_decide: false,
+    }
+}
+
+/// A trusted app configured to decide for the approvers it names too.
+fn trusted_decider() -> Caller {
+    Caller {
+        identity: None,
+        trusted_as: Some("approver-bot".into()),
+        trusted_to_decide: true,
     }
 }
 
@@ -710,7 +734,7 @@ async fn approve_completes_the_task_once_and_never_for_the_requester() {
     );
     let (status, v) = post(
         &f,
-        &trusted_app(),
+        &trusted_decider(),
         &approve,
         json!({"requester": "mallory@example.com"}),
     )
@@ -899,4 +923,234 @@ async fn a_cancel_fails_the_waiting_task_and_is_refused_once_approved() {
     assert_error(&v, "already_decided", None);
     let (_, v) = get(&f, &alice, &format!("/requests/{id}")).await;
     assert_eq!(v["status"], "APPROVED");
+}
+
+#[tokio::test]
+async fn email_principals_are_one_person_whatever_their_case() {
+    let f = fixture();
+    // GIVEN sre@example.com in the catalog's `sre` group, signed in as SRE@Example.com
+    let sre = person("SRE@Example.com", &[]);
+    // WHEN they ask for the entitlement only `sre`/`engineering` may ask for
+    let (status, v) = post(&f, &sre, "/requests", canonical("OnCallReadOnly")).await;
+    // THEN the catalog's group mapping makes them eligible and auto-approved
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["requester"]["principal"], "sre@example.com");
+    assert!(f.workflow.started.lock().unwrap()[0].auto_approve);
+
+    // GIVEN a request of Alice@Example.com waiting for a decision
+    let id = pending(
+        &f,
+        &person("Alice@Example.com", &["engineering"]),
+        "tok-case",
+    )
+    .await;
+    // THEN alice@example.com sees it as hers, and lists it
+    let (status, _) = get(
+        &f,
+        &person("alice@example.com", &[]),
+        &format!("/requests/{id}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "visibility: the requester");
+    let (_, mine) = get(&f, &person("ALICE@example.COM", &[]), "/requests").await;
+    assert_eq!(mine["requests"][0]["requestId"], id.as_str(), "{mine}");
+    // AND the approver (catalog email lead@example.com) sees it as Lead@Example.com
+    let lead = person("Lead@Example.com", &[]);
+    let (status, _) = get(&f, &lead, &format!("/requests/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "visibility: an approver");
+    let (_, waiting) = get(&f, &lead, "/requests?status=APPROVAL_PENDING").await;
+    assert_eq!(
+        waiting["requests"].as_array().unwrap().len(),
+        1,
+        "{waiting}"
+    );
+    // AND ALICE@EXAMPLE.COM cannot approve her own request
+    let approve = format!("/requests/{id}/approve");
+    let (status, v) = post(&f, &person("ALICE@EXAMPLE.COM", &[]), &approve, json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(&v, "self_approval", None);
+    // AND aLiCe@example.com may cancel it, as its requester
+    let (status, v) = post(
+        &f,
+        &person("aLiCe@example.com", &[]),
+        &format!("/requests/{id}/cancel"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "cancel by the requester: {v}");
+    assert_eq!(v["status"], "CANCELLED");
+}
+
+#[tokio::test]
+async fn a_quorum_counts_one_person_once_whatever_the_case_of_their_email() {
+    // GIVEN two approvals needed, approvers listed in mixed case
+    let f = fixture_with(
+        r#"
+groups:
+  engineering: [alice@example.com]
+entitlements:
+  - name: JIT-ElevatedAdminRole
+    role_arn: "arn:aws:iam::123456789012:role/JIT-ElevatedAdminRole"
+    approvers: { emails: [Lead@Example.com, Sec@Example.com], required_approvals: 2 }
+"#,
+    );
+    let id = pending(&f, &person("alice@example.com", &[]), "tok-quorum").await;
+    let approve = format!("/requests/{id}/approve");
+    // WHEN lead@example.com approves, then LEAD@EXAMPLE.COM approves again
+    let (status, v) = post(&f, &person("lead@example.com", &[]), &approve, json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an approver listed as Lead@Example.com: {v}"
+    );
+    let (status, v) = post(&f, &person("LEAD@EXAMPLE.COM", &[]), &approve, json!({})).await;
+    // THEN the second is the same person: refused, and the quorum is not met
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_error(&v, "already_decided", None);
+    assert!(
+        f.workflow.completed.lock().unwrap().is_empty(),
+        "one approval of two"
+    );
+    // AND a second person completes it
+    let (status, v) = post(&f, &person("sec@EXAMPLE.com", &[]), &approve, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(f.workflow.completed.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_repeated_key_is_refused_naming_it_on_every_json_route() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let id = pending(&f, &alice, "tok-dup").await;
+    let lead = person("lead@example.com", &[]);
+    let (approve, cancel) = (
+        format!("/requests/{id}/approve"),
+        format!("/requests/{id}/cancel"),
+    );
+    // name, caller, path, body, the field named
+    let cases: Vec<(&str, &Caller, &str, &str, &str)> = vec![
+        (
+            "a longer duration after the checked one",
+            &alice,
+            "/requests",
+            r#"{"entitlement":"OnCallReadOnly","justification":"x","duration":900,"duration":43200}"#,
+            "duration",
+        ),
+        (
+            "the seed's body",
+            &alice,
+            "/request-access",
+            r#"{"role":"JIT-ElevatedAdminRole","requester":"alice@example.com","requester":"bob@example.com"}"#,
+            "requester",
+        ),
+        (
+            "nested",
+            &alice,
+            "/requests",
+            r#"{"entitlement":"OnCallReadOnly","justification":"x","account":{"id":"1","id":"2"}}"#,
+            "account.id",
+        ),
+        (
+            "an optional body",
+            &lead,
+            &approve,
+            r#"{"reason":"ok","reason":"ok"}"#,
+            "reason",
+        ),
+        (
+            "cancel",
+            &alice,
+            &cancel,
+            r#"{"reason":"a","reason":"b"}"#,
+            "reason",
+        ),
+    ];
+    for (name, caller, path, body, field) in cases {
+        let (status, v) = call_raw(
+            &f,
+            caller,
+            Method::POST,
+            path,
+            body.as_bytes().to_vec(),
+            &[("content-type", "application/json")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {v}");
+        assert_error(&v, "invalid_field", Some(field));
+        let key = field.rsplit('.').next().unwrap();
+        assert_eq!(
+            v["error"]["message"],
+            format!("duplicate key `{key}`"),
+            "{name}"
+        );
+    }
+    // Nothing was created, decided or cancelled.
+    assert_eq!(stored_count(&f, "alice@example.com").await, 1);
+    assert_eq!(stored_count(&f, "bob@example.com").await, 0);
+    assert!(f.workflow.completed.lock().unwrap().is_empty());
+    let (_, v) = get(&f, &alice, &format!("/requests/{id}")).await;
+    assert_eq!(v["status"], "APPROVAL_PENDING");
+}
+
+#[tokio::test]
+async fn a_trusted_caller_decides_only_where_trusted_to_decide_and_the_record_says_through_whom() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let id = pending(&f, &alice, "tok-bot").await;
+    let (approve, deny) = (
+        format!("/requests/{id}/approve"),
+        format!("/requests/{id}/deny"),
+    );
+    // WHEN an app trusted only to file requests names an approver to decide
+    for (path, body) in [
+        (&approve, json!({"requester": "lead@example.com"})),
+        (
+            &deny,
+            json!({"requester": "lead@example.com", "reason": "no"}),
+        ),
+    ] {
+        let (status, v) = post(&f, &trusted_app(), path, body).await;
+        // THEN it is refused, naming why, and nothing is decided
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {v}");
+        assert_error(&v, "not_trusted_decider", Some("requester"));
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("chat-bot"),
+            "{v}"
+        );
+    }
+    assert!(f.workflow.completed.lock().unwrap().is_empty());
+    let (_, v) = get(&f, &alice, &format!("/requests/{id}")).await;
+    assert_eq!(v["decisions"], json!([]));
+
+    // WHEN an app trusted to decide does it
+    let (status, v) = post(
+        &f,
+        &trusted_decider(),
+        &approve,
+        json!({"requester": "lead@example.com", "reason": "ok"}),
+    )
+    .await;
+    // THEN the approval counts, and the decision and its event name both
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["decisions"][0]["approver"], "lead@example.com");
+    assert_eq!(v["decisions"][0]["trustedCaller"], "approver-bot");
+    assert_eq!(f.workflow.completed.lock().unwrap().len(), 1);
+    let (_, audit) = get(&f, &alice, &format!("/requests/{id}/audit")).await;
+    let last = audit["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "decision");
+    assert_eq!(last["actor"], "lead@example.com via approver-bot");
+
+    // AND a requester's own actions stay open to the request-only app, and say through whom
+    let other = pending(&f, &alice, "tok-bot-2").await;
+    let (status, v) = post(
+        &f,
+        &trusted_app(),
+        &format!("/requests/{other}/cancel"),
+        json!({"requester": "alice@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, audit) = get(&f, &alice, &format!("/requests/{other}/audit")).await;
+    let last = audit["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], "alice@example.com via chat-bot");
 }

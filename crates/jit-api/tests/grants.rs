@@ -303,6 +303,7 @@ async fn only_the_requester_gets_credentials_others_get_403_or_404() {
             Caller {
                 identity: None,
                 trusted_as: Some("chat-bot".into()),
+                trusted_to_decide: true,
             },
             403,
             "not_requester",
@@ -438,4 +439,109 @@ async fn without_grant_adapters_the_endpoints_say_so() {
         let (s, v) = call(&b, &person("alice@example.com"), method, &path, body).await;
         assert_eq!((s, code(&v)), (503, "grants_unavailable"), "{path}: {v}");
     }
+}
+
+/// A trusted app acting for people; `decides`: also trusted to decide.
+fn bot(name: &str, decides: bool) -> Caller {
+    Caller {
+        identity: None,
+        trusted_as: Some(name.into()),
+        trusted_to_decide: decides,
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_caller_revokes_and_decides_extensions_only_when_trusted_to_decide() {
+    let b = broker(Arc::new(Issuer::default()), true, true);
+    let id = granted(&b).await;
+    // GIVEN alice asked for 30 more minutes, through a bot trusted to request
+    let requester_bot = bot("request-bot", false);
+    let (s, v) = call(
+        &b,
+        &requester_bot,
+        Method::POST,
+        &format!("/requests/{id}/extend"),
+        Some(
+            json!({"requester": "alice@example.com", "duration": "30m", "reason": "INC-1 goes on"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "a requester's action: {v}");
+    assert_eq!(v["extensions"][0]["status"], "PENDING");
+    // WHEN that bot names the approver to approve it, or to revoke
+    let approve = format!("/requests/{id}/extend/approve");
+    let revoke = format!("/requests/{id}/revoke");
+    for (path, body) in [
+        (&approve, json!({"requester": "lead@example.com"})),
+        (
+            &revoke,
+            json!({"requester": "lead@example.com", "reason": "over"}),
+        ),
+    ] {
+        let (s, v) = call(&b, &requester_bot, Method::POST, path, Some(body)).await;
+        // THEN it is refused, saying why
+        assert_eq!((s, code(&v)), (403, "not_trusted_decider"), "{path}: {v}");
+        assert_eq!(v["error"]["field"], "requester");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("request-bot")
+        );
+    }
+    let (_, v) = call(
+        &b,
+        &person("alice@example.com"),
+        Method::GET,
+        &format!("/requests/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (v["status"].as_str(), v["extensions"][0]["status"].as_str()),
+        (Some("GRANTED"), Some("PENDING"))
+    );
+
+    // WHEN a bot trusted to decide does the same
+    let decider = bot("approver-bot", true);
+    let (s, v) = call(
+        &b,
+        &decider,
+        Method::POST,
+        &approve,
+        Some(json!({"requester": "lead@example.com"})),
+    )
+    .await;
+    // THEN it counts, and the record says who acted through whom
+    assert_eq!(s, 200, "{v}");
+    let d = &v["extensions"][0]["decisions"][0];
+    assert_eq!(d["approver"], "lead@example.com");
+    assert_eq!(d["trustedCaller"], "approver-bot");
+    let (s, v) = call(
+        &b,
+        &decider,
+        Method::POST,
+        &revoke,
+        Some(json!({"requester": "lead@example.com", "reason": "over"})),
+    )
+    .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("REVOKED")), "{v}");
+    let events = b
+        .store
+        .audit_events(&RequestId::parse(&id).unwrap())
+        .await
+        .unwrap();
+    let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
+    assert!(
+        actors.contains(&"alice@example.com via request-bot"),
+        "{actors:?}"
+    );
+    assert_eq!(
+        actors
+            .iter()
+            .filter(|a| **a == "lead@example.com via approver-bot")
+            .count(),
+        2,
+        "the extension decision and the revoke: {actors:?}"
+    );
 }

@@ -38,6 +38,10 @@ use crate::slack::{self, JitCommand};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long a deferred job's signature stays valid.
 const JOB_MAX_AGE_SECS: i64 = 15 * 60;
+/// How long a Slack request's marks are remembered: past Slack's 5-minute
+/// signature window and a `response_url`'s 30-minute life, so no replay of
+/// one can outlive its record.
+const SLACK_SEEN_FOR_SECS: i64 = 60 * 60;
 /// The longest a page waits for the Slack message update after a decision.
 const OUTCOME_UPDATE_BUDGET: Duration = Duration::from_secs(5);
 
@@ -199,6 +203,54 @@ fn link_refusal(e: &LinkError) -> Response<String> {
     html(status, render::result_page(heading, &e.to_string()))
 }
 
+/// Whether the body is declared form-encoded (what an HTML form posts).
+fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// The origin (`scheme://host[:port]`, lower case, default port left out)
+/// of a URL or of an `Origin` header; `None` for `null` or anything that
+/// is not an http(s) URL.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => "443",
+        "http" => "80",
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?.to_ascii_lowercase();
+    let (host, port) = match host_port.rfind(':') {
+        Some(i) if !host_port[i..].contains(']') => (&host_port[..i], Some(&host_port[i + 1..])),
+        _ => (host_port.as_str(), None),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(match port {
+        Some(p) if !p.is_empty() && p != default_port => format!("{scheme}://{host}:{p}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
+/// A fixed-length stand-in for a value in a seen-once key (a
+/// `response_url` is long, and a key is a store's primary key).
+fn seen_key_digest(value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn pairs(text: &str) -> Vec<(String, String)> {
     parse_form(text).unwrap_or_default()
 }
@@ -269,12 +321,72 @@ impl Approvals {
         }
     }
 
+    /// Refuses a decision POST that is not the confirmation page's own
+    /// form: posted from another site (a foreign `Origin`; none at all is
+    /// fine — mail clients and older browsers send none), not form-encoded,
+    /// or with anything in the query string. A decision's fields come from
+    /// the form body only, once each, so what the page showed is what is
+    /// decided and a link pasted into another page's URL decides nothing.
+    fn decision_form(
+        &self,
+        req: &ApiRequest,
+    ) -> Result<Vec<(String, String)>, Box<Response<String>>> {
+        let refuse = |status, heading: &str, message: &str| {
+            Err(Box::new(html(
+                status,
+                render::result_page(heading, message),
+            )))
+        };
+        if let Some(origin) = req.headers.get(header::ORIGIN) {
+            let sent = origin.to_str().ok().and_then(origin_of);
+            if sent.is_none() || sent != origin_of(&self.notifier.public_url) {
+                tracing::info!(origin = ?origin, "refused a decision posted from another site");
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "Not accepted from another site",
+                    "Decisions are taken only from the approval page itself: open your approval link and press a button there.",
+                );
+            }
+        }
+        if !is_form(&req.headers) {
+            return refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Send the approval form",
+                "A decision is the approval page's form (application/x-www-form-urlencoded): open your approval link and press a button there.",
+            );
+        }
+        if req.query.as_deref().is_some_and(|q| !q.is_empty()) {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "Send the approval form",
+                "A decision takes its fields from the form only, never from the address: open your approval link and press a button there.",
+            );
+        }
+        let body = std::str::from_utf8(&req.body).ok();
+        let Some(fields) = body.and_then(parse_form) else {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "Send the approval form",
+                "The form could not be read: open your approval link again.",
+            );
+        };
+        for (i, (k, _)) in fields.iter().enumerate() {
+            if fields[..i].iter().any(|(seen, _)| seen == k) {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "Send the approval form",
+                    &format!("The form gives `{k}` twice: open your approval link again."),
+                );
+            }
+        }
+        Ok(fields)
+    }
+
     async fn link_decision(&self, id: &str, req: &ApiRequest) -> Response<String> {
-        let body = std::str::from_utf8(&req.body).unwrap_or("");
-        let mut fields = pairs(body);
-        // The link's fields come with the form; a client posting to the
-        // link itself may leave them in the query.
-        fields.extend(pairs(req.query.as_deref().unwrap_or("")));
+        let fields = match self.decision_form(req) {
+            Ok(f) => f,
+            Err(resp) => return *resp,
+        };
         let now = self.broker.clock.now();
         let claims = match self.notifier.links.verify(id, &link_params(&fields), now) {
             Ok(c) => c,
@@ -341,14 +453,76 @@ impl Approvals {
         )
     }
 
+    /// Whether a verified Slack request is delivered for the first time.
+    /// Its signature (one timestamp and body), its `trigger_id` and its
+    /// `response_url` are each recorded once in the store, so the record
+    /// holds across Lambda instances; any of them seen before is a replay.
+    /// All are recorded even when an earlier one already says "replay", so
+    /// a replay under a fresh signature still marks what it carries.
+    async fn first_delivery(
+        &self,
+        req: &ApiRequest,
+        trigger_id: Option<&str>,
+        response_url: Option<&str>,
+    ) -> Result<bool, jit_core::ports::StoreError> {
+        let now = self.broker.clock.now();
+        let until = now + chrono::Duration::seconds(SLACK_SEEN_FOR_SECS);
+        let signature = req
+            .headers
+            .get(slack::SIGNATURE_HEADER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let marks = [
+            ("signature", signature.as_deref()),
+            ("trigger", trigger_id),
+            ("response-url", response_url),
+        ];
+        let mut first = true;
+        for (what, value) in marks {
+            let Some(value) = value.filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let key = format!("slack:{what}:{}", seen_key_digest(value));
+            if !self.broker.store.first_use(&key, now, until).await? {
+                tracing::info!(mark = what, "a replayed Slack request: not processed again");
+                first = false;
+            }
+        }
+        Ok(first)
+    }
+
     async fn slack_interaction(self: &Arc<Self>, req: &ApiRequest) -> Response<String> {
         if let Err(resp) = self.verified_slack(req) {
             return *resp;
         }
         let body = String::from_utf8_lossy(&req.body).into_owned();
-        if let Err(e) = slack::parse_interaction(body.as_bytes()) {
-            tracing::info!(error = %e, "ignored a Slack interaction");
-            return plain_resp(StatusCode::OK, "");
+        let interaction = match slack::parse_interaction(body.as_bytes()) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::info!(error = %e, "ignored a Slack interaction");
+                return plain_resp(StatusCode::OK, "");
+            }
+        };
+        match self
+            .first_delivery(
+                req,
+                interaction.trigger_id.as_deref(),
+                interaction.response_url.as_deref(),
+            )
+            .await
+        {
+            // A replay decides nothing twice; Slack gets the same empty 200
+            // as the first delivery (the button press already had its answer).
+            Ok(false) => return plain_resp(StatusCode::OK, ""),
+            Ok(true) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a Slack interaction as seen");
+                return json_resp(
+                    StatusCode::OK,
+                    &render::ephemeral(
+                        "Sorry, that did not go through. Please press the button again.",
+                    ),
+                );
+            }
         }
         match self.defer(Job::SlackInteraction { body }).await {
             Ok(()) => plain_resp(StatusCode::OK, ""),
@@ -374,6 +548,32 @@ impl Approvals {
                 return json_resp(StatusCode::OK, &render::ephemeral(&format!("Sorry: {e}")));
             }
         };
+        match self
+            .first_delivery(
+                req,
+                command.trigger_id.as_deref(),
+                command.response_url.as_deref(),
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return json_resp(
+                    StatusCode::OK,
+                    &render::ephemeral(&format!(
+                        ":information_source: Already received: this `{}` was handled once and is not run again.",
+                        command.command
+                    )),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a slash command as seen");
+                return json_resp(
+                    StatusCode::OK,
+                    &render::ephemeral("Sorry, that did not go through. Please try again."),
+                );
+            }
+        }
         match slack::parse_command(&command.text, &self.broker.catalog) {
             Err(message) => json_resp(StatusCode::OK, &render::ephemeral(&message)),
             Ok(JitCommand::Help) => json_resp(StatusCode::OK, &render::ephemeral(slack::USAGE)),
@@ -454,6 +654,24 @@ impl Approvals {
             return Err("the deferred job is too old".into());
         }
         let job: Job = serde_json::from_value(job.clone()).map_err(|e| e.to_string())?;
+        // Lambda delivers an asynchronous invocation at least once: a second
+        // delivery of the same envelope (its tag is unique) runs nothing.
+        let now = self.broker.clock.now();
+        let until = now + chrono::Duration::seconds(JOB_MAX_AGE_SECS + 120);
+        let first = self
+            .broker
+            .store
+            .first_use(
+                &format!("deferred-job:{}", seen_key_digest(tag)),
+                now,
+                until,
+            )
+            .await
+            .map_err(|e| format!("could not record the deferred job as run: {e}"))?;
+        if !first {
+            tracing::info!("a deferred job delivered again: already run");
+            return Ok(());
+        }
         self.run_job(job).await;
         Ok(())
     }
@@ -516,6 +734,7 @@ impl Approvals {
             principal,
             slack_user: Some(i.user_id.clone()),
             via: "slack",
+            through: None,
         };
         let outcome = match i.action_id.as_str() {
             render::ACTION_APPROVE => {
@@ -774,5 +993,45 @@ fn decided_text(r: &AccessRequest) -> (&'static str, String) {
                 r.requester.principal, r.entitlement
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let api = origin_of("https://abc.execute-api.us-east-1.amazonaws.com/Prod");
+        assert_eq!(
+            api.as_deref(),
+            Some("https://abc.execute-api.us-east-1.amazonaws.com")
+        );
+        for same in [
+            "https://abc.execute-api.us-east-1.amazonaws.com",
+            "HTTPS://ABC.execute-api.us-east-1.amazonaws.com:443",
+        ] {
+            assert_eq!(origin_of(same), api, "{same}");
+        }
+        for other in [
+            "http://abc.execute-api.us-east-1.amazonaws.com",
+            "https://abc.execute-api.us-east-1.amazonaws.com:8443",
+            "https://evil.example",
+            "https://abc.execute-api.us-east-1.amazonaws.com.evil.example",
+        ] {
+            assert_ne!(origin_of(other), api, "{other}");
+        }
+        assert_eq!(
+            origin_of("http://127.0.0.1:3000").as_deref(),
+            Some("http://127.0.0.1:3000")
+        );
+        assert_eq!(
+            origin_of("http://[::1]:3000/x").as_deref(),
+            Some("http://[::1]:3000")
+        );
+        assert_eq!(origin_of("http://[::1]/").as_deref(), Some("http://[::1]"));
+        for nothing in ["null", "", "file:///x", "https://"] {
+            assert_eq!(origin_of(nothing), None, "{nothing}");
+        }
     }
 }

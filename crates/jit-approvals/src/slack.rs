@@ -96,6 +96,8 @@ pub struct Interaction {
     /// What the reason box held when the button was pressed.
     pub reason: Option<String>,
     pub response_url: Option<String>,
+    /// Slack's id of this one interaction (a replay carries the same).
+    pub trigger_id: Option<String>,
     /// The message the button is on.
     pub message: Option<ChatMessageRef>,
 }
@@ -110,7 +112,12 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v.as_str())
         .ok_or("no `payload` field")?;
-    let v: Value = serde_json::from_str(payload).map_err(|_| "`payload` is not JSON")?;
+    let v: Value = jit_api::strict_json::parse(payload.as_bytes()).map_err(|e| match e {
+        jit_api::strict_json::StrictJsonError::DuplicateKey { path, .. } => {
+            format!("`payload` repeats the key `{path}`")
+        }
+        jit_api::strict_json::StrictJsonError::Syntax(_) => "`payload` is not JSON".to_string(),
+    })?;
     if v.get("type").and_then(Value::as_str) != Some("block_actions") {
         return Err("only button presses (block_actions) are handled".into());
     }
@@ -149,6 +156,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, String> {
         request_id,
         reason,
         response_url: s("/response_url"),
+        trigger_id: s("/trigger_id"),
         message,
     })
 }
@@ -160,6 +168,8 @@ pub struct SlashCommand {
     pub command: String,
     pub text: String,
     pub response_url: Option<String>,
+    /// Slack's id of this one invocation (a replay carries the same).
+    pub trigger_id: Option<String>,
 }
 
 pub fn parse_slash_command(body: &[u8]) -> Result<SlashCommand, String> {
@@ -171,6 +181,7 @@ pub fn parse_slash_command(body: &[u8]) -> Result<SlashCommand, String> {
         command: get("command").unwrap_or_else(|| "/jit".into()),
         text: get("text").unwrap_or_default(),
         response_url: get("response_url"),
+        trigger_id: get("trigger_id"),
     })
 }
 
@@ -446,5 +457,16 @@ mod tests {
         let other = payload.to_string().replace("jit_deny", "someone_elses");
         let body = format!("payload={}", jit_core::links::percent_encode(&other));
         assert!(parse_interaction(body.as_bytes()).is_err());
+        // A key given twice (which of the two would count?) is refused.
+        let twice = payload.to_string().replace(
+            r#""value":"01JREQUEST""#,
+            r#""value":"01JREQUEST","value":"01JOTHER""#,
+        );
+        assert_ne!(twice, payload.to_string());
+        let body = format!("payload={}", jit_core::links::percent_encode(&twice));
+        assert_eq!(
+            parse_interaction(body.as_bytes()).unwrap_err(),
+            "`payload` repeats the key `actions[0].value`"
+        );
     }
 }

@@ -362,11 +362,15 @@ impl World {
         h
     }
 
+    /// A button press body; like Slack's, each has its own `response_url`
+    /// and `trigger_id`.
     fn button(&self, user: &str, action: &str, id: &RequestId, reason: Option<&str>) -> String {
+        let n = next_delivery();
         let mut payload = json!({
             "type": "block_actions",
             "user": {"id": user},
-            "response_url": format!("https://hooks.slack.test/{user}"),
+            "trigger_id": format!("trigger-{n}"),
+            "response_url": format!("https://hooks.slack.test/{user}/{n}"),
             "container": {"type": "message", "channel_id": "C0CHAN", "message_ts": "1700000000.000001"},
             "actions": [{"action_id": action, "value": id.as_str()}],
         });
@@ -406,9 +410,28 @@ impl World {
             .get(before)
             .cloned()
             .expect("an answer through response_url");
-        assert_eq!(url, format!("https://hooks.slack.test/{user}"));
+        assert!(
+            url.starts_with(&format!("https://hooks.slack.test/{user}/")),
+            "{url}"
+        );
         (status, body)
     }
+}
+
+/// A number no other Slack delivery of this test binary has.
+fn next_delivery() -> usize {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A `/jit` invocation body, with its own `trigger_id` and `response_url`.
+fn slash(user: &str, text: &str) -> String {
+    let n = next_delivery();
+    format!(
+        "command=%2Fjit&user_id={user}&text={}&trigger_id=trigger-{n}&response_url={}",
+        percent_encode(text),
+        percent_encode(&format!("https://hooks.slack.test/{user}/{n}"))
+    )
 }
 
 fn text_of(v: &Value) -> String {
@@ -523,6 +546,125 @@ async fn the_emailed_link_opens_a_page_and_approves_once() {
         assert!(page.contains("already used"), "{method}: {page}");
     }
     assert_eq!(w.get(&r.request_id).await, after);
+    assert_eq!(w.workflow.successes.lock().unwrap().len(), 1);
+}
+
+/// A form-encoded header map, plus `extra`.
+fn form_headers(extra: &[(&'static str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().unwrap(),
+    );
+    for (k, v) in extra {
+        h.insert(*k, v.parse().unwrap());
+    }
+    h
+}
+
+#[tokio::test]
+async fn the_decision_post_takes_the_form_body_only_and_refuses_other_sites() {
+    let w = world();
+    let r = w.pending("alice@example.com", "Admin").await;
+    let (path, query) = w.emailed_link("lead@example.com");
+    let form = format!("{query}&decision=approve&reason=ok");
+    let mut json_headers = HeaderMap::new();
+    json_headers.insert("content-type", "application/json".parse().unwrap());
+    let as_json = serde_json::to_string(
+        &jit_core::links::parse_form(&form)
+            .unwrap()
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .unwrap();
+    // (what, query, headers, body, status, words on the page)
+    type Case<'a> = (&'a str, Option<&'a str>, HeaderMap, String, u16, &'a str);
+    let refused: Vec<Case> = vec![
+        (
+            "the link's fields in the query, the decision in the body",
+            Some(query.as_str()),
+            form_headers(&[]),
+            "decision=approve&reason=ok".into(),
+            400,
+            "never from the address",
+        ),
+        (
+            "everything in the query",
+            Some(form.as_str()),
+            form_headers(&[]),
+            String::new(),
+            400,
+            "never from the address",
+        ),
+        (
+            "a JSON body",
+            None,
+            json_headers,
+            as_json,
+            415,
+            "x-www-form-urlencoded",
+        ),
+        (
+            "no content type",
+            None,
+            HeaderMap::new(),
+            form.clone(),
+            415,
+            "x-www-form-urlencoded",
+        ),
+        (
+            "posted from another site",
+            None,
+            form_headers(&[("origin", "https://evil.example")]),
+            form.clone(),
+            403,
+            "another site",
+        ),
+        (
+            "an opaque origin",
+            None,
+            form_headers(&[("origin", "null")]),
+            form.clone(),
+            403,
+            "another site",
+        ),
+        (
+            "the same port-less host",
+            None,
+            form_headers(&[("origin", "http://127.0.0.1")]),
+            form.clone(),
+            403,
+            "another site",
+        ),
+        (
+            "a field twice",
+            None,
+            form_headers(&[]),
+            format!("{form}&decision=deny"),
+            400,
+            "`decision` twice",
+        ),
+    ];
+    for (what, q, headers, body, status, words) in refused {
+        let (s, page) = w.call(Method::POST, &path, q, headers, &body).await;
+        assert_eq!(s, status, "{what}: {page}");
+        assert!(page.contains(words), "{what}: {page}");
+        assert_eq!(w.get(&r.request_id).await, r, "{what}: nothing changed");
+    }
+    assert!(w.workflow.successes.lock().unwrap().is_empty());
+    // WHEN the page's own form is posted from the configured origin
+    let (s, page) = w
+        .call(
+            Method::POST,
+            &path,
+            None,
+            form_headers(&[("origin", "http://127.0.0.1:3000")]),
+            &form,
+        )
+        .await;
+    // THEN it decides
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("Approved"), "{page}");
     assert_eq!(w.workflow.successes.lock().unwrap().len(), 1);
 }
 
@@ -973,4 +1115,118 @@ async fn deferred_jobs_run_only_with_a_valid_recent_tag() {
     let envelope = w.app.signed_job(&job);
     w.app.run_signed_job(&envelope).await.unwrap();
     assert_eq!(w.get(&r.request_id).await.decisions.len(), 1);
+    let answered = w.chat.responses.lock().unwrap().len();
+    // delivered again (Lambda's asynchronous invocations are at least once): nothing runs
+    w.app.run_signed_job(&envelope).await.unwrap();
+    assert_eq!(
+        w.chat.responses.lock().unwrap().len(),
+        answered,
+        "not run twice"
+    );
+    assert_eq!(w.get(&r.request_id).await.decisions.len(), 1);
+}
+
+/// Waits until Slack's `response_url`s were answered `n` times in all.
+async fn responses(w: &World, n: usize) -> Vec<(String, Value)> {
+    for _ in 0..500 {
+        if w.chat.responses.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    w.chat.responses.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_replayed_slash_command_creates_no_second_request() {
+    let w = world();
+    let alice = Principal::parse("alice@example.com").unwrap();
+    let count = || async {
+        w.broker()
+            .store
+            .list_by_requester(&alice, &jit_core::ports::PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    // GIVEN a signed `/jit request` as Slack sent it
+    let body = slash("U0ALICE", "request Admin 1h INC-7 failover");
+    let h = w.slack_headers(&body, w.clock.now().timestamp());
+    let (status, first) = w
+        .call(Method::POST, "/slack/commands", None, h.clone(), &body)
+        .await;
+    assert_eq!(status, 200);
+    assert!(first.contains("working on it"), "{first}");
+    let done = responses(&w, 1).await;
+    assert!(done[0].1.to_string().contains("Requested"), "{:?}", done[0]);
+    assert_eq!(count().await, 1);
+    // WHEN it is sent again: the same timestamp and signature
+    let (status, again) = w
+        .call(Method::POST, "/slack/commands", None, h, &body)
+        .await;
+    // THEN it is answered "already received" and runs nothing
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&again).unwrap();
+    assert!(text_of(&v).contains("Already received"), "{v}");
+    assert_eq!(v["response_type"], "ephemeral");
+    // AND so is the same body re-signed later (same trigger_id and response_url)
+    w.clock.advance(chrono::Duration::seconds(30));
+    let h = w.slack_headers(&body, w.clock.now().timestamp());
+    let (_, again) = w
+        .call(Method::POST, "/slack/commands", None, h, &body)
+        .await;
+    assert!(again.contains("Already received"), "{again}");
+    // AND a new invocation reusing only the response_url
+    let reused = body.replace("trigger_id=trigger-", "trigger_id=other-");
+    let h = w.slack_headers(&reused, w.clock.now().timestamp());
+    let (_, again) = w
+        .call(Method::POST, "/slack/commands", None, h, &reused)
+        .await;
+    assert!(again.contains("Already received"), "{again}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(count().await, 1, "one request, however often it was sent");
+    assert_eq!(w.chat.responses.lock().unwrap().len(), 1);
+    // AND a genuinely new command still works
+    let body = slash("U0ALICE", "request Admin 1h INC-8 another");
+    let h = w.slack_headers(&body, w.clock.now().timestamp());
+    let (_, answer) = w
+        .call(Method::POST, "/slack/commands", None, h, &body)
+        .await;
+    assert!(answer.contains("working on it"), "{answer}");
+    responses(&w, 2).await;
+    assert_eq!(count().await, 2);
+}
+
+#[tokio::test]
+async fn a_replayed_button_press_decides_nothing_twice() {
+    let w = world();
+    let r = w.pending("alice@example.com", "Prod").await;
+    // GIVEN lead's approval of a request that needs two, as Slack sent it
+    let body = w.button("U0LEAD", "jit_approve", &r.request_id, None);
+    let h = w.slack_headers(&body, w.clock.now().timestamp());
+    let (status, text) = w
+        .call(Method::POST, "/slack/interactions", None, h.clone(), &body)
+        .await;
+    assert_eq!((status, text.as_str()), (200, ""));
+    responses(&w, 1).await;
+    let once = w.get(&r.request_id).await;
+    assert_eq!(once.decisions.len(), 1);
+    // WHEN it is replayed, as sent and re-signed
+    let (status, text) = w
+        .call(Method::POST, "/slack/interactions", None, h, &body)
+        .await;
+    // THEN Slack gets the same empty 200 and nothing is decided or answered again
+    assert_eq!((status, text.as_str()), (200, ""));
+    w.clock.advance(chrono::Duration::seconds(5));
+    let h = w.slack_headers(&body, w.clock.now().timestamp());
+    let (status, _) = w
+        .call(Method::POST, "/slack/interactions", None, h, &body)
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(w.chat.responses.lock().unwrap().len(), 1);
+    let after = w.get(&r.request_id).await;
+    assert_eq!(after.decisions, once.decisions);
+    assert!(w.workflow.successes.lock().unwrap().is_empty());
 }

@@ -38,6 +38,19 @@ pub struct Decider {
     pub slack_user: Option<String>,
     /// Where: `api`, `slack`, `link`. Recorded on the decision and its event.
     pub via: &'static str,
+    /// The trusted caller that named this decider, when one did; recorded
+    /// on the decision and in its event's actor.
+    pub through: Option<String>,
+}
+
+impl Decider {
+    /// The actor of the audit events this decider's decisions write.
+    fn actor(&self) -> String {
+        match &self.through {
+            Some(t) => format!("{} via {t}", self.principal),
+            None => self.principal.to_string(),
+        }
+    }
 }
 
 /// How a decision may proceed beyond the rules every door shares.
@@ -95,17 +108,20 @@ impl Broker {
         caller: &Caller,
         on_behalf_of: Option<&str>,
     ) -> Result<Decider, ServiceError> {
-        let (principal, groups) = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
-            ServiceError::invalid(
-                "requester",
-                "is required when a trusted caller decides for an approver",
-            )
-        })?;
+        let (principal, groups) = self
+            .deciding(caller, on_behalf_of, "approve or deny")?
+            .ok_or_else(|| {
+                ServiceError::invalid(
+                    "requester",
+                    "is required when a trusted caller decides for an approver",
+                )
+            })?;
         Ok(Decider {
             principal,
             groups,
             slack_user: None,
             via: "api",
+            through: caller.through().map(str::to_string),
         })
     }
 
@@ -116,6 +132,7 @@ impl Broker {
             principal: link.approver.clone(),
             slack_user: None,
             via: "link",
+            through: None,
         }
     }
 
@@ -434,6 +451,7 @@ impl Broker {
                 reason: reason.clone(),
                 groups: who.groups.clone(),
                 via: Some(who.via.to_string()),
+                trusted_caller: who.through.clone(),
             });
             if let Some(nonce) = door.nonce {
                 next.used_link_nonces.push(nonce.to_string());
@@ -465,7 +483,7 @@ impl Broker {
             // another decision loses, and the workflow may grant.
             let event = if met {
                 let change = Change {
-                    actor: who.principal.to_string(),
+                    actor: who.actor(),
                     at: now,
                     reason: None,
                     source: who.via,
@@ -480,7 +498,7 @@ impl Broker {
                 AuditEvent::new(
                     &r.request_id,
                     now,
-                    who.principal.to_string(),
+                    who.actor(),
                     AuditAction::Decision,
                     None,
                     None,
@@ -534,7 +552,7 @@ impl Broker {
         let token = r.task_token.clone();
         let now = self.clock.now();
         let change = Change {
-            actor: who.principal.to_string(),
+            actor: who.actor(),
             at: now,
             reason: reason.clone(),
             source: who.via,
@@ -547,6 +565,7 @@ impl Broker {
             reason: reason.clone(),
             groups: who.groups.clone(),
             via: Some(who.via.to_string()),
+            trusted_caller: who.through.clone(),
         });
         if let Some(nonce) = door.nonce {
             next.used_link_nonces.push(nonce.to_string());
@@ -627,6 +646,7 @@ mod tests {
             reason: None,
             groups: groups.iter().map(|g| g.to_string()).collect(),
             via: Some("link".into()),
+            trusted_caller: None,
         }
     }
 

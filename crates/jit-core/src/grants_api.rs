@@ -401,12 +401,14 @@ impl Broker {
     ) -> Result<AccessRequest, ServiceError> {
         let reason = check_reason(reason, "is required: say why the access is revoked")?;
         let ports = self.grant_ports()?;
-        let who = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
-            ServiceError::invalid(
-                "requester",
-                "is required when a trusted caller revokes for someone",
-            )
-        })?;
+        let who = self
+            .deciding(caller, on_behalf_of, "revoke")?
+            .ok_or_else(|| {
+                ServiceError::invalid(
+                    "requester",
+                    "is required when a trusted caller revokes for someone",
+                )
+            })?;
         let mut r = self.load_revocable(caller, id, &who).await?;
         let mut attempts = 0;
         let (next, attached) = loop {
@@ -440,7 +442,7 @@ impl Broker {
             };
             let now = self.clock.now();
             let change = Change {
-                actor: who.0.to_string(),
+                actor: caller.actor(&who.0),
                 at: now,
                 reason: reason.clone(),
                 source: "api",
@@ -635,7 +637,7 @@ impl Broker {
         let event = AuditEvent::new(
             &r.request_id,
             now,
-            who.0.to_string(),
+            caller.actor(&who.0),
             AuditAction::Extension,
             None,
             None,
@@ -669,12 +671,14 @@ impl Broker {
                 "is required: tell the requester why"
             },
         )?;
-        let who = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
-            ServiceError::invalid(
-                "requester",
-                "is required when a trusted caller decides for an approver",
-            )
-        })?;
+        let who = self
+            .deciding(caller, on_behalf_of, "decide extensions")?
+            .ok_or_else(|| {
+                ServiceError::invalid(
+                    "requester",
+                    "is required when a trusted caller decides for an approver",
+                )
+            })?;
         let r = self.load_visible(caller, Some(&who), id).await?;
         let ent = self.entitlement_of(&r)?;
         if who.0 == r.requester.principal {
@@ -732,6 +736,7 @@ impl Broker {
             reason: reason.clone(),
             groups: who.1.clone(),
             via: Some("api".into()),
+            trusted_caller: caller.through().map(str::to_string),
         });
         let approvals = ext
             .decisions
@@ -788,7 +793,7 @@ impl Broker {
         let event = AuditEvent::new(
             &r.request_id,
             now,
-            who.0.to_string(),
+            caller.actor(&who.0),
             AuditAction::Extension,
             None,
             None,

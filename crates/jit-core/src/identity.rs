@@ -25,6 +25,11 @@ pub struct Caller {
     /// `jit-local`'s API key): it may name the requester in the body. The
     /// value names the trusted caller in the record's `requester.via`.
     pub trusted_as: Option<String>,
+    /// The trusted caller may also *decide* for the person it names
+    /// (approve, deny, decide an extension, revoke). Configured separately:
+    /// an app trusted to file requests for people is not thereby trusted
+    /// to approve them.
+    pub trusted_to_decide: bool,
 }
 
 impl Caller {
@@ -36,6 +41,26 @@ impl Caller {
                 groups,
             }),
             trusted_as: None,
+            trusted_to_decide: false,
+        }
+    }
+
+    /// The trusted caller acting for someone it names, when that is what
+    /// this call is (no authenticated person of its own).
+    pub fn through(&self) -> Option<&str> {
+        match (&self.identity, &self.trusted_as) {
+            (None, Some(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// How `who` appears as the actor of a record this call writes: the
+    /// person, and the trusted caller they acted through when there is one
+    /// (`lead@example.com via arn:aws:sts::…:assumed-role/slackbot/x`).
+    pub fn actor(&self, who: &Principal) -> String {
+        match self.through() {
+            Some(t) => format!("{who} via {t}"),
+            None => who.to_string(),
         }
     }
 }

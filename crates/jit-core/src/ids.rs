@@ -17,16 +17,19 @@ fn invalid(msg: impl Into<String>) -> InvalidValue {
 
 macro_rules! string_newtype {
     ($(#[$m:meta])* $name:ident, $check:path) => {
+        string_newtype!($(#[$m])* $name, $check, String::from);
+    };
+    ($(#[$m:meta])* $name:ident, $check:path, $canonical:path) => {
         $(#[$m])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
 
         impl $name {
-            /// Checks and wraps the value.
+            /// Checks the value and keeps its canonical spelling.
             pub fn parse(s: impl Into<String>) -> Result<Self, InvalidValue> {
                 let s = s.into();
                 $check(&s)?;
-                Ok(Self(s))
+                Ok(Self($canonical(s)))
             }
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -238,11 +241,28 @@ fn check_principal(s: &str) -> Result<(), InvalidValue> {
     Ok(())
 }
 
+/// Emails are one person whatever their case (`Lead@Example.com` is
+/// `lead@example.com`), so an email principal is kept in lower case: every
+/// comparison (self-approval, quorum, eligibility, approver lists, the
+/// catalog's group mapping), hash, store key and fingerprint then agrees
+/// without each of them having to remember. IAM ARNs stay as written: AWS
+/// compares them case-sensitively (and an assumed-role session name may
+/// contain an `@`).
+fn canonical_principal(s: String) -> String {
+    if s.contains('@') && !s.starts_with("arn:") && s.chars().any(char::is_uppercase) {
+        s.to_lowercase()
+    } else {
+        s
+    }
+}
+
 string_newtype!(
     /// Who someone is, as the authenticator said it: an email, a JWT subject
-    /// or an IAM principal ARN. Compared exactly.
+    /// or an IAM principal ARN. Emails are compared case-insensitively (kept
+    /// in lower case); anything else exactly.
     Principal,
-    check_principal
+    check_principal,
+    canonical_principal
 );
 
 fn check_idempotency_key(s: &str) -> Result<(), InvalidValue> {
@@ -305,6 +325,28 @@ mod tests {
         assert_ne!(a, b);
         assert!(PolicyName::parse("has space").is_err());
         assert!(PolicyName::parse("x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn email_principals_are_one_person_whatever_their_case() {
+        let a = Principal::parse("Lead@Example.com").unwrap();
+        let b = Principal::parse("lead@example.com").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "lead@example.com");
+        let mut set = std::collections::HashSet::new();
+        set.insert(a);
+        assert!(set.contains(&b), "hashes agree");
+        // Deserialising (a stored record, a catalog) canonicalises too.
+        let c: Principal = serde_json::from_str("\"LEAD@EXAMPLE.COM\"").unwrap();
+        assert_eq!(c, b);
+        // IAM ARNs and other names stay as written: AWS compares them exactly.
+        let arn = "arn:aws:sts::123456789012:assumed-role/Ops/Alice@Example.com";
+        assert_eq!(Principal::parse(arn).unwrap().as_str(), arn);
+        assert_ne!(
+            Principal::parse("arn:aws:iam::123456789012:user/Bob").unwrap(),
+            Principal::parse("arn:aws:iam::123456789012:user/bob").unwrap()
+        );
+        assert_eq!(Principal::parse("Sub-123").unwrap().as_str(), "Sub-123");
     }
 
     #[test]

@@ -117,6 +117,18 @@ pub trait RequestStore: Send + Sync {
     /// Appends an event that changes no request: a rejection before anything
     /// was stored, a notification failure, a partial decision.
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Records `key` as seen at `now`, to be remembered until `expires_at`:
+    /// `true` the first time (or once an earlier record has expired),
+    /// `false` while an earlier record stands. One conditional write, so of
+    /// callers racing with one key — two Lambda instances handed the same
+    /// replayed Slack request — exactly one gets `true`.
+    async fn first_use(
+        &self,
+        key: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
 }
 
 /// What the approval workflow is started with. No secrets, no tokens: this

@@ -76,6 +76,10 @@ pub struct Decision {
     /// Where the decision was made (`api`, `slack`, `link`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// The trusted caller (a chat bot) the approver decided through, when
+    /// the approver did not call themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_caller: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -118,7 +118,7 @@ impl Broker {
             (None, _) => Err(ServiceError::forbidden(
                 "unauthenticated",
                 None,
-                "no authenticated identity: sign the call (IAM) or send a token the authorizer accepts",
+                "no authenticated identity: sign the call (IAM) or send a token the authorizer accepts (its `email` counts only with `email_verified: true`; otherwise `sub` names you)",
             )),
         }
     }
@@ -166,6 +166,30 @@ impl Broker {
             None,
             "no authenticated identity",
         ))
+    }
+
+    /// The person deciding on an existing request (approve, deny, decide
+    /// an extension, revoke): as [`Broker::acting`], but a trusted caller
+    /// may name someone only when it is trusted to decide as well.
+    pub(crate) fn deciding(
+        &self,
+        caller: &Caller,
+        on_behalf_of: Option<&str>,
+        what: &str,
+    ) -> Result<Option<(Principal, Vec<String>)>, ServiceError> {
+        if let Some(t) = caller.through()
+            && on_behalf_of.is_some()
+            && !caller.trusted_to_decide
+        {
+            return Err(ServiceError::forbidden(
+                "not_trusted_decider",
+                Some("requester"),
+                format!(
+                    "the trusted caller `{t}` may request for someone else but may not {what} for them: it is not configured as a trusted decider"
+                ),
+            ));
+        }
+        self.acting(caller, on_behalf_of)
     }
 
     fn entitlement(&self, req: &NewRequest) -> Result<&Entitlement, ServiceError> {
@@ -547,7 +571,7 @@ impl Broker {
         let token = r.task_token.clone();
         let (next, event) = r.transition(
             Status::Cancelled,
-            &self.change(p.to_string(), reason.clone()),
+            &self.change(caller.actor(&p), reason.clone()),
         )?;
         self.store
             .transition(&r, &next, &event)

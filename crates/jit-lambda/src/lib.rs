@@ -243,7 +243,7 @@ pub fn ttl_removals(event: &Value) -> Result<Vec<AccessRequest>, String> {
             continue;
         };
         let plain = image_to_json(old)?;
-        // Idempotency markers share the table; they carry no record.
+        // Idempotency and seen-once markers share the table; they carry no record.
         let Some(record) = plain.get("record") else {
             continue;
         };

@@ -34,6 +34,20 @@ fn ttl_stream_yields_only_service_removals_with_their_record() {
 }
 
 #[test]
+fn ttl_removals_of_seen_once_markers_are_skipped() {
+    // A replayed-Slack marker (`SEEN#…`, TTL'd on expiresAt) shares the table.
+    let marker = json!({"Records": [{
+        "eventName": "REMOVE",
+        "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+        "dynamodb": {"OldImage": {
+            "requestId": {"S": "SEEN#slack:signature:0123abcd"},
+            "expiresAt": {"N": "1800003600"}
+        }}
+    }]});
+    assert_eq!(ttl_removals(&marker).unwrap(), vec![]);
+}
+
+#[test]
 fn dynamodb_json_types() {
     let v = json!({"M": {"a": {"N": "1.5"}, "b": {"L": [{"BOOL": true}, {"NULL": true}]}, "c": {"SS": ["x"]}}});
     assert_eq!(

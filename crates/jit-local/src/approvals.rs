@@ -90,16 +90,7 @@ fn link_key(cfg: &ApprovalsConfig, data_dir: &Path) -> Result<(LinkKey, String),
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())
+    crate::private_fs::write(path, text.as_bytes())
 }
 
 impl LocalApprovals {
@@ -243,7 +234,7 @@ pub struct OutboxMailer {
 
 impl OutboxMailer {
     pub fn open(dir: PathBuf, print: bool) -> std::io::Result<OutboxMailer> {
-        std::fs::create_dir_all(&dir)?;
+        crate::private_fs::dir(&dir)?;
         Ok(OutboxMailer {
             dir,
             print,
@@ -273,8 +264,10 @@ impl Mailer for OutboxMailer {
             now.format("%Y%m%dT%H%M%S%.3fZ")
         ));
         let text = jit_approvals::render::to_mime(mail, now);
-        tokio::fs::write(&path, text)
+        let written = path.clone();
+        tokio::task::spawn_blocking(move || crate::private_fs::write(&written, text.as_bytes()))
             .await
+            .map_err(|e| ChannelError::Transient(format!("{}: {e}", path.display())))?
             .map_err(|e| ChannelError::Transient(format!("{}: {e}", path.display())))?;
         if self.print {
             // Errors ignored on purpose: a closed stdout (`jit-local | head`)

@@ -29,11 +29,17 @@ pub(crate) fn load<T: DeserializeOwned + Default>(path: &Path) -> std::io::Resul
 pub(crate) fn replace<T: Serialize>(path: &Path, value: &T) -> Result<(), GrantError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| GrantError::Other(e.to_string()))?;
     let tmp = path.with_extension("json.tmp");
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(&bytes)?;
-            f.sync_all()
-        })
-        .and_then(|_| std::fs::rename(&tmp, path));
+    let written = crate::private_fs::open(
+        &tmp,
+        crate::private_fs::options()
+            .write(true)
+            .create(true)
+            .truncate(true),
+    )
+    .and_then(|mut f| {
+        f.write_all(&bytes)?;
+        f.sync_all()
+    })
+    .and_then(|_| std::fs::rename(&tmp, path));
     written.map_err(|e| GrantError::Transient(format!("writing {}: {e}", path.display())))
 }

@@ -30,6 +30,7 @@ pub mod catalog_cmd;
 pub mod grants;
 mod json_file;
 pub mod notify;
+pub mod private_fs;
 pub mod test_clock;
 pub mod workflow;
 
@@ -207,11 +208,18 @@ impl App {
         approvals_cfg: &approvals::ApprovalsConfig,
     ) -> Result<(App, String), StartError> {
         let catalog = Arc::new(load_catalog(&cfg.catalog_path)?);
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
+        private_fs::dir(&cfg.data_dir).map_err(|source| StartError::DataDir {
             path: cfg.data_dir.display().to_string(),
             source,
         })?;
         let db = cfg.data_dir.join("jit.db");
+        let engine_path = cfg.data_dir.join("engine.db");
+        for file in [&db, &engine_path] {
+            private_fs::database(file).map_err(|source| StartError::DataDir {
+                path: file.display().to_string(),
+                source,
+            })?;
+        }
         let store = jit_store_sqlite::SqliteStore::open(&db).map_err(|e| StartError::Store {
             path: db.display().to_string(),
             detail: e.to_string(),
@@ -280,7 +288,6 @@ impl App {
                 Arc::new(approval_notifier.clone()),
             )),
         };
-        let engine_path = cfg.data_dir.join("engine.db");
         let engine_err = |detail: String| StartError::Store {
             path: engine_path.display().to_string(),
             detail,
@@ -441,9 +448,13 @@ impl App {
                 })
             }
         };
+        // The key may decide for someone it names, too: whoever holds it can
+        // be anyone with `x-jit-user` already, so refusing would protect
+        // nothing; the record still says it went through the key.
         Ok(Caller {
             identity,
             trusted_as: Some(LOCAL_TRUSTED_CALLER.to_string()),
+            trusted_to_decide: true,
         })
     }
 

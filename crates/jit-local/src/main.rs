@@ -122,6 +122,15 @@ macro_rules! say {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Whatever this process creates (a database's -wal/-shm, any file a
+    // library makes) is its owner's only; `private_fs` sets modes explicitly
+    // too, so this is the second line, not the only one.
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file-creation mask; no memory
+    // is involved, and nothing creates files concurrently this early.
+    unsafe {
+        libc::umask(0o077);
+    }
     let json = std::env::var("JIT_LOG_FORMAT").is_ok_and(|v| v == "json");
     let filter = tracing_subscriber::EnvFilter::try_from_env("JIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -361,17 +370,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keeps the key readable by scripts (`$(cat .jit/api-key)`) and by nobody else.
+/// Keeps the key readable by scripts (`$(cat .jit/api-key)`) and by nobody
+/// else (`0600`, also when an older run left the file wider).
 fn write_key_file(path: &std::path::Path, key: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(key.as_bytes())?;
-    f.write_all(b"\n")
+    jit_local::private_fs::write(path, format!("{key}\n").as_bytes())
 }

@@ -19,7 +19,7 @@ pub struct OutboxNotifier {
 
 impl OutboxNotifier {
     pub fn open(dir: PathBuf, print: bool) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
+        crate::private_fs::dir(&dir)?;
         Ok(OutboxNotifier {
             file: dir.join("notifications.jsonl"),
             lock: Mutex::new(()),
@@ -29,11 +29,11 @@ impl OutboxNotifier {
 
     fn write(&self, line: serde_json::Value) -> Result<(), NotifyError> {
         let _g = self.lock.lock().expect("outbox lock");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.file)
-            .map_err(|e| NotifyError::Transient(format!("{}: {e}", self.file.display())))?;
+        let mut f = crate::private_fs::open(
+            &self.file,
+            crate::private_fs::options().create(true).append(true),
+        )
+        .map_err(|e| NotifyError::Transient(format!("{}: {e}", self.file.display())))?;
         writeln!(f, "{line}")
             .map_err(|e| NotifyError::Transient(format!("{}: {e}", self.file.display())))
     }

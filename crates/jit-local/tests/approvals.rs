@@ -213,7 +213,8 @@ impl Local {
         let mut payload = json!({
             "type": "block_actions",
             "user": {"id": user},
-            "response_url": fake.response_url(user),
+            "trigger_id": format!("trigger-{}", next_delivery()),
+            "response_url": fake.response_url(&format!("{user}-{}", next_delivery())),
             "container": {"type": "message", "channel_id": "C0FAKECHAN", "message_ts": "1700000000.000002"},
             "actions": [{"action_id": action, "value": id}],
         });
@@ -232,13 +233,21 @@ impl Local {
 
     async fn command(&self, fake: &FakeSlack, user: &str, text: &str) -> (u16, String) {
         let body = format!(
-            "command=%2Fjit&user_id={user}&text={}&response_url={}",
+            "command=%2Fjit&user_id={user}&text={}&trigger_id=trigger-{}&response_url={}",
             percent_encode(text),
-            percent_encode(&fake.response_url(user))
+            next_delivery(),
+            percent_encode(&fake.response_url(&format!("{user}-{}", next_delivery())))
         );
         self.raw("POST", "/slack/commands", &self.slack_headers(&body), &body)
             .await
     }
+}
+
+/// A number no other Slack delivery of this test binary has: like Slack's,
+/// each call carries its own `trigger_id` and `response_url`.
+fn next_delivery() -> usize {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Waits until the deferred Slack work answered `n` times, then settles the engine.

@@ -139,6 +139,32 @@ async fn manual_approval_grants_and_the_history_hides_the_token() {
 }
 
 #[tokio::test]
+async fn the_local_api_key_may_decide_for_an_approver_it_names_and_the_record_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path(), start_clock(), Overrides::default());
+    let id = l
+        .request("alice@example.com", "JIT-ElevatedAdminRole", "1h")
+        .await;
+    assert_eq!(l.status(&id).await, "APPROVAL_PENDING");
+    // The key alone (no x-jit-user) names the approver: holding the key is
+    // being anyone already, so it is a trusted decider too.
+    let (s, v) = common::call_as(
+        &l.app,
+        l.key,
+        "POST",
+        &format!("/requests/{id}/approve"),
+        None,
+        Some(json!({"requester": "lead@example.com"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["decisions"][0]["approver"], "lead@example.com");
+    assert_eq!(v["decisions"][0]["trustedCaller"], "jit-local-api-key");
+    assert_eq!(l.status(&id).await, "GRANTED");
+    shutdown(l).await;
+}
+
+#[tokio::test]
 async fn deny_timeout_and_cancel_end_the_request() {
     let dir = tempfile::tempdir().unwrap();
     let l = open(dir.path(), start_clock(), Overrides::default());
@@ -455,6 +481,7 @@ fn person(email: &str) -> jit_core::Caller {
             groups: vec![],
         }),
         trusted_as: None,
+        trusted_to_decide: false,
     }
 }
 

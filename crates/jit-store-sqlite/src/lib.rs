@@ -441,6 +441,38 @@ impl RequestStore for SqliteStore {
             .await
     }
 
+    /// Forgets expired keys, then inserts this one unless it is there: one
+    /// `IMMEDIATE` transaction, so racing callers see one insert.
+    async fn first_use(
+        &self,
+        key: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "first_use";
+        let key = key.to_string();
+        self.call(OP, move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db(OP))?;
+            tx.execute(
+                "DELETE FROM seen_keys WHERE expires_at <= ?1",
+                [millis(now)],
+            )
+            .map_err(db(OP))?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO seen_keys (key, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO NOTHING",
+                    params![key, millis(expires_at)],
+                )
+                .map_err(db(OP))?;
+            tx.commit().map_err(db(OP))?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
     /// Idempotent per event id: a retried append (a Lambda or engine step
     /// run twice) leaves one copy, as DynamoDB's put of the same key would.
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {

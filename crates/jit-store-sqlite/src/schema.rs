@@ -71,6 +71,15 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX audit_events_by_request ON audit_events (request_id, event_id);
     "#,
+    // 2: keys seen once (replayed Slack requests), until they expire.
+    r#"
+    CREATE TABLE seen_keys (
+        key        TEXT PRIMARY KEY NOT NULL,
+        -- Unix milliseconds; the row may be deleted from then on.
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX seen_keys_by_expiry ON seen_keys (expires_at);
+    "#,
 ];
 
 /// Applies the connection settings and brings the schema up to date.

@@ -29,6 +29,10 @@ enum Fault {
     TrailNewestFirst,
     /// Appends an event every time it is asked, duplicates included.
     DuplicateAppends,
+    /// Says every key is new (a replay goes through).
+    ForgetsSeenKeys,
+    /// Never lets a seen key expire.
+    KeepsSeenKeysForever,
 }
 
 struct Faulty {
@@ -139,6 +143,22 @@ impl RequestStore for Faulty {
         }
         self.inner.append_audit(event).await
     }
+
+    async fn first_use(
+        &self,
+        key: &str,
+        now: jit_core::request::Timestamp,
+        expires_at: jit_core::request::Timestamp,
+    ) -> Result<bool, StoreError> {
+        match self.fault {
+            Fault::ForgetsSeenKeys => Ok(true),
+            Fault::KeepsSeenKeysForever => {
+                let never = chrono::DateTime::<chrono::Utc>::MAX_UTC;
+                self.inner.first_use(key, now.min(expires_at), never).await
+            }
+            _ => self.inner.first_use(key, now, expires_at).await,
+        }
+    }
 }
 
 /// Panics inside the spawned behaviours are the expected outcome here;
@@ -227,4 +247,13 @@ async fn a_disordered_or_doubled_trail_is_caught() {
         append_audit_without_a_record_is_kept,
         append_audit_twice_keeps_one_copy,
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_forgets_or_never_forgets_seen_keys_is_caught() {
+    caught!(Fault::ForgetsSeenKeys =>
+        first_use_is_true_once_then_false_until_it_expires,
+        concurrent_first_uses_of_one_key_have_exactly_one_winner,
+    );
+    caught!(Fault::KeepsSeenKeysForever => first_use_is_true_once_then_false_until_it_expires);
 }

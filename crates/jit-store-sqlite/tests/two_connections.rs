@@ -78,6 +78,14 @@ impl RequestStore for TwoConnections {
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
         self.pick().append_audit(event).await
     }
+    async fn first_use(
+        &self,
+        key: &str,
+        now: jit_core::request::Timestamp,
+        expires_at: jit_core::request::Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.pick().first_use(key, now, expires_at).await
+    }
 }
 
 jit_testkit::store_suite!(|| async { TwoConnections::open() });

@@ -103,7 +103,8 @@ pub fn full_request(requester: &Principal, at: Timestamp) -> AccessRequest {
             at: later(at, 30),
             reason: Some("looks right".into()),
             groups: vec!["leads".into(), "sécurité".into()],
-            via: Some("link".into()),
+            via: Some("api".into()),
+            trusted_caller: Some("arn:aws:sts::123456789012:assumed-role/JitChatBot/bot".into()),
         },
         Decision {
             approver: Principal::parse("carol@example.com").expect("valid principal"),
@@ -112,6 +113,7 @@ pub fn full_request(requester: &Principal, at: Timestamp) -> AccessRequest {
             reason: None,
             groups: vec![],
             via: None,
+            trusted_caller: None,
         },
     ];
     r.reason = Some("approved by quorum".into());

@@ -141,6 +141,15 @@ impl<S: RequestStore, G: Send + Sync> RequestStore for Guarded<S, G> {
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
         self.store.append_audit(event).await
     }
+
+    async fn first_use(
+        &self,
+        key: &str,
+        now: jit_core::request::Timestamp,
+        expires_at: jit_core::request::Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.store.first_use(key, now, expires_at).await
+    }
 }
 
 #[doc(hidden)]
@@ -199,6 +208,8 @@ macro_rules! store_suite {
             append_audit_twice_keeps_one_copy,
             audit_events_are_oldest_first,
             records_round_trip_every_optional_field,
+            first_use_is_true_once_then_false_until_it_expires,
+            concurrent_first_uses_of_one_key_have_exactly_one_winner,
         }
     };
 }

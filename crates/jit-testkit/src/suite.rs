@@ -751,3 +751,59 @@ pub async fn records_round_trip_every_optional_field(store: &dyn RequestStore) {
     let minimal = create(store, &sample_request(&alice, later(at, 1))).await;
     assert_eq!(get(store, &minimal.request_id).await, Some(minimal));
 }
+
+// ----------------------------------------------------------------- seen once
+
+/// A key no other behaviour (or run, on a shared table) uses.
+fn unique_key(what: &str) -> String {
+    format!("{what}:{}", RequestId::generate(base_time()))
+}
+
+pub async fn first_use_is_true_once_then_false_until_it_expires(store: &dyn RequestStore) {
+    // GIVEN a key never seen, remembered for an hour
+    let at = base_time();
+    let key = unique_key("replay");
+    let until = later(at, 3600);
+    let seen = |now| store.first_use(&key, now, until);
+    // THEN its first use counts, and any later one within the hour does not
+    assert!(seen(at).await.expect("first use"), "the first use of a key");
+    assert!(!seen(at).await.expect("second use"), "the same key again");
+    assert!(
+        !seen(later(at, 3599)).await.expect("use within the hour"),
+        "the same key before its record expires"
+    );
+    // AND another key is unaffected
+    assert!(
+        store
+            .first_use(&unique_key("other"), at, until)
+            .await
+            .expect("another key"),
+        "another key's first use"
+    );
+    // AND once the record has expired the key may be recorded anew
+    assert!(
+        store
+            .first_use(&key, later(at, 3601), later(at, 7200))
+            .await
+            .expect("use after expiry"),
+        "a key whose record expired"
+    );
+    assert!(
+        !store
+            .first_use(&key, later(at, 3602), later(at, 7200))
+            .await
+            .expect("use after the new record"),
+        "the new record stands"
+    );
+}
+
+pub async fn concurrent_first_uses_of_one_key_have_exactly_one_winner(store: &dyn RequestStore) {
+    // GIVEN one key, used by many callers at once
+    let at = base_time();
+    let key = unique_key("race");
+    let results = join_all((0..RACERS).map(|_| store.first_use(&key, at, later(at, 600)))).await;
+    // THEN exactly one of them is first
+    let firsts = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    assert_eq!(firsts, 1, "results: {results:?}");
+    assert!(results.iter().all(Result::is_ok), "results: {results:?}");
+}

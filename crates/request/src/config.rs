@@ -51,6 +51,20 @@ fn table_name(var: &'static str, v: Option<String>, default: &str) -> Result<Str
     }
 }
 
+/// The claim name, when set: a JWT claim name is visible ASCII.
+fn email_verified_claim(v: Option<String>) -> Result<String, ConfigError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(crate::DEFAULT_EMAIL_VERIFIED_CLAIM.to_string()),
+        Some(name) if name.len() <= 128 && name.chars().all(|c| c.is_ascii_graphic()) => {
+            Ok(name.to_string())
+        }
+        Some(name) => Err(ConfigError {
+            var: "JIT_EMAIL_VERIFIED_CLAIM",
+            message: format!("`{name}` is not a JWT claim name (1-128 visible ASCII characters)"),
+        }),
+    }
+}
+
 impl Config {
     /// Reads the configuration through `get` (the process environment in
     /// `main`, a map in tests).
@@ -94,6 +108,9 @@ impl Config {
             trust: TrustPolicy {
                 principals: list(get("JIT_TRUSTED_CALLERS")),
                 api_key_ids: list(get("JIT_TRUSTED_API_KEY_IDS")),
+                decider_principals: list(get("JIT_TRUSTED_DECIDER_CALLERS")),
+                decider_api_key_ids: list(get("JIT_TRUSTED_DECIDER_API_KEY_IDS")),
+                email_verified_claim: email_verified_claim(get("JIT_EMAIL_VERIFIED_CLAIM"))?,
             },
             demo_mode,
             federation_url,
@@ -166,12 +183,38 @@ mod tests {
                 "arn:aws:sts::1:assumed-role/bot/x, ,b",
             ),
             ("JIT_TRUSTED_API_KEY_IDS", "k1"),
+            (
+                "JIT_TRUSTED_DECIDER_CALLERS",
+                "arn:aws:sts::1:assumed-role/approver-bot/x",
+            ),
+            ("JIT_TRUSTED_DECIDER_API_KEY_IDS", "k2, k3"),
         ])
         .unwrap();
+        assert_eq!(
+            c.trust.decider_principals,
+            vec!["arn:aws:sts::1:assumed-role/approver-bot/x"]
+        );
+        assert_eq!(c.trust.decider_api_key_ids, vec!["k2", "k3"]);
         assert_eq!(
             c.trust.principals,
             vec!["arn:aws:sts::1:assumed-role/bot/x", "b"]
         );
         assert_eq!(c.trust.api_key_ids, vec!["k1"]);
+    }
+
+    #[test]
+    fn the_email_verified_claim_defaults_and_is_checked() {
+        assert_eq!(
+            cfg(&[SM]).unwrap().trust.email_verified_claim,
+            "email_verified"
+        );
+        let c = cfg(&[SM, ("JIT_EMAIL_VERIFIED_CLAIM", "custom:email_ok")]).unwrap();
+        assert_eq!(c.trust.email_verified_claim, "custom:email_ok");
+        assert_eq!(
+            cfg(&[SM, ("JIT_EMAIL_VERIFIED_CLAIM", "two words")])
+                .unwrap_err()
+                .var,
+            "JIT_EMAIL_VERIFIED_CLAIM"
+        );
     }
 }

@@ -15,13 +15,37 @@ use serde_json::Value;
 
 pub mod config;
 
-/// Who may act for other users: configured once from the environment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How a caller is taken from what API Gateway authenticated, and who may
+/// act for other users: configured once from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustPolicy {
     /// IAM principal ARNs (e.g. a chat bot's role session) trusted to name the requester.
     pub principals: Vec<String>,
     /// API Gateway API key ids whose callers are trusted to name the requester.
     pub api_key_ids: Vec<String>,
+    /// IAM principal ARNs trusted to name the requester *and* to decide
+    /// (approve, deny, decide extensions, revoke) for the person they name.
+    pub decider_principals: Vec<String>,
+    /// API key ids whose callers are trusted to decide for the person they name.
+    pub decider_api_key_ids: Vec<String>,
+    /// The JWT claim that must be `true` for the `email` claim to name the
+    /// caller (`email_verified` unless `JIT_EMAIL_VERIFIED_CLAIM` says).
+    pub email_verified_claim: String,
+}
+
+/// The claim OpenID Connect (and Cognito) use to say an email was verified.
+pub const DEFAULT_EMAIL_VERIFIED_CLAIM: &str = "email_verified";
+
+impl Default for TrustPolicy {
+    fn default() -> Self {
+        TrustPolicy {
+            principals: vec![],
+            api_key_ids: vec![],
+            decider_principals: vec![],
+            decider_api_key_ids: vec![],
+            email_verified_claim: DEFAULT_EMAIL_VERIFIED_CLAIM.to_string(),
+        }
+    }
 }
 
 /// Groups from a claim that may be a JSON array, or a string such as
@@ -42,12 +66,33 @@ fn groups_from_claim(v: Option<&Value>) -> Vec<String> {
     }
 }
 
-/// A person from JWT claims: `email` when present (approver rules name
-/// emails), else `sub`.
-fn identity_from_claims(claims: &serde_json::Map<String, Value>) -> Option<Identity> {
-    let name = claims
-        .get("email")
-        .and_then(Value::as_str)
+/// Whether a claim says `true`: a JSON boolean, or the string `"true"` that
+/// API Gateway makes of every claim (REST API authorizers, HTTP API JWTs).
+fn claim_is_true(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// A person from JWT claims: `email` when the token says it was verified
+/// (approver rules name emails), else `sub`. An unverified email is
+/// anyone's to type at many identity providers, so it names nobody.
+fn identity_from_claims(
+    claims: &serde_json::Map<String, Value>,
+    verified_claim: &str,
+) -> Option<Identity> {
+    let email = claims.get("email").and_then(Value::as_str);
+    let verified = claim_is_true(claims.get(verified_claim));
+    if email.is_some() && !verified {
+        tracing::info!(
+            claim = verified_claim,
+            "the token's email is not verified: the caller is identified by `sub`"
+        );
+    }
+    let name = email
+        .filter(|_| verified)
         .or_else(|| claims.get("sub").and_then(Value::as_str))?;
     let principal = Principal::parse(name.to_string()).ok()?;
     let groups = groups_from_claim(
@@ -77,7 +122,7 @@ pub fn caller_from_context(ctx: Option<&RequestContext>, trust: &TrustPolicy) ->
         Some(RequestContext::ApiGatewayV1(c)) => {
             let claims = c.authorizer.fields.get("claims").and_then(Value::as_object);
             let identity = claims
-                .and_then(identity_from_claims)
+                .and_then(|c| identity_from_claims(c, &trust.email_verified_claim))
                 .or_else(|| identity_from_iam(c.identity.user_arn.as_deref()));
             (identity, c.identity.api_key_id.clone())
         }
@@ -91,7 +136,7 @@ pub fn caller_from_context(ctx: Option<&RequestContext>, trust: &TrustPolicy) ->
                             .iter()
                             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                             .collect();
-                        identity_from_claims(&m)
+                        identity_from_claims(&m, &trust.email_verified_claim)
                     })
                     .or_else(|| {
                         identity_from_iam(a.iam.as_ref().and_then(|i| i.user_arn.as_deref()))
@@ -101,24 +146,33 @@ pub fn caller_from_context(ctx: Option<&RequestContext>, trust: &TrustPolicy) ->
         }
         _ => (None, None),
     };
+    // (name in records, may decide): a decider is a trusted caller too.
+    let listed = |id: &str, requesters: &[String], deciders: &[String]| {
+        let decides = deciders.iter().any(|d| d == id);
+        (decides || requesters.iter().any(|t| t == id)).then_some(decides)
+    };
     let trusted_principal = identity
         .as_ref()
-        .filter(|i| {
-            i.auth == AuthSource::Iam && trust.principals.iter().any(|p| p == i.principal.as_str())
-        })
-        .map(|i| i.principal.to_string());
-    let trusted_key = api_key_id
-        .filter(|k| trust.api_key_ids.iter().any(|t| t == k))
-        .map(|k| format!("api-key:{k}"));
+        .filter(|i| i.auth == AuthSource::Iam)
+        .and_then(|i| {
+            let p = i.principal.as_str();
+            listed(p, &trust.principals, &trust.decider_principals).map(|d| (p.to_string(), d))
+        });
+    let trusted_key = api_key_id.and_then(|k| {
+        listed(&k, &trust.api_key_ids, &trust.decider_api_key_ids)
+            .map(|d| (format!("api-key:{k}"), d))
+    });
     match trusted_principal.or(trusted_key) {
         // A trusted app acts for users; its own identity is not a requester.
-        Some(t) => Caller {
+        Some((t, decides)) => Caller {
             identity: None,
             trusted_as: Some(t),
+            trusted_to_decide: decides,
         },
         None => Caller {
             identity,
             trusted_as: None,
+            trusted_to_decide: false,
         },
     }
 }

@@ -13,9 +13,23 @@ use request::{TrustPolicy, caller_from_context, handle};
 use serde_json::Value;
 
 fn event(name: &str) -> lambda_http::Request {
+    event_with(name, |_| {})
+}
+
+/// A sample event with its JSON changed first.
+fn event_with(name: &str, change: impl FnOnce(&mut Value)) -> lambda_http::Request {
     let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    let mut v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    change(&mut v);
+    lambda_http::request::from_str(&v.to_string()).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The create event (REST API, Cognito authorizer) with other JWT claims.
+fn create_with_claims(claims: Value) -> lambda_http::Request {
+    event_with("request-create.json", |v| {
+        v["requestContext"]["authorizer"]["claims"] = claims;
+    })
 }
 
 #[derive(Default)]
@@ -81,6 +95,90 @@ fn jwt_claims_give_the_identity_and_groups() {
 }
 
 #[test]
+fn an_email_names_the_caller_only_when_the_token_says_it_is_verified() {
+    const SUB: &str = "5f1c0b7e-0000-4000-8000-000000000001";
+    let trust = TrustPolicy::default();
+    let who = |claims: Value, trust: &TrustPolicy| {
+        let e = create_with_claims(claims);
+        caller_from_context(e.request_context_ref(), trust)
+            .identity
+            .map(|i| i.principal.to_string())
+    };
+    // name, claims, who the caller is
+    let cases = [
+        (
+            "verified (a string, as API Gateway passes claims)",
+            serde_json::json!({"sub": SUB, "email": "alice@example.com", "email_verified": "true"}),
+            Some("alice@example.com"),
+        ),
+        (
+            "verified (a JSON boolean)",
+            serde_json::json!({"sub": SUB, "email": "alice@example.com", "email_verified": true}),
+            Some("alice@example.com"),
+        ),
+        (
+            "no email_verified claim",
+            serde_json::json!({"sub": SUB, "email": "lead@example.com"}),
+            Some(SUB),
+        ),
+        (
+            "email_verified false",
+            serde_json::json!({"sub": SUB, "email": "lead@example.com", "email_verified": "false"}),
+            Some(SUB),
+        ),
+        (
+            "an unverified email and no sub",
+            serde_json::json!({"email": "lead@example.com"}),
+            None,
+        ),
+    ];
+    for (name, claims, want) in cases {
+        assert_eq!(who(claims, &trust).as_deref(), want, "{name}");
+    }
+    // A deployment may name another claim.
+    let custom = TrustPolicy {
+        email_verified_claim: "custom:email_ok".into(),
+        ..TrustPolicy::default()
+    };
+    let claims =
+        serde_json::json!({"sub": SUB, "email": "alice@example.com", "custom:email_ok": "true"});
+    assert_eq!(
+        who(claims.clone(), &custom).as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(who(claims, &trust).as_deref(), Some(SUB));
+}
+
+#[tokio::test]
+async fn an_unverified_email_cannot_act_as_that_person() {
+    let (b, _) = broker();
+    // GIVEN a token claiming lead@example.com (an approver), unverified
+    let e = create_with_claims(serde_json::json!({
+        "sub": "attacker-sub-1", "email": "lead@example.com", "email_verified": "false",
+        "cognito:groups": "engineering"
+    }));
+    // WHEN it creates a request
+    let resp = handle(&b, &TrustPolicy::default(), e).await;
+    let v = body(&resp);
+    // THEN the requester is the token's subject, not the email
+    assert_eq!(resp.status(), 201, "{v}");
+    assert_eq!(v["requester"]["principal"], "attacker-sub-1");
+    // AND a token with nothing usable is refused with a JSON error
+    let e = create_with_claims(serde_json::json!({"email": "lead@example.com"}));
+    let resp = handle(&b, &TrustPolicy::default(), e).await;
+    let v = body(&resp);
+    assert_eq!(resp.status(), 403, "{v}");
+    assert_eq!(v["error"]["code"], "unauthenticated");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("email_verified"),
+        "{v}"
+    );
+}
+
+#[test]
 fn iam_user_arn_is_the_identity() {
     let e = event("request-list.json");
     let c = caller_from_context(e.request_context_ref(), &TrustPolicy::default());
@@ -96,18 +194,22 @@ fn iam_user_arn_is_the_identity() {
 fn trusted_callers_by_api_key_or_principal() {
     let e = event("request-access.json");
     let by_key = TrustPolicy {
-        principals: vec![],
         api_key_ids: vec!["chatbot-key-id".into()],
+        ..TrustPolicy::default()
     };
     let c = caller_from_context(e.request_context_ref(), &by_key);
     assert_eq!(c.trusted_as.as_deref(), Some("api-key:chatbot-key-id"));
+    assert!(
+        !c.trusted_to_decide,
+        "trusted to request is not trusted to decide"
+    );
     assert!(
         c.identity.is_none(),
         "the app's own identity is not a requester"
     );
     let by_arn = TrustPolicy {
         principals: vec!["arn:aws:sts::123456789012:assumed-role/JitChatBot/bot".into()],
-        api_key_ids: vec![],
+        ..TrustPolicy::default()
     };
     let c = caller_from_context(e.request_context_ref(), &by_arn);
     assert_eq!(
@@ -116,6 +218,23 @@ fn trusted_callers_by_api_key_or_principal() {
     );
     let c = caller_from_context(e.request_context_ref(), &TrustPolicy::default());
     assert!(c.trusted_as.is_none());
+    // Listed to decide: a trusted caller that may also decide.
+    for decider in [
+        TrustPolicy {
+            decider_api_key_ids: vec!["chatbot-key-id".into()],
+            ..TrustPolicy::default()
+        },
+        TrustPolicy {
+            decider_principals: vec![
+                "arn:aws:sts::123456789012:assumed-role/JitChatBot/bot".into(),
+            ],
+            ..TrustPolicy::default()
+        },
+    ] {
+        let c = caller_from_context(e.request_context_ref(), &decider);
+        assert!(c.trusted_as.is_some(), "{decider:?}");
+        assert!(c.trusted_to_decide, "{decider:?}");
+    }
 }
 
 #[tokio::test]
@@ -141,8 +260,8 @@ async fn seed_event_needs_a_trusted_caller() {
     assert_eq!(refused.status(), 403);
     assert_eq!(body(&refused)["error"]["field"], "requester");
     let trust = TrustPolicy {
-        principals: vec![],
         api_key_ids: vec!["chatbot-key-id".into()],
+        ..TrustPolicy::default()
     };
     let ok = handle(&b, &trust, event("request-access.json")).await;
     let v = body(&ok);

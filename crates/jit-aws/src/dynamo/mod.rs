@@ -3,7 +3,8 @@
 //! Two tables:
 //! - **requests** (default `JITAccessRequests`, the seed's name): hash key
 //!   `requestId`; one [`RequestItem`] per request, plus one idempotency
-//!   marker per used idempotency key. Indexes `byRequester` (hash
+//!   marker per used idempotency key, and one seen-once marker per key
+//!   [`RequestStore::first_use`] recorded (TTL'd on `expiresAt`). Indexes `byRequester` (hash
 //!   `requester`, range `requestId`) and `byStatus` (hash `status`, range
 //!   `requestId`), both projecting everything. TTL on `expiresAt` (epoch
 //!   seconds) and a `NEW_AND_OLD_IMAGES` stream for the `expire` backstop.
@@ -46,7 +47,7 @@ use jit_core::{Principal, RequestId};
 
 use crate::error::describe;
 use cursor::Listing;
-use item::{IdempotencyMarker, Item, attr, redact};
+use item::{IdempotencyMarker, Item, attr, redact, ttl_seconds};
 
 /// The DynamoDB client type, re-exported so callers need no SDK dependency.
 pub use aws_sdk_dynamodb::Client;
@@ -292,6 +293,10 @@ impl DynamoStore {
 type PutBuilder = aws_sdk_dynamodb::types::builders::PutBuilder;
 
 const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+
+/// Hash-key prefix of seen-once markers; a ULID never contains `#`, so no
+/// marker can collide with a request.
+const SEEN_PREFIX: &str = "SEEN#";
 const TRANSACTION_CONFLICT: &str = "TransactionConflict";
 
 /// Why one item of a cancelled transaction failed.
@@ -497,6 +502,45 @@ impl RequestStore for DynamoStore {
                 Some(key) => start = Some(key),
                 None => return Ok(events),
             }
+        }
+    }
+
+    /// A conditional put of `SEEN#<key>`: it succeeds when no marker is
+    /// there or the one there has expired (TTL deletes late, so an expired
+    /// marker may still be read). TTL removes it eventually; the stream
+    /// backstop skips it (it carries no `record`).
+    async fn first_use(
+        &self,
+        key: &str,
+        now: jit_core::request::Timestamp,
+        expires_at: jit_core::request::Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.requests)
+            .item(
+                attr::REQUEST_ID,
+                AttributeValue::S(format!("{SEEN_PREFIX}{key}")),
+            )
+            .item(
+                attr::EXPIRES_AT,
+                AttributeValue::N(ttl_seconds(expires_at).to_string()),
+            )
+            .condition_expression("attribute_not_exists(#id) OR #x <= :now")
+            .expression_attribute_names("#id", attr::REQUEST_ID)
+            .expression_attribute_names("#x", attr::EXPIRES_AT)
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::Backend(describe("PutItem(seen)", &e))),
         }
     }
 

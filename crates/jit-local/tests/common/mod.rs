@@ -31,7 +31,23 @@ pub async fn call(
     user: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut headers = vec![("x-api-key", key), ("x-jit-user", user)];
+    call_as(app, key, method, path, Some(user), body).await
+}
+
+/// Like [`call`]; `user: None` sends no `x-jit-user`: the API key alone,
+/// acting as the trusted caller it is.
+pub async fn call_as(
+    app: &App,
+    key: &str,
+    method: &str,
+    path: &str,
+    user: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut headers = vec![("x-api-key", key)];
+    if let Some(user) = user {
+        headers.push(("x-jit-user", user));
+    }
     if body.is_some() {
         headers.push(("content-type", "application/json"));
     }
