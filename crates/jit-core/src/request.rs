@@ -185,6 +185,24 @@ pub struct Change {
 }
 
 impl AccessRequest {
+    /// The stored statuses in which a request may hold a live grant: what
+    /// callers of [`AccessRequest::grant_is_live`] list from a store. Keep
+    /// it and the predicate in step (they are the one definition).
+    pub const LIVE_GRANT_STATUSES: &'static [Status] = &[Status::Granted];
+
+    /// The one answer to "may this request hold access now?", used by
+    /// everything that keeps or removes IAM state for a grant (overlapping
+    /// attachments, the reconciler): GRANTED and before its `expiresAt`.
+    /// When a status for "decided, granting in progress" exists, it belongs
+    /// here too (and in [`AccessRequest::LIVE_GRANT_STATUSES`]): a grant being
+    /// made must never look dead to whoever cleans up.
+    pub fn grant_is_live(&self, now: Timestamp) -> bool {
+        match self.status {
+            Status::Granted => self.expires_at.is_some_and(|e| now < e),
+            _ => false,
+        }
+    }
+
     /// The status as a reader should see it: a GRANTED request past its
     /// `expiresAt` is EXPIRED even before anything revokes or deletes it.
     pub fn effective_status(&self, now: Timestamp) -> Status {
@@ -390,6 +408,30 @@ pub(crate) mod tests {
         assert_eq!(g.effective_status(t1), Status::Granted);
         let later = t1 + chrono::Duration::seconds(3600);
         assert_eq!(g.effective_status(later), Status::Expired);
+    }
+
+    #[test]
+    fn a_grant_is_live_only_while_granted_and_before_its_expiry() {
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let r = sample(t0);
+        assert!(!r.grant_is_live(t0), "REQUESTED holds nothing");
+        let (r, _) = r.transition(Status::Validating, &change(t0)).unwrap();
+        let (g, _) = r.transition(Status::Granted, &change(t0)).unwrap();
+        let exp = g.expires_at.unwrap();
+        assert!(g.grant_is_live(t0));
+        assert!(g.grant_is_live(exp - chrono::Duration::milliseconds(1)));
+        assert!(!g.grant_is_live(exp), "the window ends at expiresAt");
+        let (e, _) = g.transition(Status::Revoked, &change(t0)).unwrap();
+        assert!(!e.grant_is_live(t0), "a revoked grant is over at once");
+        for s in Status::ALL {
+            let mut x = g.clone();
+            x.status = s;
+            assert_eq!(
+                x.grant_is_live(t0),
+                AccessRequest::LIVE_GRANT_STATUSES.contains(&s),
+                "{s}: the predicate and the status list agree"
+            );
+        }
     }
 
     #[test]

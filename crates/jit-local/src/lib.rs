@@ -28,9 +28,45 @@ pub mod approvals;
 pub mod asl;
 pub mod catalog_cmd;
 pub mod grants;
+pub mod iam_state;
 mod json_file;
+pub mod lock;
 pub mod notify;
+pub mod reconcile_cmd;
 pub mod workflow;
+
+/// The data directory when none is given.
+pub const DEFAULT_DATA_DIR: &str = "./.jit";
+/// The requests, their audit trail and the grant ledger, in the data dir.
+pub const STORE_FILE: &str = "jit.db";
+/// The local stand-in for managed-policy attachments, in the data dir.
+pub const ATTACHMENTS_FILE: &str = "iam-attachments.json";
+/// The local stand-in for inline role policies, in the data dir.
+pub const ROLE_POLICIES_FILE: &str = "iam-role-policies.json";
+
+/// Where grants are made: `local` (clearly fake credentials, IAM recorded
+/// in the data dir) or `aws` (the real STS and IAM).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantsMode {
+    Local,
+    Aws,
+}
+
+impl GrantsMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            GrantsMode::Local => "local",
+            GrantsMode::Aws => "aws",
+        }
+    }
+}
+
+/// Prints a command's answer. A closed stdout (the reading end of a pipe
+/// went away) is not an error worth a panic.
+pub fn print_out(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
 
 /// Header carrying the caller's identity in local mode.
 pub const USER_HEADER: &str = "x-jit-user";
@@ -64,6 +100,11 @@ pub struct Overrides {
     pub revoker: Option<Arc<dyn jit_core::grant_ports::RoleRevoker>>,
     pub console: Option<Arc<dyn jit_core::grant_ports::ConsoleSignin>>,
     pub inspector: Option<Arc<dyn jit_core::grant_ports::AccountInspector>>,
+    /// How the reconciler lists IAM (with `attacher` and `revoker`).
+    pub inventory: Option<Arc<dyn jit_core::ledger::IamInventory>>,
+    /// Recorded in the data directory's lock file, so a hand reconcile
+    /// works on the same IAM (`local` when not set).
+    pub grants: Option<GrantsMode>,
 }
 
 impl Overrides {
@@ -75,6 +116,8 @@ impl Overrides {
             revoker: Some(grants.revoker),
             console: Some(grants.console),
             inspector: Some(grants.inspector),
+            inventory: Some(grants.inventory),
+            grants: Some(GrantsMode::Aws),
         }
     }
 }
@@ -90,6 +133,8 @@ pub struct App {
     resumed: Option<(u64, u64)>,
     driver: Option<jit_engine::DriverHandle>,
     approvals: Option<approvals::LocalApprovals>,
+    /// Held while the app lives: one server per data directory.
+    _lock: Option<lock::DataDirLock>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +159,8 @@ pub enum StartError {
     },
     #[error("approvals: {0}")]
     Approvals(String),
+    #[error("{0}")]
+    Locked(#[from] lock::LockError),
 }
 
 /// Reads and validates the catalog file, naming the file in any error.
@@ -163,6 +210,7 @@ impl App {
             resumed: None,
             driver: None,
             approvals: None,
+            _lock: None,
         })
     }
 
@@ -207,20 +255,24 @@ impl App {
             path: cfg.data_dir.display().to_string(),
             source,
         })?;
-        let db = cfg.data_dir.join("jit.db");
-        let store = jit_store_sqlite::SqliteStore::open(&db).map_err(|e| StartError::Store {
-            path: db.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        let store: Arc<dyn RequestStore> = Arc::new(store);
-        let attachments = cfg.data_dir.join("iam-attachments.json");
+        let mut data_lock = lock::DataDirLock::try_acquire(&cfg.data_dir)?;
+        let db = cfg.data_dir.join(STORE_FILE);
+        let sqlite =
+            Arc::new(
+                jit_store_sqlite::SqliteStore::open(&db).map_err(|e| StartError::Store {
+                    path: db.display().to_string(),
+                    detail: e.to_string(),
+                })?,
+            );
+        let store: Arc<dyn RequestStore> = sqlite.clone();
+        let attachments = cfg.data_dir.join(ATTACHMENTS_FILE);
         let attacher = Arc::new(
             grants::LocalAttacher::open(attachments.clone()).map_err(|e| StartError::Store {
                 path: attachments.display().to_string(),
                 detail: e.to_string(),
             })?,
         );
-        let role_policies_path = cfg.data_dir.join("iam-role-policies.json");
+        let role_policies_path = cfg.data_dir.join(ROLE_POLICIES_FILE);
         let role_policies = Arc::new(
             access::LocalRoleRevoker::open(role_policies_path.clone()).map_err(|e| {
                 StartError::Store {
@@ -236,10 +288,19 @@ impl App {
             overrides.attacher.unwrap_or_else(|| attacher.clone());
         let revoker: Arc<dyn jit_core::grant_ports::RoleRevoker> =
             overrides.revoker.unwrap_or_else(|| role_policies.clone());
+        let inventory = overrides.inventory.unwrap_or_else(|| {
+            Arc::new(iam_state::LocalInventory {
+                attacher: attacher.clone(),
+                roles: role_policies.clone(),
+            })
+        });
+        // Every IAM change goes through the grant ledger, in the same
+        // database as the requests.
+        let iam = jit_core::ledger::GrantIam::new(grant_attacher, revoker, sqlite, clock.clone())
+            .with_inventory(inventory);
         let grant_ports = Arc::new(jit_core::grant_ports::GrantPorts {
             issuer: issuer.clone(),
-            attacher: grant_attacher.clone(),
-            revoker: revoker.clone(),
+            iam: iam.clone(),
             console: overrides.console.unwrap_or_else(|| {
                 Arc::new(access::LocalConsole::new(
                     jit_aws::console::DEFAULT_FEDERATION_URL,
@@ -269,8 +330,7 @@ impl App {
             catalog: catalog.clone(),
             clock: clock.clone(),
             issuer,
-            attacher: grant_attacher,
-            revoker,
+            iam,
             notifier: Arc::new(approvals::Both(
                 Arc::new(notifier),
                 Arc::new(approval_notifier.clone()),
@@ -304,6 +364,16 @@ impl App {
             return Err(StartError::WeakApiKey);
         }
         let driver = cfg.run_driver.then(|| engine.spawn_driver());
+        data_lock
+            .publish(&lock::ServerInfo {
+                pid: std::process::id(),
+                addr: cfg.addr.to_string(),
+                grants: overrides.grants.unwrap_or(GrantsMode::Local).label().into(),
+            })
+            .map_err(|source| StartError::DataDir {
+                path: data_lock.path().display().to_string(),
+                source,
+            })?;
         let mut app = App {
             broker: Broker {
                 store,
@@ -323,6 +393,7 @@ impl App {
             resumed: Some((resumed.running, resumed.waiting_for_callback)),
             driver,
             approvals: None,
+            _lock: Some(data_lock),
         };
         app.approvals = Some(approvals::LocalApprovals::new(
             approvals_cfg,
@@ -370,6 +441,31 @@ impl App {
         match &self.tasks {
             Some(t) => t.sweep_revocations().await,
             None => Ok(Default::default()),
+        }
+    }
+
+    /// One reconciler pass (see `jit_core::reconcile`): every minute in the
+    /// server, and on `POST /local/reconcile` (`jit-local reconcile`).
+    /// `grace` replaces the default grace period.
+    pub async fn reconcile(
+        &self,
+        dry_run: bool,
+        grace: Option<chrono::Duration>,
+    ) -> Result<jit_core::reconcile::ReconcileReport, jit_core::tasks::TaskError> {
+        let Some(tasks) = &self.tasks else {
+            return Err(jit_core::tasks::TaskError::Internal(
+                "this app has no grant ports to reconcile".into(),
+            ));
+        };
+        match grace {
+            None => tasks.reconcile(dry_run).await,
+            Some(g) => {
+                let mut r = tasks.reconciler();
+                r.grace = g;
+                r.run(dry_run)
+                    .await
+                    .map_err(|jit_core::reconcile::ReconcileError::Store(e)| e.into())
+            }
         }
     }
 
@@ -451,6 +547,9 @@ impl App {
         if !self.key_ok(&parts.headers) {
             return forbidden_key();
         }
+        if reconcile_cmd::is_reconcile_path(parts.uri.path()) {
+            return self.serve_reconcile(&parts).await;
+        }
         let declared_too_large = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -487,6 +586,41 @@ impl App {
             body,
         };
         jit_api::handle(&self.broker, &caller, api).await
+    }
+}
+
+impl App {
+    /// `POST /local/reconcile?dryRun=…&graceSecs=…` (API key checked by the
+    /// caller): how `jit-local reconcile` reconciles through the running
+    /// server instead of writing its files beside it.
+    async fn serve_reconcile(&self, parts: &http::request::Parts) -> Response<String> {
+        if parts.method != http::Method::POST {
+            return jit_api::error_response(&jit_api::ApiError::MethodNotAllowed(&[
+                http::Method::POST,
+            ]));
+        }
+        let (dry_run, grace) = match reconcile_cmd::parse_query(parts.uri.query()) {
+            Ok(q) => q,
+            Err((field, message)) => {
+                return jit_api::error_response(&jit_api::ApiError::Service(
+                    ServiceError::invalid(&field, message),
+                ));
+            }
+        };
+        match self
+            .reconcile(dry_run, Some(chrono::Duration::seconds(grace)))
+            .await
+        {
+            Ok(report) => jit_api::json_response(
+                StatusCode::OK,
+                &serde_json::to_value(&report).expect("plain data serialises"),
+            ),
+            Err(e) => {
+                jit_api::error_response(&jit_api::ApiError::Service(ServiceError::Internal {
+                    detail: format!("reconcile: {e}"),
+                }))
+            }
+        }
     }
 }
 
