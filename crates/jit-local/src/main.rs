@@ -122,19 +122,28 @@ macro_rules! say {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
     let json = std::env::var("JIT_LOG_FORMAT").is_ok_and(|v| v == "json");
     let filter = tracing_subscriber::EnvFilter::try_from_env("JIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A subcommand's stdout is its answer (JSON with --output json): its
+    // log lines go to stderr. The server logs to stdout, as it always has.
+    let to_stderr = args.command.is_some();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            if to_stderr {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::stdout())
+            }
+        });
     if json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
+        logs.json().init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        logs.init();
     }
 
-    let args = Args::parse();
     match args.command {
         Some(Command::Asl(AslCommand::Run(run))) => {
             std::process::exit(jit_local::asl::run(run).await);

@@ -3,101 +3,35 @@
 //! the approval and the request is granted. (Waits and timers across a
 //! restart are covered on a manual clock in `lifecycle.rs`.)
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use common::bin::{LIMIT, example_catalog, lines};
 
 const KEY: &str = "kill-test-key-0123456789abcdef";
-const LIMIT: Duration = Duration::from_secs(30);
 
-/// The running binary; killed (SIGKILL) and reaped when dropped, whatever
-/// the test did.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn spawn(data: &std::path::Path, addr: &str) -> (common::bin::Running, std::process::ChildStdout) {
+    common::bin::spawn(data, addr, KEY, &example_catalog())
 }
 
-/// The real binary on `addr` with its stdout piped (read it, or drop it).
-fn spawn(data: &Path, addr: &str) -> (Running, std::process::ChildStdout) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jit-local"))
-        .args(["--addr", addr, "--api-key", KEY, "--catalog"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"))
-        .arg("--data-dir")
-        .arg(data)
-        .env("JIT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    (Running(child), stdout)
+fn start(data: &std::path::Path) -> (common::bin::Running, std::net::SocketAddr) {
+    common::bin::start(data, KEY, &example_catalog())
 }
 
-/// The lines of `stdout`, as they come.
-fn lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
+fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    user: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    common::bin::call(addr, KEY, method, path, user, body)
 }
 
-fn start(data: &Path) -> (Running, SocketAddr) {
-    let (child, stdout) = spawn(data, "127.0.0.1:0");
-    let rx = lines(stdout);
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("jit-local starts");
-        if let Some(a) = line.strip_prefix("jit-local listening on http://") {
-            return (child, a.trim().parse().unwrap());
-        }
-    }
-}
-
-fn call(addr: SocketAddr, method: &str, path: &str, user: &str, body: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect_timeout(&addr, LIMIT).unwrap();
-    s.set_read_timeout(Some(LIMIT)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nx-api-key: {KEY}\r\nx-jit-user: {user}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let json = resp.split("\r\n\r\n").nth(1).unwrap_or("{}");
-    (code, serde_json::from_str(json).unwrap_or(Value::Null))
-}
-
-fn wait_for_status(addr: SocketAddr, id: &str, want: &str) {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let (_, v) = call(
-            addr,
-            "GET",
-            &format!("/requests/{id}"),
-            "lead@example.com",
-            "",
-        );
-        if v["status"] == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{id} never became {want}: {v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for_status(addr: std::net::SocketAddr, id: &str, want: &str) {
+    common::bin::wait_for_status(addr, KEY, id, want)
 }
 
 #[test]

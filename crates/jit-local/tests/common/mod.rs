@@ -4,6 +4,8 @@
 //! current time, so every test sees the workflow's effects at once.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod bin;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use jit_local::App;
