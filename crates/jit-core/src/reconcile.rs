@@ -27,7 +27,7 @@
 //! `dry_run` finds the same things and changes nothing: no IAM call, no
 //! ledger write, no audit event.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,7 @@ use crate::ids::{AccountId, PolicyName, RequestId, RoleArn};
 use crate::ledger::{
     GrantIam, IamInventory, LedgerEntry, LedgerKind, LedgerOp, principal_arn, resource_key,
 };
-use crate::ports::{Clock, GrantError, IamPrincipal, RequestStore, StoreError};
+use crate::ports::{Clock, GrantError, IamPrincipal, PageRequest, RequestStore, StoreError};
 use crate::request::{AuditAction, AuditEvent, GrantTarget, Timestamp, system_actor};
 use crate::revocation;
 
@@ -165,9 +165,15 @@ impl Reconciler<'_> {
                 .await?;
         }
         report.grants.checked = resources.len();
+        let any_managed = resources.values().any(|r| !r.entries[0].kind.is_inline());
+        let live = if any_managed {
+            self.live_attachments(now).await?
+        } else {
+            HashMap::new()
+        };
         for (_, resource) in resources {
             if let Err(f) = self
-                .reconcile_one(&resource, now, dry_run, &mut report)
+                .reconcile_one(&resource, &live, now, dry_run, &mut report)
                 .await
             {
                 tracing::warn!(
@@ -178,6 +184,35 @@ impl Reconciler<'_> {
             }
         }
         Ok(report)
+    }
+
+    /// The attachments live grants need, by resource key, from one listing
+    /// per pass (a key found here is kept; one not found is confirmed with
+    /// `attachments::live_grant` before anything is removed).
+    async fn live_attachments(
+        &self,
+        now: Timestamp,
+    ) -> Result<HashMap<String, RequestId>, ReconcileError> {
+        let mut live = HashMap::new();
+        for status in crate::request::AccessRequest::LIVE_GRANT_STATUSES {
+            let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+            loop {
+                let found = self.store.list_by_status(*status, &page).await?;
+                for r in found.items.iter().filter(|r| r.grant_is_live(now)) {
+                    if let Some(Ok(k)) = AttachmentKey::of(r) {
+                        live.insert(
+                            resource_key(false, &k.account, &k.principal, k.policy.as_str()),
+                            r.request_id.clone(),
+                        );
+                    }
+                }
+                match found.next_cursor {
+                    Some(c) => page.cursor = Some(c),
+                    None => break,
+                }
+            }
+        }
+        Ok(live)
     }
 
     /// Lists IAM for the principals and roles the open entries name and
@@ -365,6 +400,7 @@ impl Reconciler<'_> {
     async fn reconcile_one(
         &self,
         r: &Resource,
+        live: &HashMap<String, RequestId>,
         now: Timestamp,
         dry_run: bool,
         report: &mut ReconcileReport,
@@ -419,9 +455,12 @@ impl Reconciler<'_> {
                     principal: latest.principal.clone(),
                     policy,
                 };
-                let live = attachments::live_grant(self.store, self.clock, &key, None)
-                    .await
-                    .map_err(|e| failed("finding live grants failed", &e))?;
+                let live = match live.get(&latest.resource()) {
+                    Some(grant) => Some(grant.clone()),
+                    None => attachments::live_grant(self.store, self.clock, &key, None)
+                        .await
+                        .map_err(|e| failed("finding live grants failed", &e))?,
+                };
                 if let Some(grant) = live {
                     return self
                         .keep_attached(r, &key, &grant, dry_run, report, &finding)

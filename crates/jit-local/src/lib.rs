@@ -135,6 +135,8 @@ pub struct App {
     approvals: Option<approvals::LocalApprovals>,
     /// Held while the app lives: one server per data directory.
     _lock: Option<lock::DataDirLock>,
+    /// One reconciler pass at a time (the minute's and a hand one).
+    reconciling: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +213,7 @@ impl App {
             driver: None,
             approvals: None,
             _lock: None,
+            reconciling: Default::default(),
         })
     }
 
@@ -394,6 +397,7 @@ impl App {
             driver,
             approvals: None,
             _lock: Some(data_lock),
+            reconciling: Default::default(),
         };
         app.approvals = Some(approvals::LocalApprovals::new(
             approvals_cfg,
@@ -457,6 +461,7 @@ impl App {
                 "this app has no grant ports to reconcile".into(),
             ));
         };
+        let _one_at_a_time = self.reconciling.lock().await;
         match grace {
             None => tasks.reconcile(dry_run).await,
             Some(g) => {
