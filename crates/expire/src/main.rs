@@ -5,13 +5,15 @@
 //! - From the requests table's stream: DynamoDB TTL deletes items days late,
 //!   so for each TTL `REMOVE` it revokes anything still live and records the
 //!   removal (`Tasks::expired_by_ttl`). The backstop, not the clock.
-//! - From an EventBridge schedule (`{"sweep": "revocations"}`, every
-//!   minute): starts the workflow of any request left without one
-//!   (`Broker::recover_workflows`), then places the early-revoke denies not
-//!   yet on their role and removes those no session can need any more
-//!   (`Tasks::sweep_revocations`).
+//! - From an EventBridge schedule, every minute (`{"sweep": "scheduled"}`;
+//!   `"revocations"`, the earlier name, does the same): starts the workflow
+//!   of any request left without one (`Broker::recover_workflows`), places
+//!   the early-revoke denies not yet on their role and removes those no
+//!   session can need any more (`Tasks::sweep_revocations`), then runs the
+//!   reconciler (`Tasks::reconcile`), which lists IAM itself.
 
-use jit_core::tasks::TaskError;
+use std::sync::Arc;
+
 use jit_lambda::{TaskFailure, recovery_broker_from_env, tasks_from_env, ttl_removals};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::{Value, json};
@@ -19,13 +21,20 @@ use serde_json::{Value, json};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     jit_lambda::logging::init();
-    let tasks = tasks_from_env().await?;
+    let mut tasks = tasks_from_env().await?;
+    // Only this Lambda lists IAM (for the reconciler).
+    tasks.iam = tasks
+        .iam
+        .clone()
+        .with_inventory(Arc::new(jit_aws::IamLister::from_config(
+            &jit_aws::sdk::lambda_config(),
+        )));
     let broker = recovery_broker_from_env(&tasks)?;
     let (tasks, broker) = (&tasks, &broker);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        if event.payload.get("sweep").and_then(Value::as_str) == Some("revocations") {
+        if let Some("scheduled" | "revocations") = event.payload.get("sweep").and_then(Value::as_str) {
             // Requests left without a workflow first (a lost start, an
-            // approval that never reached its task), then the revoke denies.
+            // approval that never reached its task).
             let workflows = match broker {
                 Some(b) => match b.recover_workflows(false).await {
                     Ok(report) => json!(report),
@@ -39,13 +48,25 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     Value::Null
                 }
             };
-            let report = tasks.sweep_revocations().await.map_err(TaskFailure)?;
-            return Ok(json!({ "placed": report.placed, "removed": report.removed, "failed": report.failed, "workflows": workflows }));
+            // Both run even if the first fails; either failing fails the
+            // invocation (the next minute's runs again).
+            let swept = tasks.sweep_revocations().await;
+            let reconciled = tasks.reconcile(false).await;
+            let swept = swept.map_err(TaskFailure)?;
+            let reconciled = reconciled.map_err(TaskFailure)?;
+            return Ok(json!({
+                "placed": swept.placed,
+                "removed": swept.removed,
+                "failed": swept.failed,
+                "reconcile": reconciled,
+                "workflows": workflows,
+            }));
         }
         if event.payload.get("Records").is_none() {
             return tasks.revoke(event.payload).await.map_err(TaskFailure);
         }
-        let removed = ttl_removals(&event.payload).map_err(|e| TaskFailure(TaskError::InvalidInput(e)))?;
+        let removed = ttl_removals(&event.payload)
+            .map_err(|e| TaskFailure(jit_core::tasks::TaskError::InvalidInput(e)))?;
         for request in &removed {
             // A failure fails the batch: the stream redelivers it, and the
             // steps are idempotent.

@@ -154,21 +154,27 @@ impl AccountInspector for Inspector {
 }
 
 fn broker(issuer: Arc<Issuer>, role_exists: bool, with_grants: bool) -> Broker {
+    let store = Arc::new(jit_store_sqlite::SqliteStore::in_memory().unwrap());
+    let clock = Arc::new(ManualClock::new(
+        chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+    ));
     let ports = GrantPorts {
         issuer,
-        attacher: Arc::new(Unused),
-        revoker: Arc::new(Unused),
+        iam: jit_core::ledger::GrantIam::new(
+            Arc::new(Unused),
+            Arc::new(Unused),
+            store.clone(),
+            clock.clone(),
+        ),
         console: Arc::new(Unused),
         inspector: Some(Arc::new(Inspector(role_exists))),
         session_cap_secs: 3600,
     };
     Broker {
-        store: Arc::new(jit_store_sqlite::SqliteStore::in_memory().unwrap()),
+        store,
         workflow: Arc::new(NoWorkflow),
         catalog: Arc::new(Catalog::parse(CATALOG, "catalog.yaml").unwrap()),
-        clock: Arc::new(ManualClock::new(
-            chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-        )),
+        clock,
         settings: Settings::default(),
         grants: with_grants.then(|| Arc::new(ports)),
     }

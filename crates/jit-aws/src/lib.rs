@@ -1,6 +1,7 @@
 //! The JIT access broker's ports implemented on the AWS SDK: the request
-//! store on DynamoDB ([`DynamoStore`]) and the approval workflow on Step
-//! Functions ([`SfnWorkflow`]), plus the one SDK configuration every client
+//! store on DynamoDB ([`DynamoStore`]), the grant ledger on its own table
+//! ([`DynamoLedger`]), IAM listed for the reconciler ([`IamLister`]), and the
+//! approval workflow on Step Functions ([`SfnWorkflow`]), plus the one SDK configuration every client
 //! in a process is built from ([`sdk`]).
 //!
 //! This crate makes no decisions — lifecycle, rules and identity live in
@@ -23,6 +24,7 @@ pub mod console;
 pub mod dynamo;
 mod error;
 pub mod grants;
+pub mod inventory;
 pub mod notify;
 pub mod sdk;
 pub mod sfn;
@@ -31,11 +33,13 @@ pub mod slack;
 pub use account::{IamInspector, IamRoleRevoker, caller_identity};
 pub use aws_config::SdkConfig;
 pub use console::FederationSignin;
+pub use dynamo::ledger::{DEFAULT_LEDGER_TABLE, DynamoLedger, create_ledger_table};
 pub use dynamo::{
     BY_REQUESTER_INDEX, BY_STATUS_INDEX, CreateTablesError, CreatedTables, DynamoStore,
     RequestItem, TableNames, create_tables,
 };
 pub use grants::{IamAttacher, StsIssuer};
+pub use inventory::IamLister;
 pub use notify::{LambdaDeferrer, SecretsManagerSource, SesMailer};
 pub use sfn::{InvalidStateMachineArn, SfnDecisions, SfnWorkflow, StateMachineArn};
 pub use slack::{DEFAULT_SLACK_URL, SlackWebApi};

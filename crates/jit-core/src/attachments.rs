@@ -5,8 +5,9 @@
 //!
 //! IAM keeps one attachment per (principal, policy), not a count, so the
 //! store is the count: the policy should be attached exactly when some
-//! request is GRANTED and not yet past its `expiresAt` for that account,
-//! principal and policy. [`settle`] moves IAM to that state and then reads
+//! request for that account, principal and policy is a live grant
+//! ([`AccessRequest::grant_is_live`]: GRANTED and not yet past its
+//! `expiresAt`). [`settle`] moves IAM to that state and then reads
 //! the store again to confirm it; if the answer changed meanwhile (another
 //! grant recorded or ended between the read and the IAM call) it acts again.
 //!
@@ -27,10 +28,8 @@
 //! policy attached with no live grant.
 
 use crate::ids::{AccountId, PolicyName, RequestId};
-use crate::lifecycle::Status;
-use crate::ports::{
-    Clock, GrantError, IamPrincipal, PageRequest, PolicyAttacher, RequestStore, StoreError,
-};
+use crate::ledger::GrantIam;
+use crate::ports::{Clock, GrantError, IamPrincipal, PageRequest, RequestStore, StoreError};
 use crate::request::{AccessRequest, GrantTarget};
 
 /// One attachment: what IAM holds once per principal.
@@ -58,10 +57,10 @@ impl AttachmentKey {
         }
     }
 
-    fn covers(&self, r: &AccessRequest, now: crate::request::Timestamp) -> bool {
-        r.status == Status::Granted
-            && r.expires_at.is_some_and(|e| e > now)
-            && AttachmentKey::of(r).and_then(Result::ok).as_ref() == Some(self)
+    /// Whether `r` is a live grant ([`AccessRequest::grant_is_live`]) that
+    /// needs this attachment.
+    pub fn covers(&self, r: &AccessRequest, now: crate::request::Timestamp) -> bool {
+        r.grant_is_live(now) && AttachmentKey::of(r).and_then(Result::ok).as_ref() == Some(self)
     }
 }
 
@@ -75,7 +74,7 @@ pub enum SettleError {
     Unsettled(String),
 }
 
-/// A live grant (GRANTED, before its `expiresAt`) that needs `key`
+/// A live grant ([`AccessRequest::grant_is_live`]) that needs `key`
 /// attached, if any. Candidates come from the status index and are re-read
 /// consistently before they count.
 pub async fn live_grant(
@@ -84,53 +83,61 @@ pub async fn live_grant(
     key: &AttachmentKey,
     except: Option<&RequestId>,
 ) -> Result<Option<RequestId>, StoreError> {
-    let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
-    loop {
-        let now = clock.now();
-        let found = store.list_by_status(Status::Granted, &page).await?;
-        let candidates = found
-            .items
-            .iter()
-            .filter(|r| key.covers(r, now) && Some(&r.request_id) != except);
-        for candidate in candidates {
-            if let Some(current) = store.get(&candidate.request_id).await?
-                && key.covers(&current, clock.now())
-            {
-                return Ok(Some(current.request_id));
+    for status in AccessRequest::LIVE_GRANT_STATUSES {
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let now = clock.now();
+            let found = store.list_by_status(*status, &page).await?;
+            let candidates = found
+                .items
+                .iter()
+                .filter(|r| key.covers(r, now) && Some(&r.request_id) != except);
+            for candidate in candidates {
+                if let Some(current) = store.get(&candidate.request_id).await?
+                    && key.covers(&current, clock.now())
+                {
+                    return Ok(Some(current.request_id));
+                }
+            }
+            match found.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => break,
             }
         }
-        match found.next_cursor {
-            Some(c) => page.cursor = Some(c),
-            None => return Ok(None),
-        }
     }
+    Ok(None)
 }
 
 /// Brings IAM in line with the store for `key` (see the module docs).
 /// `known` is what the caller last did to IAM itself (`Some(true)`:
 /// attached, `Some(false)`: detached), so a confirming read that agrees
 /// costs no further IAM call. Returns whether the policy is attached.
+/// An attach is made (and ledgered) for the live grant that needs it; a
+/// detach for `on_behalf_of`, the request whose end or check this is.
 pub async fn settle(
     store: &dyn RequestStore,
-    attacher: &dyn PolicyAttacher,
+    iam: &GrantIam,
     clock: &dyn Clock,
     key: &AttachmentKey,
     known: Option<bool>,
+    on_behalf_of: &RequestId,
 ) -> Result<bool, SettleError> {
     let mut applied = known;
     for _ in 0..4 {
-        let want = live_grant(store, clock, key, None).await?.is_some();
+        let live = live_grant(store, clock, key, None).await?;
+        let want = live.is_some();
         if applied == Some(want) {
             return Ok(want);
         }
-        if want {
-            attacher
-                .attach(&key.account, &key.principal, &key.policy)
-                .await?;
-        } else {
-            attacher
-                .detach(&key.account, &key.principal, &key.policy)
-                .await?;
+        match live {
+            Some(grant) => {
+                iam.attach(&grant, &key.account, &key.principal, &key.policy)
+                    .await?
+            }
+            None => {
+                iam.detach(on_behalf_of, &key.account, &key.principal, &key.policy)
+                    .await?
+            }
         }
         applied = Some(want);
     }
@@ -147,7 +154,7 @@ pub async fn settle(
 /// detach leaves the request GRANTED (and retried) rather than ended.
 pub async fn detach_unless_covered(
     store: &dyn RequestStore,
-    attacher: &dyn PolicyAttacher,
+    iam: &GrantIam,
     clock: &dyn Clock,
     key: &AttachmentKey,
     ending: &RequestId,
@@ -155,8 +162,7 @@ pub async fn detach_unless_covered(
     if live_grant(store, clock, key, Some(ending)).await?.is_some() {
         return Ok(true);
     }
-    attacher
-        .detach(&key.account, &key.principal, &key.policy)
+    iam.detach(ending, &key.account, &key.principal, &key.policy)
         .await?;
     Ok(false)
 }

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::ids::{AccountId, PolicyName, RoleArn};
-use crate::ports::{
-    CredentialIssuer, GrantError, IamPrincipal, IssuedCredentials, PolicyAttacher, Secret,
-};
+use crate::ledger::GrantIam;
+use crate::ports::{CredentialIssuer, GrantError, IamPrincipal, IssuedCredentials, Secret};
 
 /// Role chaining (a Lambda assuming a role) caps every session at one hour,
 /// and an IAM role's `MaxSessionDuration` is never below one hour: so one
@@ -108,8 +107,8 @@ pub trait AccountInspector: Send + Sync {
 #[derive(Clone)]
 pub struct GrantPorts {
     pub issuer: Arc<dyn CredentialIssuer>,
-    pub attacher: Arc<dyn PolicyAttacher>,
-    pub revoker: Arc<dyn RoleRevoker>,
+    /// Detaching and the session deny on a revoke: through the ledger.
+    pub iam: GrantIam,
     pub console: Arc<dyn ConsoleSignin>,
     /// When set, an `AccessDenied` from STS is told apart: role missing, or
     /// trust policy refusing the broker.

@@ -430,7 +430,7 @@ impl Broker {
                 Some(k) => Some(
                     attachments::detach_unless_covered(
                         self.store.as_ref(),
-                        ports.attacher.as_ref(),
+                        &ports.iam,
                         self.clock.as_ref(),
                         k,
                         &r.request_id,
@@ -478,10 +478,11 @@ impl Broker {
         if let Some(Ok(key)) = AttachmentKey::of(&next)
             && let Err(e) = attachments::settle(
                 self.store.as_ref(),
-                ports.attacher.as_ref(),
+                &ports.iam,
                 self.clock.as_ref(),
                 &key,
                 attached,
+                &next.request_id,
             )
             .await
         {
@@ -490,7 +491,7 @@ impl Broker {
         }
         let next = match revocation::place(
             self.store.as_ref(),
-            ports.revoker.as_ref(),
+            &ports.iam,
             self.clock.as_ref(),
             &next,
         )

@@ -17,15 +17,19 @@ pub mod grant_ports;
 pub mod grants_api;
 pub mod identity;
 pub mod ids;
+pub mod ledger;
 pub mod lifecycle;
 pub mod links;
 pub mod ports;
+pub mod reconcile;
 pub mod recovery;
 pub mod request;
 pub mod revocation;
 pub mod service;
 pub mod session_policy;
 pub mod tasks;
+#[cfg(test)]
+mod test_fakes;
 
 pub use catalog::{Catalog, CatalogError, Entitlement};
 pub use duration::GrantDuration;

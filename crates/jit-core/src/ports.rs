@@ -321,7 +321,7 @@ pub trait CredentialIssuer: Send + Sync {
 }
 
 /// The IAM identity a managed policy is attached to in attach-policy mode.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "name", rename_all = "kebab-case")]
 pub enum IamPrincipal {
     User(String),

@@ -189,6 +189,27 @@ pub struct Change {
 }
 
 impl AccessRequest {
+    /// The stored statuses in which a request may hold a live grant: what
+    /// callers of [`AccessRequest::grant_is_live`] list from a store. Keep
+    /// it and the predicate in step (they are the one definition).
+    pub const LIVE_GRANT_STATUSES: &'static [Status] = &[Status::Granted];
+
+    /// The one answer to "may this request hold access now?", used by
+    /// everything that keeps or removes IAM state for a grant (overlapping
+    /// attachments, the reconciler): GRANTED and before its `expiresAt`.
+    /// APPROVED (decided, the Grant step under way) is deliberately not
+    /// live: it has no window yet, and a request stuck there must not hold
+    /// access forever. A grant being made is protected instead by the
+    /// reconciler's grace period on fresh ledger intents, and RecordGranted
+    /// settles the attachment again once GRANTED, so a cleanup that raced
+    /// it costs a moment of access, never access beyond the grant.
+    pub fn grant_is_live(&self, now: Timestamp) -> bool {
+        match self.status {
+            Status::Granted => self.expires_at.is_some_and(|e| now < e),
+            _ => false,
+        }
+    }
+
     /// The status as a reader should see it: a GRANTED request past its
     /// `expiresAt` is EXPIRED even before anything revokes or deletes it.
     pub fn effective_status(&self, now: Timestamp) -> Status {
@@ -196,13 +217,6 @@ impl AccessRequest {
             (Status::Granted, Some(exp)) if exp <= now => Status::Expired,
             (s, _) => s,
         }
-    }
-
-    /// Whether this request's grant is live: GRANTED and inside its
-    /// window. The one definition every cleanup (Undo, the reconciler, the
-    /// overlapping-attachment check) asks before taking access away.
-    pub fn grant_is_live(&self, now: Timestamp) -> bool {
-        self.status == Status::Granted && self.expires_at.is_some_and(|exp| now < exp)
     }
 
     /// The next version of this request after `to`, and its audit event.
@@ -407,6 +421,30 @@ pub(crate) mod tests {
         assert_eq!(g.effective_status(t1), Status::Granted);
         let later = t1 + chrono::Duration::seconds(3600);
         assert_eq!(g.effective_status(later), Status::Expired);
+    }
+
+    #[test]
+    fn a_grant_is_live_only_while_granted_and_before_its_expiry() {
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let r = sample(t0);
+        assert!(!r.grant_is_live(t0), "REQUESTED holds nothing");
+        let (r, _) = r.transition(Status::Validating, &change(t0)).unwrap();
+        let (g, _) = r.transition(Status::Granted, &change(t0)).unwrap();
+        let exp = g.expires_at.unwrap();
+        assert!(g.grant_is_live(t0));
+        assert!(g.grant_is_live(exp - chrono::Duration::milliseconds(1)));
+        assert!(!g.grant_is_live(exp), "the window ends at expiresAt");
+        let (e, _) = g.transition(Status::Revoked, &change(t0)).unwrap();
+        assert!(!e.grant_is_live(t0), "a revoked grant is over at once");
+        for s in Status::ALL {
+            let mut x = g.clone();
+            x.status = s;
+            assert_eq!(
+                x.grant_is_live(t0),
+                AccessRequest::LIVE_GRANT_STATUSES.contains(&s),
+                "{s}: the predicate and the status list agree"
+            );
+        }
     }
 
     #[test]

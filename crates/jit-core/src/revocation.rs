@@ -26,8 +26,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::grant_ports::RoleRevoker;
 use crate::ids::{RequestId, RoleArn};
+use crate::ledger::{GrantIam, LedgerKind};
 use crate::lifecycle::Status;
 use crate::ports::{Clock, GrantError, PageRequest, RequestStore, StoreError};
 use crate::request::{AccessRequest, AuditAction, AuditEvent, Timestamp, system_actor};
@@ -133,16 +133,22 @@ pub struct SweepReport {
 /// records that. Returns the request as stored afterwards.
 pub async fn place(
     store: &dyn RequestStore,
-    revoker: &dyn RoleRevoker,
+    iam: &GrantIam,
     clock: &dyn Clock,
     r: &AccessRequest,
 ) -> Result<AccessRequest, RevocationError> {
     let Some(deny) = r.session_deny.as_ref().filter(|d| d.placed_at.is_none()) else {
         return Ok(r.clone());
     };
-    revoker
-        .put_role_policy(&deny.role_arn, &deny.policy_name, &deny.document())
-        .await?;
+    iam.put_role_policy(
+        &r.request_id,
+        LedgerKind::RevokeDeny,
+        &deny.role_arn,
+        &deny.policy_name,
+        &deny.document(),
+        Some(deny.remove_after),
+    )
+    .await?;
     let note = format!(
         "inline policy {} placed on {}: denies sessions of {} issued before {}; removed after {}",
         deny.policy_name,
@@ -160,7 +166,7 @@ pub async fn place(
 /// alive, and records that.
 pub async fn remove_if_due(
     store: &dyn RequestStore,
-    revoker: &dyn RoleRevoker,
+    iam: &GrantIam,
     clock: &dyn Clock,
     r: &AccessRequest,
 ) -> Result<Option<AccessRequest>, RevocationError> {
@@ -170,9 +176,13 @@ pub async fn remove_if_due(
     if clock.now() < deny.remove_after {
         return Ok(None);
     }
-    revoker
-        .delete_role_policy(&deny.role_arn, &deny.policy_name)
-        .await?;
+    iam.delete_role_policy(
+        &r.request_id,
+        LedgerKind::RevokeDeny,
+        &deny.role_arn,
+        &deny.policy_name,
+    )
+    .await?;
     let note = format!(
         "inline policy {} removed from {}: every session it denied has expired",
         deny.policy_name, deny.role_arn
@@ -241,7 +251,7 @@ async fn record(
 /// the others; it is counted and retried by the next sweep.
 pub async fn sweep(
     store: &dyn RequestStore,
-    revoker: &dyn RoleRevoker,
+    iam: &GrantIam,
     clock: &dyn Clock,
 ) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
@@ -253,11 +263,11 @@ pub async fn sweep(
                 continue;
             };
             let outcome = if deny.placed_at.is_none() && clock.now() < deny.remove_after {
-                place(store, revoker, clock, r).await.map(|_| {
+                place(store, iam, clock, r).await.map(|_| {
                     report.placed += 1;
                 })
             } else {
-                remove_if_due(store, revoker, clock, r).await.map(|done| {
+                remove_if_due(store, iam, clock, r).await.map(|done| {
                     if done.is_some() {
                         report.removed += 1;
                     }

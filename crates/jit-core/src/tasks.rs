@@ -15,10 +15,11 @@ use serde_json::{Value, json};
 use crate::attachments::{self, AttachmentKey, SettleError};
 use crate::catalog::Catalog;
 use crate::ids::RequestId;
+use crate::ledger::{GrantIam, LedgerKind};
 use crate::lifecycle::Status;
 use crate::ports::{
     ApprovalNotice, AssumeRoleSpec, Clock, CredentialIssuer, GrantError, IamPrincipal, Notifier,
-    NotifyError, PolicyAttacher, RequestStore, StoreError,
+    NotifyError, RequestStore, StoreError,
 };
 use crate::request::{
     AccessRequest, AuditAction, AuditEvent, Change, GrantTarget, TaskToken, system_actor,
@@ -105,11 +106,10 @@ pub struct Tasks {
     pub catalog: Arc<Catalog>,
     pub clock: Arc<dyn Clock>,
     pub issuer: Arc<dyn CredentialIssuer>,
-    pub attacher: Arc<dyn PolicyAttacher>,
+    /// Every IAM change (attachments, the session denies of early revokes)
+    /// goes through here, written to the grant ledger around the call.
+    pub iam: GrantIam,
     pub notifier: Arc<dyn Notifier>,
-    /// Inline role policies: the session denies of early revokes, placed
-    /// and cleaned up by [`Tasks::sweep_revocations`].
-    pub revoker: Arc<dyn crate::grant_ports::RoleRevoker>,
 }
 
 /// The longest reason kept on a record from an error cause.
@@ -450,7 +450,9 @@ impl Tasks {
             GrantTarget::AttachPolicy { policy_name } => {
                 let to = IamPrincipal::for_requester(&r.requester.principal)
                     .map_err(TaskError::GrantFailed)?;
-                self.attacher.attach(&r.account, &to, policy_name).await?;
+                self.iam
+                    .attach(&r.request_id, &r.account, &to, policy_name)
+                    .await?;
                 tracing::info!(request_id = %id, policy = %policy_name, "policy attached");
             }
         }
@@ -549,7 +551,7 @@ impl Tasks {
                 Some(key) => Some(
                     attachments::detach_unless_covered(
                         self.store.as_ref(),
-                        self.attacher.as_ref(),
+                        &self.iam,
                         self.clock.as_ref(),
                         &key.map_err(TaskError::GrantFailed)?,
                         &r.request_id,
@@ -619,10 +621,11 @@ impl Tasks {
         let key = key.map_err(TaskError::GrantFailed)?;
         match attachments::settle(
             self.store.as_ref(),
-            self.attacher.as_ref(),
+            &self.iam,
             self.clock.as_ref(),
             &key,
             known,
+            &r.request_id,
         )
         .await
         {
@@ -656,18 +659,54 @@ impl Tasks {
     /// session can need any more (see `revocation`). Run on a schedule by
     /// the `expire` Lambda and `jit-local`, and after each Revoke step.
     pub async fn sweep_revocations(&self) -> Result<revocation::SweepReport, TaskError> {
-        let report = revocation::sweep(
-            self.store.as_ref(),
-            self.revoker.as_ref(),
-            self.clock.as_ref(),
-        )
-        .await?;
+        let report = revocation::sweep(self.store.as_ref(), &self.iam, self.clock.as_ref()).await?;
         if report != revocation::SweepReport::default() {
             tracing::info!(
                 placed = report.placed,
                 removed = report.removed,
                 failed = report.failed,
                 "revocation denies swept"
+            );
+        }
+        Ok(report)
+    }
+
+    /// The reconciler over these ports, with the default grace period.
+    pub fn reconciler(&self) -> crate::reconcile::Reconciler<'_> {
+        crate::reconcile::Reconciler {
+            store: self.store.as_ref(),
+            iam: &self.iam,
+            catalog: &self.catalog,
+            clock: self.clock.as_ref(),
+            grace: chrono::Duration::seconds(crate::reconcile::GRACE_SECS),
+        }
+    }
+
+    /// One reconciler pass (see `reconcile`): IAM made to agree with the
+    /// store. Run every minute by `jit-local` and the scheduled `expire`
+    /// sweep, and by hand (`jit-local reconcile`); `dry_run` changes nothing.
+    pub async fn reconcile(
+        &self,
+        dry_run: bool,
+    ) -> Result<crate::reconcile::ReconcileReport, TaskError> {
+        let report = self
+            .reconciler()
+            .run(dry_run)
+            .await
+            .map_err(|crate::reconcile::ReconcileError::Store(e)| TaskError::from(e))?;
+        let g = &report.grants;
+        if !(g.removed.is_empty()
+            && g.finished.is_empty()
+            && g.flagged.is_empty()
+            && g.failed.is_empty())
+        {
+            tracing::info!(
+                dry_run,
+                removed = g.removed.len(),
+                finished = g.finished.len(),
+                flagged = g.flagged.len(),
+                failed = g.failed.len(),
+                "reconciled"
             );
         }
         Ok(report)
@@ -684,7 +723,7 @@ impl Tasks {
             // same attachment still needs it.
             attachments::detach_unless_covered(
                 self.store.as_ref(),
-                self.attacher.as_ref(),
+                &self.iam,
                 self.clock.as_ref(),
                 &key.map_err(TaskError::GrantFailed)?,
                 &removed.request_id,
@@ -692,8 +731,13 @@ impl Tasks {
             .await?;
         }
         if let Some(deny) = removed.session_deny.as_ref().filter(|d| d.pending()) {
-            self.revoker
-                .delete_role_policy(&deny.role_arn, &deny.policy_name)
+            self.iam
+                .delete_role_policy(
+                    &removed.request_id,
+                    LedgerKind::RevokeDeny,
+                    &deny.role_arn,
+                    &deny.policy_name,
+                )
                 .await?;
         }
         let reason = if live {

@@ -45,6 +45,9 @@ impl From<TaskFailure> for Diagnostic {
 pub struct TaskConfig {
     pub table: String,
     pub audit_table: String,
+    /// `JIT_LEDGER_TABLE`: the grant ledger (every IAM change, before and
+    /// after the call; see `jit_core::ledger`).
+    pub ledger_table: String,
     pub catalog_path: PathBuf,
 }
 
@@ -76,6 +79,7 @@ impl TaskConfig {
         Ok(TaskConfig {
             table: table("JIT_TABLE", "JITAccessRequests")?,
             audit_table: table("JIT_AUDIT_TABLE", "JITAccessAudit")?,
+            ledger_table: table("JIT_LEDGER_TABLE", jit_aws::DEFAULT_LEDGER_TABLE)?,
             catalog_path: PathBuf::from(
                 get("JIT_CATALOG").unwrap_or_else(|| "/opt/catalog.yaml".into()),
             ),
@@ -96,17 +100,17 @@ pub async fn tasks_from_env() -> Result<Tasks, lambda_runtime::Error> {
     let cfg = TaskConfig::from_lookup(|k| std::env::var(k).ok())?;
     let catalog = load_catalog(&cfg.catalog_path)?;
     let sdk = jit_aws::sdk::lambda_config();
+    let clock = Arc::new(SystemClock);
     Ok(Tasks {
         store: Arc::new(jit_aws::DynamoStore::from_config(
             &sdk,
             jit_aws::TableNames::new(cfg.table, cfg.audit_table),
         )),
         catalog: Arc::new(catalog),
-        clock: Arc::new(SystemClock),
+        clock: clock.clone(),
         issuer: Arc::new(jit_aws::StsIssuer::from_config(&sdk)),
-        attacher: Arc::new(jit_aws::IamAttacher::from_config(&sdk)),
+        iam: grant_iam(&sdk, &cfg.ledger_table, clock),
         notifier: Arc::new(LogNotifier),
-        revoker: Arc::new(jit_aws::IamRoleRevoker::from_config(&sdk)),
     })
 }
 
@@ -143,6 +147,22 @@ pub fn recovery_broker_from_env(
         settings: jit_core::service::Settings { demo_mode },
         grants: None,
     }))
+}
+
+/// IAM through the grant ledger on `ledger_table`: how every Lambda that
+/// changes IAM holds it. (Only `expire` adds the IAM listing the
+/// reconciler uses, so the others do not link those calls.)
+pub fn grant_iam(
+    sdk: &jit_aws::SdkConfig,
+    ledger_table: &str,
+    clock: Arc<dyn jit_core::ports::Clock>,
+) -> jit_core::ledger::GrantIam {
+    jit_core::ledger::GrantIam::new(
+        Arc::new(jit_aws::IamAttacher::from_config(sdk)),
+        Arc::new(jit_aws::IamRoleRevoker::from_config(sdk)),
+        Arc::new(jit_aws::DynamoLedger::from_config(sdk, ledger_table)),
+        clock,
+    )
 }
 
 /// Records approval notices in the structured log (request id, approvers,

@@ -103,6 +103,10 @@ fn config_defaults_and_errors() {
     let c = TaskConfig::from_lookup(|_| None).unwrap();
     assert_eq!(c.table, "JITAccessRequests");
     assert_eq!(c.audit_table, "JITAccessAudit");
+    assert_eq!(c.ledger_table, "JITGrantLedger");
+    let c = TaskConfig::from_lookup(|k| (k == "JIT_LEDGER_TABLE").then(|| "MyLedger".to_string()))
+        .unwrap();
+    assert_eq!(c.ledger_table, "MyLedger");
     let err =
         TaskConfig::from_lookup(|k| (k == "JIT_AUDIT_TABLE").then(|| "no spaces".to_string()))
             .unwrap_err();

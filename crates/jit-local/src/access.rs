@@ -130,6 +130,8 @@ pub struct AwsGrants {
     pub revoker: Arc<dyn RoleRevoker>,
     pub console: Arc<dyn ConsoleSignin>,
     pub inspector: Arc<dyn AccountInspector>,
+    /// IAM listed for the reconciler.
+    pub inventory: Arc<dyn jit_core::ledger::IamInventory>,
 }
 
 /// What `jit-local --grants aws` runs on: the adapters over the ambient
@@ -153,5 +155,6 @@ pub fn aws_grants(
         revoker: Arc::new(jit_aws::IamRoleRevoker::from_config(sdk)),
         console: Arc::new(jit_aws::FederationSignin::new(federation_url)?),
         inspector: Arc::new(jit_aws::IamInspector::from_config(sdk)),
+        inventory: Arc::new(jit_aws::IamLister::from_config(sdk)),
     })
 }

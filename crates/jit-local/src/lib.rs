@@ -28,11 +28,47 @@ pub mod approvals;
 pub mod asl;
 pub mod catalog_cmd;
 pub mod grants;
+pub mod iam_state;
 mod json_file;
+pub mod lock;
 pub mod notify;
 pub mod private_fs;
+pub mod reconcile_cmd;
 pub mod test_clock;
 pub mod workflow;
+
+/// The data directory when none is given.
+pub const DEFAULT_DATA_DIR: &str = "./.jit";
+/// The requests, their audit trail and the grant ledger, in the data dir.
+pub const STORE_FILE: &str = "jit.db";
+/// The local stand-in for managed-policy attachments, in the data dir.
+pub const ATTACHMENTS_FILE: &str = "iam-attachments.json";
+/// The local stand-in for inline role policies, in the data dir.
+pub const ROLE_POLICIES_FILE: &str = "iam-role-policies.json";
+
+/// Where grants are made: `local` (clearly fake credentials, IAM recorded
+/// in the data dir) or `aws` (the real STS and IAM).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantsMode {
+    Local,
+    Aws,
+}
+
+impl GrantsMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            GrantsMode::Local => "local",
+            GrantsMode::Aws => "aws",
+        }
+    }
+}
+
+/// Prints a command's answer. A closed stdout (the reading end of a pipe
+/// went away) is not an error worth a panic.
+pub fn print_out(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
 
 /// Header carrying the caller's identity in local mode.
 pub const USER_HEADER: &str = "x-jit-user";
@@ -66,6 +102,11 @@ pub struct Overrides {
     pub revoker: Option<Arc<dyn jit_core::grant_ports::RoleRevoker>>,
     pub console: Option<Arc<dyn jit_core::grant_ports::ConsoleSignin>>,
     pub inspector: Option<Arc<dyn jit_core::grant_ports::AccountInspector>>,
+    /// How the reconciler lists IAM (with `attacher` and `revoker`).
+    pub inventory: Option<Arc<dyn jit_core::ledger::IamInventory>>,
+    /// Recorded in the data directory's lock file, so a hand reconcile
+    /// works on the same IAM (`local` when not set).
+    pub grants: Option<GrantsMode>,
 }
 
 impl Overrides {
@@ -77,6 +118,8 @@ impl Overrides {
             revoker: Some(grants.revoker),
             console: Some(grants.console),
             inspector: Some(grants.inspector),
+            inventory: Some(grants.inventory),
+            grants: Some(GrantsMode::Aws),
         }
     }
 }
@@ -94,6 +137,10 @@ pub struct App {
     approvals: Option<approvals::LocalApprovals>,
     /// `--test-clock`: the clock `POST /_test/clock/advance` moves.
     test_clock: Option<Arc<test_clock::TestClock>>,
+    /// Held while the app lives: one server per data directory.
+    _lock: Option<lock::DataDirLock>,
+    /// One reconciler pass at a time (the minute's and a hand one).
+    reconciling: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +165,8 @@ pub enum StartError {
     },
     #[error("approvals: {0}")]
     Approvals(String),
+    #[error("{0}")]
+    Locked(#[from] lock::LockError),
 }
 
 /// Reads and validates the catalog file, naming the file in any error.
@@ -168,6 +217,8 @@ impl App {
             driver: None,
             approvals: None,
             test_clock: None,
+            _lock: None,
+            reconciling: Default::default(),
         })
     }
 
@@ -212,7 +263,8 @@ impl App {
             path: cfg.data_dir.display().to_string(),
             source,
         })?;
-        let db = cfg.data_dir.join("jit.db");
+        let mut data_lock = lock::DataDirLock::try_acquire(&cfg.data_dir)?;
+        let db = cfg.data_dir.join(STORE_FILE);
         let engine_path = cfg.data_dir.join("engine.db");
         for file in [&db, &engine_path] {
             private_fs::database(file).map_err(|source| StartError::DataDir {
@@ -220,19 +272,22 @@ impl App {
                 source,
             })?;
         }
-        let store = jit_store_sqlite::SqliteStore::open(&db).map_err(|e| StartError::Store {
-            path: db.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        let store: Arc<dyn RequestStore> = Arc::new(store);
-        let attachments = cfg.data_dir.join("iam-attachments.json");
+        let sqlite =
+            Arc::new(
+                jit_store_sqlite::SqliteStore::open(&db).map_err(|e| StartError::Store {
+                    path: db.display().to_string(),
+                    detail: e.to_string(),
+                })?,
+            );
+        let store: Arc<dyn RequestStore> = sqlite.clone();
+        let attachments = cfg.data_dir.join(ATTACHMENTS_FILE);
         let attacher = Arc::new(
             grants::LocalAttacher::open(attachments.clone()).map_err(|e| StartError::Store {
                 path: attachments.display().to_string(),
                 detail: e.to_string(),
             })?,
         );
-        let role_policies_path = cfg.data_dir.join("iam-role-policies.json");
+        let role_policies_path = cfg.data_dir.join(ROLE_POLICIES_FILE);
         let role_policies = Arc::new(
             access::LocalRoleRevoker::open(role_policies_path.clone()).map_err(|e| {
                 StartError::Store {
@@ -248,10 +303,19 @@ impl App {
             overrides.attacher.unwrap_or_else(|| attacher.clone());
         let revoker: Arc<dyn jit_core::grant_ports::RoleRevoker> =
             overrides.revoker.unwrap_or_else(|| role_policies.clone());
+        let inventory = overrides.inventory.unwrap_or_else(|| {
+            Arc::new(iam_state::LocalInventory {
+                attacher: attacher.clone(),
+                roles: role_policies.clone(),
+            })
+        });
+        // Every IAM change goes through the grant ledger, in the same
+        // database as the requests.
+        let iam = jit_core::ledger::GrantIam::new(grant_attacher, revoker, sqlite, clock.clone())
+            .with_inventory(inventory);
         let grant_ports = Arc::new(jit_core::grant_ports::GrantPorts {
             issuer: issuer.clone(),
-            attacher: grant_attacher.clone(),
-            revoker: revoker.clone(),
+            iam: iam.clone(),
             console: overrides.console.unwrap_or_else(|| {
                 Arc::new(access::LocalConsole::new(
                     jit_aws::console::DEFAULT_FEDERATION_URL,
@@ -281,8 +345,7 @@ impl App {
             catalog: catalog.clone(),
             clock: clock.clone(),
             issuer,
-            attacher: grant_attacher,
-            revoker,
+            iam,
             notifier: Arc::new(approvals::Both(
                 Arc::new(notifier),
                 Arc::new(approval_notifier.clone()),
@@ -315,6 +378,16 @@ impl App {
             return Err(StartError::WeakApiKey);
         }
         let driver = cfg.run_driver.then(|| engine.spawn_driver());
+        data_lock
+            .publish(&lock::ServerInfo {
+                pid: std::process::id(),
+                addr: cfg.addr.to_string(),
+                grants: overrides.grants.unwrap_or(GrantsMode::Local).label().into(),
+            })
+            .map_err(|source| StartError::DataDir {
+                path: data_lock.path().display().to_string(),
+                source,
+            })?;
         let mut app = App {
             broker: Broker {
                 store,
@@ -335,6 +408,8 @@ impl App {
             driver,
             approvals: None,
             test_clock: None,
+            _lock: Some(data_lock),
+            reconciling: Default::default(),
         };
         app.approvals = Some(approvals::LocalApprovals::new(
             approvals_cfg,
@@ -388,6 +463,32 @@ impl App {
         match &self.tasks {
             Some(t) => t.sweep_revocations().await,
             None => Ok(Default::default()),
+        }
+    }
+
+    /// One reconciler pass (see `jit_core::reconcile`): every minute in the
+    /// server, and on `POST /local/reconcile` (`jit-local reconcile`).
+    /// `grace` replaces the default grace period.
+    pub async fn reconcile(
+        &self,
+        dry_run: bool,
+        grace: Option<chrono::Duration>,
+    ) -> Result<jit_core::reconcile::ReconcileReport, jit_core::tasks::TaskError> {
+        let Some(tasks) = &self.tasks else {
+            return Err(jit_core::tasks::TaskError::Internal(
+                "this app has no grant ports to reconcile".into(),
+            ));
+        };
+        let _one_at_a_time = self.reconciling.lock().await;
+        match grace {
+            None => tasks.reconcile(dry_run).await,
+            Some(g) => {
+                let mut r = tasks.reconciler();
+                r.grace = g;
+                r.run(dry_run)
+                    .await
+                    .map_err(|jit_core::reconcile::ReconcileError::Store(e)| e.into())
+            }
         }
     }
 
@@ -473,6 +574,9 @@ impl App {
         if !self.key_ok(&parts.headers) {
             return forbidden_key();
         }
+        if reconcile_cmd::is_reconcile_path(parts.uri.path()) {
+            return self.serve_reconcile(&parts).await;
+        }
         let declared_too_large = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -514,6 +618,41 @@ impl App {
             body,
         };
         jit_api::handle(&self.broker, &caller, api).await
+    }
+}
+
+impl App {
+    /// `POST /local/reconcile?dryRun=…&graceSecs=…` (API key checked by the
+    /// caller): how `jit-local reconcile` reconciles through the running
+    /// server instead of writing its files beside it.
+    async fn serve_reconcile(&self, parts: &http::request::Parts) -> Response<String> {
+        if parts.method != http::Method::POST {
+            return jit_api::error_response(&jit_api::ApiError::MethodNotAllowed(&[
+                http::Method::POST,
+            ]));
+        }
+        let (dry_run, grace) = match reconcile_cmd::parse_query(parts.uri.query()) {
+            Ok(q) => q,
+            Err((field, message)) => {
+                return jit_api::error_response(&jit_api::ApiError::Service(
+                    ServiceError::invalid(&field, message),
+                ));
+            }
+        };
+        match self
+            .reconcile(dry_run, Some(chrono::Duration::seconds(grace)))
+            .await
+        {
+            Ok(report) => jit_api::json_response(
+                StatusCode::OK,
+                &serde_json::to_value(&report).expect("plain data serialises"),
+            ),
+            Err(e) => {
+                jit_api::error_response(&jit_api::ApiError::Service(ServiceError::Internal {
+                    detail: format!("reconcile: {e}"),
+                }))
+            }
+        }
     }
 }
 

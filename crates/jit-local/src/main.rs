@@ -7,12 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use jit_core::ports::SystemClock;
-use jit_local::{App, Config, Overrides};
+use jit_local::{App, Config, GrantsMode, Overrides};
 
 /// Defaults `jit configure --local` assumes too: the banner's hint leaves
 /// out whichever of them is in use.
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
-const DEFAULT_DATA_DIR: &str = "./.jit";
+const DEFAULT_DATA_DIR: &str = jit_local::DEFAULT_DATA_DIR;
 
 /// The JIT access broker on one machine: same API, SQLite, no AWS account.
 #[derive(Parser, Debug)]
@@ -77,12 +77,6 @@ struct Args {
     test_clock: bool,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum GrantsMode {
-    Local,
-    Aws,
-}
-
 #[derive(clap::Subcommand, Debug)]
 enum Command {
     /// Amazon States Language tools.
@@ -91,6 +85,23 @@ enum Command {
     /// Catalog tools.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Shows and repairs drift between IAM and the grants in the store
+    /// (what the server does every minute). Safe while the server runs:
+    /// it then asks the server. Exit codes: 0 nothing to fix or all fixed,
+    /// 1 something left (dry-run findings, a failed repair, a foreign
+    /// inline policy flagged), 2 could not run.
+    Reconcile(jit_local::reconcile_cmd::ReconcileArgs),
+    /// The local IAM stand-ins.
+    #[command(subcommand)]
+    Iam(IamCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum IamCommand {
+    /// Prints the local IAM state (attached managed policies, inline role
+    /// policies) with the request each belongs to. Read-only; safe while
+    /// the server runs. Exit codes: 0 printed, 2 could not read.
+    State(jit_local::iam_state::StateArgs),
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -131,25 +142,40 @@ async fn main() -> anyhow::Result<()> {
     unsafe {
         libc::umask(0o077);
     }
+    let args = Args::parse();
     let json = std::env::var("JIT_LOG_FORMAT").is_ok_and(|v| v == "json");
     let filter = tracing_subscriber::EnvFilter::try_from_env("JIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A subcommand's stdout is its answer (JSON with --output json): its
+    // log lines go to stderr. The server logs to stdout, as it always has.
+    let to_stderr = args.command.is_some();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            if to_stderr {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::stdout())
+            }
+        });
     if json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
+        logs.json().init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        logs.init();
     }
 
-    let args = Args::parse();
     match args.command {
         Some(Command::Asl(AslCommand::Run(run))) => {
             std::process::exit(jit_local::asl::run(run).await);
         }
         Some(Command::Catalog(CatalogCommand::Check(check))) => {
             std::process::exit(jit_local::catalog_cmd::run(check).await);
+        }
+        Some(Command::Reconcile(args)) => {
+            std::process::exit(jit_local::reconcile_cmd::run(args).await);
+        }
+        Some(Command::Iam(IamCommand::State(args))) => {
+            std::process::exit(jit_local::iam_state::run(args).await);
         }
         None => {}
     }
@@ -345,6 +371,21 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
+    // The reconciler (IAM made to agree with the store; see
+    // jit_core::reconcile): at start and every minute.
+    let reconciler = {
+        let app = Arc::downgrade(&app);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(app) = app.upgrade() else { break };
+                if let Err(e) = app.reconcile(false, None).await {
+                    tracing::warn!(error = %e, "the reconciler failed; it runs again in a minute");
+                }
+            }
+        })
+    };
     // Reminders for undecided requests, and outcomes on Slack messages.
     let reminders = {
         let app = Arc::downgrade(&app);
@@ -364,6 +405,8 @@ async fn main() -> anyhow::Result<()> {
     let _ = sweeper.await;
     reminders.abort();
     let _ = reminders.await;
+    reconciler.abort();
+    let _ = reconciler.await;
     if let Ok(app) = Arc::try_unwrap(app) {
         app.shutdown().await;
     }

@@ -8,8 +8,10 @@
 //! AND version` and its audit `INSERT`, so a request never changes without
 //! its trail and two racing writers get exactly one winner.
 //!
-//! Later the local engine's executions and timers live here too, as new
-//! numbered migrations in `schema.rs`.
+//! The grant ledger (`jit_core::ledger::GrantLedger`) lives in the same
+//! database (`ledger.rs`), so the reconciler reads one file. Later the
+//! local engine's executions and timers live here too, as new numbered
+//! migrations in `schema.rs`.
 //!
 //! Architecture invariants: this crate never stores a credential or a
 //! signed link (the record has no field for either; keep it so). The one
@@ -20,6 +22,7 @@
 //! [`StoreError`]'s text — those go to the log; callers see what failed.
 
 mod cursor;
+mod ledger;
 mod schema;
 
 use std::path::Path;

@@ -80,6 +80,19 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX seen_keys_by_expiry ON seen_keys (expires_at);
     "#,
+    // 3: the grant ledger (jit_core::ledger): one row per IAM change the
+    // broker makes, `open` while what it put may still be in IAM.
+    r#"
+    CREATE TABLE grant_ledger (
+        entry_id TEXT PRIMARY KEY NOT NULL,
+        resource TEXT NOT NULL,
+        open     INTEGER NOT NULL,
+        at       INTEGER NOT NULL,
+        entry    TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX grant_ledger_by_resource ON grant_ledger (resource, entry_id);
+    CREATE INDEX grant_ledger_open ON grant_ledger (entry_id) WHERE open = 1;
+    "#,
 ];
 
 /// Applies the connection settings and brings the schema up to date.

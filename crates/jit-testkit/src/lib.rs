@@ -59,6 +59,7 @@ extern crate self as jit_testkit;
 
 pub mod data;
 pub mod fake_slack;
+pub mod ledger_suite;
 pub mod suite;
 
 use std::time::Duration;
@@ -152,6 +153,30 @@ impl<S: RequestStore, G: Send + Sync> RequestStore for Guarded<S, G> {
     }
 }
 
+#[async_trait]
+impl<S: jit_core::ledger::GrantLedger, G: Send + Sync> jit_core::ledger::GrantLedger
+    for Guarded<S, G>
+{
+    async fn record_intent(&self, e: &jit_core::ledger::LedgerEntry) -> Result<(), StoreError> {
+        self.store.record_intent(e).await
+    }
+
+    async fn record_outcome(&self, e: &jit_core::ledger::LedgerEntry) -> Result<(), StoreError> {
+        self.store.record_outcome(e).await
+    }
+
+    async fn open_entries(&self) -> Result<Vec<jit_core::ledger::LedgerEntry>, StoreError> {
+        self.store.open_entries().await
+    }
+
+    async fn entries_for(
+        &self,
+        resource: &str,
+    ) -> Result<Vec<jit_core::ledger::LedgerEntry>, StoreError> {
+        self.store.entries_for(resource).await
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use tokio;
@@ -211,6 +236,56 @@ macro_rules! store_suite {
             first_use_is_true_once_then_false_until_it_expires,
             concurrent_first_uses_of_one_key_have_exactly_one_winner,
         }
+    };
+}
+
+/// Like [`store_suite!`], for a `jit_core::ledger::GrantLedger` adapter:
+/// one test per behaviour in [`ledger_suite`], each on a fresh ledger from
+/// `$factory`.
+#[macro_export]
+macro_rules! ledger_suite {
+    ($module:ident, $factory:expr $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::ledger_suite!($factory);
+        }
+    };
+    ($factory:expr $(,)?) => {
+        $crate::__ledger_suite_tests! { $factory;
+            an_intent_is_open_and_listed,
+            an_intent_written_twice_is_kept_once,
+            a_completed_put_stays_open,
+            a_completed_removal_closes_what_it_undid,
+            a_failed_removal_stays_open,
+            a_closed_outcome_closes_only_its_entry,
+            a_removal_leaves_other_resources_alone,
+            entries_round_trip_every_field,
+            open_entries_are_oldest_first,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ledger_suite_tests {
+    ($factory:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[$crate::__private::tokio::test(
+                flavor = "multi_thread",
+                worker_threads = 2,
+                crate = "jit_testkit::__private::tokio"
+            )]
+            async fn $name() {
+                let factory = $factory;
+                let ledger = factory().await;
+                $crate::__private::within_time_limit(
+                    stringify!($name),
+                    $crate::ledger_suite::$name(&ledger),
+                )
+                .await;
+            }
+        )+
     };
 }
 
@@ -284,6 +359,33 @@ mod tests {
 
         // THEN they are the same set (a new behaviour cannot be forgotten)
         assert!(functions.len() >= 20, "found only {functions:?}");
+        assert_eq!(functions, expanded);
+    }
+
+    #[test]
+    fn the_ledger_macro_runs_every_behaviour_in_the_ledger_suite() {
+        let src = include_str!("ledger_suite.rs");
+        let functions: BTreeSet<String> = src
+            .split("pub async fn ")
+            .skip(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect()
+            })
+            .collect();
+        let lib = include_str!("lib.rs");
+        let start = lib
+            .find("__ledger_suite_tests! { $factory;")
+            .expect("the macro's list");
+        let body = &lib[start..];
+        let list = &body[body.find(';').expect("list start") + 1..body.find('}').expect("end")];
+        let expanded: BTreeSet<String> = list
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert!(functions.len() >= 9, "found only {functions:?}");
         assert_eq!(functions, expanded);
     }
 

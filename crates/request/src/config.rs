@@ -10,6 +10,9 @@ use crate::TrustPolicy;
 pub struct Config {
     pub table: String,
     pub audit_table: String,
+    /// `JIT_LEDGER_TABLE`: the grant ledger a revoke's IAM changes are
+    /// written to.
+    pub ledger_table: String,
     pub state_machine_arn: String,
     pub catalog_path: PathBuf,
     pub trust: TrustPolicy,
@@ -101,6 +104,11 @@ impl Config {
         Ok(Config {
             table: table_name("JIT_TABLE", get("JIT_TABLE"), "JITAccessRequests")?,
             audit_table: table_name("JIT_AUDIT_TABLE", get("JIT_AUDIT_TABLE"), "JITAccessAudit")?,
+            ledger_table: table_name(
+                "JIT_LEDGER_TABLE",
+                get("JIT_LEDGER_TABLE"),
+                jit_aws::DEFAULT_LEDGER_TABLE,
+            )?,
             state_machine_arn,
             catalog_path: PathBuf::from(
                 get("JIT_CATALOG").unwrap_or_else(|| "/opt/catalog.yaml".into()),
@@ -141,6 +149,7 @@ mod tests {
         let c = cfg(&[SM]).unwrap();
         assert_eq!(c.table, "JITAccessRequests");
         assert_eq!(c.audit_table, "JITAccessAudit");
+        assert_eq!(c.ledger_table, "JITGrantLedger");
         assert!(!c.demo_mode);
         assert!(c.trust.principals.is_empty());
     }

@@ -29,10 +29,10 @@ async fn main() -> Result<(), lambda_http::Error> {
         jit_aws::TableNames::new(cfg.table.clone(), cfg.audit_table.clone()),
     );
     let workflow = jit_aws::SfnWorkflow::from_config(&sdk, state_machine);
+    let clock = Arc::new(SystemClock);
     let grants = jit_core::grant_ports::GrantPorts {
         issuer: Arc::new(jit_aws::StsIssuer::from_config(&sdk)),
-        attacher: Arc::new(jit_aws::IamAttacher::from_config(&sdk)),
-        revoker: Arc::new(jit_aws::IamRoleRevoker::from_config(&sdk)),
+        iam: jit_lambda::grant_iam(&sdk, &cfg.ledger_table, clock.clone()),
         console: Arc::new(
             jit_aws::FederationSignin::new(&cfg.federation_url)
                 .map_err(|e| format!("JIT_FEDERATION_URL: {e}"))?,
@@ -44,7 +44,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         store: Arc::new(store),
         workflow: Arc::new(workflow),
         catalog: Arc::new(catalog),
-        clock: Arc::new(SystemClock),
+        clock,
         settings: Settings {
             demo_mode: cfg.demo_mode,
         },

@@ -28,6 +28,7 @@
 
 mod cursor;
 mod item;
+pub mod ledger;
 mod tables;
 
 use std::collections::HashMap;

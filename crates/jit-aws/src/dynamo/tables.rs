@@ -136,7 +136,7 @@ pub async fn create_tables(
     })
 }
 
-async fn wait_active(client: &Client, table: &str) -> Result<(), CreateTablesError> {
+pub(super) async fn wait_active(client: &Client, table: &str) -> Result<(), CreateTablesError> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(100);
     loop {
@@ -160,7 +160,7 @@ async fn wait_active(client: &Client, table: &str) -> Result<(), CreateTablesErr
     }
 }
 
-fn create_error<R: std::fmt::Debug>(
+pub(super) fn create_error<R: std::fmt::Debug>(
     table: &str,
     err: SdkError<CreateTableError, R>,
 ) -> CreateTablesError {
@@ -174,6 +174,6 @@ fn create_error<R: std::fmt::Debug>(
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> CreateTablesError {
+pub(super) fn backend(e: impl std::fmt::Display) -> CreateTablesError {
     CreateTablesError::Backend(e.to_string())
 }

@@ -148,3 +148,13 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for Capture {
         Ok(())
     }
 }
+
+/// A grant ledger on a freshly created table no other test touches.
+pub async fn fresh_ledger() -> jit_aws::DynamoLedger {
+    let client = aws_sdk_dynamodb::Client::new(&sdk_config().await);
+    let table = unique_name("jit-ledger");
+    jit_aws::create_ledger_table(&client, &table)
+        .await
+        .unwrap_or_else(|e| panic!("creating the ledger table {table} on moto: {e}"));
+    jit_aws::DynamoLedger::new(client, table)
+}

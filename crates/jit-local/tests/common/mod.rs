@@ -5,6 +5,7 @@
 //! [`binary`] is the other way: the real binary as a child process.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod bin;
 pub mod binary;
 
 use bytes::Bytes;
