@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -54,7 +55,19 @@ pub struct Config {
     pub print_notifications: bool,
     /// Run the engine's background driver (tests drive it by hand).
     pub run_driver: bool,
+    /// Creates are refused (`503`, `Retry-After`) while the engine's
+    /// backlog ([`jit_engine::Engine::backlog`]) is at least this.
+    pub max_backlog: usize,
 }
+
+/// `--max-backlog`'s default: about seven seconds of the engine's work at
+/// its measured pace (docs/BENCHMARKS.md), small enough that a create
+/// accepted under load still runs soon, large enough that bursts pass.
+pub const DEFAULT_MAX_BACKLOG: usize = 10_000;
+
+/// What a create refused for backpressure tells the client to wait, in
+/// seconds: the backlog drains by thousands a second.
+pub const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
 
 /// Ports to use instead of the local defaults.
 #[derive(Default)]
@@ -90,6 +103,9 @@ pub struct App {
     resumed: Option<(u64, u64)>,
     driver: Option<jit_engine::DriverHandle>,
     approvals: Option<approvals::LocalApprovals>,
+    max_backlog: usize,
+    /// Whether creates are being refused (for logging the change only).
+    refusing: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +179,8 @@ impl App {
             resumed: None,
             driver: None,
             approvals: None,
+            max_backlog: DEFAULT_MAX_BACKLOG,
+            refusing: AtomicBool::new(false),
         })
     }
 
@@ -323,6 +341,8 @@ impl App {
             resumed: Some((resumed.running, resumed.waiting_for_callback)),
             driver,
             approvals: None,
+            max_backlog: cfg.max_backlog,
+            refusing: AtomicBool::new(false),
         };
         app.approvals = Some(approvals::LocalApprovals::new(
             approvals_cfg,
@@ -451,6 +471,9 @@ impl App {
         if !self.key_ok(&parts.headers) {
             return forbidden_key();
         }
+        if let Some(refused) = self.refuse_if_behind(&parts.method, parts.uri.path()) {
+            return refused;
+        }
         let declared_too_large = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -487,6 +510,43 @@ impl App {
             body,
         };
         jit_api::handle(&self.broker, &caller, api).await
+    }
+}
+
+impl App {
+    /// Backpressure: a create (`POST /requests`, `POST /request-access`)
+    /// is refused before anything is read or stored while the engine is
+    /// `max_backlog` executions or more behind, so a load the engine
+    /// cannot keep up with is told to back off instead of queueing without
+    /// bound. Other routes (reads, decisions, cancels) still pass: they are
+    /// how the backlog clears.
+    fn refuse_if_behind(&self, method: &http::Method, path: &str) -> Option<Response<String>> {
+        let creates = matches!(path.trim_end_matches('/'), "/requests" | "/request-access");
+        if *method != http::Method::POST || !creates {
+            return None;
+        }
+        let backlog = self.engine.as_ref()?.backlog();
+        if backlog < self.max_backlog {
+            if self.refusing.swap(false, Ordering::Relaxed) {
+                tracing::info!(backlog, "creates accepted again");
+            }
+            return None;
+        }
+        // Logged when refusing starts, not for every refused create.
+        if !self.refusing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                backlog,
+                max_backlog = self.max_backlog,
+                "the engine is behind: creates are refused (503) until it catches up"
+            );
+        }
+        Some(jit_api::error_response(&jit_api::ApiError::Overloaded {
+            message: format!(
+                "the local engine is {backlog} executions behind (--max-backlog {}); retry after {OVERLOADED_RETRY_AFTER_SECS} s",
+                self.max_backlog
+            ),
+            retry_after_secs: OVERLOADED_RETRY_AFTER_SECS,
+        }))
     }
 }
 

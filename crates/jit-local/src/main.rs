@@ -64,6 +64,11 @@ struct Args {
     /// `<data-dir>/outbox/` as `.eml` files.
     #[arg(long, env = "JIT_SES_FROM")]
     ses_from: Option<String>,
+    /// Refuse creates (`503` with `Retry-After`) while the engine has this
+    /// many executions or more started or answered and not yet advanced.
+    #[arg(long, env = "JIT_MAX_BACKLOG", default_value_t = jit_local::DEFAULT_MAX_BACKLOG,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_backlog: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
         demo_mode: args.demo_mode,
         print_notifications: true,
         run_driver: true,
+        max_backlog: args.max_backlog,
     };
     let generated = cfg.api_key.is_none();
     let overrides = match args.grants {

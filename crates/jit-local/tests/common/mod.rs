@@ -18,6 +18,29 @@ pub async fn settle(app: &App) {
         .expect("engine runs");
 }
 
+/// Sends one request as `user` with the API key `key` and returns the
+/// whole response, leaving the engine as it is (for tests of what happens
+/// before it runs).
+pub async fn send(
+    app: &App,
+    key: &str,
+    method: &str,
+    path: &str,
+    user: &str,
+    body: Option<Value>,
+) -> http::Response<String> {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("x-api-key", key)
+        .header("x-jit-user", user);
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    app.serve_http(req.body(Full::new(body)).unwrap()).await
+}
+
 /// Calls the API as `user` with the API key `key`; returns status and JSON,
 /// after the engine has settled.
 pub async fn call(
@@ -28,16 +51,7 @@ pub async fn call(
     user: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("x-api-key", key)
-        .header("x-jit-user", user);
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    let resp = app.serve_http(req.body(Full::new(body)).unwrap()).await;
+    let resp = send(app, key, method, path, user, body).await;
     let status = resp.status().as_u16();
     let v: Value = serde_json::from_str(resp.body()).unwrap();
     settle(app).await;
@@ -68,6 +82,7 @@ pub fn config(
         demo_mode: false,
         print_notifications: false,
         run_driver: false,
+        max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
     }
 }
 
