@@ -39,6 +39,9 @@ pub const USER_HEADER: &str = "x-jit-user";
 pub const GROUPS_HEADER: &str = "x-jit-groups";
 /// The API key header, as API Gateway names it.
 pub const API_KEY_HEADER: &str = "x-api-key";
+/// `jit-local`'s own route (with the API key): how far behind the engine
+/// is, for operators and load tests (`jit-bench` waits on it for the drain).
+pub const ENGINE_STATUS_PATH: &str = "/local/engine";
 /// How the local API key appears as a trusted caller in records.
 pub const LOCAL_TRUSTED_CALLER: &str = "jit-local-api-key";
 
@@ -474,6 +477,9 @@ impl App {
         if let Some(refused) = self.refuse_if_behind(&parts.method, parts.uri.path()) {
             return refused;
         }
+        if parts.uri.path() == ENGINE_STATUS_PATH {
+            return self.engine_status(&parts.method);
+        }
         let declared_too_large = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -547,6 +553,21 @@ impl App {
             ),
             retry_after_secs: OVERLOADED_RETRY_AFTER_SECS,
         }))
+    }
+}
+
+impl App {
+    /// `GET /local/engine`: `{"backlog": n, "maxBacklog": m}`.
+    fn engine_status(&self, method: &http::Method) -> Response<String> {
+        const GET: &[http::Method] = &[http::Method::GET];
+        if *method != http::Method::GET {
+            return jit_api::error_response(&jit_api::ApiError::MethodNotAllowed(GET));
+        }
+        let backlog = self.engine.as_ref().map_or(0, |e| e.backlog());
+        jit_api::json_response(
+            StatusCode::OK,
+            &serde_json::json!({"backlog": backlog, "maxBacklog": self.max_backlog}),
+        )
     }
 }
 

@@ -68,6 +68,10 @@ async fn creates_past_the_bound_are_refused_until_the_engine_catches_up() {
         assert_eq!(r.status(), 201, "{}", r.body());
     }
     assert_eq!(engine.backlog(), BOUND);
+    let r = send(&l.app, KEY, "GET", "/local/engine", "ops@example.com", None).await;
+    assert_eq!(r.status(), 200, "{}", r.body());
+    let v: Value = serde_json::from_str(r.body()).unwrap();
+    assert_eq!(v, json!({"backlog": BOUND, "maxBacklog": BOUND}));
     // WHEN more creates arrive, through both create routes
     for (path, user, body) in [
         ("/requests", "sre@example.com", create_body(99)),
