@@ -592,6 +592,15 @@ impl EngineDb {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The earliest wake time after `now_ms`: what the driver sleeps until
+    /// once everything runnable is being advanced (one index probe).
+    pub(crate) fn next_future_wake(&mut self, now_ms: i64) -> Result<Option<i64>, EngineError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT MIN(wake_ms) FROM executions WHERE wake_ms > ?1")?
+            .query_row(params![now_ms], |r| r.get(0))?)
+    }
+
     /// The earliest timers: (execution id, wake time).
     pub(crate) fn next_wakes(&mut self, limit: usize) -> Result<Vec<(i64, i64)>, EngineError> {
         let mut stmt = self.conn.prepare_cached(

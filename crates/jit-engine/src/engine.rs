@@ -35,6 +35,9 @@ const TURN_TRANSITIONS: usize = 500;
 /// for the group commit holding its schedule, so many executions must be in
 /// flight for commits to be shared.
 const DRIVER_CONCURRENCY: usize = 256;
+/// Free slots the driver waits for before listing runnable executions again
+/// (when it is busy; an idle driver lists at once).
+const DRIVER_REFILL: usize = 16;
 /// Payload limit for inputs and outputs (256 KiB), as on AWS.
 const MAX_PAYLOAD: usize = 262_144;
 
@@ -1786,10 +1789,14 @@ impl Engine {
         }
     }
 
+    /// Up to `limit` runnable executions nobody is advancing. Claimed ones
+    /// leave the runnable index with their first commit, so only those
+    /// claimed and not yet started can be in the way: twice the limit is
+    /// read, and a short answer only means the next listing finds the rest.
     fn runnable_unclaimed(&self, limit: usize) -> Result<Vec<i64>, EngineError> {
         let now = self.now_ms();
-        let claims = lock(&self.inner.claims).clone();
-        let ids = lock(&self.inner.db).runnable(now, limit + claims.len())?;
+        let ids = lock(&self.inner.db).runnable(now, limit * 2)?;
+        let claims = lock(&self.inner.claims);
         Ok(ids
             .into_iter()
             .filter(|id| !claims.contains(id))
@@ -2099,8 +2106,11 @@ impl Engine {
                     tracing::error!(error = %e, "engine driver: group commit");
                 }
             }
+            // Claim in chunks: each listing reads the runnable index, so
+            // under load it is read once per DRIVER_REFILL finished tasks,
+            // not once per task.
             let free = DRIVER_CONCURRENCY.saturating_sub(tasks.len());
-            if free > 0 {
+            if free >= DRIVER_REFILL || (free > 0 && tasks.len() < DRIVER_REFILL) {
                 match self.runnable_unclaimed(free) {
                     Ok(ids) => {
                         for id in ids {
@@ -2115,11 +2125,10 @@ impl Engine {
                     }
                 }
             }
-            let sleep_for = match self.next_timer() {
-                Ok(Some(at)) => {
-                    let ms = (to_ms(at) - self.now_ms()).clamp(0, 60_000);
-                    Duration::from_millis(ms as u64)
-                }
+            let now = self.now_ms();
+            let next_wake = lock(&self.inner.db).next_future_wake(now);
+            let sleep_for = match next_wake {
+                Ok(Some(at)) => Duration::from_millis((at - now).clamp(0, 60_000) as u64),
                 Ok(None) => Duration::from_secs(60),
                 Err(e) => {
                     tracing::error!(error = %e, "engine driver: reading timers");
