@@ -35,6 +35,11 @@ const TURN_TRANSITIONS: usize = 500;
 /// for the group commit holding its schedule, so many executions must be in
 /// flight for commits to be shared.
 const DRIVER_CONCURRENCY: usize = 256;
+/// Task invocations in flight at once. Far more executions than this wait
+/// for their commits; only this many run tasks, so a task port with one
+/// connection behind a mutex (the SQLite store) is not hit by hundreds of
+/// blocked threads at once.
+const MAX_INVOCATIONS: usize = 32;
 /// Free slots the driver waits for before listing runnable executions again
 /// (when it is busy; an idle driver lists at once).
 const DRIVER_REFILL: usize = 16;
@@ -1276,6 +1281,8 @@ struct Inner {
     /// their end. See [`Engine::backlog`].
     backlog: Mutex<HashSet<i64>>,
     backlog_len: AtomicUsize,
+    /// Bounds the task invocations in flight ([`MAX_INVOCATIONS`]).
+    invocations: tokio::sync::Semaphore,
 }
 
 impl Inner {
@@ -1419,6 +1426,7 @@ impl Engine {
                 waiters: AtomicUsize::new(0),
                 backlog: Mutex::new(backlog),
                 backlog_len,
+                invocations: tokio::sync::Semaphore::new(MAX_INVOCATIONS),
             }),
         })
     }
@@ -1891,7 +1899,10 @@ impl Engine {
                     if let Some(seq) = batch {
                         self.durable(seq).await?;
                     }
-                    let outcome = self.call(&req).await;
+                    let outcome = {
+                        let _slot = self.inner.invocations.acquire().await;
+                        self.call(&req).await
+                    };
                     claim.resume();
                     pending = Some((req.invocation, outcome));
                     carried = Some(run);
