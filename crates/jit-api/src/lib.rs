@@ -48,6 +48,12 @@ pub enum ApiError {
     UnsupportedMediaType,
     RouteNotFound,
     MethodNotAllowed(&'static [Method]),
+    /// The front door is too far behind to take new work: `503` with
+    /// `Retry-After`, so clients back off instead of queueing without bound.
+    Overloaded {
+        message: String,
+        retry_after_secs: u64,
+    },
 }
 
 impl From<ServiceError> for ApiError {
@@ -152,6 +158,20 @@ pub fn error_response(err: &ApiError) -> Response<String> {
             if let Ok(v) = names.join(", ").parse() {
                 resp.headers_mut().insert(header::ALLOW, v);
             }
+            return resp;
+        }
+        ApiError::Overloaded {
+            message,
+            retry_after_secs,
+        } => {
+            let mut resp = json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &error_body("overloaded", message, None),
+            );
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                http::HeaderValue::from(*retry_after_secs),
+            );
             return resp;
         }
     };
@@ -578,5 +598,18 @@ mod tests {
         assert!(!r.body().contains("xyz"));
         let v: Value = serde_json::from_str(r.body()).unwrap();
         assert_eq!(v["error"]["code"], "internal");
+    }
+
+    #[test]
+    fn overloaded_is_503_with_retry_after() {
+        let r = error_response(&ApiError::Overloaded {
+            message: "busy".into(),
+            retry_after_secs: 2,
+        });
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        let v: Value = serde_json::from_str(r.body()).unwrap();
+        assert_eq!(v["error"]["code"], "overloaded");
+        assert_eq!(v["error"]["message"], "busy");
     }
 }

@@ -190,12 +190,15 @@ pub fn approved_cost(root: &Path) -> anyhow::Result<Cost> {
     })
 }
 
-const KEY: &str = "bench-key-0123456789abcdef";
+pub(crate) const KEY: &str = "bench-key-0123456789abcdef";
 
-fn spawn_local(
+/// Starts the release `jit-local` on a free loopback port with `extra`
+/// flags; returns it with its address, start-up lines and start time.
+pub(crate) fn spawn_local(
     bin: &Path,
     root: &Path,
     data: &Path,
+    extra: &[&str],
 ) -> anyhow::Result<(Child, SocketAddr, Vec<String>, Duration)> {
     let t0 = Instant::now();
     let mut child = Command::new(bin)
@@ -203,6 +206,7 @@ fn spawn_local(
         .arg(root.join("config/catalog.example.yaml"))
         .arg("--data-dir")
         .arg(data)
+        .args(extra)
         .env("JIT_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -300,7 +304,7 @@ fn count_pending(addr: SocketAddr) -> anyhow::Result<usize> {
 pub fn waiting(bin: &Path, root: &Path, n: usize) -> anyhow::Result<Waiting> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let (mut child, addr, _, _) = spawn_local(bin, root, &data)?;
+    let (mut child, addr, _, _) = spawn_local(bin, root, &data, &[])?;
     let result = (|| -> anyhow::Result<(Duration, procfs::Memory)> {
         let t0 = Instant::now();
         for i in 0..n {
@@ -333,7 +337,7 @@ pub fn waiting(bin: &Path, root: &Path, n: usize) -> anyhow::Result<Waiting> {
     let _ = child.kill();
     let _ = child.wait();
     let (create_elapsed, mem) = result?;
-    let (mut again, _, lines, resume) = spawn_local(bin, root, &data)?;
+    let (mut again, _, lines, resume) = spawn_local(bin, root, &data, &[])?;
     let _ = again.kill();
     let _ = again.wait();
     let resumed_line = lines

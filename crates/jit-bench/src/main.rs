@@ -16,7 +16,9 @@
 //! and `jit-cli`, one package per invocation),
 //! `--bin-dir DIR` (measure the binaries in `DIR`, e.g. `target/<profile>`
 //! for a profile experiment; implies `--no-build`), `--out PATH` (default
-//! `docs/BENCHMARKS.md`, relative to the workspace root).
+//! `docs/BENCHMARKS.md`, relative to the workspace root), `--load-secs N`
+//! and `--load-clients N` (create load, default 20 s and 32 clients),
+//! `--only-create-load` (only the create load, spliced into the report).
 //!
 //! What it measures:
 //! 1. API throughput and latency: create+get pairs through `jit_api::handle`
@@ -26,6 +28,11 @@
 //! 3. Each Lambda's cold init (spawn → first `next` on a fake Lambda
 //!    Runtime API on 127.0.0.1) and its memory after one sample event.
 //! 4. The local workflow engine and the `jit` CLI.
+//! 5. Create load against the release `jit-local` ([`load`]): the creates a
+//!    second the engine keeps pace with, and backpressure past that.
+//!    `--only-create-load` measures just this and splices it into the
+//!    existing report (its section and its Summary rows), leaving every
+//!    other number as the last full run wrote it.
 //!
 //! It never reaches the network: the fake Runtime API and the fake Secrets
 //! Manager (the secrets two Lambdas read at init) listen on loopback only,
@@ -37,6 +44,7 @@ mod cli;
 mod elf;
 mod engine;
 mod lambda;
+mod load;
 mod procfs;
 mod report;
 mod runtime_api;
@@ -47,7 +55,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use clap::Parser;
 use jit_core::Catalog;
 use jit_core::ports::RequestStore;
@@ -81,6 +89,85 @@ struct Args {
     /// Where to write the report, relative to the workspace root.
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     out: PathBuf,
+    /// Seconds of create load per run against `jit-local`.
+    #[arg(long, default_value_t = 20)]
+    load_secs: u64,
+    /// Concurrent clients of the create load.
+    #[arg(long, default_value_t = 32)]
+    load_clients: usize,
+    /// Measure only the create load (building only `jit-local`) and replace
+    /// its section and Summary rows in the existing report.
+    #[arg(long)]
+    only_create_load: bool,
+}
+
+/// The create-load runs: saturation, then paced at the goal rate.
+fn load_specs(args: &Args) -> Vec<load::LoadSpec> {
+    let duration = std::time::Duration::from_secs(args.load_secs);
+    vec![
+        load::LoadSpec {
+            label: "saturation",
+            clients: args.load_clients,
+            duration,
+            pace: None,
+        },
+        load::LoadSpec {
+            label: "paced at 5000/s",
+            clients: args.load_clients,
+            duration,
+            pace: Some(load::CREATES_TARGET),
+        },
+    ]
+}
+
+/// Where, when and how a section-only run measured.
+fn provenance(m: &report::Machine, invocation: &str) -> String {
+    format!(
+        "Measured {} at commit {} on {} ({} CPUs; load average {} at start, {} at end), by `{invocation}`.\n",
+        m.date, m.commit, m.cpu, m.nproc, m.load_start, m.load_end
+    )
+}
+
+/// `--only-create-load`: measure the create load and splice it into the
+/// existing report.
+fn only_create_load(
+    args: &Args,
+    root: &Path,
+    machine: &mut report::Machine,
+    invocation: &str,
+) -> anyhow::Result<()> {
+    if !(args.no_build || args.bin_dir.is_some()) {
+        binaries::build_release(root, &["jit-local"]).map_err(|e| anyhow!("{e:#}"))?;
+    }
+    let bin = match &args.bin_dir {
+        Some(dir) => root.join(dir).join("jit-local"),
+        None => binaries::target_dir(root)?.join("release/jit-local"),
+    };
+    let runs = load::run(&bin, root, &load_specs(args));
+    machine.load_end = load_average();
+    let (mut section, rows) = load::markdown(&runs);
+    section.push_str(&provenance(machine, invocation));
+    section.push('\n');
+    eprintln!("{section}");
+    for r in &rows {
+        eprintln!("{}", report::summary_line(r));
+    }
+    if runs.iter().any(Result::is_err) {
+        bail!(
+            "some create-load runs failed; {} left as it was",
+            args.out.display()
+        );
+    }
+    let out = root.join(&args.out);
+    let old =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    let text = report::splice(&old, load::HEADING, &section, load::ROW_PREFIX, &rows)?;
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "jit-bench: wrote the create-load section of {}",
+        out.display()
+    );
+    Ok(())
 }
 
 const CATALOG: &str = "config/catalog.example.yaml";
@@ -210,6 +297,9 @@ fn main() -> anyhow::Result<()> {
     } else {
         format!("cargo run --release -p jit-bench -- {}", passed.join(" "))
     };
+    if args.only_create_load {
+        return only_create_load(&args, &root, &mut machine, &invocation);
+    }
 
     // Build first, so a broken build shows before minutes of measuring.
     let built = if args.no_build || args.bin_dir.is_some() {
@@ -295,10 +385,15 @@ fn main() -> anyhow::Result<()> {
         args.engine_executions,
         args.waiting,
     );
+    let loads = load::run(&target.join("jit-local"), &root, &load_specs(&args));
     let workflow_complete = workflow.throughput.iter().all(Result::is_ok)
         && workflow.waiting.is_ok()
-        && workflow.cost.is_ok();
+        && workflow.cost.is_ok()
+        && loads.iter().all(Result::is_ok);
     let (mut workflow_section, mut workflow_rows) = engine::markdown(&workflow);
+    let (load_section, load_rows) = load::markdown(&loads);
+    workflow_section.push_str(&load_section);
+    workflow_rows.extend(load_rows);
     eprintln!("jit-bench: jit CLI start and cached credentials ...");
     let cli = cli::run(&target.join("jit"), 51).map_err(|e| format!("{e:#}"));
     let fmt = crate::stats::fmt_duration;

@@ -226,7 +226,10 @@ pub fn render(m: &Machine, i: &Inputs, r: &Results) -> String {
          (requests left waiting in `jit-local`, default 10000), \
          `--bin-dir DIR` (measure the binaries in `DIR`, \
          e.g. `target/<profile>`; implies `--no-build`), \
-         `--out PATH` (default `docs/BENCHMARKS.md`, relative to the workspace root).\n"
+         `--out PATH` (default `docs/BENCHMARKS.md`, relative to the workspace root), \
+         `--load-secs N` and `--load-clients N` (create load against `jit-local`, \
+         default 20 s, 32 clients), `--only-create-load` (measure only the create \
+         load and replace its section and Summary rows here).\n"
     );
     let _ = writeln!(w, "This run: `{}`\n", i.invocation);
     let _ = writeln!(
@@ -690,5 +693,94 @@ mod tests {
         assert_eq!(over(6_635_120.0, 6e6), "10.6% over target");
         assert_eq!(over(6e6, 6e6), "0.0% over target");
         assert_eq!(over(6.3, 15.0), "42% of target");
+    }
+}
+
+/// A summary row as the Summary table shows it.
+pub fn summary_line((what, value, target, pass): &crate::engine::SummaryRow) -> String {
+    let verdict = match pass {
+        Some(p) => verdict(*p),
+        None => "**ERROR**",
+    };
+    format!("| {what} | {value} | {target} | {verdict} |")
+}
+
+/// A report with one section measured again: the section starting at
+/// `heading` (up to the next `## ` heading) is replaced by `section`, or
+/// appended when absent, and the Summary rows starting with `| {prefix}`
+/// are replaced by `rows` (placed at the end of the Summary table). Every
+/// other number stays as the last full run wrote it.
+pub fn splice(
+    report: &str,
+    heading: &str,
+    section: &str,
+    prefix: &str,
+    rows: &[crate::engine::SummaryRow],
+) -> anyhow::Result<String> {
+    let mut lines: Vec<String> = report.lines().map(str::to_string).collect();
+    let summary = lines
+        .iter()
+        .position(|l| l == "## Summary")
+        .ok_or_else(|| anyhow::anyhow!("the report has no Summary section"))?;
+    let own = format!("| {prefix}");
+    lines.retain(|l| !l.starts_with(&own));
+    // The table: its header two lines after the heading, rows until a blank line.
+    let table_start = (summary + 1..lines.len())
+        .find(|&i| lines[i].starts_with('|'))
+        .ok_or_else(|| anyhow::anyhow!("the Summary section has no table"))?;
+    let table_end = (table_start..lines.len())
+        .find(|&i| !lines[i].starts_with('|'))
+        .unwrap_or(lines.len());
+    for (k, row) in rows.iter().enumerate() {
+        lines.insert(table_end + k, summary_line(row));
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    match text.find(&format!("\n{heading}\n")) {
+        Some(at) => {
+            let body = at + 1;
+            let end = text[body + heading.len()..]
+                .find("\n## ")
+                .map_or(text.len(), |e| body + heading.len() + e + 1);
+            text.replace_range(body..end, section);
+        }
+        None => {
+            text.push('\n');
+            text.push_str(section);
+        }
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod splice_tests {
+    use super::*;
+
+    #[test]
+    fn splice_replaces_one_section_and_its_summary_rows() {
+        let report = "# B\n\n## Summary\n\n| m | v | t | r |\n|---|---|---|---|\n| api | 1 | — | info |\n| load x | 5 | ≥ 9 | **FAIL** |\n\nnote\n\n## Load\n\nold numbers\n\n## CLI\n\ncli\n";
+        let row = ("load x".to_string(), "10".into(), "≥ 9".into(), Some(true));
+        let out = splice(
+            report,
+            "## Load",
+            "## Load\n\nnew numbers\n\n",
+            "load",
+            &[row],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "# B\n\n## Summary\n\n| m | v | t | r |\n|---|---|---|---|\n| api | 1 | — | info |\n| load x | 10 | ≥ 9 | PASS |\n\nnote\n\n## Load\n\nnew numbers\n\n## CLI\n\ncli\n"
+        );
+        // A report without the section gets it appended.
+        let out = splice(
+            "## Summary\n\n| a |\n",
+            "## Load",
+            "## Load\n\nn\n",
+            "load",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(out, "## Summary\n\n| a |\n\n## Load\n\nn\n");
     }
 }

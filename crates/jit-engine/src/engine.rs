@@ -3,6 +3,7 @@
 //! injected [`Clock`].
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -30,8 +31,18 @@ const REGION: &str = "local";
 const MAX_HISTORY_EVENTS: u64 = 25_000;
 /// Transitions one execution may make before yielding to others.
 const TURN_TRANSITIONS: usize = 500;
-/// Executions the driver advances at once.
-const DRIVER_CONCURRENCY: usize = 32;
+/// Executions the driver advances at once. Each task invocation first waits
+/// for the group commit holding its schedule, so many executions must be in
+/// flight for commits to be shared.
+const DRIVER_CONCURRENCY: usize = 256;
+/// Task invocations in flight at once. Far more executions than this wait
+/// for their commits; only this many run tasks, so a task port with one
+/// connection behind a mutex (the SQLite store) is not hit by hundreds of
+/// blocked threads at once.
+const MAX_INVOCATIONS: usize = 32;
+/// Free slots the driver waits for before listing runnable executions again
+/// (when it is busy; an idle driver lists at once).
+const DRIVER_REFILL: usize = 16;
 /// Payload limit for inputs and outputs (256 KiB), as on AWS.
 const MAX_PAYLOAD: usize = 262_144;
 
@@ -320,8 +331,9 @@ enum Turn {
     /// (transitions, whether anything was committed)
     Idle(usize, bool),
     Yield(usize),
-    /// The run comes back when it was not committed (request-response).
-    Invoke(InvokeRequest, usize, Option<Box<Run>>),
+    /// A task to invoke once the batch holding its schedule (if still open)
+    /// is durable; the run is kept (already committed) for the result.
+    Invoke(InvokeRequest, usize, Box<Run>, Option<u64>),
 }
 
 // ---------------------------------------------------------------------------
@@ -1260,6 +1272,61 @@ struct Inner {
     /// Executions some worker is advancing right now.
     claims: Mutex<HashSet<i64>>,
     wake: Notify,
+    /// Workers stepping right now (not waiting for a commit or a task).
+    busy: AtomicUsize,
+    /// Workers waiting for their batch to become durable.
+    waiters: AtomicUsize,
+    /// The backlog: executions started or answered (SendTask*) that have not
+    /// yet been advanced to their next wait (for a token or a timer) or to
+    /// their end. See [`Engine::backlog`].
+    backlog: Mutex<HashSet<i64>>,
+    backlog_len: AtomicUsize,
+    /// Bounds the task invocations in flight ([`MAX_INVOCATIONS`]).
+    invocations: tokio::sync::Semaphore,
+}
+
+impl Inner {
+    fn backlog_add(&self, id: i64) {
+        let mut b = lock(&self.backlog);
+        b.insert(id);
+        self.backlog_len.store(b.len(), Ordering::Relaxed);
+    }
+
+    fn backlog_remove(&self, id: i64) {
+        let mut b = lock(&self.backlog);
+        if b.remove(&id) {
+            self.backlog_len.store(b.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// The last worker to stop stepping commits the open batch when others
+    /// wait for it: nothing more is coming soon to share the commit with.
+    fn flush_if_last(&self) {
+        if self.busy.load(Ordering::SeqCst) == 0 && self.waiters.load(Ordering::SeqCst) > 0 {
+            let mut db = lock(&self.db);
+            if db.batch_open()
+                && let Err(e) = db.flush()
+            {
+                tracing::error!(error = %e, "engine: group commit");
+            }
+        }
+    }
+}
+
+/// Counts a worker waiting for durability while it is held.
+struct Waiting<'a>(&'a Inner);
+
+impl<'a> Waiting<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        inner.waiters.fetch_add(1, Ordering::SeqCst);
+        Waiting(inner)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The local Step Functions: start, stop, describe executions, answer task
@@ -1278,14 +1345,37 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// One worker's hold on one execution. It counts as *stepping* (see
+/// [`Inner::busy`]) from the claim on, except while paused (waiting for a
+/// commit or a task), so a batch is not committed while a claimed
+/// execution that will write to it has yet to run.
 struct Claim {
     inner: Arc<Inner>,
     id: i64,
+    active: bool,
+}
+
+impl Claim {
+    fn pause(&mut self) {
+        if self.active {
+            self.active = false;
+            self.inner.busy.fetch_sub(1, Ordering::SeqCst);
+            self.inner.flush_if_last();
+        }
+    }
+
+    fn resume(&mut self) {
+        if !self.active {
+            self.active = true;
+            self.inner.busy.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         lock(&self.inner.claims).remove(&self.id);
+        self.pause();
     }
 }
 
@@ -1313,13 +1403,16 @@ impl Engine {
             by_definition.insert(id, sm.clone());
             machines.insert(name, (id, sm));
         }
-        let rearmed = db.rearm_interrupted_invocations(to_ms(clock.now()))?;
+        let now = to_ms(clock.now());
+        let rearmed = db.rearm_interrupted_invocations(now)?;
         if rearmed > 0 {
             tracing::info!(
                 executions = rearmed,
                 "tasks interrupted by the last shutdown will be invoked again"
             );
         }
+        let backlog: HashSet<i64> = db.runnable_or_invoking(now)?.into_iter().collect();
+        let backlog_len = AtomicUsize::new(backlog.len());
         Ok(Engine {
             inner: Arc::new(Inner {
                 db: Mutex::new(db),
@@ -1329,6 +1422,11 @@ impl Engine {
                 clock,
                 claims: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
+                busy: AtomicUsize::new(0),
+                waiters: AtomicUsize::new(0),
+                backlog: Mutex::new(backlog),
+                backlog_len,
+                invocations: tokio::sync::Semaphore::new(MAX_INVOCATIONS),
             }),
         })
     }
@@ -1395,6 +1493,7 @@ impl Engine {
                             new_tokens: &[],
                             closed_tokens: &[],
                         })?;
+                        self.inner.backlog_remove(id);
                         failed_on_load += 1;
                     }
                 }
@@ -1461,7 +1560,7 @@ impl Engine {
             state: sm.start_at.clone(),
             input,
         })?;
-        db.insert_execution(
+        let id = db.insert_execution(
             name,
             state_machine,
             *definition_id,
@@ -1476,6 +1575,8 @@ impl Engine {
             },
         )?;
         db.flush()?;
+        // Under the database lock: no worker can advance it before it counts.
+        self.inner.backlog_add(id);
         drop(db);
         tracing::debug!(execution = %name, machine = %state_machine, "execution started");
         self.inner.wake.notify_one();
@@ -1531,6 +1632,7 @@ impl Engine {
             Some(now),
         )?;
         db.flush()?;
+        self.inner.backlog_add(row.execution_id);
         drop(db);
         self.inner.wake.notify_one();
         Ok(())
@@ -1557,6 +1659,7 @@ impl Engine {
             Some(now),
         )?;
         db.flush()?;
+        self.inner.backlog_add(row.execution_id);
         drop(db);
         self.inner.wake.notify_one();
         Ok(())
@@ -1617,6 +1720,7 @@ impl Engine {
             ));
         }
         db.flush()?;
+        self.inner.backlog_remove(id);
         drop(db);
         tracing::debug!(execution = %name, "execution aborted");
         self.inner.wake.notify_one();
@@ -1682,19 +1786,25 @@ impl Engine {
     fn try_claim(&self, id: i64) -> Option<Claim> {
         let mut claims = lock(&self.inner.claims);
         if claims.insert(id) {
+            self.inner.busy.fetch_add(1, Ordering::SeqCst);
             Some(Claim {
                 inner: self.inner.clone(),
                 id,
+                active: true,
             })
         } else {
             None
         }
     }
 
+    /// Up to `limit` runnable executions nobody is advancing. Claimed ones
+    /// leave the runnable index with their first commit, so only those
+    /// claimed and not yet started can be in the way: twice the limit is
+    /// read, and a short answer only means the next listing finds the rest.
     fn runnable_unclaimed(&self, limit: usize) -> Result<Vec<i64>, EngineError> {
         let now = self.now_ms();
-        let claims = lock(&self.inner.claims).clone();
-        let ids = lock(&self.inner.db).runnable(now, limit + claims.len())?;
+        let ids = lock(&self.inner.db).runnable(now, limit * 2)?;
+        let claims = lock(&self.inner.claims);
         Ok(ids
             .into_iter()
             .filter(|id| !claims.contains(id))
@@ -1705,6 +1815,10 @@ impl Engine {
     /// Advances everything runnable at the clock's current time, including
     /// what becomes runnable meanwhile (tasks, retries whose interval is 0),
     /// without sleeping. Returns the number of state transitions made.
+    ///
+    /// The runnable executions are advanced together (on this task, polled
+    /// in order), so their task invocations share group commits as under
+    /// the driver.
     pub async fn run_until_idle(&self) -> Result<usize, EngineError> {
         let mut total = 0;
         loop {
@@ -1713,13 +1827,17 @@ impl Engine {
             if ids.is_empty() {
                 return Ok(total);
             }
+            let claims: Vec<Claim> = ids
+                .into_iter()
+                .filter_map(|id| self.try_claim(id))
+                .collect();
+            let results =
+                futures::future::join_all(claims.into_iter().map(|c| self.advance(c))).await;
             let mut progressed = false;
-            for id in ids {
-                if let Some(claim) = self.try_claim(id) {
-                    let (n, moved) = self.advance(claim).await?;
-                    total += n;
-                    progressed |= moved;
-                }
+            for r in results {
+                let (n, moved) = r?;
+                total += n;
+                progressed |= moved;
             }
             if !progressed {
                 lock(&self.inner.db).flush()?;
@@ -1728,16 +1846,34 @@ impl Engine {
         }
     }
 
+    /// How many executions the engine is behind: those started, or whose
+    /// task token was answered, that it has not yet advanced to their next
+    /// wait (for a task token or a timer) or to their end — mid-task ones
+    /// included, each counted once. An execution woken by its own timer
+    /// (a Wait, a retry interval, a timeout) is not counted: only work the
+    /// outside asked for is. At open, every execution runnable then (or
+    /// interrupted mid-task) counts. A counter kept in memory: O(1), for a
+    /// front door to refuse new work while the engine is behind.
+    pub fn backlog(&self) -> usize {
+        self.inner.backlog_len.load(Ordering::Relaxed)
+    }
+
     /// Steps one claimed execution until it blocks, finishes or has had its
     /// turn. Returns (transitions, whether anything happened).
     ///
-    /// A request-response task is invoked with the execution's progress
-    /// held in memory (no commit before the call): if the process dies
-    /// during the call, the execution resumes from its last commit and the
-    /// task runs again — the same at-least-once promise, at half the writes.
-    /// A callback task commits first, so its token is durable before any
-    /// Lambda can hand it out.
-    async fn advance(&self, claim: Claim) -> Result<(usize, bool), EngineError> {
+    /// Durability (the invariant the crash test checks): a task — request-
+    /// response or callback — is invoked only once the commit that
+    /// schedules it, and with it everything the execution did before
+    /// (the previous task's result included), is durable; the task's
+    /// result is applied to the run kept in memory, and the next commit
+    /// records it before anything else is invoked. So a process killed at
+    /// any instant resumes each execution at the task that was in flight
+    /// (or whose result was not yet committed), never at an earlier one:
+    /// tasks run at least once, at most one task is repeated. The wait
+    /// shares commits: the invocation waits for the open batch to be
+    /// committed (when no worker is stepping any more, or when it is
+    /// [`crate::db`]'s 10 ms old), not for a commit of its own.
+    async fn advance(&self, mut claim: Claim) -> Result<(usize, bool), EngineError> {
         let id = claim.id;
         let mut carried: Option<Box<Run>> = None;
         let mut pending: Option<(u64, InvokeOutcome)> = None;
@@ -1756,19 +1892,58 @@ impl Engine {
                     self.inner.wake.notify_one();
                     return Ok((total + n, true));
                 }
-                Turn::Invoke(req, n, run) => {
+                Turn::Invoke(req, n, run, batch) => {
                     total += n;
                     progressed = true;
-                    let outcome = self.call(&req).await;
+                    claim.pause();
+                    if let Some(seq) = batch {
+                        self.durable(seq).await?;
+                    }
+                    let outcome = {
+                        let _slot = self.inner.invocations.acquire().await;
+                        self.call(&req).await
+                    };
+                    claim.resume();
                     pending = Some((req.invocation, outcome));
-                    carried = run;
+                    carried = Some(run);
                 }
             }
         }
     }
 
-    /// One critical section: load (or take back the run held across a
-    /// request-response call), step until something blocks, commit.
+    /// Waits until batch `seq` is committed, sharing the commit with
+    /// whatever else is written meanwhile: it commits the batch itself when
+    /// no worker is stepping (nothing more is coming to share it with) or
+    /// the batch is due, else waits for whoever commits it. An error if the
+    /// batch was rolled back (its writes are gone; the task must not run).
+    async fn durable(&self, seq: u64) -> Result<(), EngineError> {
+        let _waiting = Waiting::new(&self.inner);
+        let mut settled = lock(&self.inner.db).subscribe_settled();
+        loop {
+            {
+                let mut db = lock(&self.inner.db);
+                if db.settled() >= seq {
+                    return if db.committed(seq) {
+                        Ok(())
+                    } else {
+                        Err(EngineError::Db(
+                            "the group commit holding a task's schedule failed".into(),
+                        ))
+                    };
+                }
+                if self.inner.busy.load(Ordering::SeqCst) == 0 || db.flush_due() {
+                    db.flush()?;
+                    continue;
+                }
+            }
+            if settled.changed().await.is_err() {
+                return Err(EngineError::Db("the engine database was closed".into()));
+            }
+        }
+    }
+
+    /// One critical section: load (or take back the run kept across a task
+    /// call), step until something blocks, commit.
     fn turn(
         &self,
         db: &mut EngineDb,
@@ -1795,9 +1970,11 @@ impl Engine {
             }
             None => {
                 let Some(row) = db.load(id)? else {
+                    self.inner.backlog_remove(id);
                     return Ok(Turn::Idle(0, false));
                 };
                 if row.status != "RUNNING" {
+                    self.inner.backlog_remove(id);
                     return Ok(Turn::Idle(0, false));
                 }
                 let applying = result.is_some();
@@ -1838,24 +2015,26 @@ impl Engine {
                 }
                 Flow::Block(wake) => {
                     run.commit(db, wake, false)?;
+                    self.inner.backlog_remove(id);
                     return Ok(Turn::Idle(run.transitions - start, true));
                 }
                 Flow::Finished => {
                     run.commit(db, None, false)?;
+                    self.inner.backlog_remove(id);
                     tracing::debug!(execution = %run.row.name, "execution closed");
                     return Ok(Turn::Idle(run.transitions - start, true));
                 }
                 Flow::Invoke(req) => {
                     let n = run.transitions - start;
                     run.turn_start = run.transitions;
-                    if req.token.is_some() {
-                        // The token must be durable before a Lambda can
-                        // hand it to anyone.
-                        run.commit(db, None, true)?;
-                        db.flush()?;
-                        return Ok(Turn::Invoke(req, n, None));
+                    // The attempt is recorded as in flight, with everything
+                    // before it (the last task's result); the caller invokes
+                    // it only once this is durable. A callback's token is
+                    // thus durable before any Lambda can hand it out.
+                    if !run.commit(db, None, true)? {
+                        return Ok(Turn::Idle(n, false));
                     }
-                    return Ok(Turn::Invoke(req, n, Some(run)));
+                    return Ok(Turn::Invoke(req, n, run, db.pending_batch()));
                 }
             }
         }
@@ -1945,8 +2124,11 @@ impl Engine {
                     tracing::error!(error = %e, "engine driver: group commit");
                 }
             }
+            // Claim in chunks: each listing reads the runnable index, so
+            // under load it is read once per DRIVER_REFILL finished tasks,
+            // not once per task.
             let free = DRIVER_CONCURRENCY.saturating_sub(tasks.len());
-            if free > 0 {
+            if free >= DRIVER_REFILL || (free > 0 && tasks.len() < DRIVER_REFILL) {
                 match self.runnable_unclaimed(free) {
                     Ok(ids) => {
                         for id in ids {
@@ -1961,11 +2143,10 @@ impl Engine {
                     }
                 }
             }
-            let sleep_for = match self.next_timer() {
-                Ok(Some(at)) => {
-                    let ms = (to_ms(at) - self.now_ms()).clamp(0, 60_000);
-                    Duration::from_millis(ms as u64)
-                }
+            let now = self.now_ms();
+            let next_wake = lock(&self.inner.db).next_future_wake(now);
+            let sleep_for = match next_wake {
+                Ok(Some(at)) => Duration::from_millis((at - now).clamp(0, 60_000) as u64),
                 Ok(None) => Duration::from_secs(60),
                 Err(e) => {
                     tracing::error!(error = %e, "engine driver: reading timers");

@@ -14,16 +14,21 @@
 //! Durability: executions, their current state and data, task tokens with
 //! their deadlines, timers and history live in SQLite ([`EngineDb`]; WAL,
 //! `synchronous=NORMAL`); nothing needed to continue lives only in memory.
-//! Each step is atomic (a savepoint); steps are committed in groups — at
-//! least every 10 ms, before a `.waitForTaskToken` Lambda is invoked (its
-//! token is durable before anyone can hold it), and before any API call
-//! returns or reads, so whatever a caller has seen survives a crash. Kill
-//! the process at any point, [`Engine::open`] the same file and
+//! Each step is atomic (a savepoint); steps are committed in groups. The
+//! invariant: **a task is invoked only once the commit that schedules it —
+//! and everything before it, the previous task's result included — is
+//! durable**; invocations wait for the shared group commit rather than
+//! forcing one each. Whatever an API call returned or showed is durable
+//! too. Kill the process at any point, [`Engine::open`] the same file and
 //! [`Engine::resume`]: tokens still accept `SendTaskSuccess`, Waits and
-//! timeouts whose time passed fire at once, and execution resumes from its
-//! last committed step — so a task that was mid-invoke (or ran in the last
-//! few milliseconds) is **invoked again**. Tasks run at least once per
-//! attempt; task handlers must be idempotent (ours are guarded writes).
+//! timeouts whose time passed fire at once, and each execution resumes at
+//! most one task back — the task that was in flight (or whose result was
+//! not yet committed) is **invoked again**, an earlier one never. Tasks run
+//! at least once per attempt; task handlers must be idempotent (ours are
+//! guarded writes).
+//!
+//! Backpressure: [`Engine::backlog`] says, in O(1), how many executions the
+//! engine has been asked to advance and has not yet.
 //!
 //! Running: [`Engine::spawn_driver`] in a server (a background task woken
 //! by starts, answers and stops, sleeping until the next timer), or

@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -76,6 +77,9 @@ pub const USER_HEADER: &str = "x-jit-user";
 pub const GROUPS_HEADER: &str = "x-jit-groups";
 /// The API key header, as API Gateway names it.
 pub const API_KEY_HEADER: &str = "x-api-key";
+/// `jit-local`'s own route (with the API key): how far behind the engine
+/// is, for operators and load tests (`jit-bench` waits on it for the drain).
+pub const ENGINE_STATUS_PATH: &str = "/local/engine";
 /// How the local API key appears as a trusted caller in records.
 pub const LOCAL_TRUSTED_CALLER: &str = "jit-local-api-key";
 
@@ -92,7 +96,19 @@ pub struct Config {
     pub print_notifications: bool,
     /// Run the engine's background driver (tests drive it by hand).
     pub run_driver: bool,
+    /// Creates are refused (`503`, `Retry-After`) while the engine's
+    /// backlog ([`jit_engine::Engine::backlog`]) is at least this.
+    pub max_backlog: usize,
 }
+
+/// `--max-backlog`'s default: about seven seconds of the engine's work at
+/// its measured pace (docs/BENCHMARKS.md), small enough that a create
+/// accepted under load still runs soon, large enough that bursts pass.
+pub const DEFAULT_MAX_BACKLOG: usize = 10_000;
+
+/// What a create refused for backpressure tells the client to wait, in
+/// seconds: the backlog drains by thousands a second.
+pub const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
 
 /// Ports to use instead of the local defaults.
 #[derive(Default)]
@@ -141,6 +157,9 @@ pub struct App {
     _lock: Option<lock::DataDirLock>,
     /// One reconciler pass at a time (the minute's and a hand one).
     reconciling: tokio::sync::Mutex<()>,
+    max_backlog: usize,
+    /// Whether creates are being refused (for logging the change only).
+    refusing: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +238,8 @@ impl App {
             test_clock: None,
             _lock: None,
             reconciling: Default::default(),
+            max_backlog: DEFAULT_MAX_BACKLOG,
+            refusing: AtomicBool::new(false),
         })
     }
 
@@ -410,6 +431,8 @@ impl App {
             test_clock: None,
             _lock: Some(data_lock),
             reconciling: Default::default(),
+            max_backlog: cfg.max_backlog,
+            refusing: AtomicBool::new(false),
         };
         app.approvals = Some(approvals::LocalApprovals::new(
             approvals_cfg,
@@ -577,6 +600,12 @@ impl App {
         if reconcile_cmd::is_reconcile_path(parts.uri.path()) {
             return self.serve_reconcile(&parts).await;
         }
+        if let Some(refused) = self.refuse_if_behind(&parts.method, parts.uri.path()) {
+            return refused;
+        }
+        if parts.uri.path() == ENGINE_STATUS_PATH {
+            return self.engine_status(&parts.method);
+        }
         let declared_too_large = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -653,6 +682,56 @@ impl App {
                 }))
             }
         }
+    }
+
+    /// Backpressure: a create (`POST /requests`, `POST /request-access`)
+    /// is refused before anything is read or stored while the engine is
+    /// `max_backlog` executions or more behind, so a load the engine
+    /// cannot keep up with is told to back off instead of queueing without
+    /// bound. Other routes (reads, decisions, cancels) still pass: they are
+    /// how the backlog clears.
+    fn refuse_if_behind(&self, method: &http::Method, path: &str) -> Option<Response<String>> {
+        let creates = matches!(path.trim_end_matches('/'), "/requests" | "/request-access");
+        if *method != http::Method::POST || !creates {
+            return None;
+        }
+        let backlog = self.engine.as_ref()?.backlog();
+        if backlog < self.max_backlog {
+            if self.refusing.swap(false, Ordering::Relaxed) {
+                tracing::info!(backlog, "creates accepted again");
+            }
+            return None;
+        }
+        // Logged when refusing starts, not for every refused create.
+        if !self.refusing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                backlog,
+                max_backlog = self.max_backlog,
+                "the engine is behind: creates are refused (503) until it catches up"
+            );
+        }
+        Some(jit_api::error_response(&jit_api::ApiError::Overloaded {
+            message: format!(
+                "the local engine is {backlog} executions behind (--max-backlog {}); retry after {OVERLOADED_RETRY_AFTER_SECS} s",
+                self.max_backlog
+            ),
+            retry_after_secs: OVERLOADED_RETRY_AFTER_SECS,
+        }))
+    }
+}
+
+impl App {
+    /// `GET /local/engine`: `{"backlog": n, "maxBacklog": m}`.
+    fn engine_status(&self, method: &http::Method) -> Response<String> {
+        const GET: &[http::Method] = &[http::Method::GET];
+        if *method != http::Method::GET {
+            return jit_api::error_response(&jit_api::ApiError::MethodNotAllowed(GET));
+        }
+        let backlog = self.engine.as_ref().map_or(0, |e| e.backlog());
+        jit_api::json_response(
+            StatusCode::OK,
+            &serde_json::json!({"backlog": backlog, "maxBacklog": self.max_backlog}),
+        )
     }
 }
 

@@ -75,6 +75,11 @@ struct Args {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     test_clock: bool,
+    /// Refuse creates (`503` with `Retry-After`) while the engine has this
+    /// many executions or more started or answered and not yet advanced.
+    #[arg(long, env = "JIT_MAX_BACKLOG", default_value_t = jit_local::DEFAULT_MAX_BACKLOG,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_backlog: usize,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -194,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
         demo_mode: args.demo_mode,
         print_notifications: true,
         run_driver: true,
+        max_backlog: args.max_backlog,
     };
     let generated = cfg.api_key.is_none();
     let overrides = match args.grants {

@@ -42,6 +42,7 @@ fn config(dir: &Path, catalog: PathBuf) -> Config {
         demo_mode: true,
         print_notifications: false,
         run_driver: false,
+        max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
     }
 }
 

@@ -178,6 +178,7 @@ async fn run(chromium: &Path, chromedriver: &Path) {
         demo_mode: false,
         print_notifications: false,
         run_driver: true,
+        max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
     };
     let (app, _) = App::build_full(
         &cfg,

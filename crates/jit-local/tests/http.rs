@@ -41,6 +41,7 @@ impl Server {
             demo_mode: true,
             print_notifications: false,
             run_driver: true,
+            max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
         };
         let (app, _) = App::from_config(&cfg).expect("app starts");
         let listener = tokio::net::TcpListener::bind(cfg.addr).await.unwrap();

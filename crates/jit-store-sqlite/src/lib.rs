@@ -149,15 +149,18 @@ fn insert_event(
     op: &'static str,
     event: &AuditEvent,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    let json = to_json(op, event)?;
+    tx.prepare_cached(
         "INSERT INTO audit_events (event_id, request_id, at, event) VALUES (?1, ?2, ?3, ?4)",
-        params![
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
             event.event_id,
             event.request_id.as_str(),
             millis(event.at),
-            to_json(op, event)?
-        ],
-    )
+            json
+        ])
+    })
     .map_err(db(op))?;
     Ok(())
 }
@@ -203,20 +206,20 @@ fn create_in(
     if taken {
         return Err(StoreError::AlreadyExists(request.request_id.clone()));
     }
-    tx.execute(
-        "INSERT INTO requests (request_id, requester, status, created_at, expires_at, idempotency_key, version, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+    let record = to_json(OP, request)?;
+    let version = version_column(request.version)?;
+    tx.prepare_cached("INSERT INTO requests (request_id, requester, status, created_at, expires_at, idempotency_key, version, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+        .and_then(|mut stmt| stmt.execute(params![
             request.request_id.as_str(),
             request.requester.principal.as_str(),
             request.status.as_str(),
             millis(request.created_at),
             request.expires_at.map(millis),
             request.idempotency_key.as_ref().map(|k| k.as_str()),
-            version_column(request.version)?,
-            to_json(OP, request)?,
-        ],
-    )
+            version,
+            record,
+        ]))
     .map_err(db(OP))?;
     insert_event(&tx, OP, event)?;
     tx.commit().map_err(db(OP))?;
@@ -245,24 +248,31 @@ fn transition_in(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db(OP))?;
+    let record = to_json(OP, next)?;
+    let (next_version, prior_version) = (
+        version_column(next.version)?,
+        version_column(prior.version)?,
+    );
     let changed = tx
-        .execute(
+        .prepare_cached(
             "UPDATE requests
                 SET requester = ?1, status = ?2, expires_at = ?3, idempotency_key = ?4,
                     version = ?5, record = ?6
               WHERE request_id = ?7 AND status = ?8 AND version = ?9",
-            params![
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
                 next.requester.principal.as_str(),
                 next.status.as_str(),
                 next.expires_at.map(millis),
                 next.idempotency_key.as_ref().map(|k| k.as_str()),
-                version_column(next.version)?,
-                to_json(OP, next)?,
+                next_version,
+                record,
                 prior.request_id.as_str(),
                 prior.status.as_str(),
-                version_column(prior.version)?,
-            ],
-        )
+                prior_version,
+            ])
+        })
         .map_err(db(OP))?;
     if changed == 0 {
         let current: Option<String> = tx
@@ -482,16 +492,19 @@ impl RequestStore for SqliteStore {
         const OP: &str = "append_audit";
         let event = event.clone();
         self.call(OP, move |conn| {
-            conn.execute(
+            let record = to_json(OP, &event)?;
+            conn.prepare_cached(
                 "INSERT INTO audit_events (event_id, request_id, at, event) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (event_id) DO NOTHING",
-                params![
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
                     event.event_id,
                     event.request_id.as_str(),
                     millis(event.at),
-                    to_json(OP, &event)?
-                ],
-            )
+                    record
+                ])
+            })
             .map_err(db(OP))?;
             Ok(())
         })

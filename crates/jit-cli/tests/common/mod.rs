@@ -49,6 +49,7 @@ impl Server {
             demo_mode: true,
             print_notifications: false,
             run_driver: true,
+            max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
         };
         let (app, addr, stop, task) = rt.block_on(async {
             let (app, _) =

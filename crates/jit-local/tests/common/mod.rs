@@ -22,6 +22,29 @@ pub async fn settle(app: &App) {
         .expect("engine runs");
 }
 
+/// Sends one request as `user` with the API key `key` and returns the
+/// whole response, leaving the engine as it is (for tests of what happens
+/// before it runs).
+pub async fn respond(
+    app: &App,
+    key: &str,
+    method: &str,
+    path: &str,
+    user: &str,
+    body: Option<Value>,
+) -> http::Response<String> {
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("x-api-key", key)
+        .header("x-jit-user", user);
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    app.serve_http(req.body(Full::new(body)).unwrap()).await
+}
+
 /// Calls the API as `user` with the API key `key`; returns status and JSON,
 /// after the engine has settled.
 pub async fn call(
@@ -145,6 +168,7 @@ pub fn config(
         demo_mode: false,
         print_notifications: false,
         run_driver: false,
+        max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
     }
 }
 
