@@ -1137,7 +1137,9 @@ async fn a_trusted_caller_decides_only_where_trusted_to_decide_and_the_record_sa
     assert_eq!(f.workflow.completed.lock().unwrap().len(), 1);
     let (_, audit) = get(&f, &alice, &format!("/requests/{id}/audit")).await;
     let last = audit["events"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["action"], "decision");
+    // (the approval that met the quorum: the move to APPROVED)
+    assert_eq!(last["action"], "transition");
+    assert_eq!(last["to"], "APPROVED");
     assert_eq!(last["actor"], "lead@example.com via approver-bot");
 
     // AND a requester's own actions stay open to the request-only app, and say through whom

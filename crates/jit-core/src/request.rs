@@ -429,6 +429,8 @@ pub(crate) mod tests {
         let r = sample(t0);
         assert!(!r.grant_is_live(t0), "REQUESTED holds nothing");
         let (r, _) = r.transition(Status::Validating, &change(t0)).unwrap();
+        let (r, _) = r.transition(Status::Approved, &change(t0)).unwrap();
+        assert!(!r.grant_is_live(t0), "APPROVED has no window yet");
         let (g, _) = r.transition(Status::Granted, &change(t0)).unwrap();
         let exp = g.expires_at.unwrap();
         assert!(g.grant_is_live(t0));
