@@ -21,13 +21,15 @@ const CATALOG: &str = include_str!("../../../config/catalog.example.yaml");
 /// A task token and how its task was completed: output, or (error, cause).
 type Completion = (String, Result<Value, (String, String)>);
 
-/// Records workflow starts, stops and task completions; can be told to fail starts.
+/// Records workflow starts, stops and task completions; can be told to fail
+/// starts, or to answer that the waiting task is gone (timed out).
 #[derive(Default)]
 struct RecordingWorkflow {
     started: Mutex<Vec<WorkflowInput>>,
     stopped: Mutex<Vec<RequestId>>,
     completed: Mutex<Vec<Completion>>,
     fail: Mutex<bool>,
+    task_gone: Mutex<bool>,
 }
 
 #[async_trait]
@@ -50,6 +52,9 @@ impl Workflow for RecordingWorkflow {
         token: &TaskToken,
         output: &Value,
     ) -> Result<(), WorkflowError> {
+        if *self.task_gone.lock().unwrap() {
+            return Err(WorkflowError::TaskGone);
+        }
         self.completed
             .lock()
             .unwrap()
@@ -1155,4 +1160,26 @@ async fn a_trusted_caller_decides_only_where_trusted_to_decide_and_the_record_sa
     let (_, audit) = get(&f, &alice, &format!("/requests/{other}/audit")).await;
     let last = audit["events"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["actor"], "alice@example.com via chat-bot");
+}
+
+#[tokio::test]
+async fn an_approval_meeting_the_quorum_as_the_window_closes_says_so() {
+    let f = fixture();
+    let alice = person("alice@example.com", &["engineering"]);
+    let id = pending(&f, &alice, "tok-window-closed").await;
+    // GIVEN the waiting task timed out just before the approval reached it
+    *f.workflow.task_gone.lock().unwrap() = true;
+    // WHEN the approver approves
+    let (status, v) = post(
+        &f,
+        &person("lead@example.com", &[]),
+        &format!("/requests/{id}/approve"),
+        json!({}),
+    )
+    .await;
+    // THEN they are told nothing will be granted (the workflow records the
+    // timeout), not asked to approve again
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_error(&v, "approval_window_closed", None);
+    assert!(f.workflow.completed.lock().unwrap().is_empty());
 }
