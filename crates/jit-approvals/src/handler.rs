@@ -96,9 +96,13 @@ fn html(status: StatusCode, body: String) -> Response<String> {
         ),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    // `same-origin`, not `no-referrer`: the link (a capability) still never
+    // leaves for another site, and the browser sends the page's real
+    // `Origin` with the decision's POST. Under `no-referrer` Chromium sends
+    // `Origin: null`, which the foreign-origin check must refuse.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         "x-content-type-options",
