@@ -158,6 +158,49 @@ impl IamInspector {
     pub fn from_config(config: &aws_config::SdkConfig) -> Self {
         IamInspector::new(aws_sdk_iam::Client::new(config))
     }
+
+    /// This inspector answering [`AccountInspector::role`] only, for a
+    /// function whose only question is that one (`request`, telling a
+    /// missing role from a refusing trust policy).
+    pub fn roles_only(self) -> IamRoleInspector {
+        IamRoleInspector(self)
+    }
+}
+
+/// [`IamInspector`] answering `role` only: as a `dyn AccountInspector` it
+/// would link `GetPolicy` and `GetUser` (requests, response deserializers,
+/// error types) into `request`, which never asks them and which they took
+/// over its 6 MB budget. `role` is the same code; the other two are refused
+/// without calling AWS.
+#[derive(Debug, Clone)]
+pub struct IamRoleInspector(IamInspector);
+
+#[async_trait]
+impl AccountInspector for IamRoleInspector {
+    /// Refused without calling AWS: nothing in this function asks.
+    async fn policy(
+        &self,
+        _account: &AccountId,
+        _name: &PolicyName,
+    ) -> Result<Option<PolicyInfo>, GrantError> {
+        Err(GrantError::Other(
+            "managed policies are not looked up in this function".into(),
+        ))
+    }
+
+    async fn role(&self, role: &RoleArn) -> Result<Option<RoleInfo>, GrantError> {
+        self.0.role(role).await
+    }
+
+    /// Refused without calling AWS: nothing in this function asks.
+    async fn identity(
+        &self,
+        _principal: &IamPrincipal,
+    ) -> Result<Option<IdentityInfo>, GrantError> {
+        Err(GrantError::Other(
+            "IAM users and roles are not described in this function".into(),
+        ))
+    }
 }
 
 #[async_trait]
@@ -282,6 +325,34 @@ pub async fn caller_identity(config: &aws_config::SdkConfig) -> Result<String, G
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_roles_only_inspector_refuses_the_rest_without_calling_aws() {
+        // GIVEN the roles-only inspector, its client pointed at a port
+        // nothing listens on
+        let config = aws_sdk_iam::Config::builder()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:1")
+            .build();
+        let inspector = IamInspector::new(aws_sdk_iam::Client::from_conf(config)).roles_only();
+        // WHEN a policy and an identity are asked for
+        let account = AccountId::parse("123456789012").expect("valid account");
+        let name = PolicyName::parse("ReadOnlyAccess").expect("valid name");
+        let policy = inspector.policy(&account, &name).await;
+        let identity = inspector
+            .identity(&IamPrincipal::User("alice".into()))
+            .await;
+        // THEN both are refused at once, not a connection failure after retries
+        assert!(
+            matches!(&policy, Err(GrantError::Other(m)) if m.contains("not looked up")),
+            "{policy:?}"
+        );
+        assert!(
+            matches!(&identity, Err(GrantError::Other(m)) if m.contains("not described")),
+            "{identity:?}"
+        );
+    }
 
     #[test]
     fn policy_documents_decode_whether_encoded_or_not() {

@@ -30,7 +30,7 @@ pub mod sdk;
 pub mod sfn;
 pub mod slack;
 
-pub use account::{IamInspector, IamRoleRevoker, caller_identity};
+pub use account::{IamInspector, IamRoleInspector, IamRoleRevoker, caller_identity};
 pub use aws_config::SdkConfig;
 pub use console::FederationSignin;
 pub use dynamo::ledger::{DEFAULT_LEDGER_TABLE, DynamoLedger, create_ledger_table};
@@ -41,5 +41,5 @@ pub use dynamo::{
 pub use grants::{IamAttacher, StsIssuer};
 pub use inventory::IamLister;
 pub use notify::{LambdaDeferrer, SecretsManagerSource, SesMailer};
-pub use sfn::{InvalidStateMachineArn, SfnDecisions, SfnWorkflow, StateMachineArn};
+pub use sfn::{InvalidStateMachineArn, SfnApiWorkflow, SfnDecisions, SfnWorkflow, StateMachineArn};
 pub use slack::{DEFAULT_SLACK_URL, SlackWebApi};

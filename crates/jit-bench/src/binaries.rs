@@ -132,3 +132,33 @@ pub fn crate_count(root: &Path, package: &str) -> Option<usize> {
     names.dedup();
     Some(names.len())
 }
+
+/// The `[profile.release]` settings of a workspace `Cargo.toml`, as they
+/// read (`opt-level = "z"`, `lto = "fat"`, …), each in backticks; the
+/// report quotes them so it cannot drift from the profile that built the
+/// binaries. `None` when there is no such table.
+pub fn release_profile(cargo_toml: &str) -> Option<String> {
+    let mut lines = cargo_toml.lines().map(str::trim);
+    lines.find(|l| *l == "[profile.release]")?;
+    let settings: Vec<String> = lines
+        .take_while(|l| !l.starts_with('['))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| format!("`{l}`"))
+        .collect();
+    Some(settings.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_the_release_profile_and_nothing_else() {
+        let toml = "[profile.dev]\ndebug = 1\n\n[profile.release]\nopt-level = \"z\"\n# why\nlto = \"fat\"\n\n[profile.bench]\ninherits = \"release\"\n";
+        assert_eq!(
+            release_profile(toml).as_deref(),
+            Some("`opt-level = \"z\"`, `lto = \"fat\"`")
+        );
+        assert_eq!(release_profile("[workspace]\n"), None);
+    }
+}

@@ -18,7 +18,8 @@
 //! for a profile experiment; implies `--no-build`), `--out PATH` (default
 //! `docs/BENCHMARKS.md`, relative to the workspace root), `--load-secs N`
 //! and `--load-clients N` (create load, default 20 s and 32 clients),
-//! `--only-create-load` (only the create load, spliced into the report).
+//! `--only-create-load` (only the create load, spliced into the report),
+//! `--only-lambdas` (only the six Lambdas: sections 2 and 3, spliced in).
 //!
 //! What it measures:
 //! 1. API throughput and latency: create+get pairs through `jit_api::handle`
@@ -99,6 +100,10 @@ struct Args {
     /// its section and Summary rows in the existing report.
     #[arg(long)]
     only_create_load: bool,
+    /// Build (each alone) and measure only the six Lambdas, and replace
+    /// sections 2 and 3 and the Lambdas' Summary rows in the existing report.
+    #[arg(long, conflicts_with = "only_create_load")]
+    only_lambdas: bool,
 }
 
 /// The create-load runs: saturation, then paced at the goal rate.
@@ -168,6 +173,96 @@ fn only_create_load(
         out.display()
     );
     Ok(())
+}
+
+/// `--only-lambdas`: build each Lambda alone, measure them, and splice
+/// sections 2 and 3 and their Summary rows into the existing report. The
+/// `jit-local` size line of section 2 says it was not measured; its Summary
+/// row stays as the last full run wrote it.
+fn only_lambdas(
+    args: &Args,
+    root: &Path,
+    machine: &mut report::Machine,
+    invocation: String,
+) -> anyhow::Result<()> {
+    let packages: Vec<&str> = lambda::LAMBDAS.iter().map(|l| l.package).collect();
+    let built = if args.no_build || args.bin_dir.is_some() {
+        None
+    } else {
+        Some(binaries::build_release(root, &packages).map_err(|e| anyhow!("{e:#}"))?)
+    };
+    let target_dir = binaries::target_dir(root).ok();
+    let target = match (&args.bin_dir, &target_dir) {
+        (Some(dir), _) => root.join(dir),
+        (None, Some(t)) => t.join("release"),
+        (None, None) => bail!("cannot find the cargo target directory"),
+    };
+    let shown = |p: &Path| shown(p, root, target_dir.as_deref());
+    let inspect = |p: &Path| {
+        binaries::inspect(p)
+            .map(|mut b| {
+                b.path = PathBuf::from(shown(&b.path));
+                b
+            })
+            .map_err(|e| format!("{e:#}"))
+    };
+    let (lambdas, secrets_served) = measure_lambdas(root, &target, &inspect, args.init_runs)?;
+    machine.load_end = load_average();
+    let complete = lambdas.iter().all(lambda::LambdaRun::complete);
+    let results = report::Results {
+        workflow_rows: Vec::new(),
+        workflow_section: String::new(),
+        api: Vec::new(),
+        lambdas,
+        local_bin: Err(
+            "not built or measured by `--only-lambdas`; its Summary row is from the last full run"
+                .into(),
+        ),
+        secrets_served,
+    };
+    let inputs = report::Inputs {
+        invocation: invocation.clone(),
+        iterations: args.iterations,
+        warmup: args.warmup,
+        built: Ok(built),
+        bin_dir: shown(&target),
+        lambdas_only: true,
+        profile: release_profile(root),
+    };
+    let (size, mut init, rows) = report::lambda_part(&inputs, &results);
+    init.push_str(&provenance(machine, &invocation));
+    init.push('\n');
+    eprintln!("{size}{init}");
+    for r in &rows {
+        eprintln!("{r}");
+    }
+    if !complete {
+        bail!(
+            "some Lambda measurements failed (marked ERROR above); {} left as it was",
+            args.out.display()
+        );
+    }
+    let out = root.join(&args.out);
+    let old =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    let prefixes: Vec<String> = packages
+        .iter()
+        .map(|p| report::lambda_row_prefix(p))
+        .collect();
+    let text = report::splice_rows(&old, &prefixes, &rows)?;
+    let text = report::splice_section(&text, report::SIZE_HEADING, &size);
+    let text = report::splice_section(&text, report::LAMBDA_HEADING, &init);
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("jit-bench: wrote the Lambda sections of {}", out.display());
+    Ok(())
+}
+
+/// The workspace's `[profile.release]` as the report quotes it.
+fn release_profile(root: &Path) -> String {
+    std::fs::read_to_string(root.join("Cargo.toml"))
+        .ok()
+        .and_then(|t| binaries::release_profile(&t))
+        .unwrap_or_else(|| "(could not read `[profile.release]` from `Cargo.toml`)".into())
 }
 
 const CATALOG: &str = "config/catalog.example.yaml";
@@ -287,6 +382,48 @@ fn api_runs(root: &Path, args: &Args) -> Vec<Result<api::ApiRun, String>> {
     ]
 }
 
+/// Each Lambda's binary in `target`: size, cold init, memory after one
+/// event. Returns the runs and how many `GetSecretValue` calls the fake
+/// Secrets Manager answered.
+fn measure_lambdas(
+    root: &Path,
+    target: &Path,
+    inspect: &dyn Fn(&Path) -> Result<binaries::BinaryInfo, String>,
+    init_runs: usize,
+) -> anyhow::Result<(Vec<lambda::LambdaRun>, usize)> {
+    let secrets =
+        secrets::FakeSecretsManager::start().context("starting the fake Secrets Manager")?;
+    let logs = tempfile::tempdir().context("creating a temp dir for the Lambdas' logs")?;
+    let mut lambdas = Vec::with_capacity(lambda::LAMBDAS.len());
+    for spec in lambda::LAMBDAS {
+        let bin = target.join(spec.package);
+        let setup = lambda::Setup::new(
+            spec,
+            bin.clone(),
+            &root.join(CATALOG),
+            &secrets.endpoint(),
+            logs.path(),
+        )?;
+        let mut run = lambda::measure(
+            spec,
+            &setup,
+            root,
+            inspect(&bin),
+            binaries::crate_count(root, spec.package),
+            init_runs,
+        );
+        // The report shows the environment without this run's details.
+        for (_, v) in &mut run.env {
+            *v = v.replace(&root.display().to_string(), "<repo>").replace(
+                &secrets.endpoint(),
+                "http://127.0.0.1:<fake Secrets Manager>",
+            );
+        }
+        lambdas.push(run);
+    }
+    Ok((lambdas, secrets.served()))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let root = workspace_root()?;
@@ -299,6 +436,9 @@ fn main() -> anyhow::Result<()> {
     };
     if args.only_create_load {
         return only_create_load(&args, &root, &mut machine, &invocation);
+    }
+    if args.only_lambdas {
+        return only_lambdas(&args, &root, &mut machine, invocation);
     }
 
     // Build first, so a broken build shows before minutes of measuring.
@@ -347,38 +487,7 @@ fn main() -> anyhow::Result<()> {
     };
     let local_info = inspect(&target.join("jit-local"));
 
-    let secrets =
-        secrets::FakeSecretsManager::start().context("starting the fake Secrets Manager")?;
-    let logs = tempfile::tempdir().context("creating a temp dir for the Lambdas' logs")?;
-    let mut lambdas = Vec::with_capacity(lambda::LAMBDAS.len());
-    for spec in lambda::LAMBDAS {
-        let bin = target.join(spec.package);
-        let setup = lambda::Setup::new(
-            spec,
-            bin.clone(),
-            &root.join(CATALOG),
-            &secrets.endpoint(),
-            logs.path(),
-        )?;
-        let mut run = lambda::measure(
-            spec,
-            &setup,
-            &root,
-            inspect(&bin),
-            binaries::crate_count(&root, spec.package),
-            args.init_runs,
-        );
-        // The report shows the environment without this run's details.
-        for (_, v) in &mut run.env {
-            *v = v.replace(&root.display().to_string(), "<repo>").replace(
-                &secrets.endpoint(),
-                "http://127.0.0.1:<fake Secrets Manager>",
-            );
-        }
-        lambdas.push(run);
-    }
-    let secrets_served = secrets.served();
-    drop(secrets);
+    let (lambdas, secrets_served) = measure_lambdas(&root, &target, &inspect, args.init_runs)?;
     let workflow = engine::run(
         &root,
         &target.join("jit-local"),
@@ -446,6 +555,8 @@ fn main() -> anyhow::Result<()> {
         warmup: args.warmup,
         built: built.clone(),
         bin_dir: shown(&target),
+        lambdas_only: false,
+        profile: release_profile(&root),
     };
     let mut text = report::render(&machine, &inputs, &results);
     text.push('\n');

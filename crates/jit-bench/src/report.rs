@@ -35,6 +35,12 @@ pub struct Inputs {
     pub built: Result<Option<Duration>, String>,
     /// Where the measured binaries are, e.g. `target/release`.
     pub bin_dir: String,
+    /// Only the Lambdas were built (`--only-lambdas`), not `jit-local` and `jit-cli`.
+    pub lambdas_only: bool,
+    /// The workspace's `[profile.release]` as it reads, e.g.
+    /// `opt-level = "z"`, `lto = "fat"` (from `Cargo.toml`, so the report
+    /// cannot drift from it).
+    pub profile: String,
 }
 
 pub struct Results {
@@ -229,7 +235,9 @@ pub fn render(m: &Machine, i: &Inputs, r: &Results) -> String {
          `--out PATH` (default `docs/BENCHMARKS.md`, relative to the workspace root), \
          `--load-secs N` and `--load-clients N` (create load against `jit-local`, \
          default 20 s, 32 clients), `--only-create-load` (measure only the create \
-         load and replace its section and Summary rows here).\n"
+         load and replace its section and Summary rows here), `--only-lambdas` (build \
+         and measure only the six Lambdas and replace sections 2 and 3 and their Summary \
+         rows here).\n"
     );
     let _ = writeln!(w, "This run: `{}`\n", i.invocation);
     let _ = writeln!(
@@ -338,11 +346,16 @@ fn size_section(w: &mut String, i: &Inputs, r: &Results) {
             let _ = writeln!(
                 w,
                 "Built by the bench: `cargo build --release -p <package>` for each Lambda, \
-                 then `jit-local` and `jit-cli`, one package per invocation so each Lambda \
+                 {}one package per invocation so each Lambda \
                  is built with only its own features, as `sam build` builds it ({} in all; \
-                 short when already up to date). Release profile: `opt-level = \"s\"`, \
-                 fat LTO, `codegen-units = 1`, `panic = \"abort\"`, `strip = \"symbols\"`.\n",
-                fmt_duration(*d)
+                 short when already up to date). Release profile (`Cargo.toml`): {}.\n",
+                if i.lambdas_only {
+                    ""
+                } else {
+                    "then `jit-local` and `jit-cli`, "
+                },
+                fmt_duration(*d),
+                i.profile
             );
         }
         Ok(None) => {
@@ -696,6 +709,39 @@ mod tests {
     }
 }
 
+/// Section 2's heading (binary sizes).
+pub const SIZE_HEADING: &str = "## 2. Binary size";
+/// Section 3's heading (Lambda cold init and memory).
+pub const LAMBDA_HEADING: &str = "## 3. Lambda cold init and memory";
+
+/// The Lambda part alone, for `--only-lambdas`: section 2, section 3 and
+/// the Lambdas' Summary lines (`r`'s API and workflow parts are not read).
+pub fn lambda_part(i: &Inputs, r: &Results) -> (String, String, Vec<String>) {
+    let mut size = String::new();
+    size_section(&mut size, i, r);
+    let mut init = String::new();
+    lambda_section(&mut init, i, r);
+    let mut rows = Vec::new();
+    for l in &r.lambdas {
+        lambda_rows(&mut rows, l);
+    }
+    let lines = rows
+        .iter()
+        .map(|row| {
+            format!(
+                "| {} | {} | {} | {} |",
+                row.what, row.value, row.target, row.verdict
+            )
+        })
+        .collect();
+    (size, init, lines)
+}
+
+/// The Summary-row prefix of one Lambda's rows (`| `request` `).
+pub fn lambda_row_prefix(package: &str) -> String {
+    format!("`{package}` ")
+}
+
 /// A summary row as the Summary table shows it.
 pub fn summary_line((what, value, target, pass): &crate::engine::SummaryRow) -> String {
     let verdict = match pass {
@@ -717,13 +763,24 @@ pub fn splice(
     prefix: &str,
     rows: &[crate::engine::SummaryRow],
 ) -> anyhow::Result<String> {
+    let rows: Vec<String> = rows.iter().map(summary_line).collect();
+    let text = splice_rows(report, &[prefix.to_string()], &rows)?;
+    Ok(splice_section(&text, heading, section))
+}
+
+/// The Summary rows starting with `| {prefix}` for any of `prefixes`
+/// replaced by `rows`, placed where the first of the old ones was (at the
+/// end of the Summary table when there was none).
+pub fn splice_rows(report: &str, prefixes: &[String], rows: &[String]) -> anyhow::Result<String> {
     let mut lines: Vec<String> = report.lines().map(str::to_string).collect();
     let summary = lines
         .iter()
         .position(|l| l == "## Summary")
         .ok_or_else(|| anyhow::anyhow!("the report has no Summary section"))?;
-    let own = format!("| {prefix}");
-    lines.retain(|l| !l.starts_with(&own));
+    let own: Vec<String> = prefixes.iter().map(|p| format!("| {p}")).collect();
+    let is_own = |l: &str| own.iter().any(|o| l.starts_with(o.as_str()));
+    let first_old = (summary..lines.len()).find(|&i| is_own(&lines[i]));
+    lines.retain(|l| !is_own(l));
     // The table: its header two lines after the heading, rows until a blank line.
     let table_start = (summary + 1..lines.len())
         .find(|&i| lines[i].starts_with('|'))
@@ -731,11 +788,19 @@ pub fn splice(
     let table_end = (table_start..lines.len())
         .find(|&i| !lines[i].starts_with('|'))
         .unwrap_or(lines.len());
+    let at = first_old.map_or(table_end, |i| i.min(table_end));
     for (k, row) in rows.iter().enumerate() {
-        lines.insert(table_end + k, summary_line(row));
+        lines.insert(at + k, row.clone());
     }
     let mut text = lines.join("\n");
     text.push('\n');
+    Ok(text)
+}
+
+/// The section starting at `heading` (up to the next `## ` heading)
+/// replaced by `section`, or `section` appended when there is none.
+pub fn splice_section(report: &str, heading: &str, section: &str) -> String {
+    let mut text = report.to_string();
     match text.find(&format!("\n{heading}\n")) {
         Some(at) => {
             let body = at + 1;
@@ -749,7 +814,7 @@ pub fn splice(
             text.push_str(section);
         }
     }
-    Ok(text)
+    text
 }
 
 #[cfg(test)]
@@ -782,5 +847,27 @@ mod splice_tests {
         )
         .unwrap();
         assert_eq!(out, "## Summary\n\n| a |\n\n## Load\n\nn\n");
+    }
+
+    #[test]
+    fn lambda_rows_are_replaced_where_they_were() {
+        let report = "## Summary\n\n| m | r |\n|---|---|\n| api | info |\n| `request` binary size | **FAIL** |\n| `request` cold init | PASS |\n| `expire` binary size | PASS |\n| `jit-local` binary size | info |\n\n## 2. Binary size\n\nold\n\n## 3. Lambda cold init and memory\n\nold\n\n## Approval workflow\n\nw\n";
+        let prefixes = ["request", "expire"].map(lambda_row_prefix);
+        let rows = [
+            "| `request` binary size | PASS |".to_string(),
+            "| `request` cold init | PASS |".to_string(),
+            "| `expire` binary size | PASS |".to_string(),
+        ];
+        let text = splice_rows(report, &prefixes, &rows).unwrap();
+        let text = splice_section(&text, SIZE_HEADING, "## 2. Binary size\n\nnew 2\n\n");
+        let text = splice_section(
+            &text,
+            LAMBDA_HEADING,
+            "## 3. Lambda cold init and memory\n\nnew 3\n\n",
+        );
+        assert_eq!(
+            text,
+            "## Summary\n\n| m | r |\n|---|---|\n| api | info |\n| `request` binary size | PASS |\n| `request` cold init | PASS |\n| `expire` binary size | PASS |\n| `jit-local` binary size | info |\n\n## 2. Binary size\n\nnew 2\n\n## 3. Lambda cold init and memory\n\nnew 3\n\n## Approval workflow\n\nw\n"
+        );
     }
 }

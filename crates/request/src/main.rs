@@ -28,7 +28,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         &sdk,
         jit_aws::TableNames::new(cfg.table.clone(), cfg.audit_table.clone()),
     );
-    let workflow = jit_aws::SfnWorkflow::from_config(&sdk, state_machine);
+    let workflow = jit_aws::SfnWorkflow::from_config(&sdk, state_machine).without_execution_state();
     let clock = Arc::new(SystemClock);
     let grants = jit_core::grant_ports::GrantPorts {
         issuer: Arc::new(jit_aws::StsIssuer::from_config(&sdk)),
@@ -37,7 +37,9 @@ async fn main() -> Result<(), lambda_http::Error> {
             jit_aws::FederationSignin::new(&cfg.federation_url)
                 .map_err(|e| format!("JIT_FEDERATION_URL: {e}"))?,
         ),
-        inspector: Some(Arc::new(jit_aws::IamInspector::from_config(&sdk))),
+        inspector: Some(Arc::new(
+            jit_aws::IamInspector::from_config(&sdk).roles_only(),
+        )),
         session_cap_secs: jit_core::grant_ports::CHAINED_SESSION_CAP_SECS,
     };
     let broker = Broker {

@@ -127,6 +127,53 @@ impl SfnWorkflow {
     pub fn without_history(self) -> SfnDecisions {
         SfnDecisions(self)
     }
+
+    /// This workflow without [`Workflow::execution_state`], for a function
+    /// that starts, stops and shows executions but never reconciles them
+    /// (`request`; only the `expire` sweep and `jit-local` reconcile).
+    pub fn without_execution_state(self) -> SfnApiWorkflow {
+        SfnApiWorkflow(self)
+    }
+}
+
+/// [`SfnWorkflow`] minus [`Workflow::execution_state`]: as a `dyn Workflow`
+/// it would link `DescribeExecution` (its request, its response's
+/// deserializer and error types), which `request` never calls and which
+/// took it over its 6 MB budget. Every other method is the same code;
+/// `execution_state` is the trait's default, a backend error without a call.
+#[derive(Debug, Clone)]
+pub struct SfnApiWorkflow(SfnWorkflow);
+
+#[async_trait]
+impl Workflow for SfnApiWorkflow {
+    async fn start(&self, input: &WorkflowInput) -> Result<(), WorkflowError> {
+        self.0.start(input).await
+    }
+
+    async fn stop(&self, id: &RequestId, reason: &str) -> Result<(), WorkflowError> {
+        self.0.stop(id, reason).await
+    }
+
+    async fn send_task_success(
+        &self,
+        token: &TaskToken,
+        output: &serde_json::Value,
+    ) -> Result<(), WorkflowError> {
+        self.0.send_task_success(token, output).await
+    }
+
+    async fn send_task_failure(
+        &self,
+        token: &TaskToken,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), WorkflowError> {
+        self.0.send_task_failure(token, error, cause).await
+    }
+
+    async fn history(&self, id: &RequestId) -> Result<Vec<serde_json::Value>, WorkflowError> {
+        self.0.history(id).await
+    }
 }
 
 /// [`SfnWorkflow`] minus the history: as a `dyn Workflow` it would link
@@ -390,6 +437,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_api_workflow_refuses_execution_state_without_calling_aws() {
+        // GIVEN Step Functions without execution state, its client pointed at
+        // a port nothing listens on
+        let config = aws_sdk_sfn::Config::builder()
+            .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+            .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:1")
+            .build();
+        let sm = StateMachineArn::parse("arn:aws:states:us-east-1:123456789012:stateMachine:jit")
+            .expect("valid ARN");
+        let workflow = SfnWorkflow::new(Client::from_conf(config), sm).without_execution_state();
+        // WHEN an execution's state is asked for
+        let id = RequestId::generate(chrono::Utc::now());
+        let got = workflow.execution_state(&id).await;
+        // THEN it is refused at once (the trait's default), as a backend
+        // error, not a connection failure after retries
+        assert!(
+            matches!(&got, Err(WorkflowError::Backend(m)) if m.contains("cannot describe")),
+            "{got:?}"
+        );
     }
 
     #[tokio::test]
