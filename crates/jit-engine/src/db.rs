@@ -61,12 +61,7 @@ CREATE TABLE IF NOT EXISTS executions (
     version INTEGER NOT NULL,
     next_event INTEGER NOT NULL
 );
--- A full index, not a partial one (WHERE wake_ms IS NOT NULL): with the
--- partial index SQLite re-prepares every query binding a new time (it must
--- prove the bound value implies the index's condition), ~50k instructions a
--- listing of the driver's.
-DROP INDEX IF EXISTS executions_wake;
-CREATE INDEX IF NOT EXISTS executions_by_wake ON executions(wake_ms);
+CREATE INDEX IF NOT EXISTS executions_wake ON executions(wake_ms) WHERE wake_ms IS NOT NULL;
 CREATE INDEX IF NOT EXISTS executions_invoking ON executions(invoking) WHERE invoking = 1;
 CREATE TABLE IF NOT EXISTS tokens (
     token TEXT PRIMARY KEY,
