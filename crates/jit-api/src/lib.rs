@@ -18,6 +18,7 @@ use jit_core::service::{ListQuery, NewRequest};
 use jit_core::{AccessRequest, Broker, Caller, ServiceError, Status};
 use serde_json::{Map, Value, json};
 
+mod entitlements;
 pub mod grants;
 pub mod strict_json;
 
@@ -62,7 +63,7 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::Service(ServiceError::invalid(field, message))
 }
 
@@ -178,6 +179,29 @@ pub fn error_response(err: &ApiError) -> Response<String> {
     json_response(status, &error_body(code, &message, field))
 }
 
+/// The `error.code` (and field) an error is answered with, for the log
+/// line every refusal gets: an operator searches logs by code.
+pub fn refusal_code(err: &ApiError) -> (&str, Option<&str>) {
+    match err {
+        ApiError::Service(e) => match e {
+            ServiceError::Invalid { code, field, .. }
+            | ServiceError::Forbidden { code, field, .. }
+            | ServiceError::Conflict { code, field, .. } => (code, field.as_deref()),
+            ServiceError::NotFound { .. } => ("not_found", None),
+            ServiceError::Unavailable { code, .. } | ServiceError::Upstream { code, .. } => {
+                (code, None)
+            }
+            ServiceError::Internal { .. } => ("internal", None),
+        },
+        ApiError::MalformedJson(_) => ("malformed_json", None),
+        ApiError::PayloadTooLarge => ("payload_too_large", None),
+        ApiError::UnsupportedMediaType => ("unsupported_media_type", None),
+        ApiError::RouteNotFound => ("route_not_found", None),
+        ApiError::MethodNotAllowed(_) => ("method_not_allowed", None),
+        ApiError::Overloaded { .. } => ("overloaded", None),
+    }
+}
+
 fn error_body(code: &str, message: &str, field: Option<&str>) -> Value {
     let mut e = json!({ "code": code, "message": message });
     if let Some(f) = field {
@@ -205,13 +229,42 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<String> {
 /// past `expiresAt` reads EXPIRED), without internal bookkeeping.
 pub fn request_view(r: &AccessRequest, now: jit_core::request::Timestamp) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    to_the_second(&mut v);
     if let Value::Object(m) = &mut v {
         m.insert("status".into(), json!(r.effective_status(now)));
         m.remove("requestFingerprint");
         m.remove("taskToken");
         m.remove("usedLinkNonces");
+        // Slack message ids and reminder rounds: the notifier's bookkeeping.
+        m.remove("notice");
     }
     v
+}
+
+/// Times in answers are RFC 3339 to the second, in UTC with `Z` — the
+/// one format people see everywhere (CLI, emails, Slack, the console); the
+/// store keeps full precision. Only time fields are touched (keys ending
+/// in `At`, and `at`, `deadline`), never text a person wrote.
+pub fn to_the_second(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                let is_time = k.ends_with("At") || k == "at" || k == "deadline";
+                match x {
+                    Value::String(s) if is_time => {
+                        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+                            *s = t
+                                .with_timezone(&chrono::Utc)
+                                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                        }
+                    }
+                    _ => to_the_second(x),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(to_the_second),
+        _ => {}
+    }
 }
 
 /// Routes one request. Never fails: every error becomes its JSON response.
@@ -222,7 +275,15 @@ pub async fn handle(broker: &Broker, caller: &Caller, req: ApiRequest) -> Respon
         Ok(resp) => resp,
         Err(e) => {
             let resp = error_response(&e);
-            tracing::info!(%method, %path, status = resp.status().as_u16(), "request refused");
+            let (code, field) = refusal_code(&e);
+            tracing::info!(
+                %method,
+                %path,
+                status = resp.status().as_u16(),
+                code,
+                field = field.unwrap_or(""),
+                "request refused"
+            );
             resp
         }
     }
@@ -243,6 +304,8 @@ async fn route(
     const GET_POST: &[Method] = &[Method::GET, Method::POST];
     let now = broker.clock.now();
     match (segments.as_slice(), &req.method) {
+        (["entitlements"], &Method::GET) => entitlements::list(broker, caller, &req),
+        (["entitlements"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["request-access"], &Method::POST) => create(broker, caller, &req, BodyForm::Seed).await,
         (["request-access"], _) => Err(ApiError::MethodNotAllowed(POST)),
         (["requests"], &Method::POST) => create(broker, caller, &req, BodyForm::Canonical).await,
@@ -255,7 +318,9 @@ async fn route(
         (["requests", _], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["requests", id, "audit"], &Method::GET) => {
             let events = broker.audit(caller, id).await?;
-            Ok(json_response(StatusCode::OK, &json!({ "events": events })))
+            let mut v = json!({ "events": events });
+            to_the_second(&mut v);
+            Ok(json_response(StatusCode::OK, &v))
         }
         (["requests", _, "audit"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["requests", id, "cancel"], &Method::POST) => {
@@ -548,7 +613,7 @@ async fn list(
 }
 
 /// Splits and percent-decodes a query string.
-fn parse_query(q: &str) -> Result<Vec<(String, String)>, ApiError> {
+pub(crate) fn parse_query(q: &str) -> Result<Vec<(String, String)>, ApiError> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| {

@@ -183,6 +183,7 @@ fn trusted_app() -> Caller {
         identity: None,
         trusted_as: Some("chat-bot".into()),
         trusted_to_decide: false,
+        identify_hint: None,
     }
 }
 
@@ -192,6 +193,7 @@ fn trusted_decider() -> Caller {
         identity: None,
         trusted_as: Some("approver-bot".into()),
         trusted_to_decide: true,
+        identify_hint: None,
     }
 }
 
@@ -1182,4 +1184,131 @@ async fn an_approval_meeting_the_quorum_as_the_window_closes_says_so() {
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
     assert_error(&v, "approval_window_closed", None);
     assert!(f.workflow.completed.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn entitlements_lists_what_the_caller_may_request() {
+    // GIVEN the sample catalog (OnCallReadOnly is for sre/engineering only)
+    let f = fixture();
+    // WHEN an SRE asks
+    let (status, v) = get(&f, &person("sre@example.com", &["sre"]), "/entitlements").await;
+    // THEN every entry they may request is listed with its bounds and approvers
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let names: Vec<&str> = v["entitlements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Read Only Access",
+            "JIT-ElevatedAdminRole",
+            "OnCallReadOnly"
+        ]
+    );
+    let oncall = &v["entitlements"][2];
+    assert_eq!(oncall["grantMode"], "assume-role");
+    assert_eq!(
+        oncall["roleArn"],
+        "arn:aws:iam::123456789012:role/JIT-OnCallReadOnly"
+    );
+    assert_eq!(oncall["maxDuration"], 7200);
+    assert_eq!(oncall["autoApprove"]["maxDuration"], 3600);
+    assert_eq!(oncall["autoApprovedForYou"], true);
+    assert_eq!(oncall["approvers"]["groups"], json!(["platform-leads"]));
+    assert_eq!(v["entitlements"][1]["autoApprovedForYou"], false);
+    // AND someone outside those groups does not see it
+    let (_, v) = get(&f, &person("dev@example.com", &[]), "/entitlements").await;
+    let names: Vec<&str> = v["entitlements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Read Only Access", "JIT-ElevatedAdminRole"]);
+    // AND a trusted app naming nobody sees every entry; naming someone, theirs
+    let (_, v) = get(&f, &trusted_app(), "/entitlements").await;
+    assert_eq!(v["entitlements"].as_array().unwrap().len(), 3);
+    assert!(v["entitlements"][2].get("autoApprovedForYou").is_none());
+    let (_, v) = get(
+        &f,
+        &trusted_app(),
+        "/entitlements?requester=sre%40example.com",
+    )
+    .await;
+    assert_eq!(v["entitlements"].as_array().unwrap().len(), 3);
+    // AND nobody gets a refusal, an unknown parameter and another method a 4xx naming it
+    let (status, v) = get(&f, &nobody(), "/entitlements").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "unauthenticated");
+    let (status, v) = get(&f, &person("sre@example.com", &[]), "/entitlements?x=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["field"], "x");
+    let (status, _) = post(
+        &f,
+        &person("sre@example.com", &[]),
+        "/entitlements",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn a_mistyped_entitlement_gets_the_nearest_name() {
+    // GIVEN an SRE who misspells OnCallReadOnly
+    let f = fixture();
+    let body = json!({"entitlement": "OncallReadOnly", "justification": "INC-1"});
+    let (status, v) = post(
+        &f,
+        &person("sre@example.com", &["sre"]),
+        "/requests",
+        body.clone(),
+    )
+    .await;
+    // THEN the refusal suggests the right name and where the list is
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "unknown_entitlement");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("did you mean `OnCallReadOnly`?"), "{msg}");
+    assert!(msg.contains("GET /entitlements"), "{msg}");
+    // AND someone not eligible for it is not told it exists
+    let (_, v) = post(&f, &person("dev@example.com", &[]), "/requests", body).await;
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(!msg.contains("did you mean"), "{msg}");
+}
+
+#[tokio::test]
+async fn answers_carry_times_to_the_second_and_no_bookkeeping() {
+    // GIVEN a request that waits for approval
+    let f = fixture();
+    let body = json!({"entitlement": "JIT-ElevatedAdminRole", "justification": "INC-7 2026-12-04T16:10:01.093560723Z"});
+    let (status, v) = post(&f, &person("alice@example.com", &[]), "/requests", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    // THEN its times are RFC 3339 to the second in UTC, but text people wrote is untouched
+    let created = v["createdAt"].as_str().unwrap();
+    assert_eq!(created.len(), "2026-12-04T16:10:01Z".len(), "{created}");
+    assert!(created.ends_with('Z'), "{created}");
+    assert_eq!(v["justification"], "INC-7 2026-12-04T16:10:01.093560723Z");
+    // AND the audit trail's times too
+    let id = v["requestId"].as_str().unwrap();
+    let (_, a) = get(
+        &f,
+        &person("alice@example.com", &[]),
+        &format!("/requests/{id}/audit"),
+    )
+    .await;
+    let at = a["events"][0]["at"].as_str().unwrap();
+    assert_eq!(at.len(), created.len(), "{at}");
+    // AND no notifier bookkeeping or workflow secret is ever in an answer
+    for k in [
+        "notice",
+        "taskToken",
+        "usedLinkNonces",
+        "requestFingerprint",
+    ] {
+        assert!(v.get(k).is_none(), "{k} in {v}");
+    }
 }

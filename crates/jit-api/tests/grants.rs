@@ -310,6 +310,7 @@ async fn only_the_requester_gets_credentials_others_get_403_or_404() {
                 identity: None,
                 trusted_as: Some("chat-bot".into()),
                 trusted_to_decide: true,
+                identify_hint: None,
             },
             403,
             "not_requester",
@@ -453,6 +454,7 @@ fn bot(name: &str, decides: bool) -> Caller {
         identity: None,
         trusted_as: Some(name.into()),
         trusted_to_decide: decides,
+        identify_hint: None,
     }
 }
 

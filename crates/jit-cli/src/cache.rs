@@ -47,6 +47,15 @@ fn is_fresh(text: &str, now: DateTime<Utc>) -> bool {
     }
 }
 
+/// Drops the cached credentials of `id` (revoked, cancelled, seen ended).
+pub fn forget(id: &str) -> Result<()> {
+    match std::fs::remove_file(path_for(id)?) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow!("cannot drop cached credentials of {id}: {e}")),
+    }
+}
+
 pub fn store(id: &str, text: &str) -> Result<()> {
     write_private(&path_for(id)?, text.as_bytes())
 }

@@ -18,6 +18,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Client {
     cfg: Config,
+    /// The key, read once per run (from `api_key_file` when configured so).
+    api_key: String,
     http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     keys: crate::sigv4::KeyCache,
 }
@@ -35,7 +37,9 @@ impl Client {
             ));
         };
         let http = HyperClient::builder(TokioExecutor::new()).build(connector(https)?);
+        let api_key = cfg.key()?;
         Ok(Client {
+            api_key,
             cfg,
             http,
             keys: Default::default(),
@@ -49,7 +53,7 @@ impl Client {
         let mut b = Request::builder()
             .method(method)
             .uri(&url)
-            .header("x-api-key", &self.cfg.api_key)
+            .header("x-api-key", &self.api_key)
             .header("accept", "application/json");
         match &self.cfg.auth {
             Auth::Local { user, groups } => {
@@ -109,6 +113,17 @@ impl Client {
         if status.is_success() {
             return Ok(value);
         }
+        if status.as_u16() == 403
+            && value["error"]["field"] == "x-api-key"
+            && let Some(file) = &self.cfg.api_key_file
+        {
+            return Err(anyhow!(
+                "{} refused the API key in {}: that file belongs to another jit-local; run `jit configure --local --data-dir <the data dir of the jit-local at {}>`",
+                self.cfg.api_url,
+                file.display(),
+                self.cfg.api_url
+            ));
+        }
         Err(anyhow!(api_error_line(status.as_u16(), &value)))
     }
 }
@@ -158,7 +173,7 @@ pub fn api_error_line(status: u16, body: &Value) -> String {
             "say who you are: run `jit configure` with `--local --user <email>` or `--bearer <token>`"
         }
         (_, "not_eligible") => "ask for an entitlement your groups may request",
-        (_, "unknown_entitlement") => "check the entitlement's exact, case-sensitive name",
+        (_, "unknown_entitlement") => "`jit entitlements` lists the names you may request",
         (_, "self_approval" | "not_approver") => "ask one of the entitlement's approvers",
         (_, "not_found") => "check the id with `jit list`",
         (_, "route_not_found") => "check the API URL with `jit configure --api-url`",

@@ -27,7 +27,13 @@ pub enum Auth {
 #[serde(rename_all = "camelCase")]
 pub struct Config {
     pub api_url: String,
+    /// Empty when `api_key_file` names where the key is.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub api_key: String,
+    /// `jit configure --local`: jit-local's `<data-dir>/api-key`, read at
+    /// every run instead of copied, so the CLI follows the server's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<PathBuf>,
     pub auth: Auth,
 }
 
@@ -82,12 +88,40 @@ impl Config {
         })
     }
 
+    /// The API key: the stored one, or the current content of
+    /// `api_key_file`.
+    pub fn key(&self) -> Result<String> {
+        match &self.api_key_file {
+            None => Ok(self.api_key.clone()),
+            Some(path) => read_key_file(path),
+        }
+    }
+
     pub fn save(&self) -> Result<PathBuf> {
         let path = config_path()?;
         let text = serde_json::to_string_pretty(self)?;
         write_private(&path, text.as_bytes())?;
         Ok(path)
     }
+}
+
+/// Reads jit-local's key file, naming the file and the fix when it is
+/// missing or empty.
+pub fn read_key_file(path: &Path) -> Result<String> {
+    let key = std::fs::read_to_string(path).map_err(|e| {
+        anyhow!(
+            "cannot read jit-local's API key from {} ({e}): start jit-local (it writes the key there), or run `jit configure --local --data-dir <its data dir>`",
+            path.display()
+        )
+    })?;
+    let key = key.trim().to_string();
+    if key.is_empty() {
+        return Err(anyhow!(
+            "{} is empty: restart jit-local (it writes the key there)",
+            path.display()
+        ));
+    }
+    Ok(key)
 }
 
 /// Writes a file readable by its owner only (0600), creating its directory
@@ -151,6 +185,7 @@ mod tests {
         let cfg = Config {
             api_url: "http://127.0.0.1:3000".into(),
             api_key: "k".repeat(20),
+            api_key_file: None,
             auth: Auth::Local {
                 user: "a@example.com".into(),
                 groups: vec!["sre".into()],
@@ -165,5 +200,31 @@ mod tests {
         }
         let back: Config = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn a_key_file_is_read_at_every_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("api-key");
+        let cfg = Config {
+            api_url: "http://127.0.0.1:3000".into(),
+            api_key: String::new(),
+            api_key_file: Some(file.clone()),
+            auth: Auth::ApiKeyOnly,
+        };
+        let err = cfg.key().unwrap_err().to_string();
+        assert!(
+            err.contains("api-key") && err.contains("start jit-local"),
+            "{err}"
+        );
+        std::fs::write(&file, "first-key-0123456789\n").unwrap();
+        assert_eq!(cfg.key().unwrap(), "first-key-0123456789");
+        std::fs::write(&file, "second-key-0123456789\n").unwrap();
+        assert_eq!(cfg.key().unwrap(), "second-key-0123456789");
+        let text = serde_json::to_string(&cfg).unwrap();
+        assert!(
+            !text.contains("apiKey\""),
+            "no copied key is stored: {text}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 mod cache;
 mod client;
 mod config;
+mod human;
 mod sigv4;
 
 use std::io::{IsTerminal, Write};
@@ -45,8 +46,9 @@ enum Command {
         /// (with --local: default http://127.0.0.1:3000).
         #[arg(long, required_unless_present = "local")]
         api_url: Option<String>,
-        /// The API key (default with --local: the one jit-local wrote to
-        /// `<data-dir>/api-key`).
+        /// The API key (default with --local: the one jit-local keeps in
+        /// `<data-dir>/api-key`, read at every run, so a restarted
+        /// jit-local needs no new configuration).
         #[arg(long, env = "JIT_API_KEY", hide_env_values = true)]
         api_key: Option<String>,
         /// jit-local: name yourself with `x-jit-user` (needs --user).
@@ -74,6 +76,8 @@ enum Command {
         #[arg(long, requires = "sigv4")]
         profile: Option<String>,
     },
+    /// The entitlements you may request, with their bounds and approvers.
+    Entitlements,
     /// Ask for an entitlement.
     Request {
         entitlement: String,
@@ -222,24 +226,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Where `jit-local` listens unless told otherwise.
 const LOCAL_URL: &str = "http://127.0.0.1:3000";
 
-/// The key `jit-local` wrote for its users (`<data-dir>/api-key`), so that
-/// `jit configure --local --user me` is all a local set-up takes.
-fn local_api_key(data_dir: &std::path::Path) -> Result<String> {
-    let path = data_dir.join("api-key");
-    let key = std::fs::read_to_string(&path).map_err(|e| {
-        anyhow!(
-            "cannot read jit-local's API key from {} ({e}): start jit-local first, pass --data-dir <its data dir>, or --api-key",
-            path.display()
-        )
-    })?;
-    let key = key.trim().to_string();
-    if key.is_empty() {
-        bail!(
-            "{} is empty: restart jit-local, or pass --api-key",
-            path.display()
-        );
-    }
-    Ok(key)
+/// Where `jit-local` keeps its key (`<data-dir>/api-key`), as an absolute
+/// path: the configuration is used from any directory afterwards. Read now
+/// too, so a wrong data dir fails at configure time.
+fn local_key_file(data_dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let path = std::path::absolute(data_dir.join("api-key"))
+        .map_err(|e| anyhow!("{}: {e}", data_dir.display()))?;
+    config::read_key_file(&path)?;
+    Ok(path)
 }
 
 fn connect() -> Result<Client> {
@@ -274,14 +268,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(u) => u,
                 None => LOCAL_URL.to_string(),
             };
-            let api_key = match api_key {
-                Some(k) => k,
-                None if local => local_api_key(&data_dir)?,
+            let (api_key, api_key_file) = match api_key {
+                Some(k) => (k, None),
+                None if local => (String::new(), Some(local_key_file(&data_dir)?)),
                 None => bail!("no API key: pass --api-key (or set JIT_API_KEY)"),
             };
             let cfg = Config {
                 api_url: api_url.trim_end_matches('/').to_string(),
                 api_key,
+                api_key_file,
                 auth,
             };
             // Fail now, not at first use, on a URL this build cannot call.
@@ -340,6 +335,15 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
         match cmd {
+            Command::Entitlements => {
+                let v = client.call(Method::GET, "/entitlements", None).await?;
+                if out == Output::Json {
+                    println!("{v}");
+                } else {
+                    human::print_entitlements(&v);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Request {
                 entitlement,
                 duration,
@@ -398,6 +402,7 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Cancel { id, reason } => {
+                cache::forget(&id)?;
                 post_verb(&client, &id, "cancel", reason_body(reason), out).await
             }
             Command::Approve {
@@ -421,6 +426,9 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                 post_verb(&client, &id, verb, reason_body(Some(reason)), out).await
             }
             Command::Revoke { id, reason } => {
+                // Whatever the answer, credentials for a grant being ended
+                // are not served from the cache again.
+                cache::forget(&id)?;
                 post_verb(&client, &id, "revoke", reason_body(Some(reason)), out).await
             }
             Command::Extend {
@@ -586,72 +594,33 @@ async fn wait_for_decision(
     }
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn requester_of(r: &Value) -> String {
-    let q = &r["requester"];
-    for k in ["email", "id", "principal", "name"] {
-        if let Some(s) = q[k].as_str() {
-            return s.to_string();
-        }
-    }
-    text(q)
-}
-
 fn print_request(r: &Value, out: Output) {
+    forget_if_over(r);
     if out == Output::Json {
         println!("{r}");
         return;
     }
-    let rows = [
-        ("id", text(&r["requestId"])),
-        ("status", text(&r["status"])),
-        ("entitlement", text(&r["entitlement"])),
-        ("account", text(&r["account"])),
-        ("requester", requester_of(r)),
-        ("duration", text(&r["duration"])),
-        ("justification", text(&r["justification"])),
-        ("created", text(&r["createdAt"])),
-        ("expires", text(&r["expiresAt"])),
-    ];
-    for (k, v) in rows {
-        println!("{k:<14}{v}");
-    }
-    if let Some(reason) = r["reason"].as_str() {
-        println!("{:<14}{reason}", "reason");
+    human::print_request(r, chrono::Utc::now());
+}
+
+/// A request seen ended (revoked, expired, cancelled, …) has its cached
+/// credentials dropped: the cache never serves a grant known to be over.
+fn forget_if_over(r: &Value) {
+    let status = r["status"].as_str().unwrap_or("");
+    if let Some(id) = r["requestId"].as_str()
+        && !status.is_empty()
+        && status != "GRANTED"
+        && is_decided(r)
+    {
+        let _ = cache::forget(id);
     }
 }
 
 fn print_list(v: &Value) {
-    let empty = Vec::new();
-    let items = v["requests"].as_array().unwrap_or(&empty);
-    if items.is_empty() {
-        println!("no requests");
-        return;
+    if let Some(items) = v["requests"].as_array() {
+        items.iter().for_each(forget_if_over);
     }
-    println!(
-        "{:<28} {:<20} {:<26} {:<24} EXPIRES",
-        "ID", "STATUS", "ENTITLEMENT", "REQUESTER"
-    );
-    for r in items {
-        println!(
-            "{:<28} {:<20} {:<26} {:<24} {}",
-            text(&r["requestId"]),
-            text(&r["status"]),
-            text(&r["entitlement"]),
-            requester_of(r),
-            text(&r["expiresAt"])
-        );
-    }
-    if let Some(c) = v["nextCursor"].as_str() {
-        println!("(more: `jit list --all`, or go on with `jit list --cursor {c}`)");
-    }
+    human::print_list(v, chrono::Utc::now());
 }
 
 /// The API's largest page (`limit` above it is refused with 400).

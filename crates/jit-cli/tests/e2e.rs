@@ -56,6 +56,18 @@ fn auto_approved_request_to_cached_credentials_env_and_exec() {
         text.contains("GRANTED") && text.contains("OnCallReadOnly"),
         "{text}"
     );
+    // For people: the duration as 30m, times to the second, how long is left.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("duration") && l.trim_end().ends_with("30m")),
+        "{text}"
+    );
+    assert!(text.contains("GRANTED (expires in 2"), "{text}");
+    let expires = text.lines().find(|l| l.starts_with("expires")).unwrap();
+    assert!(
+        regex_like_second_precision(expires),
+        "a time to the second: {expires}"
+    );
 
     let first = sre.ok(&["credentials", &id]);
     let creds: Value = serde_json::from_str(first.trim()).unwrap();
@@ -191,8 +203,55 @@ fn manual_approval_by_a_second_identity_then_revoke() {
     let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
     assert!(parse(&after) > parse(&before), "{before} -> {after}");
 
+    // The extension shows in the request as people read it.
+    let text = alice.ok(&["show", &id]);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("extension") && l.contains("+30m APPROVED")),
+        "{text}"
+    );
+
+    // Credentials cached before a revoke are never served after it.
+    let cached = alice.cache.join("credentials").join(format!("{id}.json"));
+    assert!(cached.exists());
     let r = alice.json(&["revoke", &id, "--reason", "done"]);
     assert_eq!(r["status"], "REVOKED", "{r}");
+    assert!(!cached.exists(), "revoke drops the cached credentials");
+    let err = alice.fails(&["credentials", &id]);
+    assert!(err.contains("REVOKED") || err.contains("revoked"), "{err}");
+}
+
+#[test]
+fn entitlements_are_listed_for_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let sre = Jit::new(dir.path(), "sre");
+    sre.configure(&server.url(), KEY, "sre@example.com", "sre");
+    let text = sre.ok(&["entitlements"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{text}");
+    let oncall = lines
+        .iter()
+        .find(|l| l.starts_with("OnCallReadOnly"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(oncall.contains("15m–2h"), "bounds for people: {oncall}");
+    assert!(oncall.contains("auto-approved for you ≤1h"), "{oncall}");
+    let v = sre.json(&["entitlements"]);
+    assert_eq!(v["entitlements"].as_array().unwrap().len(), 3, "{v}");
+    // Someone outside sre/engineering does not see OnCallReadOnly, and a
+    // misspelt name is answered with the nearest one they may request.
+    let dev = Jit::new(dir.path(), "dev");
+    dev.configure(&server.url(), KEY, "dev@example.com", "");
+    assert!(!dev.ok(&["entitlements"]).contains("OnCallReadOnly"));
+    let err = sre.fails(&["request", "OncallReadOnly", "--reason", "x"]);
+    assert!(err.contains("did you mean `OnCallReadOnly`?"), "{err}");
+    assert!(err.contains("jit entitlements"), "{err}");
+}
+
+/// `2026-12-04T16:10:01Z (in 29m)`: seconds, no fraction, UTC.
+fn regex_like_second_precision(line: &str) -> bool {
+    line.split_whitespace()
+        .any(|w| w.len() == 20 && w.ends_with('Z') && w.as_bytes()[10] == b'T' && !w.contains('.'))
 }
 
 #[test]
@@ -548,6 +607,19 @@ fn configure_local_reads_the_key_jit_local_wrote() {
     ]);
     let r = sre.json(&["request", "OnCallReadOnly", "--reason", "INC-1"]);
     assert!(r["requestId"].is_string(), "{r}");
+    // The key is not copied into the configuration: it is read from the
+    // data dir at every run, so the CLI follows the file.
+    let stored = std::fs::read_to_string(sre.config.join("config.json")).unwrap();
+    assert!(!stored.contains(KEY), "{stored}");
+    std::fs::write(data.join("api-key"), "another-servers-key-0123456789\n").unwrap();
+    let err = sre.fails(&["list"]);
+    assert!(err.contains("api-key"), "names the key file: {err}");
+    assert!(
+        err.contains("jit configure --local --data-dir"),
+        "names the fix that applies: {err}"
+    );
+    std::fs::write(data.join("api-key"), format!("{KEY}\n")).unwrap();
+    sre.ok(&["list"]);
 
     // With no key where it looks: one line naming the file and the fixes.
     let lost = Jit::new(dir.path(), "lost");
@@ -560,7 +632,8 @@ fn configure_local_reads_the_key_jit_local_wrote() {
         dir.path().join("nowhere").to_str().unwrap(),
     ]);
     assert!(err.contains("nowhere/api-key"), "{err}");
-    assert!(err.contains("--api-key"), "{err}");
+    assert!(err.contains("start jit-local"), "{err}");
+    assert!(err.contains("--data-dir"), "{err}");
     assert!(!lost.config.join("config.json").exists());
 
     // Outside --local the URL is required.

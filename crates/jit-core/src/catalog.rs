@@ -710,6 +710,29 @@ impl Catalog {
         self.members.get(group).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// The entitlement name closest to a mistyped one, among those a
+    /// requester with `groups` may ask for (so a suggestion never reveals
+    /// an entry they could not use): the same name in another case, else
+    /// the nearest by edit distance within a third of its length.
+    pub fn nearest_name(&self, name: &str, groups: &[String]) -> Option<&str> {
+        let eligible = || {
+            self.entitlements
+                .iter()
+                .filter(|e| self.is_eligible(e, groups))
+                .map(|e| e.name.as_str())
+        };
+        if let Some(n) = eligible().find(|n| n.eq_ignore_ascii_case(name)) {
+            return Some(n);
+        }
+        let wanted = name.to_lowercase();
+        let limit = (wanted.chars().count() / 3).max(1);
+        eligible()
+            .map(|n| (edit_distance(&wanted, &n.to_lowercase()), n))
+            .filter(|(d, _)| *d <= limit)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, n)| n)
+    }
+
     /// Whether an auto-approve rule accepts this request without a person.
     pub fn auto_approves(
         &self,
@@ -723,9 +746,44 @@ impl Catalog {
     }
 }
 
+/// Levenshtein distance over characters (names are short: O(n·m) is fine).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = substitution.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_name_suggests_only_eligible_close_names() {
+        let text = "entitlements:\n  - name: OnCallReadOnly\n    role_arn: \"arn:aws:iam::123456789012:role/R\"\n    eligible_groups: [sre]\n    approvers: {emails: [lead@example.com]}\n  - name: Billing\n    role_arn: \"arn:aws:iam::123456789012:role/B\"\n    approvers: {emails: [lead@example.com]}\n";
+        let c = Catalog::parse(text, "c.yaml").unwrap();
+        let sre = vec!["sre".to_string()];
+        assert_eq!(
+            c.nearest_name("OncallReadOnly", &sre),
+            Some("OnCallReadOnly")
+        );
+        assert_eq!(
+            c.nearest_name("OnCalReadOnly", &sre),
+            Some("OnCallReadOnly")
+        );
+        assert_eq!(c.nearest_name("biling", &[]), Some("Billing"));
+        assert_eq!(c.nearest_name("OncallReadOnly", &[]), None, "not eligible");
+        assert_eq!(c.nearest_name("Something", &sre), None, "nothing close");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
+    }
 
     const SEED: &str = r#"policies:
   - policy_name: "AWSReadOnlyAccess"

@@ -30,6 +30,10 @@ pub struct Caller {
     /// an app trusted to file requests for people is not thereby trusted
     /// to approve them.
     pub trusted_to_decide: bool,
+    /// How a person identifies themself at this front door, for the
+    /// `unauthenticated` refusal (`jit-local`: the `x-jit-user` header);
+    /// `None`: the deployed API's wording (IAM signature or a token).
+    pub identify_hint: Option<&'static str>,
 }
 
 impl Caller {
@@ -42,6 +46,7 @@ impl Caller {
             }),
             trusted_as: None,
             trusted_to_decide: false,
+            identify_hint: None,
         }
     }
 

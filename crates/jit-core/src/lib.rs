@@ -11,6 +11,7 @@ pub mod catalog_check;
 pub mod channels;
 pub mod decisions;
 pub mod duration;
+pub mod entitlements;
 pub mod error;
 pub mod extension;
 pub mod grant_ports;

@@ -115,11 +115,7 @@ impl Broker {
                 Some("requester"),
                 "does not match the authenticated caller; only a trusted caller may request for someone else",
             )),
-            (None, _) => Err(ServiceError::forbidden(
-                "unauthenticated",
-                None,
-                "no authenticated identity: sign the call (IAM) or send a token the authorizer accepts (its `email` counts only with `email_verified: true`; otherwise `sub` names you)",
-            )),
+            (None, _) => Err(unauthenticated(caller)),
         }
     }
 
@@ -161,11 +157,7 @@ impl Broker {
                 None => Ok(None),
             };
         }
-        Err(ServiceError::forbidden(
-            "unauthenticated",
-            None,
-            "no authenticated identity",
-        ))
+        Err(unauthenticated(caller))
     }
 
     /// The person deciding on an existing request (approve, deny, decide
@@ -192,7 +184,11 @@ impl Broker {
         self.acting(caller, on_behalf_of)
     }
 
-    fn entitlement(&self, req: &NewRequest) -> Result<&Entitlement, ServiceError> {
+    fn entitlement(
+        &self,
+        req: &NewRequest,
+        groups: &[String],
+    ) -> Result<&Entitlement, ServiceError> {
         let field = if req.entitlement_field.is_empty() {
             "entitlement"
         } else {
@@ -205,12 +201,18 @@ impl Broker {
             .ok_or_else(|| {
                 ServiceError::invalid(field, "is required: name an entitlement from the catalog")
             })?;
-        self.catalog.get(name).ok_or_else(|| ServiceError::Invalid {
-            code: "unknown_entitlement",
-            field: Some(field.to_string()),
-            message: format!(
-                "no entitlement named `{name}` in the catalog (names are case-sensitive)"
-            ),
+        self.catalog.get(name).ok_or_else(|| {
+            let hint = match self.catalog.nearest_name(name, groups) {
+                Some(n) => format!("; did you mean `{n}`?"),
+                None => String::new(),
+            };
+            ServiceError::Invalid {
+                code: "unknown_entitlement",
+                field: Some(field.to_string()),
+                message: format!(
+                    "no entitlement named `{name}` in the catalog (names are case-sensitive){hint} `GET /entitlements` (`jit entitlements`) lists those you may request"
+                ),
+            }
         })
     }
 
@@ -222,7 +224,7 @@ impl Broker {
         req: NewRequest,
     ) -> Result<(AccessRequest, bool), ServiceError> {
         let requester = self.resolve_requester(caller, req.requester.as_deref())?;
-        let ent = self.entitlement(&req)?;
+        let ent = self.entitlement(&req, &requester.groups)?;
 
         if let Some(arn) = &req.role_arn {
             match &ent.target {
@@ -637,4 +639,17 @@ fn fingerprint(
     ]);
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The refusal for a call that names nobody, with the way to name oneself
+/// at the caller's front door.
+fn unauthenticated(caller: &Caller) -> ServiceError {
+    let how = caller.identify_hint.unwrap_or(
+        "sign the call (IAM) or send a token the authorizer accepts (its `email` counts only with `email_verified: true`; otherwise `sub` names you)",
+    );
+    ServiceError::forbidden(
+        "unauthenticated",
+        None,
+        format!("no authenticated identity: {how}"),
+    )
 }

@@ -625,13 +625,27 @@ impl EngineDb {
             .execute(params![now_ms])?)
     }
 
-    pub(crate) fn count_running(&mut self) -> Result<(u64, u64), EngineError> {
+    /// (running, waiting on an open task token, waiting on a timer only).
+    /// A token with a timeout also sets a wake time: the token decides
+    /// which count an execution is in.
+    pub(crate) fn count_running(&mut self) -> Result<(u64, u64, u64), EngineError> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT COUNT(*), COALESCE(SUM(wake_ms IS NULL), 0) FROM executions WHERE status = 'RUNNING'",
+                "SELECT COUNT(*), COALESCE(SUM(open_token), 0),
+                        COALESCE(SUM(NOT open_token AND wake_ms IS NOT NULL), 0)
+                 FROM (SELECT e.wake_ms AS wake_ms,
+                              EXISTS (SELECT 1 FROM tokens t
+                                      WHERE t.execution_id = e.id AND t.status = ?1) AS open_token
+                       FROM executions e WHERE e.status = 'RUNNING')",
             )?
-            .query_row([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))?)
+            .query_row(params![token_status::PENDING], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })?)
     }
 
     /// Definition ids used by running executions.

@@ -192,9 +192,12 @@ pub struct ExecutionDescription {
 pub struct ResumeReport {
     /// Executions still RUNNING.
     pub running: u64,
-    /// Of those, how many wait for something external (a task token with
-    /// no deadline).
+    /// Of those, how many wait on an open task token (with or without a
+    /// timeout): in the approval workflow, a decision.
     pub waiting_for_callback: u64,
+    /// Of those, how many wait only for a timer (a Wait state, a retry's
+    /// back-off): in the approval workflow, a grant's expiry.
+    pub waiting_for_timer: u64,
     /// Executions whose stored definition no longer loads; failed with
     /// `States.Runtime`.
     pub failed_on_load: u64,
@@ -1499,7 +1502,7 @@ impl Engine {
                 }
             }
         }
-        let (running, waiting_for_callback) = {
+        let (running, waiting_for_callback, waiting_for_timer) = {
             let mut db = lock(&self.inner.db);
             db.flush()?;
             db.count_running()?
@@ -1508,6 +1511,7 @@ impl Engine {
         Ok(ResumeReport {
             running,
             waiting_for_callback,
+            waiting_for_timer,
             failed_on_load,
         })
     }

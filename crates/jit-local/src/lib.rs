@@ -80,6 +80,8 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 /// `jit-local`'s own route (with the API key): how far behind the engine
 /// is, for operators and load tests (`jit-bench` waits on it for the drain).
 pub const ENGINE_STATUS_PATH: &str = "/local/engine";
+/// What a caller without `x-jit-user` is told to do.
+pub const LOCAL_IDENTIFY_HINT: &str = "send `x-jit-user: <your email>` (and `x-jit-groups: <g1,g2>` for your groups), or name the `requester` in the body";
 /// How the local API key appears as a trusted caller in records.
 pub const LOCAL_TRUSTED_CALLER: &str = "jit-local-api-key";
 
@@ -88,8 +90,9 @@ pub const LOCAL_TRUSTED_CALLER: &str = "jit-local-api-key";
 pub struct Config {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
-    pub catalog_path: PathBuf,
-    /// `None`: generate one at start.
+    pub catalog: CatalogSource,
+    /// `None`: generate one at start (`jit-local` itself passes the key an
+    /// earlier start kept in the data dir: see [`stored_api_key`]).
     pub api_key: Option<String>,
     pub demo_mode: bool,
     /// Print approval notices on the console (the outbox file is always written).
@@ -148,7 +151,7 @@ pub struct App {
     tasks: Option<jit_core::tasks::Tasks>,
     attacher: Option<Arc<grants::LocalAttacher>>,
     role_policies: Option<Arc<access::LocalRoleRevoker>>,
-    resumed: Option<(u64, u64)>,
+    resumed: Option<jit_engine::ResumeReport>,
     driver: Option<jit_engine::DriverHandle>,
     approvals: Option<approvals::LocalApprovals>,
     /// `--test-clock`: the clock `POST /_test/clock/advance` moves.
@@ -188,6 +191,62 @@ pub enum StartError {
     Locked(#[from] lock::LockError),
 }
 
+/// The example catalog, built in: what `jit-local` serves when no
+/// `--catalog` is given, so that it starts from any directory (a relative
+/// default path only worked from the repository's root).
+pub const EMBEDDED_CATALOG: &str = include_str!("../../../config/catalog.example.yaml");
+/// How the built-in catalog is named in messages and the banner.
+pub const EMBEDDED_CATALOG_NAME: &str = "config/catalog.example.yaml (built in)";
+
+/// Where the catalog comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogSource {
+    /// A YAML file (`--catalog`).
+    File(PathBuf),
+    /// [`EMBEDDED_CATALOG`].
+    Embedded,
+}
+
+impl From<PathBuf> for CatalogSource {
+    fn from(p: PathBuf) -> Self {
+        CatalogSource::File(p)
+    }
+}
+
+impl CatalogSource {
+    /// Loads and validates it, naming the file in any error.
+    pub fn load(&self) -> Result<Catalog, StartError> {
+        match self {
+            CatalogSource::File(p) => load_catalog(p),
+            CatalogSource::Embedded => Ok(Catalog::parse(EMBEDDED_CATALOG, EMBEDDED_CATALOG_NAME)?),
+        }
+    }
+
+    /// For the banner and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            CatalogSource::File(p) => p.display().to_string(),
+            CatalogSource::Embedded => EMBEDDED_CATALOG_NAME.to_string(),
+        }
+    }
+}
+
+/// The key an earlier start kept in `<data-dir>/api-key`, when it is there
+/// and still a valid key: reusing it keeps `jit configure --local`, scripts
+/// and `$(cat .jit/api-key)` working across restarts.
+pub fn stored_api_key(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(API_KEY_FILE)).ok()?;
+    let key = text.trim();
+    valid_api_key(key).then(|| key.to_string())
+}
+
+/// The file in the data dir that holds the API key (mode 0600).
+pub const API_KEY_FILE: &str = "api-key";
+
+fn valid_api_key(key: &str) -> bool {
+    key.len() >= 16 && key.chars().all(|c| c.is_ascii_graphic())
+}
+
 /// Reads and validates the catalog file, naming the file in any error.
 pub fn load_catalog(path: &Path) -> Result<Catalog, StartError> {
     let text = std::fs::read_to_string(path).map_err(|source| StartError::CatalogRead {
@@ -215,7 +274,7 @@ impl App {
         api_key: String,
         demo_mode: bool,
     ) -> Result<App, StartError> {
-        if api_key.len() < 16 || !api_key.chars().all(|c| c.is_ascii_graphic()) {
+        if !valid_api_key(&api_key) {
             return Err(StartError::WeakApiKey);
         }
         Ok(App {
@@ -279,7 +338,7 @@ impl App {
         overrides: Overrides,
         approvals_cfg: &approvals::ApprovalsConfig,
     ) -> Result<(App, String), StartError> {
-        let catalog = Arc::new(load_catalog(&cfg.catalog_path)?);
+        let catalog = Arc::new(cfg.catalog.load()?);
         private_fs::dir(&cfg.data_dir).map_err(|source| StartError::DataDir {
             path: cfg.data_dir.display().to_string(),
             source,
@@ -395,7 +454,7 @@ impl App {
         let resumed = engine.resume().map_err(|e| engine_err(e.to_string()))?;
         let engine = Arc::new(engine);
         let api_key = cfg.api_key.clone().unwrap_or_else(generate_api_key);
-        if api_key.len() < 16 || !api_key.chars().all(|c| c.is_ascii_graphic()) {
+        if !valid_api_key(&api_key) {
             return Err(StartError::WeakApiKey);
         }
         let driver = cfg.run_driver.then(|| engine.spawn_driver());
@@ -425,7 +484,7 @@ impl App {
             tasks: Some(tasks),
             attacher: Some(attacher),
             role_policies: Some(role_policies),
-            resumed: Some((resumed.running, resumed.waiting_for_callback)),
+            resumed: Some(resumed),
             driver,
             approvals: None,
             test_clock: None,
@@ -515,8 +574,9 @@ impl App {
         }
     }
 
-    /// (running, waiting for a decision) executions found at start.
-    pub fn resumed(&self) -> Option<(u64, u64)> {
+    /// The executions found at start (running, waiting for a decision,
+    /// waiting for a timer).
+    pub fn resumed(&self) -> Option<jit_engine::ResumeReport> {
         self.resumed
     }
 
@@ -579,6 +639,7 @@ impl App {
             identity,
             trusted_as: Some(LOCAL_TRUSTED_CALLER.to_string()),
             trusted_to_decide: true,
+            identify_hint: Some(LOCAL_IDENTIFY_HINT),
         })
     }
 
@@ -595,6 +656,14 @@ impl App {
             return approvals::serve(self.approvals.as_ref(), parts, body).await;
         }
         if !self.key_ok(&parts.headers) {
+            tracing::info!(
+                method = %parts.method,
+                path = %parts.uri.path(),
+                status = 403,
+                code = "forbidden",
+                field = API_KEY_HEADER,
+                "request refused: missing or invalid API key"
+            );
             return forbidden_key();
         }
         if reconcile_cmd::is_reconcile_path(parts.uri.path()) {

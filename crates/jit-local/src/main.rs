@@ -23,17 +23,15 @@ struct Args {
     /// Address to listen on. Loopback by default: this is a developer tool.
     #[arg(long, env = "JIT_ADDR", default_value = DEFAULT_ADDR)]
     addr: SocketAddr,
-    /// Where the SQLite store and the generated API key live.
+    /// Where the SQLite store and the API key live.
     #[arg(long, env = "JIT_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
-    /// The entitlement catalog (YAML).
-    #[arg(
-        long,
-        env = "JIT_CATALOG",
-        default_value = "config/catalog.example.yaml"
-    )]
-    catalog: PathBuf,
-    /// The API key callers must send in `x-api-key`; generated when absent.
+    /// The entitlement catalog (YAML). Default: the example catalog
+    /// (`config/catalog.example.yaml`), built into the binary.
+    #[arg(long, env = "JIT_CATALOG")]
+    catalog: Option<PathBuf>,
+    /// The API key callers must send in `x-api-key`. Default: the key kept
+    /// in `<data-dir>/api-key` by an earlier start, else a new one.
     #[arg(long, env = "JIT_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Honour the seed's `simulateApproval` (demo mode). On by default locally.
@@ -154,8 +152,19 @@ async fn main() -> anyhow::Result<()> {
     // A subcommand's stdout is its answer (JSON with --output json): its
     // log lines go to stderr. The server logs to stdout, as it always has.
     let to_stderr = args.command.is_some();
+    // Colour codes only for a terminal: a log redirected to a file stays
+    // plain text.
+    let ansi = {
+        use std::io::IsTerminal as _;
+        if to_stderr {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        }
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(move || -> Box<dyn std::io::Write> {
             if to_stderr {
                 Box::new(std::io::stderr())
@@ -191,17 +200,28 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr()?;
+    // The key: the flag, else the one an earlier start kept in the data
+    // dir (so clients configured once keep working), else a new one.
+    let (api_key, key_origin) = match args.api_key {
+        Some(k) => (Some(k), KeyOrigin::Flag),
+        None => match jit_local::stored_api_key(&args.data_dir) {
+            Some(k) => (Some(k), KeyOrigin::Kept),
+            None => (None, KeyOrigin::Generated),
+        },
+    };
     let cfg = Config {
         addr,
         data_dir: args.data_dir,
-        catalog_path: args.catalog,
-        api_key: args.api_key,
+        catalog: match args.catalog {
+            Some(p) => p.into(),
+            None => jit_local::CatalogSource::Embedded,
+        },
+        api_key,
         demo_mode: args.demo_mode,
         print_notifications: true,
         run_driver: true,
         max_backlog: args.max_backlog,
     };
-    let generated = cfg.api_key.is_none();
     let overrides = match args.grants {
         GrantsMode::Local => Overrides::default(),
         GrantsMode::Aws => {
@@ -263,27 +283,35 @@ async fn main() -> anyhow::Result<()> {
     if let Some(c) = &test_clock {
         app.enable_test_clock(c.clone());
     }
-    let key_file = cfg.data_dir.join("api-key");
+    let key_file = cfg.data_dir.join(jit_local::API_KEY_FILE);
     write_key_file(&key_file, &api_key)
         .with_context(|| format!("writing {}", key_file.display()))?;
 
     say!("jit-local listening on http://{addr}");
     say!(
-        "  catalog:   {} ({} entitlements)",
-        cfg.catalog_path.display(),
-        app.broker.catalog.len()
+        "  catalog:   {} ({} entitlements{})",
+        cfg.catalog.describe(),
+        app.broker.catalog.len(),
+        if cfg.catalog == jit_local::CatalogSource::Embedded {
+            "; --catalog <file> for yours"
+        } else {
+            ""
+        }
     );
     say!("  store:     {}", cfg.data_dir.join("jit.db").display());
-    if generated {
-        say!(
-            "  API key:   {api_key}  (generated; also in {})",
+    match key_origin {
+        KeyOrigin::Generated => say!(
+            "  API key:   {api_key}  (new; kept in {} and reused at the next start)",
             key_file.display()
-        );
-    } else {
-        say!(
+        ),
+        KeyOrigin::Kept => say!(
+            "  API key:   {api_key}  (kept from an earlier start in {})",
+            key_file.display()
+        ),
+        KeyOrigin::Flag => say!(
             "  API key:   from --api-key/JIT_API_KEY (also in {})",
             key_file.display()
-        );
+        ),
     }
     say!(
         "  demo mode: {} (simulateApproval is {})",
@@ -316,9 +344,13 @@ async fn main() -> anyhow::Result<()> {
         );
         tracing::warn!("jit-local runs on a test clock (--test-clock): for tests only");
     }
-    if let Some((running, waiting)) = app.resumed() {
+    if let Some(r) = app.resumed() {
         say!(
-            "  workflow:  state-machine/approval.asl.json on the local engine ({running} executions resumed, {waiting} waiting for a decision)"
+            "  workflow:  state-machine/approval.asl.json on the local engine ({} executions resumed: {} waiting for a decision, {} on a timer, {} running)",
+            r.running,
+            r.waiting_for_callback,
+            r.waiting_for_timer,
+            r.running - r.waiting_for_callback - r.waiting_for_timer
         );
     }
     if let Some(a) = app.approvals() {
@@ -417,6 +449,13 @@ async fn main() -> anyhow::Result<()> {
         app.shutdown().await;
     }
     Ok(())
+}
+
+/// Where the API key came from, for the banner.
+enum KeyOrigin {
+    Flag,
+    Kept,
+    Generated,
 }
 
 /// Keeps the key readable by scripts (`$(cat .jit/api-key)`) and by nobody

@@ -52,7 +52,8 @@ impl Notifier for OutboxNotifier {
                 r.duration,
                 r.justification,
                 describe_approvers(n),
-                n.deadline.to_rfc3339(),
+                n.deadline
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 r.request_id
             );
         }

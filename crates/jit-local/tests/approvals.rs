@@ -37,7 +37,7 @@ fn config(dir: &Path, catalog: PathBuf) -> Config {
     Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
-        catalog_path: catalog,
+        catalog: catalog.into(),
         api_key: Some(KEY.into()),
         demo_mode: true,
         print_notifications: false,

@@ -172,8 +172,9 @@ async fn run(chromium: &Path, chromedriver: &Path) {
     let cfg = Config {
         addr,
         data_dir: dir.path().join("data"),
-        catalog_path: Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../config/catalog.example.yaml"),
+        catalog: Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/catalog.example.yaml")
+            .into(),
         api_key: Some(KEY.into()),
         demo_mode: false,
         print_notifications: false,

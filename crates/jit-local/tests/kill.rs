@@ -242,3 +242,156 @@ fn the_test_clock_is_off_by_default_and_refused_without_demo_mode() {
     };
     assert_eq!(status.code(), Some(2));
 }
+
+/// The binary as a newcomer starts it: no flags but the address and data
+/// dir, from a directory that is not the repository.
+fn start_plain(
+    data: &Path,
+    cwd: &Path,
+) -> (
+    common::binary::Running,
+    SocketAddr,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jit-local"))
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .current_dir(cwd)
+        .env_remove("JIT_API_KEY")
+        .env_remove("JIT_CATALOG")
+        .env("JIT_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rx = lines(child.stdout.take().unwrap());
+    let child = common::binary::Running(child);
+    // Log lines (JIT_LOG=info) may come before the banner.
+    let deadline = Instant::now() + LIMIT;
+    let addr = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the banner's first line");
+        if let Some(a) = line.strip_prefix("jit-local listening on http://") {
+            break a.trim().parse().unwrap();
+        }
+    };
+    let banner = banner(&rx);
+    (child, addr, banner, rx)
+}
+
+#[test]
+fn started_anywhere_it_keeps_its_key_counts_its_work_and_logs_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+
+    // First start, outside the repository, no --catalog and no key: the
+    // built-in example catalog and a new key, kept in the data dir.
+    let (child, addr, first, rx) = start_plain(&data, &elsewhere);
+    let text = first.join("\n");
+    assert!(
+        text.contains("config/catalog.example.yaml (built in) (3 entitlements"),
+        "{text}"
+    );
+    assert!(text.contains("(new; kept in"), "{text}");
+    let key = std::fs::read_to_string(data.join("api-key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(text.contains(&key), "{text}");
+    let c = Client::new(addr, &key);
+
+    // One request waiting for a decision, one granted (a timer until expiry).
+    let (s, waiting) = c.send(
+        "POST",
+        "/requests",
+        "alice@example.com",
+        r#"{"entitlement":"JIT-ElevatedAdminRole","duration":"30m","justification":"INC-1"}"#,
+    );
+    assert_eq!(s, 201, "{waiting}");
+    let (s, granted) = c
+        .try_send(
+            "POST",
+            "/requests",
+            "sre@example.com",
+            "sre",
+            r#"{"entitlement":"OnCallReadOnly","duration":"30m","justification":"INC-2"}"#,
+        )
+        .unwrap();
+    assert_eq!(s, 201, "{granted}");
+    wait_for_status(
+        &c,
+        waiting["requestId"].as_str().unwrap(),
+        "APPROVAL_PENDING",
+    );
+    wait_for_status(&c, granted["requestId"].as_str().unwrap(), "GRANTED");
+
+    // A wrong key is refused, and the log line says so with the code, in
+    // plain text (stdout is a pipe, not a terminal: no colour codes).
+    let wrong = Client::new(addr, "not-the-key-0123456789");
+    let (s, _) = wrong.send("GET", "/requests", "alice@example.com", "");
+    assert_eq!(s, 403);
+    let (s, _) = c.send(
+        "POST",
+        "/requests",
+        "",
+        r#"{"entitlement":"OnCallReadOnly","justification":"INC-3"}"#,
+    );
+    assert_eq!(s, 403);
+    let deadline = Instant::now() + LIMIT;
+    let mut refusals = vec![];
+    while refusals.len() < 2 {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("refusals logged: {refusals:#?}"));
+        assert!(
+            !line.contains('\u{1b}'),
+            "no ANSI codes in a piped log: {line:?}"
+        );
+        if line.contains("request refused") {
+            refusals.push(line);
+        }
+    }
+    assert!(
+        refusals[0].contains("code=\"forbidden\"") || refusals[0].contains("code=forbidden"),
+        "{refusals:#?}"
+    );
+    assert!(refusals[1].contains("unauthenticated"), "{refusals:#?}");
+    drop(rx);
+    child.kill();
+
+    // Restarted on the same data dir: the same key, and the banner counts
+    // what the engine resumed.
+    let (_child, addr, second, _rx) = start_plain(&data, &elsewhere);
+    let text = second.join("\n");
+    assert!(
+        text.contains(&format!("API key:   {key}  (kept from an earlier start")),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 executions resumed: 1 waiting for a decision, 1 on a timer, 0 running"),
+        "{text}"
+    );
+    let (s, v) = Client::new(addr, &key).send("GET", "/requests", "alice@example.com", "");
+    assert_eq!(s, 200, "the old key still works: {v}");
+}
+
+#[test]
+fn a_call_naming_nobody_is_told_to_send_x_jit_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, c) = start(&dir.path().join("data"));
+    let (s, v) = c.send(
+        "POST",
+        "/requests",
+        "",
+        r#"{"entitlement":"OnCallReadOnly","justification":"INC-1"}"#,
+    );
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "unauthenticated");
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(m.contains("x-jit-user"), "{m}");
+    assert!(!m.contains("IAM"), "not the deployed API's advice: {m}");
+}

@@ -328,7 +328,7 @@ async fn restart_mid_approval_and_mid_wait_resumes_both() {
     clock.advance(chrono::Duration::minutes(40));
     let l = open(dir.path(), clock.clone(), Overrides::default());
     assert_eq!(
-        l.app.resumed().map(|(running, _)| running),
+        l.app.resumed().map(|r| r.running),
         Some(2),
         "both executions resumed"
     );
@@ -482,6 +482,7 @@ fn person(email: &str) -> jit_core::Caller {
         }),
         trusted_as: None,
         trusted_to_decide: false,
+        identify_hint: None,
     }
 }
 

@@ -168,11 +168,13 @@ pub fn caller_from_context(ctx: Option<&RequestContext>, trust: &TrustPolicy) ->
             identity: None,
             trusted_as: Some(t),
             trusted_to_decide: decides,
+            identify_hint: None,
         },
         None => Caller {
             identity,
             trusted_as: None,
             trusted_to_decide: false,
+            identify_hint: None,
         },
     }
 }

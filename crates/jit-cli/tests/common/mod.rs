@@ -44,7 +44,7 @@ impl Server {
         let cfg = Config {
             addr: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.to_path_buf(),
-            catalog_path: catalog.to_path_buf(),
+            catalog: catalog.to_path_buf().into(),
             api_key: Some(KEY.into()),
             demo_mode: true,
             print_notifications: false,

@@ -163,7 +163,7 @@ pub fn config(
     jit_local::Config {
         addr: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
-        catalog_path: catalog.to_path_buf(),
+        catalog: catalog.to_path_buf().into(),
         api_key: Some(key.into()),
         demo_mode: false,
         print_notifications: false,
