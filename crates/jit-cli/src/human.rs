@@ -74,7 +74,9 @@ pub fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
             duration(s)
         }
     };
-    if secs >= 0 {
+    if secs == 0 {
+        "just now".into()
+    } else if secs > 0 {
         format!("in {}", span(secs))
     } else {
         format!("{} ago", span(secs))
@@ -209,30 +211,56 @@ pub fn print_entitlements(v: &Value) {
         println!("no entitlements you may request (ask the platform team to add you to a group)");
         return;
     }
-    println!(
-        "{:<26} {:<14} {:<14} {:<16} {:<30} DESCRIPTION",
-        "NAME", "ACCOUNT", "MODE", "DURATION", "APPROVAL"
-    );
+    let mut rows: Vec<[String; 6]> = vec![[
+        "NAME".into(),
+        "ACCOUNT".into(),
+        "MODE".into(),
+        "DURATION".into(),
+        "APPROVAL".into(),
+        "DESCRIPTION".into(),
+    ]];
     for e in items {
-        let bounds = format!(
-            "{}–{} ({})",
-            duration_of(&e["minDuration"]),
-            duration_of(&e["maxDuration"]),
-            duration_of(&e["defaultDuration"])
-        );
-        println!(
-            "{:<26} {:<14} {:<14} {:<16} {:<30} {}",
+        rows.push([
             text(&e["name"]),
             text(&e["accountId"]),
             text(&e["grantMode"]),
-            bounds,
+            format!(
+                "{}–{} ({})",
+                duration_of(&e["minDuration"]),
+                duration_of(&e["maxDuration"]),
+                duration_of(&e["defaultDuration"])
+            ),
             approval(e),
-            e["description"].as_str().unwrap_or("")
-        );
+            e["description"].as_str().unwrap_or("").to_string(),
+        ]);
     }
+    print_table(&rows);
     println!(
         "(DURATION: shortest–longest (default); ask with `jit request <NAME> --duration 30m --reason …`)"
     );
+}
+
+/// Columns as wide as their widest cell (in characters), two spaces apart;
+/// the last column is not padded.
+fn print_table<const N: usize>(rows: &[[String; N]]) {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for r in rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
 }
 
 fn approval(e: &Value) -> String {

@@ -44,7 +44,7 @@ enum Command {
     Configure {
         /// e.g. https://<api-id>.execute-api.<region>.amazonaws.com/prod
         /// (with --local: default http://127.0.0.1:3000).
-        #[arg(long, required_unless_present = "local")]
+        #[arg(long, env = "JIT_API_URL", required_unless_present = "local")]
         api_url: Option<String>,
         /// The API key (default with --local: the one jit-local keeps in
         /// `<data-dir>/api-key`, read at every run, so a restarted

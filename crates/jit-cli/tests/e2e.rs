@@ -234,7 +234,10 @@ fn entitlements_are_listed_for_the_caller() {
         .iter()
         .find(|l| l.starts_with("OnCallReadOnly"))
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(oncall.contains("15m–2h"), "bounds for people: {oncall}");
+    assert!(
+        oncall.contains("15m–2h (15m)"),
+        "bounds for people: {oncall}"
+    );
     assert!(oncall.contains("auto-approved for you ≤1h"), "{oncall}");
     let v = sre.json(&["entitlements"]);
     assert_eq!(v["entitlements"].as_array().unwrap().len(), 3, "{v}");
@@ -640,4 +643,139 @@ fn configure_local_reads_the_key_jit_local_wrote() {
     let out = lost.run(&["configure", "--api-key", KEY]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--api-url"));
+}
+
+/// The README's "Try it" section, run as written: its `sh` blocks, in
+/// order, in one shell, against the real `jit-local` binary started with
+/// no flags but a free port (its defaults: `./.jit`, the built-in catalog,
+/// a new key) and the real `jit` on PATH. The only edit is the port:
+/// `127.0.0.1:3000` becomes the one the server got, and `JIT_API_URL`
+/// tells `jit configure --local` the same. A second between blocks stands
+/// for the reader moving on (the workflow grants within milliseconds).
+#[test]
+fn readme_try_it_works_as_written() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    let section = readme
+        .split("\n## Try it\n")
+        .nth(1)
+        .expect("README has a `## Try it` section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let blocks: Vec<&str> = section
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("\n```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 6, "{blocks:#?}");
+
+    let jit = std::path::PathBuf::from(env!("CARGO_BIN_EXE_jit"));
+    let bin_dir = jit.parent().unwrap().to_path_buf();
+    let jit_local = bin_dir.join("jit-local");
+    assert!(
+        jit_local.exists(),
+        "{} is not built: run the tests with --workspace (./scripts/test)",
+        jit_local.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().join("repo");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    let mut server = std::process::Command::new(&jit_local)
+        .args(["--addr", "127.0.0.1:0"])
+        .current_dir(&cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("JIT_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = server.stdout.take().unwrap();
+    let server = Kill(server);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("jit-local starts within 30 s");
+        if let Some(a) = line.strip_prefix("jit-local listening on http://") {
+            break a.trim().to_string();
+        }
+    };
+    let url = format!("http://{addr}");
+    let script = format!(
+        "set -euo pipefail\n{}\n",
+        blocks
+            .iter()
+            .map(|b| b.replace("http://127.0.0.1:3000", &url))
+            .collect::<Vec<_>>()
+            .join("\nsleep 1\n")
+    );
+    let out =
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(&cwd)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::join_paths(std::iter::once(bin_dir.clone()).chain(
+                    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+                ))
+                .unwrap(),
+            )
+            .env("HOME", &home)
+            .env("JIT_API_URL", &url)
+            .output()
+            .unwrap();
+    drop(server);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the Try it commands failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- script\n{script}",
+        out.status
+    );
+    // What each step says it shows.
+    for want in [
+        r#""status":"GRANTED""#,                      // 1. the seed's request
+        r#""AccessKeyId":"LOCALFAKE"#,                // 1. its credentials
+        "auto-approved for you ≤1h",                  // 2. jit entitlements
+        "running with LOCALFAKE",                     // 2. jit exec
+        "APPROVAL_PENDING (waiting for an approver)", // 3.
+        "<h1>Approve or deny access</h1>",            // 4. the link's page
+        r#"<h1 id="outcome">Approved</h1>"#,          // 4. its form
+        "refused: the grant is over",                 // 5. after the revoke
+    ] {
+        assert!(
+            stdout.contains(want),
+            "missing {want:?} in:\n{stdout}\n--- stderr\n{stderr}"
+        );
+    }
+    assert_eq!(
+        stdout.matches("GRANTED (expires in").count(),
+        3,
+        "2., 3. and 4. end granted:\n{stdout}"
+    );
 }
