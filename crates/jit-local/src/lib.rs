@@ -82,6 +82,23 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 pub const ENGINE_STATUS_PATH: &str = "/local/engine";
 /// What a caller without `x-jit-user` is told to do.
 pub const LOCAL_IDENTIFY_HINT: &str = "send `x-jit-user: <your email>` (and `x-jit-groups: <g1,g2>` for your groups), or name the `requester` in the body";
+/// The API's OpenAPI description, served as JSON (with the API key).
+pub const OPENAPI_PATH: &str = "/openapi.json";
+/// `docs/openapi.yaml`, built in.
+pub const OPENAPI_YAML: &str = include_str!("../../../docs/openapi.yaml");
+
+/// `GET /openapi.json`: the YAML converted once, on first use.
+fn openapi_json(method: &http::Method) -> Response<String> {
+    static JSON: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    if method != http::Method::GET {
+        return jit_api::error_response(&jit_api::ApiError::MethodNotAllowed(&[http::Method::GET]));
+    }
+    let doc = JSON.get_or_init(|| {
+        serde_yaml_ng::from_str(OPENAPI_YAML).expect("docs/openapi.yaml is valid YAML (tested)")
+    });
+    jit_api::json_response(StatusCode::OK, doc)
+}
+
 /// How the local API key appears as a trusted caller in records.
 pub const LOCAL_TRUSTED_CALLER: &str = "jit-local-api-key";
 
@@ -674,6 +691,9 @@ impl App {
         }
         if parts.uri.path() == ENGINE_STATUS_PATH {
             return self.engine_status(&parts.method);
+        }
+        if parts.uri.path() == OPENAPI_PATH {
+            return openapi_json(&parts.method);
         }
         let declared_too_large = parts
             .headers
