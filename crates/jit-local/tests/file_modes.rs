@@ -1,9 +1,11 @@
 //! Everything in the data directory is its owner's only — files `0600`,
 //! directories `0700` — whatever the umask: this test binary runs with
-//! umask `000` (its own process, so no other test is affected), exercises
+//! umask `000` (its own process, so no other test is affected: the one
+//! test binary of this crate besides `it`), exercises
 //! approvals, grants and revokes, and checks every file left behind.
 #![cfg(unix)]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -180,6 +180,23 @@ pub fn fixed_clock() -> std::sync::Arc<jit_core::ports::ManualClock> {
 }
 
 impl Local {
+    /// A request approved by the lead: GRANTED.
+    pub async fn granted(&self, user: &str, entitlement: &str, duration: &str) -> String {
+        let id = self.request(user, entitlement, duration).await;
+        if self.get(&id).await["status"] == "APPROVAL_PENDING" {
+            let (s, v) = self
+                .post(
+                    &format!("/requests/{id}/approve"),
+                    "lead@example.com",
+                    serde_json::json!({}),
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+        assert_eq!(self.get(&id).await["status"], "GRANTED");
+        id
+    }
+
     pub fn open(
         cfg: &jit_local::Config,
         clock: std::sync::Arc<jit_core::ports::ManualClock>,

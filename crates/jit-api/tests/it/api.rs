@@ -16,7 +16,7 @@ use jit_core::service::Settings;
 use jit_core::{AccessRequest, AuthSource, Broker, Caller, Catalog, Principal, RequestId, Status};
 use serde_json::{Value, json};
 
-const CATALOG: &str = include_str!("../../../config/catalog.example.yaml");
+const CATALOG: &str = include_str!("../../../../config/catalog.example.yaml");
 
 /// A task token and how its task was completed: output, or (error, cause).
 type Completion = (String, Result<Value, (String, String)>);

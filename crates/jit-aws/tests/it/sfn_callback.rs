@@ -3,7 +3,7 @@
 //! execution history with its token redacted. Needs moto to execute state
 //! machines, which `scripts/test` switches on before any test runs.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! binary's own start-up behaviour: a closed stdout, the banner, and the
 //! test-only `--test-clock`.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! `AWS_ENDPOINT_URL` and reach a plain `http://` endpoint through our
 //! rustls/ring HTTPS client.
 
-mod common;
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_config_follows_aws_endpoint_url_and_its_clients_work() {

@@ -2,7 +2,7 @@
 //! engine running `state-machine/approval.asl.json` on a manual clock: each
 //! test fast-forwards Waits and timeouts instead of sleeping.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! (pinned, from PyPI; `./scripts/test` installs it into
 //! `.venv-schemathesis/`) finds no 5xx and no answer outside it.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! caught up they are accepted again. The engine's driver is off, so the
 //! backlog only moves when the test runs the engine.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -56,7 +56,7 @@
 //! and moto, and jit-engine used to fill in a cause text. Fixed in the
 //! engine; the timeout scenario now compares the caught error exactly.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -66,7 +66,7 @@ use jit_engine::{CannedAnswer, CannedTasks, RunReport, Substitutions, run_with_c
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const DEFINITION: &str = include_str!("../../../state-machine/approval.asl.json");
+const DEFINITION: &str = include_str!("../../../../state-machine/approval.asl.json");
 
 /// An empty zip archive: moto stores the code but never runs it.
 const EMPTY_ZIP: [u8; 22] = [

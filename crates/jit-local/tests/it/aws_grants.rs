@@ -3,7 +3,7 @@
 //! manual clock, and what the broker did checked in moto's IAM. Needs the
 //! moto server `./scripts/test` starts (`JIT_TEST_AWS_ENDPOINT`).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
@@ -126,14 +126,6 @@ async fn open(dir: &Path, catalog: &str) -> Local {
     Local::open(&cfg, clock, Overrides::aws(grants), KEY)
 }
 
-impl Local {
-    async fn granted(&self, user: &str, entitlement: &str) -> String {
-        let id = self.request(user, entitlement, "1h").await;
-        assert_eq!(self.status(&id).await, "GRANTED");
-        id
-    }
-}
-
 async fn attached(iam: &aws_sdk_iam::Client, user: &str) -> Vec<String> {
     iam.list_attached_user_policies()
         .user_name(user)
@@ -152,7 +144,7 @@ async fn role_grants_vend_working_credentials_and_revoke_puts_a_deny_on_the_role
     let dir = tempfile::tempdir().unwrap();
     let l = open(dir.path(), &acct.catalog).await;
     // GIVEN an auto-approved role grant (the Grant step made a real AssumeRole on moto)
-    let id = l.granted(&acct.user, "Role").await;
+    let id = l.granted(&acct.user, "Role", "1h").await;
 
     // WHEN the requester asks for credentials
     let (s, v) = l
@@ -235,13 +227,13 @@ async fn attach_grants_attach_detach_and_overlap_in_iam() {
     let acct = account().await;
     let dir = tempfile::tempdir().unwrap();
     let l = open(dir.path(), &acct.catalog).await;
-    let first = l.granted(&acct.user, "Policy").await;
+    let first = l.granted(&acct.user, "Policy", "1h").await;
     assert_eq!(
         attached(&acct.iam, &acct.user).await,
         std::slice::from_ref(&acct.policy)
     );
     l.forward(30 * 60).await;
-    let second = l.granted(&acct.user, "Policy").await;
+    let second = l.granted(&acct.user, "Policy", "1h").await;
     // The first expires: the second still covers the attachment
     l.forward(30 * 60).await;
     let (_, v) = l
@@ -263,7 +255,7 @@ async fn attach_grants_attach_detach_and_overlap_in_iam() {
     assert_eq!(s, 200, "{v}");
     assert!(attached(&acct.iam, &acct.user).await.is_empty());
     // And an attach grant has no credentials to vend
-    let third = l.granted(&acct.user, "Policy").await;
+    let third = l.granted(&acct.user, "Policy", "1h").await;
     let (s, v) = l
         .call(
             "GET",

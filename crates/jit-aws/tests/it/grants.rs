@@ -1,6 +1,6 @@
 //! STS and IAM adapters against moto, through the real SDK.
 
-mod common;
+use crate::common;
 
 use jit_aws::{IamAttacher, StsIssuer};
 use jit_core::ports::{AssumeRoleSpec, CredentialIssuer, GrantError, IamPrincipal, PolicyAttacher};

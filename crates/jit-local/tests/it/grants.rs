@@ -2,7 +2,7 @@
 //! grants and extensions, through `jit-local`'s HTTP handler with the local
 //! issuer, the local engine running `approval.asl.json`, and a manual clock.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -67,23 +67,6 @@ fn deny_after(spec: &jit_core::ports::AssumeRoleSpec) -> String {
 }
 
 impl Local {
-    /// A request approved by the lead: GRANTED.
-    async fn granted(&self, user: &str, entitlement: &str, duration: &str) -> String {
-        let id = self.request(user, entitlement, duration).await;
-        if self.get(&id).await["status"] == "APPROVAL_PENDING" {
-            let (s, v) = self
-                .post(
-                    &format!("/requests/{id}/approve"),
-                    "lead@example.com",
-                    json!({}),
-                )
-                .await;
-            assert_eq!(s, 200, "{v}");
-        }
-        assert_eq!(self.get(&id).await["status"], "GRANTED");
-        id
-    }
-
     async fn credentials(&self, id: &str, user: &str) -> (u16, Value) {
         self.call("GET", &format!("/requests/{id}/credentials"), user, None)
             .await
@@ -376,9 +359,9 @@ fn open_sample(dir: &Path) -> (Local, Arc<common::RecordingIssuer>) {
 
 #[tokio::test]
 async fn the_seeds_body_approved_gets_credential_process_json_all_window_long() {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../../README.md");
     let event: Value =
-        serde_json::from_str(include_str!("../../../events/request-access.json")).unwrap();
+        serde_json::from_str(include_str!("../../../../events/request-access.json")).unwrap();
     // The README's curl body and the Lambda test event's body, as written.
     let readme_body = r#"{"requester":"alice@example.com","role":"JIT-ElevatedAdminRole",
        "roleArn":"arn:aws:iam::123456789012:role/JIT-ElevatedAdminRole",

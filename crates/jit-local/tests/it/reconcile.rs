@@ -4,7 +4,7 @@
 //! server runs and through the server when one does; `iam state` names the
 //! request each attachment and inline policy belongs to.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

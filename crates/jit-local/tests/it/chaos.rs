@@ -23,7 +23,7 @@
 //! with the request id, its status and the tail of its execution history.
 //! Run alone: `./scripts/test -p jit-local --test chaos`.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;

@@ -2,7 +2,7 @@
 //! denies) and IAM lookups (the catalog check) against moto through the
 //! real SDK, and the federation sign-in against a loopback fake.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

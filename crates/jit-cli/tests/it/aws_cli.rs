@@ -10,7 +10,7 @@
 //! (`JIT_TEST_AWS_ENDPOINT`, and `AWS_ENDPOINT_URL` for the ambient config)
 //! and the pinned AWS CLI (`JIT_TEST_AWS_CLI`).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

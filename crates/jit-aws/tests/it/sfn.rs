@@ -4,7 +4,7 @@
 //! hour before its Pass state, so an execution stays RUNNING whether or not
 //! the moto server has been told to execute definitions.
 
-mod common;
+use crate::common;
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use jit_aws::{SfnWorkflow, StateMachineArn};

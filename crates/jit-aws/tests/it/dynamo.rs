@@ -2,7 +2,7 @@
 //! and items (TTL, stream, indexes, markers), and error reporting. Run on
 //! moto through the real SDK; each test has its own tables.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! real SDK against moto, and the Slack Web API client against a loopback
 //! fake that records calls and can fail.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! 127.0.0.1:0 (local credential issuer). Every wait is bounded; config and
 //! cache live in a temp dir per test.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! ledger on DynamoDB, IAM listed with `IamLister`, IAM changed through
 //! `IamAttacher` and `IamRoleRevoker` — the `expire` sweep's wiring.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! against `DynamoStore` and `DynamoLedger` on moto through the real SDK.
 //! Each behaviour gets its own tables.
 
-mod common;
+use crate::common;
 
 jit_testkit::store_suite!(|| async { common::fresh_store().await });
 

@@ -1,0 +1,15 @@
+//! This crate's integration tests, as one binary (one link instead of one
+//! per file: the test build is the slow part of CI). Each module was a
+//! `tests/<name>.rs` of its own; run one with `cargo test --test it <name>::`.
+
+mod access;
+mod asl_crosscheck;
+mod common;
+mod dynamo;
+mod dynamo_suite;
+mod grants;
+mod notify;
+mod reconcile;
+mod sdk;
+mod sfn;
+mod sfn_callback;
