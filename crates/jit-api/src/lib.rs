@@ -308,6 +308,8 @@ async fn route(
         (["requests", _, "history"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["analytics"], &Method::GET) => reports::analytics(broker, caller, &req).await,
         (["analytics"], _) => Err(ApiError::MethodNotAllowed(GET)),
+        (["audit"], &Method::GET) => reports::audit(broker, caller, &req).await,
+        (["audit"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["requests", id, rest @ ..], _) if grants::handles(rest) => {
             grants::route(broker, caller, &req, id, rest).await
         }

@@ -106,3 +106,60 @@ pub(crate) async fn analytics(
         &serde_json::to_value(&report).unwrap_or(Value::Null),
     ))
 }
+
+/// `GET /audit?from=&to=&action=&limit=&cursor=` (admins): the trail by
+/// time; `action=rejected` lists refused attempts. The range defaults to
+/// the 30 days before now.
+pub(crate) async fn audit(
+    broker: &Broker,
+    caller: &Caller,
+    req: &ApiRequest,
+) -> Result<http::Response<String>, ApiError> {
+    let params = parse_query(req.query.as_deref().unwrap_or(""))?;
+    let (mut from, mut to, mut action) = (None, None, None);
+    let mut page = PageRequest::default();
+    for (k, v) in &params {
+        match k.as_str() {
+            "from" => from = Some(parse_instant("from", v)?),
+            "to" => to = Some(parse_instant("to", v)?),
+            "action" => {
+                action = Some(
+                    serde_json::from_value(Value::String(v.clone())).map_err(|_| {
+                        invalid(
+                            "action",
+                            "must be an audit action: created, transition, rejected, decision, note, credentials-issued, console-signin, extension",
+                        )
+                    })?,
+                )
+            }
+            "limit" => {
+                let n: u32 = v
+                    .parse()
+                    .map_err(|_| invalid("limit", "must be a whole number"))?;
+                if !(1..=PageRequest::MAX_LIMIT).contains(&n) {
+                    return Err(invalid(
+                        "limit",
+                        format!("must be between 1 and {}", PageRequest::MAX_LIMIT),
+                    ));
+                }
+                page.limit = n;
+            }
+            "cursor" => page.cursor = Some(v.clone()),
+            other => {
+                return Err(invalid(
+                    other,
+                    "is not a query parameter; use from, to, action, limit, cursor",
+                ));
+            }
+        }
+    }
+    let to = to.unwrap_or_else(|| broker.clock.now());
+    let from = from.unwrap_or_else(|| jit_core::reports::default_from(to));
+    let found = broker
+        .audit_between(caller, from, to, action, &page)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "events": found.items, "nextCursor": found.next_cursor }),
+    ))
+}

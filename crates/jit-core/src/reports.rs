@@ -79,6 +79,40 @@ impl Broker {
         Ok(self.store.list_all(filter, &page).await?)
     }
 
+    /// Audit events of `[from, to)`, oldest first, paged: members of
+    /// `admin_groups` only. With `action`, only events of that action (a
+    /// page may then hold fewer than `limit`): `rejected` lists the refused
+    /// attempts, ineligible ones included, which belong to no request.
+    pub async fn audit_between(
+        &self,
+        caller: &Caller,
+        from: Timestamp,
+        to: Timestamp,
+        action: Option<AuditAction>,
+        page: &PageRequest,
+    ) -> Result<Page<crate::request::AuditEvent>, ServiceError> {
+        let (_, groups) = self.person(caller)?;
+        if !self.catalog.is_admin(&groups) {
+            return Err(ServiceError::forbidden(
+                "not_admin",
+                None,
+                "only members of the catalog's admin_groups may list the audit trail",
+            ));
+        }
+        if from >= to {
+            return Err(ServiceError::invalid("to", "must be after `from`"));
+        }
+        let page = PageRequest {
+            limit: page.limit.clamp(1, PageRequest::MAX_LIMIT),
+            cursor: page.cursor.clone(),
+        };
+        let mut found = self.store.audit_events_between(from, to, &page).await?;
+        if let Some(a) = action {
+            found.items.retain(|e| e.action == a);
+        }
+        Ok(found)
+    }
+
     /// Analytics for `[from, to)`: admins see every entitlement, approvers
     /// the entitlements they approve, anyone else is refused (403).
     pub async fn analytics(

@@ -335,6 +335,45 @@ async fn admins_list_everyone_and_a_deleted_request_reads_from_its_trail() {
         .await;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("scope")));
 
+    // AND admins list the refused attempts: the ineligible one (a request
+    // id nothing else shows) and the self-approval
+    let (s, v) = l
+        .call(
+            "GET",
+            "/audit?from=2027-01-15&to=2027-01-16&action=rejected",
+            "sec@example.com",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let codes: Vec<(&str, &str, &str)> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["code"].as_str().unwrap(),
+                e["entitlement"].as_str().unwrap(),
+                e["actor"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("not_eligible", "Admin", "sre@example.com"),
+            ("self_approval", "Admin", "alice@example.com")
+        ]
+    );
+    let (s, _) = l
+        .call("GET", "/audit?action=rejected", "lead@example.com", None)
+        .await;
+    assert_eq!(s, 403);
+    let (s, v) = l
+        .call("GET", "/audit?action=nope", "sec@example.com", None)
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("action")));
+
     // GIVEN the granted request's row deleted, as DynamoDB TTL deletes items
     let before = l.get(&granted).await;
     let db = rusqlite::Connection::open(dir.path().join("data").join("jit.db")).unwrap();
