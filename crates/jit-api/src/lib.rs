@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 
 mod entitlements;
 pub mod grants;
+mod reports;
 pub mod strict_json;
 
 use strict_json::StrictJsonError;
@@ -309,11 +310,19 @@ async fn route(
         (["request-access"], &Method::POST) => create(broker, caller, &req, BodyForm::Seed).await,
         (["request-access"], _) => Err(ApiError::MethodNotAllowed(POST)),
         (["requests"], &Method::POST) => create(broker, caller, &req, BodyForm::Canonical).await,
+        (["requests"], &Method::GET) if reports::wants_all(&req)? => {
+            reports::list_all(broker, caller, &req).await
+        }
         (["requests"], &Method::GET) => list(broker, caller, &req).await,
         (["requests"], _) => Err(ApiError::MethodNotAllowed(GET_POST)),
         (["requests", id], &Method::GET) => {
-            let r = broker.get(caller, id).await?;
-            Ok(json_response(StatusCode::OK, &request_view(&r, now)))
+            let (r, archived) = broker.get_or_archived(caller, id).await?;
+            let mut view = request_view(&r, now);
+            if archived {
+                // Rebuilt from the audit trail after TTL removed the item.
+                view["archived"] = json!(true);
+            }
+            Ok(json_response(StatusCode::OK, &view))
         }
         (["requests", _], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["requests", id, "audit"], &Method::GET) => {
@@ -362,6 +371,10 @@ async fn route(
             Ok(json_response(StatusCode::OK, &json!({ "events": events })))
         }
         (["requests", _, "history"], _) => Err(ApiError::MethodNotAllowed(GET)),
+        (["analytics"], &Method::GET) => reports::analytics(broker, caller, &req).await,
+        (["analytics"], _) => Err(ApiError::MethodNotAllowed(GET)),
+        (["audit"], &Method::GET) => reports::audit(broker, caller, &req).await,
+        (["audit"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["requests", id, rest @ ..], _) if grants::handles(rest) => {
             grants::route(broker, caller, &req, id, rest).await
         }
@@ -595,6 +608,7 @@ async fn list(
             }
             "cursor" => q.page.cursor = Some(v.clone()),
             "requester" => on_behalf = Some(v.clone()),
+            "scope" => {}
             other => {
                 return Err(invalid(
                     other,

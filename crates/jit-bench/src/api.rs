@@ -21,7 +21,7 @@ use crate::stats::Summary;
 /// Counts workflow starts and does nothing else: what is measured is the
 /// API and the store, not a workflow engine.
 #[derive(Default)]
-struct CountingWorkflow {
+pub(crate) struct CountingWorkflow {
     started: AtomicUsize,
 }
 

@@ -19,7 +19,8 @@
 //! `docs/BENCHMARKS.md`, relative to the workspace root), `--load-secs N`
 //! and `--load-clients N` (create load, default 20 s and 32 clients),
 //! `--only-create-load` (only the create load, spliced into the report),
-//! `--only-lambdas` (only the six Lambdas: sections 2 and 3, spliced in).
+//! `--only-lambdas` (only the six Lambdas: sections 2 and 3, spliced in),
+//! `--only-analytics` (only `GET /analytics` over 100,000 requests' trail).
 //!
 //! What it measures:
 //! 1. API throughput and latency: create+get pairs through `jit_api::handle`
@@ -39,6 +40,7 @@
 //! Manager (the secrets two Lambdas read at init) listen on loopback only,
 //! and every other AWS endpoint is a refused loopback port.
 
+mod analytics;
 mod api;
 mod binaries;
 mod cli;
@@ -104,6 +106,13 @@ struct Args {
     /// sections 2 and 3 and the Lambdas' Summary rows in the existing report.
     #[arg(long, conflicts_with = "only_create_load")]
     only_lambdas: bool,
+    /// Measure only `GET /analytics` over a large trail (no build of other
+    /// binaries) and replace its section and Summary row in the report.
+    #[arg(long, conflicts_with_all = ["only_create_load", "only_lambdas"])]
+    only_analytics: bool,
+    /// Requests in the trail `--only-analytics` reads.
+    #[arg(long, default_value_t = 100_000)]
+    analytics_requests: usize,
 }
 
 /// The create-load runs: saturation, then paced at the goal rate.
@@ -170,6 +179,49 @@ fn only_create_load(
     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(
         "jit-bench: wrote the create-load section of {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// `--only-analytics`: seed a trail, time `GET /analytics` over it and
+/// splice its section and Summary row into the existing report.
+fn only_analytics(
+    args: &Args,
+    root: &Path,
+    machine: &mut report::Machine,
+    invocation: &str,
+) -> anyhow::Result<()> {
+    let catalog = std::fs::read_to_string(root.join("config/catalog.example.yaml"))
+        .context("reading config/catalog.example.yaml")?;
+    let run = analytics::run(&catalog, args.analytics_requests).map_err(|e| format!("{e:#}"));
+    machine.load_end = load_average();
+    let (mut section, rows) = analytics::markdown(&run);
+    section.push_str(&provenance(machine, invocation));
+    section.push('\n');
+    eprintln!("{section}");
+    for r in &rows {
+        eprintln!("{}", report::summary_line(r));
+    }
+    if let Err(e) = &run {
+        bail!(
+            "the analytics run failed ({e}); {} left as it was",
+            args.out.display()
+        );
+    }
+    let out = root.join(&args.out);
+    let old =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    let text = report::splice(
+        &old,
+        analytics::HEADING,
+        &section,
+        analytics::ROW_PREFIX,
+        &rows,
+    )?;
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "jit-bench: wrote the analytics section of {}",
         out.display()
     );
     Ok(())
@@ -439,6 +491,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.only_lambdas {
         return only_lambdas(&args, &root, &mut machine, invocation);
+    }
+    if args.only_analytics {
+        return only_analytics(&args, &root, &mut machine, &invocation);
     }
 
     // Build first, so a broken build shows before minutes of measuring.

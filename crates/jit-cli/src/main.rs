@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod human;
 mod sigv4;
+mod stats;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -115,6 +116,31 @@ enum Command {
         /// Continue where an earlier list stopped (its `nextCursor`).
         #[arg(long)]
         cursor: Option<String>,
+        /// Everyone's requests (members of the catalog's admin_groups).
+        #[arg(long, conflicts_with = "pending")]
+        all_users: bool,
+        /// With --all-users: only this entitlement.
+        #[arg(long, requires = "all_users")]
+        entitlement: Option<String>,
+        /// With --all-users: only this requester.
+        #[arg(long, requires = "all_users")]
+        requester: Option<String>,
+        /// With --all-users: created at or after (2027-01-15 or RFC 3339).
+        #[arg(long, requires = "all_users")]
+        from: Option<String>,
+        /// With --all-users: created before (2027-01-15 or RFC 3339).
+        #[arg(long, requires = "all_users")]
+        to: Option<String>,
+    },
+    /// Access analytics (admins; approvers see their entitlements): patterns,
+    /// usage and security, as tables with bars (`--output json`: the API's JSON).
+    Stats {
+        /// Start of the range (2027-01-15 or RFC 3339; default 30 days before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range, excluded (default now).
+        #[arg(long)]
+        to: Option<String>,
     },
     /// One request.
     Show { id: String },
@@ -379,6 +405,11 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                 limit,
                 all,
                 cursor,
+                all_users,
+                entitlement,
+                requester,
+                from,
+                to,
             } => {
                 let status = if pending {
                     Some("APPROVAL_PENDING".to_string())
@@ -386,11 +417,45 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                     status.map(|s| s.to_ascii_uppercase())
                 };
                 let want = if all { usize::MAX } else { limit as usize };
-                let v = list_pages(&client, status.as_deref(), want, cursor).await?;
+                let mut extra = Vec::new();
+                if all_users {
+                    extra.push("scope=all".to_string());
+                }
+                for (k, v) in [
+                    ("entitlement", entitlement),
+                    ("requester", requester),
+                    ("from", from),
+                    ("to", to),
+                ] {
+                    if let Some(v) = v {
+                        extra.push(format!("{k}={}", query_escape(&v)));
+                    }
+                }
+                let v = list_pages(&client, status.as_deref(), want, cursor, &extra).await?;
                 if out == Output::Json {
                     println!("{v}");
                 } else {
                     print_list(&v);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Stats { from, to } => {
+                let mut q = Vec::new();
+                for (k, v) in [("from", from), ("to", to)] {
+                    if let Some(v) = v {
+                        q.push(format!("{k}={}", query_escape(&v)));
+                    }
+                }
+                let path = if q.is_empty() {
+                    "/analytics".to_string()
+                } else {
+                    format!("/analytics?{}", q.join("&"))
+                };
+                let v = client.call(Method::GET, &path, None).await?;
+                if out == Output::Json {
+                    println!("{v}");
+                } else {
+                    print!("{}", stats::render(&v));
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -635,10 +700,12 @@ async fn list_pages(
     status: Option<&str>,
     want: usize,
     mut cursor: Option<String>,
+    extra: &[String],
 ) -> Result<Value> {
     let mut items: Vec<Value> = Vec::new();
     loop {
         let mut q = vec![format!("limit={}", (want - items.len()).min(MAX_PAGE))];
+        q.extend(extra.iter().cloned());
         if let Some(s) = status {
             q.push(format!("status={}", query_escape(s)));
         }

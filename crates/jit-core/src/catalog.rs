@@ -94,6 +94,7 @@ pub struct Catalog {
     slack_users: BTreeMap<String, Principal>,
     /// Groups whose members may revoke any grant.
     admin_groups: Vec<String>,
+    working_hours: crate::analytics::WorkingHours,
 }
 
 /// A catalog that failed to load: where, which entry, which field, and why.
@@ -141,6 +142,9 @@ struct RawCatalog {
     admin_groups: Vec<String>,
     #[serde(default)]
     defaults: Option<Value>,
+    /// When people work: analytics counts grants outside these hours.
+    #[serde(default)]
+    working_hours: Option<crate::analytics::RawWorkingHours>,
 }
 
 /// The Kubiya seed's entry, exactly its three fields.
@@ -389,6 +393,11 @@ impl Catalog {
             members,
             slack_users,
             admin_groups: names(&top, "admin_groups", &raw.admin_groups)?,
+            working_hours: match &raw.working_hours {
+                None => Default::default(),
+                Some(w) => crate::analytics::WorkingHours::parse(w)
+                    .map_err(|(f, m)| top.err(Some(&format!("working_hours.{f}")), m))?,
+            },
         };
         for (i, v) in raw.policies.iter().enumerate() {
             let label = v
@@ -669,6 +678,11 @@ impl Catalog {
     /// The catalog's `admin_groups`.
     pub fn admin_groups(&self) -> &[String] {
         &self.admin_groups
+    }
+
+    /// The catalog's `working_hours` (analytics' "outside working hours").
+    pub fn working_hours(&self) -> &crate::analytics::WorkingHours {
+        &self.working_hours
     }
 
     /// Whether a requester with these (resolved) groups may ask for `e`.

@@ -190,6 +190,14 @@ impl Broker {
             });
         }
         if who.principal == r.requester.principal {
+            self.audit_refusal(
+                &r,
+                who.actor(),
+                "self_approval",
+                "tried to decide their own request".into(),
+                who.via,
+            )
+            .await?;
             return Err(ServiceError::forbidden(
                 "self_approval",
                 None,
@@ -203,6 +211,14 @@ impl Broker {
             None => self.catalog.is_approver(ent, &who.principal, &who.groups),
         };
         if !approver {
+            self.audit_refusal(
+                &r,
+                who.actor(),
+                "not_approver",
+                format!("tried to decide but is not an approver of `{}`", ent.name),
+                who.via,
+            )
+            .await?;
             return Err(ServiceError::forbidden(
                 "not_approver",
                 None,

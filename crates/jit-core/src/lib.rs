@@ -5,6 +5,7 @@
 //! world comes in through the traits in [`ports`]. That keeps every decision
 //! testable without a network and shared by every front door.
 
+pub mod analytics;
 pub mod attachments;
 pub mod catalog;
 pub mod catalog_check;
@@ -24,6 +25,7 @@ pub mod links;
 pub mod ports;
 pub mod reconcile;
 pub mod recovery;
+pub mod reports;
 pub mod request;
 pub mod revocation;
 pub mod service;
@@ -31,6 +33,7 @@ pub mod session_policy;
 pub mod tasks;
 #[cfg(test)]
 mod test_fakes;
+pub mod trail;
 
 pub use catalog::{Catalog, CatalogError, Entitlement};
 pub use duration::GrantDuration;

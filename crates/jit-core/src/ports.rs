@@ -68,6 +68,24 @@ impl Default for PageRequest {
     }
 }
 
+/// What the admin listing (`GET /requests?scope=all`) filters on; every
+/// field given must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFilter {
+    /// The stored status.
+    pub status: Option<Status>,
+    pub entitlement: Option<String>,
+    pub requester: Option<Principal>,
+    /// Created at or after this instant.
+    pub from: Option<Timestamp>,
+    /// Created before this instant.
+    pub to: Option<Timestamp>,
+}
+
+/// The most audit events one [`RequestStore::audit_events_between`] call
+/// returns: analytics reads many, a page at a time.
+pub const MAX_EVENT_PAGE: u32 = 1000;
+
 /// Requests and their audit trail.
 ///
 /// Every write that changes a request is conditional on the version (and so
@@ -117,6 +135,34 @@ pub trait RequestStore: Send + Sync {
     /// Appends an event that changes no request: a rejection before anything
     /// was stored, a notification failure, a partial decision.
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Every stored request matching `filter`, newest first (the admin
+    /// listing). Stores that cannot list everything say so.
+    async fn list_all(
+        &self,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AccessRequest>, StoreError> {
+        let _ = (filter, page);
+        Err(StoreError::Backend(
+            "this store cannot list all requests".into(),
+        ))
+    }
+
+    /// Audit events with `from <= at < to`, oldest first, at most
+    /// `page.limit` (up to [`MAX_EVENT_PAGE`]) per call; read through an
+    /// index by time, never a scan. What analytics is computed from.
+    async fn audit_events_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        let _ = (from, to, page);
+        Err(StoreError::Backend(
+            "this store cannot read audit events by time".into(),
+        ))
+    }
 
     /// Records `key` as seen at `now`, to be remembered until `expires_at`:
     /// `true` the first time (or once an earlier record has expired),

@@ -321,6 +321,22 @@ pub struct AuditEvent {
     pub reason: Option<String>,
     /// Which part of the system wrote it (`api`, `workflow`, …).
     pub source: String,
+    /// `created` events: the request as first stored, so its history can be
+    /// shown after the item is gone (see [`crate::trail`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Box<AccessRequest>>,
+    /// Events written with a change of the record: the record's fields this
+    /// write changed, with their new values (`null`: removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `rejected` events: the entitlement the refused attempt was about
+    /// (an ineligible attempt has no stored request to name it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<String>,
+    /// `rejected` events: the refusal's error code (`not_eligible`,
+    /// `self_approval`, `not_approver`), which analytics counts by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 impl AuditEvent {
@@ -345,6 +361,10 @@ impl AuditEvent {
             to,
             reason,
             source: source.to_string(),
+            snapshot: None,
+            changes: None,
+            entitlement: None,
+            code: None,
         }
     }
 }

@@ -317,7 +317,7 @@ impl Broker {
 
         let now = self.clock.now();
         if !self.catalog.is_eligible(ent, &requester.groups) {
-            let event = AuditEvent::new(
+            let mut event = AuditEvent::new(
                 &RequestId::generate(now),
                 now,
                 requester.principal.to_string(),
@@ -331,6 +331,8 @@ impl Broker {
                 )),
                 "api",
             );
+            event.entitlement = Some(ent.name.clone());
+            event.code = Some("not_eligible".into());
             self.store.append_audit(&event).await?;
             tracing::info!(requester = %requester.principal, entitlement = %ent.name, "request rejected: not eligible");
             return Err(ServiceError::forbidden(
@@ -438,7 +440,8 @@ impl Broker {
     }
 
     /// Whether `who` may see `r`: its requester, an approver of its
-    /// entitlement, or a trusted caller.
+    /// entitlement, a member of the catalog's `admin_groups`, or a trusted
+    /// caller.
     fn may_see(
         &self,
         caller: &Caller,
@@ -449,7 +452,7 @@ impl Broker {
             return true;
         }
         let Some((p, groups)) = who else { return false };
-        if *p == r.requester.principal {
+        if *p == r.requester.principal || self.catalog.is_admin(groups) {
             return true;
         }
         self.catalog
@@ -491,9 +494,59 @@ impl Broker {
         Ok(self.workflow.history(&r.request_id).await?)
     }
 
+    /// A request the caller may see, from its item or — once TTL deleted
+    /// the item — rebuilt read-only from its audit trail (`true`: archived).
+    pub async fn get_or_archived(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(AccessRequest, bool), ServiceError> {
+        let who = self.acting(caller, None)?;
+        let rid = Self::parse_id(id)?;
+        let (r, archived) = match self.store.get(&rid).await? {
+            Some(r) => (r, false),
+            None => {
+                let events = self.store.audit_events(&rid).await?;
+                let r = crate::trail::replay(&events).ok_or_else(|| ServiceError::not_found(id))?;
+                (r, true)
+            }
+        };
+        if !self.may_see(caller, who.as_ref(), &r) {
+            return Err(ServiceError::not_found(id));
+        }
+        Ok((r, archived))
+    }
+
+    /// A request's audit trail; it outlives the request's item.
     pub async fn audit(&self, caller: &Caller, id: &str) -> Result<Vec<AuditEvent>, ServiceError> {
-        let r = self.get(caller, id).await?;
+        let (r, _) = self.get_or_archived(caller, id).await?;
         Ok(self.store.audit_events(&r.request_id).await?)
+    }
+
+    /// Audits a refused attempt on a stored request (self-approval, not an
+    /// approver), so admins see it in the trail and in analytics.
+    pub(crate) async fn audit_refusal(
+        &self,
+        r: &AccessRequest,
+        actor: String,
+        code: &str,
+        reason: String,
+        source: &str,
+    ) -> Result<(), ServiceError> {
+        let mut event = AuditEvent::new(
+            &r.request_id,
+            self.clock.now(),
+            actor,
+            AuditAction::Rejected,
+            None,
+            None,
+            Some(reason),
+            source,
+        );
+        event.entitlement = Some(r.entitlement.clone());
+        event.code = Some(code.to_string());
+        self.store.append_audit(&event).await?;
+        Ok(())
     }
 
     /// The caller's own requests, or (with `status`) the requests in that

@@ -61,7 +61,10 @@ impl RequestStore for MemoryStore {
 
     async fn create(&self, r: &AccessRequest, e: &AuditEvent) -> Result<CreateOutcome, StoreError> {
         self.put(r);
-        self.events.lock().unwrap().push(e.clone());
+        self.events
+            .lock()
+            .unwrap()
+            .push(crate::trail::complete(None, r, e));
         Ok(CreateOutcome::Created(r.clone()))
     }
 
@@ -85,7 +88,10 @@ impl RequestStore for MemoryStore {
             });
         }
         map.insert(next.request_id.clone(), next.clone());
-        self.events.lock().unwrap().push(event.clone());
+        self.events
+            .lock()
+            .unwrap()
+            .push(crate::trail::complete(Some(prior), next, event));
         Ok(())
     }
 

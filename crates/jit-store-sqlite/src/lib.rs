@@ -22,6 +22,7 @@
 //! [`StoreError`]'s text — those go to the log; callers see what failed.
 
 mod cursor;
+mod history;
 mod ledger;
 mod schema;
 
@@ -30,7 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use jit_core::lifecycle::Status;
-use jit_core::ports::{CreateOutcome, Page, PageRequest, RequestStore, StoreError};
+use jit_core::ports::{CreateOutcome, Page, PageRequest, RequestFilter, RequestStore, StoreError};
 use jit_core::request::{AccessRequest, AuditEvent, Timestamp};
 use jit_core::{Principal, RequestId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -221,7 +222,7 @@ fn create_in(
             record,
         ]))
     .map_err(db(OP))?;
-    insert_event(&tx, OP, event)?;
+    insert_event(&tx, OP, &jit_core::trail::complete(None, request, event))?;
     tx.commit().map_err(db(OP))?;
     Ok(CreateOutcome::Created(request.clone()))
 }
@@ -299,7 +300,11 @@ fn transition_in(
             }
         };
     }
-    insert_event(&tx, OP, event)?;
+    insert_event(
+        &tx,
+        OP,
+        &jit_core::trail::complete(Some(prior), next, event),
+    )?;
     tx.commit().map_err(db(OP))
 }
 
@@ -452,6 +457,33 @@ impl RequestStore for SqliteStore {
         let id = id.clone();
         self.call("audit_events", move |conn| events_in(conn, &id))
             .await
+    }
+
+    async fn list_all(
+        &self,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AccessRequest>, StoreError> {
+        let after = page.cursor.as_deref().map(cursor::decode).transpose()?;
+        let limit = clamp_limit(page.limit);
+        let filter = filter.clone();
+        self.call("list_all", move |conn| {
+            history::list_all_in(conn, &filter, limit, after.as_ref())
+        })
+        .await
+    }
+
+    async fn audit_events_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        let (limit, cursor) = (page.limit, page.cursor.clone());
+        self.call("audit_events_between", move |conn| {
+            history::events_between_in(conn, from, to, limit, cursor.as_deref())
+        })
+        .await
     }
 
     /// Forgets expired keys, then inserts this one unless it is there: one

@@ -93,6 +93,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX grant_ledger_by_resource ON grant_ledger (resource, entry_id);
     CREATE INDEX grant_ledger_open ON grant_ledger (entry_id) WHERE open = 1;
     "#,
+    // 4: audit events by time, for analytics (jit_core::analytics) over a
+    // range without reading every event.
+    r#"
+    CREATE INDEX audit_events_by_time ON audit_events (at, event_id);
+    "#,
 ];
 
 /// Applies the connection settings and brings the schema up to date.

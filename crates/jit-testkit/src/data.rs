@@ -155,9 +155,10 @@ pub fn with_idempotency(mut request: AccessRequest, key: &str, fingerprint: &str
     request
 }
 
-/// The `Created` event that goes with storing `request`.
+/// The `Created` event that goes with storing `request`, as the store
+/// keeps it (with the request's snapshot).
 pub fn created_event(request: &AccessRequest) -> AuditEvent {
-    AuditEvent::new(
+    let event = AuditEvent::new(
         &request.request_id,
         request.created_at,
         request.requester.principal.to_string(),
@@ -166,7 +167,8 @@ pub fn created_event(request: &AccessRequest) -> AuditEvent {
         Some(request.status),
         None,
         "test",
-    )
+    );
+    jit_core::trail::complete(None, request, &event)
 }
 
 /// A `Note` event about `id` (or about nothing stored yet, for a rejection).

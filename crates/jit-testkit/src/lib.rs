@@ -143,6 +143,23 @@ impl<S: RequestStore, G: Send + Sync> RequestStore for Guarded<S, G> {
         self.store.append_audit(event).await
     }
 
+    async fn list_all(
+        &self,
+        filter: &jit_core::ports::RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AccessRequest>, StoreError> {
+        self.store.list_all(filter, page).await
+    }
+
+    async fn audit_events_between(
+        &self,
+        from: jit_core::request::Timestamp,
+        to: jit_core::request::Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        self.store.audit_events_between(from, to, page).await
+    }
+
     async fn first_use(
         &self,
         key: &str,
@@ -220,6 +237,7 @@ macro_rules! store_suite {
             reused_idempotency_key_with_another_body_conflicts,
             idempotency_keys_are_scoped_to_the_requester,
             transition_applies_and_appends_its_event_in_order,
+            the_trail_alone_rebuilds_the_request,
             transition_from_a_stale_version_conflicts_and_changes_nothing,
             transition_from_a_wrong_status_conflicts_and_changes_nothing,
             transition_of_a_missing_request_is_not_found,
@@ -232,6 +250,8 @@ macro_rules! store_suite {
             append_audit_without_a_record_is_kept,
             append_audit_twice_keeps_one_copy,
             audit_events_are_oldest_first,
+            list_all_filters_and_pages_newest_first,
+            audit_events_between_reads_one_time_range_in_pages,
             records_round_trip_every_optional_field,
             first_use_is_true_once_then_false_until_it_expires,
             concurrent_first_uses_of_one_key_have_exactly_one_winner,

@@ -321,11 +321,57 @@ pub async fn transition_applies_and_appends_its_event_in_order(store: &dyn Reque
     let stored = get(store, &request.request_id).await.expect("still there");
     assert_eq!(stored, pending);
     assert_eq!(stored.version, 3);
-    // AND the trail is Created, then each transition, in order
+    // AND the trail is Created, then each transition with what it changed, in order
+    let ev1 = jit_core::trail::complete(Some(&request), &validating, &ev1);
+    let ev2 = jit_core::trail::complete(Some(&validating), &pending, &ev2);
     assert_eq!(
         trail(store, &request.request_id).await,
         vec![created, ev1, ev2]
     );
+}
+
+pub async fn the_trail_alone_rebuilds_the_request(store: &dyn RequestStore) {
+    // GIVEN a request stored, then moved on with every optional field set
+    let at = base_time();
+    let alice = unique_principal("alice");
+    let request = sample_request(&alice, at);
+    store
+        .create(&request, &created_event(&request))
+        .await
+        .expect("create");
+    let validating = advance(store, &request, Status::Validating, later(at, 1)).await;
+    let pending = advance(store, &validating, Status::ApprovalPending, later(at, 2)).await;
+    let (mut approved, event) = pending
+        .transition(Status::Approved, &change("lead@example.com", later(at, 3)))
+        .expect("lifecycle allows it");
+    approved.decisions.push(jit_core::request::Decision {
+        approver: Principal::parse("lead@example.com").expect("principal"),
+        verdict: jit_core::request::Verdict::Approve,
+        at: later(at, 3),
+        reason: Some("ok".into()),
+        groups: vec!["leads".into()],
+        via: Some("api".into()),
+        trusted_caller: None,
+    });
+    approved.session_policy = Some(r#"{"Version":"2012-10-17","Statement":[]}"#.into());
+    store
+        .transition(&pending, &approved, &event)
+        .await
+        .expect("approve");
+    let granted = advance(store, &approved, Status::Granted, later(at, 4)).await;
+
+    // WHEN the trail is read back and replayed
+    let events = trail(store, &request.request_id).await;
+
+    // THEN the created event carries the snapshot, later ones their changes,
+    // and the replay is the stored record exactly
+    assert!(events[0].snapshot.is_some(), "{:?}", events[0]);
+    assert!(
+        events[1..].iter().all(|e| e.changes.is_some()),
+        "{events:?}"
+    );
+    assert_eq!(jit_core::trail::replay(&events).as_ref(), Some(&granted));
+    assert_eq!(get(store, &request.request_id).await, Some(granted));
 }
 
 pub async fn transition_from_a_stale_version_conflicts_and_changes_nothing(
@@ -454,7 +500,7 @@ pub async fn concurrent_transitions_have_exactly_one_winner(store: &dyn RequestS
     // AND the store holds the winner's version, with exactly its one event added
     assert_eq!(get(store, &pending.request_id).await.as_ref(), Some(won));
     let mut expected = trail_before;
-    expected.push(won_event.clone());
+    expected.push(jit_core::trail::complete(Some(&pending), won, won_event));
     assert_eq!(trail(store, &pending.request_id).await, expected);
 }
 
@@ -806,4 +852,178 @@ pub async fn concurrent_first_uses_of_one_key_have_exactly_one_winner(store: &dy
     let firsts = results.iter().filter(|r| matches!(r, Ok(true))).count();
     assert_eq!(firsts, 1, "results: {results:?}");
     assert!(results.iter().all(Result::is_ok), "results: {results:?}");
+}
+
+// ------------------------------------------------- admin listing, analytics
+
+/// Every page of the admin listing under `filter`, `limit` per page.
+async fn all_of(
+    store: &dyn RequestStore,
+    filter: &jit_core::ports::RequestFilter,
+    limit: u32,
+) -> Vec<RequestId> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    for _ in 0..100 {
+        let page = store
+            .list_all(filter, &PageRequest { limit, cursor })
+            .await
+            .unwrap_or_else(|e| panic!("list_all {filter:?} failed: {e:?}"));
+        assert!(page.items.len() <= limit as usize, "over the limit");
+        out.extend(page.items.iter().map(|r| r.request_id.clone()));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            return out;
+        }
+    }
+    panic!("list_all {filter:?} never ran out of cursors")
+}
+
+pub async fn list_all_filters_and_pages_newest_first(store: &dyn RequestStore) {
+    use jit_core::ports::RequestFilter;
+    // GIVEN five requests of two requesters, two entitlements, two statuses,
+    // a minute apart
+    let at = base_time();
+    let (alice, bob) = (unique_principal("alice"), unique_principal("bob"));
+    let mut made = Vec::new();
+    for (i, (who, ent)) in [
+        (&alice, "A"),
+        (&bob, "A"),
+        (&alice, "B"),
+        (&bob, "B"),
+        (&alice, "A"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = sample_request(who, later(at, 60 * i as i64));
+        r.entitlement = ent.into();
+        let r = create(store, &r).await;
+        let r = if i % 2 == 0 {
+            advance(store, &r, Status::Validating, later(at, 60 * i as i64 + 1)).await
+        } else {
+            r
+        };
+        made.push(r);
+    }
+    let ids = |idx: &[usize]| -> Vec<RequestId> {
+        idx.iter().map(|&i| made[i].request_id.clone()).collect()
+    };
+    let f = RequestFilter::default;
+
+    // THEN every request comes newest first, in pages of 2
+    assert_eq!(all_of(store, &f(), 2).await, ids(&[4, 3, 2, 1, 0]));
+    // AND each filter, alone and together, keeps exactly the matching ones
+    let by_status = RequestFilter {
+        status: Some(Status::Validating),
+        ..f()
+    };
+    assert_eq!(all_of(store, &by_status, 2).await, ids(&[4, 2, 0]));
+    let by_requester = RequestFilter {
+        requester: Some(alice.clone()),
+        ..f()
+    };
+    assert_eq!(all_of(store, &by_requester, 1).await, ids(&[4, 2, 0]));
+    let by_entitlement = RequestFilter {
+        entitlement: Some("B".into()),
+        ..f()
+    };
+    assert_eq!(all_of(store, &by_entitlement, 1).await, ids(&[3, 2]));
+    let window = RequestFilter {
+        from: Some(later(at, 60)),
+        to: Some(later(at, 180)),
+        ..f()
+    };
+    assert_eq!(all_of(store, &window, 5).await, ids(&[2, 1]));
+    let all_four = RequestFilter {
+        status: Some(Status::Validating),
+        requester: Some(alice.clone()),
+        entitlement: Some("A".into()),
+        from: Some(later(at, 1)),
+        to: Some(later(at, 600)),
+    };
+    assert_eq!(all_of(store, &all_four, 1).await, ids(&[4]));
+    let none = RequestFilter {
+        requester: Some(bob.clone()),
+        status: Some(Status::Validating),
+        ..f()
+    };
+    assert!(all_of(store, &none, 3).await.is_empty());
+    // AND a cursor the store never issued is refused
+    let garbage = store
+        .list_all(
+            &f(),
+            &PageRequest {
+                limit: 2,
+                cursor: Some("not-a-cursor".into()),
+            },
+        )
+        .await;
+    assert!(
+        matches!(garbage, Err(StoreError::InvalidCursor)),
+        "{garbage:?}"
+    );
+}
+
+pub async fn audit_events_between_reads_one_time_range_in_pages(store: &dyn RequestStore) {
+    // GIVEN events over three UTC days: a request's trail and standalone
+    // rejections, one just before and one at the end of the range
+    let day0 = base_time()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+        - chrono::Duration::days(3);
+    let alice = unique_principal("alice");
+    let t = |h: i64, s: i64| day0 + chrono::Duration::hours(h) + chrono::Duration::seconds(s);
+    let request = sample_request(&alice, t(23, 59 * 60));
+    let request = create(store, &request).await;
+    let validating = advance(store, &request, Status::Validating, t(24, 30)).await;
+    let _pending = advance(store, &validating, Status::ApprovalPending, t(49, 0)).await;
+    let mut notes = Vec::new();
+    for at in [t(10, 0), t(11, 0), t(30, 0), t(60, 0), t(71, 0)] {
+        let id = RequestId::generate(at);
+        let e = note_event(&id, at, AuditAction::Rejected, "not eligible");
+        store.append_audit(&e).await.expect("append");
+        notes.push(e);
+    }
+
+    // WHEN the range [day0 11:00, day2 23:00) is read 2 events per page
+    let (from, to) = (t(11, 0), t(71, 0));
+    let mut got = Vec::new();
+    let mut cursor = None;
+    for _ in 0..50 {
+        let page = store
+            .audit_events_between(from, to, &PageRequest { limit: 2, cursor })
+            .await
+            .expect("read by time");
+        assert!(page.items.len() <= 2);
+        got.extend(page.items);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+
+    // THEN it holds exactly the events at or after `from` and before `to`,
+    // oldest first, across the day boundaries
+    let at: Vec<_> = got.iter().map(|e| (e.at, e.action)).collect();
+    assert_eq!(
+        at,
+        vec![
+            (t(11, 0), AuditAction::Rejected),
+            (t(23, 59 * 60), AuditAction::Created),
+            (t(24, 30), AuditAction::Transition),
+            (t(30, 0), AuditAction::Rejected),
+            (t(49, 0), AuditAction::Transition),
+            (t(60, 0), AuditAction::Rejected),
+        ]
+    );
+    assert!(got[1].snapshot.is_some(), "events come back whole");
+    // AND an empty range is empty
+    let empty = store
+        .audit_events_between(to, to, &PageRequest::first(10))
+        .await
+        .expect("read");
+    assert!(empty.items.is_empty() && empty.next_cursor.is_none());
 }

@@ -28,7 +28,14 @@ pub(crate) mod attr {
     pub const VERSION: &str = "version";
     pub const EXPIRES_AT: &str = "expiresAt";
     pub const EVENT_ID: &str = "eventId";
+    /// `"request"` on request items only: hash key of `allRequests`.
+    pub const ENTITY: &str = "entity";
+    /// An audit event's UTC day (`YYYY-MM-DD`): hash key of `byDay`.
+    pub const DAY: &str = "day";
 }
+
+/// The [`attr::ENTITY`] value of request items.
+pub(crate) const REQUEST_ENTITY: &str = "request";
 
 /// A request as stored in the requests table.
 ///
@@ -53,6 +60,10 @@ pub struct RequestItem {
     pub expires_at: Option<i64>,
     /// The request, exactly as the core wrote it.
     pub record: AccessRequest,
+    /// `"request"`: puts every request (not the markers) in the
+    /// `allRequests` index the admin listing reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
 }
 
 impl RequestItem {
@@ -64,6 +75,7 @@ impl RequestItem {
             version: record.version,
             expires_at: record.expires_at.map(ttl_seconds),
             record: record.clone(),
+            entity: Some(REQUEST_ENTITY.to_string()),
         }
     }
 

@@ -27,6 +27,7 @@
 //! status key.
 
 mod cursor;
+mod history;
 mod item;
 pub mod ledger;
 mod tables;
@@ -59,6 +60,10 @@ pub use tables::{CreateTablesError, CreatedTables, create_tables};
 pub const BY_REQUESTER_INDEX: &str = "byRequester";
 /// Name of the index listing requests by stored status.
 pub const BY_STATUS_INDEX: &str = "byStatus";
+/// Name of the index listing every request (the admin listing).
+pub const ALL_REQUESTS_INDEX: &str = "allRequests";
+/// Name of the audit table's index by UTC day and event id (analytics).
+pub const BY_DAY_INDEX: &str = "byDay";
 
 /// How often a transaction cancelled by `TransactionConflict` (another
 /// transaction on the same item in flight) is tried in all. The retry then
@@ -321,9 +326,16 @@ fn transact_put(put: PutBuilder) -> Result<TransactWriteItem, StoreError> {
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
+/// An audit event's item: the event, plus its UTC day for the `byDay`
+/// index analytics reads by time.
 fn audit_item(event: &AuditEvent) -> Result<Item, StoreError> {
-    serde_dynamo::aws_sdk_dynamodb_1::to_item(event)
-        .map_err(|e| StoreError::Backend(format!("encoding audit event: {e}")))
+    let mut item: Item = serde_dynamo::aws_sdk_dynamodb_1::to_item(event)
+        .map_err(|e| StoreError::Backend(format!("encoding audit event: {e}")))?;
+    item.insert(
+        attr::DAY.to_string(),
+        AttributeValue::S(history::day(event.at)),
+    );
+    Ok(item)
 }
 
 /// 20 ms, 40 ms, 80 ms… plus up to 100% jitter, so racing writers spread out.
@@ -349,7 +361,7 @@ impl RequestStore for DynamoStore {
                     .condition_expression("attribute_not_exists(#id)")
                     .expression_attribute_names("#id", attr::REQUEST_ID),
             )?,
-            self.put_audit(event)?,
+            self.put_audit(&jit_core::trail::complete(None, request, event))?,
         ];
         let marker = request
             .idempotency_key
@@ -417,7 +429,10 @@ impl RequestStore for DynamoStore {
             .expression_attribute_values(":s", AttributeValue::S(prior.status.as_str().into()))
             .expression_attribute_values(":v", AttributeValue::N(prior.version.to_string()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let items = vec![transact_put(guarded)?, self.put_audit(event)?];
+        let items = vec![
+            transact_put(guarded)?,
+            self.put_audit(&jit_core::trail::complete(Some(prior), next, event))?,
+        ];
 
         let reasons = match self
             .transact("TransactWriteItems(transition)", &event.event_id, items)
@@ -504,6 +519,27 @@ impl RequestStore for DynamoStore {
                 None => return Ok(events),
             }
         }
+    }
+
+    /// Queries `byStatus`, `byRequester` or `allRequests` (whichever the
+    /// filter narrows best) with the time range as a key condition on the
+    /// request id; eventually consistent on AWS.
+    async fn list_all(
+        &self,
+        filter: &jit_core::ports::RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AccessRequest>, StoreError> {
+        self.list_filtered(filter, page).await
+    }
+
+    /// Queries `byDay` one UTC day at a time; eventually consistent on AWS.
+    async fn audit_events_between(
+        &self,
+        from: jit_core::request::Timestamp,
+        to: jit_core::request::Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        self.events_between(from, to, page).await
     }
 
     /// A conditional put of `SEEN#<key>`: it succeeds when no marker is

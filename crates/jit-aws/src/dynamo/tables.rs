@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::item::attr;
-use super::{BY_REQUESTER_INDEX, BY_STATUS_INDEX, TableNames};
+use super::{ALL_REQUESTS_INDEX, BY_DAY_INDEX, BY_REQUESTER_INDEX, BY_STATUS_INDEX, TableNames};
 use crate::error::describe;
 
 /// How long [`create_tables`] waits for a new table to become ACTIVE (a few
@@ -41,10 +41,11 @@ pub struct CreatedTables {
 }
 
 /// Creates the requests and audit tables, on-demand billing:
-/// - requests: hash `requestId`; GSIs `byRequester` and `byStatus` (range
-///   `requestId`, projection ALL); stream `NEW_AND_OLD_IMAGES`; then, once
-///   ACTIVE, TTL on `expiresAt`;
-/// - audit: hash `requestId`, range `eventId`; no TTL, ever.
+/// - requests: hash `requestId`; GSIs `byRequester`, `byStatus` and
+///   `allRequests` (hash `entity`; range `requestId`, projection ALL);
+///   stream `NEW_AND_OLD_IMAGES`; then, once ACTIVE, TTL on `expiresAt`;
+/// - audit: hash `requestId`, range `eventId`; GSI `byDay` (hash `day`,
+///   range `eventId`, projection ALL); no TTL, ever.
 pub async fn create_tables(
     client: &Client,
     names: &TableNames,
@@ -63,18 +64,23 @@ pub async fn create_tables(
             .build()
             .map_err(backend)
     };
+    let gsi_on =
+        |index: &str, hash: &str, range: &str| -> Result<GlobalSecondaryIndex, CreateTablesError> {
+            GlobalSecondaryIndex::builder()
+                .index_name(index)
+                .key_schema(key(hash, KeyType::Hash)?)
+                .key_schema(key(range, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(backend)
+        };
+
     let gsi = |index: &str, hash: &str| -> Result<GlobalSecondaryIndex, CreateTablesError> {
-        GlobalSecondaryIndex::builder()
-            .index_name(index)
-            .key_schema(key(hash, KeyType::Hash)?)
-            .key_schema(key(attr::REQUEST_ID, KeyType::Range)?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
-            .build()
-            .map_err(backend)
+        gsi_on(index, hash, attr::REQUEST_ID)
     };
 
     let created = client
@@ -87,6 +93,8 @@ pub async fn create_tables(
         .key_schema(key(attr::REQUEST_ID, KeyType::Hash)?)
         .global_secondary_indexes(gsi(BY_REQUESTER_INDEX, attr::REQUESTER)?)
         .global_secondary_indexes(gsi(BY_STATUS_INDEX, attr::STATUS)?)
+        .attribute_definitions(s(attr::ENTITY)?)
+        .global_secondary_indexes(gsi(ALL_REQUESTS_INDEX, attr::ENTITY)?)
         .stream_specification(
             StreamSpecification::builder()
                 .stream_enabled(true)
@@ -110,6 +118,8 @@ pub async fn create_tables(
         .attribute_definitions(s(attr::EVENT_ID)?)
         .key_schema(key(attr::REQUEST_ID, KeyType::Hash)?)
         .key_schema(key(attr::EVENT_ID, KeyType::Range)?)
+        .attribute_definitions(s(attr::DAY)?)
+        .global_secondary_indexes(gsi_on(BY_DAY_INDEX, attr::DAY, attr::EVENT_ID)?)
         .send()
         .await
         .map_err(|e| create_error(&names.audit, e))?;

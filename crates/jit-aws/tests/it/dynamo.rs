@@ -118,7 +118,7 @@ async fn create_tables_sets_ttl_stream_indexes_and_on_demand_billing() {
         vec![("requestId".to_string(), KeyType::Hash)]
     );
 
-    // AND the two indexes, newest-first by requestId, projecting everything
+    // AND the three indexes, newest-first by requestId, projecting everything
     let mut indexes: Vec<_> = table
         .global_secondary_indexes()
         .iter()
@@ -134,6 +134,14 @@ async fn create_tables_sets_ttl_stream_indexes_and_on_demand_billing() {
     assert_eq!(
         indexes,
         vec![
+            (
+                jit_aws::dynamo::ALL_REQUESTS_INDEX.to_string(),
+                vec![
+                    ("entity".to_string(), KeyType::Hash),
+                    ("requestId".to_string(), KeyType::Range)
+                ],
+                Some(ProjectionType::All)
+            ),
             (
                 BY_REQUESTER_INDEX.to_string(),
                 vec![
@@ -166,6 +174,29 @@ async fn create_tables_sets_ttl_stream_indexes_and_on_demand_billing() {
             ("requestId".to_string(), KeyType::Hash),
             ("eventId".to_string(), KeyType::Range)
         ]
+    );
+    // AND its byDay index reads events by UTC day and id (analytics)
+    let by_day: Vec<_> = audit
+        .table()
+        .expect("audit table")
+        .global_secondary_indexes()
+        .iter()
+        .map(|i| {
+            (
+                i.index_name().unwrap_or_default().to_string(),
+                keys(i.key_schema()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_day,
+        vec![(
+            jit_aws::dynamo::BY_DAY_INDEX.to_string(),
+            vec![
+                ("day".to_string(), KeyType::Hash),
+                ("eventId".to_string(), KeyType::Range)
+            ]
+        )]
     );
     let audit_ttl = client
         .describe_time_to_live()

@@ -13,3 +13,4 @@ mod reconcile;
 mod sdk;
 mod sfn;
 mod sfn_callback;
+mod dynamo_trail;

@@ -5,3 +5,4 @@
 mod aws_cli;
 mod common;
 mod e2e;
+mod stats;

@@ -15,3 +15,4 @@ mod kill;
 mod lifecycle;
 mod openapi;
 mod reconcile;
+mod analytics;

@@ -78,6 +78,21 @@ impl RequestStore for TwoConnections {
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
         self.pick().append_audit(event).await
     }
+    async fn list_all(
+        &self,
+        filter: &jit_core::ports::RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AccessRequest>, StoreError> {
+        self.pick().list_all(filter, page).await
+    }
+    async fn audit_events_between(
+        &self,
+        from: jit_core::request::Timestamp,
+        to: jit_core::request::Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        self.pick().audit_events_between(from, to, page).await
+    }
     async fn first_use(
         &self,
         key: &str,
