@@ -233,11 +233,38 @@ pub fn request_view(r: &AccessRequest, now: jit_core::request::Timestamp) -> Val
     to_the_second(&mut v);
     if let Value::Object(m) = &mut v {
         m.insert("status".into(), json!(r.effective_status(now)));
-        m.remove("requestFingerprint");
-        m.remove("taskToken");
-        m.remove("usedLinkNonces");
-        // Slack message ids and reminder rounds: the notifier's bookkeeping.
-        m.remove("notice");
+        strip_internal(m);
+    }
+    v
+}
+
+/// Fields of a request record no answer carries: the task token (a
+/// capability), the create fingerprint, used link nonces, and the
+/// notifier's bookkeeping (Slack message ids, reminder rounds).
+const INTERNAL_FIELDS: &[&str] = &[
+    "requestFingerprint",
+    "taskToken",
+    "usedLinkNonces",
+    "notice",
+];
+
+fn strip_internal(m: &mut Map<String, Value>) {
+    for k in INTERNAL_FIELDS {
+        m.remove(*k);
+    }
+}
+
+/// Audit events as answers show them: times to the second, and the
+/// record's snapshot and changes without its internal fields.
+pub fn events_view(events: &[jit_core::request::AuditEvent]) -> Value {
+    let mut v = serde_json::to_value(events).unwrap_or(Value::Null);
+    to_the_second(&mut v);
+    for e in v.as_array_mut().into_iter().flatten() {
+        for k in ["snapshot", "changes"] {
+            if let Some(Value::Object(m)) = e.get_mut(k) {
+                strip_internal(m);
+            }
+        }
     }
     v
 }
@@ -327,9 +354,10 @@ async fn route(
         (["requests", _], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["requests", id, "audit"], &Method::GET) => {
             let events = broker.audit(caller, id).await?;
-            let mut v = json!({ "events": events });
-            to_the_second(&mut v);
-            Ok(json_response(StatusCode::OK, &v))
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "events": events_view(&events) }),
+            ))
         }
         (["requests", _, "audit"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["requests", id, "cancel"], &Method::POST) => {
@@ -644,6 +672,34 @@ pub(crate) fn parse_query(q: &str) -> Result<Vec<(String, String)>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_answers_carry_no_internal_fields_and_times_to_the_second() {
+        let at: jit_core::request::Timestamp = "2026-12-04T16:10:01.093560723Z".parse().unwrap();
+        let id = jit_core::RequestId::generate(at);
+        let mut e = jit_core::request::AuditEvent::new(
+            &id,
+            at,
+            "system:workflow".into(),
+            jit_core::request::AuditAction::Note,
+            None,
+            None,
+            None,
+            "workflow",
+        );
+        let mut changes = Map::new();
+        for k in INTERNAL_FIELDS {
+            changes.insert(k.to_string(), json!("x"));
+        }
+        changes.insert("expiresAt".into(), json!("2026-12-04T17:10:01.5Z"));
+        e.changes = Some(changes);
+        let v = events_view(&[e]);
+        assert_eq!(v[0]["at"], "2026-12-04T16:10:01Z");
+        assert_eq!(
+            v[0]["changes"],
+            json!({"expiresAt": "2026-12-04T17:10:01Z"})
+        );
+    }
 
     #[test]
     fn query_decoding() {

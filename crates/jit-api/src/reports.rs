@@ -160,6 +160,6 @@ pub(crate) async fn audit(
         .await?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "events": found.items, "nextCursor": found.next_cursor }),
+        &json!({ "events": crate::events_view(&found.items), "nextCursor": found.next_cursor }),
     ))
 }

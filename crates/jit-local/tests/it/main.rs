@@ -2,6 +2,7 @@
 //! per file: the test build is the slow part of CI). Each module was a
 //! `tests/<name>.rs` of its own; run one with `cargo test --test it <name>::`.
 
+mod analytics;
 mod approvals;
 mod asl_cli;
 mod aws_grants;
@@ -15,4 +16,3 @@ mod kill;
 mod lifecycle;
 mod openapi;
 mod reconcile;
-mod analytics;

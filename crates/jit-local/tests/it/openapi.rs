@@ -25,6 +25,8 @@ fn the_description_is_served_and_names_every_route() {
     let paths = doc["paths"].as_object().unwrap();
     for (path, methods) in [
         ("/entitlements", &["get"][..]),
+        ("/analytics", &["get"]),
+        ("/audit", &["get"]),
         ("/request-access", &["post"]),
         ("/requests", &["get", "post"]),
         ("/requests/{id}", &["get"]),
