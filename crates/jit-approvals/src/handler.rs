@@ -133,8 +133,30 @@ fn plain_resp(status: StatusCode, text: &str) -> Response<String> {
     resp
 }
 
-/// A refusal as people read it: HTTP status, heading, message.
+/// A refusal as people read it: HTTP status, heading, message. Every
+/// refusal passes here, so it is logged here, once, with its code.
 pub fn refusal(e: &ServiceError) -> (StatusCode, &'static str, String) {
+    let out = refusal_page(e);
+    let (code, field) = match e {
+        ServiceError::Invalid { code, field, .. }
+        | ServiceError::Forbidden { code, field, .. }
+        | ServiceError::Conflict { code, field, .. } => (*code, field.as_deref()),
+        ServiceError::NotFound { .. } => ("not_found", None),
+        ServiceError::Unavailable { code, .. } | ServiceError::Upstream { code, .. } => {
+            (*code, None)
+        }
+        ServiceError::Internal { .. } => ("internal", None),
+    };
+    tracing::info!(
+        status = out.0.as_u16(),
+        code,
+        field = field.unwrap_or(""),
+        "approval refused"
+    );
+    out
+}
+
+fn refusal_page(e: &ServiceError) -> (StatusCode, &'static str, String) {
     match e {
         ServiceError::Forbidden { code, message, .. } => match *code {
             "self_approval" => (
@@ -199,11 +221,16 @@ pub fn refusal(e: &ServiceError) -> (StatusCode, &'static str, String) {
 }
 
 fn link_refusal(e: &LinkError) -> Response<String> {
-    let (status, heading) = match e {
-        LinkError::Incomplete => (StatusCode::BAD_REQUEST, "Incomplete link"),
-        LinkError::BadSignature => (StatusCode::FORBIDDEN, "Invalid link"),
-        LinkError::Expired { .. } => (StatusCode::GONE, "This link expired"),
+    let (status, heading, code) = match e {
+        LinkError::Incomplete => (
+            StatusCode::BAD_REQUEST,
+            "Incomplete link",
+            "link_incomplete",
+        ),
+        LinkError::BadSignature => (StatusCode::FORBIDDEN, "Invalid link", "link_signature"),
+        LinkError::Expired { .. } => (StatusCode::GONE, "This link expired", "link_expired"),
     };
+    tracing::info!(status = status.as_u16(), code, "approval link refused");
     html(status, render::result_page(heading, &e.to_string()))
 }
 
