@@ -19,7 +19,9 @@
 //! `docs/BENCHMARKS.md`, relative to the workspace root), `--load-secs N`
 //! and `--load-clients N` (create load, default 20 s and 32 clients),
 //! `--only-create-load` (only the create load, spliced into the report),
-//! `--only-lambdas` (only the six Lambdas: sections 2 and 3, spliced in).
+//! `--only-lambdas` (only the six Lambdas: sections 2 and 3, spliced in),
+//! `--only-engine` (only the engine's overhead, best of `--engine-rounds`,
+//! spliced in).
 //!
 //! What it measures:
 //! 1. API throughput and latency: create+get pairs through `jit_api::handle`
@@ -104,6 +106,14 @@ struct Args {
     /// sections 2 and 3 and the Lambdas' Summary rows in the existing report.
     #[arg(long, conflicts_with = "only_create_load")]
     only_lambdas: bool,
+    /// Measure only the engine's overhead (no build, no binaries), best of
+    /// `--engine-rounds` rounds per store, and replace its table and Summary
+    /// rows in the existing report.
+    #[arg(long, conflicts_with_all = ["only_create_load", "only_lambdas"])]
+    only_engine: bool,
+    /// Rounds of the engine measurement with `--only-engine`; the best is kept.
+    #[arg(long, default_value_t = 5)]
+    engine_rounds: usize,
 }
 
 /// The create-load runs: saturation, then paced at the goal rate.
@@ -170,6 +180,48 @@ fn only_create_load(
     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(
         "jit-bench: wrote the create-load section of {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// `--only-engine`: the engine's overhead alone (in-process, no binaries),
+/// spliced into the existing report's workflow section and Summary rows.
+/// The machine is shared, so each store is measured `--engine-rounds` times
+/// and the best round is kept: the least disturbed by other load.
+fn only_engine(
+    args: &Args,
+    root: &Path,
+    machine: &mut report::Machine,
+    invocation: &str,
+) -> anyhow::Result<()> {
+    let throughput = engine::best_throughput(args.engine_executions, args.engine_rounds.max(1));
+    machine.load_end = load_average();
+    let (mut part, rows) = engine::throughput_part(&throughput);
+    part.push_str(&provenance(machine, invocation));
+    part.push('\n');
+    eprintln!("{part}");
+    for r in &rows {
+        eprintln!("{}", report::summary_line(r));
+    }
+    if throughput.iter().any(Result::is_err) {
+        bail!(
+            "the engine measurement failed; {} left as it was",
+            args.out.display()
+        );
+    }
+    let out = root.join(&args.out);
+    let old =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    let text = report::splice_rows(
+        &old,
+        &[engine::THROUGHPUT_ROW_PREFIX.to_string()],
+        &rows.iter().map(report::summary_line).collect::<Vec<_>>(),
+    )?;
+    let text = engine::splice_throughput(&text, &part)?;
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "jit-bench: wrote the engine overhead part of {}",
         out.display()
     );
     Ok(())
@@ -439,6 +491,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.only_lambdas {
         return only_lambdas(&args, &root, &mut machine, invocation);
+    }
+    if args.only_engine {
+        return only_engine(&args, &root, &mut machine, &invocation);
     }
 
     // Build first, so a broken build shows before minutes of measuring.
