@@ -254,6 +254,9 @@ struct TaskPhase {
     /// The state's raw input (what ResultPath writes into).
     input: Value,
     entered_ms: i64,
+    /// The id of the `TaskStateEntered` event (AWS cites it in runtime causes).
+    #[serde(default)]
+    entered_event: u64,
     retry_count: u32,
     /// Attempts used per retrier.
     counters: Vec<u32>,
@@ -482,6 +485,32 @@ impl Run {
         })
     }
 
+    /// Fails the execution from inside state `state` (entered at event
+    /// `entered_event`): AWS prefixes a `States.Runtime` cause with where it
+    /// happened.
+    fn fail_at(&mut self, state: &str, entered_event: u64, mut e: StateError) -> Flow {
+        if e.error == states::RUNTIME {
+            e.cause = runtime_prefix(state, entered_event, &e.cause);
+        }
+        self.fail(e)
+    }
+
+    /// Emits `…StateExited` with `output`, unless the output is over the
+    /// payload limit: then the execution fails with
+    /// `States.DataLimitExceeded`, as on AWS (no catcher sees it). The size is
+    /// read off the event being written, so checking costs nothing extra.
+    fn exit_state(&mut self, prefix: &str, name: &str, output: &Value) -> Result<(), Flow> {
+        let ev = history::state_exited(prefix, name, output);
+        if ev.1.len() > MAX_PAYLOAD && json_len(output) > MAX_PAYLOAD {
+            return Err(self.fail(StateError::new(
+                states::DATA_LIMIT_EXCEEDED,
+                data_limit_cause(name),
+            )));
+        }
+        self.emit(ev);
+        Ok(())
+    }
+
     fn go_next(&mut self, st: &State, output: Value) -> Flow {
         match &st.next {
             Some(n) => {
@@ -526,7 +555,9 @@ impl Run {
                 until_ms,
             } => {
                 if self.now >= until_ms {
-                    self.emit(history::state_exited("Wait", &state, &output));
+                    if let Err(flow) = self.exit_state("Wait", &state, &output) {
+                        return Ok(flow);
+                    }
                     let m = self.machine.clone();
                     match m.states.get(&state) {
                         Some(st) => Ok(self.go_next(st, output)),
@@ -551,6 +582,7 @@ impl Run {
             return self.fail(missing_state(name));
         };
         let prefix = st.kind.event_prefix();
+        let entered_event = self.next_event_id();
         self.emit(history::state_entered(prefix, name, &input));
         self.transitions += 1;
         let entered = fmt_ms(self.now);
@@ -563,18 +595,22 @@ impl Run {
                 let out = (|| {
                     let mut eff = st.input_path.apply("InputPath", &input)?;
                     if let Some(p) = parameters {
-                        eff = p.eval(&eff, &self.ctx(name, &entered, 0, None))?;
+                        // On a Pass state AWS reports a path to nothing as
+                        // States.Runtime (a Task says ParameterPathFailure).
+                        eff = p
+                            .eval(&eff, &self.ctx(name, &entered, 0, None))
+                            .map_err(|e| StateError::runtime(e.cause))?;
                     }
                     let res = result.clone().unwrap_or(eff);
                     let out = result_path.apply(&input, res)?;
                     st.output_path.apply_owned("OutputPath", out)
                 })();
                 match out {
-                    Ok(out) => {
-                        self.emit(history::state_exited(prefix, name, &out));
-                        self.go_next(st, out)
-                    }
-                    Err(e) => self.fail(e),
+                    Ok(out) => match self.exit_state(prefix, name, &out) {
+                        Ok(()) => self.go_next(st, out),
+                        Err(flow) => flow,
+                    },
+                    Err(e) => self.fail_at(name, entered_event, e),
                 }
             }
             Kind::Choice { rules, default } => {
@@ -596,14 +632,16 @@ impl Run {
                 })();
                 match chosen {
                     Ok((next, out)) => {
-                        self.emit(history::state_exited(prefix, name, &out));
+                        if let Err(flow) = self.exit_state(prefix, name, &out) {
+                            return flow;
+                        }
                         self.phase = Phase::Enter {
                             state: next,
                             input: out,
                         };
                         Flow::Continue
                     }
-                    Err(e) => self.fail(e),
+                    Err(e) => self.fail_at(name, entered_event, e),
                 }
             }
             Kind::Succeed => {
@@ -612,31 +650,32 @@ impl Run {
                     .apply_owned("InputPath", input)
                     .and_then(|v| st.output_path.apply_owned("OutputPath", v));
                 match out {
-                    Ok(out) => {
-                        self.emit(history::state_exited(prefix, name, &out));
-                        self.finish(End::Succeeded(out))
-                    }
-                    Err(e) => self.fail(e),
+                    Ok(out) => match self.exit_state(prefix, name, &out) {
+                        Ok(()) => self.finish(End::Succeeded(out)),
+                        Err(flow) => flow,
+                    },
+                    Err(e) => self.fail_at(name, entered_event, e),
                 }
             }
             Kind::Fail { error, cause } => {
                 let resolved = (|| {
                     let ctx = self.ctx(name, &entered, 0, None);
-                    let get =
-                        |s: &Option<Source>, field: &str| -> Result<Option<String>, StateError> {
-                            match s {
-                                None => Ok(None),
-                                Some(Source::Literal(l)) => Ok(Some(l.clone())),
-                                Some(Source::Path(p)) => match ctx.resolve(p, &input) {
-                                    Some(Value::String(s)) => Ok(Some(s.clone())),
-                                    _ => Err(StateError::runtime(format!(
-                                        "The {field} '{}' did not resolve to a string in the input",
-                                        p.text
-                                    ))),
-                                },
-                            }
-                        };
-                    Ok::<_, StateError>((get(error, "ErrorPath")?, get(cause, "CausePath")?))
+                    let get = |s: &Option<Source>| -> Result<Option<String>, StateError> {
+                        match s {
+                            None => Ok(None),
+                            Some(Source::Literal(l)) => Ok(Some(l.clone())),
+                            Some(Source::Path(p)) => match ctx.resolve(p, &input) {
+                                Some(Value::String(s)) => Ok(Some(s.clone())),
+                                Some(other) => Ok(Some(other.to_string())),
+                                None => Err(StateError::runtime(format!(
+                                    "Invalid path '{}' : No results for path: {}",
+                                    p.text,
+                                    p.normalized()
+                                ))),
+                            },
+                        }
+                    };
+                    Ok::<_, StateError>((get(error)?, get(cause)?))
                 })();
                 match resolved {
                     Ok((error, cause)) => {
@@ -649,7 +688,7 @@ impl Run {
                         self.phase = Phase::Done;
                         Flow::Finished
                     }
-                    Err(e) => self.fail(e),
+                    Err(e) => self.fail_at(name, entered_event, e),
                 }
             }
             Kind::Wait(w) => {
@@ -660,28 +699,25 @@ impl Run {
                         WaitFor::Seconds(s) => self.now + (*s as i64) * 1000,
                         WaitFor::Timestamp(t) => to_ms(*t),
                         WaitFor::SecondsPath(p) => {
-                            match ctx.resolve(p, &eff).and_then(Value::as_u64) {
-                                Some(s) => self.now + (s.min(i64::MAX as u64 / 1000) as i64) * 1000,
-                                None => {
-                                    return Err(StateError::runtime(format!(
-                                        "The SecondsPath parameter does not reference a valid integer value: {}",
-                                        p.text
-                                    )));
-                                }
-                            }
+                            self.now + wait_seconds(p, ctx.resolve(p, &eff))?.saturating_mul(1000)
                         }
-                        WaitFor::TimestampPath(p) => match ctx
-                            .resolve(p, &eff)
-                            .and_then(Value::as_str)
-                            .and_then(choice::parse_timestamp)
-                        {
-                            Some(t) => to_ms(t),
+                        WaitFor::TimestampPath(p) => match ctx.resolve(p, &eff) {
                             None => {
                                 return Err(StateError::runtime(format!(
-                                    "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {}",
+                                    "The TimestampPath parameter does not reference an input value: {}",
                                     p.text
                                 )));
                             }
+                            Some(v) => match v.as_str().and_then(choice::parse_timestamp) {
+                                Some(t) => to_ms(t),
+                                None => {
+                                    return Err(StateError::runtime(format!(
+                                        "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
+                                        p.text,
+                                        shown_value(v)
+                                    )));
+                                }
+                            },
                         },
                     };
                     let out = st.output_path.apply_owned("OutputPath", eff)?;
@@ -696,7 +732,7 @@ impl Run {
                         };
                         Flow::Continue
                     }
-                    Err(e) => self.fail(e),
+                    Err(e) => self.fail_at(name, entered_event, e),
                 }
             }
             Kind::Task(t) => {
@@ -704,6 +740,7 @@ impl Run {
                     state: name.to_string(),
                     input,
                     entered_ms: self.now,
+                    entered_event,
                     retry_count: 0,
                     counters: vec![0; t.retry.len()],
                     step: TaskStep::Schedule,
@@ -1060,7 +1097,13 @@ impl Run {
                         } else {
                             lambda_payload_wrapper(&self.exec_arn, invocation, v, 200)
                         };
-                        self.emit(res.succeeded(&out));
+                        let ev = res.succeeded(&out);
+                        if ev.1.len() > MAX_PAYLOAD && json_len(&out) > MAX_PAYLOAD {
+                            let cause = data_limit_cause("lambda");
+                            let failed = res.failed(states::DATA_LIMIT_EXCEEDED, &cause);
+                            return Ok(self.result_too_large(st, t, tp, failed, cause));
+                        }
+                        self.emit(ev);
                         Ok(self.task_success(st, t, tp, out))
                     }
                     InvokeOutcome::Err(e) if event => {
@@ -1099,7 +1142,13 @@ impl Run {
                     Ok(self.task_error(st, t, tp, StateError::new(states::TIMEOUT, timeout_cause)))
                 }
                 InvokeOutcome::Ok(v) => {
-                    self.emit(lambda_fn::succeeded(&v));
+                    let ev = lambda_fn::succeeded(&v);
+                    if ev.1.len() > MAX_PAYLOAD && json_len(&v) > MAX_PAYLOAD {
+                        let cause = data_limit_cause("lambda");
+                        let failed = lambda_fn::failed(states::DATA_LIMIT_EXCEEDED, &cause);
+                        return Ok(self.result_too_large(st, t, tp, failed, cause));
+                    }
+                    self.emit(ev);
                     Ok(self.task_success(st, t, tp, v))
                 }
                 InvokeOutcome::Err(e) => {
@@ -1118,6 +1167,26 @@ impl Run {
         }
     }
 
+    /// A task's result over the payload limit: the task fails with
+    /// `States.DataLimitExceeded`, which its retriers and catchers see (AWS
+    /// catches it with `States.DataLimitExceeded` or `States.ALL`).
+    fn result_too_large(
+        &mut self,
+        st: &State,
+        t: &TaskState,
+        tp: TaskPhase,
+        failed_event: (String, String),
+        cause: String,
+    ) -> Flow {
+        self.emit(failed_event);
+        self.task_error(
+            st,
+            t,
+            tp,
+            StateError::new(states::DATA_LIMIT_EXCEEDED, cause),
+        )
+    }
+
     fn task_success(&mut self, st: &State, t: &TaskState, tp: TaskPhase, result: Value) -> Flow {
         let entered = fmt_ms(tp.entered_ms);
         let out = (|| {
@@ -1132,10 +1201,10 @@ impl Run {
             st.output_path.apply_owned("OutputPath", out)
         })();
         match out {
-            Ok(out) => {
-                self.emit(history::state_exited("Task", &st.name, &out));
-                self.go_next(st, out)
-            }
+            Ok(out) => match self.exit_state("Task", &st.name, &out) {
+                Ok(()) => self.go_next(st, out),
+                Err(flow) => flow,
+            },
             Err(e) => self.task_error(st, t, tp, e),
         }
     }
@@ -1180,18 +1249,20 @@ impl Run {
                 let error_output = json!({ "Error": e.error, "Cause": e.cause });
                 return match c.result_path.apply(&tp.input, error_output) {
                     Ok(out) => {
-                        self.emit(history::state_exited("Task", &st.name, &out));
+                        if let Err(flow) = self.exit_state("Task", &st.name, &out) {
+                            return flow;
+                        }
                         self.phase = Phase::Enter {
                             state: c.next.clone(),
                             input: out,
                         };
                         Flow::Continue
                     }
-                    Err(e2) => self.fail(e2),
+                    Err(e2) => self.fail_at(&st.name, tp.entered_event, e2),
                 };
             }
         }
-        self.fail(e)
+        self.fail_at(&st.name, tp.entered_event, e)
     }
 
     /// Writes what this run did since it was loaded (or last committed).
@@ -1249,6 +1320,73 @@ impl Run {
             tracing::warn!(execution = %self.row.name, "execution changed under a step; the step is dropped");
         }
         Ok(written)
+    }
+}
+
+/// AWS's prefix on a `States.Runtime` cause raised inside a state.
+fn runtime_prefix(state: &str, entered_event: u64, cause: &str) -> String {
+    format!(
+        "An error occurred while executing the state '{state}' (entered at the event id #{entered_event}). {cause}"
+    )
+}
+
+/// AWS's cause for a result or output over the payload limit; `what` is
+/// the state's name, or the resource type for a task's result.
+fn data_limit_cause(what: &str) -> String {
+    format!(
+        "The state/task '{what}' returned a result with a size exceeding the maximum number of bytes service limit."
+    )
+}
+
+/// The length of a value's JSON text, without keeping the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// A value as AWS quotes it after `==` in a cause: strings bare, anything
+/// else as JSON text.
+fn shown_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A Wait's `SecondsPath` value: a non-negative integer, else the
+/// `States.Runtime` cause AWS gives for a missing, non-integer or negative
+/// value.
+fn wait_seconds(p: &crate::path::RefPath, v: Option<&Value>) -> Result<i64, StateError> {
+    let v = v.ok_or_else(|| {
+        StateError::runtime(format!(
+            "The SecondsPath parameter does not reference an input value: {}",
+            p.text
+        ))
+    })?;
+    match v.as_i64() {
+        Some(n) if n < 0 => Err(StateError::runtime(format!(
+            "The SecondsPath parameter references a negative value: {} == {}",
+            p.text,
+            shown_value(v)
+        ))),
+        Some(n) => Ok(n.min(i64::MAX / 1000)),
+        None if v.as_u64().is_some() => Ok(i64::MAX / 1000),
+        None => Err(StateError::runtime(format!(
+            "The SecondsPath parameter cannot be parsed as a long value: {} == {}",
+            p.text,
+            shown_value(v)
+        ))),
     }
 }
 

@@ -227,9 +227,11 @@ impl IoPath {
             IoPath::Whole => Ok(v.clone()),
             IoPath::Null => Ok(Value::Object(Map::new())),
             IoPath::Path(p) => p.get(v).cloned().ok_or_else(|| {
+                let _ = field;
                 StateError::runtime(format!(
-                    "Invalid path '{}' : No results for path: {} in {field}",
-                    p.text, p.text
+                    "Invalid path '{}' : No results for path: {}",
+                    p.text,
+                    p.normalized()
                 ))
             }),
         }
@@ -270,9 +272,10 @@ impl ResultPath {
 
 /// Does an `ErrorEquals` entry match a raised error name?
 ///
-/// `States.ALL` matches everything but `States.Runtime` and
-/// `States.DataLimitExceeded` (which AWS never lets a retrier or catcher
-/// handle). `States.TaskFailed` matches everything `States.ALL` does except
+/// `States.ALL` matches everything but `States.Runtime` (which AWS never
+/// lets a retrier or catcher handle). A task's `States.DataLimitExceeded`
+/// (its result over the limit) is caught, as on AWS; a state's output over
+/// the limit fails the execution without reaching here. `States.TaskFailed` matches everything `States.ALL` does except
 /// the timeouts. `States.Timeout` also matches `States.HeartbeatTimeout`
 /// (AWS documents a missed heartbeat as a kind of `States.Timeout`).
 pub(crate) fn error_matches(pattern: &str, error: &str) -> bool {
@@ -287,10 +290,9 @@ pub(crate) fn error_matches(pattern: &str, error: &str) -> bool {
     }
 }
 
-/// `States.Runtime` and `States.DataLimitExceeded` are terminal: no retrier
-/// or catcher ever sees them.
+/// `States.Runtime` is terminal: no retrier or catcher ever sees it.
 pub(crate) fn is_handleable(error: &str) -> bool {
-    error != states::RUNTIME && error != states::DATA_LIMIT_EXCEEDED
+    error != states::RUNTIME
 }
 
 /// The delay before retry number `n` (0 for the first retry):
@@ -334,6 +336,8 @@ mod tests {
             ("Retryable", "Retryable", true),
             ("Retryable", "NonRetryable", false),
             ("States.Runtime", "States.Runtime", false),
+            ("States.ALL", "States.DataLimitExceeded", true),
+            ("States.DataLimitExceeded", "States.DataLimitExceeded", true),
         ];
         for (pattern, error, want) in cases {
             assert_eq!(error_matches(pattern, error), want, "{pattern} vs {error}");

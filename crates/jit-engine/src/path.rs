@@ -183,6 +183,22 @@ impl RefPath {
         Ok(())
     }
 
+    /// The path in the bracket notation AWS's messages use: `$['a'][0]`.
+    pub fn normalized(&self) -> String {
+        let mut s = String::from(if self.context { "$$" } else { "$" });
+        for seg in &self.segs {
+            match seg {
+                Seg::Field(f) => {
+                    s.push_str("['");
+                    s.push_str(f);
+                    s.push_str("']");
+                }
+                Seg::Index(i) => s.push_str(&format!("[{i}]")),
+            }
+        }
+        s
+    }
+
     fn prefix(&self, n: usize) -> String {
         let mut s = String::from(if self.context { "$$" } else { "$" });
         for seg in &self.segs[..n] {
