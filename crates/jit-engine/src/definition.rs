@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use crate::choice::{self, ChoiceRule};
 use crate::error::{DefinitionError, states};
 use crate::interp::{IoPath, ResultPath, Template};
+use crate::jsonpath::JsonPath;
 use crate::path::{self, RefPath};
 
 /// `DefinitionSubstitutions`: placeholder name → replacement text.
@@ -567,8 +568,24 @@ fn data_path(state: &str, field: &str, v: &Value) -> Result<RefPath, DefinitionE
     Ok(p)
 }
 
+/// `InputPath` / `OutputPath`: any JSONPath AWS accepts, the context
+/// object included.
 fn io_path(state: &str, field: &str, obj: &Map<String, Value>) -> Result<IoPath, DefinitionError> {
-    optional_path(state, field, obj, IoPath::Whole, IoPath::Null, IoPath::Path)
+    Ok(match obj.get(field) {
+        None => IoPath::Whole,
+        Some(Value::Null) => IoPath::Null,
+        Some(v) => {
+            let text = v
+                .as_str()
+                .ok_or_else(|| DefinitionError::at(state, field, "must be a path string"))?;
+            let p = JsonPath::parse(text).map_err(|m| DefinitionError::at(state, field, m))?;
+            if !p.context && p.steps.is_empty() && !p.length {
+                IoPath::Whole
+            } else {
+                IoPath::Path(p)
+            }
+        }
+    })
 }
 
 fn result_path(

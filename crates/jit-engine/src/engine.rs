@@ -593,17 +593,18 @@ impl Run {
                 result_path,
             } => {
                 let out = (|| {
-                    let mut eff = st.input_path.apply("InputPath", &input)?;
+                    let ctx = self.ctx(name, &entered, 0, None);
+                    let mut eff = st.input_path.apply(&input, &ctx)?;
                     if let Some(p) = parameters {
                         // On a Pass state AWS reports a path to nothing as
                         // States.Runtime (a Task says ParameterPathFailure).
                         eff = p
-                            .eval(&eff, &self.ctx(name, &entered, 0, None))
+                            .eval(&eff, &ctx)
                             .map_err(|e| StateError::runtime(e.cause))?;
                     }
                     let res = result.clone().unwrap_or(eff);
                     let out = result_path.apply(&input, res)?;
-                    st.output_path.apply_owned("OutputPath", out)
+                    st.output_path.apply_owned(out, &ctx)
                 })();
                 match out {
                     Ok(out) => match self.exit_state(prefix, name, &out) {
@@ -615,8 +616,8 @@ impl Run {
             }
             Kind::Choice { rules, default } => {
                 let chosen = (|| {
-                    let eff = st.input_path.apply("InputPath", &input)?;
                     let ctx = self.ctx(name, &entered, 0, None);
+                    let eff = st.input_path.apply(&input, &ctx)?;
                     let mut next = None;
                     for r in rules {
                         if r.cond.eval(&eff, &ctx)? {
@@ -627,7 +628,7 @@ impl Run {
                     let next = next
                         .or_else(|| default.clone())
                         .ok_or_else(|| StateError::new(states::NO_CHOICE_MATCHED, "No Matches!"))?;
-                    let out = st.output_path.apply_owned("OutputPath", eff)?;
+                    let out = st.output_path.apply_owned(eff, &ctx)?;
                     Ok::<_, StateError>((next, out))
                 })();
                 match chosen {
@@ -645,10 +646,12 @@ impl Run {
                 }
             }
             Kind::Succeed => {
+                let ctx = self.ctx(name, &entered, 0, None);
                 let out = st
                     .input_path
-                    .apply_owned("InputPath", input)
-                    .and_then(|v| st.output_path.apply_owned("OutputPath", v));
+                    .apply_owned(input, &ctx)
+                    .and_then(|v| st.output_path.apply_owned(v, &ctx));
+                drop(ctx);
                 match out {
                     Ok(out) => match self.exit_state(prefix, name, &out) {
                         Ok(()) => self.finish(End::Succeeded(out)),
@@ -693,8 +696,8 @@ impl Run {
             }
             Kind::Wait(w) => {
                 let planned = (|| {
-                    let eff = st.input_path.apply("InputPath", &input)?;
                     let ctx = self.ctx(name, &entered, 0, None);
+                    let eff = st.input_path.apply(&input, &ctx)?;
                     let until = match w {
                         WaitFor::Seconds(s) => self.now + (*s as i64) * 1000,
                         WaitFor::Timestamp(t) => to_ms(*t),
@@ -720,7 +723,7 @@ impl Run {
                             },
                         },
                     };
-                    let out = st.output_path.apply_owned("OutputPath", eff)?;
+                    let out = st.output_path.apply_owned(eff, &ctx)?;
                     Ok::<_, StateError>((until, out))
                 })();
                 match planned {
@@ -857,8 +860,8 @@ impl Run {
         };
         let entered = fmt_ms(tp.entered_ms);
         let prepared = (|| {
-            let eff = st.input_path.apply("InputPath", &tp.input)?;
             let ctx = self.ctx(&tp.state, &entered, tp.retry_count, token.as_deref());
+            let eff = st.input_path.apply(&tp.input, &ctx)?;
             let params = match &t.parameters {
                 Some(p) => p.eval(&eff, &ctx)?,
                 None => eff.clone(),
@@ -1190,15 +1193,13 @@ impl Run {
     fn task_success(&mut self, st: &State, t: &TaskState, tp: TaskPhase, result: Value) -> Flow {
         let entered = fmt_ms(tp.entered_ms);
         let out = (|| {
+            let ctx = self.ctx(&tp.state, &entered, tp.retry_count, None);
             let selected = match &t.result_selector {
-                Some(rs) => rs.eval(
-                    &result,
-                    &self.ctx(&tp.state, &entered, tp.retry_count, None),
-                )?,
+                Some(rs) => rs.eval(&result, &ctx)?,
                 None => result,
             };
             let out = t.result_path.apply(&tp.input, selected)?;
-            st.output_path.apply_owned("OutputPath", out)
+            st.output_path.apply_owned(out, &ctx)
         })();
         match out {
             Ok(out) => match self.exit_state("Task", &st.name, &out) {

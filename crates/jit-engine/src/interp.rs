@@ -7,6 +7,7 @@ use std::cell::OnceCell;
 use serde_json::{Map, Value, json};
 
 use crate::error::{DefinitionError, StateError, states};
+use crate::jsonpath::{JsonPath, Step};
 use crate::path::{self, RefPath};
 
 /// What `$$` resolves to while a state runs.
@@ -93,6 +94,16 @@ impl<'a> Ctx<'a> {
             p.get(input)
         }
     }
+
+    /// What a (full) JSONPath selects in `input`, or in the context object
+    /// for `$$…`.
+    pub fn select(&self, p: &JsonPath, input: &Value) -> Option<Value> {
+        if p.context {
+            p.select(self.root())
+        } else {
+            p.select(input)
+        }
+    }
 }
 
 /// A compiled `Parameters` / `ResultSelector` object: literal subtrees stay
@@ -100,7 +111,7 @@ impl<'a> Ctx<'a> {
 #[derive(Debug, Clone)]
 pub(crate) enum Template {
     Literal(Value),
-    Path { field: String, path: RefPath },
+    Path { field: String, path: JsonPath },
     Object(Vec<(String, Template)>),
     Array(Vec<Template>),
 }
@@ -123,8 +134,17 @@ impl Template {
                                 "a field ending in .$ needs a path string",
                             )
                         })?;
+                        if path::is_intrinsic(text) {
+                            return Err(DefinitionError::at(
+                                state,
+                                &f,
+                                format!(
+                                    "intrinsic functions are not supported by the local engine: {text}"
+                                ),
+                            ));
+                        }
                         let path =
-                            path::parse(text).map_err(|m| DefinitionError::at(state, &f, m))?;
+                            JsonPath::parse(text).map_err(|m| DefinitionError::at(state, &f, m))?;
                         entries.push((
                             name.to_string(),
                             Template::Path {
@@ -168,8 +188,8 @@ impl Template {
     pub fn eval(&self, input: &Value, ctx: &Ctx<'_>) -> Result<Value, StateError> {
         match self {
             Template::Literal(v) => Ok(v.clone()),
-            Template::Path { field, path } => match ctx.resolve(path, input) {
-                Some(v) => Ok(v.clone()),
+            Template::Path { field, path } => match ctx.select(path, input) {
+                Some(v) => Ok(v),
                 None => Err(StateError::new(
                     states::PARAMETER_PATH_FAILURE,
                     format!(
@@ -205,7 +225,7 @@ impl Template {
             Template::Literal(_) => false,
             Template::Path { path, .. } => {
                 path.context
-                    && matches!(path.segs.first(), Some(path::Seg::Field(f)) if f == "Task")
+                    && matches!(path.steps.first(), Some(Step::Names(n)) if n.first().is_some_and(|f| f == "Task"))
             }
             Template::Object(e) => e.iter().any(|(_, t)| t.mentions_task_token()),
             Template::Array(a) => a.iter().any(Template::mentions_task_token),
@@ -213,21 +233,21 @@ impl Template {
     }
 }
 
-/// `InputPath` / `OutputPath`: absent (`$`), `null` (`{}`), or a path.
+/// `InputPath` / `OutputPath`: absent (`$`), `null` (`{}`), or a path —
+/// any JSONPath, the context object (`$$.Execution.Input`) included.
 #[derive(Debug, Clone)]
 pub(crate) enum IoPath {
     Whole,
     Null,
-    Path(RefPath),
+    Path(JsonPath),
 }
 
 impl IoPath {
-    pub fn apply(&self, field: &str, v: &Value) -> Result<Value, StateError> {
+    pub fn apply(&self, v: &Value, ctx: &Ctx<'_>) -> Result<Value, StateError> {
         match self {
             IoPath::Whole => Ok(v.clone()),
             IoPath::Null => Ok(Value::Object(Map::new())),
-            IoPath::Path(p) => p.get(v).cloned().ok_or_else(|| {
-                let _ = field;
+            IoPath::Path(p) => ctx.select(p, v).ok_or_else(|| {
                 StateError::runtime(format!(
                     "Invalid path '{}' : No results for path: {}",
                     p.text,
@@ -238,10 +258,10 @@ impl IoPath {
     }
 
     /// Same as `apply` but consumes the value when the path is `$`.
-    pub fn apply_owned(&self, field: &str, v: Value) -> Result<Value, StateError> {
+    pub fn apply_owned(&self, v: Value, ctx: &Ctx<'_>) -> Result<Value, StateError> {
         match self {
             IoPath::Whole => Ok(v),
-            _ => self.apply(field, &v),
+            _ => self.apply(&v, ctx),
         }
     }
 }

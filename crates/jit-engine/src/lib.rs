@@ -6,10 +6,12 @@
 //! (Lambda `invoke`, `invoke.waitForTaskToken`, and a function ARN as
 //! Resource), Choice, Wait, Pass, Succeed and Fail; `InputPath`,
 //! `Parameters`, `ResultSelector`, `ResultPath`, `OutputPath`, the context
-//! object; `Retry`, `Catch`, task timeouts and heartbeats. A definition that
-//! uses anything else (Parallel, Map, intrinsic functions, JSONPath beyond
-//! reference paths, other service integrations, JSONata) is refused when it
-//! loads, with the state and field named — never half-run.
+//! object; `Retry`, `Catch`, task timeouts and heartbeats; the full
+//! JSONPath Step Functions accepts in paths (filters, wildcards, slices,
+//! unions, `length()`), the context object in `InputPath`/`OutputPath`. A
+//! definition that uses anything else (other service integrations,
+//! JSONata) is refused when it loads, with the state and field named —
+//! never half-run.
 //!
 //! Durability: executions, their current state and data, task tokens with
 //! their deadlines, timers and history live in SQLite ([`EngineDb`]; WAL,
@@ -55,6 +57,7 @@ mod engine;
 mod error;
 mod history;
 mod interp;
+mod jsonpath;
 mod path;
 mod run;
 mod time;

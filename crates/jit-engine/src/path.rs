@@ -35,7 +35,7 @@ pub(crate) fn parse(text: &str) -> Result<RefPath, String> {
         None => (false, rest),
     };
     let unsupported =
-        || format!("only reference paths ($, $.a.b, $.a[0], $['a']) are supported, not {text}");
+        || format!("this field takes a reference path ($, $.a.b, $.a[0], $['a']), not {text}");
     let mut segs = Vec::new();
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix('.') {

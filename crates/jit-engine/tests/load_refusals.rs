@@ -93,23 +93,23 @@ fn refusals_name_the_state_and_the_field() {
         (
             machine(
                 "P",
-                json!({"Type": "Pass", "End": true, "Parameters": {"deep": [{"x.$": "$.items[*].id"}]}}),
+                json!({"Type": "Pass", "End": true, "Parameters": {"deep": [{"x.$": "$.items[?(@.id ==)]"}]}}),
             ),
-            r#"state "P": field "Parameters.deep[0].x.$": only reference paths"#,
+            r#"state "P": field "Parameters.deep[0].x.$": invalid JSONPath"#,
         ),
         (
             machine(
                 "P",
-                json!({"Type": "Pass", "End": true, "InputPath": "$..id"}),
+                json!({"Type": "Pass", "End": true, "InputPath": "$.a["}),
             ),
-            r#"state "P": field "InputPath": only reference paths"#,
+            r#"state "P": field "InputPath": invalid JSONPath"#,
         ),
         (
             machine(
                 "P",
-                json!({"Type": "Pass", "End": true, "OutputPath": "$.a[?(@.b)]"}),
+                json!({"Type": "Pass", "End": true, "ResultPath": "$.a[*]"}),
             ),
-            r#"state "P": field "OutputPath": only reference paths"#,
+            r#"state "P": field "ResultPath": this field takes a reference path"#,
         ),
         (
             machine(
