@@ -17,7 +17,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::db::{Commit, EngineDb, ExecRow, NewToken, token_status};
-use crate::definition::{Kind, Resource, Seconds, Source, State, StateMachine, TaskState, WaitFor};
+use crate::definition::{
+    Catcher, FanState, Kind, PercentSource, Resource, Retrier, Seconds, Source, State,
+    StateMachine, TaskState, WaitFor,
+};
 use crate::error::{EngineError, StateError, states};
 use crate::history::{self, HistoryEvent, NewEvent, TaskResource, lambda_fn};
 use crate::interp::{Ctx, ROLE_ARN, error_matches, is_handleable, retry_delay_ms};
@@ -245,7 +248,118 @@ enum Phase {
         until_ms: i64,
     },
     Task(TaskPhase),
+    /// In a Parallel or Map state.
+    Fan(Box<FanPhase>),
     Done,
+}
+
+/// A Parallel or Map state under way: its children (branches or
+/// iterations) are nested phases, stepped in index order, all persisted
+/// with the execution like any other phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FanPhase {
+    state: String,
+    /// The state's raw input (what ResultPath writes into).
+    input: Value,
+    entered_ms: i64,
+    entered_event: u64,
+    retry_count: u32,
+    counters: Vec<u32>,
+    step: FanStep,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+enum FanStep {
+    /// Ready to start an attempt (select the items, start the children).
+    Start,
+    Running(Box<FanRun>),
+    RetryAt {
+        until_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FanRun {
+    /// Inputs of the children not yet started, from index `next` on.
+    waiting: std::collections::VecDeque<Value>,
+    next: usize,
+    /// Children running now (at most `max_concurrency`, 0 = no bound).
+    active: Vec<Child>,
+    max_concurrency: usize,
+    /// Each child's output by index (`null` until it ends).
+    results: Vec<Value>,
+    failed: u64,
+    tolerated_count: u64,
+    tolerated_percentage: f64,
+    /// The error that fails the state, once one child's failure does.
+    failure: Option<(String, String)>,
+    /// The active child to step first: children take turns, one unit of
+    /// work each, as concurrent branches would (so a quick failure in one
+    /// branch is not held up behind a long one).
+    #[serde(default)]
+    cursor: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Child {
+    index: usize,
+    phase: Phase,
+}
+
+/// The task tokens a phase (and everything nested in it) holds open.
+fn phase_tokens(phase: &Phase, out: &mut Vec<String>) {
+    match phase {
+        Phase::Task(tp) => match &tp.step {
+            TaskStep::AwaitToken { token }
+            | TaskStep::Invoking(Invoking {
+                token: Some(token), ..
+            }) => out.push(token.clone()),
+            _ => {}
+        },
+        Phase::Fan(fp) => {
+            if let FanStep::Running(run) = &fp.step {
+                for c in &run.active {
+                    phase_tokens(&c.phase, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Does `phase` (or a child nested in it) hold a task invocation in flight
+/// — one interrupted by a restart, to be invoked again first?
+fn phase_invoking(phase: &Phase) -> bool {
+    match phase {
+        Phase::Task(TaskPhase {
+            step: TaskStep::Invoking(_),
+            ..
+        }) => true,
+        Phase::Fan(fp) => match &fp.step {
+            FanStep::Running(run) => run.active.iter().any(|c| phase_invoking(&c.phase)),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Is `phase` (or a child nested in it) waiting for `invocation`?
+fn phase_awaits(phase: &Phase, invocation: u64) -> bool {
+    match phase {
+        Phase::Task(TaskPhase {
+            step: TaskStep::Invoking(inv),
+            ..
+        }) => inv.invocation == invocation,
+        Phase::Fan(fp) => match &fp.step {
+            FanStep::Running(run) => run
+                .active
+                .iter()
+                .any(|c| phase_awaits(&c.phase, invocation)),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -357,6 +471,11 @@ struct Run {
     /// `transitions` when the current turn began.
     turn_start: usize,
     now: i64,
+    /// How deep in Parallel/Map children the step in progress is (0: the
+    /// execution's own states).
+    depth: u32,
+    /// How the child being stepped ended (when `depth > 0`).
+    frame_end: Option<End>,
 }
 
 fn lambda_payload_wrapper(exec_arn: &str, invocation: u64, payload: Value, status: u16) -> Value {
@@ -416,6 +535,8 @@ impl Run {
             transitions: 0,
             turn_start: 0,
             now,
+            depth: 0,
+            frame_end: None,
         })
     }
 
@@ -453,6 +574,13 @@ impl Run {
     }
 
     fn finish(&mut self, end: End) -> Flow {
+        if self.depth > 0 {
+            // A branch or iteration ended: its parent decides what follows.
+            let old = std::mem::replace(&mut self.phase, Phase::Done);
+            phase_tokens(&old, &mut self.closed_tokens);
+            self.frame_end = Some(end);
+            return Flow::Finished;
+        }
         match &end {
             End::Succeeded(out) => self.emit(history::execution_succeeded(out)),
             End::Failed { error, cause } => {
@@ -465,15 +593,7 @@ impl Run {
             )),
         }
         let old = std::mem::replace(&mut self.phase, Phase::Done);
-        if let Phase::Task(tp) = old {
-            match tp.step {
-                TaskStep::AwaitToken { token }
-                | TaskStep::Invoking(Invoking {
-                    token: Some(token), ..
-                }) => self.closed_tokens.push(token),
-                _ => {}
-            }
-        }
+        phase_tokens(&old, &mut self.closed_tokens);
         self.end = Some(end);
         Flow::Finished
     }
@@ -531,6 +651,7 @@ impl Run {
         }
         if let Some(deadline) = self.row.deadline_ms
             && self.now >= deadline
+            && self.depth == 0
         {
             let secs = self.machine.timeout_seconds.unwrap_or_default();
             return Ok(self.finish(End::TimedOut {
@@ -540,7 +661,7 @@ impl Run {
                 ),
             }));
         }
-        if self.next_event_id() > MAX_HISTORY_EVENTS {
+        if self.depth == 0 && self.next_event_id() > MAX_HISTORY_EVENTS {
             return Ok(self.fail(StateError::runtime(format!(
                 "The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
             ))));
@@ -573,6 +694,7 @@ impl Run {
                 }
             }
             Phase::Task(tp) => self.task_step(db, tp),
+            Phase::Fan(fp) => self.fan_step(db, *fp),
         }
     }
 
@@ -681,6 +803,10 @@ impl Run {
                     Ok::<_, StateError>((get(error)?, get(cause)?))
                 })();
                 match resolved {
+                    Ok((error, cause)) if self.depth > 0 => self.finish(End::Failed {
+                        error: error.unwrap_or_default(),
+                        cause: cause.unwrap_or_default(),
+                    }),
                     Ok((error, cause)) => {
                         let ev = history::execution_failed(error.as_deref(), cause.as_deref());
                         self.emit(ev);
@@ -737,6 +863,18 @@ impl Run {
                     }
                     Err(e) => self.fail_at(name, entered_event, e),
                 }
+            }
+            Kind::Fan(f) => {
+                self.phase = Phase::Fan(Box::new(FanPhase {
+                    state: name.to_string(),
+                    input,
+                    entered_ms: self.now,
+                    entered_event,
+                    retry_count: 0,
+                    counters: vec![0; f.retry.len()],
+                    step: FanStep::Start,
+                }));
+                Flow::Continue
             }
             Kind::Task(t) => {
                 self.phase = Phase::Task(TaskPhase {
@@ -967,13 +1105,52 @@ impl Run {
 
     /// Is this execution still waiting for the result of `invocation`?
     fn awaits(&self, invocation: u64) -> bool {
-        matches!(&self.phase, Phase::Task(TaskPhase { step: TaskStep::Invoking(inv), .. }) if inv.invocation == invocation)
+        phase_awaits(&self.phase, invocation)
     }
 
-    fn apply_outcome(&mut self, outcome: InvokeOutcome) -> Result<Flow, EngineError> {
+    fn apply_outcome(
+        &mut self,
+        invocation: u64,
+        outcome: InvokeOutcome,
+    ) -> Result<Flow, EngineError> {
         let m = self.machine.clone();
-        let Phase::Task(tp) = std::mem::replace(&mut self.phase, Phase::Done) else {
-            return Ok(Flow::Finished);
+        let tp = match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Task(tp) => tp,
+            Phase::Fan(mut fp) => {
+                // The task is in a child: apply it there.
+                let FanStep::Running(run) = &mut fp.step else {
+                    self.phase = Phase::Fan(fp);
+                    return Ok(Flow::Continue);
+                };
+                let Some(i) = run
+                    .active
+                    .iter()
+                    .position(|c| phase_awaits(&c.phase, invocation))
+                else {
+                    self.phase = Phase::Fan(fp);
+                    return Ok(Flow::Continue);
+                };
+                let child = std::mem::replace(&mut run.active[i].phase, Phase::Done);
+                let (child, applied, end) =
+                    self.in_child(child, |run| run.apply_outcome(invocation, outcome));
+                run.active[i].phase = child;
+                let name = fp.state.clone();
+                if let Some(end) = end {
+                    let c = run.active.remove(i);
+                    if run.cursor > i {
+                        run.cursor -= 1;
+                    }
+                    let map = fan_is_map(&m, &name);
+                    self.child_ended(&name, map, run, c.index, end);
+                }
+                self.phase = Phase::Fan(fp);
+                applied?;
+                return Ok(Flow::Continue);
+            }
+            other => {
+                self.phase = other;
+                return Ok(Flow::Finished);
+            }
         };
         let Some(st) = m.states.get(&tp.state) else {
             return Ok(self.fail(missing_state(&tp.state)));
@@ -1212,14 +1389,48 @@ impl Run {
 
     /// Retry, catch, or fail the execution.
     fn task_error(&mut self, st: &State, t: &TaskState, mut tp: TaskPhase, e: StateError) -> Flow {
+        let handled = self.on_error(
+            st,
+            &t.retry,
+            &t.catch,
+            &mut tp.counters,
+            &mut tp.retry_count,
+            &tp.input,
+            tp.entered_event,
+            e,
+        );
+        match handled {
+            Handled::RetryAt(until_ms) => {
+                tp.step = TaskStep::RetryAt { until_ms };
+                self.phase = Phase::Task(tp);
+                Flow::Continue
+            }
+            Handled::Done(flow) => flow,
+        }
+    }
+
+    /// What a state with `Retry`/`Catch` (Task, Parallel, Map) does with an
+    /// error: the first retrier that matches decides (when it is spent, the
+    /// error goes on to the catchers); then the first matching catcher;
+    /// else the execution (or the enclosing branch) fails.
+    #[allow(clippy::too_many_arguments)]
+    fn on_error(
+        &mut self,
+        st: &State,
+        retry: &[Retrier],
+        catch: &[Catcher],
+        counters: &mut [u32],
+        retry_count: &mut u32,
+        raw_input: &Value,
+        entered_event: u64,
+        e: StateError,
+    ) -> Handled {
         if is_handleable(&e.error) {
-            for (i, r) in t.retry.iter().enumerate() {
+            for (i, r) in retry.iter().enumerate() {
                 if !r.errors.iter().any(|p| error_matches(p, &e.error)) {
                     continue;
                 }
-                // The first retrier that matches decides; when it is spent,
-                // the error goes on to the catchers.
-                if tp.counters[i] < r.max_attempts {
+                if counters[i] < r.max_attempts {
                     let jitter = match r.jitter {
                         crate::definition::Jitter::None => None,
                         crate::definition::Jitter::Full => Some(token::unit().unwrap_or(1.0)),
@@ -1228,30 +1439,26 @@ impl Run {
                         r.interval_seconds,
                         r.backoff_rate,
                         r.max_delay_seconds,
-                        tp.counters[i],
+                        counters[i],
                         jitter,
                     );
-                    tp.counters[i] += 1;
-                    tp.retry_count += 1;
-                    tp.step = TaskStep::RetryAt {
-                        until_ms: self.now + delay,
-                    };
-                    tracing::debug!(execution = %self.row.name, state = %tp.state, error = %e.error,
-                        retry = tp.retry_count, delay_ms = delay, "task failed; retry scheduled");
-                    self.phase = Phase::Task(tp);
-                    return Flow::Continue;
+                    counters[i] += 1;
+                    *retry_count += 1;
+                    tracing::debug!(execution = %self.row.name, state = %st.name, error = %e.error,
+                        retry = *retry_count, delay_ms = delay, "state failed; retry scheduled");
+                    return Handled::RetryAt(self.now + delay);
                 }
                 break;
             }
-            for c in &t.catch {
+            for c in catch {
                 if !c.errors.iter().any(|p| error_matches(p, &e.error)) {
                     continue;
                 }
                 let error_output = json!({ "Error": e.error, "Cause": e.cause });
-                return match c.result_path.apply(&tp.input, error_output) {
+                return Handled::Done(match c.result_path.apply(raw_input, error_output) {
                     Ok(out) => {
-                        if let Err(flow) = self.exit_state("Task", &st.name, &out) {
-                            return flow;
+                        if let Err(flow) = self.exit_state(st.kind.event_prefix(), &st.name, &out) {
+                            return Handled::Done(flow);
                         }
                         self.phase = Phase::Enter {
                             state: c.next.clone(),
@@ -1259,11 +1466,336 @@ impl Run {
                         };
                         Flow::Continue
                     }
-                    Err(e2) => self.fail_at(&st.name, tp.entered_event, e2),
-                };
+                    Err(e2) => self.fail_at(&st.name, entered_event, e2),
+                });
             }
         }
-        self.fail_at(&st.name, tp.entered_event, e)
+        Handled::Done(self.fail_at(&st.name, entered_event, e))
+    }
+
+    /// Runs `f` on `child` as the phase being stepped, one level deeper;
+    /// returns the child's phase after it, `f`'s result, and how the child
+    /// ended if it did.
+    fn in_child<T>(
+        &mut self,
+        child: Phase,
+        f: impl FnOnce(&mut Self) -> T,
+    ) -> (Phase, T, Option<End>) {
+        let saved_phase = std::mem::replace(&mut self.phase, child);
+        let saved_end = self.frame_end.take();
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        let child = std::mem::replace(&mut self.phase, saved_phase);
+        let end = std::mem::replace(&mut self.frame_end, saved_end);
+        (child, r, end)
+    }
+
+    /// Steps a Parallel or Map state.
+    fn fan_step(&mut self, db: &mut EngineDb, mut fp: FanPhase) -> Result<Flow, EngineError> {
+        let m = self.machine.clone();
+        let Some(st) = m.states.get(&fp.state) else {
+            return Ok(self.fail(missing_state(&fp.state)));
+        };
+        let Kind::Fan(f) = &st.kind else {
+            return Ok(self.fail(missing_state(&fp.state)));
+        };
+        match std::mem::replace(&mut fp.step, FanStep::Start) {
+            FanStep::Start => Ok(self.fan_start(st, f, fp)),
+            FanStep::RetryAt { until_ms } => {
+                if self.now >= until_ms {
+                    Ok(self.fan_start(st, f, fp))
+                } else {
+                    fp.step = FanStep::RetryAt { until_ms };
+                    self.phase = Phase::Fan(Box::new(fp));
+                    Ok(Flow::Block(Some(until_ms)))
+                }
+            }
+            FanStep::Running(run) => self.fan_running(db, st, f, fp, run),
+        }
+    }
+
+    /// Starts an attempt: the effective input, the children's inputs (a
+    /// Map's items through its ItemSelector), and the `…Started` event.
+    fn fan_start(&mut self, st: &State, f: &FanState, mut fp: FanPhase) -> Flow {
+        let entered = fmt_ms(fp.entered_ms);
+        let prepared = (|| {
+            let ctx = self.ctx(&fp.state, &entered, fp.retry_count, None);
+            let eff = st.input_path.apply(&fp.input, &ctx)?;
+            if !f.map {
+                let eff = match &f.parameters {
+                    Some(p) => p.eval(&eff, &ctx)?,
+                    None => eff,
+                };
+                return Ok::<_, StateError>((vec![eff; f.starts.len()], 0, 0, 0.0));
+            }
+            let items = match &f.items_path {
+                None => Some(&eff),
+                Some(p) => ctx.resolve(p, &eff),
+            };
+            let items = match items {
+                Some(Value::Array(items)) => items,
+                Some(_) => {
+                    return Err(StateError::runtime(format!(
+                        "Map state input must be an array but was: {}",
+                        f.items_path.as_ref().map_or("$", |p| p.text.as_str())
+                    )));
+                }
+                None => {
+                    let p = f.items_path.as_ref().map_or("$", |p| p.text.as_str());
+                    return Err(StateError::runtime(format!(
+                        "Invalid path '{p}' : No results for path: {}",
+                        f.items_path.as_ref().map_or("$".into(), |p| p.normalized())
+                    )));
+                }
+            };
+            let mut inputs = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                inputs.push(match &f.parameters {
+                    Some(sel) => {
+                        let item_ctx = self
+                            .ctx(&fp.state, &entered, fp.retry_count, None)
+                            .with_map_item(i, item);
+                        sel.eval(&eff, &item_ctx)?
+                    }
+                    None => item.clone(),
+                });
+            }
+            let count = |s: &Option<Seconds>, field: &str| -> Result<u64, StateError> {
+                match s {
+                    None => Ok(0),
+                    Some(Seconds::Literal(n)) => Ok(*n),
+                    Some(Seconds::Path(p)) => ctx.resolve(p, &eff).and_then(Value::as_u64).ok_or_else(|| {
+                        StateError::runtime(format!(
+                            "The {field} field '{}' does not reference a non-negative integer value",
+                            p.text
+                        ))
+                    }),
+                }
+            };
+            let max = count(&f.max_concurrency, "MaxConcurrencyPath")?;
+            let tolerated = count(&f.tolerated_count, "ToleratedFailureCountPath")?;
+            let pct = match &f.tolerated_percentage {
+                None => 0.0,
+                Some(PercentSource::Literal(p)) => *p,
+                Some(PercentSource::Path(p)) => ctx
+                    .resolve(p, &eff)
+                    .and_then(Value::as_f64)
+                    .filter(|x| (0.0..=100.0).contains(x))
+                    .ok_or_else(|| {
+                        StateError::runtime(format!(
+                            "The ToleratedFailurePercentagePath field '{}' does not reference a number from 0 to 100",
+                            p.text
+                        ))
+                    })?,
+            };
+            Ok((inputs, max as usize, tolerated, pct))
+        })();
+        let (inputs, max_concurrency, tolerated_count, tolerated_percentage) = match prepared {
+            Ok(v) => v,
+            Err(e) => return self.fan_error(st, f, fp, e),
+        };
+        let n = inputs.len();
+        self.emit(if f.map {
+            history::map_started(n)
+        } else {
+            history::bare("ParallelStateStarted")
+        });
+        fp.step = FanStep::Running(Box::new(FanRun {
+            waiting: inputs.into(),
+            next: 0,
+            active: Vec::new(),
+            max_concurrency,
+            results: vec![Value::Null; n],
+            failed: 0,
+            tolerated_count,
+            tolerated_percentage,
+            failure: None,
+            cursor: 0,
+        }));
+        self.phase = Phase::Fan(Box::new(fp));
+        Flow::Continue
+    }
+
+    /// One unit of work of a running Parallel/Map: settle a failure, start
+    /// children up to the concurrency bound, finish when all are done, or
+    /// step the first child that can move (children blocked on timers or
+    /// tokens are skipped; when all are, the state blocks until the
+    /// earliest).
+    fn fan_running(
+        &mut self,
+        db: &mut EngineDb,
+        st: &State,
+        f: &FanState,
+        mut fp: FanPhase,
+        mut run: Box<FanRun>,
+    ) -> Result<Flow, EngineError> {
+        let kind = st.kind.event_prefix();
+        if let Some((error, cause)) = run.failure.take() {
+            for c in run.active.drain(..) {
+                phase_tokens(&c.phase, &mut self.closed_tokens);
+                if f.map {
+                    self.emit(history::map_iteration("Aborted", &st.name, c.index));
+                }
+            }
+            self.emit(history::bare(&format!("{kind}StateFailed")));
+            return Ok(self.fan_error(st, f, fp, StateError { error, cause }));
+        }
+        while !run.waiting.is_empty()
+            && (run.max_concurrency == 0 || run.active.len() < run.max_concurrency)
+        {
+            let input = run.waiting.pop_front().unwrap_or(Value::Null);
+            let index = run.next;
+            run.next += 1;
+            if f.map {
+                self.emit(history::map_iteration("Started", &st.name, index));
+            }
+            let start = if f.map {
+                &f.starts[0]
+            } else {
+                &f.starts[index]
+            };
+            run.active.push(Child {
+                index,
+                phase: Phase::Enter {
+                    state: start.clone(),
+                    input,
+                },
+            });
+        }
+        if run.active.is_empty() {
+            self.emit(history::bare(&format!("{kind}StateSucceeded")));
+            let results = Value::Array(std::mem::take(&mut run.results));
+            return Ok(self.fan_success(st, f, fp, results));
+        }
+        let mut wake: Option<i64> = None;
+        let n = run.active.len();
+        // A task interrupted in flight (by a restart) is invoked again
+        // before any other child moves: the execution resumes at most one
+        // task back, as outside a Parallel or Map.
+        if let Some(i) = run.active.iter().position(|c| phase_invoking(&c.phase)) {
+            run.cursor = i;
+        }
+        for k in 0..n {
+            let i = (run.cursor + k) % n;
+            let child = std::mem::replace(&mut run.active[i].phase, Phase::Done);
+            let (child, flow, end) = self.in_child(child, |r| r.step(db));
+            run.active[i].phase = child;
+            if let Some(end) = end {
+                let c = run.active.remove(i);
+                run.cursor = i;
+                self.child_ended(&st.name, f.map, &mut run, c.index, end);
+                fp.step = FanStep::Running(run);
+                self.phase = Phase::Fan(Box::new(fp));
+                flow?;
+                return Ok(Flow::Continue);
+            }
+            match flow {
+                Ok(Flow::Block(w)) => {
+                    if let Some(w) = w {
+                        wake = Some(wake.map_or(w, |x| x.min(w)));
+                    }
+                }
+                other => {
+                    run.cursor = i + 1;
+                    fp.step = FanStep::Running(run);
+                    self.phase = Phase::Fan(Box::new(fp));
+                    return match other? {
+                        Flow::Finished => Ok(Flow::Continue),
+                        flow => Ok(flow),
+                    };
+                }
+            }
+        }
+        fp.step = FanStep::Running(run);
+        self.phase = Phase::Fan(Box::new(fp));
+        Ok(Flow::Block(wake))
+    }
+
+    /// Records how a child ended: its output in its slot, or a failure —
+    /// which fails the state (a Parallel's first failure always; a Map's
+    /// once the failures pass what it tolerates).
+    fn child_ended(&mut self, name: &str, map: bool, run: &mut FanRun, index: usize, end: End) {
+        match end {
+            End::Succeeded(out) => {
+                if map {
+                    self.emit(history::map_iteration("Succeeded", name, index));
+                }
+                if let Some(slot) = run.results.get_mut(index) {
+                    *slot = out;
+                }
+            }
+            End::Failed { error, cause }
+            | End::TimedOut { error, cause }
+            | End::Aborted {
+                error: Some(error),
+                cause: Some(cause),
+            } => {
+                if map {
+                    self.emit(history::map_iteration("Failed", name, index));
+                }
+                run.failed += 1;
+                let total = run.results.len().max(1) as f64;
+                let tolerating = run.tolerated_count > 0 || run.tolerated_percentage > 0.0;
+                let over_count = run.failed > run.tolerated_count;
+                let over_pct = run.failed as f64 * 100.0 / total > run.tolerated_percentage;
+                if !map || !tolerating {
+                    run.failure.get_or_insert((error, cause));
+                } else if over_count && over_pct {
+                    run.failure.get_or_insert((
+                        "States.ExceedToleratedFailureThreshold".into(),
+                        "The specified tolerated failure threshold was exceeded".into(),
+                    ));
+                } else if let Some(slot) = run.results.get_mut(index) {
+                    *slot = json!({ "Error": error, "Cause": cause });
+                }
+            }
+            End::Aborted { .. } => {
+                run.failure
+                    .get_or_insert((states::RUNTIME.into(), "a child was aborted".into()));
+            }
+        }
+    }
+
+    fn fan_success(&mut self, st: &State, f: &FanState, fp: FanPhase, results: Value) -> Flow {
+        let entered = fmt_ms(fp.entered_ms);
+        let out = (|| {
+            let ctx = self.ctx(&fp.state, &entered, fp.retry_count, None);
+            let selected = match &f.result_selector {
+                Some(rs) => rs.eval(&results, &ctx)?,
+                None => results,
+            };
+            let out = f.result_path.apply(&fp.input, selected)?;
+            st.output_path.apply_owned(out, &ctx)
+        })();
+        match out {
+            Ok(out) => match self.exit_state(st.kind.event_prefix(), &st.name, &out) {
+                Ok(()) => self.go_next(st, out),
+                Err(flow) => flow,
+            },
+            Err(e) => self.fan_error(st, f, fp, e),
+        }
+    }
+
+    fn fan_error(&mut self, st: &State, f: &FanState, mut fp: FanPhase, e: StateError) -> Flow {
+        let handled = self.on_error(
+            st,
+            &f.retry,
+            &f.catch,
+            &mut fp.counters,
+            &mut fp.retry_count,
+            &fp.input,
+            fp.entered_event,
+            e,
+        );
+        match handled {
+            Handled::RetryAt(until_ms) => {
+                fp.step = FanStep::RetryAt { until_ms };
+                self.phase = Phase::Fan(Box::new(fp));
+                Flow::Continue
+            }
+            Handled::Done(flow) => flow,
+        }
     }
 
     /// Writes what this run did since it was loaded (or last committed).
@@ -1389,6 +1921,18 @@ fn wait_seconds(p: &crate::path::RefPath, v: Option<&Value>) -> Result<i64, Stat
             shown_value(v)
         ))),
     }
+}
+
+/// What `on_error` decided.
+enum Handled {
+    /// Retry the state at this time.
+    RetryAt(i64),
+    /// Caught (moving on) or failed.
+    Done(Flow),
+}
+
+fn fan_is_map(m: &StateMachine, name: &str) -> bool {
+    matches!(m.states.get(name).map(|s| &s.kind), Some(Kind::Fan(f)) if f.map)
 }
 
 fn missing_state(name: &str) -> StateError {
@@ -2104,7 +2648,7 @@ impl Engine {
                     return Ok(Turn::Idle(0, false));
                 }
                 run.now = now;
-                let flow = run.apply_outcome(outcome)?;
+                let flow = run.apply_outcome(invocation, outcome)?;
                 (run, flow)
             }
             None => {
@@ -2137,7 +2681,7 @@ impl Engine {
                         // task's.
                         return Ok(Turn::Idle(0, false));
                     }
-                    flow = run.apply_outcome(outcome)?;
+                    flow = run.apply_outcome(invocation, outcome)?;
                 }
                 (run, flow)
             }

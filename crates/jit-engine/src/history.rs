@@ -270,6 +270,29 @@ pub(crate) mod lambda_fn {
     }
 }
 
+/// Events of Parallel and Map states (`ParallelStateStarted`,
+/// `MapStateSucceeded`, …) that carry no details.
+pub(crate) fn bare(event: &str) -> (String, String) {
+    (event.to_string(), "{}".into())
+}
+
+/// `MapStateStarted` with the number of iterations.
+pub(crate) fn map_started(length: usize) -> (String, String) {
+    Details::new("mapStateStartedEventDetails")
+        .num("length", Some(length as u64))
+        .done("MapStateStarted")
+}
+
+/// `MapIteration{Started,Succeeded,Failed,Aborted}`: the Map state's name
+/// and the iteration's index.
+pub(crate) fn map_iteration(what: &str, name: &str, index: usize) -> (String, String) {
+    let key = format!("mapIteration{what}EventDetails");
+    Details::new(&key)
+        .str("name", name)
+        .num("index", Some(index as u64))
+        .done(&format!("MapIteration{what}"))
+}
+
 pub(crate) fn execution_succeeded(output: &Value) -> (String, String) {
     Details::new("executionSucceededEventDetails")
         .raw("output", output)

@@ -23,6 +23,8 @@ pub(crate) struct Ctx<'a> {
     pub entered_time: &'a str,
     pub retry_count: u32,
     pub token: Option<&'a str>,
+    /// `$$.Map.Item` while a Map state's ItemSelector runs: (index, value).
+    pub map_item: Option<(usize, &'a Value)>,
     root: OnceCell<Value>,
 }
 
@@ -53,8 +55,16 @@ impl<'a> Ctx<'a> {
             entered_time,
             retry_count,
             token,
+            map_item: None,
             root: OnceCell::new(),
         }
+    }
+
+    /// The same context with `$$.Map.Item` set.
+    pub fn with_map_item(mut self, index: usize, value: &'a Value) -> Self {
+        self.map_item = Some((index, value));
+        self.root = OnceCell::new();
+        self
     }
 
     /// The context object, built on first use.
@@ -82,6 +92,9 @@ impl<'a> Ctx<'a> {
             });
             if let Some(t) = self.token {
                 root["Task"] = json!({ "Token": t });
+            }
+            if let Some((index, value)) = self.map_item {
+                root["Map"] = json!({ "Item": { "Index": index, "Value": value } });
             }
             root
         })

@@ -50,11 +50,11 @@ fn refusals_name_the_state_and_the_field() {
                 "Fan",
                 json!({"Type": "Parallel", "Branches": [], "End": true}),
             ),
-            r#"state "Fan": field "Type": Parallel states are not supported"#,
+            r#"state "Fan": field "Branches": required, must be a non-empty array"#,
         ),
         (
             machine("Each", json!({"Type": "Map", "End": true})),
-            r#"state "Each": field "Type": Map states are not supported"#,
+            r#"state "Each": field "ItemProcessor": required for a Map state"#,
         ),
         (
             machine("S", json!({"Type": "Sleep", "End": true})),
