@@ -108,6 +108,8 @@ impl Kind {
 pub(crate) enum Source {
     Literal(String),
     Path(RefPath),
+    /// A string-returning intrinsic function.
+    Intrinsic(crate::intrinsic::Call),
 }
 
 #[derive(Debug, Clone)]
@@ -826,6 +828,13 @@ fn parse_state(
                     }
                     (Some(Value::String(s)), None) => Ok(Some(Source::Literal(s.clone()))),
                     (Some(_), None) => Err(err(lit, "must be a string")),
+                    (None, Some(Value::String(t))) if path::is_intrinsic(t) => {
+                        let call = crate::intrinsic::parse(t).map_err(|m| err(p, &m))?;
+                        if !crate::intrinsic::STRING_FUNCTIONS.contains(&call.name.as_str()) {
+                            return Err(err(p, &format!("{} does not return a string", call.name)));
+                        }
+                        Ok(Some(Source::Intrinsic(call)))
+                    }
                     (None, Some(v)) => Ok(Some(Source::Path(path_field(name, p, v)?))),
                     (None, None) => Ok(None),
                 }

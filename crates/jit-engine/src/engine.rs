@@ -789,6 +789,12 @@ impl Run {
                         match s {
                             None => Ok(None),
                             Some(Source::Literal(l)) => Ok(Some(l.clone())),
+                            Some(Source::Intrinsic(call)) => {
+                                match crate::intrinsic::eval(call, &input, &ctx)? {
+                                    Value::String(s) => Ok(Some(s)),
+                                    other => Ok(Some(other.to_string())),
+                                }
+                            }
                             Some(Source::Path(p)) => match ctx.resolve(p, &input) {
                                 Some(Value::String(s)) => Ok(Some(s.clone())),
                                 Some(other) => Ok(Some(other.to_string())),

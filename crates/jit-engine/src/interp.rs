@@ -125,6 +125,7 @@ impl<'a> Ctx<'a> {
 pub(crate) enum Template {
     Literal(Value),
     Path { field: String, path: JsonPath },
+    Intrinsic { call: crate::intrinsic::Call },
     Object(Vec<(String, Template)>),
     Array(Vec<Template>),
 }
@@ -148,13 +149,11 @@ impl Template {
                             )
                         })?;
                         if path::is_intrinsic(text) {
-                            return Err(DefinitionError::at(
-                                state,
-                                &f,
-                                format!(
-                                    "intrinsic functions are not supported by the local engine: {text}"
-                                ),
-                            ));
+                            let call = crate::intrinsic::parse(text)
+                                .map_err(|m| DefinitionError::at(state, &f, m))?;
+                            entries.push((name.to_string(), Template::Intrinsic { call }));
+                            dynamic = true;
+                            continue;
                         }
                         let path =
                             JsonPath::parse(text).map_err(|m| DefinitionError::at(state, &f, m))?;
@@ -217,6 +216,7 @@ impl Template {
                     ),
                 )),
             },
+            Template::Intrinsic { call } => crate::intrinsic::eval(call, input, ctx),
             Template::Object(entries) => {
                 let mut map = Map::new();
                 for (k, t) in entries {
@@ -240,10 +240,22 @@ impl Template {
                 path.context
                     && matches!(path.steps.first(), Some(Step::Names(n)) if n.first().is_some_and(|f| f == "Task"))
             }
+            Template::Intrinsic { call } => call_mentions_task_token(call),
             Template::Object(e) => e.iter().any(|(_, t)| t.mentions_task_token()),
             Template::Array(a) => a.iter().any(Template::mentions_task_token),
         }
     }
+}
+
+fn call_mentions_task_token(call: &crate::intrinsic::Call) -> bool {
+    call.args.iter().any(|a| match a {
+        crate::intrinsic::Arg::Path(p) => {
+            p.context
+                && matches!(p.steps.first(), Some(Step::Names(n)) if n.first().is_some_and(|f| f == "Task"))
+        }
+        crate::intrinsic::Arg::Call(c) => call_mentions_task_token(c),
+        crate::intrinsic::Arg::Literal(_) => false,
+    })
 }
 
 /// `InputPath` / `OutputPath`: absent (`$`), `null` (`{}`), or a path —

@@ -8,7 +8,8 @@
 //! `Parameters`, `ResultSelector`, `ResultPath`, `OutputPath`, the context
 //! object; `Retry`, `Catch`, task timeouts and heartbeats; the full
 //! JSONPath Step Functions accepts in paths (filters, wildcards, slices,
-//! unions, `length()`), the context object in `InputPath`/`OutputPath`. A
+//! unions, `length()`), the context object in `InputPath`/`OutputPath`;
+//! Parallel and inline Map states; every intrinsic function. A
 //! definition that uses anything else (other service integrations,
 //! JSONata) is refused when it loads, with the state and field named —
 //! never half-run.
@@ -53,10 +54,12 @@
 mod choice;
 mod db;
 mod definition;
+mod digest;
 mod engine;
 mod error;
 mod history;
 mod interp;
+mod intrinsic;
 mod jsonpath;
 mod path;
 mod run;

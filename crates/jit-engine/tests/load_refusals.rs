@@ -86,9 +86,9 @@ fn refusals_name_the_state_and_the_field() {
         (
             machine(
                 "P",
-                json!({"Type": "Pass", "End": true, "Parameters": {"msg.$": "States.Format('hi {}', $.name)"}}),
+                json!({"Type": "Pass", "End": true, "Parameters": {"msg.$": "States.Fromat('hi {}', $.name)"}}),
             ),
-            r#"state "P": field "Parameters.msg.$": intrinsic functions are not supported"#,
+            r#"state "P": field "Parameters.msg.$": unknown intrinsic function States.Fromat"#,
         ),
         (
             machine(
@@ -121,9 +121,9 @@ fn refusals_name_the_state_and_the_field() {
         (
             machine(
                 "T",
-                task(json!({"ResultSelector": {"x.$": "States.JsonToString($.a)"}})),
+                task(json!({"ResultSelector": {"x.$": "States.ArrayLength($.a, 2)"}})),
             ),
-            r#"state "T": field "ResultSelector.x.$": intrinsic functions are not supported"#,
+            r#"state "T": field "ResultSelector.x.$": States.ArrayLength takes 1 argument(s), not 2"#,
         ),
         (
             machine("T", task(json!({"Parameters": {"Payload": {}}}))),
