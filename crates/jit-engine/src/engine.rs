@@ -89,6 +89,19 @@ impl std::fmt::Debug for TaskCall<'_> {
     }
 }
 
+/// What a Lambda task got back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invoked {
+    /// The function's return value: the engine wraps it in the `Invoke`
+    /// response AWS's `lambda:invoke` integration returns.
+    Return(Value),
+    /// AWS's whole `lambda:invoke` response (`Payload`, `StatusCode`,
+    /// `ExecutedVersion`, `SdkHttpMetadata`, …), used as is — e.g. one
+    /// recorded on AWS. A `FunctionError` in it fails the task with the
+    /// payload's `errorType`, as on AWS.
+    Response(Value),
+}
+
 /// Runs task Lambdas. In `jit-local` this dispatches in-process to the same
 /// handlers the deployed Lambdas run. Called at least once per attempt: a
 /// task interrupted by a crash is invoked again on resume.
@@ -100,6 +113,17 @@ pub trait TaskInvoker: Send + Sync {
     /// overridden.
     async fn invoke_task(&self, call: TaskCall<'_>, payload: Value) -> Result<Value, TaskError> {
         self.invoke(call.function, payload).await
+    }
+
+    /// What the engine calls for a Lambda task; forwards to
+    /// [`TaskInvoker::invoke_task`] (a return value) unless overridden to
+    /// hand over whole `Invoke` responses.
+    async fn invoke_lambda(
+        &self,
+        call: TaskCall<'_>,
+        payload: Value,
+    ) -> Result<Invoked, TaskError> {
+        self.invoke_task(call, payload).await.map(Invoked::Return)
     }
 }
 
@@ -400,6 +424,9 @@ struct Invoking {
     token: Option<String>,
     timeout_ms: Option<i64>,
     event: bool,
+    /// `LogType: Tail`: the response carries a `LogResult`.
+    #[serde(default)]
+    tail: bool,
 }
 
 enum End {
@@ -440,6 +467,8 @@ struct InvokeRequest {
 
 enum InvokeOutcome {
     Ok(Value),
+    /// AWS's whole `Invoke` response, handed over as is.
+    Response(Value),
     Err(TaskError),
     TimedOut,
 }
@@ -478,10 +507,24 @@ struct Run {
     frame_end: Option<End>,
 }
 
-fn lambda_payload_wrapper(exec_arn: &str, invocation: u64, payload: Value, status: u16) -> Value {
-    // A stable request id per (execution, attempt), formatted like a UUID.
+/// The response AWS's `lambda:invoke` integration returns: the payload
+/// with `ExecutedVersion`, the status code, and the SDK's HTTP metadata with
+/// the header set Lambda answers with (`Date` from the engine's clock, a
+/// `Content-Length` of the payload, a stable request and trace id per
+/// execution and attempt). With `LogType: Tail`, a `LogResult`: the base64
+/// of the invocation's last log lines, as Lambda sends them.
+fn lambda_payload_wrapper(
+    exec_arn: &str,
+    invocation: u64,
+    payload: Value,
+    status: u16,
+    now_ms: i64,
+    tail: bool,
+) -> Value {
+    use base64::Engine as _;
+    // Stable ids per (execution, attempt), formatted as Lambda's are.
     let digest = Sha256::digest(format!("{exec_arn}#{invocation}").as_bytes());
-    let h: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let h: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let request_id = format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -490,25 +533,56 @@ fn lambda_payload_wrapper(exec_arn: &str, invocation: u64, payload: Value, statu
         &h[16..20],
         &h[20..32]
     );
-    json!({
+    let trace_id = format!(
+        "root=1-{:08x}-{};sampled=0",
+        (now_ms / 1000).max(0),
+        &h[32..56]
+    );
+    let date = from_ms(now_ms)
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let length = if status == 202 { 0 } else { json_len(&payload) };
+    let mut headers = vec![
+        ("Connection", "keep-alive".to_string()),
+        ("Content-Length", length.to_string()),
+        ("Content-Type", "application/json".to_string()),
+        ("Date", date),
+        ("X-Amz-Executed-Version", "$LATEST".to_string()),
+        ("X-Amzn-Trace-Id", trace_id),
+        ("x-amzn-Remapped-Content-Length", "0".to_string()),
+        ("x-amzn-RequestId", request_id.clone()),
+    ];
+    let log = tail.then(|| {
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "START RequestId: {request_id} Version: $LATEST\nEND RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 64 MB\t\n"
+        ))
+    });
+    if let Some(l) = &log {
+        headers.push(("X-Amz-Log-Result", l.clone()));
+    }
+    let all: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!([v])))
+        .collect();
+    let single: serde_json::Map<String, Value> = headers
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v)))
+        .collect();
+    let mut out = json!({
         "ExecutedVersion": "$LATEST",
         "Payload": payload,
         "SdkHttpMetadata": {
-            "AllHttpHeaders": {
-                "Content-Type": ["application/json"],
-                "X-Amz-Executed-Version": ["$LATEST"],
-                "x-amzn-RequestId": [request_id.clone()],
-            },
-            "HttpHeaders": {
-                "Content-Type": "application/json",
-                "X-Amz-Executed-Version": "$LATEST",
-                "x-amzn-RequestId": request_id.clone(),
-            },
+            "AllHttpHeaders": all,
+            "HttpHeaders": single,
             "HttpStatusCode": status,
         },
         "SdkResponseMetadata": { "RequestId": request_id },
         "StatusCode": status,
-    })
+    });
+    if let Some(l) = log {
+        out["LogResult"] = Value::String(l);
+    }
+    out
 }
 
 fn resource_name(r: &Resource) -> &'static str {
@@ -538,6 +612,11 @@ impl Run {
             depth: 0,
             frame_end: None,
         })
+    }
+
+    /// The `lambda:invoke` response for attempt `invocation` now.
+    fn wrap(&self, invocation: u64, payload: Value, status: u16, tail: bool) -> Value {
+        lambda_payload_wrapper(&self.exec_arn, invocation, payload, status, self.now, tail)
     }
 
     fn emit(&mut self, (event_type, details): (String, String)) {
@@ -1053,6 +1132,10 @@ impl Run {
             };
             Ok::<_, StateError>((params, timeout, heartbeat, function, payload, event))
         })();
+        let tail = matches!(&t.resource, Resource::Invoke | Resource::InvokeCallback)
+            && prepared
+                .as_ref()
+                .is_ok_and(|p| p.0.get("LogType").and_then(Value::as_str) == Some("Tail"));
         let (params, timeout, heartbeat, function, payload, event) = match prepared {
             Ok(v) => v,
             Err(e) => return Ok(self.task_error(st, t, tp, e)),
@@ -1088,6 +1171,7 @@ impl Run {
             token,
             timeout_ms,
             event,
+            tail,
         };
         Ok(self.hand_out(tp, inv, timeout.map(Duration::from_secs)))
     }
@@ -1179,11 +1263,35 @@ impl Run {
             token,
             timeout_ms,
             event,
+            tail,
             ..
         }) = std::mem::replace(&mut tp.step, TaskStep::Schedule)
         else {
             self.phase = Phase::Task(tp);
             return Ok(Flow::Continue);
+        };
+        // A whole Invoke response: its FunctionError fails the task as on
+        // AWS; otherwise it is the task's result as is (a function ARN as
+        // Resource sees only its Payload).
+        let mut response = None;
+        let outcome = match outcome {
+            InvokeOutcome::Response(r) => {
+                let payload = r.get("Payload").cloned().unwrap_or(Value::Null);
+                if r.get("FunctionError").is_some_and(|f| !f.is_null()) {
+                    let error = payload
+                        .get("errorType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Lambda.Unknown")
+                        .to_string();
+                    InvokeOutcome::Err(TaskError::new(error, payload.to_string()))
+                } else {
+                    if !matches!(t.resource, Resource::FunctionArn(_)) {
+                        response = Some(r);
+                    }
+                    InvokeOutcome::Ok(payload)
+                }
+            }
+            other => other,
         };
         let late = timeout_ms.is_some_and(|d| self.now >= d);
         // AWS reports a task timeout with an empty cause.
@@ -1195,16 +1303,15 @@ impl Run {
                 };
                 let token = token.unwrap_or_default();
                 let submitted = match outcome {
-                    InvokeOutcome::Ok(v) => Some(lambda_payload_wrapper(
-                        &self.exec_arn,
-                        invocation,
-                        if event {
-                            Value::String(String::new())
-                        } else {
-                            v
-                        },
-                        if event { 202 } else { 200 },
-                    )),
+                    InvokeOutcome::Ok(v) | InvokeOutcome::Response(v) => {
+                        Some(match response.take() {
+                            Some(r) => r,
+                            None if event => {
+                                self.wrap(invocation, Value::String(String::new()), 202, tail)
+                            }
+                            None => self.wrap(invocation, v, 200, tail),
+                        })
+                    }
                     InvokeOutcome::Err(e) if !event => {
                         self.closed_tokens.push(token);
                         self.emit(res.failed(&e.error, &e.cause));
@@ -1221,12 +1328,7 @@ impl Run {
                     InvokeOutcome::Err(e) => {
                         tracing::warn!(execution = %self.row.name, state = %tp.state, error = %e.error,
                             "asynchronous (Event) invocation failed; as on AWS, the task keeps waiting for its token");
-                        Some(lambda_payload_wrapper(
-                            &self.exec_arn,
-                            invocation,
-                            Value::String(String::new()),
-                            202,
-                        ))
+                        Some(self.wrap(invocation, Value::String(String::new()), 202, tail))
                     }
                     InvokeOutcome::TimedOut => None,
                 };
@@ -1272,16 +1374,13 @@ impl Run {
                             StateError::new(states::TIMEOUT, timeout_cause),
                         ))
                     }
-                    InvokeOutcome::Ok(v) => {
-                        let out = if event {
-                            lambda_payload_wrapper(
-                                &self.exec_arn,
-                                invocation,
-                                Value::String(String::new()),
-                                202,
-                            )
-                        } else {
-                            lambda_payload_wrapper(&self.exec_arn, invocation, v, 200)
+                    InvokeOutcome::Ok(v) | InvokeOutcome::Response(v) => {
+                        let out = match response.take() {
+                            Some(r) => r,
+                            None if event => {
+                                self.wrap(invocation, Value::String(String::new()), 202, tail)
+                            }
+                            None => self.wrap(invocation, v, 200, tail),
                         };
                         let ev = res.succeeded(&out);
                         if ev.1.len() > MAX_PAYLOAD && json_len(&out) > MAX_PAYLOAD {
@@ -1295,12 +1394,7 @@ impl Run {
                     InvokeOutcome::Err(e) if event => {
                         tracing::warn!(execution = %self.row.name, state = %tp.state, error = %e.error,
                             "asynchronous (Event) invocation failed; as on AWS, the task does not see it");
-                        let out = lambda_payload_wrapper(
-                            &self.exec_arn,
-                            invocation,
-                            Value::String(String::new()),
-                            202,
-                        );
+                        let out = self.wrap(invocation, Value::String(String::new()), 202, tail);
                         self.emit(res.succeeded(&out));
                         Ok(self.task_success(st, t, tp, out))
                     }
@@ -1327,7 +1421,7 @@ impl Run {
                     self.emit(lambda_fn::timed_out(states::TIMEOUT, timeout_cause));
                     Ok(self.task_error(st, t, tp, StateError::new(states::TIMEOUT, timeout_cause)))
                 }
-                InvokeOutcome::Ok(v) => {
+                InvokeOutcome::Ok(v) | InvokeOutcome::Response(v) => {
                     let ev = lambda_fn::succeeded(&v);
                     if ev.1.len() > MAX_PAYLOAD && json_len(&v) > MAX_PAYLOAD {
                         let cause = data_limit_cause("lambda");
@@ -2748,7 +2842,7 @@ impl Engine {
                 state: &state,
                 task_token: token.as_deref(),
             };
-            invoker.invoke_task(call, payload).await
+            invoker.invoke_lambda(call, payload).await
         });
         let abort = handle.abort_handle();
         let joined = match req.timeout {
@@ -2762,7 +2856,8 @@ impl Engine {
             None => handle.await,
         };
         match joined {
-            Ok(Ok(v)) => InvokeOutcome::Ok(v),
+            Ok(Ok(Invoked::Return(v))) => InvokeOutcome::Ok(v),
+            Ok(Ok(Invoked::Response(r))) => InvokeOutcome::Response(r),
             Ok(Err(e)) => InvokeOutcome::Err(e),
             Err(e) => {
                 tracing::error!(execution = %req.execution, state = %req.state, "task handler panicked or was cancelled");

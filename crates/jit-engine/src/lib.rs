@@ -69,8 +69,8 @@ mod token;
 pub use db::EngineDb;
 pub use definition::{StateMachine, Substitutions};
 pub use engine::{
-    Definitions, DriverHandle, Engine, ExecutionDescription, ExecutionStatus, ResumeReport,
-    StartedExecution, TaskCall, TaskError, TaskInvoker,
+    Definitions, DriverHandle, Engine, ExecutionDescription, ExecutionStatus, Invoked,
+    ResumeReport, StartedExecution, TaskCall, TaskError, TaskInvoker,
 };
 pub use error::{DefinitionError, EngineError, states};
 pub use history::HistoryEvent;
