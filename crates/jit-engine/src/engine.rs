@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use jit_core::ports::Clock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
@@ -507,84 +506,6 @@ struct Run {
     frame_end: Option<End>,
 }
 
-/// The response AWS's `lambda:invoke` integration returns: the payload
-/// with `ExecutedVersion`, the status code, and the SDK's HTTP metadata with
-/// the header set Lambda answers with (`Date` from the engine's clock, a
-/// `Content-Length` of the payload, a stable request and trace id per
-/// execution and attempt). With `LogType: Tail`, a `LogResult`: the base64
-/// of the invocation's last log lines, as Lambda sends them.
-fn lambda_payload_wrapper(
-    exec_arn: &str,
-    invocation: u64,
-    payload: Value,
-    status: u16,
-    now_ms: i64,
-    tail: bool,
-) -> Value {
-    use base64::Engine as _;
-    // Stable ids per (execution, attempt), formatted as Lambda's are.
-    let digest = Sha256::digest(format!("{exec_arn}#{invocation}").as_bytes());
-    let h: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let request_id = format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    );
-    let trace_id = format!(
-        "root=1-{:08x}-{};sampled=0",
-        (now_ms / 1000).max(0),
-        &h[32..56]
-    );
-    let date = from_ms(now_ms)
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
-    let length = if status == 202 { 0 } else { json_len(&payload) };
-    let mut headers = vec![
-        ("Connection", "keep-alive".to_string()),
-        ("Content-Length", length.to_string()),
-        ("Content-Type", "application/json".to_string()),
-        ("Date", date),
-        ("X-Amz-Executed-Version", "$LATEST".to_string()),
-        ("X-Amzn-Trace-Id", trace_id),
-        ("x-amzn-Remapped-Content-Length", "0".to_string()),
-        ("x-amzn-RequestId", request_id.clone()),
-    ];
-    let log = tail.then(|| {
-        base64::engine::general_purpose::STANDARD.encode(format!(
-            "START RequestId: {request_id} Version: $LATEST\nEND RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 64 MB\t\n"
-        ))
-    });
-    if let Some(l) = &log {
-        headers.push(("X-Amz-Log-Result", l.clone()));
-    }
-    let all: serde_json::Map<String, Value> = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!([v])))
-        .collect();
-    let single: serde_json::Map<String, Value> = headers
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v)))
-        .collect();
-    let mut out = json!({
-        "ExecutedVersion": "$LATEST",
-        "Payload": payload,
-        "SdkHttpMetadata": {
-            "AllHttpHeaders": all,
-            "HttpHeaders": single,
-            "HttpStatusCode": status,
-        },
-        "SdkResponseMetadata": { "RequestId": request_id },
-        "StatusCode": status,
-    });
-    if let Some(l) = log {
-        out["LogResult"] = Value::String(l);
-    }
-    out
-}
-
 fn resource_name(r: &Resource) -> &'static str {
     match r {
         Resource::Invoke | Resource::FunctionArn(_) => "invoke",
@@ -614,9 +535,30 @@ impl Run {
         })
     }
 
-    /// The `lambda:invoke` response for attempt `invocation` now.
-    fn wrap(&self, invocation: u64, payload: Value, status: u16, tail: bool) -> Value {
-        lambda_payload_wrapper(&self.exec_arn, invocation, payload, status, self.now, tail)
+    /// The `lambda:invoke` response for attempt `invocation` now (or the
+    /// whole `response` handed over), and the event `event` makes of it.
+    fn envelope(
+        &self,
+        invocation: u64,
+        payload: Value,
+        status: u16,
+        tail: bool,
+        response: Option<Value>,
+        event: impl Fn(history::Output<'_>) -> (String, String),
+    ) -> ((String, String), Value) {
+        if let Some(r) = response {
+            return (event(history::Output::Raw(&r)), r);
+        }
+        let hex = history::invoke_hex(&self.exec_arn, invocation);
+        let ev = event(history::Output::Lambda {
+            hex: &hex,
+            payload: &payload,
+            status,
+            now_ms: self.now,
+            tail,
+        });
+        let out = history::lambda_response(&hex, payload, status, self.now, tail);
+        (ev, out)
     }
 
     fn emit(&mut self, (event_type, details): (String, String)) {
@@ -1023,7 +965,7 @@ impl Run {
                             Some(a) => serde_json::from_str(a)?,
                             None => Value::Null,
                         };
-                        self.emit(res.succeeded(&answer));
+                        self.emit(res.succeeded(history::Output::Raw(&answer)));
                         Ok(self.task_success(st, t, tp, answer))
                     }
                     token_status::FAILED => {
@@ -1302,16 +1244,20 @@ impl Run {
                     resource: resource_name(&t.resource),
                 };
                 let token = token.unwrap_or_default();
+                let submit = |o: history::Output<'_>| res.submitted(o);
                 let submitted = match outcome {
-                    InvokeOutcome::Ok(v) | InvokeOutcome::Response(v) => {
-                        Some(match response.take() {
-                            Some(r) => r,
-                            None if event => {
-                                self.wrap(invocation, Value::String(String::new()), 202, tail)
-                            }
-                            None => self.wrap(invocation, v, 200, tail),
-                        })
-                    }
+                    InvokeOutcome::Ok(v) | InvokeOutcome::Response(v) => Some(if event {
+                        self.envelope(
+                            invocation,
+                            Value::String(String::new()),
+                            202,
+                            tail,
+                            response.take(),
+                            submit,
+                        )
+                    } else {
+                        self.envelope(invocation, v, 200, tail, response.take(), submit)
+                    }),
                     InvokeOutcome::Err(e) if !event => {
                         self.closed_tokens.push(token);
                         self.emit(res.failed(&e.error, &e.cause));
@@ -1328,13 +1274,20 @@ impl Run {
                     InvokeOutcome::Err(e) => {
                         tracing::warn!(execution = %self.row.name, state = %tp.state, error = %e.error,
                             "asynchronous (Event) invocation failed; as on AWS, the task keeps waiting for its token");
-                        Some(self.wrap(invocation, Value::String(String::new()), 202, tail))
+                        Some(self.envelope(
+                            invocation,
+                            Value::String(String::new()),
+                            202,
+                            tail,
+                            None,
+                            submit,
+                        ))
                     }
                     InvokeOutcome::TimedOut => None,
                 };
                 match submitted {
-                    Some(out) => {
-                        self.emit(res.submitted(&out));
+                    Some((ev, _out)) => {
+                        self.emit(ev);
                         tp.step = TaskStep::AwaitToken { token };
                         self.phase = Phase::Task(tp);
                         Ok(Flow::Continue)
@@ -1375,15 +1328,16 @@ impl Run {
                         ))
                     }
                     InvokeOutcome::Ok(v) | InvokeOutcome::Response(v) => {
-                        let out = match response.take() {
-                            Some(r) => r,
-                            None if event => {
-                                self.wrap(invocation, Value::String(String::new()), 202, tail)
-                            }
-                            None => self.wrap(invocation, v, 200, tail),
+                        let succeed = |o: history::Output<'_>| res.succeeded(o);
+                        let (ev, out) = if event {
+                            let empty = Value::String(String::new());
+                            self.envelope(invocation, empty, 202, tail, response.take(), succeed)
+                        } else {
+                            self.envelope(invocation, v, 200, tail, response.take(), succeed)
                         };
-                        let ev = res.succeeded(&out);
-                        if ev.1.len() > MAX_PAYLOAD && json_len(&out) > MAX_PAYLOAD {
+                        // The stored event is smaller than the response (its
+                        // headers are rebuilt on reading): a margin covers them.
+                        if ev.1.len() + 4096 > MAX_PAYLOAD && json_len(&out) > MAX_PAYLOAD {
                             let cause = data_limit_cause("lambda");
                             let failed = res.failed(states::DATA_LIMIT_EXCEEDED, &cause);
                             return Ok(self.result_too_large(st, t, tp, failed, cause));
@@ -1394,8 +1348,15 @@ impl Run {
                     InvokeOutcome::Err(e) if event => {
                         tracing::warn!(execution = %self.row.name, state = %tp.state, error = %e.error,
                             "asynchronous (Event) invocation failed; as on AWS, the task does not see it");
-                        let out = self.wrap(invocation, Value::String(String::new()), 202, tail);
-                        self.emit(res.succeeded(&out));
+                        let (ev, out) = self.envelope(
+                            invocation,
+                            Value::String(String::new()),
+                            202,
+                            tail,
+                            None,
+                            |o| res.succeeded(o),
+                        );
+                        self.emit(ev);
                         Ok(self.task_success(st, t, tp, out))
                     }
                     InvokeOutcome::Err(e) => {
@@ -1972,7 +1933,7 @@ fn data_limit_cause(what: &str) -> String {
 }
 
 /// The length of a value's JSON text, without keeping the text.
-fn json_len(v: &Value) -> usize {
+pub(crate) fn json_len(v: &Value) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {

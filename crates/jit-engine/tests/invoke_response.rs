@@ -66,6 +66,19 @@ async fn the_envelope_carries_aws_fields_and_headers() {
         headers["x-amzn-RequestId"]
     );
     assert!(out.get("LogResult").is_none());
+    // AND the history's TaskSucceeded shows that same response
+    let hist = h.engine.history("x").unwrap();
+    let ev = hist
+        .iter()
+        .find(|e| e.event_type == "TaskSucceeded")
+        .unwrap();
+    let shown: Value = serde_json::from_str(
+        ev.details["taskSucceededEventDetails"]["output"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shown, out);
 }
 
 #[tokio::test]
@@ -90,6 +103,18 @@ async fn log_type_tail_adds_a_log_result() {
         out["SdkHttpMetadata"]["HttpHeaders"]["X-Amz-Log-Result"],
         json!(log)
     );
+    let hist = h.engine.history("x").unwrap();
+    let ev = hist
+        .iter()
+        .find(|e| e.event_type == "TaskSucceeded")
+        .unwrap();
+    let shown: Value = serde_json::from_str(
+        ev.details["taskSucceededEventDetails"]["output"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shown, out);
 }
 
 fn aws_response(payload: Value) -> Value {
