@@ -640,16 +640,17 @@ impl Run {
     /// payload limit: then the execution fails with
     /// `States.DataLimitExceeded`, as on AWS (no catcher sees it). The size is
     /// read off the event being written, so checking costs nothing extra.
-    fn exit_state(&mut self, prefix: &str, name: &str, output: &Value) -> Result<(), Flow> {
+    /// Returns the flow that ends the execution when the output is too big.
+    fn exit_state(&mut self, prefix: &str, name: &str, output: &Value) -> Option<Flow> {
         let ev = history::state_exited(prefix, name, output);
         if ev.1.len() > MAX_PAYLOAD && json_len(output) > MAX_PAYLOAD {
-            return Err(self.fail(StateError::new(
+            return Some(self.fail(StateError::new(
                 states::DATA_LIMIT_EXCEEDED,
                 data_limit_cause(name),
             )));
         }
         self.emit(ev);
-        Ok(())
+        None
     }
 
     fn go_next(&mut self, st: &State, output: Value) -> Flow {
@@ -697,7 +698,7 @@ impl Run {
                 until_ms,
             } => {
                 if self.now >= until_ms {
-                    if let Err(flow) = self.exit_state("Wait", &state, &output) {
+                    if let Some(flow) = self.exit_state("Wait", &state, &output) {
                         return Ok(flow);
                     }
                     let m = self.machine.clone();
@@ -751,8 +752,8 @@ impl Run {
                 })();
                 match out {
                     Ok(out) => match self.exit_state(prefix, name, &out) {
-                        Ok(()) => self.go_next(st, out),
-                        Err(flow) => flow,
+                        None => self.go_next(st, out),
+                        Some(flow) => flow,
                     },
                     Err(e) => self.fail_at(name, entered_event, e),
                 }
@@ -776,7 +777,7 @@ impl Run {
                 })();
                 match chosen {
                     Ok((next, out)) => {
-                        if let Err(flow) = self.exit_state(prefix, name, &out) {
+                        if let Some(flow) = self.exit_state(prefix, name, &out) {
                             return flow;
                         }
                         self.phase = Phase::Enter {
@@ -797,8 +798,8 @@ impl Run {
                 drop(ctx);
                 match out {
                     Ok(out) => match self.exit_state(prefix, name, &out) {
-                        Ok(()) => self.finish(End::Succeeded(out)),
-                        Err(flow) => flow,
+                        None => self.finish(End::Succeeded(out)),
+                        Some(flow) => flow,
                     },
                     Err(e) => self.fail_at(name, entered_event, e),
                 }
@@ -1441,8 +1442,8 @@ impl Run {
         })();
         match out {
             Ok(out) => match self.exit_state("Task", &st.name, &out) {
-                Ok(()) => self.go_next(st, out),
-                Err(flow) => flow,
+                None => self.go_next(st, out),
+                Some(flow) => flow,
             },
             Err(e) => self.task_error(st, t, tp, e),
         }
@@ -1518,7 +1519,8 @@ impl Run {
                 let error_output = json!({ "Error": e.error, "Cause": e.cause });
                 return Handled::Done(match c.result_path.apply(raw_input, error_output) {
                     Ok(out) => {
-                        if let Err(flow) = self.exit_state(st.kind.event_prefix(), &st.name, &out) {
+                        if let Some(flow) = self.exit_state(st.kind.event_prefix(), &st.name, &out)
+                        {
                             return Handled::Done(flow);
                         }
                         self.phase = Phase::Enter {
@@ -1831,8 +1833,8 @@ impl Run {
         })();
         match out {
             Ok(out) => match self.exit_state(st.kind.event_prefix(), &st.name, &out) {
-                Ok(()) => self.go_next(st, out),
-                Err(flow) => flow,
+                None => self.go_next(st, out),
+                Some(flow) => flow,
             },
             Err(e) => self.fan_error(st, f, fp, e),
         }
