@@ -509,7 +509,9 @@ pub fn splice_throughput(report: &str, part: &str) -> anyhow::Result<String> {
         .map(|e| start + e)
         .context("the report's engine-overhead part has no end")?;
     let mut text = report.to_string();
-    text.replace_range(start..end, part.trim_end_matches('\n'));
+    // One newline here, and the part's end keeps its blank line before
+    // the next paragraph.
+    text.replace_range(start..end, &format!("{}\n", part.trim_end_matches('\n')));
     Ok(text)
 }
 
@@ -557,5 +559,33 @@ pub fn run(root: &Path, bin: &Path, executions: usize, waiting_requests: usize) 
         throughput,
         waiting,
         cost,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_throughput_replaces_only_the_engine_overhead_part() {
+        let report = "## Approval workflow\n\n**Engine overhead.** old text\n\n| old | table |\n\n**10,000 requests waiting for approval.** kept\n";
+        let t = Throughput {
+            label: "SQLite in memory",
+            executions: 10,
+            transitions: 100,
+            start_elapsed: Duration::from_millis(1),
+            run_elapsed: Duration::from_millis(2),
+        };
+        let (part, rows) = throughput_part(&[Ok(t)]);
+        let out = splice_throughput(report, &part).unwrap();
+        assert!(out.starts_with("## Approval workflow\n\n**Engine overhead.** A ten-state"));
+        assert!(out.contains("| SQLite in memory | 10 | 100 |"), "{out}");
+        assert!(!out.contains("old text"));
+        assert!(
+            out.ends_with("\n\n**10,000 requests waiting for approval.** kept\n"),
+            "{out}"
+        );
+        assert_eq!(rows[0].0, "engine transitions/s (SQLite in memory)");
+        assert!(splice_throughput("no such part", &part).is_err());
     }
 }

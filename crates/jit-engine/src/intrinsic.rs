@@ -586,10 +586,10 @@ mod tests {
         assert_eq!(c.name, "States.Format");
         assert_eq!(c.args.len(), 3);
         assert_eq!(c.args[0], Arg::Literal(Value::String("{} and '{}'".into())));
-        let c = parse("States.Format('\\{\\}')").unwrap();
-        assert_eq!(c.args[0], Arg::Literal(Value::String("\\{\\}".into())));
         assert!(matches!(&c.args[1], Arg::Path(p) if p.text == "$.a[?(@.x == 1)].y"));
         assert!(matches!(&c.args[2], Arg::Call(n) if n.args.len() == 4));
+        let braces = parse("States.Format('\\{\\}')").unwrap();
+        assert_eq!(braces.args[0], Arg::Literal(Value::String("\\{\\}".into())));
         for bad in [
             "States.Nope(1)",
             "States.ArrayLength()",
