@@ -630,7 +630,9 @@ impl Run {
     /// `entered_event`): AWS prefixes a `States.Runtime` cause with where it
     /// happened.
     fn fail_at(&mut self, state: &str, entered_event: u64, mut e: StateError) -> Flow {
-        if e.error == states::RUNTIME {
+        // One prefix only: a runtime error inside a Parallel branch or Map
+        // iteration names the inner state, and passes through its parent as is.
+        if e.error == states::RUNTIME && !e.cause.starts_with(RUNTIME_PREFIX) {
             e.cause = runtime_prefix(state, entered_event, &e.cause);
         }
         self.fail(e)
@@ -1919,11 +1921,11 @@ impl Run {
     }
 }
 
+const RUNTIME_PREFIX: &str = "An error occurred while executing the state '";
+
 /// AWS's prefix on a `States.Runtime` cause raised inside a state.
 fn runtime_prefix(state: &str, entered_event: u64, cause: &str) -> String {
-    format!(
-        "An error occurred while executing the state '{state}' (entered at the event id #{entered_event}). {cause}"
-    )
+    format!("{RUNTIME_PREFIX}{state}' (entered at the event id #{entered_event}). {cause}")
 }
 
 /// AWS's cause for a result or output over the payload limit; `what` is

@@ -196,6 +196,30 @@ async fn map_runs_each_item_through_the_item_selector() {
 }
 
 #[tokio::test]
+async fn a_runtime_error_in_an_iteration_fails_the_execution_naming_the_inner_state() {
+    // GIVEN a Map whose iteration's OutputPath selects nothing, and a
+    // Catch on the Map (which States.Runtime passes by)
+    let def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true,
+        "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Handled"}],
+        "ItemProcessor": {"StartAt": "Inner", "States": {
+            "Inner": {"Type": "Pass", "OutputPath": "$.nope", "End": true}}}},
+        "Handled": {"Type": "Pass", "End": true}}});
+    let h = harness(&def);
+    let d = h.run("x", json!([1])).await;
+    // THEN the execution fails, the cause prefixed once, for the inner state
+    // (events: Started 1, MapStateEntered 2, MapStateStarted 3,
+    // MapIterationStarted 4, PassStateEntered 5)
+    assert_eq!(d.status, ExecutionStatus::Failed, "{d:?}");
+    assert_eq!(d.error.as_deref(), Some("States.Runtime"));
+    assert_eq!(
+        d.cause.as_deref(),
+        Some(
+            "An error occurred while executing the state 'Inner' (entered at the event id #5). Invalid path '$.nope' : No results for path: $['nope']"
+        )
+    );
+}
+
+#[tokio::test]
 async fn an_empty_map_outputs_an_empty_array() {
     let h = harness(&map(json!({})));
     let d = h.run("x", json!({"items": []})).await;
