@@ -198,6 +198,7 @@ fn only_engine(
     let throughput = engine::best_throughput(args.engine_executions, args.engine_rounds.max(1));
     machine.load_end = load_average();
     let (mut part, rows) = engine::throughput_part(&throughput);
+    part.push('\n');
     part.push_str(&provenance(machine, invocation));
     part.push('\n');
     eprintln!("{part}");

@@ -222,7 +222,8 @@ impl StateMachine {
         Ok(sm)
     }
 
-    /// The names of the states, sorted.
+    /// The names of every state (those inside Parallel branches and Map
+    /// processors included), sorted.
     pub fn state_names(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.states.keys().map(String::as_str).collect();
         v.sort_unstable();
