@@ -1600,10 +1600,17 @@ impl Run {
             };
             let items = match items {
                 Some(Value::Array(items)) => items,
-                Some(_) => {
+                Some(other) => {
                     return Err(StateError::runtime(format!(
                         "Map state input must be an array but was: {}",
-                        f.items_path.as_ref().map_or("$", |p| p.text.as_str())
+                        match other {
+                            Value::Null => "null",
+                            Value::Bool(_) => "boolean",
+                            Value::Number(_) => "number",
+                            Value::String(_) => "string",
+                            Value::Object(_) => "object",
+                            Value::Array(_) => "array",
+                        }
                     )));
                 }
                 None => {

@@ -234,11 +234,11 @@ async fn items_path_must_select_an_array() {
     let d = h.run("x", json!({"items": {"not": "an array"}})).await;
     assert_eq!(d.status, ExecutionStatus::Failed);
     assert_eq!(d.error.as_deref(), Some("States.Runtime"));
-    assert!(
-        d.cause.as_deref().unwrap().starts_with(
-            "An error occurred while executing the state 'M' (entered at the event id #2). "
+    assert_eq!(
+        d.cause.as_deref(),
+        Some(
+            "An error occurred while executing the state 'M' (entered at the event id #2). Map state input must be an array but was: object"
         ),
-        "{d:?}"
     );
 }
 
