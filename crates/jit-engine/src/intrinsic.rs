@@ -291,6 +291,25 @@ fn integer(call: &Call, v: &Value, which: &str) -> Result<i64, StateError> {
     })
 }
 
+/// A number argument of the Math functions and ArrayRange: AWS rounds
+/// fractions half up (as Java's `Math.round`: 1.5 → 2, -1.5 → -1).
+fn rounded(call: &Call, v: &Value, which: &str) -> Result<i64, StateError> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.abs() < 9.0e15)
+                .map(|f| (f + 0.5).floor() as i64)
+        }),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        err(
+            call,
+            format!("the {which} argument must be a number, not {v}"),
+        )
+    })
+}
+
 fn apply(call: &Call, mut args: Vec<Value>) -> Result<Value, StateError> {
     let a = |i: usize| -> &Value { &args[i] };
     Ok(match call.name.as_str() {
@@ -377,9 +396,9 @@ fn apply(call: &Call, mut args: Vec<Value>) -> Result<Value, StateError> {
         }
         "States.ArrayRange" => {
             let (start, end, step) = (
-                integer(call, a(0), "first")?,
-                integer(call, a(1), "second")?,
-                integer(call, a(2), "third")?,
+                rounded(call, a(0), "first")?,
+                rounded(call, a(1), "second")?,
+                rounded(call, a(2), "third")?,
             );
             if step == 0 {
                 return Err(err(call, "the step must not be 0"));
@@ -508,8 +527,8 @@ fn apply(call: &Call, mut args: Vec<Value>) -> Result<Value, StateError> {
         }
         "States.MathRandom" => {
             let (lo, hi) = (
-                integer(call, a(0), "first")?,
-                integer(call, a(1), "second")?,
+                rounded(call, a(0), "first")?,
+                rounded(call, a(1), "second")?,
             );
             if hi <= lo {
                 return Err(err(
@@ -534,8 +553,8 @@ fn apply(call: &Call, mut args: Vec<Value>) -> Result<Value, StateError> {
         }
         "States.MathAdd" => {
             let (x, y) = (
-                integer(call, a(0), "first")?,
-                integer(call, a(1), "second")?,
+                rounded(call, a(0), "first")?,
+                rounded(call, a(1), "second")?,
             );
             Value::from(
                 x.checked_add(y)

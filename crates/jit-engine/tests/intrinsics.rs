@@ -88,6 +88,9 @@ async fn every_function_computes_what_aws_documents() {
             json!({"a": 1, "b": 2, "c": 3}),
         ),
         ("States.MathAdd($.n, -4)", json!(-1)),
+        // AWS rounds fractions half up, as Java's Math.round.
+        ("States.MathAdd(1.49, 1.5)", json!(3)),
+        ("States.MathAdd(-1.5, -1.51)", json!(-3)),
         ("States.StringSplit($.csv, ',;')", json!(["a", "b", "c"])),
         (
             "States.ArrayLength(States.StringSplit('1,2,3', ','))",
@@ -138,7 +141,7 @@ async fn bad_arguments_are_states_runtime() {
         ("States.ArrayLength($.s)", "must be an array"),
         ("States.ArrayPartition($.list, 0)", "chunk size"),
         ("States.ArrayRange(1, 2000, 1)", "more than 1000 items"),
-        ("States.MathAdd($.n, 1)", "must be an integer"),
+        ("States.MathAdd($.s, 1)", "must be a number"),
         ("States.Hash('x', 'SHA-3')", "unknown algorithm SHA-3"),
         ("States.Base64Encode($.big)", "longer than 10000 characters"),
         ("States.JsonMerge($.list, $.list, false)", "must be objects"),
