@@ -367,45 +367,9 @@ pub fn markdown(r: &EngineResults) -> (String, Vec<SummaryRow>) {
         s,
         "## Approval workflow (`jit-engine`, `jit-local`, Step Functions cost)\n"
     );
-    let _ = writeln!(
-        s,
-        "**Engine overhead.** A ten-state machine (Pass, Choice, three in-process `lambda:invoke` tasks that echo, Succeed) started N times, then run to completion with `run_until_idle` on a current-thread runtime (one core). Transitions/s counts the run, not the starts.\n"
-    );
-    let _ = writeln!(
-        s,
-        "| store | executions | transitions | starts took | run took | transitions/s |\n|---|---|---|---|---|---|"
-    );
-    for t in &r.throughput {
-        match t {
-            Ok(t) => {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {:.0} |",
-                    t.label,
-                    t.executions,
-                    t.transitions,
-                    fmt_duration(t.start_elapsed),
-                    fmt_duration(t.run_elapsed),
-                    t.per_second()
-                );
-                rows.push((
-                    format!("engine transitions/s ({})", t.label),
-                    format!("{:.0}/s", t.per_second()),
-                    format!("≥ {TRANSITIONS_TARGET:.0}/s"),
-                    Some(t.per_second() >= TRANSITIONS_TARGET),
-                ));
-            }
-            Err(e) => {
-                let _ = writeln!(s, "| — | not measured: {e} | | | | |");
-                rows.push((
-                    "engine transitions/s".into(),
-                    format!("not measured: {e}"),
-                    "≥ 50000/s".into(),
-                    None,
-                ));
-            }
-        }
-    }
+    let (part, throughput_rows) = throughput_part(&r.throughput);
+    s.push_str(&part);
+    rows.extend(throughput_rows);
     let _ = writeln!(
         s,
         "\n**10,000 requests waiting for approval.** The release `jit-local` binary on a fresh data dir: N requests for `JIT-ElevatedAdminRole` (manual approval) created over HTTP, each driven by the engine to `APPROVAL_PENDING` (counted through the approver's listing, `GET /requests?status=APPROVAL_PENDING`); then the process's memory is read from `/proc`, it is killed with SIGKILL, and restarted on the same data: resume time is spawn until it serves again with every execution resumed (the resume runs before the server binds).\n"
@@ -483,24 +447,110 @@ pub fn markdown(r: &EngineResults) -> (String, Vec<SummaryRow>) {
     (s, rows)
 }
 
+/// The Summary rows of the engine's overhead start with this.
+pub const THROUGHPUT_ROW_PREFIX: &str = "engine transitions/s";
+const THROUGHPUT_START: &str = "**Engine overhead.**";
+const THROUGHPUT_END: &str = "\n**10,000 requests waiting";
+
+/// The engine-overhead paragraph and table, and their Summary rows.
+pub fn throughput_part(throughput: &[Result<Throughput, String>]) -> (String, Vec<SummaryRow>) {
+    let mut rows = vec![];
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{THROUGHPUT_START} A ten-state machine (Pass, Choice, three in-process `lambda:invoke` tasks that echo, Succeed) started N times, then run to completion with `run_until_idle` on a current-thread runtime (one core). Transitions/s counts the run, not the starts.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| store | executions | transitions | starts took | run took | transitions/s |\n|---|---|---|---|---|---|"
+    );
+    for t in throughput {
+        match t {
+            Ok(t) => {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {:.0} |",
+                    t.label,
+                    t.executions,
+                    t.transitions,
+                    fmt_duration(t.start_elapsed),
+                    fmt_duration(t.run_elapsed),
+                    t.per_second()
+                );
+                rows.push((
+                    format!("{THROUGHPUT_ROW_PREFIX} ({})", t.label),
+                    format!("{:.0}/s", t.per_second()),
+                    format!("≥ {TRANSITIONS_TARGET:.0}/s"),
+                    Some(t.per_second() >= TRANSITIONS_TARGET),
+                ));
+            }
+            Err(e) => {
+                let _ = writeln!(s, "| — | not measured: {e} | | | | |");
+                rows.push((
+                    THROUGHPUT_ROW_PREFIX.into(),
+                    format!("not measured: {e}"),
+                    "≥ 50000/s".into(),
+                    None,
+                ));
+            }
+        }
+    }
+    (s, rows)
+}
+
+/// `report` with its engine-overhead part (paragraph and table, up to the
+/// waiting-requests paragraph) replaced by `part`.
+pub fn splice_throughput(report: &str, part: &str) -> anyhow::Result<String> {
+    let start = report
+        .find(THROUGHPUT_START)
+        .context("the report has no engine-overhead part")?;
+    let end = report[start..]
+        .find(THROUGHPUT_END)
+        .map(|e| start + e)
+        .context("the report's engine-overhead part has no end")?;
+    let mut text = report.to_string();
+    // One newline here, and the part's end keeps its blank line before
+    // the next paragraph.
+    text.replace_range(start..end, &format!("{}\n", part.trim_end_matches('\n')));
+    Ok(text)
+}
+
+fn file_throughput(executions: usize) -> anyhow::Result<Throughput> {
+    let dir = tempfile::tempdir()?;
+    let db = EngineDb::open(dir.path().join("engine.db")).map_err(|e| anyhow!("{e}"))?;
+    throughput("SQLite file (WAL)", db, executions)
+}
+
+fn memory_throughput(executions: usize) -> anyhow::Result<Throughput> {
+    throughput(
+        "SQLite in memory",
+        EngineDb::in_memory().map_err(|e| anyhow!("{e}"))?,
+        executions,
+    )
+}
+
+/// Each store measured `rounds` times; the fastest round of each is kept.
+pub fn best_throughput(executions: usize, rounds: usize) -> Vec<Result<Throughput, String>> {
+    let best = |f: fn(usize) -> anyhow::Result<Throughput>| -> Result<Throughput, String> {
+        let mut best: Option<Throughput> = None;
+        for _ in 0..rounds {
+            let t = f(executions).map_err(|e| format!("{e:#}"))?;
+            if best.as_ref().is_none_or(|b| t.run_elapsed < b.run_elapsed) {
+                best = Some(t);
+            }
+        }
+        best.ok_or_else(|| "no round ran".to_string())
+    };
+    eprintln!("jit-bench: engine throughput, best of {rounds} ...");
+    vec![best(file_throughput), best(memory_throughput)]
+}
+
 /// Runs every workflow measurement. `bin` is the release `jit-local`.
 pub fn run(root: &Path, bin: &Path, executions: usize, waiting_requests: usize) -> EngineResults {
-    let file = || -> anyhow::Result<Throughput> {
-        let dir = tempfile::tempdir()?;
-        let db = EngineDb::open(dir.path().join("engine.db")).map_err(|e| anyhow!("{e}"))?;
-        throughput("SQLite file (WAL)", db, executions)
-    };
-    let mem = || -> anyhow::Result<Throughput> {
-        throughput(
-            "SQLite in memory",
-            EngineDb::in_memory().map_err(|e| anyhow!("{e}"))?,
-            executions,
-        )
-    };
     eprintln!("jit-bench: engine throughput ...");
     let throughput = vec![
-        file().map_err(|e| format!("{e:#}")),
-        mem().map_err(|e| format!("{e:#}")),
+        file_throughput(executions).map_err(|e| format!("{e:#}")),
+        memory_throughput(executions).map_err(|e| format!("{e:#}")),
     ];
     eprintln!("jit-bench: jit-local with {waiting_requests} requests waiting ...");
     let waiting = waiting(bin, root, waiting_requests).map_err(|e| format!("{e:#}"));
@@ -509,5 +559,33 @@ pub fn run(root: &Path, bin: &Path, executions: usize, waiting_requests: usize) 
         throughput,
         waiting,
         cost,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_throughput_replaces_only_the_engine_overhead_part() {
+        let report = "## Approval workflow\n\n**Engine overhead.** old text\n\n| old | table |\n\n**10,000 requests waiting for approval.** kept\n";
+        let t = Throughput {
+            label: "SQLite in memory",
+            executions: 10,
+            transitions: 100,
+            start_elapsed: Duration::from_millis(1),
+            run_elapsed: Duration::from_millis(2),
+        };
+        let (part, rows) = throughput_part(&[Ok(t)]);
+        let out = splice_throughput(report, &part).unwrap();
+        assert!(out.starts_with("## Approval workflow\n\n**Engine overhead.** A ten-state"));
+        assert!(out.contains("| SQLite in memory | 10 | 100 |"), "{out}");
+        assert!(!out.contains("old text"));
+        assert!(
+            out.ends_with("\n\n**10,000 requests waiting for approval.** kept\n"),
+            "{out}"
+        );
+        assert_eq!(rows[0].0, "engine transitions/s (SQLite in memory)");
+        assert!(splice_throughput("no such part", &part).is_err());
     }
 }

@@ -20,7 +20,9 @@
 //! and `--load-clients N` (create load, default 20 s and 32 clients),
 //! `--only-create-load` (only the create load, spliced into the report),
 //! `--only-lambdas` (only the six Lambdas: sections 2 and 3, spliced in),
-//! `--only-analytics` (only `GET /analytics` over 100,000 requests' trail).
+//! `--only-analytics` (only `GET /analytics` over 100,000 requests' trail),
+//! `--only-engine` (only the engine's overhead, best of `--engine-rounds`,
+//! spliced in).
 //!
 //! What it measures:
 //! 1. API throughput and latency: create+get pairs through `jit_api::handle`
@@ -113,6 +115,14 @@ struct Args {
     /// Requests in the trail `--only-analytics` reads.
     #[arg(long, default_value_t = 100_000)]
     analytics_requests: usize,
+    /// Measure only the engine's overhead (no build, no binaries), best of
+    /// `--engine-rounds` rounds per store, and replace its table and Summary
+    /// rows in the existing report.
+    #[arg(long, conflicts_with_all = ["only_create_load", "only_lambdas", "only_analytics"])]
+    only_engine: bool,
+    /// Rounds of the engine measurement with `--only-engine`; the best is kept.
+    #[arg(long, default_value_t = 5)]
+    engine_rounds: usize,
 }
 
 /// The create-load runs: saturation, then paced at the goal rate.
@@ -179,6 +189,49 @@ fn only_create_load(
     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(
         "jit-bench: wrote the create-load section of {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// `--only-engine`: the engine's overhead alone (in-process, no binaries),
+/// spliced into the existing report's workflow section and Summary rows.
+/// The machine is shared, so each store is measured `--engine-rounds` times
+/// and the best round is kept: the least disturbed by other load.
+fn only_engine(
+    args: &Args,
+    root: &Path,
+    machine: &mut report::Machine,
+    invocation: &str,
+) -> anyhow::Result<()> {
+    let throughput = engine::best_throughput(args.engine_executions, args.engine_rounds.max(1));
+    machine.load_end = load_average();
+    let (mut part, rows) = engine::throughput_part(&throughput);
+    part.push('\n');
+    part.push_str(&provenance(machine, invocation));
+    part.push('\n');
+    eprintln!("{part}");
+    for r in &rows {
+        eprintln!("{}", report::summary_line(r));
+    }
+    if throughput.iter().any(Result::is_err) {
+        bail!(
+            "the engine measurement failed; {} left as it was",
+            args.out.display()
+        );
+    }
+    let out = root.join(&args.out);
+    let old =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    let text = report::splice_rows(
+        &old,
+        &[engine::THROUGHPUT_ROW_PREFIX.to_string()],
+        &rows.iter().map(report::summary_line).collect::<Vec<_>>(),
+    )?;
+    let text = engine::splice_throughput(&text, &part)?;
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "jit-bench: wrote the engine overhead part of {}",
         out.display()
     );
     Ok(())
@@ -491,6 +544,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.only_lambdas {
         return only_lambdas(&args, &root, &mut machine, invocation);
+    }
+    if args.only_engine {
+        return only_engine(&args, &root, &mut machine, &invocation);
     }
     if args.only_analytics {
         return only_analytics(&args, &root, &mut machine, &invocation);

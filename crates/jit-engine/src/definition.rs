@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use crate::choice::{self, ChoiceRule};
 use crate::error::{DefinitionError, states};
 use crate::interp::{IoPath, ResultPath, Template};
+use crate::jsonpath::JsonPath;
 use crate::path::{self, RefPath};
 
 /// `DefinitionSubstitutions`: placeholder name → replacement text.
@@ -18,6 +19,10 @@ pub type Substitutions = HashMap<String, String>;
 #[derive(Debug, Clone)]
 pub struct StateMachine {
     pub(crate) start_at: String,
+    /// Every state, those inside Parallel branches and Map processors
+    /// included: AWS requires state names to be unique in the whole machine,
+    /// so one flat map serves every scope (transitions are checked per scope
+    /// at load).
     pub(crate) states: HashMap<String, State>,
     pub(crate) timeout_seconds: Option<u64>,
     /// The definition after substitution; what executions store and reload.
@@ -52,6 +57,34 @@ pub(crate) enum Kind {
         error: Option<Source>,
         cause: Option<Source>,
     },
+    /// Parallel and (inline) Map: child executions of nested scopes.
+    Fan(Box<FanState>),
+}
+
+/// A Parallel or inline Map state.
+#[derive(Debug, Clone)]
+pub(crate) struct FanState {
+    pub map: bool,
+    /// The `StartAt` of each Parallel branch, or of the Map's processor.
+    pub starts: Vec<String>,
+    /// Parallel `Parameters`; Map `ItemSelector` (or its older name,
+    /// `Parameters`), evaluated per item with `$$.Map.Item`.
+    pub parameters: Option<Template>,
+    pub items_path: Option<RefPath>,
+    pub max_concurrency: Option<Seconds>,
+    pub tolerated_count: Option<Seconds>,
+    pub tolerated_percentage: Option<PercentSource>,
+    pub result_selector: Option<Template>,
+    pub result_path: ResultPath,
+    pub retry: Vec<Retrier>,
+    pub catch: Vec<Catcher>,
+}
+
+/// `ToleratedFailurePercentage` or its `…Path`.
+#[derive(Debug, Clone)]
+pub(crate) enum PercentSource {
+    Literal(f64),
+    Path(RefPath),
 }
 
 impl Kind {
@@ -64,6 +97,8 @@ impl Kind {
             Kind::Wait(_) => "Wait",
             Kind::Succeed => "Succeed",
             Kind::Fail { .. } => "Fail",
+            Kind::Fan(f) if f.map => "Map",
+            Kind::Fan(_) => "Parallel",
         }
     }
 }
@@ -73,6 +108,8 @@ impl Kind {
 pub(crate) enum Source {
     Literal(String),
     Path(RefPath),
+    /// A string-returning intrinsic function.
+    Intrinsic(crate::intrinsic::Call),
 }
 
 #[derive(Debug, Clone)]
@@ -185,7 +222,8 @@ impl StateMachine {
         Ok(sm)
     }
 
-    /// The names of the states, sorted.
+    /// The names of every state (those inside Parallel branches and Map
+    /// processors included), sorted.
     pub fn state_names(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.states.keys().map(String::as_str).collect();
         v.sort_unstable();
@@ -310,13 +348,45 @@ fn parse_machine(doc: &Value) -> Result<StateMachine, DefinitionError> {
         };
 
     let mut states = HashMap::with_capacity(raw_states.len());
+    parse_scope(raw_states, &mut states)?;
+    Ok(StateMachine {
+        start_at,
+        states,
+        timeout_seconds,
+        source: String::new(),
+    })
+}
+
+/// Parses the states of one scope (the machine's, a branch's, a Map
+/// processor's) into `all`, checking that names are unique machine-wide
+/// and that every transition stays inside the scope.
+fn parse_scope(
+    raw_states: &Map<String, Value>,
+    all: &mut HashMap<String, State>,
+) -> Result<(), DefinitionError> {
+    let mut names = Vec::with_capacity(raw_states.len());
     for (name, raw) in raw_states {
-        let st = parse_state(name, raw)?;
-        states.insert(name.clone(), st);
+        if all.contains_key(name) {
+            return Err(DefinitionError::at(
+                name,
+                "",
+                "state names must be unique in the whole state machine",
+            ));
+        }
+        let st = parse_state(name, raw, all)?;
+        if all.insert(name.clone(), st).is_some() {
+            // A state nested in this one took the name.
+            return Err(DefinitionError::at(
+                name,
+                "",
+                "state names must be unique in the whole state machine",
+            ));
+        }
+        names.push(name);
     }
-    // Every transition target must exist.
+    // Every transition target must exist in this scope.
     let exists = |target: &str| raw_states.contains_key(target);
-    for st in states.values() {
+    for st in names.iter().filter_map(|n| all.get(n.as_str())) {
         let missing = |field: String, target: &str| {
             DefinitionError::at(&st.name, field, format!("no state named \"{target}\""))
         };
@@ -345,14 +415,212 @@ fn parse_machine(doc: &Value) -> Result<StateMachine, DefinitionError> {
                     }
                 }
             }
+            Kind::Fan(f) => {
+                for (i, c) in f.catch.iter().enumerate() {
+                    if !exists(&c.next) {
+                        return Err(missing(format!("Catch[{i}].Next"), &c.next));
+                    }
+                }
+            }
             _ => {}
         }
     }
-    Ok(StateMachine {
-        start_at,
-        states,
-        timeout_seconds,
-        source: String::new(),
+    Ok(())
+}
+
+/// A nested scope (`Branches[i]`, `ItemProcessor`/`Iterator`): parses its
+/// states into `all` and returns its `StartAt`.
+fn parse_branch(
+    state: &str,
+    field: &str,
+    v: &Value,
+    map: bool,
+    all: &mut HashMap<String, State>,
+) -> Result<String, DefinitionError> {
+    let err = |f: &str, m: &str| DefinitionError::at(state, format!("{field}{f}"), m);
+    let obj = v.as_object().ok_or_else(|| err("", "must be an object"))?;
+    for k in obj.keys() {
+        match k.as_str() {
+            "StartAt" | "States" | "Comment" => {}
+            "ProcessorConfig" if map => {
+                let mode = obj[k]
+                    .get("Mode")
+                    .and_then(Value::as_str)
+                    .unwrap_or("INLINE");
+                if mode != "INLINE" {
+                    return Err(err(
+                        ".ProcessorConfig.Mode",
+                        "only INLINE Map states are supported by the local engine",
+                    ));
+                }
+            }
+            _ => return Err(err(&format!(".{k}"), "unknown or unsupported field")),
+        }
+    }
+    let start_at = obj
+        .get("StartAt")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(".StartAt", "required, must be a string"))?;
+    let raw = obj
+        .get("States")
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| err(".States", "required, must be a non-empty object"))?;
+    if !raw.contains_key(start_at) {
+        return Err(err(".StartAt", &format!("no state named \"{start_at}\"")));
+    }
+    parse_scope(raw, all)?;
+    Ok(start_at.to_string())
+}
+
+fn parse_fan(
+    name: &str,
+    ty: &str,
+    obj: &Map<String, Value>,
+    all: &mut HashMap<String, State>,
+) -> Result<FanState, DefinitionError> {
+    let err = |field: &str, msg: &str| DefinitionError::at(name, field, msg);
+    let map = ty == "Map";
+    let mut starts = Vec::new();
+    let mut parameters = template(name, "Parameters", obj)?;
+    let mut items_path = None;
+    let mut max_concurrency = None;
+    let mut tolerated_count = None;
+    let mut tolerated_percentage = None;
+    if map {
+        let (field, processor) = match (obj.get("ItemProcessor"), obj.get("Iterator")) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "Iterator",
+                    "ItemProcessor and Iterator are mutually exclusive",
+                ));
+            }
+            (Some(p), None) => ("ItemProcessor", p),
+            (None, Some(p)) => ("Iterator", p),
+            (None, None) => return Err(err("ItemProcessor", "required for a Map state")),
+        };
+        starts.push(parse_branch(name, field, processor, true, all)?);
+        if obj.contains_key("ItemSelector") {
+            if parameters.is_some() {
+                return Err(err(
+                    "ItemSelector",
+                    "ItemSelector and Parameters are mutually exclusive",
+                ));
+            }
+            parameters = template(name, "ItemSelector", obj)?;
+        }
+        items_path = match obj.get("ItemsPath") {
+            None => None,
+            Some(v) => Some(path_field(name, "ItemsPath", v)?),
+        };
+        max_concurrency = match (obj.get("MaxConcurrency"), obj.get("MaxConcurrencyPath")) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "MaxConcurrencyPath",
+                    "MaxConcurrency and MaxConcurrencyPath are mutually exclusive",
+                ));
+            }
+            (Some(v), None) => {
+                Some(Seconds::Literal(v.as_u64().ok_or_else(|| {
+                    err("MaxConcurrency", "must be a non-negative integer")
+                })?))
+            }
+            (None, Some(v)) => Some(Seconds::Path(path_field(name, "MaxConcurrencyPath", v)?)),
+            (None, None) => None,
+        };
+        tolerated_count = match (
+            obj.get("ToleratedFailureCount"),
+            obj.get("ToleratedFailureCountPath"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "ToleratedFailureCountPath",
+                    "ToleratedFailureCount and ToleratedFailureCountPath are mutually exclusive",
+                ));
+            }
+            (Some(v), None) => Some(Seconds::Literal(v.as_u64().ok_or_else(|| {
+                err("ToleratedFailureCount", "must be a non-negative integer")
+            })?)),
+            (None, Some(v)) => Some(Seconds::Path(path_field(
+                name,
+                "ToleratedFailureCountPath",
+                v,
+            )?)),
+            (None, None) => None,
+        };
+        tolerated_percentage = match (
+            obj.get("ToleratedFailurePercentage"),
+            obj.get("ToleratedFailurePercentagePath"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "ToleratedFailurePercentagePath",
+                    "ToleratedFailurePercentage and ToleratedFailurePercentagePath are mutually exclusive",
+                ));
+            }
+            (Some(v), None) => Some(PercentSource::Literal(
+                v.as_f64()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| {
+                        err(
+                            "ToleratedFailurePercentage",
+                            "must be a number from 0 to 100",
+                        )
+                    })?,
+            )),
+            (None, Some(v)) => Some(PercentSource::Path(path_field(
+                name,
+                "ToleratedFailurePercentagePath",
+                v,
+            )?)),
+            (None, None) => None,
+        };
+    } else {
+        let branches = obj
+            .get("Branches")
+            .and_then(Value::as_array)
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| err("Branches", "required, must be a non-empty array"))?;
+        for (i, b) in branches.iter().enumerate() {
+            starts.push(parse_branch(
+                name,
+                &format!("Branches[{i}]"),
+                b,
+                false,
+                all,
+            )?);
+        }
+    }
+    let mut retry = Vec::new();
+    if let Some(v) = obj.get("Retry") {
+        let items = v
+            .as_array()
+            .ok_or_else(|| err("Retry", "must be an array"))?;
+        for (i, item) in items.iter().enumerate() {
+            retry.push(parse_retrier(name, i, items.len(), item)?);
+        }
+    }
+    let mut catch = Vec::new();
+    if let Some(v) = obj.get("Catch") {
+        let items = v
+            .as_array()
+            .ok_or_else(|| err("Catch", "must be an array"))?;
+        for (i, item) in items.iter().enumerate() {
+            catch.push(parse_catcher(name, i, items.len(), item)?);
+        }
+    }
+    Ok(FanState {
+        map,
+        starts,
+        parameters,
+        items_path,
+        max_concurrency,
+        tolerated_count,
+        tolerated_percentage,
+        result_selector: template(name, "ResultSelector", obj)?,
+        result_path: result_path(name, "ResultPath", obj)?,
+        retry,
+        catch,
     })
 }
 
@@ -402,11 +670,49 @@ fn allowed_fields(ty: &str) -> &'static [&'static str] {
         ],
         "Succeed" => &["InputPath", "OutputPath"],
         "Fail" => &["Error", "ErrorPath", "Cause", "CausePath"],
+        "Parallel" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "ResultSelector",
+            "Retry",
+            "Catch",
+            "Branches",
+        ],
+        "Map" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "ItemSelector",
+            "ResultSelector",
+            "Retry",
+            "Catch",
+            "ItemsPath",
+            "ItemProcessor",
+            "Iterator",
+            "MaxConcurrency",
+            "MaxConcurrencyPath",
+            "ToleratedFailureCount",
+            "ToleratedFailureCountPath",
+            "ToleratedFailurePercentage",
+            "ToleratedFailurePercentagePath",
+            "Label",
+        ],
         _ => &[],
     }
 }
 
-fn parse_state(name: &str, raw: &Value) -> Result<State, DefinitionError> {
+fn parse_state(
+    name: &str,
+    raw: &Value,
+    all: &mut HashMap<String, State>,
+) -> Result<State, DefinitionError> {
     let err = |field: &str, msg: &str| DefinitionError::at(name, field, msg);
     if name.is_empty() || name.chars().count() > 80 {
         return Err(err("", "a state name must be 1 to 80 characters"));
@@ -419,13 +725,7 @@ fn parse_state(name: &str, raw: &Value) -> Result<State, DefinitionError> {
         .and_then(Value::as_str)
         .ok_or_else(|| err("Type", "required, must be a string"))?;
     match ty {
-        "Pass" | "Task" | "Choice" | "Wait" | "Succeed" | "Fail" => {}
-        "Parallel" | "Map" => {
-            return Err(err(
-                "Type",
-                &format!("{ty} states are not supported by the local engine"),
-            ));
-        }
+        "Pass" | "Task" | "Choice" | "Wait" | "Succeed" | "Fail" | "Parallel" | "Map" => {}
         other => return Err(err("Type", &format!("unknown state type {other}"))),
     }
     let allowed = allowed_fields(ty);
@@ -520,6 +820,7 @@ fn parse_state(name: &str, raw: &Value) -> Result<State, DefinitionError> {
             })
         }
         "Succeed" => Kind::Succeed,
+        "Parallel" | "Map" => Kind::Fan(Box::new(parse_fan(name, ty, obj, all)?)),
         _ => {
             let source = |lit: &str, p: &str| -> Result<Option<Source>, DefinitionError> {
                 match (obj.get(lit), obj.get(p)) {
@@ -528,6 +829,13 @@ fn parse_state(name: &str, raw: &Value) -> Result<State, DefinitionError> {
                     }
                     (Some(Value::String(s)), None) => Ok(Some(Source::Literal(s.clone()))),
                     (Some(_), None) => Err(err(lit, "must be a string")),
+                    (None, Some(Value::String(t))) if path::is_intrinsic(t) => {
+                        let call = crate::intrinsic::parse(t).map_err(|m| err(p, &m))?;
+                        if !crate::intrinsic::STRING_FUNCTIONS.contains(&call.name.as_str()) {
+                            return Err(err(p, &format!("{} does not return a string", call.name)));
+                        }
+                        Ok(Some(Source::Intrinsic(call)))
+                    }
                     (None, Some(v)) => Ok(Some(Source::Path(path_field(name, p, v)?))),
                     (None, None) => Ok(None),
                 }
@@ -567,8 +875,24 @@ fn data_path(state: &str, field: &str, v: &Value) -> Result<RefPath, DefinitionE
     Ok(p)
 }
 
+/// `InputPath` / `OutputPath`: any JSONPath AWS accepts, the context
+/// object included.
 fn io_path(state: &str, field: &str, obj: &Map<String, Value>) -> Result<IoPath, DefinitionError> {
-    optional_path(state, field, obj, IoPath::Whole, IoPath::Null, IoPath::Path)
+    Ok(match obj.get(field) {
+        None => IoPath::Whole,
+        Some(Value::Null) => IoPath::Null,
+        Some(v) => {
+            let text = v
+                .as_str()
+                .ok_or_else(|| DefinitionError::at(state, field, "must be a path string"))?;
+            let p = JsonPath::parse(text).map_err(|m| DefinitionError::at(state, field, m))?;
+            if !p.context && p.steps.is_empty() && !p.length {
+                IoPath::Whole
+            } else {
+                IoPath::Path(p)
+            }
+        }
+    })
 }
 
 fn result_path(

@@ -12,12 +12,14 @@ use chrono::{DateTime, Utc};
 use jit_core::ports::Clock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::db::{Commit, EngineDb, ExecRow, NewToken, token_status};
-use crate::definition::{Kind, Resource, Seconds, Source, State, StateMachine, TaskState, WaitFor};
+use crate::definition::{
+    Catcher, FanState, Kind, PercentSource, Resource, Retrier, Seconds, Source, State,
+    StateMachine, TaskState, WaitFor,
+};
 use crate::error::{EngineError, StateError, states};
 use crate::history::{self, HistoryEvent, NewEvent, TaskResource, lambda_fn};
 use crate::interp::{Ctx, ROLE_ARN, error_matches, is_handleable, retry_delay_ms};
@@ -86,6 +88,19 @@ impl std::fmt::Debug for TaskCall<'_> {
     }
 }
 
+/// What a Lambda task got back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invoked {
+    /// The function's return value: the engine wraps it in the `Invoke`
+    /// response AWS's `lambda:invoke` integration returns.
+    Return(Value),
+    /// AWS's whole `lambda:invoke` response (`Payload`, `StatusCode`,
+    /// `ExecutedVersion`, `SdkHttpMetadata`, …), used as is — e.g. one
+    /// recorded on AWS. A `FunctionError` in it fails the task with the
+    /// payload's `errorType`, as on AWS.
+    Response(Value),
+}
+
 /// Runs task Lambdas. In `jit-local` this dispatches in-process to the same
 /// handlers the deployed Lambdas run. Called at least once per attempt: a
 /// task interrupted by a crash is invoked again on resume.
@@ -97,6 +112,17 @@ pub trait TaskInvoker: Send + Sync {
     /// overridden.
     async fn invoke_task(&self, call: TaskCall<'_>, payload: Value) -> Result<Value, TaskError> {
         self.invoke(call.function, payload).await
+    }
+
+    /// What the engine calls for a Lambda task; forwards to
+    /// [`TaskInvoker::invoke_task`] (a return value) unless overridden to
+    /// hand over whole `Invoke` responses.
+    async fn invoke_lambda(
+        &self,
+        call: TaskCall<'_>,
+        payload: Value,
+    ) -> Result<Invoked, TaskError> {
+        self.invoke_task(call, payload).await.map(Invoked::Return)
     }
 }
 
@@ -248,7 +274,118 @@ enum Phase {
         until_ms: i64,
     },
     Task(TaskPhase),
+    /// In a Parallel or Map state.
+    Fan(Box<FanPhase>),
     Done,
+}
+
+/// A Parallel or Map state under way: its children (branches or
+/// iterations) are nested phases, stepped in index order, all persisted
+/// with the execution like any other phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FanPhase {
+    state: String,
+    /// The state's raw input (what ResultPath writes into).
+    input: Value,
+    entered_ms: i64,
+    entered_event: u64,
+    retry_count: u32,
+    counters: Vec<u32>,
+    step: FanStep,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+enum FanStep {
+    /// Ready to start an attempt (select the items, start the children).
+    Start,
+    Running(Box<FanRun>),
+    RetryAt {
+        until_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FanRun {
+    /// Inputs of the children not yet started, from index `next` on.
+    waiting: std::collections::VecDeque<Value>,
+    next: usize,
+    /// Children running now (at most `max_concurrency`, 0 = no bound).
+    active: Vec<Child>,
+    max_concurrency: usize,
+    /// Each child's output by index (`null` until it ends).
+    results: Vec<Value>,
+    failed: u64,
+    tolerated_count: u64,
+    tolerated_percentage: f64,
+    /// The error that fails the state, once one child's failure does.
+    failure: Option<(String, String)>,
+    /// The active child to step first: children take turns, one unit of
+    /// work each, as concurrent branches would (so a quick failure in one
+    /// branch is not held up behind a long one).
+    #[serde(default)]
+    cursor: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Child {
+    index: usize,
+    phase: Phase,
+}
+
+/// The task tokens a phase (and everything nested in it) holds open.
+fn phase_tokens(phase: &Phase, out: &mut Vec<String>) {
+    match phase {
+        Phase::Task(tp) => match &tp.step {
+            TaskStep::AwaitToken { token }
+            | TaskStep::Invoking(Invoking {
+                token: Some(token), ..
+            }) => out.push(token.clone()),
+            _ => {}
+        },
+        Phase::Fan(fp) => {
+            if let FanStep::Running(run) = &fp.step {
+                for c in &run.active {
+                    phase_tokens(&c.phase, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Does `phase` (or a child nested in it) hold a task invocation in flight
+/// — one interrupted by a restart, to be invoked again first?
+fn phase_invoking(phase: &Phase) -> bool {
+    match phase {
+        Phase::Task(TaskPhase {
+            step: TaskStep::Invoking(_),
+            ..
+        }) => true,
+        Phase::Fan(fp) => match &fp.step {
+            FanStep::Running(run) => run.active.iter().any(|c| phase_invoking(&c.phase)),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Is `phase` (or a child nested in it) waiting for `invocation`?
+fn phase_awaits(phase: &Phase, invocation: u64) -> bool {
+    match phase {
+        Phase::Task(TaskPhase {
+            step: TaskStep::Invoking(inv),
+            ..
+        }) => inv.invocation == invocation,
+        Phase::Fan(fp) => match &fp.step {
+            FanStep::Running(run) => run
+                .active
+                .iter()
+                .any(|c| phase_awaits(&c.phase, invocation)),
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -257,6 +394,9 @@ struct TaskPhase {
     /// The state's raw input (what ResultPath writes into).
     input: Value,
     entered_ms: i64,
+    /// The id of the `TaskStateEntered` event (AWS cites it in runtime causes).
+    #[serde(default)]
+    entered_event: u64,
     retry_count: u32,
     /// Attempts used per retrier.
     counters: Vec<u32>,
@@ -286,6 +426,9 @@ struct Invoking {
     token: Option<String>,
     timeout_ms: Option<i64>,
     event: bool,
+    /// `LogType: Tail`: the response carries a `LogResult`.
+    #[serde(default)]
+    tail: bool,
 }
 
 enum End {
@@ -326,6 +469,8 @@ struct InvokeRequest {
 
 enum InvokeOutcome {
     Ok(Value),
+    /// AWS's whole `Invoke` response, handed over as is.
+    Response(Value),
     Err(TaskError),
     TimedOut,
 }
@@ -357,39 +502,11 @@ struct Run {
     /// `transitions` when the current turn began.
     turn_start: usize,
     now: i64,
-}
-
-fn lambda_payload_wrapper(exec_arn: &str, invocation: u64, payload: Value, status: u16) -> Value {
-    // A stable request id per (execution, attempt), formatted like a UUID.
-    let digest = Sha256::digest(format!("{exec_arn}#{invocation}").as_bytes());
-    let h: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    let request_id = format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    );
-    json!({
-        "ExecutedVersion": "$LATEST",
-        "Payload": payload,
-        "SdkHttpMetadata": {
-            "AllHttpHeaders": {
-                "Content-Type": ["application/json"],
-                "X-Amz-Executed-Version": ["$LATEST"],
-                "x-amzn-RequestId": [request_id.clone()],
-            },
-            "HttpHeaders": {
-                "Content-Type": "application/json",
-                "X-Amz-Executed-Version": "$LATEST",
-                "x-amzn-RequestId": request_id.clone(),
-            },
-            "HttpStatusCode": status,
-        },
-        "SdkResponseMetadata": { "RequestId": request_id },
-        "StatusCode": status,
-    })
+    /// How deep in Parallel/Map children the step in progress is (0: the
+    /// execution's own states).
+    depth: u32,
+    /// How the child being stepped ended (when `depth > 0`).
+    frame_end: Option<End>,
 }
 
 fn resource_name(r: &Resource) -> &'static str {
@@ -416,7 +533,35 @@ impl Run {
             transitions: 0,
             turn_start: 0,
             now,
+            depth: 0,
+            frame_end: None,
         })
+    }
+
+    /// The `lambda:invoke` response for attempt `invocation` now (or the
+    /// whole `response` handed over), and the event `event` makes of it.
+    fn envelope(
+        &self,
+        invocation: u64,
+        payload: Value,
+        status: u16,
+        tail: bool,
+        response: Option<Value>,
+        event: impl Fn(history::Output<'_>) -> (String, String),
+    ) -> ((String, String), Value) {
+        if let Some(r) = response {
+            return (event(history::Output::Raw(&r)), r);
+        }
+        let hex = history::invoke_hex(&self.exec_arn, invocation);
+        let ev = event(history::Output::Lambda {
+            hex: &hex,
+            payload: &payload,
+            status,
+            now_ms: self.now,
+            tail,
+        });
+        let out = history::lambda_response(&hex, payload, status, self.now, tail);
+        (ev, out)
     }
 
     fn emit(&mut self, (event_type, details): (String, String)) {
@@ -453,6 +598,13 @@ impl Run {
     }
 
     fn finish(&mut self, end: End) -> Flow {
+        if self.depth > 0 {
+            // A branch or iteration ended: its parent decides what follows.
+            let old = std::mem::replace(&mut self.phase, Phase::Done);
+            phase_tokens(&old, &mut self.closed_tokens);
+            self.frame_end = Some(end);
+            return Flow::Finished;
+        }
         match &end {
             End::Succeeded(out) => self.emit(history::execution_succeeded(out)),
             End::Failed { error, cause } => {
@@ -465,15 +617,7 @@ impl Run {
             )),
         }
         let old = std::mem::replace(&mut self.phase, Phase::Done);
-        if let Phase::Task(tp) = old {
-            match tp.step {
-                TaskStep::AwaitToken { token }
-                | TaskStep::Invoking(Invoking {
-                    token: Some(token), ..
-                }) => self.closed_tokens.push(token),
-                _ => {}
-            }
-        }
+        phase_tokens(&old, &mut self.closed_tokens);
         self.end = Some(end);
         Flow::Finished
     }
@@ -483,6 +627,35 @@ impl Run {
             error: e.error,
             cause: e.cause,
         })
+    }
+
+    /// Fails the execution from inside state `state` (entered at event
+    /// `entered_event`): AWS prefixes a `States.Runtime` cause with where it
+    /// happened.
+    fn fail_at(&mut self, state: &str, entered_event: u64, mut e: StateError) -> Flow {
+        // One prefix only: a runtime error inside a Parallel branch or Map
+        // iteration names the inner state, and passes through its parent as is.
+        if e.error == states::RUNTIME && !e.cause.starts_with(RUNTIME_PREFIX) {
+            e.cause = runtime_prefix(state, entered_event, &e.cause);
+        }
+        self.fail(e)
+    }
+
+    /// Emits `…StateExited` with `output`, unless the output is over the
+    /// payload limit: then the execution fails with
+    /// `States.DataLimitExceeded`, as on AWS (no catcher sees it). The size is
+    /// read off the event being written, so checking costs nothing extra.
+    /// Returns the flow that ends the execution when the output is too big.
+    fn exit_state(&mut self, prefix: &str, name: &str, output: &Value) -> Option<Flow> {
+        let ev = history::state_exited(prefix, name, output);
+        if ev.1.len() > MAX_PAYLOAD && json_len(output) > MAX_PAYLOAD {
+            return Some(self.fail(StateError::new(
+                states::DATA_LIMIT_EXCEEDED,
+                data_limit_cause(name),
+            )));
+        }
+        self.emit(ev);
+        None
     }
 
     fn go_next(&mut self, st: &State, output: Value) -> Flow {
@@ -505,6 +678,7 @@ impl Run {
         }
         if let Some(deadline) = self.row.deadline_ms
             && self.now >= deadline
+            && self.depth == 0
         {
             let secs = self.machine.timeout_seconds.unwrap_or_default();
             return Ok(self.finish(End::TimedOut {
@@ -514,7 +688,7 @@ impl Run {
                 ),
             }));
         }
-        if self.next_event_id() > MAX_HISTORY_EVENTS {
+        if self.depth == 0 && self.next_event_id() > MAX_HISTORY_EVENTS {
             return Ok(self.fail(StateError::runtime(format!(
                 "The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
             ))));
@@ -529,7 +703,9 @@ impl Run {
                 until_ms,
             } => {
                 if self.now >= until_ms {
-                    self.emit(history::state_exited("Wait", &state, &output));
+                    if let Some(flow) = self.exit_state("Wait", &state, &output) {
+                        return Ok(flow);
+                    }
                     let m = self.machine.clone();
                     match m.states.get(&state) {
                         Some(st) => Ok(self.go_next(st, output)),
@@ -545,6 +721,7 @@ impl Run {
                 }
             }
             Phase::Task(tp) => self.task_step(db, tp),
+            Phase::Fan(fp) => self.fan_step(db, *fp),
         }
     }
 
@@ -554,6 +731,7 @@ impl Run {
             return self.fail(missing_state(name));
         };
         let prefix = st.kind.event_prefix();
+        let entered_event = self.next_event_id();
         self.emit(history::state_entered(prefix, name, &input));
         self.transitions += 1;
         let entered = fmt_ms(self.now);
@@ -564,26 +742,31 @@ impl Run {
                 result_path,
             } => {
                 let out = (|| {
-                    let mut eff = st.input_path.apply("InputPath", &input)?;
+                    let ctx = self.ctx(name, &entered, 0, None);
+                    let mut eff = st.input_path.apply(&input, &ctx)?;
                     if let Some(p) = parameters {
-                        eff = p.eval(&eff, &self.ctx(name, &entered, 0, None))?;
+                        // On a Pass state AWS reports a path to nothing as
+                        // States.Runtime (a Task says ParameterPathFailure).
+                        eff = p
+                            .eval(&eff, &ctx)
+                            .map_err(|e| StateError::runtime(e.cause))?;
                     }
                     let res = result.clone().unwrap_or(eff);
                     let out = result_path.apply(&input, res)?;
-                    st.output_path.apply_owned("OutputPath", out)
+                    st.output_path.apply_owned(out, &ctx)
                 })();
                 match out {
-                    Ok(out) => {
-                        self.emit(history::state_exited(prefix, name, &out));
-                        self.go_next(st, out)
-                    }
-                    Err(e) => self.fail(e),
+                    Ok(out) => match self.exit_state(prefix, name, &out) {
+                        None => self.go_next(st, out),
+                        Some(flow) => flow,
+                    },
+                    Err(e) => self.fail_at(name, entered_event, e),
                 }
             }
             Kind::Choice { rules, default } => {
                 let chosen = (|| {
-                    let eff = st.input_path.apply("InputPath", &input)?;
                     let ctx = self.ctx(name, &entered, 0, None);
+                    let eff = st.input_path.apply(&input, &ctx)?;
                     let mut next = None;
                     for r in rules {
                         if r.cond.eval(&eff, &ctx)? {
@@ -594,54 +777,69 @@ impl Run {
                     let next = next
                         .or_else(|| default.clone())
                         .ok_or_else(|| StateError::new(states::NO_CHOICE_MATCHED, "No Matches!"))?;
-                    let out = st.output_path.apply_owned("OutputPath", eff)?;
+                    let out = st.output_path.apply_owned(eff, &ctx)?;
                     Ok::<_, StateError>((next, out))
                 })();
                 match chosen {
                     Ok((next, out)) => {
-                        self.emit(history::state_exited(prefix, name, &out));
+                        if let Some(flow) = self.exit_state(prefix, name, &out) {
+                            return flow;
+                        }
                         self.phase = Phase::Enter {
                             state: next,
                             input: out,
                         };
                         Flow::Continue
                     }
-                    Err(e) => self.fail(e),
+                    Err(e) => self.fail_at(name, entered_event, e),
                 }
             }
             Kind::Succeed => {
+                let ctx = self.ctx(name, &entered, 0, None);
                 let out = st
                     .input_path
-                    .apply_owned("InputPath", input)
-                    .and_then(|v| st.output_path.apply_owned("OutputPath", v));
+                    .apply_owned(input, &ctx)
+                    .and_then(|v| st.output_path.apply_owned(v, &ctx));
+                drop(ctx);
                 match out {
-                    Ok(out) => {
-                        self.emit(history::state_exited(prefix, name, &out));
-                        self.finish(End::Succeeded(out))
-                    }
-                    Err(e) => self.fail(e),
+                    Ok(out) => match self.exit_state(prefix, name, &out) {
+                        None => self.finish(End::Succeeded(out)),
+                        Some(flow) => flow,
+                    },
+                    Err(e) => self.fail_at(name, entered_event, e),
                 }
             }
             Kind::Fail { error, cause } => {
                 let resolved = (|| {
                     let ctx = self.ctx(name, &entered, 0, None);
-                    let get =
-                        |s: &Option<Source>, field: &str| -> Result<Option<String>, StateError> {
-                            match s {
-                                None => Ok(None),
-                                Some(Source::Literal(l)) => Ok(Some(l.clone())),
-                                Some(Source::Path(p)) => match ctx.resolve(p, &input) {
-                                    Some(Value::String(s)) => Ok(Some(s.clone())),
-                                    _ => Err(StateError::runtime(format!(
-                                        "The {field} '{}' did not resolve to a string in the input",
-                                        p.text
-                                    ))),
-                                },
+                    let get = |s: &Option<Source>| -> Result<Option<String>, StateError> {
+                        match s {
+                            None => Ok(None),
+                            Some(Source::Literal(l)) => Ok(Some(l.clone())),
+                            Some(Source::Intrinsic(call)) => {
+                                match crate::intrinsic::eval(call, &input, &ctx)? {
+                                    Value::String(s) => Ok(Some(s)),
+                                    other => Ok(Some(other.to_string())),
+                                }
                             }
-                        };
-                    Ok::<_, StateError>((get(error, "ErrorPath")?, get(cause, "CausePath")?))
+                            Some(Source::Path(p)) => match ctx.resolve(p, &input) {
+                                Some(Value::String(s)) => Ok(Some(s.clone())),
+                                Some(other) => Ok(Some(other.to_string())),
+                                None => Err(StateError::runtime(format!(
+                                    "Invalid path '{}' : No results for path: {}",
+                                    p.text,
+                                    p.normalized()
+                                ))),
+                            },
+                        }
+                    };
+                    Ok::<_, StateError>((get(error)?, get(cause)?))
                 })();
                 match resolved {
+                    Ok((error, cause)) if self.depth > 0 => self.finish(End::Failed {
+                        error: error.unwrap_or_default(),
+                        cause: cause.unwrap_or_default(),
+                    }),
                     Ok((error, cause)) => {
                         let ev = history::execution_failed(error.as_deref(), cause.as_deref());
                         self.emit(ev);
@@ -652,42 +850,39 @@ impl Run {
                         self.phase = Phase::Done;
                         Flow::Finished
                     }
-                    Err(e) => self.fail(e),
+                    Err(e) => self.fail_at(name, entered_event, e),
                 }
             }
             Kind::Wait(w) => {
                 let planned = (|| {
-                    let eff = st.input_path.apply("InputPath", &input)?;
                     let ctx = self.ctx(name, &entered, 0, None);
+                    let eff = st.input_path.apply(&input, &ctx)?;
                     let until = match w {
                         WaitFor::Seconds(s) => self.now + (*s as i64) * 1000,
                         WaitFor::Timestamp(t) => to_ms(*t),
                         WaitFor::SecondsPath(p) => {
-                            match ctx.resolve(p, &eff).and_then(Value::as_u64) {
-                                Some(s) => self.now + (s.min(i64::MAX as u64 / 1000) as i64) * 1000,
-                                None => {
-                                    return Err(StateError::runtime(format!(
-                                        "The SecondsPath parameter does not reference a valid integer value: {}",
-                                        p.text
-                                    )));
-                                }
-                            }
+                            self.now + wait_seconds(p, ctx.resolve(p, &eff))?.saturating_mul(1000)
                         }
-                        WaitFor::TimestampPath(p) => match ctx
-                            .resolve(p, &eff)
-                            .and_then(Value::as_str)
-                            .and_then(choice::parse_timestamp)
-                        {
-                            Some(t) => to_ms(t),
+                        WaitFor::TimestampPath(p) => match ctx.resolve(p, &eff) {
                             None => {
                                 return Err(StateError::runtime(format!(
-                                    "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {}",
+                                    "The TimestampPath parameter does not reference an input value: {}",
                                     p.text
                                 )));
                             }
+                            Some(v) => match v.as_str().and_then(choice::parse_timestamp) {
+                                Some(t) => to_ms(t),
+                                None => {
+                                    return Err(StateError::runtime(format!(
+                                        "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
+                                        p.text,
+                                        shown_value(v)
+                                    )));
+                                }
+                            },
                         },
                     };
-                    let out = st.output_path.apply_owned("OutputPath", eff)?;
+                    let out = st.output_path.apply_owned(eff, &ctx)?;
                     Ok::<_, StateError>((until, out))
                 })();
                 match planned {
@@ -699,14 +894,27 @@ impl Run {
                         };
                         Flow::Continue
                     }
-                    Err(e) => self.fail(e),
+                    Err(e) => self.fail_at(name, entered_event, e),
                 }
+            }
+            Kind::Fan(f) => {
+                self.phase = Phase::Fan(Box::new(FanPhase {
+                    state: name.to_string(),
+                    input,
+                    entered_ms: self.now,
+                    entered_event,
+                    retry_count: 0,
+                    counters: vec![0; f.retry.len()],
+                    step: FanStep::Start,
+                }));
+                Flow::Continue
             }
             Kind::Task(t) => {
                 self.phase = Phase::Task(TaskPhase {
                     state: name.to_string(),
                     input,
                     entered_ms: self.now,
+                    entered_event,
                     retry_count: 0,
                     counters: vec![0; t.retry.len()],
                     step: TaskStep::Schedule,
@@ -763,7 +971,7 @@ impl Run {
                             Some(a) => serde_json::from_str(a)?,
                             None => Value::Null,
                         };
-                        self.emit(res.succeeded(&answer));
+                        self.emit(res.succeeded(history::Output::Raw(&answer)));
                         Ok(self.task_success(st, t, tp, answer))
                     }
                     token_status::FAILED => {
@@ -823,8 +1031,8 @@ impl Run {
         };
         let entered = fmt_ms(tp.entered_ms);
         let prepared = (|| {
-            let eff = st.input_path.apply("InputPath", &tp.input)?;
             let ctx = self.ctx(&tp.state, &entered, tp.retry_count, token.as_deref());
+            let eff = st.input_path.apply(&tp.input, &ctx)?;
             let params = match &t.parameters {
                 Some(p) => p.eval(&eff, &ctx)?,
                 None => eff.clone(),
@@ -872,6 +1080,10 @@ impl Run {
             };
             Ok::<_, StateError>((params, timeout, heartbeat, function, payload, event))
         })();
+        let tail = matches!(&t.resource, Resource::Invoke | Resource::InvokeCallback)
+            && prepared
+                .as_ref()
+                .is_ok_and(|p| p.0.get("LogType").and_then(Value::as_str) == Some("Tail"));
         let (params, timeout, heartbeat, function, payload, event) = match prepared {
             Ok(v) => v,
             Err(e) => return Ok(self.task_error(st, t, tp, e)),
@@ -907,6 +1119,7 @@ impl Run {
             token,
             timeout_ms,
             event,
+            tail,
         };
         Ok(self.hand_out(tp, inv, timeout.map(Duration::from_secs)))
     }
@@ -930,13 +1143,52 @@ impl Run {
 
     /// Is this execution still waiting for the result of `invocation`?
     fn awaits(&self, invocation: u64) -> bool {
-        matches!(&self.phase, Phase::Task(TaskPhase { step: TaskStep::Invoking(inv), .. }) if inv.invocation == invocation)
+        phase_awaits(&self.phase, invocation)
     }
 
-    fn apply_outcome(&mut self, outcome: InvokeOutcome) -> Result<Flow, EngineError> {
+    fn apply_outcome(
+        &mut self,
+        invocation: u64,
+        outcome: InvokeOutcome,
+    ) -> Result<Flow, EngineError> {
         let m = self.machine.clone();
-        let Phase::Task(tp) = std::mem::replace(&mut self.phase, Phase::Done) else {
-            return Ok(Flow::Finished);
+        let tp = match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Task(tp) => tp,
+            Phase::Fan(mut fp) => {
+                // The task is in a child: apply it there.
+                let FanStep::Running(run) = &mut fp.step else {
+                    self.phase = Phase::Fan(fp);
+                    return Ok(Flow::Continue);
+                };
+                let Some(i) = run
+                    .active
+                    .iter()
+                    .position(|c| phase_awaits(&c.phase, invocation))
+                else {
+                    self.phase = Phase::Fan(fp);
+                    return Ok(Flow::Continue);
+                };
+                let child = std::mem::replace(&mut run.active[i].phase, Phase::Done);
+                let (child, applied, end) =
+                    self.in_child(child, |run| run.apply_outcome(invocation, outcome));
+                run.active[i].phase = child;
+                let name = fp.state.clone();
+                if let Some(end) = end {
+                    let c = run.active.remove(i);
+                    if run.cursor > i {
+                        run.cursor -= 1;
+                    }
+                    let map = fan_is_map(&m, &name);
+                    self.child_ended(&name, map, run, c.index, end);
+                }
+                self.phase = Phase::Fan(fp);
+                applied?;
+                return Ok(Flow::Continue);
+            }
+            other => {
+                self.phase = other;
+                return Ok(Flow::Finished);
+            }
         };
         let Some(st) = m.states.get(&tp.state) else {
             return Ok(self.fail(missing_state(&tp.state)));
@@ -959,11 +1211,35 @@ impl Run {
             token,
             timeout_ms,
             event,
+            tail,
             ..
         }) = std::mem::replace(&mut tp.step, TaskStep::Schedule)
         else {
             self.phase = Phase::Task(tp);
             return Ok(Flow::Continue);
+        };
+        // A whole Invoke response: its FunctionError fails the task as on
+        // AWS; otherwise it is the task's result as is (a function ARN as
+        // Resource sees only its Payload).
+        let mut response = None;
+        let outcome = match outcome {
+            InvokeOutcome::Response(r) => {
+                let payload = r.get("Payload").cloned().unwrap_or(Value::Null);
+                if r.get("FunctionError").is_some_and(|f| !f.is_null()) {
+                    let error = payload
+                        .get("errorType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Lambda.Unknown")
+                        .to_string();
+                    InvokeOutcome::Err(TaskError::new(error, payload.to_string()))
+                } else {
+                    if !matches!(t.resource, Resource::FunctionArn(_)) {
+                        response = Some(r);
+                    }
+                    InvokeOutcome::Ok(payload)
+                }
+            }
+            other => other,
         };
         let late = timeout_ms.is_some_and(|d| self.now >= d);
         // AWS reports a task timeout with an empty cause.
@@ -974,17 +1250,20 @@ impl Run {
                     resource: resource_name(&t.resource),
                 };
                 let token = token.unwrap_or_default();
+                let submit = |o: history::Output<'_>| res.submitted(o);
                 let submitted = match outcome {
-                    InvokeOutcome::Ok(v) => Some(lambda_payload_wrapper(
-                        &self.exec_arn,
-                        invocation,
-                        if event {
-                            Value::String(String::new())
-                        } else {
-                            v
-                        },
-                        if event { 202 } else { 200 },
-                    )),
+                    InvokeOutcome::Ok(v) | InvokeOutcome::Response(v) => Some(if event {
+                        self.envelope(
+                            invocation,
+                            Value::String(String::new()),
+                            202,
+                            tail,
+                            response.take(),
+                            submit,
+                        )
+                    } else {
+                        self.envelope(invocation, v, 200, tail, response.take(), submit)
+                    }),
                     InvokeOutcome::Err(e) if !event => {
                         self.closed_tokens.push(token);
                         self.emit(res.failed(&e.error, &e.cause));
@@ -1001,18 +1280,20 @@ impl Run {
                     InvokeOutcome::Err(e) => {
                         tracing::warn!(execution = %self.row.name, state = %tp.state, error = %e.error,
                             "asynchronous (Event) invocation failed; as on AWS, the task keeps waiting for its token");
-                        Some(lambda_payload_wrapper(
-                            &self.exec_arn,
+                        Some(self.envelope(
                             invocation,
                             Value::String(String::new()),
                             202,
+                            tail,
+                            None,
+                            submit,
                         ))
                     }
                     InvokeOutcome::TimedOut => None,
                 };
                 match submitted {
-                    Some(out) => {
-                        self.emit(res.submitted(&out));
+                    Some((ev, _out)) => {
+                        self.emit(ev);
                         tp.step = TaskStep::AwaitToken { token };
                         self.phase = Phase::Task(tp);
                         Ok(Flow::Continue)
@@ -1052,30 +1333,36 @@ impl Run {
                             StateError::new(states::TIMEOUT, timeout_cause),
                         ))
                     }
-                    InvokeOutcome::Ok(v) => {
-                        let out = if event {
-                            lambda_payload_wrapper(
-                                &self.exec_arn,
-                                invocation,
-                                Value::String(String::new()),
-                                202,
-                            )
+                    InvokeOutcome::Ok(v) | InvokeOutcome::Response(v) => {
+                        let succeed = |o: history::Output<'_>| res.succeeded(o);
+                        let (ev, out) = if event {
+                            let empty = Value::String(String::new());
+                            self.envelope(invocation, empty, 202, tail, response.take(), succeed)
                         } else {
-                            lambda_payload_wrapper(&self.exec_arn, invocation, v, 200)
+                            self.envelope(invocation, v, 200, tail, response.take(), succeed)
                         };
-                        self.emit(res.succeeded(&out));
+                        // The stored event is smaller than the response (its
+                        // headers are rebuilt on reading): a margin covers them.
+                        if ev.1.len() + 4096 > MAX_PAYLOAD && json_len(&out) > MAX_PAYLOAD {
+                            let cause = data_limit_cause("lambda");
+                            let failed = res.failed(states::DATA_LIMIT_EXCEEDED, &cause);
+                            return Ok(self.result_too_large(st, t, tp, failed, cause));
+                        }
+                        self.emit(ev);
                         Ok(self.task_success(st, t, tp, out))
                     }
                     InvokeOutcome::Err(e) if event => {
                         tracing::warn!(execution = %self.row.name, state = %tp.state, error = %e.error,
                             "asynchronous (Event) invocation failed; as on AWS, the task does not see it");
-                        let out = lambda_payload_wrapper(
-                            &self.exec_arn,
+                        let (ev, out) = self.envelope(
                             invocation,
                             Value::String(String::new()),
                             202,
+                            tail,
+                            None,
+                            |o| res.succeeded(o),
                         );
-                        self.emit(res.succeeded(&out));
+                        self.emit(ev);
                         Ok(self.task_success(st, t, tp, out))
                     }
                     InvokeOutcome::Err(e) => {
@@ -1101,8 +1388,14 @@ impl Run {
                     self.emit(lambda_fn::timed_out(states::TIMEOUT, timeout_cause));
                     Ok(self.task_error(st, t, tp, StateError::new(states::TIMEOUT, timeout_cause)))
                 }
-                InvokeOutcome::Ok(v) => {
-                    self.emit(lambda_fn::succeeded(&v));
+                InvokeOutcome::Ok(v) | InvokeOutcome::Response(v) => {
+                    let ev = lambda_fn::succeeded(&v);
+                    if ev.1.len() > MAX_PAYLOAD && json_len(&v) > MAX_PAYLOAD {
+                        let cause = data_limit_cause("lambda");
+                        let failed = lambda_fn::failed(states::DATA_LIMIT_EXCEEDED, &cause);
+                        return Ok(self.result_too_large(st, t, tp, failed, cause));
+                    }
+                    self.emit(ev);
                     Ok(self.task_success(st, t, tp, v))
                 }
                 InvokeOutcome::Err(e) => {
@@ -1121,38 +1414,90 @@ impl Run {
         }
     }
 
+    /// A task's result over the payload limit: the task fails with
+    /// `States.DataLimitExceeded`, which its retriers and catchers see (AWS
+    /// catches it with `States.DataLimitExceeded` or `States.ALL`).
+    fn result_too_large(
+        &mut self,
+        st: &State,
+        t: &TaskState,
+        tp: TaskPhase,
+        failed_event: (String, String),
+        cause: String,
+    ) -> Flow {
+        self.emit(failed_event);
+        self.task_error(
+            st,
+            t,
+            tp,
+            StateError::new(states::DATA_LIMIT_EXCEEDED, cause),
+        )
+    }
+
     fn task_success(&mut self, st: &State, t: &TaskState, tp: TaskPhase, result: Value) -> Flow {
         let entered = fmt_ms(tp.entered_ms);
         let out = (|| {
+            let ctx = self.ctx(&tp.state, &entered, tp.retry_count, None);
             let selected = match &t.result_selector {
-                Some(rs) => rs.eval(
-                    &result,
-                    &self.ctx(&tp.state, &entered, tp.retry_count, None),
-                )?,
+                Some(rs) => rs.eval(&result, &ctx)?,
                 None => result,
             };
             let out = t.result_path.apply(&tp.input, selected)?;
-            st.output_path.apply_owned("OutputPath", out)
+            st.output_path.apply_owned(out, &ctx)
         })();
         match out {
-            Ok(out) => {
-                self.emit(history::state_exited("Task", &st.name, &out));
-                self.go_next(st, out)
-            }
+            Ok(out) => match self.exit_state("Task", &st.name, &out) {
+                None => self.go_next(st, out),
+                Some(flow) => flow,
+            },
             Err(e) => self.task_error(st, t, tp, e),
         }
     }
 
     /// Retry, catch, or fail the execution.
     fn task_error(&mut self, st: &State, t: &TaskState, mut tp: TaskPhase, e: StateError) -> Flow {
+        let handled = self.on_error(
+            st,
+            &t.retry,
+            &t.catch,
+            &mut tp.counters,
+            &mut tp.retry_count,
+            &tp.input,
+            tp.entered_event,
+            e,
+        );
+        match handled {
+            Handled::RetryAt(until_ms) => {
+                tp.step = TaskStep::RetryAt { until_ms };
+                self.phase = Phase::Task(tp);
+                Flow::Continue
+            }
+            Handled::Done(flow) => flow,
+        }
+    }
+
+    /// What a state with `Retry`/`Catch` (Task, Parallel, Map) does with an
+    /// error: the first retrier that matches decides (when it is spent, the
+    /// error goes on to the catchers); then the first matching catcher;
+    /// else the execution (or the enclosing branch) fails.
+    #[allow(clippy::too_many_arguments)]
+    fn on_error(
+        &mut self,
+        st: &State,
+        retry: &[Retrier],
+        catch: &[Catcher],
+        counters: &mut [u32],
+        retry_count: &mut u32,
+        raw_input: &Value,
+        entered_event: u64,
+        e: StateError,
+    ) -> Handled {
         if is_handleable(&e.error) {
-            for (i, r) in t.retry.iter().enumerate() {
+            for (i, r) in retry.iter().enumerate() {
                 if !r.errors.iter().any(|p| error_matches(p, &e.error)) {
                     continue;
                 }
-                // The first retrier that matches decides; when it is spent,
-                // the error goes on to the catchers.
-                if tp.counters[i] < r.max_attempts {
+                if counters[i] < r.max_attempts {
                     let jitter = match r.jitter {
                         crate::definition::Jitter::None => None,
                         crate::definition::Jitter::Full => Some(token::unit().unwrap_or(1.0)),
@@ -1161,40 +1506,371 @@ impl Run {
                         r.interval_seconds,
                         r.backoff_rate,
                         r.max_delay_seconds,
-                        tp.counters[i],
+                        counters[i],
                         jitter,
                     );
-                    tp.counters[i] += 1;
-                    tp.retry_count += 1;
-                    tp.step = TaskStep::RetryAt {
-                        until_ms: self.now + delay,
-                    };
-                    tracing::debug!(execution = %self.row.name, state = %tp.state, error = %e.error,
-                        retry = tp.retry_count, delay_ms = delay, "task failed; retry scheduled");
-                    self.phase = Phase::Task(tp);
-                    return Flow::Continue;
+                    counters[i] += 1;
+                    *retry_count += 1;
+                    tracing::debug!(execution = %self.row.name, state = %st.name, error = %e.error,
+                        retry = *retry_count, delay_ms = delay, "state failed; retry scheduled");
+                    return Handled::RetryAt(self.now + delay);
                 }
                 break;
             }
-            for c in &t.catch {
+            for c in catch {
                 if !c.errors.iter().any(|p| error_matches(p, &e.error)) {
                     continue;
                 }
                 let error_output = json!({ "Error": e.error, "Cause": e.cause });
-                return match c.result_path.apply(&tp.input, error_output) {
+                return Handled::Done(match c.result_path.apply(raw_input, error_output) {
                     Ok(out) => {
-                        self.emit(history::state_exited("Task", &st.name, &out));
+                        if let Some(flow) = self.exit_state(st.kind.event_prefix(), &st.name, &out)
+                        {
+                            return Handled::Done(flow);
+                        }
                         self.phase = Phase::Enter {
                             state: c.next.clone(),
                             input: out,
                         };
                         Flow::Continue
                     }
-                    Err(e2) => self.fail(e2),
-                };
+                    Err(e2) => self.fail_at(&st.name, entered_event, e2),
+                });
             }
         }
-        self.fail(e)
+        Handled::Done(self.fail_at(&st.name, entered_event, e))
+    }
+
+    /// Runs `f` on `child` as the phase being stepped, one level deeper;
+    /// returns the child's phase after it, `f`'s result, and how the child
+    /// ended if it did.
+    fn in_child<T>(
+        &mut self,
+        child: Phase,
+        f: impl FnOnce(&mut Self) -> T,
+    ) -> (Phase, T, Option<End>) {
+        let saved_phase = std::mem::replace(&mut self.phase, child);
+        let saved_end = self.frame_end.take();
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        let child = std::mem::replace(&mut self.phase, saved_phase);
+        let end = std::mem::replace(&mut self.frame_end, saved_end);
+        (child, r, end)
+    }
+
+    /// Steps a Parallel or Map state.
+    fn fan_step(&mut self, db: &mut EngineDb, mut fp: FanPhase) -> Result<Flow, EngineError> {
+        let m = self.machine.clone();
+        let Some(st) = m.states.get(&fp.state) else {
+            return Ok(self.fail(missing_state(&fp.state)));
+        };
+        let Kind::Fan(f) = &st.kind else {
+            return Ok(self.fail(missing_state(&fp.state)));
+        };
+        match std::mem::replace(&mut fp.step, FanStep::Start) {
+            FanStep::Start => Ok(self.fan_start(st, f, fp)),
+            FanStep::RetryAt { until_ms } => {
+                if self.now >= until_ms {
+                    Ok(self.fan_start(st, f, fp))
+                } else {
+                    fp.step = FanStep::RetryAt { until_ms };
+                    self.phase = Phase::Fan(Box::new(fp));
+                    Ok(Flow::Block(Some(until_ms)))
+                }
+            }
+            FanStep::Running(run) => self.fan_running(db, st, f, fp, run),
+        }
+    }
+
+    /// Starts an attempt: the effective input, the children's inputs (a
+    /// Map's items through its ItemSelector), and the `…Started` event.
+    fn fan_start(&mut self, st: &State, f: &FanState, mut fp: FanPhase) -> Flow {
+        let entered = fmt_ms(fp.entered_ms);
+        let prepared = (|| {
+            let ctx = self.ctx(&fp.state, &entered, fp.retry_count, None);
+            let eff = st.input_path.apply(&fp.input, &ctx)?;
+            if !f.map {
+                let eff = match &f.parameters {
+                    Some(p) => p.eval(&eff, &ctx)?,
+                    None => eff,
+                };
+                return Ok::<_, StateError>((vec![eff; f.starts.len()], 0, 0, 0.0));
+            }
+            let items = match &f.items_path {
+                None => Some(&eff),
+                Some(p) => ctx.resolve(p, &eff),
+            };
+            let items = match items {
+                Some(Value::Array(items)) => items,
+                Some(other) => {
+                    return Err(StateError::runtime(format!(
+                        "Map state input must be an array but was: {}",
+                        match other {
+                            Value::Null => "null",
+                            Value::Bool(_) => "boolean",
+                            Value::Number(_) => "number",
+                            Value::String(_) => "string",
+                            Value::Object(_) => "object",
+                            Value::Array(_) => "array",
+                        }
+                    )));
+                }
+                None => {
+                    let p = f.items_path.as_ref().map_or("$", |p| p.text.as_str());
+                    return Err(StateError::runtime(format!(
+                        "Invalid path '{p}' : No results for path: {}",
+                        f.items_path.as_ref().map_or("$".into(), |p| p.normalized())
+                    )));
+                }
+            };
+            let mut inputs = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                inputs.push(match &f.parameters {
+                    Some(sel) => {
+                        let item_ctx = self
+                            .ctx(&fp.state, &entered, fp.retry_count, None)
+                            .with_map_item(i, item);
+                        sel.eval(&eff, &item_ctx)?
+                    }
+                    None => item.clone(),
+                });
+            }
+            let count = |s: &Option<Seconds>, field: &str| -> Result<u64, StateError> {
+                match s {
+                    None => Ok(0),
+                    Some(Seconds::Literal(n)) => Ok(*n),
+                    Some(Seconds::Path(p)) => ctx.resolve(p, &eff).and_then(Value::as_u64).ok_or_else(|| {
+                        StateError::runtime(format!(
+                            "The {field} field '{}' does not reference a non-negative integer value",
+                            p.text
+                        ))
+                    }),
+                }
+            };
+            let max = count(&f.max_concurrency, "MaxConcurrencyPath")?;
+            let tolerated = count(&f.tolerated_count, "ToleratedFailureCountPath")?;
+            let pct = match &f.tolerated_percentage {
+                None => 0.0,
+                Some(PercentSource::Literal(p)) => *p,
+                Some(PercentSource::Path(p)) => ctx
+                    .resolve(p, &eff)
+                    .and_then(Value::as_f64)
+                    .filter(|x| (0.0..=100.0).contains(x))
+                    .ok_or_else(|| {
+                        StateError::runtime(format!(
+                            "The ToleratedFailurePercentagePath field '{}' does not reference a number from 0 to 100",
+                            p.text
+                        ))
+                    })?,
+            };
+            Ok((inputs, max as usize, tolerated, pct))
+        })();
+        let (inputs, max_concurrency, tolerated_count, tolerated_percentage) = match prepared {
+            Ok(v) => v,
+            Err(e) => return self.fan_error(st, f, fp, e),
+        };
+        let n = inputs.len();
+        self.emit(if f.map {
+            history::map_started(n)
+        } else {
+            history::bare("ParallelStateStarted")
+        });
+        fp.step = FanStep::Running(Box::new(FanRun {
+            waiting: inputs.into(),
+            next: 0,
+            active: Vec::new(),
+            max_concurrency,
+            results: vec![Value::Null; n],
+            failed: 0,
+            tolerated_count,
+            tolerated_percentage,
+            failure: None,
+            cursor: 0,
+        }));
+        self.phase = Phase::Fan(Box::new(fp));
+        Flow::Continue
+    }
+
+    /// One unit of work of a running Parallel/Map: settle a failure, start
+    /// children up to the concurrency bound, finish when all are done, or
+    /// step the first child that can move (children blocked on timers or
+    /// tokens are skipped; when all are, the state blocks until the
+    /// earliest).
+    fn fan_running(
+        &mut self,
+        db: &mut EngineDb,
+        st: &State,
+        f: &FanState,
+        mut fp: FanPhase,
+        mut run: Box<FanRun>,
+    ) -> Result<Flow, EngineError> {
+        let kind = st.kind.event_prefix();
+        if let Some((error, cause)) = run.failure.take() {
+            for c in run.active.drain(..) {
+                phase_tokens(&c.phase, &mut self.closed_tokens);
+                if f.map {
+                    self.emit(history::map_iteration("Aborted", &st.name, c.index));
+                }
+            }
+            self.emit(history::bare(&format!("{kind}StateFailed")));
+            return Ok(self.fan_error(st, f, fp, StateError { error, cause }));
+        }
+        while !run.waiting.is_empty()
+            && (run.max_concurrency == 0 || run.active.len() < run.max_concurrency)
+        {
+            let input = run.waiting.pop_front().unwrap_or(Value::Null);
+            let index = run.next;
+            run.next += 1;
+            if f.map {
+                self.emit(history::map_iteration("Started", &st.name, index));
+            }
+            let start = if f.map {
+                &f.starts[0]
+            } else {
+                &f.starts[index]
+            };
+            run.active.push(Child {
+                index,
+                phase: Phase::Enter {
+                    state: start.clone(),
+                    input,
+                },
+            });
+        }
+        if run.active.is_empty() {
+            self.emit(history::bare(&format!("{kind}StateSucceeded")));
+            let results = Value::Array(std::mem::take(&mut run.results));
+            return Ok(self.fan_success(st, f, fp, results));
+        }
+        let mut wake: Option<i64> = None;
+        let n = run.active.len();
+        // A task interrupted in flight (by a restart) is invoked again
+        // before any other child moves: the execution resumes at most one
+        // task back, as outside a Parallel or Map.
+        if let Some(i) = run.active.iter().position(|c| phase_invoking(&c.phase)) {
+            run.cursor = i;
+        }
+        for k in 0..n {
+            let i = (run.cursor + k) % n;
+            let child = std::mem::replace(&mut run.active[i].phase, Phase::Done);
+            let (child, flow, end) = self.in_child(child, |r| r.step(db));
+            run.active[i].phase = child;
+            if let Some(end) = end {
+                let c = run.active.remove(i);
+                run.cursor = i;
+                self.child_ended(&st.name, f.map, &mut run, c.index, end);
+                fp.step = FanStep::Running(run);
+                self.phase = Phase::Fan(Box::new(fp));
+                flow?;
+                return Ok(Flow::Continue);
+            }
+            match flow {
+                Ok(Flow::Block(w)) => {
+                    if let Some(w) = w {
+                        wake = Some(wake.map_or(w, |x| x.min(w)));
+                    }
+                }
+                other => {
+                    run.cursor = i + 1;
+                    fp.step = FanStep::Running(run);
+                    self.phase = Phase::Fan(Box::new(fp));
+                    return match other? {
+                        Flow::Finished => Ok(Flow::Continue),
+                        flow => Ok(flow),
+                    };
+                }
+            }
+        }
+        fp.step = FanStep::Running(run);
+        self.phase = Phase::Fan(Box::new(fp));
+        Ok(Flow::Block(wake))
+    }
+
+    /// Records how a child ended: its output in its slot, or a failure —
+    /// which fails the state (a Parallel's first failure always; a Map's
+    /// once the failures pass what it tolerates).
+    fn child_ended(&mut self, name: &str, map: bool, run: &mut FanRun, index: usize, end: End) {
+        match end {
+            End::Succeeded(out) => {
+                if map {
+                    self.emit(history::map_iteration("Succeeded", name, index));
+                }
+                if let Some(slot) = run.results.get_mut(index) {
+                    *slot = out;
+                }
+            }
+            End::Failed { error, cause }
+            | End::TimedOut { error, cause }
+            | End::Aborted {
+                error: Some(error),
+                cause: Some(cause),
+            } => {
+                if map {
+                    self.emit(history::map_iteration("Failed", name, index));
+                }
+                run.failed += 1;
+                let total = run.results.len().max(1) as f64;
+                let tolerating = run.tolerated_count > 0 || run.tolerated_percentage > 0.0;
+                let over_count = run.failed > run.tolerated_count;
+                let over_pct = run.failed as f64 * 100.0 / total > run.tolerated_percentage;
+                if !map || !tolerating {
+                    run.failure.get_or_insert((error, cause));
+                } else if over_count && over_pct {
+                    run.failure.get_or_insert((
+                        "States.ExceedToleratedFailureThreshold".into(),
+                        "The specified tolerated failure threshold was exceeded".into(),
+                    ));
+                } else if let Some(slot) = run.results.get_mut(index) {
+                    *slot = json!({ "Error": error, "Cause": cause });
+                }
+            }
+            End::Aborted { .. } => {
+                run.failure
+                    .get_or_insert((states::RUNTIME.into(), "a child was aborted".into()));
+            }
+        }
+    }
+
+    fn fan_success(&mut self, st: &State, f: &FanState, fp: FanPhase, results: Value) -> Flow {
+        let entered = fmt_ms(fp.entered_ms);
+        let out = (|| {
+            let ctx = self.ctx(&fp.state, &entered, fp.retry_count, None);
+            let selected = match &f.result_selector {
+                Some(rs) => rs.eval(&results, &ctx)?,
+                None => results,
+            };
+            let out = f.result_path.apply(&fp.input, selected)?;
+            st.output_path.apply_owned(out, &ctx)
+        })();
+        match out {
+            Ok(out) => match self.exit_state(st.kind.event_prefix(), &st.name, &out) {
+                None => self.go_next(st, out),
+                Some(flow) => flow,
+            },
+            Err(e) => self.fan_error(st, f, fp, e),
+        }
+    }
+
+    fn fan_error(&mut self, st: &State, f: &FanState, mut fp: FanPhase, e: StateError) -> Flow {
+        let handled = self.on_error(
+            st,
+            &f.retry,
+            &f.catch,
+            &mut fp.counters,
+            &mut fp.retry_count,
+            &fp.input,
+            fp.entered_event,
+            e,
+        );
+        match handled {
+            Handled::RetryAt(until_ms) => {
+                fp.step = FanStep::RetryAt { until_ms };
+                self.phase = Phase::Fan(Box::new(fp));
+                Flow::Continue
+            }
+            Handled::Done(flow) => flow,
+        }
     }
 
     /// Writes what this run did since it was loaded (or last committed).
@@ -1253,6 +1929,85 @@ impl Run {
         }
         Ok(written)
     }
+}
+
+const RUNTIME_PREFIX: &str = "An error occurred while executing the state '";
+
+/// AWS's prefix on a `States.Runtime` cause raised inside a state.
+fn runtime_prefix(state: &str, entered_event: u64, cause: &str) -> String {
+    format!("{RUNTIME_PREFIX}{state}' (entered at the event id #{entered_event}). {cause}")
+}
+
+/// AWS's cause for a result or output over the payload limit; `what` is
+/// the state's name, or the resource type for a task's result.
+fn data_limit_cause(what: &str) -> String {
+    format!(
+        "The state/task '{what}' returned a result with a size exceeding the maximum number of bytes service limit."
+    )
+}
+
+/// The length of a value's JSON text, without keeping the text.
+pub(crate) fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// A value as AWS quotes it after `==` in a cause: strings bare, anything
+/// else as JSON text.
+fn shown_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A Wait's `SecondsPath` value: a non-negative integer, else the
+/// `States.Runtime` cause AWS gives for a missing, non-integer or negative
+/// value.
+fn wait_seconds(p: &crate::path::RefPath, v: Option<&Value>) -> Result<i64, StateError> {
+    let v = v.ok_or_else(|| {
+        StateError::runtime(format!(
+            "The SecondsPath parameter does not reference an input value: {}",
+            p.text
+        ))
+    })?;
+    match v.as_i64() {
+        Some(n) if n < 0 => Err(StateError::runtime(format!(
+            "The SecondsPath parameter references a negative value: {} == {}",
+            p.text,
+            shown_value(v)
+        ))),
+        Some(n) => Ok(n.min(i64::MAX / 1000)),
+        None if v.as_u64().is_some() => Ok(i64::MAX / 1000),
+        None => Err(StateError::runtime(format!(
+            "The SecondsPath parameter cannot be parsed as a long value: {} == {}",
+            p.text,
+            shown_value(v)
+        ))),
+    }
+}
+
+/// What `on_error` decided.
+enum Handled {
+    /// Retry the state at this time.
+    RetryAt(i64),
+    /// Caught (moving on) or failed.
+    Done(Flow),
+}
+
+fn fan_is_map(m: &StateMachine, name: &str) -> bool {
+    matches!(m.states.get(name).map(|s| &s.kind), Some(Kind::Fan(f)) if f.map)
 }
 
 fn missing_state(name: &str) -> StateError {
@@ -1969,7 +2724,7 @@ impl Engine {
                     return Ok(Turn::Idle(0, false));
                 }
                 run.now = now;
-                let flow = run.apply_outcome(outcome)?;
+                let flow = run.apply_outcome(invocation, outcome)?;
                 (run, flow)
             }
             None => {
@@ -2002,7 +2757,7 @@ impl Engine {
                         // task's.
                         return Ok(Turn::Idle(0, false));
                     }
-                    flow = run.apply_outcome(outcome)?;
+                    flow = run.apply_outcome(invocation, outcome)?;
                 }
                 (run, flow)
             }
@@ -2063,7 +2818,7 @@ impl Engine {
                 state: &state,
                 task_token: token.as_deref(),
             };
-            invoker.invoke_task(call, payload).await
+            invoker.invoke_lambda(call, payload).await
         });
         let abort = handle.abort_handle();
         let joined = match req.timeout {
@@ -2077,7 +2832,8 @@ impl Engine {
             None => handle.await,
         };
         match joined {
-            Ok(Ok(v)) => InvokeOutcome::Ok(v),
+            Ok(Ok(Invoked::Return(v))) => InvokeOutcome::Ok(v),
+            Ok(Ok(Invoked::Response(r))) => InvokeOutcome::Response(r),
             Ok(Err(e)) => InvokeOutcome::Err(e),
             Err(e) => {
                 tracing::error!(execution = %req.execution, state = %req.state, "task handler panicked or was cancelled");

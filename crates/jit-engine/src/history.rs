@@ -112,6 +112,31 @@ impl Details {
         self
     }
 
+    /// A task's output: raw, or (`^k`) the parts of a `lambda:invoke`
+    /// response, which [`expand`] rebuilds.
+    fn output(mut self, k: &str, o: Output<'_>) -> Self {
+        match o {
+            Output::Raw(v) => self.raw(k, v),
+            Output::Lambda {
+                hex,
+                payload,
+                status,
+                now_ms,
+                tail,
+            } => {
+                self.key(&format!("^{k}"));
+                self.0.extend_from_slice(b"{\"h\":");
+                push_str(&mut self.0, hex);
+                self.0.extend_from_slice(
+                    format!(",\"s\":{status},\"t\":{now_ms},\"l\":{tail},\"p\":").as_bytes(),
+                );
+                let _ = serde_json::to_writer(&mut self.0, payload);
+                self.0.push(b'}');
+                self
+            }
+        }
+    }
+
     fn done(mut self, event: &str) -> (String, String) {
         self.0.extend_from_slice(b"}}");
         let text = String::from_utf8(self.0)
@@ -130,6 +155,18 @@ pub(crate) fn expand(stored: Map<String, Value>) -> Map<String, Value> {
                 Value::Object(fields) => {
                     let mut out = Map::with_capacity(fields.len() + 1);
                     for (k, v) in fields {
+                        if let Some(name) = k.strip_prefix('^') {
+                            let response = lambda_response(
+                                v.get("h").and_then(Value::as_str).unwrap_or_default(),
+                                v.get("p").cloned().unwrap_or(Value::Null),
+                                v.get("s").and_then(Value::as_u64).unwrap_or(200) as u16,
+                                v.get("t").and_then(Value::as_i64).unwrap_or_default(),
+                                v.get("l").and_then(Value::as_bool).unwrap_or(false),
+                            );
+                            out.insert(name.to_string(), Value::String(response.to_string()));
+                            out.insert(format!("{name}Details"), json!({"truncated": false}));
+                            continue;
+                        }
                         match k.strip_prefix('~') {
                             Some(name) => {
                                 out.insert(name.to_string(), Value::String(v.to_string()));
@@ -206,15 +243,15 @@ impl TaskResource<'_> {
         self.base("taskStartedEventDetails").done("TaskStarted")
     }
 
-    pub fn submitted(&self, output: &Value) -> (String, String) {
+    pub fn submitted(&self, output: Output<'_>) -> (String, String) {
         self.base("taskSubmittedEventDetails")
-            .raw("output", output)
+            .output("output", output)
             .done("TaskSubmitted")
     }
 
-    pub fn succeeded(&self, output: &Value) -> (String, String) {
+    pub fn succeeded(&self, output: Output<'_>) -> (String, String) {
         self.base("taskSucceededEventDetails")
-            .raw("output", output)
+            .output("output", output)
             .done("TaskSucceeded")
     }
 
@@ -231,6 +268,131 @@ impl TaskResource<'_> {
             .str("cause", cause)
             .done("TaskTimedOut")
     }
+}
+
+/// The response AWS's `lambda:invoke` integration returns: the payload
+/// with `ExecutedVersion`, the status code, and the SDK's HTTP metadata with
+/// the header set Lambda answers with (`Date` from the engine's clock, a
+/// `Content-Length` of the payload, a stable request and trace id per
+/// execution and attempt, from [`invoke_hex`]). With `LogType: Tail`, a `LogResult`: the base64
+/// of the invocation's last log lines, as Lambda sends them.
+pub(crate) fn lambda_response(
+    h: &str,
+    payload: Value,
+    status: u16,
+    now_ms: i64,
+    tail: bool,
+) -> Value {
+    use base64::Engine as _;
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write as _;
+    // Ids formatted as Lambda's are, from the attempt's hash (`h`, 64 hex
+    // digits). This runs for every task: it is written to allocate little.
+    let request_id = format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    );
+    let mut trace_id = String::with_capacity(48);
+    let _ = write!(
+        trace_id,
+        "root=1-{:08x}-{};sampled=0",
+        (now_ms / 1000).max(0),
+        &h[32..56]
+    );
+    let t = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+    let mut date = String::with_capacity(29);
+    let _ = write!(
+        date,
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[t.weekday().num_days_from_monday() as usize],
+        t.day(),
+        MONTHS[t.month0() as usize],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let length = if status == 202 {
+        0
+    } else {
+        crate::engine::json_len(&payload)
+    };
+    let log = tail.then(|| {
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "START RequestId: {request_id} Version: $LATEST\nEND RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: 1.00 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 64 MB\t\n"
+        ))
+    });
+    let mut single = serde_json::Map::new();
+    let mut all = serde_json::Map::new();
+    let mut header = |k: &str, v: String| {
+        all.insert(k.to_string(), Value::Array(vec![Value::String(v.clone())]));
+        single.insert(k.to_string(), Value::String(v));
+    };
+    header("Connection", "keep-alive".into());
+    header("Content-Length", length.to_string());
+    header("Content-Type", "application/json".into());
+    header("Date", date);
+    header("X-Amz-Executed-Version", "$LATEST".into());
+    header("X-Amzn-Trace-Id", trace_id);
+    header("x-amzn-Remapped-Content-Length", "0".into());
+    header("x-amzn-RequestId", request_id.clone());
+    if let Some(l) = &log {
+        header("X-Amz-Log-Result", l.clone());
+    }
+    let mut meta = serde_json::Map::new();
+    meta.insert("AllHttpHeaders".into(), Value::Object(all));
+    meta.insert("HttpHeaders".into(), Value::Object(single));
+    meta.insert("HttpStatusCode".into(), Value::from(status));
+    let mut sdk = serde_json::Map::new();
+    sdk.insert("RequestId".into(), Value::String(request_id));
+    let mut out = serde_json::Map::new();
+    out.insert("ExecutedVersion".into(), Value::String("$LATEST".into()));
+    if let Some(l) = log {
+        out.insert("LogResult".into(), Value::String(l));
+    }
+    out.insert("Payload".into(), payload);
+    out.insert("SdkHttpMetadata".into(), Value::Object(meta));
+    out.insert("SdkResponseMetadata".into(), Value::Object(sdk));
+    out.insert("StatusCode".into(), Value::from(status));
+    Value::Object(out)
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// The hash an attempt's request and trace ids come from: stable per
+/// (execution, attempt), so an attempt invoked again after a restart
+/// answers with the same ids.
+pub(crate) fn invoke_hex(exec_arn: &str, invocation: u64) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{exec_arn}#{invocation}").as_bytes());
+    let mut h = String::with_capacity(64);
+    for b in digest.iter() {
+        h.push(HEX[(b >> 4) as usize] as char);
+        h.push(HEX[(b & 15) as usize] as char);
+    }
+    h
+}
+
+/// A task's output as an event stores it: a JSON value, or the parts a
+/// `lambda:invoke` response is rebuilt from when the history is read (the
+/// header set is most of its bytes, and writing is the hot path).
+pub(crate) enum Output<'a> {
+    Raw(&'a Value),
+    Lambda {
+        hex: &'a str,
+        payload: &'a Value,
+        status: u16,
+        now_ms: i64,
+        tail: bool,
+    },
 }
 
 /// Events of a Task whose Resource is a Lambda function ARN.
@@ -268,6 +430,29 @@ pub(crate) mod lambda_fn {
             .str("cause", cause)
             .done("LambdaFunctionTimedOut")
     }
+}
+
+/// Events of Parallel and Map states (`ParallelStateStarted`,
+/// `MapStateSucceeded`, …) that carry no details.
+pub(crate) fn bare(event: &str) -> (String, String) {
+    (event.to_string(), "{}".into())
+}
+
+/// `MapStateStarted` with the number of iterations.
+pub(crate) fn map_started(length: usize) -> (String, String) {
+    Details::new("mapStateStartedEventDetails")
+        .num("length", Some(length as u64))
+        .done("MapStateStarted")
+}
+
+/// `MapIteration{Started,Succeeded,Failed,Aborted}`: the Map state's name
+/// and the iteration's index.
+pub(crate) fn map_iteration(what: &str, name: &str, index: usize) -> (String, String) {
+    let key = format!("mapIteration{what}EventDetails");
+    Details::new(&key)
+        .str("name", name)
+        .num("index", Some(index as u64))
+        .done(&format!("MapIteration{what}"))
 }
 
 pub(crate) fn execution_succeeded(output: &Value) -> (String, String) {

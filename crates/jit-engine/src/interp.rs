@@ -7,6 +7,7 @@ use std::cell::OnceCell;
 use serde_json::{Map, Value, json};
 
 use crate::error::{DefinitionError, StateError, states};
+use crate::jsonpath::{JsonPath, Step};
 use crate::path::{self, RefPath};
 
 /// What `$$` resolves to while a state runs.
@@ -22,6 +23,8 @@ pub(crate) struct Ctx<'a> {
     pub entered_time: &'a str,
     pub retry_count: u32,
     pub token: Option<&'a str>,
+    /// `$$.Map.Item` while a Map state's ItemSelector runs: (index, value).
+    pub map_item: Option<(usize, &'a Value)>,
     root: OnceCell<Value>,
 }
 
@@ -52,8 +55,16 @@ impl<'a> Ctx<'a> {
             entered_time,
             retry_count,
             token,
+            map_item: None,
             root: OnceCell::new(),
         }
+    }
+
+    /// The same context with `$$.Map.Item` set.
+    pub fn with_map_item(mut self, index: usize, value: &'a Value) -> Self {
+        self.map_item = Some((index, value));
+        self.root = OnceCell::new();
+        self
     }
 
     /// The context object, built on first use.
@@ -82,6 +93,9 @@ impl<'a> Ctx<'a> {
             if let Some(t) = self.token {
                 root["Task"] = json!({ "Token": t });
             }
+            if let Some((index, value)) = self.map_item {
+                root["Map"] = json!({ "Item": { "Index": index, "Value": value } });
+            }
             root
         })
     }
@@ -93,6 +107,16 @@ impl<'a> Ctx<'a> {
             p.get(input)
         }
     }
+
+    /// What a (full) JSONPath selects in `input`, or in the context object
+    /// for `$$…`.
+    pub fn select(&self, p: &JsonPath, input: &Value) -> Option<Value> {
+        if p.context {
+            p.select(self.root())
+        } else {
+            p.select(input)
+        }
+    }
 }
 
 /// A compiled `Parameters` / `ResultSelector` object: literal subtrees stay
@@ -100,7 +124,8 @@ impl<'a> Ctx<'a> {
 #[derive(Debug, Clone)]
 pub(crate) enum Template {
     Literal(Value),
-    Path { field: String, path: RefPath },
+    Path { field: String, path: JsonPath },
+    Intrinsic { call: crate::intrinsic::Call },
     Object(Vec<(String, Template)>),
     Array(Vec<Template>),
 }
@@ -123,8 +148,15 @@ impl Template {
                                 "a field ending in .$ needs a path string",
                             )
                         })?;
+                        if path::is_intrinsic(text) {
+                            let call = crate::intrinsic::parse(text)
+                                .map_err(|m| DefinitionError::at(state, &f, m))?;
+                            entries.push((name.to_string(), Template::Intrinsic { call }));
+                            dynamic = true;
+                            continue;
+                        }
                         let path =
-                            path::parse(text).map_err(|m| DefinitionError::at(state, &f, m))?;
+                            JsonPath::parse(text).map_err(|m| DefinitionError::at(state, &f, m))?;
                         entries.push((
                             name.to_string(),
                             Template::Path {
@@ -168,8 +200,8 @@ impl Template {
     pub fn eval(&self, input: &Value, ctx: &Ctx<'_>) -> Result<Value, StateError> {
         match self {
             Template::Literal(v) => Ok(v.clone()),
-            Template::Path { field, path } => match ctx.resolve(path, input) {
-                Some(v) => Ok(v.clone()),
+            Template::Path { field, path } => match ctx.select(path, input) {
+                Some(v) => Ok(v),
                 None => Err(StateError::new(
                     states::PARAMETER_PATH_FAILURE,
                     format!(
@@ -184,6 +216,7 @@ impl Template {
                     ),
                 )),
             },
+            Template::Intrinsic { call } => crate::intrinsic::eval(call, input, ctx),
             Template::Object(entries) => {
                 let mut map = Map::new();
                 for (k, t) in entries {
@@ -205,41 +238,55 @@ impl Template {
             Template::Literal(_) => false,
             Template::Path { path, .. } => {
                 path.context
-                    && matches!(path.segs.first(), Some(path::Seg::Field(f)) if f == "Task")
+                    && matches!(path.steps.first(), Some(Step::Names(n)) if n.first().is_some_and(|f| f == "Task"))
             }
+            Template::Intrinsic { call } => call_mentions_task_token(call),
             Template::Object(e) => e.iter().any(|(_, t)| t.mentions_task_token()),
             Template::Array(a) => a.iter().any(Template::mentions_task_token),
         }
     }
 }
 
-/// `InputPath` / `OutputPath`: absent (`$`), `null` (`{}`), or a path.
+fn call_mentions_task_token(call: &crate::intrinsic::Call) -> bool {
+    call.args.iter().any(|a| match a {
+        crate::intrinsic::Arg::Path(p) => {
+            p.context
+                && matches!(p.steps.first(), Some(Step::Names(n)) if n.first().is_some_and(|f| f == "Task"))
+        }
+        crate::intrinsic::Arg::Call(c) => call_mentions_task_token(c),
+        crate::intrinsic::Arg::Literal(_) => false,
+    })
+}
+
+/// `InputPath` / `OutputPath`: absent (`$`), `null` (`{}`), or a path —
+/// any JSONPath, the context object (`$$.Execution.Input`) included.
 #[derive(Debug, Clone)]
 pub(crate) enum IoPath {
     Whole,
     Null,
-    Path(RefPath),
+    Path(JsonPath),
 }
 
 impl IoPath {
-    pub fn apply(&self, field: &str, v: &Value) -> Result<Value, StateError> {
+    pub fn apply(&self, v: &Value, ctx: &Ctx<'_>) -> Result<Value, StateError> {
         match self {
             IoPath::Whole => Ok(v.clone()),
             IoPath::Null => Ok(Value::Object(Map::new())),
-            IoPath::Path(p) => p.get(v).cloned().ok_or_else(|| {
+            IoPath::Path(p) => ctx.select(p, v).ok_or_else(|| {
                 StateError::runtime(format!(
-                    "Invalid path '{}' : No results for path: {} in {field}",
-                    p.text, p.text
+                    "Invalid path '{}' : No results for path: {}",
+                    p.text,
+                    p.normalized()
                 ))
             }),
         }
     }
 
     /// Same as `apply` but consumes the value when the path is `$`.
-    pub fn apply_owned(&self, field: &str, v: Value) -> Result<Value, StateError> {
+    pub fn apply_owned(&self, v: Value, ctx: &Ctx<'_>) -> Result<Value, StateError> {
         match self {
             IoPath::Whole => Ok(v),
-            _ => self.apply(field, &v),
+            _ => self.apply(&v, ctx),
         }
     }
 }
@@ -270,9 +317,10 @@ impl ResultPath {
 
 /// Does an `ErrorEquals` entry match a raised error name?
 ///
-/// `States.ALL` matches everything but `States.Runtime` and
-/// `States.DataLimitExceeded` (which AWS never lets a retrier or catcher
-/// handle). `States.TaskFailed` matches everything `States.ALL` does except
+/// `States.ALL` matches everything but `States.Runtime` (which AWS never
+/// lets a retrier or catcher handle). A task's `States.DataLimitExceeded`
+/// (its result over the limit) is caught, as on AWS; a state's output over
+/// the limit fails the execution without reaching here. `States.TaskFailed` matches everything `States.ALL` does except
 /// the timeouts. `States.Timeout` also matches `States.HeartbeatTimeout`
 /// (AWS documents a missed heartbeat as a kind of `States.Timeout`).
 pub(crate) fn error_matches(pattern: &str, error: &str) -> bool {
@@ -287,10 +335,9 @@ pub(crate) fn error_matches(pattern: &str, error: &str) -> bool {
     }
 }
 
-/// `States.Runtime` and `States.DataLimitExceeded` are terminal: no retrier
-/// or catcher ever sees them.
+/// `States.Runtime` is terminal: no retrier or catcher ever sees it.
 pub(crate) fn is_handleable(error: &str) -> bool {
-    error != states::RUNTIME && error != states::DATA_LIMIT_EXCEEDED
+    error != states::RUNTIME
 }
 
 /// The delay before retry number `n` (0 for the first retry):
@@ -334,6 +381,8 @@ mod tests {
             ("Retryable", "Retryable", true),
             ("Retryable", "NonRetryable", false),
             ("States.Runtime", "States.Runtime", false),
+            ("States.ALL", "States.DataLimitExceeded", true),
+            ("States.DataLimitExceeded", "States.DataLimitExceeded", true),
         ];
         for (pattern, error, want) in cases {
             assert_eq!(error_matches(pattern, error), want, "{pattern} vs {error}");

@@ -6,10 +6,13 @@
 //! (Lambda `invoke`, `invoke.waitForTaskToken`, and a function ARN as
 //! Resource), Choice, Wait, Pass, Succeed and Fail; `InputPath`,
 //! `Parameters`, `ResultSelector`, `ResultPath`, `OutputPath`, the context
-//! object; `Retry`, `Catch`, task timeouts and heartbeats. A definition that
-//! uses anything else (Parallel, Map, intrinsic functions, JSONPath beyond
-//! reference paths, other service integrations, JSONata) is refused when it
-//! loads, with the state and field named — never half-run.
+//! object; `Retry`, `Catch`, task timeouts and heartbeats; the full
+//! JSONPath Step Functions accepts in paths (filters, wildcards, slices,
+//! unions, `length()`), the context object in `InputPath`/`OutputPath`;
+//! Parallel and inline Map states; every intrinsic function. A
+//! definition that uses anything else (other service integrations,
+//! JSONata) is refused when it loads, with the state and field named —
+//! never half-run.
 //!
 //! Durability: executions, their current state and data, task tokens with
 //! their deadlines, timers and history live in SQLite ([`EngineDb`]; WAL,
@@ -51,10 +54,13 @@
 mod choice;
 mod db;
 mod definition;
+mod digest;
 mod engine;
 mod error;
 mod history;
 mod interp;
+mod intrinsic;
+mod jsonpath;
 mod path;
 mod run;
 mod time;
@@ -63,8 +69,8 @@ mod token;
 pub use db::EngineDb;
 pub use definition::{StateMachine, Substitutions};
 pub use engine::{
-    Definitions, DriverHandle, Engine, ExecutionDescription, ExecutionStatus, ResumeReport,
-    StartedExecution, TaskCall, TaskError, TaskInvoker,
+    Definitions, DriverHandle, Engine, ExecutionDescription, ExecutionStatus, Invoked,
+    ResumeReport, StartedExecution, TaskCall, TaskError, TaskInvoker,
 };
 pub use error::{DefinitionError, EngineError, states};
 pub use history::HistoryEvent;

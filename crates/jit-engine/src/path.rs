@@ -35,7 +35,7 @@ pub(crate) fn parse(text: &str) -> Result<RefPath, String> {
         None => (false, rest),
     };
     let unsupported =
-        || format!("only reference paths ($, $.a.b, $.a[0], $['a']) are supported, not {text}");
+        || format!("this field takes a reference path ($, $.a.b, $.a[0], $['a']), not {text}");
     let mut segs = Vec::new();
     while !rest.is_empty() {
         if let Some(r) = rest.strip_prefix('.') {
@@ -181,6 +181,22 @@ impl RefPath {
             }
         }
         Ok(())
+    }
+
+    /// The path in the bracket notation AWS's messages use: `$['a'][0]`.
+    pub fn normalized(&self) -> String {
+        let mut s = String::from(if self.context { "$$" } else { "$" });
+        for seg in &self.segs {
+            match seg {
+                Seg::Field(f) => {
+                    s.push_str("['");
+                    s.push_str(f);
+                    s.push_str("']");
+                }
+                Seg::Index(i) => s.push_str(&format!("[{i}]")),
+            }
+        }
+        s
     }
 
     fn prefix(&self, n: usize) -> String {

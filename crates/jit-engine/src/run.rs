@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::definition::{Kind, StateMachine, Substitutions};
-use crate::engine::{Definitions, Engine, ExecutionStatus, TaskCall, TaskError, TaskInvoker};
+use crate::engine::{
+    Definitions, Engine, ExecutionStatus, Invoked, TaskCall, TaskError, TaskInvoker,
+};
 use crate::error::EngineError;
 use crate::history::HistoryEvent;
 use crate::{EngineDb, time};
@@ -19,7 +21,11 @@ use crate::{EngineDb, time};
 /// One canned answer for a Task state: `{"output": …}`,
 /// `{"error": "X", "cause": "Y"}` or `{"timeout": true}`. For a
 /// `.waitForTaskToken` state it is the SendTaskSuccess / SendTaskFailure
-/// answer (or no answer at all, so the task times out).
+/// answer (or no answer at all, so the task times out). For a Lambda task,
+/// `output` is the function's return value — or AWS's whole
+/// `lambda:invoke` response (an object with `Payload` and a numeric
+/// `StatusCode`, and no field an Invoke response lacks), e.g. copied from
+/// a recorded execution, which the task then returns as is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum CannedAnswer {
@@ -160,6 +166,28 @@ impl CannedInvoker {
     }
 }
 
+/// The fields of Lambda's `Invoke` response as Step Functions returns it.
+const INVOKE_RESPONSE_FIELDS: &[&str] = &[
+    "ExecutedVersion",
+    "FunctionError",
+    "LogResult",
+    "Payload",
+    "SdkHttpMetadata",
+    "SdkResponseMetadata",
+    "StatusCode",
+];
+
+/// Is a canned output AWS's whole `lambda:invoke` response rather than a
+/// function's return value?
+pub(crate) fn is_invoke_response(v: &Value) -> bool {
+    v.as_object().is_some_and(|m| {
+        m.contains_key("Payload")
+            && m.get("StatusCode").is_some_and(Value::is_u64)
+            && m.keys()
+                .all(|k| INVOKE_RESPONSE_FIELDS.contains(&k.as_str()))
+    })
+}
+
 #[async_trait]
 impl TaskInvoker for CannedInvoker {
     async fn invoke(&self, _function: &str, payload: Value) -> Result<Value, TaskError> {
@@ -190,6 +218,19 @@ impl TaskInvoker for CannedInvoker {
                 Ok(payload)
             }
         }
+    }
+
+    async fn invoke_lambda(
+        &self,
+        call: TaskCall<'_>,
+        payload: Value,
+    ) -> Result<Invoked, TaskError> {
+        let v = self.invoke_task(call, payload).await?;
+        Ok(if call.task_token.is_none() && is_invoke_response(&v) {
+            Invoked::Response(v)
+        } else {
+            Invoked::Return(v)
+        })
     }
 }
 

@@ -8,7 +8,9 @@
 //! done, so the file records what the world saw. The invariant: after any
 //! restart, an execution never invokes a task that comes before the last
 //! one whose effect was recorded — the task in flight (or whose result was
-//! not yet committed) may run again, an earlier one never.
+//! not yet committed) may run again, an earlier one never. The chain runs
+//! through a Parallel (two task branches) and a Map (a task per item), so
+//! kills land inside them too and their children resume the same way.
 
 mod common;
 
@@ -29,10 +31,15 @@ use serde_json::{Value, json};
 const CHILD_ENV: &str = "JIT_ENGINE_CRASH_DIR";
 const EXECUTIONS: usize = 100;
 /// The tasks in the order an execution runs them (`Hold`, a Wait, sits
-/// between Record and Revoke).
-const TASKS: [&str; 6] = ["Prepare", "Flaky", "Approve", "Grant", "Record", "Revoke"];
-const STATES: [&str; 8] = [
-    "Prepare", "Flaky", "Approve", "Grant", "Record", "Hold", "Revoke", "Done",
+/// between Record and Revoke; `Left`/`Right` are the Parallel's branches,
+/// `Item0`/`Item1` the Map's iterations, whose children take turns in
+/// index order).
+const TASKS: [&str; 10] = [
+    "Prepare", "Flaky", "Approve", "Grant", "Left", "Right", "Item0", "Item1", "Record", "Revoke",
+];
+const STATES: [&str; 14] = [
+    "Prepare", "Flaky", "Approve", "Grant", "Fan", "Left", "Right", "Each", "Item", "Item",
+    "Record", "Hold", "Revoke", "Done",
 ];
 
 fn definition() -> Value {
@@ -47,13 +54,29 @@ fn definition() -> Value {
         json!([{"ErrorEquals": ["Transient"], "IntervalSeconds": 1, "MaxAttempts": 3}]);
     let mut approve_payload = payload.clone();
     approve_payload["token.$"] = json!("$$.Task.Token");
+    let branch = |name: &str| {
+        json!({"StartAt": name, "States": {name: {"Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": name, "Payload": payload.clone()}, "End": true}}})
+    };
+    let mut item_payload = payload.clone();
+    item_payload["item.$"] = json!("$.item");
     json!({"StartAt": "Prepare", "States": {
         "Prepare": task("Prepare", "Flaky"),
         "Flaky": flaky,
         "Approve": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
                     "Parameters": {"FunctionName": "Approve", "Payload": approve_payload},
                     "ResultPath": "$.Approve", "Next": "Grant"},
-        "Grant": task("Grant", "Record"),
+        "Grant": task("Grant", "Fan"),
+        "Fan": {"Type": "Parallel", "Branches": [branch("Left"), branch("Right")],
+                "ResultPath": "$.fan", "Next": "Each"},
+        "Each": {"Type": "Map", "ItemsPath": "$.fan",
+                 "ItemSelector": {"item.$": "$$.Map.Item.Index"},
+                 "ItemProcessor": {"StartAt": "Item", "States": {"Item": {"Type": "Task",
+                     "Resource": "arn:aws:states:::lambda:invoke",
+                     "Parameters": {"FunctionName": "Item", "Payload": item_payload},
+                     "End": true}}},
+                 "ResultPath": "$.each", "Next": "Record"},
         "Record": task("Record", "Hold"),
         "Hold": {"Type": "Wait", "Seconds": 1, "Next": "Revoke"},
         "Revoke": task("Revoke", "Done"),
@@ -111,7 +134,11 @@ impl TaskInvoker for SideEffects {
 
     async fn invoke_task(&self, call: TaskCall<'_>, payload: Value) -> Result<Value, TaskError> {
         let attempt = payload["attempt"].as_u64().unwrap_or(99);
-        let what = format!("{} {} {attempt}", call.execution_name, call.state);
+        let state = match payload.get("item") {
+            Some(i) => format!("{}{i}", call.state),
+            None => call.state.to_string(),
+        };
+        let what = format!("{} {state} {attempt}", call.execution_name);
         append(&self.effects, &format!("I {what}\n"));
         let pause = (what.len() as u64 * 7 + attempt * 13 + std::process::id() as u64) % 4;
         tokio::time::sleep(Duration::from_millis(pause)).await;

@@ -50,11 +50,11 @@ fn refusals_name_the_state_and_the_field() {
                 "Fan",
                 json!({"Type": "Parallel", "Branches": [], "End": true}),
             ),
-            r#"state "Fan": field "Type": Parallel states are not supported"#,
+            r#"state "Fan": field "Branches": required, must be a non-empty array"#,
         ),
         (
             machine("Each", json!({"Type": "Map", "End": true})),
-            r#"state "Each": field "Type": Map states are not supported"#,
+            r#"state "Each": field "ItemProcessor": required for a Map state"#,
         ),
         (
             machine("S", json!({"Type": "Sleep", "End": true})),
@@ -86,30 +86,30 @@ fn refusals_name_the_state_and_the_field() {
         (
             machine(
                 "P",
-                json!({"Type": "Pass", "End": true, "Parameters": {"msg.$": "States.Format('hi {}', $.name)"}}),
+                json!({"Type": "Pass", "End": true, "Parameters": {"msg.$": "States.Fromat('hi {}', $.name)"}}),
             ),
-            r#"state "P": field "Parameters.msg.$": intrinsic functions are not supported"#,
+            r#"state "P": field "Parameters.msg.$": unknown intrinsic function States.Fromat"#,
         ),
         (
             machine(
                 "P",
-                json!({"Type": "Pass", "End": true, "Parameters": {"deep": [{"x.$": "$.items[*].id"}]}}),
+                json!({"Type": "Pass", "End": true, "Parameters": {"deep": [{"x.$": "$.items[?(@.id ==)]"}]}}),
             ),
-            r#"state "P": field "Parameters.deep[0].x.$": only reference paths"#,
+            r#"state "P": field "Parameters.deep[0].x.$": invalid JSONPath"#,
         ),
         (
             machine(
                 "P",
-                json!({"Type": "Pass", "End": true, "InputPath": "$..id"}),
+                json!({"Type": "Pass", "End": true, "InputPath": "$.a["}),
             ),
-            r#"state "P": field "InputPath": only reference paths"#,
+            r#"state "P": field "InputPath": invalid JSONPath"#,
         ),
         (
             machine(
                 "P",
-                json!({"Type": "Pass", "End": true, "OutputPath": "$.a[?(@.b)]"}),
+                json!({"Type": "Pass", "End": true, "ResultPath": "$.a[*]"}),
             ),
-            r#"state "P": field "OutputPath": only reference paths"#,
+            r#"state "P": field "ResultPath": this field takes a reference path"#,
         ),
         (
             machine(
@@ -121,9 +121,9 @@ fn refusals_name_the_state_and_the_field() {
         (
             machine(
                 "T",
-                task(json!({"ResultSelector": {"x.$": "States.JsonToString($.a)"}})),
+                task(json!({"ResultSelector": {"x.$": "States.ArrayLength($.a, 2)"}})),
             ),
-            r#"state "T": field "ResultSelector.x.$": intrinsic functions are not supported"#,
+            r#"state "T": field "ResultSelector.x.$": States.ArrayLength takes 1 argument(s), not 2"#,
         ),
         (
             machine("T", task(json!({"Parameters": {"Payload": {}}}))),

@@ -135,9 +135,9 @@ async fn pass_state_processing_matches_aws() {
             Want::Fails("States.Runtime"),
         ),
         (
-            "a Parameters path to nothing is States.ParameterPathFailure",
+            "a Pass state's Parameters path to nothing is States.Runtime (as on AWS)",
             json!({"Type": "Pass", "Parameters": {"x.$": "$.missing"}}),
-            Want::Fails("States.ParameterPathFailure"),
+            Want::Fails("States.Runtime"),
         ),
         (
             "ResultPath through a string is States.ResultPathMatchFailure",

@@ -15,6 +15,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "{}")]
     pub input: String,
     /// Canned task answers: `{"<State>": [{"output": …} | {"error": "E", "cause": "C"} | {"timeout": true}, …]}`.
+    /// A Lambda task's `output` is the function's return value or AWS's
+    /// whole `lambda:invoke` response (`Payload`, `StatusCode`, …), used as is.
     /// Without an answer a task returns its input, as moto does.
     #[arg(long)]
     pub tasks: Option<PathBuf>,

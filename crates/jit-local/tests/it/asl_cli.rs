@@ -107,3 +107,30 @@ fn unsupported_features_are_refused_naming_the_state_and_field() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("NAME=VALUE"), "{stderr}");
 }
+
+#[test]
+fn a_canned_answer_may_be_aws_whole_lambda_invoke_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("d.json");
+    std::fs::write(&def, r#"{"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "f"}, "OutputPath": "$.SdkResponseMetadata", "End": true}}}"#).unwrap();
+    let tasks = dir.path().join("t.json");
+    std::fs::write(
+        &tasks,
+        r#"{"T": [{"output": {"ExecutedVersion": "$LATEST", "Payload": {"ok": true}, "SdkHttpMetadata": {"HttpStatusCode": 200}, "SdkResponseMetadata": {"RequestId": "recorded"}, "StatusCode": 200}}]}"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = jit_local(&[
+        "asl",
+        "run",
+        def.to_str().unwrap(),
+        "--tasks",
+        tasks.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "SUCCEEDED");
+    assert_eq!(
+        report["output"],
+        serde_json::json!({"RequestId": "recorded"})
+    );
+}
