@@ -399,9 +399,13 @@ async fn route(
             Ok(json_response(StatusCode::OK, &json!({ "events": events })))
         }
         (["requests", _, "history"], _) => Err(ApiError::MethodNotAllowed(GET)),
+        #[cfg(feature = "reports")]
         (["analytics"], &Method::GET) => reports::analytics(broker, caller, &req).await,
+        #[cfg(feature = "reports")]
         (["analytics"], _) => Err(ApiError::MethodNotAllowed(GET)),
+        #[cfg(feature = "reports")]
         (["audit"], &Method::GET) => reports::audit(broker, caller, &req).await,
+        #[cfg(feature = "reports")]
         (["audit"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["requests", id, rest @ ..], _) if grants::handles(rest) => {
             grants::route(broker, caller, &req, id, rest).await

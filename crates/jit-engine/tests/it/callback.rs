@@ -1,7 +1,7 @@
 //! `.waitForTaskToken`: success, failure, timeout, heartbeat; the token API's
 //! errors; StopExecution; idempotent StartExecution.
 
-mod common;
+use crate::common;
 
 use common::*;
 use jit_engine::{EngineError, ExecutionStatus};

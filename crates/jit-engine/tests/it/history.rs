@@ -1,6 +1,6 @@
 //! History: AWS's event names, order, ids and details for a small machine.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Value, json};

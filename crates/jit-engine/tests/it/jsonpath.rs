@@ -3,7 +3,7 @@
 //! slices, unions, recursive descent, `length()`, and the context object
 //! in InputPath/OutputPath — run through whole executions.
 
-mod common;
+use crate::common;
 
 use common::*;
 use jit_engine::ExecutionStatus;

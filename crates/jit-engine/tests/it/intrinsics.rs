@@ -2,7 +2,7 @@
 //! Pass state's Parameters (and ErrorPath/CausePath, ResultSelector), with
 //! `States.Runtime` for bad arguments.
 
-mod common;
+use crate::common;
 
 use common::*;
 use jit_engine::ExecutionStatus;

@@ -12,7 +12,7 @@
 //! through a Parallel (two task branches) and a Map (a task per item), so
 //! kills land inside them too and their children resume the same way.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -181,7 +181,7 @@ fn open_engine(dir: &Path, invoker: Arc<dyn TaskInvoker>) -> Engine {
 }
 
 /// The child process's body, run by [`a_killed_engine_resumes_each_execution_at_most_one_task_back`]
-/// as `<this test binary> crash_child --exact --ignored` with `JIT_ENGINE_CRASH_DIR` set; it
+/// as `<this test binary> crash::crash_child --exact --ignored` with `JIT_ENGINE_CRASH_DIR` set; it
 /// is not a test of its own. It resumes whatever the last child left,
 /// starts the executions not started yet, answers every token handed out
 /// before (their approver died with the last process), and exits once all
@@ -247,7 +247,7 @@ fn spawn_child(dir: &Path) -> ChildGuard {
     let exe = std::env::current_exe().expect("the test binary's path");
     let stderr = open_append(&dir.join("child-stderr.log"));
     let child = Command::new(exe)
-        .args(["crash_child", "--exact", "--ignored", "--test-threads=1"])
+        .args(["crash::crash_child", "--exact", "--ignored", "--test-threads=1"])
         .env(CHILD_ENV, dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -1,7 +1,7 @@
 //! `Engine::backlog`: executions the outside asked the engine to advance
 //! (a start, a task token's answer) that it has not advanced yet.
 
-mod common;
+use crate::common;
 
 use common::*;
 use jit_engine::EngineDb;

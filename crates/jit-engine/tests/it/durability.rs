@@ -1,7 +1,7 @@
 //! Durability: drop the engine mid-wait-for-token, mid-Wait and mid-invoke,
 //! reopen the same file, resume, and every execution completes.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

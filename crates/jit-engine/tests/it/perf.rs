@@ -7,7 +7,7 @@
 //! - ≤ 100 MB RSS with 10,000 executions waiting for approval;
 //! - resume 10,000 waiting executions in ≤ 2 s.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Instant;

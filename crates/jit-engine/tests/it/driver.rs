@@ -1,7 +1,7 @@
 //! The background driver: woken by start / SendTask* / stop, sleeps until
 //! the next timer, stops with its handle.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

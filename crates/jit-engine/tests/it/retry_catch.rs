@@ -1,7 +1,7 @@
 //! Retry (intervals, backoff, caps, per-retrier counters, order) and Catch
 //! (routing, ResultPath of the error output), with the States.* wildcards.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! the first failure failing the state, Retry and Catch on both, AWS's
 //! history event names — and durable across a restart.
 
-mod common;
+use crate::common;
 
 use common::*;
 use jit_engine::{EngineDb, ExecutionStatus};

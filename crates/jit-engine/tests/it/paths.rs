@@ -1,7 +1,7 @@
 //! Input and output processing: InputPath, Parameters (with the context
 //! object), ResultSelector, ResultPath, OutputPath — table-driven.
 
-mod common;
+use crate::common;
 
 use common::*;
 use jit_engine::ExecutionStatus;

@@ -3,7 +3,7 @@
 //! `LogResult` with `LogType: Tail`), and canned answers given either as a
 //! function's return value or as AWS's whole Invoke response.
 
-mod common;
+use crate::common;
 
 use base64::Engine as _;
 use common::*;

@@ -1,7 +1,7 @@
 //! Wait states: Seconds, SecondsPath, Timestamp, TimestampPath, against a
 //! manual clock (no real sleeping).
 
-mod common;
+use crate::common;
 
 use common::*;
 use jit_engine::ExecutionStatus;

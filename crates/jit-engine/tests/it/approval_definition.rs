@@ -7,7 +7,7 @@ use jit_engine::{
 };
 use serde_json::json;
 
-const DEFINITION: &str = include_str!("../../../state-machine/approval.asl.json");
+const DEFINITION: &str = include_str!("../../../../state-machine/approval.asl.json");
 
 fn substitutions() -> Substitutions {
     // Every ${…} placeholder in the file, as template.yaml passes them.

@@ -1,7 +1,7 @@
 //! Choice rules: every comparison operator (literal and …Path), the type
 //! tests, And/Or/Not, Default, and States.NoChoiceMatched.
 
-mod common;
+use crate::common;
 
 use common::*;
 use jit_engine::ExecutionStatus;

@@ -3,7 +3,7 @@
 //! texts (AWS prefixes a `States.Runtime` cause with the state and the id
 //! of its `…StateEntered` event), and the 256 KiB payload limit.
 
-mod common;
+use crate::common;
 
 use common::*;
 use jit_engine::ExecutionStatus;
