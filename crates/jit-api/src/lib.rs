@@ -299,7 +299,40 @@ pub fn to_the_second(v: &mut Value) {
 pub async fn handle(broker: &Broker, caller: &Caller, req: ApiRequest) -> Response<String> {
     let method = req.method.clone();
     let path = req.path.clone();
-    match route(broker, caller, req).await {
+    respond(method, path, route(broker, caller, req).await)
+}
+
+/// Routes only the grant routes (`/requests/{id}/credentials`, `/console`,
+/// `/revoke`, `/extend…`); anything else is `route_not_found`. What the
+/// `access` Lambda serves: the other routes' code is then not linked into
+/// it at all.
+pub async fn handle_grants(broker: &Broker, caller: &Caller, req: ApiRequest) -> Response<String> {
+    let method = req.method.clone();
+    let path = req.path.clone();
+    let routed = async {
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let trimmed = req.path.trim_end_matches('/').to_string();
+        let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
+        match segments.as_slice() {
+            ["requests", id, rest @ ..] if grants::handles(rest) => {
+                grants::route(broker, caller, &req, id, rest).await
+            }
+            _ => Err(ApiError::RouteNotFound),
+        }
+    }
+    .await;
+    respond(method, path, routed)
+}
+
+/// A routed answer, or the error's response and its refusal log line.
+fn respond(
+    method: Method,
+    path: String,
+    routed: Result<Response<String>, ApiError>,
+) -> Response<String> {
+    match routed {
         Ok(resp) => resp,
         Err(e) => {
             let resp = error_response(&e);
@@ -399,13 +432,9 @@ async fn route(
             Ok(json_response(StatusCode::OK, &json!({ "events": events })))
         }
         (["requests", _, "history"], _) => Err(ApiError::MethodNotAllowed(GET)),
-        #[cfg(feature = "reports")]
         (["analytics"], &Method::GET) => reports::analytics(broker, caller, &req).await,
-        #[cfg(feature = "reports")]
         (["analytics"], _) => Err(ApiError::MethodNotAllowed(GET)),
-        #[cfg(feature = "reports")]
         (["audit"], &Method::GET) => reports::audit(broker, caller, &req).await,
-        #[cfg(feature = "reports")]
         (["audit"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["requests", id, rest @ ..], _) if grants::handles(rest) => {
             grants::route(broker, caller, &req, id, rest).await

@@ -84,7 +84,6 @@ pub(crate) async fn list_all(
 }
 
 /// `GET /analytics?from=&to=`; the range defaults to the 30 days before now.
-#[cfg(feature = "reports")]
 pub(crate) async fn analytics(
     broker: &Broker,
     caller: &Caller,
@@ -111,7 +110,6 @@ pub(crate) async fn analytics(
 /// `GET /audit?from=&to=&action=&limit=&cursor=` (admins): the trail by
 /// time; `action=rejected` lists refused attempts. The range defaults to
 /// the 30 days before now.
-#[cfg(feature = "reports")]
 pub(crate) async fn audit(
     broker: &Broker,
     caller: &Caller,

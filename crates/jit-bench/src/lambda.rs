@@ -49,7 +49,7 @@ pub struct LambdaSpec {
 /// kind; the fake Secrets Manager answers any id.
 const SLACK_URL: (&str, &str) = ("JIT_SLACK_URL", REFUSED_ENDPOINT);
 
-/// The six Lambdas, in the order the report lists them.
+/// The seven Lambdas, in the order the report lists them.
 pub const LAMBDAS: &[LambdaSpec] = &[
     LambdaSpec {
         package: "request",
@@ -57,6 +57,13 @@ pub const LAMBDAS: &[LambdaSpec] = &[
         reads_secrets: false,
         event: Some("events/request-list.json"),
         event_note: "API Gateway REST `GET /requests?limit=10` from an IAM caller: lists from DynamoDB (refused), answers an error response",
+    },
+    LambdaSpec {
+        package: "access",
+        env: &[("JIT_STATE_MACHINE_ARN", STATE_MACHINE_ARN)],
+        reads_secrets: false,
+        event: Some("events/request-credentials.json"),
+        event_note: "API Gateway REST `GET /requests/{id}/credentials` from an IAM caller: reads the request from DynamoDB (refused), answers an error response",
     },
     LambdaSpec {
         package: "approval-callback",

@@ -19,7 +19,7 @@
 //! `docs/BENCHMARKS.md`, relative to the workspace root), `--load-secs N`
 //! and `--load-clients N` (create load, default 20 s and 32 clients),
 //! `--only-create-load` (only the create load, spliced into the report),
-//! `--only-lambdas` (only the six Lambdas: sections 2 and 3, spliced in),
+//! `--only-lambdas` (only the Lambdas: sections 2 and 3, spliced in),
 //! `--only-analytics` (only `GET /analytics` over 100,000 requests' trail),
 //! `--only-engine` (only the engine's overhead, best of `--engine-rounds`,
 //! spliced in).
@@ -27,7 +27,7 @@
 //! What it measures:
 //! 1. API throughput and latency: create+get pairs through `jit_api::handle`
 //!    on SQLite (a WAL file in a temp dir, as `jit-local` uses, and in memory).
-//! 2. The size of each of the six Lambda binaries ([`lambda::LAMBDAS`]),
+//! 2. The size of each Lambda binary ([`lambda::LAMBDAS`]),
 //!    each built alone (and of `jit-local`).
 //! 3. Each Lambda's cold init (spawn → first `next` on a fake Lambda
 //!    Runtime API on 127.0.0.1) and its memory after one sample event.
@@ -104,7 +104,7 @@ struct Args {
     /// its section and Summary rows in the existing report.
     #[arg(long)]
     only_create_load: bool,
-    /// Build (each alone) and measure only the six Lambdas, and replace
+    /// Build (each alone) and measure only the Lambdas, and replace
     /// sections 2 and 3 and the Lambdas' Summary rows in the existing report.
     #[arg(long, conflicts_with = "only_create_load")]
     only_lambdas: bool,

@@ -236,7 +236,7 @@ pub fn render(m: &Machine, i: &Inputs, r: &Results) -> String {
          `--load-secs N` and `--load-clients N` (create load against `jit-local`, \
          default 20 s, 32 clients), `--only-create-load` (measure only the create \
          load and replace its section and Summary rows here), `--only-lambdas` (build \
-         and measure only the six Lambdas and replace sections 2 and 3 and their Summary \
+         and measure only the Lambdas and replace sections 2 and 3 and their Summary \
          rows here), `--only-engine` with `--engine-rounds N` (measure only the \
          engine's overhead, best of N rounds per store, default 5, and replace its \
          table and Summary rows here).\n"

@@ -13,6 +13,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
+pub mod compose;
 pub mod config;
 
 /// How a caller is taken from what API Gateway authenticated, and who may
@@ -181,6 +182,22 @@ pub fn caller_from_context(ctx: Option<&RequestContext>, trust: &TrustPolicy) ->
 
 /// Translates an API Gateway event to the shared API and back.
 pub async fn handle(broker: &Broker, trust: &TrustPolicy, event: Request) -> Response<Body> {
+    let (caller, api) = translate(trust, event);
+    jit_api::handle(broker, &caller, api).await.map(Body::Text)
+}
+
+/// [`handle`] for the `access` function: only the grant routes are served
+/// (and linked); any other path is `404 route_not_found`.
+pub async fn handle_grants(broker: &Broker, trust: &TrustPolicy, event: Request) -> Response<Body> {
+    let (caller, api) = translate(trust, event);
+    jit_api::handle_grants(broker, &caller, api)
+        .await
+        .map(Body::Text)
+}
+
+/// API Gateway's event as the caller it authenticated and a `jit-api`
+/// request.
+fn translate(trust: &TrustPolicy, event: Request) -> (Caller, ApiRequest) {
     let caller = caller_from_context(event.request_context_ref(), trust);
     let path = event.raw_http_path().to_string();
     let (parts, body) = event.into_parts();
@@ -197,5 +214,5 @@ pub async fn handle(broker: &Broker, trust: &TrustPolicy, event: Request) -> Res
         headers: parts.headers,
         body,
     };
-    jit_api::handle(broker, &caller, api).await.map(Body::Text)
+    (caller, api)
 }

@@ -289,3 +289,21 @@ async fn list_event_answers_with_a_page() {
     assert!(v["requests"].as_array().unwrap().is_empty());
     assert!(v["nextCursor"].is_null());
 }
+
+/// The grant routes belong to the `access` function: on a broker composed
+/// as `request` composes it (no grant ports) they answer 503 with a code,
+/// never a grant.
+#[tokio::test]
+async fn grant_routes_on_the_request_function_answer_grants_unavailable() {
+    let (b, _) = broker();
+    assert!(b.grants.is_none());
+    let resp = handle(
+        &b,
+        &TrustPolicy::default(),
+        event("request-credentials.json"),
+    )
+    .await;
+    let v = body(&resp);
+    assert_eq!(resp.status(), 503, "{v}");
+    assert_eq!(v["error"]["code"], "grants_unavailable");
+}

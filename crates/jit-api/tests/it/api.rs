@@ -1312,3 +1312,33 @@ async fn answers_carry_times_to_the_second_and_no_bookkeeping() {
         assert!(v.get(k).is_none(), "{k} in {v}");
     }
 }
+
+#[tokio::test]
+async fn the_grant_router_serves_only_the_grant_routes() {
+    // GIVEN the fixture's broker (no grant ports) and the grant-only router
+    let f = fixture();
+    let call = |method: Method, path: &str| ApiRequest {
+        method,
+        path: path.to_string(),
+        query: None,
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    };
+    let alice = person("alice@example.com", &[]);
+    // WHEN a lifecycle route is sent to it THEN it does not exist there
+    let resp = jit_api::handle_grants(&f.broker, &alice, call(Method::GET, "/requests")).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let v: Value = serde_json::from_str(resp.body()).unwrap();
+    assert_eq!(v["error"]["code"], "route_not_found");
+    // AND a grant route reaches the grant use cases (503: no ports here)
+    let id = RequestId::generate(jit_core::ports::Clock::now(f.clock.as_ref()));
+    let resp = jit_api::handle_grants(
+        &f.broker,
+        &alice,
+        call(Method::GET, &format!("/requests/{id}/credentials")),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = serde_json::from_str(resp.body()).unwrap();
+    assert_eq!(v["error"]["code"], "grants_unavailable");
+}

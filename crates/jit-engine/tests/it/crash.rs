@@ -247,7 +247,12 @@ fn spawn_child(dir: &Path) -> ChildGuard {
     let exe = std::env::current_exe().expect("the test binary's path");
     let stderr = open_append(&dir.join("child-stderr.log"));
     let child = Command::new(exe)
-        .args(["crash::crash_child", "--exact", "--ignored", "--test-threads=1"])
+        .args([
+            "crash::crash_child",
+            "--exact",
+            "--ignored",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -2,13 +2,13 @@
 //! per file: the test build is the slow part of CI). Each module was a
 //! `tests/<name>.rs` of its own; run one with `cargo test --test it <name>::`.
 
-mod common;
 mod approval_definition;
 mod aws_fidelity;
 mod backlog;
 mod callback;
 mod canned_run;
 mod choice;
+mod common;
 mod crash;
 mod driver;
 mod durability;

@@ -1,0 +1,156 @@
+//! The API Lambdas' composition roots. Two functions serve the HTTP API:
+//! `request` (the request lifecycle: create, list, read, decide, cancel)
+//! and `access` (the grant routes: credentials, console, revoke,
+//! extensions). Only `access` holds grant ports — STS, IAM, the federation
+//! endpoint — so the most called function can neither vend credentials nor
+//! change IAM, its role has no such permission, and its binary links none
+//! of that code (it stays under the 6 MB Lambda target).
+
+use std::sync::Arc;
+
+use aws_types::SdkConfig;
+use jit_core::RequestId;
+use jit_core::grant_ports::GrantPorts;
+use jit_core::ports::{Clock, SystemClock, Workflow, WorkflowError, WorkflowInput};
+use jit_core::request::TaskToken;
+use jit_core::service::Settings;
+use jit_core::{Broker, Catalog};
+use lambda_http::{Request, service_fn};
+
+use crate::config::Config;
+
+/// Logging, configuration and the SDK settings, once at init.
+pub fn init() -> Result<(Config, SdkConfig), lambda_http::Error> {
+    jit_lambda::logging::init();
+    let cfg = Config::from_lookup(|k| std::env::var(k).ok())?;
+    Ok((cfg, jit_aws::sdk::lambda_config()))
+}
+
+/// `request`'s broker: the DynamoDB store, the Step Functions workflow and
+/// the catalog, without grant ports. The grant routes answer `503
+/// grants_unavailable` on it (API Gateway sends them to `access`).
+pub fn broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Error> {
+    let state_machine = jit_aws::StateMachineArn::parse(cfg.state_machine_arn.clone())
+        .map_err(|e| format!("JIT_STATE_MACHINE_ARN: {e}"))?;
+    let workflow = jit_aws::SfnWorkflow::from_config(sdk, state_machine).without_execution_state();
+    broker_with(cfg, sdk, Arc::new(workflow))
+}
+
+/// `access`'s broker: the store, the catalog and the grant ports. The grant
+/// routes start, stop and complete no workflow (a revoke ends the grant in
+/// IAM and the record; the workflow's own Revoke step finds it ended), so
+/// it holds no Step Functions client: [`NoWorkflow`] refuses every call.
+pub fn grants_broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Error> {
+    let mut broker = broker_with(cfg, sdk, Arc::new(NoWorkflow))?;
+    let grants = grant_ports(cfg, sdk, broker.clock.clone())?;
+    broker.grants = Some(Arc::new(grants));
+    Ok(broker)
+}
+
+fn broker_with(
+    cfg: &Config,
+    sdk: &SdkConfig,
+    workflow: Arc<dyn Workflow>,
+) -> Result<Broker, lambda_http::Error> {
+    let text = std::fs::read_to_string(&cfg.catalog_path).map_err(|e| {
+        format!(
+            "JIT_CATALOG: cannot read {}: {e}",
+            cfg.catalog_path.display()
+        )
+    })?;
+    let catalog = Catalog::parse(&text, &cfg.catalog_path.display().to_string())?;
+    let store = jit_aws::DynamoStore::from_config(
+        sdk,
+        jit_aws::TableNames::new(cfg.table.clone(), cfg.audit_table.clone()),
+    );
+    Ok(Broker {
+        store: Arc::new(store),
+        workflow,
+        catalog: Arc::new(catalog),
+        clock: Arc::new(SystemClock),
+        settings: Settings {
+            demo_mode: cfg.demo_mode,
+        },
+        grants: None,
+    })
+}
+
+/// The workflow port of a function that must never touch a workflow: every
+/// call is refused with an error saying so (a 5xx that names the mistake,
+/// should a route ever be wired to the wrong function).
+pub struct NoWorkflow;
+
+fn no_workflow() -> WorkflowError {
+    WorkflowError::Backend(
+        "the access function has no workflow: this route belongs to the request function".into(),
+    )
+}
+
+#[async_trait::async_trait]
+impl Workflow for NoWorkflow {
+    async fn start(&self, _: &WorkflowInput) -> Result<(), WorkflowError> {
+        Err(no_workflow())
+    }
+    async fn stop(&self, _: &RequestId, _: &str) -> Result<(), WorkflowError> {
+        Err(no_workflow())
+    }
+    async fn send_task_success(
+        &self,
+        _: &TaskToken,
+        _: &serde_json::Value,
+    ) -> Result<(), WorkflowError> {
+        Err(no_workflow())
+    }
+    async fn send_task_failure(
+        &self,
+        _: &TaskToken,
+        _: &str,
+        _: &str,
+    ) -> Result<(), WorkflowError> {
+        Err(no_workflow())
+    }
+    async fn history(&self, _: &RequestId) -> Result<Vec<serde_json::Value>, WorkflowError> {
+        Err(no_workflow())
+    }
+}
+
+/// The grant ports `access` adds: STS for credentials, the federation
+/// endpoint for console sign-in, IAM (through the grant ledger) for revokes.
+pub fn grant_ports(
+    cfg: &Config,
+    sdk: &SdkConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<GrantPorts, lambda_http::Error> {
+    Ok(GrantPorts {
+        issuer: Arc::new(jit_aws::StsIssuer::from_config(sdk)),
+        iam: jit_lambda::grant_iam(sdk, &cfg.ledger_table, clock),
+        console: Arc::new(
+            jit_aws::FederationSignin::new(&cfg.federation_url)
+                .map_err(|e| format!("JIT_FEDERATION_URL: {e}"))?,
+        ),
+        inspector: Some(Arc::new(
+            jit_aws::IamInspector::from_config(sdk).roles_only(),
+        )),
+        session_cap_secs: jit_core::grant_ports::CHAINED_SESSION_CAP_SECS,
+    })
+}
+
+/// Serves API Gateway events until the runtime stops: every route
+/// (`GRANTS_ONLY = false`, `request`), or only the grant routes (`true`,
+/// `access`). A constant, so each binary links only its own router.
+pub async fn serve<const GRANTS_ONLY: bool>(
+    broker: Broker,
+    cfg: Config,
+) -> Result<(), lambda_http::Error> {
+    let broker = &broker;
+    let trust = &cfg.trust;
+    lambda_http::run(service_fn(move |event: Request| async move {
+        let resp = if GRANTS_ONLY {
+            crate::handle_grants(broker, trust, event).await
+        } else {
+            crate::handle(broker, trust, event).await
+        };
+        Ok::<_, std::convert::Infallible>(resp)
+    }))
+    .await
+}
