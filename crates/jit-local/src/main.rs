@@ -178,6 +178,17 @@ async fn main() -> anyhow::Result<()> {
         logs.init();
     }
 
+    // A subcommand's output piped into `head` ends it quietly, as any Unix
+    // tool does (Rust ignores SIGPIPE, so println! would panic instead).
+    // The server keeps ignoring it: a client hanging up must not kill it.
+    #[cfg(unix)]
+    if args.command.is_some() {
+        // SAFETY: restores the default disposition of one signal before any
+        // thread that could write to the pipe exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match args.command {
         Some(Command::Asl(AslCommand::Run(run))) => {
             std::process::exit(jit_local::asl::run(run).await);

@@ -134,3 +134,22 @@ fn a_canned_answer_may_be_aws_whole_lambda_invoke_response() {
         serde_json::json!({"RequestId": "recorded"})
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn piped_into_a_closed_reader_it_ends_quietly() {
+    // `jit-local asl run … | head -c 10`: the reader goes away early.
+    let definition =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../state-machine/approval.asl.json");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' asl run '{}' --input '{{\"requestId\":\"R1\",\"autoApprove\":false,\"approvalTimeoutSeconds\":60}}' | head -c 10 >/dev/null",
+            env!("CARGO_BIN_EXE_jit-local"),
+            definition.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
