@@ -139,8 +139,8 @@ fn a_canned_answer_may_be_aws_whole_lambda_invoke_response() {
 #[test]
 fn piped_into_a_closed_reader_it_ends_quietly() {
     // `jit-local asl run … | head -c 10`: the reader goes away early.
-    let definition =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../state-machine/approval.asl.json");
+    let definition = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../state-machine/approval.asl.json");
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
