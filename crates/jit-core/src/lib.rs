@@ -13,6 +13,7 @@ pub mod channels;
 pub mod decisions;
 pub mod duration;
 pub mod error;
+pub mod export;
 pub mod extension;
 pub mod grant_ports;
 pub mod grants_api;

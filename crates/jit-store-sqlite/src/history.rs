@@ -121,13 +121,16 @@ pub(crate) fn events_between_in(
             }),
         Some((at, id)) => conn
             .prepare_cached(
-                "SELECT event FROM audit_events WHERE at >= ?1 AND at < ?2
-                   AND (at, event_id) > (?4, ?5)
+                // The cursor's time bounds the index range; the row-value
+                // form `(at, event_id) > (?, ?)` made SQLite scan the range
+                // from its start on every page.
+                "SELECT event FROM audit_events WHERE at >= ?4 AND at < ?2
+                   AND (at > ?4 OR event_id > ?5)
                   ORDER BY at, event_id LIMIT ?3",
             )
             .and_then(|mut stmt| {
                 stmt.query_map(
-                    rusqlite::params![millis(from), millis(to), fetch, at, id],
+                    rusqlite::params![millis(from), millis(to), fetch, (*at).max(millis(from)), id],
                     map,
                 )
                 .and_then(|rows| rows.collect())
