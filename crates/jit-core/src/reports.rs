@@ -171,7 +171,7 @@ impl Broker {
         loop {
             let page = self
                 .store
-                .audit_events_between(
+                .event_digests_between(
                     from,
                     to,
                     &PageRequest {
@@ -181,7 +181,7 @@ impl Broker {
                 )
                 .await?;
             for e in &page.items {
-                a.add(e);
+                a.add_digest(e);
             }
             cursor = page.next_cursor;
             if cursor.is_none() {
