@@ -23,6 +23,8 @@ pub mod account;
 pub mod console;
 pub mod dynamo;
 mod error;
+#[cfg(feature = "s3")]
+pub mod export;
 pub mod grants;
 pub mod inventory;
 pub mod notify;

@@ -107,6 +107,13 @@ pub const LAMBDAS: &[LambdaSpec] = &[
         event_note: "a guarded transition to `VALIDATING`: reads the request from DynamoDB (refused), fails the task",
     },
     LambdaSpec {
+        package: "audit-export",
+        env: &[("JIT_EXPORT_BUCKET", "jit-audit-export")],
+        reads_secrets: false,
+        event: Some("events/audit-export-stream.json"),
+        event_note: "one audit-table stream INSERT: puts its day's JSON lines into S3 (refused), fails the batch",
+    },
+    LambdaSpec {
         package: "assume-role",
         env: &[],
         reads_secrets: false,

@@ -315,6 +315,56 @@ pub struct Report {
     pub security: Security,
 }
 
+/// What analytics reads of one audit event: the event without the parts no
+/// figure needs (the snapshot's other fields, the other changes). Stores
+/// may keep it apart to read it fast (`RequestStore::event_digests_between`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDigest {
+    pub event_id: String,
+    pub request_id: String,
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: AuditAction,
+    pub to: Option<Status>,
+    pub code: Option<String>,
+    /// The snapshot's entitlement (`created`), else the event's (`rejected`).
+    pub entitlement: Option<String>,
+    /// `created` events: the snapshot's requester, groups, creation time
+    /// and asked duration.
+    pub requester: Option<String>,
+    pub groups: Vec<String>,
+    pub created_at: Option<Timestamp>,
+    pub duration_secs: Option<u32>,
+    /// From the event's changes.
+    pub granted_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl EventDigest {
+    pub fn of(e: &AuditEvent) -> EventDigest {
+        let snap = e.snapshot.as_deref();
+        let ch = e.changes.as_ref();
+        EventDigest {
+            event_id: e.event_id.clone(),
+            request_id: e.request_id.to_string(),
+            at: e.at,
+            actor: e.actor.clone(),
+            action: e.action,
+            to: e.to,
+            code: e.code.clone(),
+            entitlement: snap
+                .map(|s| s.entitlement.clone())
+                .or_else(|| e.entitlement.clone()),
+            requester: snap.map(|s| s.requester.principal.to_string()),
+            groups: snap.map(|s| s.requester.groups.clone()).unwrap_or_default(),
+            created_at: snap.map(|s| s.created_at),
+            duration_secs: snap.map(|s| s.duration.secs()),
+            granted_at: ts(ch.and_then(|c| c.get("grantedAt"))),
+            expires_at: ts(ch.and_then(|c| c.get("expiresAt"))),
+        }
+    }
+}
+
 /// What one event tells about its request, kept until the report is made.
 #[derive(Debug, Clone)]
 enum Fact {
@@ -322,7 +372,9 @@ enum Fact {
     To {
         at: Timestamp,
         status: Status,
-        actor: String,
+        /// Kept for people and revokes only (the figures never name a
+        /// system actor otherwise): one allocation fewer per event.
+        actor: Option<String>,
         expires_at: Option<Timestamp>,
         granted_at: Option<Timestamp>,
     },
@@ -359,7 +411,7 @@ struct Req {
 /// The accumulator: feed it events, then [`Analytics::finish`].
 pub struct Analytics {
     params: Params,
-    reqs: HashMap<RequestId, Req>,
+    reqs: HashMap<String, Req>,
     events_read: u64,
     /// (requester, entitlement) pairs granted before the range.
     granted_before: BTreeSet<(String, String)>,
@@ -415,14 +467,24 @@ fn count(events: &str) -> Count {
 impl Count {
     fn add(&mut self, key: &str) {
         self.total += 1;
-        *self.by.entry(key.to_string()).or_default() += 1;
+        match self.by.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                self.by.insert(key.to_string(), 1);
+            }
+        }
     }
 }
 
 impl Hours {
     fn add(&mut self, key: &str, h: f64) {
         self.total += h;
-        *self.by.entry(key.to_string()).or_default() += h;
+        match self.by.get_mut(key) {
+            Some(n) => *n += h,
+            None => {
+                self.by.insert(key.to_string(), h);
+            }
+        }
     }
     fn rounded(mut self) -> Self {
         self.total = round2(self.total);
@@ -446,36 +508,34 @@ impl Analytics {
     /// Takes one event of the range (any order). Events outside
     /// `[from, to)` are ignored.
     pub fn add(&mut self, e: &AuditEvent) {
+        self.add_digest(&EventDigest::of(e));
+    }
+
+    /// [`Analytics::add`] for what a store read for analytics.
+    pub fn add_digest(&mut self, e: &EventDigest) {
         if e.at < self.params.from || e.at >= self.params.to {
             return;
         }
         self.events_read += 1;
         let fact = match e.action {
             AuditAction::Created => {
-                if let Some(s) = &e.snapshot {
-                    self.set_who(&e.request_id, s);
-                }
+                self.set_who(e);
                 Some(Fact::Created(e.at))
             }
-            AuditAction::Transition => {
-                let ch = e.changes.as_ref();
-                e.to.map(|status| Fact::To {
-                    at: e.at,
-                    status,
-                    actor: e.actor.clone(),
-                    expires_at: ts(ch.and_then(|c| c.get("expiresAt"))),
-                    granted_at: ts(ch.and_then(|c| c.get("grantedAt"))),
-                })
-            }
+            AuditAction::Transition => e.to.map(|status| Fact::To {
+                at: e.at,
+                status,
+                actor: (!is_system(&e.actor) || status == Status::Revoked).then(|| e.actor.clone()),
+                expires_at: e.expires_at,
+                granted_at: e.granted_at,
+            }),
             AuditAction::Decision => Some(Fact::Vote {
                 at: e.at,
                 actor: e.actor.clone(),
             }),
             AuditAction::CredentialsIssued => Some(Fact::Credentials),
             AuditAction::ConsoleSignin => Some(Fact::Console),
-            AuditAction::Extension => {
-                ts(e.changes.as_ref().and_then(|c| c.get("expiresAt"))).map(Fact::Extended)
-            }
+            AuditAction::Extension => e.expires_at.map(Fact::Extended),
             AuditAction::Rejected => {
                 if let Some(ent) = &e.entitlement {
                     let r = self.reqs.entry(e.request_id.clone()).or_default();
@@ -495,21 +555,32 @@ impl Analytics {
             _ => None,
         };
         if let Some(f) = fact {
-            self.reqs
-                .entry(e.request_id.clone())
-                .or_default()
-                .facts
-                .push(f);
+            match self.reqs.get_mut(&e.request_id) {
+                Some(r) => r.facts.push(f),
+                None => {
+                    self.reqs.insert(
+                        e.request_id.clone(),
+                        Req {
+                            who: None,
+                            facts: vec![f],
+                        },
+                    );
+                }
+            }
         }
     }
 
-    fn set_who(&mut self, id: &RequestId, s: &crate::request::AccessRequest) {
-        self.reqs.entry(id.clone()).or_default().who = Some(Who {
-            entitlement: s.entitlement.clone(),
-            requester: s.requester.principal.to_string(),
-            groups: s.requester.groups.clone(),
-            created_at: Some(s.created_at),
-            asked_secs: s.duration.secs(),
+    /// Who and what a request is, from its `created` event's snapshot.
+    fn set_who(&mut self, e: &EventDigest) {
+        let (Some(entitlement), Some(requester)) = (&e.entitlement, &e.requester) else {
+            return;
+        };
+        self.reqs.entry(e.request_id.clone()).or_default().who = Some(Who {
+            entitlement: entitlement.clone(),
+            requester: requester.clone(),
+            groups: e.groups.clone(),
+            created_at: e.created_at,
+            asked_secs: e.duration_secs.unwrap_or(0),
         });
     }
 
@@ -519,17 +590,15 @@ impl Analytics {
         self.reqs
             .iter()
             .filter(|(_, r)| r.who.is_none())
-            .map(|(id, _)| id.clone())
+            .filter_map(|(id, _)| RequestId::parse(id.as_str()).ok())
             .collect()
     }
 
     /// Takes a `created` event from before the range: who and what its
     /// request is (nothing of it is counted).
     pub fn add_context(&mut self, created: &AuditEvent) {
-        if let Some(s) = &created.snapshot
-            && self.reqs.contains_key(&created.request_id)
-        {
-            self.set_who(&created.request_id, s);
+        if created.snapshot.is_some() && self.reqs.contains_key(created.request_id.as_str()) {
+            self.set_who(&EventDigest::of(created));
         }
     }
 
@@ -694,7 +763,8 @@ impl Analytics {
                         expires_at,
                         granted_at,
                     } => {
-                        let human = !is_system(actor);
+                        let human = actor.as_deref().is_some_and(|a| !is_system(a));
+                        let actor = actor.as_deref().unwrap_or("system:");
                         match status {
                             Status::Granted => {
                                 u.grants.add(ent);

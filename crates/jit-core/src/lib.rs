@@ -14,6 +14,7 @@ pub mod decisions;
 pub mod duration;
 pub mod entitlements;
 pub mod error;
+pub mod export;
 pub mod extension;
 pub mod grant_ports;
 pub mod grants_api;

@@ -164,6 +164,26 @@ pub trait RequestStore: Send + Sync {
         ))
     }
 
+    /// [`RequestStore::audit_events_between`] as analytics reads it: a
+    /// digest per event. Stores that keep digests apart (SQLite) answer
+    /// without parsing whole events; the default derives them.
+    async fn event_digests_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<crate::analytics::EventDigest>, StoreError> {
+        let p = self.audit_events_between(from, to, page).await?;
+        Ok(Page {
+            items: p
+                .items
+                .iter()
+                .map(crate::analytics::EventDigest::of)
+                .collect(),
+            next_cursor: p.next_cursor,
+        })
+    }
+
     /// Records `key` as seen at `now`, to be remembered until `expires_at`:
     /// `true` the first time (or once an earlier record has expired),
     /// `false` while an earlier record stands. One conditional write, so of

@@ -167,25 +167,55 @@ impl Broker {
             eligible,
         });
 
-        let mut cursor = None;
+        // The next page is read (on the store's own thread) while this one
+        // is folded: reading and folding cost about the same.
+        type Fetch = std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<
+                            Page<crate::analytics::EventDigest>,
+                            crate::ports::StoreError,
+                        >,
+                    > + Send,
+            >,
+        >;
+        let fetch = |cursor: Option<String>| -> Fetch {
+            let store = self.store.clone();
+            Box::pin(async move {
+                store
+                    .event_digests_between(
+                        from,
+                        to,
+                        &PageRequest {
+                            limit: MAX_EVENT_PAGE,
+                            cursor,
+                        },
+                    )
+                    .await
+            })
+        };
+        let mut pending = fetch(None);
         loop {
-            let page = self
-                .store
-                .audit_events_between(
-                    from,
-                    to,
-                    &PageRequest {
-                        limit: MAX_EVENT_PAGE,
-                        cursor,
-                    },
-                )
-                .await?;
-            for e in &page.items {
-                a.add(e);
+            let page = pending.await?;
+            let mut next = page.next_cursor.clone().map(|c| fetch(Some(c)));
+            let mut ready = None;
+            if let Some(n) = next.as_mut() {
+                // Start it: a store call begins its work on the first poll.
+                ready = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(match n.as_mut().poll(cx) {
+                        std::task::Poll::Ready(r) => Some(r),
+                        std::task::Poll::Pending => None,
+                    })
+                })
+                .await;
             }
-            cursor = page.next_cursor;
-            if cursor.is_none() {
-                break;
+            for e in &page.items {
+                a.add_digest(e);
+            }
+            match (next, ready) {
+                (None, _) => break,
+                (Some(_), Some(r)) => pending = Box::pin(std::future::ready(r)),
+                (Some(n), None) => pending = n,
             }
         }
         // Requests created before the range: their created event says who

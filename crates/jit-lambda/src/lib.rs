@@ -242,6 +242,31 @@ pub fn image_to_json(image: &Map<String, Value>) -> Result<Map<String, Value>, S
 /// The requests DynamoDB's TTL removed, from a stream event: `REMOVE`
 /// records made by the DynamoDB service itself (not a user's delete), with
 /// their old image decoded.
+/// The audit events a stream batch of the audit table inserted (its
+/// `NEW_IMAGE`s): what the `audit-export` Lambda writes to S3. Events are
+/// append-only, so only `INSERT` records count.
+pub fn audit_inserts(event: &Value) -> Result<Vec<jit_core::AuditEvent>, String> {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or("not a stream event: no Records")?;
+    let mut out = vec![];
+    for r in records {
+        if r.get("eventName").and_then(Value::as_str) != Some("INSERT") {
+            continue;
+        }
+        let Some(new) = r.pointer("/dynamodb/NewImage").and_then(Value::as_object) else {
+            continue;
+        };
+        let plain = image_to_json(new)?;
+        out.push(
+            serde_json::from_value(Value::Object(plain))
+                .map_err(|e| format!("decoding an inserted audit event: {e}"))?,
+        );
+    }
+    Ok(out)
+}
+
 pub fn ttl_removals(event: &Value) -> Result<Vec<AccessRequest>, String> {
     let records = event
         .get("Records")

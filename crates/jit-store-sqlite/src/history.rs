@@ -4,8 +4,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jit_core::RequestId;
+use jit_core::analytics::EventDigest;
+use jit_core::lifecycle::Status;
 use jit_core::ports::{MAX_EVENT_PAGE, Page, RequestFilter, StoreError};
-use jit_core::request::{AccessRequest, AuditEvent, Timestamp};
+use jit_core::request::{AccessRequest, AuditAction, AuditEvent, Timestamp};
 use jit_core::trail::{id_bounds, last_id_before};
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
@@ -121,13 +123,16 @@ pub(crate) fn events_between_in(
             }),
         Some((at, id)) => conn
             .prepare_cached(
-                "SELECT event FROM audit_events WHERE at >= ?1 AND at < ?2
-                   AND (at, event_id) > (?4, ?5)
+                // The cursor's time bounds the index range; the row-value
+                // form `(at, event_id) > (?, ?)` made SQLite scan the range
+                // from its start on every page.
+                "SELECT event FROM audit_events WHERE at >= ?4 AND at < ?2
+                   AND (at > ?4 OR event_id > ?5)
                   ORDER BY at, event_id LIMIT ?3",
             )
             .and_then(|mut stmt| {
                 stmt.query_map(
-                    rusqlite::params![millis(from), millis(to), fetch, at, id],
+                    rusqlite::params![millis(from), millis(to), fetch, (*at).max(millis(from)), id],
                     map,
                 )
                 .and_then(|rows| rows.collect())
@@ -145,4 +150,149 @@ pub(crate) fn events_between_in(
         None
     };
     Ok(Page { items, next_cursor })
+}
+
+/// Stores an event's digest beside it (same transaction as the event): the
+/// columns are extracted from the event's JSON by SQLite itself, exactly as
+/// migration 5 filled them for older events.
+pub(crate) fn insert_digest(
+    conn: &Connection,
+    op: &'static str,
+    event_id: &str,
+    at_ms: i64,
+    request_id: &str,
+    json: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO audit_digests
+         SELECT ?1, ?2, ?3,
+                json_extract(?4, '$.actor'), json_extract(?4, '$.action'),
+                json_extract(?4, '$.to'), json_extract(?4, '$.code'),
+                coalesce(json_extract(?4, '$.snapshot.entitlement'), json_extract(?4, '$.entitlement')),
+                json_extract(?4, '$.snapshot.requester.principal'),
+                json_extract(?4, '$.snapshot.requester.groups'),
+                json_extract(?4, '$.snapshot.createdAt'), json_extract(?4, '$.snapshot.duration'),
+                json_extract(?4, '$.changes.grantedAt'), json_extract(?4, '$.changes.expiresAt')
+         ON CONFLICT DO NOTHING",
+    )
+    .and_then(|mut stmt| stmt.execute(rusqlite::params![at_ms, event_id, request_id, json]))
+    .map_err(db(op))?;
+    Ok(())
+}
+
+fn parse_ts(s: Option<String>) -> Option<Timestamp> {
+    s.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+        .map(|d| d.with_timezone(&chrono::Utc))
+}
+
+fn parse_action(s: &str) -> Option<AuditAction> {
+    Some(match s {
+        "created" => AuditAction::Created,
+        "transition" => AuditAction::Transition,
+        "rejected" => AuditAction::Rejected,
+        "decision" => AuditAction::Decision,
+        "note" => AuditAction::Note,
+        "credentials-issued" => AuditAction::CredentialsIssued,
+        "console-signin" => AuditAction::ConsoleSignin,
+        "extension" => AuditAction::Extension,
+        _ => return None,
+    })
+}
+
+/// Digests of `[from, to)`, oldest first, paged as the events are.
+pub(crate) fn digests_between_in(
+    conn: &mut Connection,
+    from: Timestamp,
+    to: Timestamp,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<Page<EventDigest>, StoreError> {
+    const OP: &str = "event_digests_between";
+    let limit = limit.clamp(1, MAX_EVENT_PAGE);
+    let after = cursor.map(decode_event_cursor).transpose()?;
+    let (lo, id) = match &after {
+        None => (millis(from), String::new()),
+        Some((at, id)) => ((*at).max(millis(from)), id.clone()),
+    };
+    let strict = after.is_some();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT at, event_id, request_id, actor, action, to_status, code, entitlement,
+                    requester, groups, created_at, duration, granted_at, expires_at
+               FROM audit_digests
+              WHERE at >= ?1 AND at < ?2 AND (?5 = 0 OR at > ?1 OR event_id > ?3)
+              ORDER BY at, event_id LIMIT ?4",
+        )
+        .map_err(db(OP))?;
+    let mut bad = None;
+    let mut items: Vec<(i64, EventDigest)> = stmt
+        .query_map(
+            rusqlite::params![lo, millis(to), id, i64::from(limit) + 1, i64::from(strict)],
+            |row| {
+                let at_ms: i64 = row.get(0)?;
+                let action: String = row.get(4)?;
+                let to_status: Option<String> = row.get(5)?;
+                let groups: Option<String> = row.get(9)?;
+                Ok((
+                    at_ms,
+                    action,
+                    to_status,
+                    groups,
+                    EventDigest {
+                        event_id: row.get(1)?,
+                        request_id: row.get(2)?,
+                        at: chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default(),
+                        actor: row.get(3)?,
+                        action: AuditAction::Note,
+                        to: None,
+                        code: row.get(6)?,
+                        entitlement: row.get(7)?,
+                        requester: row.get(8)?,
+                        groups: vec![],
+                        created_at: parse_ts(row.get(10)?),
+                        duration_secs: row
+                            .get::<_, Option<i64>>(11)?
+                            .and_then(|d| u32::try_from(d).ok()),
+                        granted_at: parse_ts(row.get(12)?),
+                        expires_at: parse_ts(row.get(13)?),
+                    },
+                ))
+            },
+        )
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(db(OP))?
+        .into_iter()
+        .filter_map(|(at_ms, action, to_status, groups, mut d)| {
+            match parse_action(&action) {
+                Some(a) => d.action = a,
+                None => {
+                    bad = Some(d.event_id.clone());
+                    return None;
+                }
+            }
+            d.to = to_status.and_then(|s| s.parse::<Status>().ok());
+            if let Some(g) = groups {
+                d.groups = serde_json::from_str(&g).unwrap_or_default();
+            }
+            Some((at_ms, d))
+        })
+        .collect();
+    if let Some(id) = bad {
+        tracing::error!(operation = OP, event_id = %id, "stored audit action is unknown");
+        return Err(StoreError::Backend(format!(
+            "sqlite: {OP}: the stored event {id} is unreadable"
+        )));
+    }
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|(at, d)| URL_SAFE_NO_PAD.encode(format!("{at}:{}", d.event_id)))
+    } else {
+        None
+    };
+    Ok(Page {
+        items: items.into_iter().map(|(_, d)| d).collect(),
+        next_cursor,
+    })
 }

@@ -163,7 +163,14 @@ fn insert_event(
         ])
     })
     .map_err(db(op))?;
-    Ok(())
+    history::insert_digest(
+        tx,
+        op,
+        &event.event_id,
+        millis(event.at),
+        event.request_id.as_str(),
+        &json,
+    )
 }
 
 fn create_in(
@@ -473,6 +480,19 @@ impl RequestStore for SqliteStore {
         .await
     }
 
+    async fn event_digests_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        page: &PageRequest,
+    ) -> Result<Page<jit_core::analytics::EventDigest>, StoreError> {
+        let (limit, cursor) = (page.limit, page.cursor.clone());
+        self.call("event_digests_between", move |conn| {
+            history::digests_between_in(conn, from, to, limit, cursor.as_deref())
+        })
+        .await
+    }
+
     async fn audit_events_between(
         &self,
         from: Timestamp,
@@ -525,20 +545,34 @@ impl RequestStore for SqliteStore {
         let event = event.clone();
         self.call(OP, move |conn| {
             let record = to_json(OP, &event)?;
-            conn.prepare_cached(
-                "INSERT INTO audit_events (event_id, request_id, at, event) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    event.event_id,
-                    event.request_id.as_str(),
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db(OP))?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO audit_events (event_id, request_id, at, event) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (event_id) DO NOTHING",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        event.event_id,
+                        event.request_id.as_str(),
+                        millis(event.at),
+                        record
+                    ])
+                })
+                .map_err(db(OP))?;
+            if inserted == 1 {
+                history::insert_digest(
+                    &tx,
+                    OP,
+                    &event.event_id,
                     millis(event.at),
-                    record
-                ])
-            })
-            .map_err(db(OP))?;
-            Ok(())
+                    event.request_id.as_str(),
+                    &record,
+                )?;
+            }
+            tx.commit().map_err(db(OP))
         })
         .await
     }

@@ -98,6 +98,39 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX audit_events_by_time ON audit_events (at, event_id);
     "#,
+    // 5: what analytics reads of each event (jit_core::analytics::EventDigest),
+    // kept apart in time order so a range is one sequential read with no
+    // JSON to parse; filled for the events already stored. Columns from
+    // the event JSON as `history::DIGEST_COLUMNS` extracts them.
+    r#"
+    CREATE TABLE audit_digests (
+        at          INTEGER NOT NULL,
+        event_id    TEXT NOT NULL,
+        request_id  TEXT NOT NULL,
+        actor       TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        to_status   TEXT,
+        code        TEXT,
+        entitlement TEXT,
+        requester   TEXT,
+        groups      TEXT,
+        created_at  TEXT,
+        duration    INTEGER,
+        granted_at  TEXT,
+        expires_at  TEXT,
+        PRIMARY KEY (at, event_id)
+    ) WITHOUT ROWID, STRICT;
+    INSERT INTO audit_digests
+    SELECT at, event_id, request_id,
+           json_extract(event, '$.actor'), json_extract(event, '$.action'),
+           json_extract(event, '$.to'), json_extract(event, '$.code'),
+           coalesce(json_extract(event, '$.snapshot.entitlement'), json_extract(event, '$.entitlement')),
+           json_extract(event, '$.snapshot.requester.principal'),
+           json_extract(event, '$.snapshot.requester.groups'),
+           json_extract(event, '$.snapshot.createdAt'), json_extract(event, '$.snapshot.duration'),
+           json_extract(event, '$.changes.grantedAt'), json_extract(event, '$.changes.expiresAt')
+      FROM audit_events;
+    "#,
 ];
 
 /// Applies the connection settings and brings the schema up to date.

@@ -252,6 +252,7 @@ macro_rules! store_suite {
             audit_events_are_oldest_first,
             list_all_filters_and_pages_newest_first,
             audit_events_between_reads_one_time_range_in_pages,
+            event_digests_are_the_events_digested_in_the_same_pages,
             records_round_trip_every_optional_field,
             first_use_is_true_once_then_false_until_it_expires,
             concurrent_first_uses_of_one_key_have_exactly_one_winner,

@@ -1027,3 +1027,87 @@ pub async fn audit_events_between_reads_one_time_range_in_pages(store: &dyn Requ
         .expect("read");
     assert!(empty.items.is_empty() && empty.next_cursor.is_none());
 }
+
+pub async fn event_digests_are_the_events_digested_in_the_same_pages(store: &dyn RequestStore) {
+    // GIVEN a request granted with a session policy and its credentials
+    // fetched, a rejection and a note, over two days
+    let at = base_time() - chrono::Duration::days(2);
+    let alice = unique_principal("alice");
+    let mut request = sample_request(&alice, at);
+    request.requester.groups = vec!["eng".into(), "sre".into()];
+    let r = create(store, &request).await;
+    let r = advance(store, &r, Status::Validating, later(at, 1)).await;
+    let r = advance(store, &r, Status::Approved, later(at, 2)).await;
+    advance(store, &r, Status::Granted, later(at, 86_400)).await;
+    let mut rejected = note_event(
+        &RequestId::generate(later(at, 5)),
+        later(at, 5),
+        AuditAction::Rejected,
+        "not eligible",
+    );
+    rejected.entitlement = Some("Admin".into());
+    rejected.code = Some("not_eligible".into());
+    store.append_audit(&rejected).await.expect("append");
+    let creds = note_event(
+        &r.request_id,
+        later(at, 86_401),
+        AuditAction::CredentialsIssued,
+        "key",
+    );
+    store.append_audit(&creds).await.expect("append");
+    store.append_audit(&creds).await.expect("append twice");
+
+    // WHEN events and digests of the range are read, 2 a page
+    let (from, to) = (at, later(at, 86_402));
+    let mut events = Vec::new();
+    let mut digests = Vec::new();
+    let (mut ce, mut cd) = (None, None);
+    for _ in 0..20 {
+        let pe = store
+            .audit_events_between(
+                from,
+                to,
+                &PageRequest {
+                    limit: 2,
+                    cursor: ce,
+                },
+            )
+            .await
+            .expect("events");
+        let pd = store
+            .event_digests_between(
+                from,
+                to,
+                &PageRequest {
+                    limit: 2,
+                    cursor: cd,
+                },
+            )
+            .await
+            .expect("digests");
+        assert_eq!(pe.items.len(), pd.items.len(), "pages of the same size");
+        events.extend(pe.items);
+        digests.extend(pd.items);
+        (ce, cd) = (pe.next_cursor, pd.next_cursor);
+        assert_eq!(ce.is_some(), cd.is_some());
+        if ce.is_none() {
+            break;
+        }
+    }
+
+    // THEN each digest is its event's, in the same order
+    assert_eq!(events.len(), 6);
+    let want: Vec<_> = events
+        .iter()
+        .map(jit_core::analytics::EventDigest::of)
+        .collect();
+    assert_eq!(digests, want);
+    assert_eq!(
+        digests[0].groups,
+        vec!["eng".to_string(), "sre".to_string()]
+    );
+    assert!(
+        digests.iter().any(|d| d.expires_at.is_some()),
+        "{digests:?}"
+    );
+}

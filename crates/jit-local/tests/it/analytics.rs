@@ -435,3 +435,170 @@ async fn admins_list_everyone_and_a_deleted_request_reads_from_its_trail() {
     assert_eq!(s, 404);
     l.app.shutdown().await;
 }
+
+/// The Python with DuckDB that `scripts/test` installs (`JIT_TEST_PYTHON`).
+fn duckdb_python() -> String {
+    match std::env::var("JIT_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => panic!(
+            "JIT_TEST_PYTHON is not set: this test runs the Athena SQL with DuckDB from PyPI. \
+             Run ./scripts/test, which installs it and sets it (e.g. `./scripts/test --test analytics`)."
+        ),
+    }
+}
+
+fn run_sql(root: &Path, query: &str, from: &str, to: &str) -> Vec<Value> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new(duckdb_python())
+        .arg(repo.join("athena/run_duckdb.py"))
+        .arg(root)
+        .arg(repo.join("athena").join(query))
+        .args([from, to])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn the_athena_queries_give_the_same_figures_on_the_exported_trail() {
+    // GIVEN the mix, its trail read back by time and exported as the
+    // audit-export Lambda writes it to S3
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path());
+    the_mix(&l).await;
+    let mut events: Vec<jit_core::AuditEvent> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => "/audit?from=2027-01-15&to=2027-01-16&limit=7".to_string(),
+            Some(c) => format!("/audit?from=2027-01-15&to=2027-01-16&limit=7&cursor={c}"),
+        };
+        let (s, v) = l.call("GET", &path, "sec@example.com", None).await;
+        assert_eq!(s, 200, "{v}");
+        events.extend(
+            serde_json::from_value::<Vec<jit_core::AuditEvent>>(v["events"].clone()).unwrap(),
+        );
+        match v["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let export = dir.path().join("export");
+    for (key, body) in jit_core::export::objects(&events) {
+        let file = export.join(key);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, body).unwrap();
+    }
+    let (_, report) = l
+        .call(
+            "GET",
+            "/analytics?from=2027-01-15&to=2027-01-16",
+            "sec@example.com",
+            None,
+        )
+        .await;
+
+    // WHEN DuckDB runs the Athena queries over the files
+    let rows = run_sql(&export, "figures.sql", "2027-01-15", "2027-01-16");
+    let ttd = run_sql(&export, "time_to_decision.sql", "2027-01-15", "2027-01-16");
+
+    // THEN every figure they compute is the API's, key by key
+    let mut by_figure: std::collections::BTreeMap<String, serde_json::Map<String, Value>> =
+        Default::default();
+    for r in &rows {
+        by_figure
+            .entry(r["figure"].as_str().unwrap().to_string())
+            .or_default()
+            .insert(r["key"].as_str().unwrap().to_string(), r["value"].clone());
+    }
+    let as_f64 = |m: &serde_json::Map<String, Value>| -> Vec<(String, f64)> {
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+            .collect()
+    };
+    let mut checked = 0;
+    for (figure, got) in &by_figure {
+        let (section, name) = figure.split_once('.').unwrap();
+        let f = &report[section][name];
+        let want: serde_json::Map<String, Value> = match name {
+            "rubberStamping" => f["byApprover"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, r)| r["withinSecs"].as_u64() > Some(0))
+                .map(|(k, r)| (k.clone(), r["withinSecs"].clone()))
+                .collect(),
+            "approverConcentration" => f["approvals"].as_object().unwrap().clone(),
+            _ => f["by"].as_object().cloned().unwrap_or_default(),
+        };
+        assert_eq!(as_f64(got), as_f64(&want), "{figure}");
+        checked += 1;
+    }
+    // (figures with nothing to count have no rows; those with some all do)
+    for (section, name) in [
+        ("patterns", "requestsByEntitlement"),
+        ("patterns", "requestsByRequester"),
+        ("patterns", "durationAskedHours"),
+        ("usage", "grants"),
+        ("usage", "elevatedHours"),
+        ("usage", "credentialsIssued"),
+        ("usage", "approvals"),
+        ("security", "denied"),
+        ("security", "approvalTimeouts"),
+        ("security", "ineligible"),
+        ("security", "selfApproval"),
+        ("security", "rubberStamping"),
+        ("security", "approverConcentration"),
+    ] {
+        assert!(
+            by_figure.contains_key(&format!("{section}.{name}")),
+            "{section}.{name} has no rows"
+        );
+    }
+    assert!(checked >= 13);
+    for r in &ttd {
+        let key = r["key"].as_str().unwrap();
+        let want = &report["patterns"]["timeToDecision"][r["breakdown"].as_str().unwrap()][key];
+        assert_eq!(r["count"], want["count"], "{r}");
+        assert_eq!(r["p50_secs"], want["p50Secs"], "{r}");
+        assert_eq!(r["p90_secs"], want["p90Secs"], "{r}");
+    }
+    assert_eq!(ttd.len(), 2, "{ttd:?}");
+
+    // AND the template's named queries are these files, word for word
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let template = std::fs::read_to_string(repo.join("template.yaml")).unwrap();
+    let squeeze = |s: &str| {
+        s.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let template_lines = squeeze(&template);
+    for q in ["figures.sql", "time_to_decision.sql"] {
+        let sql = std::fs::read_to_string(repo.join("athena").join(q)).unwrap();
+        assert!(
+            template_lines.contains(&squeeze(&sql)),
+            "template.yaml does not hold athena/{q}"
+        );
+    }
+    // AND the Glue table has a column for every exported field
+    let line = serde_json::to_value(jit_core::export::line(&events[0])).unwrap();
+    for field in line.as_object().unwrap().keys() {
+        assert!(
+            template.contains(&format!("- {{ Name: {field}, Type: ")),
+            "Glue column {field}"
+        );
+    }
+    l.app.shutdown().await;
+}
