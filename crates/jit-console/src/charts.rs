@@ -56,7 +56,7 @@ pub fn per_day(days: &BTreeMap<String, BTreeMap<String, u64>>) -> String {
         .max(1);
     let n = days.len() as u32;
     let slot = ((w - left) as f64) / n as f64;
-    let bar = (slot * 0.8).max(1.0);
+    let bar = (slot * 0.8).clamp(1.0, 48.0);
     let plot_h = (h - bottom - top) as f64;
     let total: u64 = days.values().flat_map(|m| m.values()).sum();
     let mut svg = svg_open(
@@ -358,6 +358,14 @@ fn signals_table(sec: &Value) -> String {
     t
 }
 
+/// `2027-01-15 08:00 UTC` from an RFC 3339 field.
+fn to_minute(v: &Value) -> String {
+    v.as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
 /// The analytics page's main content from a `GET /analytics` answer.
 pub fn analytics_page(report: &Value, from: &str, to: &str) -> String {
     let p = &report["patterns"];
@@ -383,8 +391,8 @@ pub fn analytics_page(report: &Value, from: &str, to: &str) -> String {
     let _ = writeln!(
         out,
         "<p class=\"meta\">{} to {} · {} · {} audit events read</p>",
-        esc(report["from"].as_str().unwrap_or_default()),
-        esc(report["to"].as_str().unwrap_or_default()),
+        esc(&to_minute(&report["from"])),
+        esc(&to_minute(&report["to"])),
         scope,
         report["eventsRead"].as_u64().unwrap_or(0)
     );

@@ -9,6 +9,7 @@ mod aws_grants;
 mod backpressure;
 mod browser;
 mod chaos;
+mod console;
 mod common;
 mod grants;
 mod http;
