@@ -55,7 +55,9 @@ impl Config {
             } else {
                 Err(ConfigError {
                     var,
-                    message: format!("must be an https:// URL (http:// on loopback only), not `{v}`"),
+                    message: format!(
+                        "must be an https:// URL (http:// on loopback only), not `{v}`"
+                    ),
                 })
             }
         };
@@ -135,9 +137,15 @@ mod tests {
     }
 
     const OK: &[(&str, &str)] = &[
-        ("JIT_OIDC_ISSUER", "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc"),
+        (
+            "JIT_OIDC_ISSUER",
+            "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc",
+        ),
         ("JIT_OIDC_CLIENT_ID", "client"),
-        ("JIT_CONSOLE_URL", "https://x.execute-api.us-east-1.amazonaws.com/"),
+        (
+            "JIT_CONSOLE_URL",
+            "https://x.execute-api.us-east-1.amazonaws.com/",
+        ),
         ("JIT_SESSION_KEY_ID", "jit/console-session-key"),
     ];
 
@@ -146,26 +154,42 @@ mod tests {
         // GIVEN the console and events/console-home.json (no session cookie)
         let cfg = Config::from_lookup(env(OK)).unwrap();
         let c = console(&cfg, SessionKey::new(&[1u8; 32]).unwrap());
-        let event = lambda_http::request::from_str(include_str!("../../../events/console-home.json")).unwrap();
+        let event =
+            lambda_http::request::from_str(include_str!("../../../events/console-home.json"))
+                .unwrap();
         // WHEN it is handled THEN the browser goes to the sign-in, with the
         // strict policy, and nothing left the function
         let r = handle(&c, event).await;
         assert_eq!(r.status(), 303);
         assert_eq!(r.headers()["location"], "/ui/signin?next=%2F");
-        assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+        assert!(
+            r.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
+        );
     }
 
     #[test]
     fn configuration_defaults_and_checks() {
         let c = Config::from_lookup(env(OK)).unwrap();
         assert_eq!(c.groups_claim, "cognito:groups");
-        assert_eq!(c.console_url, "https://x.execute-api.us-east-1.amazonaws.com");
+        assert_eq!(
+            c.console_url,
+            "https://x.execute-api.us-east-1.amazonaws.com"
+        );
         let mut bad = OK.to_vec();
         bad[0] = ("JIT_OIDC_ISSUER", "http://idp.example.com");
-        assert_eq!(Config::from_lookup(env(&bad)).unwrap_err().var, "JIT_OIDC_ISSUER");
+        assert_eq!(
+            Config::from_lookup(env(&bad)).unwrap_err().var,
+            "JIT_OIDC_ISSUER"
+        );
         assert_eq!(
             Config::from_lookup(env(&OK[1..])).unwrap_err(),
-            ConfigError { var: "JIT_OIDC_ISSUER", message: "is required".into() }
+            ConfigError {
+                var: "JIT_OIDC_ISSUER",
+                message: "is required".into()
+            }
         );
     }
 }

@@ -77,11 +77,12 @@ pub fn per_day(days: &BTreeMap<String, BTreeMap<String, u64>>) -> String {
     for (i, (day, outcomes)) in days.iter().enumerate() {
         let x = left as f64 + i as f64 * slot + (slot - bar) / 2.0;
         let mut y = (h - bottom) as f64;
-        for (o, _) in OUTCOMES
-            .iter()
-            .copied()
-            .chain(outcomes.keys().filter(|k| !OUTCOMES.iter().any(|(o, _)| o == k)).map(|k| (k.as_str(), "")))
-        {
+        for (o, _) in OUTCOMES.iter().copied().chain(
+            outcomes
+                .keys()
+                .filter(|k| !OUTCOMES.iter().any(|(o, _)| o == k))
+                .map(|k| (k.as_str(), "")),
+        ) {
             let Some(&c) = outcomes.get(o) else { continue };
             let bh = c as f64 / max as f64 * plot_h;
             y -= bh;
@@ -207,16 +208,14 @@ pub fn bars(
     if v.is_empty() {
         return format!("<p id=\"{id}-empty\">No data.</p>");
     }
-    let max = v.iter().map(|x| x.1).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
+    let max = v
+        .iter()
+        .map(|x| x.1)
+        .fold(0.0f64, f64::max)
+        .max(f64::MIN_POSITIVE);
     let (w, row, left) = (720u32, 24u32, 260u32);
     let h = row * v.len() as u32 + 4;
-    let mut svg = svg_open(
-        id,
-        w,
-        h,
-        title,
-        &format!("{} bars, largest first", v.len()),
-    );
+    let mut svg = svg_open(id, w, h, title, &format!("{} bars, largest first", v.len()));
     for (i, (k, x)) in v.iter().enumerate() {
         let y = i as u32 * row;
         let bw = (x / max) * (w - left - 70) as f64;
@@ -292,13 +291,33 @@ fn signals_table(sec: &Value) -> String {
     let rows: &[(&str, &str, Option<&str>)] = &[
         ("denied", "Denied requests", Some("DENIED")),
         ("ineligible", "Requests refused: not eligible", None),
-        ("selfApproval", "Attempts to approve one's own request", None),
+        (
+            "selfApproval",
+            "Attempts to approve one's own request",
+            None,
+        ),
         ("notApprover", "Decisions refused: not an approver", None),
-        ("outsideWorkingHours", "Grants outside working hours", Some("GRANTED")),
-        ("firstTimeUse", "First use of an entitlement by a person", None),
-        ("approvalTimeouts", "Approvals that timed out", Some("APPROVAL_TIMED_OUT")),
+        (
+            "outsideWorkingHours",
+            "Grants outside working hours",
+            Some("GRANTED"),
+        ),
+        (
+            "firstTimeUse",
+            "First use of an entitlement by a person",
+            None,
+        ),
+        (
+            "approvalTimeouts",
+            "Approvals that timed out",
+            Some("APPROVAL_TIMED_OUT"),
+        ),
         ("reconcilerDrift", "Drift the reconciler repaired", None),
-        ("revocations", "Early revokes (by who revoked)", Some("REVOKED")),
+        (
+            "revocations",
+            "Early revokes (by who revoked)",
+            Some("REVOKED"),
+        ),
     ];
     let mut t = String::from(
         "<div class=\"table\"><table id=\"signals\"><caption>Security signals</caption><thead><tr><th scope=\"col\">Signal</th><th scope=\"col\">Count</th><th scope=\"col\">Where</th></tr></thead><tbody>",
@@ -362,7 +381,11 @@ fn signals_table(sec: &Value) -> String {
 fn to_minute(v: &Value) -> String {
     v.as_str()
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M UTC").to_string())
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -371,9 +394,9 @@ pub fn analytics_page(report: &Value, from: &str, to: &str) -> String {
     let p = &report["patterns"];
     let u = &report["usage"];
     let mut out = String::from("<h1>Analytics</h1>\n");
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<form method=\"get\" action=\"/ui/analytics\" class=\"filters\" aria-label=\"Range\"><div><label for=\"a-from\">From</label><input id=\"a-from\" name=\"from\" type=\"text\" value=\"{}\" placeholder=\"2027-01-01\"></div><div><label for=\"a-to\">To</label><input id=\"a-to\" name=\"to\" type=\"text\" value=\"{}\" placeholder=\"2027-01-31\"></div><div><button type=\"submit\">Show</button></div></form>\n",
+        "<form method=\"get\" action=\"/ui/analytics\" class=\"filters\" aria-label=\"Range\"><div><label for=\"a-from\">From</label><input id=\"a-from\" name=\"from\" type=\"text\" value=\"{}\" placeholder=\"2027-01-01\"></div><div><label for=\"a-to\">To</label><input id=\"a-to\" name=\"to\" type=\"text\" value=\"{}\" placeholder=\"2027-01-31\"></div><div><button type=\"submit\">Show</button></div></form>",
         esc(from),
         esc(to)
     );
@@ -463,17 +486,33 @@ pub fn analytics_page(report: &Value, from: &str, to: &str) -> String {
     let _ = writeln!(
         out,
         "<section aria-labelledby=\"h-ttd\"><h2 id=\"h-ttd\">Time to decision</h2><p>All decisions: median {}, 90th percentile {} ({} decisions).</p>{}</section>",
-        ttd["all"]["p50Secs"].as_u64().map(short_duration).unwrap_or_else(|| "-".into()),
-        ttd["all"]["p90Secs"].as_u64().map(short_duration).unwrap_or_else(|| "-".into()),
+        ttd["all"]["p50Secs"]
+            .as_u64()
+            .map(short_duration)
+            .unwrap_or_else(|| "-".into()),
+        ttd["all"]["p90Secs"]
+            .as_u64()
+            .map(short_duration)
+            .unwrap_or_else(|| "-".into()),
         ttd["all"]["count"].as_u64().unwrap_or(0),
-        bars("chart-time-to-decision", "Time to decision by entitlement", "seconds", &lat, 20, &|_| None)
+        bars(
+            "chart-time-to-decision",
+            "Time to decision by entitlement",
+            "seconds",
+            &lat,
+            20,
+            &|_| None
+        )
     );
     let elevated = counts(&u["elevatedHours"]);
     let _ = writeln!(
         out,
         "<section aria-labelledby=\"h-elevated\"><h2 id=\"h-elevated\">Elevated hours</h2><p>{} hours held in total; standing access would have been {} hours.</p>{}</section>",
         fmt_num(u["elevatedHours"]["total"].as_f64().unwrap_or(0.0), "hours"),
-        fmt_num(u["standingAccess"]["standingHours"].as_f64().unwrap_or(0.0), "hours"),
+        fmt_num(
+            u["standingAccess"]["standingHours"].as_f64().unwrap_or(0.0),
+            "hours"
+        ),
         bars(
             "chart-elevated-hours",
             "Elevated hours by entitlement",
@@ -504,7 +543,10 @@ mod tests {
             BTreeMap::from([("GRANTED".to_string(), 3u64), ("DENIED".to_string(), 1)]),
         );
         let svg = per_day(&days);
-        assert!(svg.contains("<title>2027-01-15 GRANTED: 3</title>"), "{svg}");
+        assert!(
+            svg.contains("<title>2027-01-15 GRANTED: 3</title>"),
+            "{svg}"
+        );
         assert!(svg.contains("<title>2027-01-15 DENIED: 1</title>"));
         assert!(svg.contains("role=\"img\""));
         assert!(svg.contains("<td>3</td>"), "the numbers are in a table too");
@@ -512,10 +554,18 @@ mod tests {
 
     #[test]
     fn the_heatmap_has_a_cell_per_hour_and_day() {
-        let days: Vec<String> = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let days: Vec<String> = [
+            "Monday",
+            "Tuesday",
+            "Wednesday",
+            "Thursday",
+            "Friday",
+            "Saturday",
+            "Sunday",
+        ]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
         let mut cells = vec![vec![0u64; 24]; 7];
         cells[0][9] = 4;
         let svg = heatmap(&days, &cells, "UTC");
@@ -526,7 +576,9 @@ mod tests {
     #[test]
     fn names_are_escaped_and_bars_link_where_asked() {
         let v = vec![("<b>x</b>".to_string(), 2.0), ("a".to_string(), 5.0)];
-        let out = bars("c", "t", "requests", &v, 10, &|k| Some(format!("/ui/admin?e={k}")));
+        let out = bars("c", "t", "requests", &v, 10, &|k| {
+            Some(format!("/ui/admin?e={k}"))
+        });
         assert!(!out.contains("<b>x</b>"));
         assert!(out.contains("&lt;b&gt;x&lt;/b&gt;"));
         // Largest first.
@@ -537,6 +589,9 @@ mod tests {
     fn signals_link_to_the_requests_they_count() {
         let sec = json!({"denied": {"events": "e", "total": 2, "by": {"JIT-Admin": 2}}});
         let t = signals_table(&sec);
-        assert!(t.contains("/ui/admin?entitlement=JIT-Admin&amp;status=DENIED"), "{t}");
+        assert!(
+            t.contains("/ui/admin?entitlement=JIT-Admin&amp;status=DENIED"),
+            "{t}"
+        );
     }
 }

@@ -182,10 +182,7 @@ pub fn badge(status: &str, id: Option<&str>) -> String {
         Some(id) if !is_final(status) => format!(" data-live=\"{}\"", esc(id)),
         _ => String::new(),
     };
-    format!(
-        "<span class=\"badge {class}\"{live}>{}</span>",
-        esc(status)
-    )
+    format!("<span class=\"badge {class}\"{live}>{}</span>", esc(status))
 }
 
 /// `2027-01-15 08:00 UTC (in 29m)`, from an RFC 3339 field.

@@ -122,9 +122,12 @@ impl OidcClient {
             .map_err(|_| OidcError::BadAnswer(format!("bad URL {url}")))?;
         let (status, body) = self.fetch.send(req).await.map_err(OidcError::Unreachable)?;
         if status != 200 {
-            return Err(OidcError::BadAnswer(format!("{url} answered HTTP {status}")));
+            return Err(OidcError::BadAnswer(format!(
+                "{url} answered HTTP {status}"
+            )));
         }
-        serde_json::from_slice(&body).map_err(|_| OidcError::BadAnswer(format!("{url} is not JSON")))
+        serde_json::from_slice(&body)
+            .map_err(|_| OidcError::BadAnswer(format!("{url} is not JSON")))
     }
 
     async fn metadata(&self) -> Result<Metadata, OidcError> {
@@ -221,7 +224,10 @@ impl OidcClient {
             form.push_str(&format!("&client_secret={}", enc(secret)));
         }
         let req = http::Request::post(&m.token_endpoint)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .header(http::header::ACCEPT, "application/json")
             .body(Bytes::from(form))
             .map_err(|_| OidcError::BadAnswer("bad token endpoint URL".into()))?;
@@ -275,7 +281,9 @@ impl OidcClient {
         let key = keys
             .iter()
             .find(|k| {
-                k.kty == "RSA" && k.kid.as_deref() == kid && k.use_.as_deref().unwrap_or("sig") == "sig"
+                k.kty == "RSA"
+                    && k.kid.as_deref() == kid
+                    && k.use_.as_deref().unwrap_or("sig") == "sig"
             })
             .ok_or_else(|| bad("no RSA signing key in the issuer's JWKS has its kid"))?;
         let n = B64
@@ -292,7 +300,10 @@ impl OidcClient {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| bad("unreadable claims"))?;
-        if claims.get("iss").and_then(Value::as_str).map(|i| i.trim_end_matches('/'))
+        if claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .map(|i| i.trim_end_matches('/'))
             != Some(self.cfg.issuer.trim_end_matches('/'))
         {
             return Err(bad("issued by another issuer"));
@@ -330,7 +341,10 @@ impl OidcClient {
             .ok_or_else(|| bad("names nobody (no verified email, no sub)"))?
             .to_string();
         let groups = match claims.get(&self.cfg.groups_claim) {
-            Some(Value::Array(a)) => a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|g| g.as_str().map(str::to_string))
+                .collect(),
             Some(Value::String(s)) => s
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|g| !g.is_empty())
@@ -350,10 +364,7 @@ impl OidcClient {
 /// `GET /ui/signin` with OIDC: off to the identity provider.
 pub(crate) async fn begin(c: &Console, o: &OidcClient, next: &str) -> Response<String> {
     let now = c.now().timestamp();
-    match o
-        .authorization(next, now, &c.key)
-        .await
-    {
+    match o.authorization(next, now, &c.key).await {
         Ok((url, cookie)) => {
             let mut r = see_other(&url);
             if let Ok(v) = c.oidc_cookie(&cookie, SIGNIN_SECS).parse() {
@@ -381,10 +392,17 @@ pub(crate) async fn callback(c: &Console, req: &ConsoleRequest) -> Response<Stri
     let q = form_fields(req.query.as_deref().unwrap_or("").as_bytes()).unwrap_or_default();
     let fail = |m: &str| crate::pages::plain_error(c, StatusCode::FORBIDDEN, "Cannot sign in", m);
     if !field(&q, "error").is_empty() {
-        tracing::info!(error = field(&q, "error"), "the identity provider refused the sign-in");
+        tracing::info!(
+            error = field(&q, "error"),
+            "the identity provider refused the sign-in"
+        );
         return fail(&format!(
             "the identity provider said `{}`: sign in again",
-            field(&q, "error").chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect::<String>()
+            field(&q, "error")
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect::<String>()
         ));
     }
     let now = c.now().timestamp();

@@ -150,7 +150,12 @@ fn asset(body: &'static str, content_type: &'static str) -> Response<String> {
     r
 }
 
-pub(crate) fn plain_error(c: &Console, status: StatusCode, heading: &str, message: &str) -> Response<String> {
+pub(crate) fn plain_error(
+    c: &Console,
+    status: StatusCode,
+    heading: &str,
+    message: &str,
+) -> Response<String> {
     let chrome = Chrome {
         user: None,
         admin: false,
@@ -408,7 +413,9 @@ fn signin_page(c: &Console, req: &ConsoleRequest, error: Option<&str>) -> Respon
     let next = safe_next(field(&q, "next")).to_string();
     let api_key_hint = match &c.sign_in {
         SignIn::Local { key_hint, .. } => key_hint.clone(),
-        SignIn::Oidc(_) => return plain_error(c, StatusCode::NOT_FOUND, "Not found", "no such page"),
+        SignIn::Oidc(_) => {
+            return plain_error(c, StatusCode::NOT_FOUND, "Not found", "no such page");
+        }
     };
     // A nonce in its own cookie; the form carries its CSRF token, so
     // another site cannot sign a browser in as someone of its choosing.
@@ -422,7 +429,12 @@ fn signin_page(c: &Console, req: &ConsoleRequest, error: Option<&str>) -> Respon
         current: "",
     };
     let err = error
-        .map(|e| format!("<p class=\"flash error\" role=\"alert\" id=\"message\">{}</p>\n", esc(e)))
+        .map(|e| {
+            format!(
+                "<p class=\"flash error\" role=\"alert\" id=\"message\">{}</p>\n",
+                esc(e)
+            )
+        })
         .unwrap_or_default();
     let main = format!(
         "<h1>Sign in (local only)</h1>\n{err}\
@@ -472,8 +484,8 @@ async fn local_signin(c: &Console, req: &ConsoleRequest) -> Response<String> {
         );
     };
     let fields = form_fields(&req.body).unwrap_or_default();
-    let pre: Option<String> = cookie(&req.headers, &c.cookie_name("jit_pre"))
-        .and_then(|v| c.key.open(PRE_LABEL, v));
+    let pre: Option<String> =
+        cookie(&req.headers, &c.cookie_name("jit_pre")).and_then(|v| c.key.open(PRE_LABEL, v));
     let csrf_ok = pre.is_some_and(|p| c.key.csrf_ok(&p, field(&fields, "csrf")));
     if !csrf_ok {
         return signin_page(
@@ -532,11 +544,19 @@ async fn home(ctx: &Ctx<'_>, prefill: Option<(Prefill, ApiAnswer)>) -> Response<
             esc(&mine.refusal())
         ));
     } else {
-        let items = mine.body["requests"].as_array().cloned().unwrap_or_default();
+        let items = mine.body["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if items.is_empty() {
             main.push_str("<p id=\"no-requests\">You have not asked for access yet.</p>\n");
         } else {
-            main.push_str(&requests_table(&items, now, false, "Your requests, newest first"));
+            main.push_str(&requests_table(
+                &items,
+                now,
+                false,
+                "Your requests, newest first",
+            ));
         }
     }
     main.push_str("<h2 id=\"ask\">Ask for access</h2>\n");
@@ -556,7 +576,10 @@ async fn home(ctx: &Ctx<'_>, prefill: Option<(Prefill, ApiAnswer)>) -> Response<
             esc(&ents.refusal())
         ));
     } else {
-        let list = ents.body["entitlements"].as_array().cloned().unwrap_or_default();
+        let list = ents.body["entitlements"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if list.is_empty() {
             main.push_str("<p id=\"no-entitlements\">No entitlement in the catalog lists you as eligible.</p>\n");
         } else {
@@ -570,7 +593,12 @@ async fn home(ctx: &Ctx<'_>, prefill: Option<(Prefill, ApiAnswer)>) -> Response<
     ctx.page(status, "My requests", "/", &main)
 }
 
-fn requests_table(items: &[Value], now: jit_core::request::Timestamp, with_requester: bool, caption: &str) -> String {
+fn requests_table(
+    items: &[Value],
+    now: jit_core::request::Timestamp,
+    with_requester: bool,
+    caption: &str,
+) -> String {
     let mut t = format!(
         "<div class=\"table\"><table>\n<caption>{}</caption>\n<thead><tr><th scope=\"col\">Request</th>{}<th scope=\"col\">Entitlement</th><th scope=\"col\">Status</th><th scope=\"col\">Created</th><th scope=\"col\">Ends</th></tr></thead>\n<tbody>\n",
         esc(caption),
@@ -759,9 +787,18 @@ async fn detail(ctx: &Ctx<'_>, id: &str) -> Response<String> {
     }
     main.push_str("<h2>Timeline</h2>\n");
     if audit.ok() {
-        main.push_str(&timeline(audit.body["events"].as_array().map(Vec::as_slice).unwrap_or(&[]), now));
+        main.push_str(&timeline(
+            audit.body["events"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+            now,
+        ));
     } else {
-        main.push_str(&format!("<p class=\"flash error\">{}</p>", esc(&audit.refusal())));
+        main.push_str(&format!(
+            "<p class=\"flash error\">{}</p>",
+            esc(&audit.refusal())
+        ));
     }
     ctx.page(StatusCode::OK, "Request", "", &main)
 }
@@ -777,9 +814,18 @@ fn summary_dl(r: &Value, now: jit_core::request::Timestamp) -> String {
     row("Account", s(&r["account"]));
     match r["grantMode"].as_str() {
         Some("attach-policy") => row("Grant", format!("attach policy {}", s(&r["policyName"]))),
-        _ => row("Grant", format!("assume role <span class=\"mono\">{}</span>", s(&r["roleArn"]))),
+        _ => row(
+            "Grant",
+            format!(
+                "assume role <span class=\"mono\">{}</span>",
+                s(&r["roleArn"])
+            ),
+        ),
     }
-    row("Duration", short_duration(r["duration"].as_u64().unwrap_or(0)));
+    row(
+        "Duration",
+        short_duration(r["duration"].as_u64().unwrap_or(0)),
+    );
     row("Justification", s(&r["justification"]));
     row("Created", when(&r["createdAt"], now));
     row("Decided", when(&r["decidedAt"], now));
@@ -865,7 +911,11 @@ fn actions(
         a.push_str(&format!(
             "<form method=\"post\" action=\"/ui/requests/{id}/cancel\" class=\"stack\">{csrf}\n{}\
 <button type=\"submit\" class=\"deny\" id=\"cancel\">Cancel request</button></form>\n",
-            reason_box("cancel-reason", "Reason <span class=\"hint\">(optional)</span>", false)
+            reason_box(
+                "cancel-reason",
+                "Reason <span class=\"hint\">(optional)</span>",
+                false
+            )
         ));
     }
     if status == "GRANTED" {
@@ -891,13 +941,19 @@ fn actions(
         a.push_str(&format!(
             "<form method=\"post\" action=\"/ui/requests/{id}/revoke\" class=\"stack\">{csrf}\n{}\
 <button type=\"submit\" class=\"deny\" id=\"revoke\">Revoke now</button></form>\n",
-            reason_box("revoke-reason", "Reason <span class=\"hint\">(optional)</span>", false)
+            reason_box(
+                "revoke-reason",
+                "Reason <span class=\"hint\">(optional)</span>",
+                false
+            )
         ));
     }
     if a.is_empty() {
         return String::new();
     }
-    format!("<section aria-labelledby=\"actions-h\" class=\"actions\"><h2 id=\"actions-h\">Actions</h2>\n{a}</section>\n")
+    format!(
+        "<section aria-labelledby=\"actions-h\" class=\"actions\"><h2 id=\"actions-h\">Actions</h2>\n{a}</section>\n"
+    )
 }
 
 fn timeline(events: &[Value], now: jit_core::request::Timestamp) -> String {
@@ -989,9 +1045,7 @@ async fn credentials(ctx: &Ctx<'_>, id: &str) -> Response<String> {
         c["SecretAccessKey"].as_str().unwrap_or_default(),
         c["SessionToken"].as_str().unwrap_or_default()
     );
-    let profile = format!(
-        "[profile jit-{id}]\ncredential_process = jit credentials {id}"
-    );
+    let profile = format!("[profile jit-{id}]\ncredential_process = jit credentials {id}");
     let main = format!(
         "<h1>Credentials</h1>\n<p>For request <a href=\"/ui/requests/{id}\" class=\"mono\">{id}</a>; they work until {until}. Nothing here is stored: this page is not cached, and closing it forgets them.</p>\n\
 <h2 id=\"exports-h\">As shell exports</h2>\n<pre class=\"code secret\" id=\"exports\" aria-labelledby=\"exports-h\">{exports}</pre>\n\
@@ -1008,7 +1062,9 @@ async fn credentials(ctx: &Ctx<'_>, id: &str) -> Response<String> {
 }
 
 async fn console_signin(ctx: &Ctx<'_>, id: &str) -> Response<String> {
-    let a = ctx.api(ApiCall::get(format!("/requests/{id}/console"))).await;
+    let a = ctx
+        .api(ApiCall::get(format!("/requests/{id}/console")))
+        .await;
     if !a.ok() {
         return ctx
             .c
@@ -1102,7 +1158,11 @@ fn policy_summary(r: &Value) -> String {
         _ => vec![],
     };
     let list = |x: &Value| match x {
-        Value::Array(a) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
         Value::String(s) => s.clone(),
         _ => String::new(),
     };
@@ -1150,10 +1210,16 @@ async fn admin(ctx: &Ctx<'_>, q: &[(String, String)]) -> Response<String> {
     if list.code() == Some("not_admin") || list.status == 403 {
         return ctx.refused("Admin", "/ui/admin", &list);
     }
-    let mut main = String::from("<h1>All requests</h1>\n<form method=\"get\" action=\"/ui/admin\" class=\"filters\" aria-label=\"Filters\">\n");
+    let mut main = String::from(
+        "<h1>All requests</h1>\n<form method=\"get\" action=\"/ui/admin\" class=\"filters\" aria-label=\"Filters\">\n",
+    );
     let mut options = String::from("<option value=\"\">any</option>");
     for st in STATUSES {
-        let sel = if field(q, "status") == *st { " selected" } else { "" };
+        let sel = if field(q, "status") == *st {
+            " selected"
+        } else {
+            ""
+        };
         options.push_str(&format!("<option{sel}>{st}</option>"));
     }
     main.push_str(&format!(
@@ -1177,7 +1243,10 @@ async fn admin(ctx: &Ctx<'_>, q: &[(String, String)]) -> Response<String> {
             esc(&list.refusal())
         ));
     } else {
-        let items = list.body["requests"].as_array().cloned().unwrap_or_default();
+        let items = list.body["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if items.is_empty() {
             main.push_str("<p>No request matches.</p>\n");
         } else {
@@ -1220,7 +1289,10 @@ async fn admin(ctx: &Ctx<'_>, q: &[(String, String)]) -> Response<String> {
             main.push_str("</ul>\n");
         }
     } else {
-        main.push_str(&format!("<p class=\"flash error\">{}</p>\n", esc(&notes.refusal())));
+        main.push_str(&format!(
+            "<p class=\"flash error\">{}</p>\n",
+            esc(&notes.refusal())
+        ));
     }
     main.push_str(
         "<h2 id=\"break-glass\">Break-glass reviews</h2>\n<p>This broker records no break-glass access: every grant above went through its entitlement's approvers or auto-approve rule.</p>\n",
@@ -1232,7 +1304,9 @@ async fn admin(ctx: &Ctx<'_>, q: &[(String, String)]) -> Response<String> {
 
 async fn analytics(ctx: &Ctx<'_>, q: &[(String, String)]) -> Response<String> {
     let a = ctx
-        .api(ApiCall::get("/analytics").query(&[("from", field(q, "from")), ("to", field(q, "to"))]))
+        .api(
+            ApiCall::get("/analytics").query(&[("from", field(q, "from")), ("to", field(q, "to"))]),
+        )
         .await;
     if !a.ok() {
         return ctx.refused("Analytics", "/ui/analytics", &a);

@@ -22,11 +22,13 @@ pub struct InProcess {
 #[async_trait::async_trait]
 impl Backend for InProcess {
     async fn call(&self, who: &jit_console::Session, call: ApiCall) -> ApiAnswer {
-        let identity = Principal::parse(who.user.clone()).ok().map(|principal| Identity {
-            principal,
-            auth: AuthSource::Local,
-            groups: who.groups.clone(),
-        });
+        let identity = Principal::parse(who.user.clone())
+            .ok()
+            .map(|principal| Identity {
+                principal,
+                auth: AuthSource::Local,
+                groups: who.groups.clone(),
+            });
         let caller = Caller {
             identity,
             trusted_as: None,

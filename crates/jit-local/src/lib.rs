@@ -305,7 +305,8 @@ impl App {
             settings: Settings { demo_mode },
             grants: None,
         };
-        let console = console::local_console(&broker, &api_key, "the key this app was given".into());
+        let console =
+            console::local_console(&broker, &api_key, "the key this app was given".into());
         Ok(App {
             broker,
             console,
@@ -766,7 +767,10 @@ impl App {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let body = match Limited::new(body, jit_console::MAX_FORM_BYTES).collect().await {
+        let body = match Limited::new(body, jit_console::MAX_FORM_BYTES)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
             // Too large or broken off: the console refuses an empty form.
             Err(_) => Bytes::new(),

@@ -130,7 +130,13 @@ pub fn caller_from_context(ctx: Option<&RequestContext>, trust: &TrustPolicy) ->
         Some(RequestContext::ApiGatewayV1(c)) => {
             let claims = c.authorizer.fields.get("claims").and_then(Value::as_object);
             let identity = claims
-                .and_then(|c| identity_from_claims(c, &trust.email_verified_claim, trust.groups_claim.as_deref()))
+                .and_then(|c| {
+                    identity_from_claims(
+                        c,
+                        &trust.email_verified_claim,
+                        trust.groups_claim.as_deref(),
+                    )
+                })
                 .or_else(|| identity_from_iam(c.identity.user_arn.as_deref()));
             (identity, c.identity.api_key_id.clone())
         }

@@ -15,7 +15,9 @@ use bytes::Bytes;
 use http::{Method, StatusCode, header};
 use jit_console::fetch::{Fetch, HttpBackend};
 use jit_console::oidc::{OidcClient, OidcConfig, OidcError};
-use jit_console::{ApiAnswer, ApiCall, Backend, Console, ConsoleRequest, Session, SessionKey, SignIn};
+use jit_console::{
+    ApiAnswer, ApiCall, Backend, Console, ConsoleRequest, Session, SessionKey, SignIn,
+};
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -77,15 +79,25 @@ impl FakeIssuer {
         json!({"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256", "n": B64.encode(n), "e": B64.encode(e)})
     }
 
-    fn answer(&self, method: &str, path: &str, headers: &HashMap<String, String>, body: &str) -> (u16, String) {
+    fn answer(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &HashMap<String, String>,
+        body: &str,
+    ) -> (u16, String) {
         let now = chrono::Utc::now().timestamp();
         match (method, path.split('?').next().unwrap_or("")) {
-            ("GET", "/.well-known/openid-configuration") => (200, json!({
-                "issuer": self.base,
-                "authorization_endpoint": format!("{}/authorize", self.base),
-                "token_endpoint": format!("{}/token", self.base),
-                "jwks_uri": format!("{}/jwks", self.base),
-            }).to_string()),
+            ("GET", "/.well-known/openid-configuration") => (
+                200,
+                json!({
+                    "issuer": self.base,
+                    "authorization_endpoint": format!("{}/authorize", self.base),
+                    "token_endpoint": format!("{}/token", self.base),
+                    "jwks_uri": format!("{}/jwks", self.base),
+                })
+                .to_string(),
+            ),
             ("GET", "/jwks") => (200, json!({"keys": [self.jwk()]}).to_string()),
             ("POST", "/token") => {
                 let form: HashMap<String, String> = body
@@ -103,7 +115,10 @@ impl FakeIssuer {
                 {
                     return (400, json!({"error": "invalid_grant"}).to_string());
                 }
-                let claims = st.claims_override.clone().unwrap_or_else(|| self.claims(&st.nonce, now));
+                let claims = st
+                    .claims_override
+                    .clone()
+                    .unwrap_or_else(|| self.claims(&st.nonce, now));
                 (200, json!({"id_token": self.sign(&claims, "k1"), "token_type": "Bearer", "access_token": "opaque"}).to_string())
             }
             // A stand-in for the API behind its JWT authorizer.
@@ -119,7 +134,9 @@ impl FakeIssuer {
 
 async fn serve(issuer: Arc<FakeIssuer>, listener: tokio::net::TcpListener) {
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else { return };
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
         let issuer = issuer.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
@@ -131,17 +148,26 @@ async fn serve(issuer: Arc<FakeIssuer>, listener: tokio::net::TcpListener) {
                 }
                 buf.extend_from_slice(&chunk[..n]);
                 if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break (String::from_utf8_lossy(&buf[..i]).to_string(), buf[i + 4..].to_vec());
+                    break (
+                        String::from_utf8_lossy(&buf[..i]).to_string(),
+                        buf[i + 4..].to_vec(),
+                    );
                 }
             };
             let mut lines = head.lines();
             let mut first = lines.next().unwrap_or("").split(' ');
-            let (method, path) = (first.next().unwrap_or("").to_string(), first.next().unwrap_or("").to_string());
+            let (method, path) = (
+                first.next().unwrap_or("").to_string(),
+                first.next().unwrap_or("").to_string(),
+            );
             let headers: HashMap<String, String> = lines
                 .filter_map(|l| l.split_once(':'))
                 .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
                 .collect();
-            let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             while body.len() < len {
                 let n = sock.read(&mut chunk).await.unwrap_or(0);
                 if n == 0 {
@@ -149,7 +175,8 @@ async fn serve(issuer: Arc<FakeIssuer>, listener: tokio::net::TcpListener) {
                 }
                 body.extend_from_slice(&chunk[..n]);
             }
-            let (status, text) = issuer.answer(&method, &path, &headers, &String::from_utf8_lossy(&body));
+            let (status, text) =
+                issuer.answer(&method, &path, &headers, &String::from_utf8_lossy(&body));
             let resp = format!(
                 "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
                 text.len()
@@ -167,7 +194,9 @@ impl Fetch for LoopbackFetch {
     async fn send(&self, req: http::Request<Bytes>) -> Result<(u16, Bytes), String> {
         let uri = req.uri().clone();
         let authority = uri.authority().ok_or("no host")?.to_string();
-        let mut sock = tokio::net::TcpStream::connect(&authority).await.map_err(|e| e.to_string())?;
+        let mut sock = tokio::net::TcpStream::connect(&authority)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut head = format!(
             "{} {} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\ncontent-length: {}\r\n",
             req.method(),
@@ -178,14 +207,21 @@ impl Fetch for LoopbackFetch {
             head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or_default()));
         }
         head.push_str("\r\n");
-        sock.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
-        sock.write_all(req.body()).await.map_err(|e| e.to_string())?;
+        sock.write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        sock.write_all(req.body())
+            .await
+            .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut out))
             .await
             .map_err(|_| "timed out".to_string())?
             .map_err(|e| e.to_string())?;
-        let i = out.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no head")?;
+        let i = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or("no head")?;
         let status: u16 = String::from_utf8_lossy(&out[..i])
             .split(' ')
             .nth(1)
@@ -208,7 +244,11 @@ impl Backend for Recorder {
             "/requests" => json!({"requests": [], "nextCursor": null}),
             _ => json!({"error": {"code": "not_admin", "message": "no"}}),
         };
-        let status = if body.get("error").is_some() { 403 } else { 200 };
+        let status = if body.get("error").is_some() {
+            403
+        } else {
+            200
+        };
         ApiAnswer { status, body }
     }
 }
@@ -248,7 +288,13 @@ fn get(path: &str, cookies: &str) -> ConsoleRequest {
     if !cookies.is_empty() {
         headers.insert(header::COOKIE, cookies.parse().unwrap());
     }
-    ConsoleRequest { method: Method::GET, path, query, headers, body: Bytes::new() }
+    ConsoleRequest {
+        method: Method::GET,
+        path,
+        query,
+        headers,
+        body: Bytes::new(),
+    }
 }
 
 fn set_cookies(r: &http::Response<String>) -> String {
@@ -289,19 +335,30 @@ async fn a_person_signs_in_with_code_and_pkce_and_the_api_gets_their_token() {
         // WHEN an unsigned visitor opens the inbox
         let r = console.handle(get("/ui/inbox", "")).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert_eq!(r.headers()[header::LOCATION], "/ui/signin?next=%2Fui%2Finbox");
+        assert_eq!(
+            r.headers()[header::LOCATION],
+            "/ui/signin?next=%2Fui%2Finbox"
+        );
         // THEN the sign-in goes to the issuer with a PKCE S256 challenge
-        let r = console.handle(get("/ui/signin?next=%2Fui%2Finbox", "")).await;
+        let r = console
+            .handle(get("/ui/signin?next=%2Fui%2Finbox", ""))
+            .await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         let to = r.headers()[header::LOCATION].to_str().unwrap().to_string();
-        assert!(to.starts_with(&format!("{}/authorize?", issuer.base)), "{to}");
+        assert!(
+            to.starts_with(&format!("{}/authorize?", issuer.base)),
+            "{to}"
+        );
         assert_eq!(query_param(&to, "code_challenge_method"), "S256");
         assert_eq!(query_param(&to, "client_id"), CLIENT_ID);
         assert_eq!(query_param(&to, "response_type"), "code");
         let cookie = set_cookies(&r);
         assert!(cookie.starts_with("__Host-jit_oidc="), "{cookie}");
         let set = r.headers()[header::SET_COOKIE].to_str().unwrap();
-        assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Lax"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Lax"),
+            "{set}"
+        );
         {
             let mut st = issuer.state.lock().unwrap();
             st.challenge = query_param(&to, "code_challenge");
@@ -310,14 +367,29 @@ async fn a_person_signs_in_with_code_and_pkce_and_the_api_gets_their_token() {
         let state = query_param(&to, "state");
 
         // AND a callback with another state is refused
-        let r = console.handle(get(&format!("/ui/auth/callback?code=good-code&state=x{state}"), &cookie)).await;
+        let r = console
+            .handle(get(
+                &format!("/ui/auth/callback?code=good-code&state=x{state}"),
+                &cookie,
+            ))
+            .await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         // AND one without the sign-in's cookie (another browser) too
-        let r = console.handle(get(&format!("/ui/auth/callback?code=good-code&state={state}"), "")).await;
+        let r = console
+            .handle(get(
+                &format!("/ui/auth/callback?code=good-code&state={state}"),
+                "",
+            ))
+            .await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
         // WHEN the issuer sends the browser back with a code
-        let r = console.handle(get(&format!("/ui/auth/callback?code=good-code&state={state}"), &cookie)).await;
+        let r = console
+            .handle(get(
+                &format!("/ui/auth/callback?code=good-code&state={state}"),
+                &cookie,
+            ))
+            .await;
         // THEN the person is signed in and sent where they were going
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", r.body());
         assert_eq!(r.headers()[header::LOCATION], "/ui/inbox");
@@ -326,20 +398,32 @@ async fn a_person_signs_in_with_code_and_pkce_and_the_api_gets_their_token() {
         let r = console.handle(get("/", &session)).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert!(r.body().contains("alice@example.com"));
-        assert!(!r.body().contains("Local mode"), "no local sign-in banner deployed");
+        assert!(
+            !r.body().contains("Local mode"),
+            "no local sign-in banner deployed"
+        );
         // AND every API call was made as them, with their groups and token
         let seen = backend.0.lock().unwrap().clone();
         let last = seen.last().unwrap();
         assert_eq!(last.user, "alice@example.com");
         assert_eq!(last.groups, vec!["engineering", "sre"]);
-        let token = last.token.clone().expect("the session carries the ID token");
+        let token = last
+            .token
+            .clone()
+            .expect("the session carries the ID token");
         assert_eq!(token.split('.').count(), 3);
 
         // AND the deployed backend sends that token as the bearer
-        let http_backend = HttpBackend { base: issuer.base.clone(), fetch: Arc::new(LoopbackFetch) };
+        let http_backend = HttpBackend {
+            base: issuer.base.clone(),
+            fetch: Arc::new(LoopbackFetch),
+        };
         let a = http_backend.call(last, ApiCall::get("/requests")).await;
         assert_eq!(a.status, 200);
-        assert_eq!(issuer.state.lock().unwrap().api_auth, vec![format!("Bearer {token}")]);
+        assert_eq!(
+            issuer.state.lock().unwrap().api_auth,
+            vec![format!("Bearer {token}")]
+        );
 
         // AND the local sign-in form does not exist in this console
         let mut post = get("/ui/signin", "");

@@ -158,7 +158,10 @@ impl WebDriver {
         // Signed out: the home page sends the browser to the sign-in page.
         self.wait_text("h1", |t| t == "Sign in (local only)").await;
         let page = self.source().await;
-        assert!(page.contains("Local mode"), "the page says it is local-only");
+        assert!(
+            page.contains("Local mode"),
+            "the page says it is local-only"
+        );
         self.type_into("#user", user).await;
         self.type_into("#groups", groups).await;
         self.type_into("#apikey", KEY).await;
@@ -167,7 +170,11 @@ impl WebDriver {
     }
 }
 
-async fn browser_session(client: &HttpClient, base: &str, chromium: &Path) -> (WebDriver, tempfile::TempDir) {
+async fn browser_session(
+    client: &HttpClient,
+    base: &str,
+    chromium: &Path,
+) -> (WebDriver, tempfile::TempDir) {
     let profile = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
     args.push(format!("--user-data-dir={}", profile.path().display()));
@@ -263,26 +270,50 @@ async fn run(chromium: &Path, chromedriver: &Path) {
     let (lead, _p2) = browser_session(&client, &base, chromium).await;
 
     // WHEN alice (engineering) signs in
-    alice.sign_in(&api, "alice@example.com", "engineering").await;
+    alice
+        .sign_in(&api, "alice@example.com", "engineering")
+        .await;
     alice.measure("the home page").await;
     // THEN she may ask for OnCallReadOnly (engineering is eligible)…
-    assert!(alice.try_element("input[value=\"OnCallReadOnly\"]").await.is_some());
+    assert!(
+        alice
+            .try_element("input[value=\"OnCallReadOnly\"]")
+            .await
+            .is_some()
+    );
 
     // AND the lead, in no eligible group, is not offered it at all
     lead.sign_in(&api, "lead@example.com", "").await;
-    assert!(lead.try_element("input[value=\"OnCallReadOnly\"]").await.is_none());
-    assert!(lead.try_element("input[value=\"JIT-ElevatedAdminRole\"]").await.is_some());
+    assert!(
+        lead.try_element("input[value=\"OnCallReadOnly\"]")
+            .await
+            .is_none()
+    );
+    assert!(
+        lead.try_element("input[value=\"JIT-ElevatedAdminRole\"]")
+            .await
+            .is_some()
+    );
 
     // WHEN alice asks for the admin role
     alice.click("input[value=\"JIT-ElevatedAdminRole\"]").await;
     alice.type_into("#duration", "30m").await;
-    alice.type_into("#justification", "INC-42 <b>db down</b>").await;
+    alice
+        .type_into("#justification", "INC-42 <b>db down</b>")
+        .await;
     alice.screenshot("console-home.png").await;
     alice.click("#ask-button").await;
-    alice.wait_text("#status", |t| t == "APPROVAL_PENDING").await;
+    alice
+        .wait_text("#status", |t| t == "APPROVAL_PENDING")
+        .await;
     let id = request_id_of(&alice.url().await);
     assert_eq!(id.len(), 26, "a request page: {id}");
-    assert!(alice.source().await.contains("INC-42 &lt;b&gt;db down&lt;/b&gt;"));
+    assert!(
+        alice
+            .source()
+            .await
+            .contains("INC-42 &lt;b&gt;db down&lt;/b&gt;")
+    );
 
     // AND the lead approves it from the inbox, in the other browser
     lead.go(&format!("{api}/ui/inbox")).await;
@@ -291,15 +322,20 @@ async fn run(chromium: &Path, chromedriver: &Path) {
     lead.type_into(&format!("#reason-{id}"), "go ahead").await;
     lead.screenshot("console-inbox.png").await;
     lead.click(&format!("#inbox-{id} button.approve")).await;
-    lead.wait_text("#flash", |t| t.starts_with("Approved.")).await;
+    lead.wait_text("#flash", |t| t.starts_with("Approved."))
+        .await;
 
     // THEN alice's open page turns GRANTED by itself and offers credentials
     alice.wait_text("#status", |t| t == "GRANTED").await;
-    alice.wait_text("#credentials", |t| t == "Get credentials").await;
+    alice
+        .wait_text("#credentials", |t| t == "Get credentials")
+        .await;
     alice.measure("the request page").await;
     alice.screenshot("console-request.png").await;
     alice.click("#credentials").await;
-    let exports = alice.wait_text("#exports", |t| t.contains("AWS_ACCESS_KEY_ID=")).await;
+    let exports = alice
+        .wait_text("#exports", |t| t.contains("AWS_ACCESS_KEY_ID="))
+        .await;
     assert!(exports.contains("export AWS_SESSION_TOKEN="), "{exports}");
     let process = alice.text_of("#process").await;
     assert!(process.contains(&format!("credential_process = jit credentials {id}")));
@@ -315,7 +351,10 @@ async fn run(chromium: &Path, chromedriver: &Path) {
     // AND a form without its CSRF token is refused (her own cookie, no token)
     let cookie = alice.cmd("GET", "/cookie/jit_session", None).await;
     let cookie = format!("jit_session={}", cookie["value"].as_str().unwrap());
-    for body in ["entitlement=Read+Only+Access&justification=x", "csrf=forged&entitlement=Read+Only+Access&justification=x"] {
+    for body in [
+        "entitlement=Read+Only+Access&justification=x",
+        "csrf=forged&entitlement=Read+Only+Access&justification=x",
+    ] {
         let resp = client
             .request(
                 http::Request::post(format!("{api}/ui/requests"))
@@ -341,7 +380,9 @@ async fn run(chromium: &Path, chromedriver: &Path) {
     alice.click("input[value=\"JIT-ElevatedAdminRole\"]").await;
     alice.type_into("#justification", "second thoughts").await;
     alice.click("#ask-button").await;
-    alice.wait_text("#status", |t| t == "APPROVAL_PENDING").await;
+    alice
+        .wait_text("#status", |t| t == "APPROVAL_PENDING")
+        .await;
     alice.click("#cancel").await;
     alice.wait_text("#status", |t| t == "CANCELLED").await;
 
@@ -349,13 +390,26 @@ async fn run(chromium: &Path, chromedriver: &Path) {
     lead.go(&format!("{api}/ui/analytics")).await;
     lead.wait_text("h1", |t| t == "Analytics").await;
     lead.measure("the analytics page").await;
-    for chart in ["#chart-per-day", "#chart-heatmap", "#chart-top-entitlements", "#chart-top-requesters", "#signals"] {
+    for chart in [
+        "#chart-per-day",
+        "#chart-heatmap",
+        "#chart-top-entitlements",
+        "#chart-top-requesters",
+        "#signals",
+    ] {
         assert!(lead.try_element(chart).await.is_some(), "{chart} is drawn");
     }
     let rect = lead
-        .cmd("GET", &format!("/element/{}/rect", lead.element("#chart-per-day").await), None)
+        .cmd(
+            "GET",
+            &format!("/element/{}/rect", lead.element("#chart-per-day").await),
+            None,
+        )
         .await;
-    assert!(rect["width"].as_f64().unwrap_or(0.0) > 100.0, "the chart is laid out: {rect}");
+    assert!(
+        rect["width"].as_f64().unwrap_or(0.0) > 100.0,
+        "the chart is laid out: {rect}"
+    );
     let png = lead.screenshot("console-analytics.png").await;
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     let artifact: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-analytics.png");
