@@ -430,3 +430,216 @@ async fn run(chromium: &Path, chromedriver: &Path) {
         app.shutdown().await;
     }
 }
+
+/// A tiny cookie-keeping client of the console (no browser): the admin
+/// pages need a catalog with `admin_groups`, which the example lacks.
+struct Visitor {
+    client: HttpClient,
+    base: String,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Visitor {
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        form: Option<String>,
+    ) -> (u16, String, String) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        let jar: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !jar.is_empty() {
+            req = req.header("cookie", jar.join("; "));
+        }
+        if form.is_some() {
+            req = req.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let resp = tokio::time::timeout(
+            Duration::from_secs(30),
+            self.client.request(
+                req.body(Full::new(Bytes::from(form.unwrap_or_default())))
+                    .unwrap(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        for c in resp.headers().get_all("set-cookie") {
+            let kv = c.to_str().unwrap().split(';').next().unwrap();
+            let (k, v) = kv.split_once('=').unwrap();
+            if v.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, location, String::from_utf8_lossy(&body).to_string())
+    }
+
+    fn csrf(html: &str) -> String {
+        let at = html
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token")
+            + 19;
+        html[at..].split('"').next().unwrap().to_string()
+    }
+
+    async fn sign_in(&mut self, user: &str, groups: &str, key: &str) -> (u16, String) {
+        let (_, _, page) = self.send("GET", "/ui/signin", None).await;
+        let form = format!(
+            "csrf={}&next=%2F&user={}&groups={}&apikey={}",
+            Self::csrf(&page),
+            jit_core::links::percent_encode(user),
+            jit_core::links::percent_encode(groups),
+            key
+        );
+        let (s, loc, body) = self.send("POST", "/ui/signin", Some(form)).await;
+        (s, if s == 303 { loc } else { body })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_see_every_request_with_filters_and_others_the_apis_refusal() {
+    // GIVEN jit-local whose catalog makes `auditors` admins
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"),
+    )
+    .unwrap();
+    let catalog = dir.path().join("catalog.yaml");
+    std::fs::write(&catalog, format!("admin_groups: [auditors]\n{example}")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let cfg = Config {
+        addr,
+        data_dir: dir.path().join("data"),
+        catalog: catalog.into(),
+        api_key: Some(KEY.into()),
+        demo_mode: false,
+        print_notifications: false,
+        run_driver: true,
+        max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
+    };
+    let (app, _) = App::build_full(
+        &cfg,
+        Arc::new(jit_core::ports::SystemClock),
+        Overrides::default(),
+        &ApprovalsConfig::default(),
+    )
+    .unwrap();
+    let app = Arc::new(app);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(jit_local::serve(listener, app.clone(), async {
+        let _ = stopped.await;
+    }));
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let api = format!("http://{addr}");
+    // AND requests by two people, through the API
+    for (who, ent) in [
+        ("alice@example.com", "JIT-ElevatedAdminRole"),
+        ("bob@example.com", "Read Only Access"),
+    ] {
+        let (s, v) = call(
+            &client,
+            "POST",
+            &format!("{api}/requests"),
+            &[("x-api-key", KEY), ("x-jit-user", who)],
+            Some(json!({"entitlement": ent, "justification": "audit me"})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let visitor = |client: &HttpClient| Visitor {
+        client: client.clone(),
+        base: api.clone(),
+        cookies: Default::default(),
+    };
+
+    // WHEN someone signs in with a wrong key THEN no session is made
+    let mut eve = visitor(&client);
+    let (s, body) = eve
+        .sign_in("eve@example.com", "auditors", "not-the-key")
+        .await;
+    assert_eq!(s, 403);
+    assert!(body.contains("not this jit-local&#39;s API key"), "{body}");
+    assert!(!eve.cookies.contains_key("jit_session"));
+    // AND a session cookie nobody signed is no session
+    eve.cookies
+        .insert("jit_session".into(), "eyJ1IjoiYSJ9.AAAA".into());
+    let (s, loc, _) = eve.send("GET", "/ui/admin", None).await;
+    assert_eq!((s, loc.as_str()), (303, "/ui/signin?next=%2Fui%2Fadmin"));
+
+    // WHEN an auditor signs in
+    let mut audit = visitor(&client);
+    let (s, loc) = audit.sign_in("audit@example.com", "auditors", KEY).await;
+    assert_eq!((s, loc.as_str()), (303, "/"), "signed in");
+    let (_, _, home) = audit.send("GET", "/", None).await;
+    assert!(home.contains("href=\"/ui/admin\""), "the Admin link shows");
+    // THEN the admin page lists everyone's requests
+    let (s, _, page) = audit.send("GET", "/ui/admin", None).await;
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("<td>alice@example.com</td>") && page.contains("<td>bob@example.com</td>"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"drift\"") && page.contains("id=\"break-glass\""));
+    // AND filters narrow it, as the API's listing does
+    let (_, _, page) = audit
+        .send("GET", "/ui/admin?requester=bob%40example.com", None)
+        .await;
+    assert!(
+        page.contains("<td>bob@example.com</td>") && !page.contains("<td>alice@example.com</td>"),
+        "{page}"
+    );
+    // AND a filter the API refuses shows the API's message
+    let (_, _, page) = audit.send("GET", "/ui/admin?from=yesterday", None).await;
+    assert!(page.contains("must be an RFC 3339 time"), "{page}");
+    // AND the analytics cover every entitlement
+    let (s, _, page) = audit.send("GET", "/ui/analytics", None).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("every entitlement") && page.contains("id=\"chart-heatmap\""));
+
+    // WHEN bob (no admin group, approver of nothing) opens them
+    let mut bob = visitor(&client);
+    bob.sign_in("bob@example.com", "", KEY).await;
+    let (_, _, home) = bob.send("GET", "/", None).await;
+    assert!(!home.contains("href=\"/ui/admin\"") && !home.contains("href=\"/ui/analytics\""));
+    // THEN each refuses with the API's message
+    let (s, _, page) = bob.send("GET", "/ui/admin", None).await;
+    assert_eq!(s, 403);
+    assert!(page.contains("admin_groups"), "{page}");
+    let (s, _, page) = bob.send("GET", "/ui/analytics", None).await;
+    assert_eq!(s, 403);
+    assert!(page.contains("analytics are for members"), "{page}");
+    // AND alice's request is not his to see
+    let (s, _, page) = bob.send("GET", "/ui/inbox", None).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("Nothing waits for your decision"));
+
+    // AND signing out ends the session
+    let (_, _, home) = bob.send("GET", "/", None).await;
+    let form = format!("csrf={}", Visitor::csrf(&home));
+    let (s, loc, _) = bob.send("POST", "/ui/signout", Some(form)).await;
+    assert_eq!((s, loc.as_str()), (303, "/ui/signedout"));
+    let (s, _, _) = bob.send("GET", "/", None).await;
+    assert_eq!(s, 303);
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.shutdown().await;
+    }
+}
