@@ -321,6 +321,31 @@ async fn run(chromium: &Path, chromedriver: &Path) {
     lead.measure("the inbox").await;
     lead.type_into(&format!("#reason-{id}"), "go ahead").await;
     lead.screenshot("console-inbox.png").await;
+    // AND on a phone-sized window the inbox fits its width (no sideways
+    // scrolling to reach Approve)
+    lead.cmd(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 390, "height": 844})),
+    )
+    .await;
+    let fits = lead
+        .cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": "return [document.documentElement.scrollWidth, window.innerWidth];", "args": []})),
+        )
+        .await;
+    let (scroll, inner) = (fits[0].as_u64().unwrap(), fits[1].as_u64().unwrap());
+    assert!(inner <= 500, "a phone-sized viewport: {fits}");
+    assert!(scroll <= inner, "the inbox fits a phone's width: {fits}");
+    lead.screenshot("console-inbox-phone.png").await;
+    lead.cmd(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 1200, "height": 1000})),
+    )
+    .await;
     lead.click(&format!("#inbox-{id} button.approve")).await;
     lead.wait_text("#flash", |t| t.starts_with("Approved."))
         .await;
