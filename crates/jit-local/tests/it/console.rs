@@ -372,6 +372,15 @@ async fn run(chromium: &Path, chromedriver: &Path) {
     alice.click("#extend").await;
     let f = alice.wait_text("#flash", |t| !t.is_empty()).await;
     assert!(f.starts_with("More time asked for."), "{f}");
+    // AND the lead approves the extension from the inbox
+    lead.go(&format!("{api}/ui/inbox")).await;
+    lead.type_into(&format!("#xreason-{id}"), "fine").await;
+    lead.click(&format!("#inbox-ext-{id} button.approve")).await;
+    lead.wait_text("#flash", |t| t.starts_with("Extension approved."))
+        .await;
+    alice.go(&format!("{api}/ui/requests/{id}")).await;
+    let facts = alice.text_of("dl.facts").await;
+    assert!(facts.contains("+15m APPROVED"), "{facts}");
 
     // AND a form without its CSRF token is refused (her own cookie, no token)
     let cookie = alice.cmd("GET", "/cookie/jit_session", None).await;
