@@ -180,6 +180,19 @@ impl Console {
         resp
     }
 
+    /// A page saying why something was refused (the front door's own
+    /// refusals, e.g. `jit-local`'s backpressure), with the security headers.
+    pub fn refusal_page(
+        &self,
+        status: StatusCode,
+        heading: &str,
+        message: &str,
+    ) -> Response<String> {
+        let mut resp = pages::plain_error(self, status, heading, message);
+        html::security_headers(resp.headers_mut());
+        resp
+    }
+
     pub(crate) fn now(&self) -> jit_core::request::Timestamp {
         self.clock.now()
     }

@@ -767,6 +767,26 @@ impl App {
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        // A create from the console meets the same backpressure as one
+        // through the API.
+        if parts.method == http::Method::POST
+            && parts.uri.path().trim_end_matches('/') == "/ui/requests"
+            && let Some(refused) = self.refuse_if_behind(&http::Method::POST, "/requests")
+        {
+            let v: serde_json::Value = serde_json::from_str(refused.body()).unwrap_or_default();
+            let mut page = self.console.refusal_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("the server is busy; retry"),
+            );
+            if let Some(r) = refused.headers().get(http::header::RETRY_AFTER) {
+                page.headers_mut()
+                    .insert(http::header::RETRY_AFTER, r.clone());
+            }
+            return page;
+        }
         let body = match Limited::new(body, jit_console::MAX_FORM_BYTES)
             .collect()
             .await
