@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, header};
+use http::{HeaderMap, HeaderValue, header};
 use jit_api::ApiRequest;
 use jit_console::{ApiAnswer, ApiCall, Backend, Console, SessionKey, SignIn};
 use jit_core::{AuthSource, Broker, Caller, Identity, Principal};
@@ -84,8 +84,8 @@ pub fn local_console(broker: &Broker, api_key: &str, key_hint: String) -> Consol
     }
 }
 
-/// Whether a request is for the console.
-pub fn is_console(method: &Method, path: &str) -> bool {
-    let _ = method;
+/// Whether a request is for the console (`/`, `/ui/…`); the API owns
+/// every other path.
+pub fn is_console(path: &str) -> bool {
     jit_console::is_console_path(path)
 }

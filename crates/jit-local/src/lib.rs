@@ -691,7 +691,7 @@ impl App {
         }
         // The web console authenticates by its session cookie (made by a
         // sign-in that proved the API key), never by the key header.
-        if console::is_console(&parts.method, parts.uri.path()) {
+        if console::is_console(parts.uri.path()) {
             return self.serve_console(parts, body).await;
         }
         if !self.key_ok(&parts.headers) {
