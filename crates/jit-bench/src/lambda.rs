@@ -1,6 +1,6 @@
 //! The Lambda binaries under a fake Runtime API: cold init time (spawn →
 //! first `next`) and memory after serving one event. [`LAMBDAS`] says what
-//! differs between the six: each one's own environment and sample event.
+//! differs between them: each one's own environment and sample event.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ pub struct LambdaSpec {
 /// kind; the fake Secrets Manager answers any id.
 const SLACK_URL: (&str, &str) = ("JIT_SLACK_URL", REFUSED_ENDPOINT);
 
-/// The seven Lambdas, in the order the report lists them.
+/// The Lambdas, in the order the report lists them.
 pub const LAMBDAS: &[LambdaSpec] = &[
     LambdaSpec {
         package: "request",
@@ -112,6 +112,18 @@ pub const LAMBDAS: &[LambdaSpec] = &[
         reads_secrets: false,
         event: Some("events/audit-export-stream.json"),
         event_note: "one audit-table stream INSERT: puts its day's JSON lines into S3 (refused), fails the batch",
+    },
+    LambdaSpec {
+        package: "console",
+        env: &[
+            ("JIT_OIDC_ISSUER", REFUSED_ENDPOINT),
+            ("JIT_OIDC_CLIENT_ID", "jit-console"),
+            ("JIT_CONSOLE_URL", REFUSED_ENDPOINT),
+            ("JIT_SESSION_KEY_ID", "jit/console-session-key"),
+        ],
+        reads_secrets: true,
+        event: Some("events/console-home.json"),
+        event_note: "API Gateway HTTP API `GET /` without a session: a 303 to the sign-in page, before any network call",
     },
     LambdaSpec {
         package: "assume-role",

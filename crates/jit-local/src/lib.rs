@@ -28,6 +28,7 @@ pub mod access;
 pub mod approvals;
 pub mod asl;
 pub mod catalog_cmd;
+pub mod console;
 pub mod grants;
 pub mod iam_state;
 mod json_file;
@@ -180,6 +181,8 @@ pub struct App {
     max_backlog: usize,
     /// Whether creates are being refused (for logging the change only).
     refusing: AtomicBool,
+    /// The web console at `/` and `/ui/…`.
+    console: jit_console::Console,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -294,15 +297,19 @@ impl App {
         if !valid_api_key(&api_key) {
             return Err(StartError::WeakApiKey);
         }
+        let broker = Broker {
+            store,
+            workflow,
+            catalog: Arc::new(catalog),
+            clock,
+            settings: Settings { demo_mode },
+            grants: None,
+        };
+        let console =
+            console::local_console(&broker, &api_key, "the key this app was given".into());
         Ok(App {
-            broker: Broker {
-                store,
-                workflow,
-                catalog: Arc::new(catalog),
-                clock,
-                settings: Settings { demo_mode },
-                grants: None,
-            },
+            broker,
+            console,
             api_key,
             engine: None,
             tasks: None,
@@ -485,17 +492,27 @@ impl App {
                 path: data_lock.path().display().to_string(),
                 source,
             })?;
-        let mut app = App {
-            broker: Broker {
-                store,
-                workflow: Arc::new(workflow::EngineWorkflow::new(engine.clone())),
-                catalog,
-                clock,
-                settings: Settings {
-                    demo_mode: cfg.demo_mode,
-                },
-                grants: Some(grant_ports),
+        let broker = Broker {
+            store,
+            workflow: Arc::new(workflow::EngineWorkflow::new(engine.clone())),
+            catalog,
+            clock,
+            settings: Settings {
+                demo_mode: cfg.demo_mode,
             },
+            grants: Some(grant_ports),
+        };
+        let console = console::local_console(
+            &broker,
+            &api_key,
+            format!(
+                "jit-local printed it at start; it is in {}",
+                cfg.data_dir.join(API_KEY_FILE).display()
+            ),
+        );
+        let mut app = App {
+            broker,
+            console,
             api_key: api_key.clone(),
             engine: Some(engine),
             tasks: Some(tasks),
@@ -672,6 +689,11 @@ impl App {
         if jit_approvals::is_approvals_path(parts.uri.path()) {
             return approvals::serve(self.approvals.as_ref(), parts, body).await;
         }
+        // The web console authenticates by its session cookie (made by a
+        // sign-in that proved the API key), never by the key header.
+        if console::is_console(parts.uri.path()) {
+            return self.serve_console(parts, body).await;
+        }
         if !self.key_ok(&parts.headers) {
             tracing::info!(
                 method = %parts.method,
@@ -736,6 +758,52 @@ impl App {
             body,
         };
         jit_api::handle(&self.broker, &caller, api).await
+    }
+}
+
+impl App {
+    async fn serve_console<B>(&self, parts: http::request::Parts, body: B) -> Response<String>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        // A create from the console meets the same backpressure as one
+        // through the API.
+        if parts.method == http::Method::POST
+            && parts.uri.path().trim_end_matches('/') == "/ui/requests"
+            && let Some(refused) = self.refuse_if_behind(&http::Method::POST, "/requests")
+        {
+            let v: serde_json::Value = serde_json::from_str(refused.body()).unwrap_or_default();
+            let mut page = self.console.refusal_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("the server is busy; retry"),
+            );
+            if let Some(r) = refused.headers().get(http::header::RETRY_AFTER) {
+                page.headers_mut()
+                    .insert(http::header::RETRY_AFTER, r.clone());
+            }
+            return page;
+        }
+        let body = match Limited::new(body, jit_console::MAX_FORM_BYTES)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            // Too large or broken off: the console refuses an empty form.
+            Err(_) => Bytes::new(),
+        };
+        self.console
+            .handle(jit_console::ConsoleRequest {
+                method: parts.method,
+                path: parts.uri.path().to_string(),
+                query: parts.uri.query().map(str::to_string),
+                headers: parts.headers,
+                body,
+            })
+            .await
     }
 }
 

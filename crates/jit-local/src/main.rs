@@ -299,6 +299,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", key_file.display()))?;
 
     say!("jit-local listening on http://{addr}");
+    say!("  console:   http://{addr}/ (local sign-in with the API key below)");
     say!(
         "  catalog:   {} ({} entitlements{})",
         cfg.catalog.describe(),

@@ -119,6 +119,7 @@ impl Config {
                 decider_principals: list(get("JIT_TRUSTED_DECIDER_CALLERS")),
                 decider_api_key_ids: list(get("JIT_TRUSTED_DECIDER_API_KEY_IDS")),
                 email_verified_claim: email_verified_claim(get("JIT_EMAIL_VERIFIED_CLAIM"))?,
+                groups_claim: get("JIT_GROUPS_CLAIM").filter(|g| !g.trim().is_empty()),
             },
             demo_mode,
             federation_url,

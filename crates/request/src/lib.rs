@@ -32,6 +32,10 @@ pub struct TrustPolicy {
     /// The JWT claim that must be `true` for the `email` claim to name the
     /// caller (`email_verified` unless `JIT_EMAIL_VERIFIED_CLAIM` says).
     pub email_verified_claim: String,
+    /// A claim listing the caller's groups, read before `cognito:groups`
+    /// and `groups` (`JIT_GROUPS_CLAIM`, the template's `GroupsClaim`):
+    /// an identity provider may name it otherwise.
+    pub groups_claim: Option<String>,
 }
 
 /// The claim OpenID Connect (and Cognito) use to say an email was verified.
@@ -45,6 +49,7 @@ impl Default for TrustPolicy {
             decider_principals: vec![],
             decider_api_key_ids: vec![],
             email_verified_claim: DEFAULT_EMAIL_VERIFIED_CLAIM.to_string(),
+            groups_claim: None,
         }
     }
 }
@@ -83,6 +88,7 @@ fn claim_is_true(v: Option<&Value>) -> bool {
 fn identity_from_claims(
     claims: &serde_json::Map<String, Value>,
     verified_claim: &str,
+    groups_claim: Option<&str>,
 ) -> Option<Identity> {
     let email = claims.get("email").and_then(Value::as_str);
     let verified = claim_is_true(claims.get(verified_claim));
@@ -97,8 +103,9 @@ fn identity_from_claims(
         .or_else(|| claims.get("sub").and_then(Value::as_str))?;
     let principal = Principal::parse(name.to_string()).ok()?;
     let groups = groups_from_claim(
-        claims
-            .get("cognito:groups")
+        groups_claim
+            .and_then(|g| claims.get(g))
+            .or_else(|| claims.get("cognito:groups"))
             .or_else(|| claims.get("groups")),
     );
     Some(Identity {
@@ -123,7 +130,13 @@ pub fn caller_from_context(ctx: Option<&RequestContext>, trust: &TrustPolicy) ->
         Some(RequestContext::ApiGatewayV1(c)) => {
             let claims = c.authorizer.fields.get("claims").and_then(Value::as_object);
             let identity = claims
-                .and_then(|c| identity_from_claims(c, &trust.email_verified_claim))
+                .and_then(|c| {
+                    identity_from_claims(
+                        c,
+                        &trust.email_verified_claim,
+                        trust.groups_claim.as_deref(),
+                    )
+                })
                 .or_else(|| identity_from_iam(c.identity.user_arn.as_deref()));
             (identity, c.identity.api_key_id.clone())
         }
@@ -137,7 +150,11 @@ pub fn caller_from_context(ctx: Option<&RequestContext>, trust: &TrustPolicy) ->
                             .iter()
                             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                             .collect();
-                        identity_from_claims(&m, &trust.email_verified_claim)
+                        identity_from_claims(
+                            &m,
+                            &trust.email_verified_claim,
+                            trust.groups_claim.as_deref(),
+                        )
                     })
                     .or_else(|| {
                         identity_from_iam(a.iam.as_ref().and_then(|i| i.user_arn.as_deref()))
@@ -215,4 +232,24 @@ fn translate(trust: &TrustPolicy, event: Request) -> (Caller, ApiRequest) {
         body,
     };
     (caller, api)
+}
+
+#[cfg(test)]
+mod groups_claim_tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_groups_claim_is_read_first() {
+        // GIVEN a token whose identity provider puts groups in `roles`
+        let claims: serde_json::Map<String, Value> = serde_json::from_value(serde_json::json!({
+            "sub": "s1", "email": "alice@example.com", "email_verified": true,
+            "roles": ["sre"], "groups": ["everyone"]
+        }))
+        .unwrap();
+        // THEN the configured claim names them, else the usual ones do
+        let with = identity_from_claims(&claims, "email_verified", Some("roles")).unwrap();
+        assert_eq!(with.groups, vec!["sre"]);
+        let without = identity_from_claims(&claims, "email_verified", None).unwrap();
+        assert_eq!(without.groups, vec!["everyone"]);
+    }
 }

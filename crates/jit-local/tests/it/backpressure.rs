@@ -87,6 +87,20 @@ async fn creates_past_the_bound_are_refused_until_the_engine_catches_up() {
         let message = v["error"]["message"].as_str().unwrap();
         assert!(message.contains("3 executions behind"), "{message}");
     }
+    // AND a create posted from the web console meets the same check (a
+    // page, not JSON), before its form or session is even read
+    let r = respond(
+        &l.app,
+        KEY,
+        "POST",
+        "/ui/requests",
+        "sre@example.com",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status(), 503, "{}", r.body());
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(r.body().contains("3 executions behind"), "{}", r.body());
     // AND nothing was started for them
     assert_eq!(engine.backlog(), BOUND);
     // AND nothing stored (reads still pass; a read settles the engine here,

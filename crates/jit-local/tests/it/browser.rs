@@ -23,10 +23,10 @@ use jit_local::approvals::ApprovalsConfig;
 use jit_local::{App, Config, Overrides};
 use serde_json::{Value, json};
 
-const KEY: &str = "browser-test-key-0123456789";
+pub(crate) const KEY: &str = "browser-test-key-0123456789";
 /// The W3C WebDriver element reference key.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-const CHROMIUM_FLAGS: &[&str] = &[
+pub(crate) const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+pub(crate) const CHROMIUM_FLAGS: &[&str] = &[
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -37,13 +37,13 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-sync",
 ];
 
-fn find(candidates: &[&str]) -> Option<PathBuf> {
+pub(crate) fn find(candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-async fn call(
+pub(crate) async fn call(
     client: &HttpClient,
     method: &str,
     url: &str,
@@ -77,7 +77,7 @@ async fn call(
 }
 
 /// The driver process; killed (and reaped) however the test ends.
-struct Driver(Child);
+pub(crate) struct Driver(pub(crate) Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -86,21 +86,21 @@ impl Drop for Driver {
     }
 }
 
-struct WebDriver {
-    client: HttpClient,
-    base: String,
-    session: String,
+pub(crate) struct WebDriver {
+    pub(crate) client: HttpClient,
+    pub(crate) base: String,
+    pub(crate) session: String,
 }
 
 impl WebDriver {
-    async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let (status, v) = call(&self.client, method, &url, &[], body).await;
         assert_eq!(status, 200, "WebDriver {method} {path}: {v}");
         v["value"].clone()
     }
 
-    async fn element(&self, css: &str) -> String {
+    pub(crate) async fn element(&self, css: &str) -> String {
         let v = self
             .cmd(
                 "POST",
@@ -114,7 +114,7 @@ impl WebDriver {
             .to_string()
     }
 
-    async fn text_of(&self, css: &str) -> String {
+    pub(crate) async fn text_of(&self, css: &str) -> String {
         let id = self.element(css).await;
         self.cmd("GET", &format!("/element/{id}/text"), None)
             .await
@@ -124,7 +124,7 @@ impl WebDriver {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }

@@ -10,6 +10,7 @@ mod backpressure;
 mod browser;
 mod chaos;
 mod common;
+mod console;
 mod grants;
 mod http;
 mod kill;

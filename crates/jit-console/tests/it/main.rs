@@ -1,0 +1,3 @@
+//! jit-console's integration tests, as one binary.
+
+mod oidc;
