@@ -12,6 +12,7 @@ mod chaos;
 mod common;
 mod grants;
 mod http;
+mod instant;
 mod kill;
 mod lifecycle;
 mod openapi;
