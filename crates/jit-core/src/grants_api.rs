@@ -285,6 +285,7 @@ impl Broker {
         caller: &Caller,
         id: &str,
     ) -> Result<IssuedCredentials, ServiceError> {
+        self.grant_ports()?;
         let r = self.requesters_own(caller, id).await?;
         self.vend_credentials(&r, r.requester.principal.to_string())
             .await
