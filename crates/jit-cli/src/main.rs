@@ -832,7 +832,6 @@ fn request_and_wait(entitlement: &str, duration: Option<String>, reason: String)
         }
         return credentials_value(&id);
     }
-    eprintln!("jit: request {id} is {status}");
     bail!(
         "request {id} is {status}, not granted yet (it needs an approver): run `jit exec {id} -- …` once `jit show {id}` says GRANTED"
     )
