@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 
 mod entitlements;
 pub mod grants;
+mod instant;
 mod reports;
 pub mod strict_json;
 
@@ -567,6 +568,7 @@ async fn create(
                 "simulateApproval",
                 "justification",
                 "idempotencyKey",
+                "wait",
             ])?;
             NewRequest {
                 entitlement: body.opt_str("role")?,
@@ -589,6 +591,7 @@ async fn create(
                 "account",
                 "requester",
                 "idempotencyKey",
+                "wait",
             ])?;
             NewRequest {
                 entitlement: body.opt_str("entitlement")?,
@@ -621,21 +624,33 @@ async fn create(
         }
         (h, b) => h.or(b),
     };
-    let (request, created) = broker
-        .create(
-            caller,
-            NewRequest {
-                idempotency_key,
-                ..new
-            },
-        )
-        .await?;
+    let new = NewRequest {
+        idempotency_key,
+        ..new
+    };
+    let wait = instant::wait_asked(req, &body)?;
+    let (request, created, credentials) = match wait {
+        None => {
+            let (request, created) = broker.create(caller, new).await?;
+            (request, created, None)
+        }
+        Some(wait) => instant::create_and_wait(broker, caller, new, wait).await?,
+    };
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let mut resp = json_response(status, &request_view(&request, broker.clock.now()));
+    let mut view = request_view(&request, broker.clock.now());
+    if let Some(c) = credentials {
+        instant::attach_credentials(&mut view, c);
+    }
+    let mut resp = json_response(status, &view);
+    if let Some(wait) = wait
+        && let Ok(v) = format!("wait={}", wait.as_secs()).parse()
+    {
+        resp.headers_mut().insert("preference-applied", v);
+    }
     if let Ok(loc) = format!("/requests/{}", request.request_id).parse() {
         resp.headers_mut().insert(header::LOCATION, loc);
     }

@@ -384,7 +384,7 @@ mod tests {
 
     fn catalog() -> Catalog {
         Catalog::parse(
-            "entitlements:\n  - name: OnCallReadOnly\n    role_arn: 'arn:aws:iam::123456789012:role/R'\npolicies:\n  - {policy_name: P, aws_account_id: '123456789012', request_name: Read Only Access}\n",
+            "defaults: {approvers: {emails: [lead@example.com]}}\nentitlements:\n  - name: OnCallReadOnly\n    role_arn: 'arn:aws:iam::123456789012:role/R'\npolicies:\n  - {policy_name: P, aws_account_id: '123456789012', request_name: Read Only Access}\n",
             "c.yaml",
         )
         .unwrap()

@@ -43,5 +43,7 @@ pub use dynamo::{
 pub use grants::{IamAttacher, StsIssuer};
 pub use inventory::IamLister;
 pub use notify::{LambdaDeferrer, SecretsManagerSource, SesMailer};
-pub use sfn::{InvalidStateMachineArn, SfnApiWorkflow, SfnDecisions, SfnWorkflow, StateMachineArn};
+pub use sfn::{
+    InvalidStateMachineArn, SfnApiWorkflow, SfnDecisions, SfnInstant, SfnWorkflow, StateMachineArn,
+};
 pub use slack::{DEFAULT_SLACK_URL, SlackWebApi};

@@ -90,7 +90,9 @@ enum Command {
         reason: String,
         #[arg(long)]
         account: Option<String>,
-        /// Wait until the request is decided.
+        /// Wait until the request is decided. An auto-approved request is
+        /// granted in the create call itself (`"wait": true`) and its
+        /// credentials are cached for `jit exec`/`jit credentials`.
         #[arg(long)]
         wait: bool,
         /// How long --wait waits, e.g. 10m.
@@ -186,9 +188,21 @@ enum Command {
     Credentials { id: String },
     /// `export AWS_…` lines for a granted request.
     Env { id: String },
-    /// Run a command with the request's credentials in its environment.
+    /// Run a command with the request's credentials in its environment
+    /// (`--request ENTITLEMENT`: request it, wait and run, in one step).
     Exec {
-        id: String,
+        #[arg(required_unless_present = "request")]
+        id: Option<String>,
+        /// Request this entitlement first (auto-approved ones are granted
+        /// in the same call), then run the command with its credentials.
+        #[arg(long, conflicts_with = "id", requires = "reason")]
+        request: Option<String>,
+        /// With --request: e.g. 15m, 1h (default: the entitlement's).
+        #[arg(long, short, requires = "request")]
+        duration: Option<String>,
+        /// With --request: why you need it.
+        #[arg(long, short, requires = "request")]
+        reason: Option<String>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -337,8 +351,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Exec { id, command } => {
-            let creds = credentials_value(&id)?;
+        Command::Exec {
+            id,
+            request,
+            duration,
+            reason,
+            command,
+        } => {
+            let creds = match (id, request) {
+                (Some(id), _) => credentials_value(&id)?,
+                (None, Some(entitlement)) => {
+                    request_and_wait(&entitlement, duration, reason.unwrap_or_default())?
+                }
+                (None, None) => bail!("name a request id, or --request ENTITLEMENT"),
+            };
             let mut cmd = std::process::Command::new(&command[0]);
             cmd.args(&command[1..]);
             for (k, v) in env_pairs(&creds)? {
@@ -386,7 +412,11 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                 if let Some(a) = account {
                     body["account"] = json!(a);
                 }
+                if wait {
+                    body["wait"] = json!(true);
+                }
                 let r = client.call(Method::POST, "/requests", Some(&body)).await?;
+                keep_credentials(&r)?;
                 if !wait || is_decided(&r) {
                     print_request(&r, out);
                     return finish(&r, wait);
@@ -761,6 +791,50 @@ fn fetch_credentials(id: &str) -> Result<String> {
     let text = v.to_string();
     cache::store(id, &text)?;
     Ok(text)
+}
+
+/// A waiting create's `credentials`, cached under its request id so
+/// `jit exec ID`, `jit env ID` and `credential_process` use them at once.
+fn keep_credentials(r: &Value) -> Result<()> {
+    if let (Some(id), Some(c)) = (r["requestId"].as_str(), r.get("credentials"))
+        && c["AccessKeyId"].is_string()
+    {
+        cache::store(id, &c.to_string())?;
+    }
+    Ok(())
+}
+
+/// `jit exec --request E`: create with `"wait": true`; the credentials come
+/// in the answer when a rule approved it. A request that needs a person
+/// is left pending, with how to use it once granted.
+fn request_and_wait(entitlement: &str, duration: Option<String>, reason: String) -> Result<Value> {
+    let client = connect()?;
+    let mut body = json!({ "entitlement": entitlement, "justification": reason, "wait": true });
+    if let Some(d) = duration {
+        body["duration"] = duration_json(&d);
+    }
+    let r = runtime()?.block_on(client.call(Method::POST, "/requests", Some(&body)))?;
+    keep_credentials(&r)?;
+    let id = r["requestId"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the API answered without a requestId"))?
+        .to_string();
+    if let Some(c) = r.get("credentials") {
+        return Ok(c.clone());
+    }
+    let status = r["status"].as_str().unwrap_or("?");
+    if status == "GRANTED" {
+        if let Some(e) = r.get("credentialsError") {
+            bail!(
+                "request {id} is GRANTED but no credentials came with it: {}",
+                e["message"].as_str().unwrap_or("?")
+            );
+        }
+        return credentials_value(&id);
+    }
+    bail!(
+        "request {id} is {status}, not granted yet (it needs an approver): run `jit exec {id} -- …` once `jit show {id}` says GRANTED"
+    )
 }
 
 fn credentials_value(id: &str) -> Result<Value> {

@@ -81,6 +81,17 @@ pub struct Entitlement {
     pub auto_approve: Option<AutoApprove>,
     pub approval_timeout_secs: u32,
     pub form: EntryForm,
+    /// The entry said `approvers: none` (or inherits `defaults.approvers:
+    /// none`): nobody decides its requests, so a request no rule approves is
+    /// refused at creation (`400 no_approvers`) instead of waiting for no one.
+    pub approvers_none: bool,
+}
+
+impl Entitlement {
+    /// Whether a person can decide this entry's requests at all.
+    pub fn has_approvers(&self) -> bool {
+        !self.approvers_none && !self.approvers.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -185,7 +196,8 @@ struct RawAutoApprove {
 struct RawDefaults {
     max_duration: Option<DurationInput>,
     approval_timeout: Option<DurationInput>,
-    approvers: Option<RawApprovers>,
+    /// A map of rules, or the word `none`.
+    approvers: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -202,7 +214,8 @@ struct RawEntitlement {
     default_duration: Option<DurationInput>,
     #[serde(default)]
     eligible_groups: Vec<String>,
-    approvers: Option<RawApprovers>,
+    /// A map of rules, or the word `none`.
+    approvers: Option<Value>,
     auto_approve: Option<RawAutoApprove>,
     approval_timeout: Option<DurationInput>,
 }
@@ -346,6 +359,65 @@ struct Defaults {
     max_duration: GrantDuration,
     approval_timeout_secs: u32,
     approvers: Approvers,
+    /// `defaults.approvers: none`.
+    approvers_none: bool,
+}
+
+/// `approvers:` as written: the word `none`, or a map of rules.
+enum ApproversField {
+    None,
+    Rules(RawApprovers),
+}
+
+fn approvers_field(ctx: &Ctx, field: &str, v: &Value) -> Result<ApproversField, CatalogError> {
+    if let Value::String(s) = v {
+        return if s == "none" {
+            Ok(ApproversField::None)
+        } else {
+            Err(ctx.err(
+                Some(field),
+                format!(
+                    "must be a map of rules (`emails`, `groups`, …) or the word `none`, not `{s}`"
+                ),
+            ))
+        };
+    }
+    serde_yaml_ng::from_value(v.clone())
+        .map(ApproversField::Rules)
+        .map_err(|e| ctx.err(Some(field), e.to_string()))
+}
+
+/// The load-time trap: an entry nobody can approve and no rule approves
+/// would leave every request waiting silently until its window closes.
+/// Refused, naming the entry and both fixes, unless the catalog says so
+/// explicitly with `approvers: none`.
+fn check_approvable(ctx: &Ctx, e: &Entitlement) -> Result<(), CatalogError> {
+    if e.approvers_none || !e.approvers.is_empty() || e.auto_approve.is_some() {
+        return Ok(());
+    }
+    let (field, how, none) = match e.form {
+        EntryForm::KubiyaSeed => (
+            "defaults.approvers",
+            "a `policies:` entry takes its approvers from `defaults.approvers`: add `defaults: {approvers: {emails: [lead@example.com]}}` (or `groups`, `slack_users`)",
+            "`defaults: {approvers: none}`",
+        ),
+        EntryForm::Rich => (
+            "approvers",
+            "add `approvers: {emails: [lead@example.com]}` (or `groups`, `slack_users`) to the entry or to `defaults`, or an `auto_approve` rule",
+            "`approvers: none`",
+        ),
+    };
+    let channel_only = if e.approvers.slack_channel.is_some() {
+        " (a `slack_channel` alone names where approvers are told, not who they are)"
+    } else {
+        ""
+    };
+    Err(ctx.err(
+        Some(field),
+        format!(
+            "names nobody who may approve{channel_only}, so its requests would wait for no one until they time out: {how}; or write {none} to say that nobody approves it (its requests are then refused unless a rule approves them)"
+        ),
+    ))
 }
 
 impl Catalog {
@@ -411,6 +483,8 @@ impl Catalog {
             };
             let e = Self::seed_entry(&ctx, v, &defaults)?;
             catalog.push(&ctx, e)?;
+            let pushed = catalog.entitlements.last().expect("just pushed");
+            check_approvable(&ctx, pushed)?;
         }
         for (i, v) in raw.entitlements.iter().enumerate() {
             let label = v
@@ -424,6 +498,8 @@ impl Catalog {
             };
             let e = Self::rich_entry(&ctx, v, &defaults)?;
             catalog.push(&ctx, e)?;
+            let pushed = catalog.entitlements.last().expect("just pushed");
+            check_approvable(&ctx, pushed)?;
         }
         Ok(catalog)
     }
@@ -461,19 +537,24 @@ impl Catalog {
             Some(t) => timeout_field(ctx, "defaults.approval_timeout", t)?,
             None => DEFAULT_APPROVAL_TIMEOUT_SECS,
         };
-        let approvers = match &raw.approvers {
-            Some(a) => approvers(ctx, a, "defaults.approvers")?,
-            None => Approvers {
-                required_approvals: 1,
-                remind_every_secs: DEFAULT_REMIND_EVERY_SECS,
-                max_reminders: DEFAULT_MAX_REMINDERS,
-                ..Approvers::default()
+        let empty = Approvers {
+            required_approvals: 1,
+            remind_every_secs: DEFAULT_REMIND_EVERY_SECS,
+            max_reminders: DEFAULT_MAX_REMINDERS,
+            ..Approvers::default()
+        };
+        let (approvers, approvers_none) = match &raw.approvers {
+            None => (empty, false),
+            Some(v) => match approvers_field(ctx, "defaults.approvers", v)? {
+                ApproversField::None => (empty, true),
+                ApproversField::Rules(a) => (approvers(ctx, &a, "defaults.approvers")?, false),
             },
         };
         Ok(Defaults {
             max_duration,
             approval_timeout_secs,
             approvers,
+            approvers_none,
         })
     }
 
@@ -509,6 +590,7 @@ impl Catalog {
             auto_approve: None,
             approval_timeout_secs: d.approval_timeout_secs,
             form: EntryForm::KubiyaSeed,
+            approvers_none: d.approvers_none,
         })
     }
 
@@ -592,9 +674,21 @@ impl Catalog {
                 ),
             ));
         }
-        let approvers = match &raw.approvers {
-            Some(a) => approvers(ctx, a, "approvers")?,
-            None => d.approvers.clone(),
+        let (approvers, approvers_none) = match &raw.approvers {
+            Some(v) => match approvers_field(ctx, "approvers", v)? {
+                ApproversField::None => (
+                    Approvers {
+                        slack_channel: None,
+                        groups: vec![],
+                        emails: vec![],
+                        slack_users: vec![],
+                        ..d.approvers.clone()
+                    },
+                    true,
+                ),
+                ApproversField::Rules(a) => (approvers(ctx, &a, "approvers")?, false),
+            },
+            None => (d.approvers.clone(), d.approvers_none),
         };
         let auto_approve = match &raw.auto_approve {
             None => None,
@@ -637,6 +731,7 @@ impl Catalog {
             auto_approve,
             approval_timeout_secs,
             form: EntryForm::Rich,
+            approvers_none,
         })
     }
 
@@ -799,11 +894,86 @@ mod tests {
         assert_eq!(edit_distance("", "ab"), 2);
     }
 
-    const SEED: &str = r#"policies:
+    /// The Kubiya seed's entry, with the approvers it needs from `defaults`.
+    const SEED: &str = r#"defaults: {approvers: {emails: [lead@example.com]}}
+policies:
   - policy_name: "AWSReadOnlyAccess"
     aws_account_id: "123456789012"
     request_name: "Read Only Access"
 "#;
+
+    #[test]
+    fn entries_nobody_approves_are_refused_at_load_unless_said_so() {
+        // GIVEN the Kubiya seed's file exactly, with no `defaults.approvers`
+        let seed_only = "policies:\n  - policy_name: \"ReadOnlyAccess\"\n    aws_account_id: \"123456789012\"\n    request_name: \"Read Only Access\"\n";
+        // THEN it is refused, naming the entry, the field and the fix
+        let err = Catalog::parse(seed_only, "c.yaml").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("defaults.approvers"), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("c.yaml: policies entry 1 (`Read Only Access`): `defaults.approvers` names nobody who may approve"),
+            "{msg}"
+        );
+        assert!(msg.contains("defaults: {approvers: none}"), "{msg}");
+        // AND a rich entry without approvers is refused the same way; a
+        // Slack channel alone does not count
+        for entry in [
+            "role_arn: 'arn:aws:iam::123456789012:role/R'",
+            "role_arn: 'arn:aws:iam::123456789012:role/R'\n    approvers: {slack_channel: '#x'}",
+        ] {
+            let text = format!("entitlements:\n  - name: A\n    {entry}\n");
+            let err = Catalog::parse(&text, "c.yaml").unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("approvers"), "{err}");
+            assert!(err.to_string().contains("`approvers: none`"), "{err}");
+        }
+        // AND an auto-approve rule alone, or `approvers: none`, is accepted
+        let c = Catalog::parse(
+            "entitlements:\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n    auto_approve: {groups: [sre]}\n  - name: B\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n    approvers: none\n",
+            "c.yaml",
+        )
+        .unwrap();
+        assert!(!c.get("A").unwrap().has_approvers());
+        let b = c.get("B").unwrap();
+        assert!(b.approvers_none && !b.has_approvers());
+        // AND `defaults.approvers: none` covers seed entries
+        let c = Catalog::parse(
+            &format!("defaults: {{approvers: none}}\n{seed_only}"),
+            "c.yaml",
+        )
+        .unwrap();
+        assert!(c.get("Read Only Access").unwrap().approvers_none);
+        // AND an entry's own approvers win over `defaults.approvers: none`
+        let c = Catalog::parse(
+            "defaults: {approvers: none}\nentitlements:\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n    approvers: {emails: [a@example.com]}\n",
+            "c.yaml",
+        )
+        .unwrap();
+        assert!(c.get("A").unwrap().has_approvers());
+        // AND any other word is refused
+        let err = Catalog::parse(
+            "entitlements:\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n    approvers: nobody\n",
+            "c.yaml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("or the word `none`"), "{err}");
+    }
+
+    #[test]
+    fn the_example_catalog_loads_and_names_real_managed_policies() {
+        let c = Catalog::parse(
+            include_str!("../../../config/catalog.example.yaml"),
+            "catalog.example.yaml",
+        )
+        .unwrap();
+        let e = c.get("Read Only Access").unwrap();
+        assert_eq!(
+            e.target,
+            GrantTarget::AttachPolicy {
+                policy_name: PolicyName::parse("ReadOnlyAccess").unwrap()
+            }
+        );
+        assert!(c.entitlements().iter().all(Entitlement::has_approvers));
+    }
 
     #[test]
     fn kubiya_seed_loads_verbatim() {
@@ -945,7 +1115,7 @@ mod tests {
 
     #[test]
     fn duplicate_names_are_refused() {
-        let text = "entitlements:\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/S'\n";
+        let text = "defaults: {approvers: {emails: [lead@example.com]}}\nentitlements:\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/S'\n";
         let err = Catalog::parse(text, "c.yaml").unwrap_err();
         assert!(
             err.to_string()
@@ -956,7 +1126,8 @@ mod tests {
 
     #[test]
     fn a_thousand_entries_load() {
-        let mut text = String::from("policies:\n");
+        let mut text =
+            String::from("defaults: {approvers: {emails: [lead@example.com]}}\npolicies:\n");
         for i in 0..1000 {
             text.push_str(&format!(
                 "  - policy_name: \"Policy{i}\"\n    aws_account_id: \"123456789012\"\n    request_name: \"Entry {i}\"\n"
@@ -1025,6 +1196,7 @@ entitlements:
       max_reminders: 2
   - name: Plain
     role_arn: "arn:aws:iam::123456789012:role/Plain"
+    approvers: {emails: [lead@example.com]}
 "##;
         let c = Catalog::parse(text, "c.yaml").unwrap();
         let e = c.get("Admin").unwrap();

@@ -894,6 +894,7 @@ mod tests {
         };
         let catalog = Catalog::parse(
             r#"
+defaults: {approvers: {emails: [lead@example.com]}}
 groups:
   eng: [tagged@example.com, plain@example.com, ghost@example.com, "arn:aws:iam::123456789012:role/ops", tagged@example.com]
 entitlements:

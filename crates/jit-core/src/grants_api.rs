@@ -285,10 +285,23 @@ impl Broker {
         caller: &Caller,
         id: &str,
     ) -> Result<IssuedCredentials, ServiceError> {
-        let ports = self.grant_ports()?;
+        self.grant_ports()?;
         let r = self.requesters_own(caller, id).await?;
-        let role = self.live_role(&r)?;
-        let mut creds = self.issue(ports, &r, role).await?;
+        self.vend_credentials(&r, r.requester.principal.to_string())
+            .await
+    }
+
+    /// Vends credentials for a live assume-role request whose requester
+    /// (or, see `instant`, whose creating caller) was checked by the
+    /// caller; `actor` is who the audit event names.
+    pub(crate) async fn vend_credentials(
+        &self,
+        r: &AccessRequest,
+        actor: String,
+    ) -> Result<IssuedCredentials, ServiceError> {
+        let ports = self.grant_ports()?;
+        let role = self.live_role(r)?;
+        let mut creds = self.issue(ports, r, role).await?;
         // STS's minimum session can outlast the window (the session policy
         // denies everything past it). The answer's `Expiration` is the
         // earlier of the two, so `credential_process` and the SDKs refresh
@@ -303,7 +316,7 @@ impl Broker {
         let event = AuditEvent::new(
             &r.request_id,
             now,
-            r.requester.principal.to_string(),
+            actor,
             AuditAction::CredentialsIssued,
             None,
             None,

@@ -271,6 +271,40 @@ pub trait Workflow: Send + Sync {
     /// The execution's history, as Step Functions' event list (`type`,
     /// `timestamp`, details). Empty when the backend keeps none.
     async fn history(&self, id: &RequestId) -> Result<Vec<serde_json::Value>, WorkflowError>;
+
+    /// Runs the instant workflow (`state-machine/instant.asl.json`: validate
+    /// then grant, for a request a rule approves) to its end and answers
+    /// within `timeout`: Step Functions' `StartSyncExecution` on an Express
+    /// machine, or `jit-local`'s engine. It never waits or revokes: the
+    /// Standard workflow, started afterwards with the request id, owns the
+    /// expiry. The default (backends without an instant machine, test
+    /// doubles) is [`InstantRun::Unsupported`]: the caller then waits on
+    /// the Standard workflow alone.
+    async fn run_instant(
+        &self,
+        input: &WorkflowInput,
+        timeout: std::time::Duration,
+    ) -> Result<InstantRun, WorkflowError> {
+        let _ = (input, timeout);
+        Ok(InstantRun::Unsupported)
+    }
+}
+
+/// How an instant (Express, synchronous) run ended. Its output carries the
+/// request id and status only: credentials are vended afterwards by the
+/// API, never by a workflow, so none is in any execution's output,
+/// history or logs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InstantRun {
+    /// The run ended normally; its output (`{"requestId", "status", …}`).
+    Succeeded(serde_json::Value),
+    /// The run failed or was refused (`error`, `cause` as Step Functions
+    /// reports them); the Standard workflow takes the request from there.
+    Failed { error: String, cause: String },
+    /// Still running when the caller stopped waiting.
+    TimedOut,
+    /// This backend has no instant workflow.
+    Unsupported,
 }
 
 /// Time, injected so tests can fast-forward.

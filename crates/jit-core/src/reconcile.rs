@@ -866,6 +866,7 @@ mod tests {
     use crate::test_fakes::{FakeIam, MemoryStore};
 
     const CATALOG: &str = r#"
+defaults: {approvers: {emails: [lead@example.com]}}
 entitlements:
   - name: JIT-ElevatedAdminRole
     role_arn: "arn:aws:iam::123456789012:role/JIT-ElevatedAdminRole"

@@ -121,6 +121,20 @@ impl Broker {
             .map_err(workflow_error)?;
         match (r.status, state) {
             (Status::Granted, ExecutionState::Running) => {}
+            (Status::Granted, ExecutionState::Missing)
+                if self.catalog.get(&r.entitlement).is_some() =>
+            {
+                // Granted by the instant workflow, whose caller died before
+                // starting the Standard one that owns the expiry: start it
+                // now (its Validate finds GRANTED and goes on to the Wait).
+                if !dry_run {
+                    let ent = self.catalog.get(&r.entitlement).expect("checked");
+                    let input = self.workflow_input(r, ent);
+                    self.workflow.start(&input).await.map_err(workflow_error)?;
+                }
+                tracing::warn!(request_id = %id, "reconcile: GRANTED (instant) without its standard workflow; started it");
+                report.started.push(id.clone());
+            }
             (Status::Granted, _) => {
                 tracing::warn!(request_id = %id, "reconcile: GRANTED without a running workflow; the IAM reconciler ends it at expiresAt");
                 report.granted_without_workflow.push(id.clone());

@@ -223,6 +223,20 @@ impl Broker {
         caller: &Caller,
         req: NewRequest,
     ) -> Result<(AccessRequest, bool), ServiceError> {
+        let (request, created) = self.record(caller, req).await?;
+        if created {
+            self.start_standard(&request).await?;
+        }
+        Ok((request, created))
+    }
+
+    /// Checks a create call and stores the request (`false`: an idempotent
+    /// replay of an earlier one, returned as stored). Starts nothing.
+    pub(crate) async fn record(
+        &self,
+        caller: &Caller,
+        req: NewRequest,
+    ) -> Result<(AccessRequest, bool), ServiceError> {
         let requester = self.resolve_requester(caller, req.requester.as_deref())?;
         let ent = self.entitlement(&req, &requester.groups)?;
 
@@ -342,6 +356,31 @@ impl Broker {
             ));
         }
 
+        // `approvers: none` (or an auto-approve-only entry asked beyond its
+        // rule): nobody could ever decide this request, so it is refused
+        // now instead of waiting for no one until its window closes.
+        let auto = self.catalog.auto_approves(ent, &requester.groups, duration)
+            || (self.settings.demo_mode && req.simulate_approval);
+        if !auto && !ent.has_approvers() {
+            return Err(ServiceError::Invalid {
+                code: "no_approvers",
+                field: Some(req.entitlement_field_or_default().to_string()),
+                message: format!(
+                    "nobody approves `{}` (the catalog says `approvers: none`{}) and no auto-approve rule accepts this request{}",
+                    ent.name,
+                    if ent.approvers_none { "" } else { " in effect" },
+                    match &ent.auto_approve {
+                        Some(a) => format!(
+                            ": its rule accepts the groups [{}] for at most {}",
+                            a.groups.join(", "),
+                            a.max_duration
+                        ),
+                        None => String::new(),
+                    }
+                ),
+            });
+        }
+
         let fingerprint = fingerprint(
             &requester.principal,
             &ent.name,
@@ -392,8 +431,22 @@ impl Broker {
             CreateOutcome::Existing(r) => return Ok((r, false)),
         };
         tracing::info!(request_id = %request.request_id, entitlement = %request.entitlement, status = %request.status, "request created");
+        Ok((request, true))
+    }
 
-        let input = self.workflow_input(&request, ent);
+    /// Starts a stored request's (Standard) workflow; if that fails the
+    /// request is recorded FAILED and the caller told to retry.
+    pub(crate) async fn start_standard(&self, request: &AccessRequest) -> Result<(), ServiceError> {
+        let ent = self
+            .catalog
+            .get(&request.entitlement)
+            .ok_or_else(|| ServiceError::Internal {
+                detail: format!(
+                    "entitlement {} vanished from the catalog",
+                    request.entitlement
+                ),
+            })?;
+        let input = self.workflow_input(request, ent);
         if let Err(e) = self.workflow.start(&input).await {
             tracing::error!(request_id = %request.request_id, error = %e, "could not start the workflow");
             let change = Change {
@@ -403,7 +456,7 @@ impl Broker {
                 source: "api",
             };
             if let Ok((failed, ev)) = request.transition(Status::Failed, &change)
-                && let Err(e) = self.store.transition(&request, &failed, &ev).await
+                && let Err(e) = self.store.transition(request, &failed, &ev).await
             {
                 tracing::error!(request_id = %request.request_id, error = %e, "could not record the failure");
             }
@@ -415,7 +468,7 @@ impl Broker {
                 ),
             });
         }
-        Ok((request, true))
+        Ok(())
     }
 
     /// The workflow's input for a stored request: derived from the record

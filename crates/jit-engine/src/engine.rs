@@ -2346,6 +2346,58 @@ impl Engine {
         })
     }
 
+    /// `StartSyncExecution`, as for an Express workflow: starts the
+    /// execution and advances it on a task of its own — not waiting for the
+    /// driver's next round — then answers with its description once it
+    /// closes, or, still `RUNNING`, when `timeout` has passed (it goes on
+    /// in the background; AWS would answer with a timeout then). The
+    /// execution is durable and recorded like any other (an Express one on
+    /// AWS is not, and keeps only what its logging configuration sends to
+    /// CloudWatch): what it records is what a test can read.
+    pub async fn start_sync_execution(
+        &self,
+        state_machine: &str,
+        name: &str,
+        input: Value,
+        timeout: Duration,
+    ) -> Result<ExecutionDescription, EngineError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.start_execution(state_machine, name, input)?;
+        let id = lock(&self.inner.db)
+            .find_execution(name)?
+            .ok_or_else(|| EngineError::ExecutionDoesNotExist(name.to_string()))?
+            .id;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            if let Some(claim) = self.try_claim(id) {
+                let engine = self.clone();
+                // Spawned: a caller that stops waiting does not cancel a
+                // step halfway (its task would stay in flight until restart).
+                let step = tokio::spawn(async move { engine.advance(claim).await });
+                match tokio::time::timeout_at(deadline, step).await {
+                    Ok(Ok(r)) => {
+                        r?;
+                    }
+                    Ok(Err(e)) => {
+                        return Err(EngineError::Db(format!(
+                            "the synchronous execution's step was cancelled: {e}"
+                        )));
+                    }
+                    Err(_) => return self.describe_execution(name),
+                }
+            }
+            let d = self.describe_execution(name)?;
+            let now = tokio::time::Instant::now();
+            if d.status != ExecutionStatus::Running || now >= deadline {
+                return Ok(d);
+            }
+            // The driver holds it (it claimed it first), or it waits on a
+            // timer (a retry interval): look again shortly.
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
     fn pending_token(
         &self,
         db: &mut EngineDb,

@@ -464,11 +464,18 @@ impl App {
             &workflow::substitutions(),
         )
         .map_err(|e| StartError::Definition(e.to_string()))?;
+        let instant = jit_engine::StateMachine::load(
+            workflow::INSTANT_DEFINITION,
+            &workflow::substitutions(),
+        )
+        .map_err(|e| StartError::Definition(format!("instant.asl.json: {e}")))?;
         let engine_db =
             jit_engine::EngineDb::open(&engine_path).map_err(|e| engine_err(e.to_string()))?;
         let engine = jit_engine::Engine::open(
             engine_db,
-            jit_engine::Definitions::new().with(workflow::APPROVAL_MACHINE, machine),
+            jit_engine::Definitions::new()
+                .with(workflow::APPROVAL_MACHINE, machine)
+                .with(workflow::INSTANT_MACHINE, instant),
             Arc::new(workflow::LocalTasks {
                 tasks: tasks.clone(),
             }),

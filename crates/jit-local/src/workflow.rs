@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jit_core::RequestId;
-use jit_core::ports::{ExecutionState, Workflow, WorkflowError, WorkflowInput};
+use jit_core::ports::{ExecutionState, InstantRun, Workflow, WorkflowError, WorkflowInput};
 use jit_core::request::TaskToken;
 use jit_core::tasks::Tasks;
 use jit_engine::{Engine, EngineError, TaskInvoker};
@@ -17,6 +17,16 @@ use serde_json::{Value, json};
 pub const APPROVAL_DEFINITION: &str = include_str!("../../../state-machine/approval.asl.json");
 /// The name the engine knows the approval machine by.
 pub const APPROVAL_MACHINE: &str = "approval";
+/// The instant workflow (Express on AWS), compiled in.
+pub const INSTANT_DEFINITION: &str = include_str!("../../../state-machine/instant.asl.json");
+/// The name the engine knows the instant machine by.
+pub const INSTANT_MACHINE: &str = "instant";
+
+/// The instant execution's name for a request. Engine names are unique,
+/// and the request id names its Standard execution.
+pub fn instant_execution_name(id: &RequestId) -> String {
+    format!("{id}-instant")
+}
 
 /// The `${…}` substitutions: function names the invoker below knows.
 pub fn substitutions() -> jit_engine::Substitutions {
@@ -117,6 +127,39 @@ impl Workflow for EngineWorkflow {
             Err(EngineError::ExecutionAlreadyExists(_)) => Ok(()),
             Err(e) => Err(backend(e)),
         }
+    }
+
+    /// The instant machine, run synchronously on the engine. A second run
+    /// for the same request (its name is taken) is `Unsupported`: the
+    /// Standard workflow carries on alone.
+    async fn run_instant(
+        &self,
+        input: &WorkflowInput,
+        timeout: std::time::Duration,
+    ) -> Result<InstantRun, WorkflowError> {
+        let value =
+            serde_json::to_value(input).map_err(|e| WorkflowError::Backend(e.to_string()))?;
+        let name = instant_execution_name(&input.request_id);
+        let d = match self
+            .engine
+            .start_sync_execution(INSTANT_MACHINE, &name, value, timeout)
+            .await
+        {
+            Ok(d) => d,
+            Err(EngineError::ExecutionAlreadyExists(_)) => return Ok(InstantRun::Unsupported),
+            Err(EngineError::StateMachineDoesNotExist(_)) => return Ok(InstantRun::Unsupported),
+            Err(e) => return Err(backend(e)),
+        };
+        Ok(match d.status {
+            jit_engine::ExecutionStatus::Succeeded => {
+                InstantRun::Succeeded(d.output.unwrap_or(Value::Null))
+            }
+            jit_engine::ExecutionStatus::Running => InstantRun::TimedOut,
+            _ => InstantRun::Failed {
+                error: d.error.unwrap_or_default(),
+                cause: d.cause.unwrap_or_default(),
+            },
+        })
     }
 
     async fn execution_state(&self, id: &RequestId) -> Result<ExecutionState, WorkflowError> {

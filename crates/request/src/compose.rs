@@ -32,7 +32,17 @@ pub fn init() -> Result<(Config, SdkConfig), lambda_http::Error> {
 pub fn broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Error> {
     let state_machine = jit_aws::StateMachineArn::parse(cfg.state_machine_arn.clone())
         .map_err(|e| format!("JIT_STATE_MACHINE_ARN: {e}"))?;
-    let workflow = jit_aws::SfnWorkflow::from_config(sdk, state_machine).without_execution_state();
+    let instant = match &cfg.instant_state_machine_arn {
+        Some(a) => Some(
+            jit_aws::StateMachineArn::parse(a.clone())
+                .map_err(|e| format!("JIT_INSTANT_STATE_MACHINE_ARN: {e}"))?,
+        ),
+        None => None,
+    };
+    let standard = jit_aws::SfnWorkflow::from_config(sdk, state_machine);
+    let client = standard.client().clone();
+    // A waiting create runs the Express instant workflow first.
+    let workflow = jit_aws::SfnInstant::new(standard.without_execution_state(), client, instant);
     broker_with(cfg, sdk, Arc::new(workflow))
 }
 
@@ -40,6 +50,8 @@ pub fn broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Erro
 /// routes start, stop and complete no workflow (a revoke ends the grant in
 /// IAM and the record; the workflow's own Revoke step finds it ended), so
 /// it holds no Step Functions client: [`NoWorkflow`] refuses every call.
+/// (Creates stay on `request`: serving them here, so that a waiting create
+/// could vend credentials in the same call, took this binary to 6.06 MB.)
 pub fn grants_broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Error> {
     let mut broker = broker_with(cfg, sdk, Arc::new(NoWorkflow))?;
     let grants = grant_ports(cfg, sdk, broker.clock.clone())?;

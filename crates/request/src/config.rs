@@ -14,6 +14,11 @@ pub struct Config {
     /// written to.
     pub ledger_table: String,
     pub state_machine_arn: String,
+    /// `JIT_INSTANT_STATE_MACHINE_ARN`: the Express instant workflow
+    /// (`state-machine/instant.asl.json`) a waiting create runs with
+    /// `StartSyncExecution`; unset, a waiting create waits on the Standard
+    /// workflow alone.
+    pub instant_state_machine_arn: Option<String>,
     pub catalog_path: PathBuf,
     pub trust: TrustPolicy,
     pub demo_mode: bool,
@@ -82,6 +87,16 @@ impl Config {
                 message: format!("`{state_machine_arn}` is not a Step Functions state machine ARN"),
             });
         }
+        let instant_state_machine_arn =
+            get("JIT_INSTANT_STATE_MACHINE_ARN").filter(|a| !a.is_empty());
+        if let Some(a) = &instant_state_machine_arn
+            && let Err(e) = jit_aws::StateMachineArn::parse(a.clone())
+        {
+            return Err(ConfigError {
+                var: "JIT_INSTANT_STATE_MACHINE_ARN",
+                message: e.to_string(),
+            });
+        }
         let demo_mode = match get("JIT_DEMO_MODE").as_deref() {
             None | Some("") | Some("false") => false,
             Some("true") => true,
@@ -110,6 +125,7 @@ impl Config {
                 jit_aws::DEFAULT_LEDGER_TABLE,
             )?,
             state_machine_arn,
+            instant_state_machine_arn,
             catalog_path: PathBuf::from(
                 get("JIT_CATALOG").unwrap_or_else(|| "/opt/catalog.yaml".into()),
             ),
@@ -153,6 +169,26 @@ mod tests {
         assert_eq!(c.ledger_table, "JITGrantLedger");
         assert!(!c.demo_mode);
         assert!(c.trust.principals.is_empty());
+    }
+
+    #[test]
+    fn the_instant_machine_is_optional_and_checked() {
+        assert_eq!(cfg(&[SM]).unwrap().instant_state_machine_arn, None);
+        let c = cfg(&[
+            SM,
+            (
+                "JIT_INSTANT_STATE_MACHINE_ARN",
+                "arn:aws:states:us-east-1:123456789012:stateMachine:jit-instant",
+            ),
+        ])
+        .unwrap();
+        assert!(
+            c.instant_state_machine_arn
+                .unwrap()
+                .ends_with(":jit-instant")
+        );
+        let e = cfg(&[SM, ("JIT_INSTANT_STATE_MACHINE_ARN", "nope")]).unwrap_err();
+        assert_eq!(e.var, "JIT_INSTANT_STATE_MACHINE_ARN");
     }
 
     #[test]

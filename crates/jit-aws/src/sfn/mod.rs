@@ -24,7 +24,10 @@ use jit_core::request::TaskToken;
 
 use crate::error::{describe, describe_code_only};
 
+mod creates;
 mod history;
+
+pub use creates::{SfnInstant, instant_execution_name};
 
 /// Step Functions caps an execution's `cause` at 32,768 characters.
 const MAX_CAUSE_CHARS: usize = 32_768;
@@ -119,6 +122,11 @@ impl SfnWorkflow {
 
     pub fn state_machine(&self) -> &StateMachineArn {
         &self.state_machine
+    }
+
+    /// The client, to share with [`SfnInstant`].
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// This workflow without [`Workflow::history`], for a function that

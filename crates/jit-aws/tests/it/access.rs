@@ -195,7 +195,8 @@ async fn the_catalog_check_names_every_problem_and_its_fix() {
     let ghost = common::unique_name("jit-ghost");
     let role = |n: &str| format!("arn:aws:iam::{ACCOUNT}:role/{n}");
     let catalog = format!(
-        r#"groups:
+        r#"defaults: {{approvers: {{emails: [lead@example.com]}}}}
+groups:
   eng: ["{tagged_user}", "{plain_user}"]
 entitlements:
   - {{name: Policy, policy_name: "{policy}", account: "{ACCOUNT}"}}

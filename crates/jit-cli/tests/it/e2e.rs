@@ -128,6 +128,54 @@ fn auto_approved_request_to_cached_credentials_env_and_exec() {
 }
 
 #[test]
+#[cfg(unix)]
+fn exec_request_asks_waits_and_runs_in_one_step() {
+    // GIVEN an SRE (auto-approved for OnCallReadOnly)
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("data"));
+    let sre = Jit::new(dir.path(), "sre");
+    sre.configure(&server.url(), KEY, "sre@example.com", "sre");
+    // WHEN `jit exec --request` runs a command
+    let out = sre.ok(&[
+        "exec",
+        "--request",
+        "OnCallReadOnly",
+        "--duration",
+        "15m",
+        "--reason",
+        "INC-9: look at the logs",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$AWS_ACCESS_KEY_ID\"",
+    ]);
+    // THEN it ran with the granted request's credentials, which the create
+    // answered with (and the cache now holds)
+    assert!(out.starts_with("LOCALFAKE"), "{out}");
+    let list = sre.json(&["list"]);
+    let r = &list["requests"][0];
+    assert_eq!(r["status"], "GRANTED", "{list}");
+    let cached = sre
+        .cache
+        .join("credentials")
+        .join(format!("{}.json", r["requestId"].as_str().unwrap()));
+    let creds: Value = serde_json::from_str(&std::fs::read_to_string(cached).unwrap()).unwrap();
+    assert_eq!(creds["AccessKeyId"], out.as_str());
+    // AND a request that needs a person is left pending, saying so
+    let err = sre.fails(&[
+        "exec",
+        "--request",
+        "JIT-ElevatedAdminRole",
+        "--reason",
+        "INC-9",
+        "--",
+        "true",
+    ]);
+    assert!(err.contains("not granted yet"), "{err}");
+    server.stop();
+}
+
+#[test]
 fn manual_approval_by_a_second_identity_then_revoke() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));

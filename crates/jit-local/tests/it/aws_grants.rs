@@ -325,7 +325,7 @@ async fn catalog_check_runs_against_the_ambient_account() {
     std::fs::write(
         &bad,
         format!(
-            "policies:\n  - policy_name: \"{}\"\n    aws_account_id: \"{ACCOUNT}\"\n    request_name: \"Read Only\"\n",
+            "defaults: {{approvers: {{emails: [lead@example.com]}}}}\npolicies:\n  - policy_name: \"{}\"\n    aws_account_id: \"{ACCOUNT}\"\n    request_name: \"Read Only\"\n",
             acct.policy.to_uppercase()
         ),
     )

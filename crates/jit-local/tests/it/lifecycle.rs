@@ -397,7 +397,7 @@ async fn attach_policy_grants_attach_then_detach_and_the_ttl_backstop_revokes() 
     let dir = tempfile::tempdir().unwrap();
     let l = open(dir.path(), start_clock(), Overrides::default());
     let attached = || l.app.attacher().unwrap().attachments();
-    // The Kubiya seed's entry: attach AWSReadOnlyAccess to the requester.
+    // The Kubiya seed's entry: attach ReadOnlyAccess to the requester.
     let body =
         json!({"entitlement": "Read Only Access", "duration": "1h", "justification": "audit"});
     let (s, v) = l
@@ -415,7 +415,7 @@ async fn attach_policy_grants_attach_then_detach_and_the_ttl_backstop_revokes() 
     assert_eq!(s, 200);
     assert_eq!(l.status(&id).await, "GRANTED");
     assert_eq!(attached().len(), 1);
-    assert_eq!(attached()[0].2, "AWSReadOnlyAccess");
+    assert_eq!(attached()[0].2, "ReadOnlyAccess");
     l.forward(3600).await;
     assert_eq!(l.status(&id).await, "EXPIRED");
     assert!(attached().is_empty(), "detached at expiry");

@@ -13,6 +13,7 @@ mod common;
 mod console;
 mod grants;
 mod http;
+mod instant;
 mod kill;
 mod lifecycle;
 mod openapi;
