@@ -26,6 +26,8 @@ mod error;
 #[cfg(feature = "s3")]
 pub mod export;
 pub mod grants;
+#[cfg(feature = "idc")]
+pub mod identity_center;
 pub mod inventory;
 pub mod notify;
 pub mod sdk;
