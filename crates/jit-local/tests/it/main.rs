@@ -15,4 +15,5 @@ mod http;
 mod kill;
 mod lifecycle;
 mod openapi;
+mod permission_sets;
 mod reconcile;
