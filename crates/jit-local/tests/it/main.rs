@@ -6,6 +6,7 @@ mod analytics;
 mod approvals;
 mod asl_cli;
 mod aws_grants;
+mod aws_permission_sets;
 mod backpressure;
 mod browser;
 mod chaos;
