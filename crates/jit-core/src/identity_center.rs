@@ -214,57 +214,6 @@ impl std::fmt::Debug for DirectoryHandle {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ports::ManualClock;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    struct Counting(AtomicUsize);
-
-    #[async_trait]
-    impl GroupDirectory for Counting {
-        async fn groups_of(&self, _: &Principal) -> Result<Vec<String>, GrantError> {
-            let n = self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(vec![format!("g{n}")])
-        }
-    }
-
-    #[tokio::test]
-    async fn memberships_are_cached_for_a_bounded_time() {
-        // GIVEN a directory behind a 300 s cache
-        let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let clock = Arc::new(ManualClock::new(t0));
-        let inner = Arc::new(Counting(AtomicUsize::new(0)));
-        let cached = CachedGroups::new(inner.clone(), clock.clone(), 300);
-        let alice = Principal::parse("alice@example.com").unwrap();
-        // WHEN asked twice within the time THEN the directory is read once
-        assert_eq!(cached.groups_of(&alice).await.unwrap(), ["g0"]);
-        clock.advance(chrono::Duration::seconds(299));
-        assert_eq!(cached.groups_of(&alice).await.unwrap(), ["g0"]);
-        // AND once the time has passed it is read again
-        clock.advance(chrono::Duration::seconds(1));
-        assert_eq!(cached.groups_of(&alice).await.unwrap(), ["g1"]);
-        assert_eq!(inner.0.load(Ordering::SeqCst), 2);
-    }
-
-    #[test]
-    fn the_console_url_opens_the_account_and_permission_set_in_the_portal() {
-        let idc = IdentityCenter {
-            instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
-            identity_store_id: "d-1234567890".into(),
-            region: "eu-west-1".into(),
-            portal_url: "https://d-1234567890.awsapps.com/start/".into(),
-            group_cache_secs: 300,
-            local_directory: None,
-        };
-        assert_eq!(
-            idc.console_url(&AccountId::parse("111122223333").unwrap(), "Admin Access"),
-            "https://d-1234567890.awsapps.com/start/#/console?account_id=111122223333&role_name=Admin%20Access"
-        );
-    }
-}
-
 /// The target and account of a new request: the entitlement's, except that
 /// a permission-set entitlement takes the body's `accounts` (a subset of its
 /// own; absent: all) or its `account` (one of its own). `accounts` on any
@@ -351,4 +300,55 @@ pub fn requested_accounts(
         },
         first,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::ManualClock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting(AtomicUsize);
+
+    #[async_trait]
+    impl GroupDirectory for Counting {
+        async fn groups_of(&self, _: &Principal) -> Result<Vec<String>, GrantError> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![format!("g{n}")])
+        }
+    }
+
+    #[tokio::test]
+    async fn memberships_are_cached_for_a_bounded_time() {
+        // GIVEN a directory behind a 300 s cache
+        let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let clock = Arc::new(ManualClock::new(t0));
+        let inner = Arc::new(Counting(AtomicUsize::new(0)));
+        let cached = CachedGroups::new(inner.clone(), clock.clone(), 300);
+        let alice = Principal::parse("alice@example.com").unwrap();
+        // WHEN asked twice within the time THEN the directory is read once
+        assert_eq!(cached.groups_of(&alice).await.unwrap(), ["g0"]);
+        clock.advance(chrono::Duration::seconds(299));
+        assert_eq!(cached.groups_of(&alice).await.unwrap(), ["g0"]);
+        // AND once the time has passed it is read again
+        clock.advance(chrono::Duration::seconds(1));
+        assert_eq!(cached.groups_of(&alice).await.unwrap(), ["g1"]);
+        assert_eq!(inner.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_console_url_opens_the_account_and_permission_set_in_the_portal() {
+        let idc = IdentityCenter {
+            instance_arn: "arn:aws:sso:::instance/ssoins-1".into(),
+            identity_store_id: "d-1234567890".into(),
+            region: "eu-west-1".into(),
+            portal_url: "https://d-1234567890.awsapps.com/start/".into(),
+            group_cache_secs: 300,
+            local_directory: None,
+        };
+        assert_eq!(
+            idc.console_url(&AccountId::parse("111122223333").unwrap(), "Admin Access"),
+            "https://d-1234567890.awsapps.com/start/#/console?account_id=111122223333&role_name=Admin%20Access"
+        );
+    }
 }
