@@ -261,15 +261,19 @@ impl AssignmentManager for IdentityCenterClient {
         } else {
             // ListPermissionSets answers ARNs only: describe each until the
             // name matches (names are unique in an instance).
+            // Pages followed by hand: the SDK's paginators cost binary size
+            // in the task functions (see ARCHITECTURE, Lambda sizes).
             let mut found = None;
-            let mut pages = self
-                .sso
-                .list_permission_sets()
-                .instance_arn(&self.instance_arn)
-                .into_paginator()
-                .send();
-            'pages: while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| classify("ListPermissionSets", &e))?;
+            let mut token: Option<String> = None;
+            'pages: loop {
+                let page = self
+                    .sso
+                    .list_permission_sets()
+                    .instance_arn(&self.instance_arn)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| classify("ListPermissionSets", &e))?;
                 for arn in page.permission_sets() {
                     if let Some(ps) = self.describe_permission_set(arn).await? {
                         let hit = ps.name == name_or_arn;
@@ -282,6 +286,10 @@ impl AssignmentManager for IdentityCenterClient {
                             break 'pages;
                         }
                     }
+                }
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => break,
                 }
             }
             found
@@ -346,16 +354,18 @@ impl AssignmentManager for IdentityCenterClient {
         permission_set_arn: &str,
     ) -> Result<Vec<String>, GrantError> {
         let mut users = vec![];
-        let mut pages = self
-            .sso
-            .list_account_assignments()
-            .instance_arn(&self.instance_arn)
-            .account_id(account.as_str())
-            .permission_set_arn(permission_set_arn)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("ListAccountAssignments", &e))?;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .sso
+                .list_account_assignments()
+                .instance_arn(&self.instance_arn)
+                .account_id(account.as_str())
+                .permission_set_arn(permission_set_arn)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListAccountAssignments", &e))?;
             for a in page.account_assignments() {
                 if a.principal_type() == Some(&PrincipalType::User)
                     && let Some(id) = a.principal_id()
@@ -363,10 +373,17 @@ impl AssignmentManager for IdentityCenterClient {
                     users.push(id.to_string());
                 }
             }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
         }
         Ok(users)
     }
+}
 
+#[async_trait]
+impl jit_core::identity_center::Provisioning for IdentityCenterClient {
     async fn provisioned_accounts(
         &self,
         permission_set_arn: &str,

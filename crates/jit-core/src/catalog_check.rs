@@ -425,6 +425,7 @@ pub async fn catalog_check(
 pub async fn check_permission_sets(
     catalog: &Catalog,
     manager: &dyn crate::identity_center::AssignmentManager,
+    provisioning: &dyn crate::identity_center::Provisioning,
     inspector: &dyn AccountInspector,
     broker: Option<&BrokerPrincipal>,
     rows: &mut [CheckRow],
@@ -437,19 +438,29 @@ pub async fn check_permission_sets(
         else {
             continue;
         };
-        let row =
-            check_permission_set(e, permission_set, accounts, manager, inspector, broker).await;
+        let row = check_permission_set(
+            e,
+            permission_set,
+            accounts,
+            manager,
+            provisioning,
+            inspector,
+            broker,
+        )
+        .await;
         if let Some(slot) = rows.iter_mut().find(|r| r.entitlement == e.name) {
             *slot = row;
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn check_permission_set(
     e: &Entitlement,
     permission_set: &str,
     accounts: &[AccountId],
     manager: &dyn crate::identity_center::AssignmentManager,
+    provisioning: &dyn crate::identity_center::Provisioning,
     inspector: &dyn AccountInspector,
     broker: Option<&BrokerPrincipal>,
 ) -> CheckRow {
@@ -478,7 +489,7 @@ async fn check_permission_set(
         }
         Ok(Some(ps)) => ps,
     };
-    let provisioned = match manager.provisioned_accounts(&ps.arn).await {
+    let provisioned = match provisioning.provisioned_accounts(&ps.arn).await {
         Ok(list) => list,
         Err(err) => {
             return CheckRow::problem(

@@ -142,8 +142,13 @@ pub trait AssignmentManager: Send + Sync {
         account: &AccountId,
         permission_set_arn: &str,
     ) -> Result<Vec<String>, GrantError>;
+}
 
-    /// The accounts the permission set is provisioned to (catalog check).
+/// Where a permission set is provisioned (`catalog check` only): a trait
+/// of its own so the functions that grant do not link the call.
+#[async_trait]
+pub trait Provisioning: Send + Sync {
+    /// The accounts the permission set is provisioned to.
     async fn provisioned_accounts(
         &self,
         permission_set_arn: &str,

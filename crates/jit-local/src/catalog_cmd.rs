@@ -72,6 +72,7 @@ pub async fn run(args: CheckArgs) -> i32 {
         jit_core::catalog_check::check_permission_sets(
             &catalog,
             &client,
+            &client,
             &inspector,
             broker.as_ref(),
             &mut rows,

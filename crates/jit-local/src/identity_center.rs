@@ -153,7 +153,10 @@ impl AssignmentManager for LocalIdentityCenter {
             .map(|r| r.user_id)
             .collect())
     }
+}
 
+#[async_trait]
+impl jit_core::identity_center::Provisioning for LocalIdentityCenter {
     async fn provisioned_accounts(
         &self,
         _permission_set_arn: &str,

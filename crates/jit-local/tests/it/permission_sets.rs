@@ -385,9 +385,6 @@ impl AssignmentManager for Faulty {
     async fn assigned_users(&self, a: &AccountId, ps: &str) -> Result<Vec<String>, GrantError> {
         self.inner.assigned_users(a, ps).await
     }
-    async fn provisioned_accounts(&self, ps: &str) -> Result<Vec<AccountId>, GrantError> {
-        self.inner.provisioned_accounts(ps).await
-    }
 }
 
 fn faulty(dir: &Path) -> (Arc<Faulty>, Overrides) {
