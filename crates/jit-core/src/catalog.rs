@@ -774,7 +774,7 @@ impl Catalog {
             raw.policy_name.is_some(),
             raw.permission_set.is_some(),
         ];
-        if modes.iter().filter(|m| **m).count() > 1 {
+        if raw.permission_set.is_some() && modes.iter().filter(|m| **m).count() > 1 {
             return Err(ctx.err(
                 Some(if raw.role_arn.is_some() { "role_arn" } else { "policy_name" }),
                 "names more than one of `role_arn`, `policy_name`, `permission_set`; an entitlement grants one",
@@ -1373,5 +1373,124 @@ entitlements:
         )
         .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("slack_users.not an id"), "{err}");
+    }
+
+    const IDC: &str = "identity_center: {instance_arn: 'arn:aws:sso:::instance/ssoins-1', identity_store_id: d-1234567890, region: eu-west-1}\n";
+
+    #[test]
+    fn permission_set_entries_need_accounts_and_the_instance() {
+        // (entry, field, words in the message)
+        let cases: &[(&str, &str, &str)] = &[
+            ("permission_set: Admin", "accounts", "is missing"),
+            (
+                "permission_set: Admin\n    accounts: []",
+                "accounts",
+                "is empty",
+            ),
+            (
+                "permission_set: Admin\n    accounts: ['1234']",
+                "accounts",
+                "12 digits",
+            ),
+            (
+                "permission_set: Admin\n    accounts: ['111111111111', '111111111111']",
+                "accounts",
+                "twice",
+            ),
+            (
+                "permission_set: 'bad name!'\n    accounts: ['111111111111']",
+                "permission_set",
+                "name",
+            ),
+            (
+                "permission_set: Admin\n    role_arn: 'arn:aws:iam::123456789012:role/R'",
+                "role_arn",
+                "more than one",
+            ),
+            (
+                "policy_name: P\n    account: '111111111111'\n    accounts: ['111111111111']",
+                "accounts",
+                "permission_set",
+            ),
+            (
+                "permission_set: Admin\n    account: '111111111111'\n    accounts: ['111111111111']",
+                "account",
+                "both set",
+            ),
+        ];
+        for (entry, field, needle) in cases {
+            let text = format!("{IDC}entitlements:\n  - name: A\n    {entry}\n");
+            let err = Catalog::parse(&text, "c.yaml").expect_err(entry);
+            assert_eq!(err.field.as_deref(), Some(*field), "{entry}: {err}");
+            assert!(err.to_string().contains(needle), "{entry}: {err}");
+        }
+        // Without the instance block, the entry names what is missing.
+        let err = Catalog::parse(
+            "entitlements:\n  - name: A\n    permission_set: Admin\n    accounts: ['111111111111']\n",
+            "c.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("permission_set"), "{err}");
+        // An idc: group without the instance block is refused too.
+        let err = Catalog::parse(
+            "entitlements:\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n    eligible_groups: ['idc:Platform']\n",
+            "c.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("identity_center"), "{err}");
+        // A good entry: the first account is the entitlement's account.
+        let c = Catalog::parse(
+            &format!("{IDC}entitlements:\n  - name: A\n    permission_set: Admin\n    accounts: ['222222222222', '111111111111']\n    eligible_groups: ['idc:Platform']\n"),
+            "c.yaml",
+        )
+        .unwrap();
+        let e = c.get("A").unwrap();
+        assert_eq!(e.account.as_str(), "222222222222");
+        assert!(c.uses_idc_groups());
+        assert_eq!(
+            c.identity_center().unwrap().portal_url,
+            "https://d-1234567890.awsapps.com/start"
+        );
+    }
+
+    #[test]
+    fn a_request_takes_a_subset_of_the_accounts_in_the_entitlements_order() {
+        use crate::service::NewRequest;
+        let c = Catalog::parse(
+            &format!("{IDC}entitlements:\n  - name: A\n    permission_set: Admin\n    accounts: ['111111111111', '222222222222', '333333333333']\n  - name: R\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n"),
+            "c.yaml",
+        )
+        .unwrap();
+        let ask = |ent: &str, accounts: Option<Vec<&str>>| {
+            let req = NewRequest {
+                accounts: accounts.map(|l| l.into_iter().map(String::from).collect()),
+                ..NewRequest::default()
+            };
+            crate::identity_center::requested_accounts(c.get(ent).unwrap(), &req)
+        };
+        let (target, first) = ask("A", Some(vec!["333333333333", "111111111111"])).unwrap();
+        assert_eq!(first.as_str(), "111111111111");
+        match target {
+            GrantTarget::PermissionSet { accounts, .. } => assert_eq!(
+                accounts.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                ["111111111111", "333333333333"]
+            ),
+            other => panic!("{other:?}"),
+        }
+        let (all, _) = ask("A", None).unwrap();
+        assert!(matches!(all, GrantTarget::PermissionSet { accounts, .. } if accounts.len() == 3));
+        for bad in [
+            ask("A", Some(vec!["999999999999"])),
+            ask("A", Some(vec![])),
+            ask("A", Some(vec!["111111111111", "111111111111"])),
+            ask("R", Some(vec!["123456789012"])),
+        ] {
+            match bad {
+                Err(crate::error::ServiceError::Invalid { field, .. }) => {
+                    assert_eq!(field.as_deref(), Some("accounts"))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }
