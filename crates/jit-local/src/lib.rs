@@ -281,7 +281,7 @@ fn valid_api_key(key: &str) -> bool {
 /// The catalog's fake Identity Center (`identity_center.local_directory`),
 /// with its assignments in the data directory; `None` when the catalog
 /// configures none.
-fn local_identity_center(
+pub(crate) fn local_identity_center(
     catalog: &Catalog,
     data_dir: &Path,
 ) -> Result<Option<IdcPorts>, StartError> {
