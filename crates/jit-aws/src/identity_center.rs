@@ -20,12 +20,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_identitystore::types::{AlternateIdentifier, MemberId, UniqueAttribute};
 use aws_sdk_ssoadmin::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssoadmin::types::{
     AccountAssignmentOperationStatus, PrincipalType, StatusValues, TargetType,
 };
-use aws_smithy_types::Document;
 use jit_core::identity_center::{
     Assignment, AssignmentManager, GroupDirectory, IdentityCenter, PermissionSetInfo,
 };
@@ -43,15 +41,13 @@ const MAX_POLL: Duration = Duration::from_secs(4);
 /// sso-admin and identitystore for one Identity Center instance.
 pub struct IdentityCenterClient {
     sso: aws_sdk_ssoadmin::Client,
-    store: aws_sdk_identitystore::Client,
+    /// The Identity Store: user ids (and groups, for `jit-local`).
+    groups: crate::identity_store::IdentityStoreGroups,
     instance_arn: String,
-    identity_store_id: String,
     /// Permission sets by the catalog's spelling (name or ARN); user ids by
     /// principal. Both stable for the life of a process: a renamed
     /// permission set or a re-created user is picked up by a new process.
     permission_sets: Mutex<HashMap<String, PermissionSetInfo>>,
-    users: Mutex<HashMap<Principal, String>>,
-    group_names: Mutex<HashMap<String, String>>,
     wait_bound: Duration,
 }
 
@@ -59,19 +55,13 @@ impl IdentityCenterClient {
     pub fn new(config: &aws_config::SdkConfig, idc: &IdentityCenter) -> Self {
         let region = aws_types::region::Region::new(idc.region.clone());
         let sso = aws_sdk_ssoadmin::config::Builder::from(config)
-            .region(region.clone())
-            .build();
-        let store = aws_sdk_identitystore::config::Builder::from(config)
             .region(region)
             .build();
         IdentityCenterClient {
             sso: aws_sdk_ssoadmin::Client::from_conf(sso),
-            store: aws_sdk_identitystore::Client::from_conf(store),
+            groups: crate::identity_store::IdentityStoreGroups::new(config, idc),
             instance_arn: idc.instance_arn.clone(),
-            identity_store_id: idc.identity_store_id.clone(),
             permission_sets: Mutex::new(HashMap::new()),
-            users: Mutex::new(HashMap::new()),
-            group_names: Mutex::new(HashMap::new()),
             wait_bound: WAIT_BOUND,
         }
     }
@@ -173,14 +163,14 @@ impl IdentityCenterClient {
     }
 }
 
-fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+pub(crate) fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
     match e {
         SdkError::ServiceError(s) => s.err().code(),
         _ => None,
     }
 }
 
-fn classify<E, R>(operation: &str, err: &SdkError<E, R>) -> GrantError
+pub(crate) fn classify<E, R>(operation: &str, err: &SdkError<E, R>) -> GrantError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -205,43 +195,7 @@ where
 #[async_trait]
 impl AssignmentManager for IdentityCenterClient {
     async fn user_id(&self, user: &Principal) -> Result<Option<String>, GrantError> {
-        if let Some(id) = self.users.lock().expect("cache lock").get(user) {
-            return Ok(Some(id.clone()));
-        }
-        // An email is looked up by email; an ARN by its last part (an SSO
-        // session's name is the user name); anything else as a user name.
-        let text = user.as_str();
-        let (path, value) = if text.starts_with("arn:") {
-            ("userName", text.rsplit(['/', ':']).next().unwrap_or(text))
-        } else if text.contains('@') {
-            ("emails.value", text)
-        } else {
-            ("userName", text)
-        };
-        let attribute = UniqueAttribute::builder()
-            .attribute_path(path)
-            .attribute_value(Document::String(value.to_string()))
-            .build()
-            .map_err(|e| GrantError::Other(format!("GetUserId: {e}")))?;
-        match self
-            .store
-            .get_user_id()
-            .identity_store_id(&self.identity_store_id)
-            .alternate_identifier(AlternateIdentifier::UniqueAttribute(attribute))
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let id = out.user_id().to_string();
-                self.users
-                    .lock()
-                    .expect("cache lock")
-                    .insert(user.clone(), id.clone());
-                Ok(Some(id))
-            }
-            Err(e) if code(&e) == Some("ResourceNotFoundException") => Ok(None),
-            Err(e) => Err(classify("GetUserId", &e)),
-        }
+        self.groups.user_id(user).await
     }
 
     async fn permission_set(
@@ -411,61 +365,6 @@ impl jit_core::identity_center::Provisioning for IdentityCenterClient {
 #[async_trait]
 impl GroupDirectory for IdentityCenterClient {
     async fn groups_of(&self, user: &Principal) -> Result<Vec<String>, GrantError> {
-        let Some(user_id) = AssignmentManager::user_id(self, user).await? else {
-            return Ok(vec![]);
-        };
-        let mut group_ids = vec![];
-        let mut pages = self
-            .store
-            .list_group_memberships_for_member()
-            .identity_store_id(&self.identity_store_id)
-            .member_id(MemberId::UserId(user_id))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("ListGroupMembershipsForMember", &e))?;
-            group_ids.extend(
-                page.group_memberships()
-                    .iter()
-                    .filter_map(|m| m.group_id().map(str::to_string)),
-            );
-        }
-        let mut names = Vec::with_capacity(group_ids.len());
-        for id in group_ids {
-            let cached = self
-                .group_names
-                .lock()
-                .expect("cache lock")
-                .get(&id)
-                .cloned();
-            let name = match cached {
-                Some(n) => n,
-                None => {
-                    let out = match self
-                        .store
-                        .describe_group()
-                        .identity_store_id(&self.identity_store_id)
-                        .group_id(&id)
-                        .send()
-                        .await
-                    {
-                        Ok(out) => out,
-                        // Deleted between the two calls: not a membership.
-                        Err(e) if code(&e) == Some("ResourceNotFoundException") => continue,
-                        Err(e) => return Err(classify("DescribeGroup", &e)),
-                    };
-                    let Some(n) = out.display_name().map(str::to_string) else {
-                        continue;
-                    };
-                    self.group_names
-                        .lock()
-                        .expect("cache lock")
-                        .insert(id.clone(), n.clone());
-                    n
-                }
-            };
-            names.push(name);
-        }
-        Ok(names)
+        self.groups.groups_of(user).await
     }
 }
