@@ -47,23 +47,6 @@ pub fn grants_broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_htt
     Ok(broker)
 }
 
-/// `idc:` rules: the Identity Store's groups (identitystore only, no
-/// sso-admin), cached per person for the catalog's `group_cache`. Only when
-/// some rule names an `idc:` group.
-pub fn with_identity_store(catalog: Catalog, sdk: &SdkConfig) -> Catalog {
-    let Some(idc) = catalog.identity_center().cloned() else {
-        return catalog;
-    };
-    if !catalog.uses_idc_groups() {
-        return catalog;
-    }
-    catalog.with_group_directory(Arc::new(jit_core::identity_center::CachedGroups::new(
-        Arc::new(jit_aws::identity_store::IdentityStoreGroups::new(sdk, &idc)),
-        Arc::new(SystemClock),
-        idc.group_cache_secs,
-    )))
-}
-
 fn broker_with(
     cfg: &Config,
     sdk: &SdkConfig,
@@ -75,10 +58,7 @@ fn broker_with(
             cfg.catalog_path.display()
         )
     })?;
-    let catalog = with_identity_store(
-        Catalog::parse(&text, &cfg.catalog_path.display().to_string())?,
-        sdk,
-    );
+    let catalog = Catalog::parse(&text, &cfg.catalog_path.display().to_string())?;
     let store = jit_aws::DynamoStore::from_config(
         sdk,
         jit_aws::TableNames::new(cfg.table.clone(), cfg.audit_table.clone()),
