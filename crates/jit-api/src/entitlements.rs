@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, ApiRequest, invalid, json_response, parse_query};
 
-pub(crate) fn list(
+pub(crate) async fn list(
     broker: &Broker,
     caller: &Caller,
     req: &ApiRequest,
@@ -29,7 +29,8 @@ pub(crate) fn list(
         }
     }
     let items: Vec<Value> = broker
-        .requestable(caller, on_behalf.as_deref())?
+        .requestable(caller, on_behalf.as_deref())
+        .await?
         .iter()
         .map(view)
         .collect();
@@ -72,6 +73,14 @@ fn view(r: &Requestable<'_>) -> Value {
         GrantTarget::AttachPolicy { policy_name } => {
             v["grantMode"] = json!("attach-policy");
             v["policyName"] = json!(policy_name.as_str());
+        }
+        GrantTarget::PermissionSet {
+            permission_set,
+            accounts,
+        } => {
+            v["grantMode"] = json!("permission-set");
+            v["permissionSet"] = json!(permission_set);
+            v["accounts"] = json!(accounts);
         }
     }
     if let Some(auto) = r.auto_approved_for_you {

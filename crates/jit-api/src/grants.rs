@@ -63,10 +63,16 @@ pub(crate) async fn route(
         }
         (["console"], &Method::GET) => {
             let access = broker.console(caller, id).await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({ "url": access.url.expose() }),
-            ))
+            let mut body = json!({ "url": access.url.expose() });
+            if !access.portal.is_empty() {
+                // A permission-set grant: the access portal, per account.
+                body["accounts"] = access
+                    .portal
+                    .iter()
+                    .map(|(a, url)| json!({ "account": a, "url": url }))
+                    .collect();
+            }
+            Ok(json_response(StatusCode::OK, &body))
         }
         (["credentials"] | ["console"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["revoke"], &Method::POST) => {

@@ -366,7 +366,7 @@ async fn route(
     const GET_POST: &[Method] = &[Method::GET, Method::POST];
     let now = broker.clock.now();
     match (segments.as_slice(), &req.method) {
-        (["entitlements"], &Method::GET) => entitlements::list(broker, caller, &req),
+        (["entitlements"], &Method::GET) => entitlements::list(broker, caller, &req).await,
         (["entitlements"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["request-access"], &Method::POST) => create(broker, caller, &req, BodyForm::Seed).await,
         (["request-access"], _) => Err(ApiError::MethodNotAllowed(POST)),
@@ -522,6 +522,28 @@ impl Body {
         }
     }
 
+    /// A list of strings (`accounts`): each element must be a string.
+    fn opt_str_list(&self, field: &str) -> Result<Option<Vec<String>>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(invalid(
+                        field,
+                        "must be a list of 12-digit account ids (strings)",
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(invalid(
+                field,
+                "must be a list of 12-digit account ids (strings)",
+            )),
+        }
+    }
+
     fn opt_bool(&self, field: &str) -> Result<Option<bool>, ApiError> {
         match self.0.get(field) {
             None | Some(Value::Null) => Ok(None),
@@ -581,6 +603,7 @@ async fn create(
                 requester: body.opt_str("requester")?,
                 idempotency_key: body.opt_str("idempotencyKey")?,
                 simulate_approval: body.opt_bool("simulateApproval")?.unwrap_or(false),
+                ..NewRequest::default()
             }
         }
         BodyForm::Canonical => {
@@ -589,6 +612,7 @@ async fn create(
                 "duration",
                 "justification",
                 "account",
+                "accounts",
                 "requester",
                 "idempotencyKey",
                 "wait",
@@ -598,6 +622,7 @@ async fn create(
                 entitlement_field: "entitlement",
                 role_arn: None,
                 account: body.opt_str("account")?,
+                accounts: body.opt_str_list("accounts")?,
                 duration: body.opt_duration("duration")?,
                 justification: body.opt_str("justification")?,
                 justification_required: true,

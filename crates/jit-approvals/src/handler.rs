@@ -760,8 +760,12 @@ impl Approvals {
             Ok(p) => p,
             Err(message) => return self.respond(url, render::ephemeral(&message)).await,
         };
+        let groups = match self.broker.groups_of(&principal, &[]).await {
+            Ok(g) => g,
+            Err(e) => return self.respond(url, render::ephemeral(&e.to_string())).await,
+        };
         let who = Decider {
-            groups: self.broker.catalog.groups_of(&principal, &[]),
+            groups,
             principal,
             slack_user: Some(i.user_id.clone()),
             via: "slack",

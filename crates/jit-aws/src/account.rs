@@ -205,6 +205,43 @@ impl AccountInspector for IamRoleInspector {
 
 #[async_trait]
 impl AccountInspector for IamInspector {
+    /// IAM's policy simulator (`SimulatePrincipalPolicy`) for the broker's
+    /// role (an assumed-role session is simulated as its role, without a
+    /// path): the permission set and the account as the resources
+    /// (Identity Center's `CreateAccountAssignment` authorizes on both).
+    async fn may_call(
+        &self,
+        principal: &str,
+        action: &str,
+        resource: &str,
+        account: &AccountId,
+    ) -> Result<Option<bool>, GrantError> {
+        let source = match principal.split_once(":assumed-role/") {
+            Some((head, rest)) => format!(
+                "{}:role/{}",
+                head.replacen(":sts:", ":iam:", 1),
+                rest.split('/').next().unwrap_or_default()
+            ),
+            None => principal.to_string(),
+        };
+        let out = self
+            .client
+            .simulate_principal_policy()
+            .policy_source_arn(&source)
+            .action_names(action)
+            .resource_arns(resource)
+            .resource_arns(format!("arn:{}:sso:::account/{account}", self.partition))
+            .send()
+            .await
+            .map_err(|e| GrantError::Other(describe("SimulatePrincipalPolicy", &e)))?;
+        Ok(Some(
+            !out.evaluation_results().is_empty()
+                && out.evaluation_results().iter().all(|r| {
+                    r.eval_decision() == &aws_sdk_iam::types::PolicyEvaluationDecisionType::Allowed
+                }),
+        ))
+    }
+
     async fn policy(
         &self,
         account: &AccountId,

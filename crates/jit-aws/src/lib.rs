@@ -26,6 +26,10 @@ mod error;
 #[cfg(feature = "s3")]
 pub mod export;
 pub mod grants;
+#[cfg(feature = "idc")]
+pub mod identity_center;
+#[cfg(feature = "idc-groups")]
+pub mod identity_store;
 pub mod inventory;
 pub mod notify;
 pub mod sdk;

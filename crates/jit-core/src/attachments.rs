@@ -53,7 +53,7 @@ impl AttachmentKey {
                     }
                 }),
             ),
-            GrantTarget::AssumeRole { .. } => None,
+            GrantTarget::AssumeRole { .. } | GrantTarget::PermissionSet { .. } => None,
         }
     }
 

@@ -106,6 +106,11 @@ pub struct Catalog {
     /// Groups whose members may revoke any grant.
     admin_groups: Vec<String>,
     working_hours: crate::analytics::WorkingHours,
+    /// The catalog's Identity Center instance (permission-set entitlements,
+    /// `idc:` groups).
+    identity_center: Option<crate::identity_center::IdentityCenter>,
+    /// Where `idc:` groups are read, once a front door configured it.
+    group_directory: Option<crate::identity_center::DirectoryHandle>,
 }
 
 /// A catalog that failed to load: where, which entry, which field, and why.
@@ -156,6 +161,33 @@ struct RawCatalog {
     /// When people work: analytics counts grants outside these hours.
     #[serde(default)]
     working_hours: Option<crate::analytics::RawWorkingHours>,
+    /// IAM Identity Center: the instance permission-set entitlements use.
+    #[serde(default)]
+    identity_center: Option<RawIdentityCenter>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentityCenter {
+    instance_arn: Option<String>,
+    identity_store_id: Option<String>,
+    region: Option<String>,
+    portal_url: Option<String>,
+    group_cache: Option<DurationInput>,
+    local_directory: Option<RawLocalDirectory>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLocalDirectory {
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    permission_sets: Vec<String>,
+    #[serde(default)]
+    failing_accounts: Vec<Value>,
 }
 
 /// The Kubiya seed's entry, exactly its three fields.
@@ -209,6 +241,9 @@ struct RawEntitlement {
     account: Option<Value>,
     role_arn: Option<String>,
     policy_name: Option<String>,
+    /// IAM Identity Center permission set (name or ARN), with `accounts`.
+    permission_set: Option<String>,
+    accounts: Option<Vec<Value>>,
     min_duration: Option<DurationInput>,
     max_duration: Option<DurationInput>,
     default_duration: Option<DurationInput>,
@@ -355,6 +390,188 @@ fn approvers(ctx: &Ctx, raw: &RawApprovers, prefix: &str) -> Result<Approvers, C
     })
 }
 
+fn identity_center(
+    ctx: &Ctx,
+    raw: &RawIdentityCenter,
+) -> Result<crate::identity_center::IdentityCenter, CatalogError> {
+    let need = |v: &Option<String>, field: &str, what: &str| {
+        v.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+            ctx.err(
+                Some(&format!("identity_center.{field}")),
+                format!("is missing: {what}"),
+            )
+        })
+    };
+    let instance_arn = need(
+        &raw.instance_arn,
+        "instance_arn",
+        "the instance's ARN (`arn:aws:sso:::instance/ssoins-…`, `aws sso-admin list-instances`)",
+    )?;
+    if !(instance_arn.starts_with("arn:") && instance_arn.contains(":instance/")) {
+        return Err(ctx.err(
+            Some("identity_center.instance_arn"),
+            "must look like arn:aws:sso:::instance/ssoins-…",
+        ));
+    }
+    let identity_store_id = need(
+        &raw.identity_store_id,
+        "identity_store_id",
+        "the Identity Store id (`d-…`, `aws sso-admin list-instances`)",
+    )?;
+    if !identity_store_id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(ctx.err(
+            Some("identity_center.identity_store_id"),
+            "must be an Identity Store id like d-1234567890",
+        ));
+    }
+    let region = need(&raw.region, "region", "the instance's home region")?;
+    if !region
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(ctx.err(
+            Some("identity_center.region"),
+            "must be a region like eu-west-1",
+        ));
+    }
+    let portal_url = match &raw.portal_url {
+        Some(u) if u.starts_with("https://") => u.clone(),
+        Some(_) => {
+            return Err(ctx.err(
+                Some("identity_center.portal_url"),
+                "must be the access portal's https:// start URL",
+            ));
+        }
+        None => format!("https://{identity_store_id}.awsapps.com/start"),
+    };
+    let group_cache_secs = match &raw.group_cache {
+        None => crate::identity_center::DEFAULT_GROUP_CACHE_SECS,
+        Some(d) => {
+            let secs = d
+                .to_secs()
+                .map_err(|e| ctx.err(Some("identity_center.group_cache"), e.0))?;
+            if !(1..=3600).contains(&secs) {
+                return Err(ctx.err(
+                    Some("identity_center.group_cache"),
+                    "must be between 1s and 1h",
+                ));
+            }
+            secs as u32
+        }
+    };
+    let local_directory = match &raw.local_directory {
+        None => None,
+        Some(l) => {
+            let field = "identity_center.local_directory";
+            let parse = |p: &String, f: &str| {
+                Principal::parse(p.clone()).map_err(|e| ctx.err(Some(&format!("{field}.{f}")), e.0))
+            };
+            let mut groups = BTreeMap::new();
+            for (g, members) in &l.groups {
+                let ms = members
+                    .iter()
+                    .map(|m| parse(m, &format!("groups.{g}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                groups.insert(g.clone(), ms);
+            }
+            Some(crate::identity_center::LocalDirectory {
+                users: l
+                    .users
+                    .iter()
+                    .map(|u| parse(u, "users"))
+                    .collect::<Result<Vec<_>, _>>()?,
+                groups,
+                permission_sets: names(
+                    ctx,
+                    &format!("{field}.permission_sets"),
+                    &l.permission_sets,
+                )?,
+                failing_accounts: l
+                    .failing_accounts
+                    .iter()
+                    .map(|v| {
+                        scalar_text(v)
+                            .ok_or_else(|| "must be a text value".to_string())
+                            .and_then(|t| AccountId::parse(t).map_err(|e| e.0))
+                            .map_err(|m| ctx.err(Some(&format!("{field}.failing_accounts")), m))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            })
+        }
+    };
+    Ok(crate::identity_center::IdentityCenter {
+        instance_arn,
+        identity_store_id,
+        region,
+        portal_url,
+        group_cache_secs,
+        local_directory,
+    })
+}
+
+/// A `permission_set` entry's target: the permission set and its accounts
+/// (`account` alone is accepted as one account). The entitlement's
+/// `account` is the first of them.
+fn permission_set_target(
+    ctx: &Ctx,
+    raw: &RawEntitlement,
+    account: Option<&AccountId>,
+) -> Result<(GrantTarget, AccountId), CatalogError> {
+    let ps = raw.permission_set.clone().unwrap_or_default();
+    let valid_name = !ps.is_empty()
+        && ps.len() <= 32
+        && ps
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c));
+    if !(valid_name || crate::identity_center::is_permission_set_arn(&ps)) {
+        return Err(ctx.err(
+            Some("permission_set"),
+            "must be a permission set name (1-32 of [A-Za-z0-9+=,.@_-]) or its ARN (arn:aws:sso:::permissionSet/ssoins-…/ps-…)",
+        ));
+    }
+    let mut accounts: Vec<AccountId> = Vec::new();
+    match (&raw.accounts, account) {
+        (Some(_), Some(_)) => {
+            return Err(ctx.err(
+                Some("account"),
+                "and `accounts` are both set; list every account in `accounts`",
+            ));
+        }
+        (None, Some(a)) => accounts.push(a.clone()),
+        (None, None) => {
+            return Err(ctx.err(
+                Some("accounts"),
+                "is missing: a permission set entitlement lists the 12-digit accounts it is assigned in",
+            ));
+        }
+        (Some(list), None) => {
+            for v in list {
+                let t = scalar_text(v)
+                    .ok_or_else(|| ctx.err(Some("accounts"), "must list text values"))?;
+                let a = AccountId::parse(t).map_err(|e| ctx.err(Some("accounts"), e.0))?;
+                if accounts.contains(&a) {
+                    return Err(ctx.err(Some("accounts"), format!("lists {a} twice")));
+                }
+                accounts.push(a);
+            }
+        }
+    }
+    let first = accounts
+        .first()
+        .cloned()
+        .ok_or_else(|| ctx.err(Some("accounts"), "is empty: list at least one account"))?;
+    Ok((
+        GrantTarget::PermissionSet {
+            permission_set: ps,
+            accounts,
+        },
+        first,
+    ))
+}
+
 struct Defaults {
     max_duration: GrantDuration,
     approval_timeout_secs: u32,
@@ -470,6 +687,11 @@ impl Catalog {
                 Some(w) => crate::analytics::WorkingHours::parse(w)
                     .map_err(|(f, m)| top.err(Some(&format!("working_hours.{f}")), m))?,
             },
+            identity_center: match &raw.identity_center {
+                None => None,
+                Some(i) => Some(identity_center(&top, i)?),
+            },
+            group_directory: None,
         };
         for (i, v) in raw.policies.iter().enumerate() {
             let label = v
@@ -497,9 +719,23 @@ impl Catalog {
                 entry: Some(label),
             };
             let e = Self::rich_entry(&ctx, v, &defaults)?;
+            if matches!(e.target, GrantTarget::PermissionSet { .. })
+                && catalog.identity_center.is_none()
+            {
+                return Err(ctx.err(
+                    Some("permission_set"),
+                    "needs the catalog's `identity_center:` block (instance_arn, identity_store_id, region)",
+                ));
+            }
             catalog.push(&ctx, e)?;
             let pushed = catalog.entitlements.last().expect("just pushed");
             check_approvable(&ctx, pushed)?;
+        }
+        if catalog.uses_idc_groups() && catalog.identity_center.is_none() {
+            return Err(top.err(
+                Some("identity_center"),
+                "is missing: rules name `idc:` groups, which are read from the Identity Store",
+            ));
         }
         Ok(catalog)
     }
@@ -615,7 +851,27 @@ impl Catalog {
                 Some(AccountId::parse(t).map_err(|e| ctx.err(Some("account"), e.0))?)
             }
         };
+        let modes = [
+            raw.role_arn.is_some(),
+            raw.policy_name.is_some(),
+            raw.permission_set.is_some(),
+        ];
+        if raw.permission_set.is_some() && modes.iter().filter(|m| **m).count() > 1 {
+            return Err(ctx.err(
+                Some(if raw.role_arn.is_some() { "role_arn" } else { "policy_name" }),
+                "names more than one of `role_arn`, `policy_name`, `permission_set`; an entitlement grants one",
+            ));
+        }
+        if raw.accounts.is_some() && raw.permission_set.is_none() {
+            return Err(ctx.err(
+                Some("accounts"),
+                "is for `permission_set` entitlements; use `account` with `role_arn` or `policy_name`",
+            ));
+        }
         let (target, account) = match (&raw.role_arn, &raw.policy_name) {
+            (None, None) if raw.permission_set.is_some() => {
+                permission_set_target(ctx, &raw, account.as_ref())?
+            }
             (Some(_), Some(_)) => {
                 return Err(ctx.err(
                     Some("role_arn"),
@@ -625,7 +881,7 @@ impl Catalog {
             (None, None) => {
                 return Err(ctx.err(
                     Some("role_arn"),
-                    "is missing: set `role_arn` (assume a role) or `policy_name` (attach a managed policy)",
+                    "is missing: set `role_arn` (assume a role), `policy_name` (attach a managed policy) or `permission_set` (IAM Identity Center)",
                 ));
             }
             (Some(arn), None) => {
@@ -778,6 +1034,64 @@ impl Catalog {
     /// The catalog's `working_hours` (analytics' "outside working hours").
     pub fn working_hours(&self) -> &crate::analytics::WorkingHours {
         &self.working_hours
+    }
+
+    /// The catalog's Identity Center instance, when it has one.
+    pub fn identity_center(&self) -> Option<&crate::identity_center::IdentityCenter> {
+        self.identity_center.as_ref()
+    }
+
+    /// Whether any rule (eligibility, approvers, auto-approve, admins)
+    /// names an Identity Store group (`idc:<group>`).
+    pub fn uses_idc_groups(&self) -> bool {
+        let idc = |g: &String| g.starts_with(crate::identity_center::GROUP_PREFIX);
+        self.admin_groups.iter().any(idc)
+            || self.entitlements.iter().any(|e| {
+                e.eligible_groups.iter().any(idc)
+                    || e.approvers.groups.iter().any(idc)
+                    || e.auto_approve
+                        .as_ref()
+                        .is_some_and(|a| a.groups.iter().any(idc))
+            })
+    }
+
+    /// Where `idc:` groups are read (a front door's Identity Store adapter,
+    /// cached): set once at start.
+    pub fn with_group_directory(
+        mut self,
+        directory: std::sync::Arc<dyn crate::identity_center::GroupDirectory>,
+    ) -> Catalog {
+        self.group_directory = Some(crate::identity_center::DirectoryHandle(directory));
+        self
+    }
+
+    /// The groups a principal belongs to, Identity Store groups included
+    /// (as `idc:<name>`) when the catalog's rules name any. A directory
+    /// that cannot be read fails the call: rules are never judged on a
+    /// partial picture.
+    pub async fn resolve_groups(
+        &self,
+        principal: &Principal,
+        asserted: &[String],
+    ) -> Result<Vec<String>, crate::ports::GrantError> {
+        let mut groups = self.groups_of(principal, asserted);
+        if !self.uses_idc_groups() {
+            return Ok(groups);
+        }
+        // Asserted groups never pose as Identity Store groups.
+        groups.retain(|g| !g.starts_with(crate::identity_center::GROUP_PREFIX));
+        let Some(dir) = &self.group_directory else {
+            return Err(crate::ports::GrantError::Other(
+                "the catalog names `idc:` groups but this deployment has no Identity Store reader configured".into(),
+            ));
+        };
+        for g in dir.0.groups_of(principal).await? {
+            let name = format!("{}{g}", crate::identity_center::GROUP_PREFIX);
+            if !groups.contains(&name) {
+                groups.push(name);
+            }
+        }
+        Ok(groups)
     }
 
     /// Whether a requester with these (resolved) groups may ask for `e`.
@@ -1231,5 +1545,124 @@ entitlements:
         )
         .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("slack_users.not an id"), "{err}");
+    }
+
+    const IDC: &str = "identity_center: {instance_arn: 'arn:aws:sso:::instance/ssoins-1', identity_store_id: d-1234567890, region: eu-west-1}\n";
+
+    #[test]
+    fn permission_set_entries_need_accounts_and_the_instance() {
+        // (entry, field, words in the message)
+        let cases: &[(&str, &str, &str)] = &[
+            ("permission_set: Admin", "accounts", "is missing"),
+            (
+                "permission_set: Admin\n    accounts: []",
+                "accounts",
+                "is empty",
+            ),
+            (
+                "permission_set: Admin\n    accounts: ['1234']",
+                "accounts",
+                "12 digits",
+            ),
+            (
+                "permission_set: Admin\n    accounts: ['111111111111', '111111111111']",
+                "accounts",
+                "twice",
+            ),
+            (
+                "permission_set: 'bad name!'\n    accounts: ['111111111111']",
+                "permission_set",
+                "name",
+            ),
+            (
+                "permission_set: Admin\n    role_arn: 'arn:aws:iam::123456789012:role/R'",
+                "role_arn",
+                "more than one",
+            ),
+            (
+                "policy_name: P\n    account: '111111111111'\n    accounts: ['111111111111']",
+                "accounts",
+                "permission_set",
+            ),
+            (
+                "permission_set: Admin\n    account: '111111111111'\n    accounts: ['111111111111']",
+                "account",
+                "both set",
+            ),
+        ];
+        for (entry, field, needle) in cases {
+            let text = format!("{IDC}entitlements:\n  - name: A\n    {entry}\n");
+            let err = Catalog::parse(&text, "c.yaml").expect_err(entry);
+            assert_eq!(err.field.as_deref(), Some(*field), "{entry}: {err}");
+            assert!(err.to_string().contains(needle), "{entry}: {err}");
+        }
+        // Without the instance block, the entry names what is missing.
+        let err = Catalog::parse(
+            "entitlements:\n  - name: A\n    permission_set: Admin\n    accounts: ['111111111111']\n",
+            "c.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("permission_set"), "{err}");
+        // An idc: group without the instance block is refused too.
+        let err = Catalog::parse(
+            "entitlements:\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n    eligible_groups: ['idc:Platform']\n",
+            "c.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("identity_center"), "{err}");
+        // A good entry: the first account is the entitlement's account.
+        let c = Catalog::parse(
+            &format!("{IDC}entitlements:\n  - name: A\n    permission_set: Admin\n    accounts: ['222222222222', '111111111111']\n    eligible_groups: ['idc:Platform']\n"),
+            "c.yaml",
+        )
+        .unwrap();
+        let e = c.get("A").unwrap();
+        assert_eq!(e.account.as_str(), "222222222222");
+        assert!(c.uses_idc_groups());
+        assert_eq!(
+            c.identity_center().unwrap().portal_url,
+            "https://d-1234567890.awsapps.com/start"
+        );
+    }
+
+    #[test]
+    fn a_request_takes_a_subset_of_the_accounts_in_the_entitlements_order() {
+        use crate::service::NewRequest;
+        let c = Catalog::parse(
+            &format!("{IDC}entitlements:\n  - name: A\n    permission_set: Admin\n    accounts: ['111111111111', '222222222222', '333333333333']\n  - name: R\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n"),
+            "c.yaml",
+        )
+        .unwrap();
+        let ask = |ent: &str, accounts: Option<Vec<&str>>| {
+            let req = NewRequest {
+                accounts: accounts.map(|l| l.into_iter().map(String::from).collect()),
+                ..NewRequest::default()
+            };
+            crate::identity_center::requested_accounts(c.get(ent).unwrap(), &req)
+        };
+        let (target, first) = ask("A", Some(vec!["333333333333", "111111111111"])).unwrap();
+        assert_eq!(first.as_str(), "111111111111");
+        match target {
+            GrantTarget::PermissionSet { accounts, .. } => assert_eq!(
+                accounts.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                ["111111111111", "333333333333"]
+            ),
+            other => panic!("{other:?}"),
+        }
+        let (all, _) = ask("A", None).unwrap();
+        assert!(matches!(all, GrantTarget::PermissionSet { accounts, .. } if accounts.len() == 3));
+        for bad in [
+            ask("A", Some(vec!["999999999999"])),
+            ask("A", Some(vec![])),
+            ask("A", Some(vec!["111111111111", "111111111111"])),
+            ask("R", Some(vec!["123456789012"])),
+        ] {
+            match bad {
+                Err(crate::error::ServiceError::Invalid { field, .. }) => {
+                    assert_eq!(field.as_deref(), Some("accounts"))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

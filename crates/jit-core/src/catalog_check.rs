@@ -415,6 +415,201 @@ pub async fn catalog_check(
     rows
 }
 
+/// Checks the permission-set entitlements against Identity Center and
+/// replaces their rows in `rows`: the instance answers, the permission set
+/// exists and is provisioned to each of the entry's accounts, and the
+/// broker may create (and delete) assignments of it there, where the
+/// inspector can tell (IAM's policy simulator). A permission set whose
+/// portal sessions outlast an hour is a warning: deleting an assignment
+/// at the window's end does not end a session already open.
+pub async fn check_permission_sets(
+    catalog: &Catalog,
+    manager: &dyn crate::identity_center::AssignmentManager,
+    provisioning: &dyn crate::identity_center::Provisioning,
+    inspector: &dyn AccountInspector,
+    broker: Option<&BrokerPrincipal>,
+    rows: &mut [CheckRow],
+) {
+    for e in catalog.entitlements() {
+        let GrantTarget::PermissionSet {
+            permission_set,
+            accounts,
+        } = &e.target
+        else {
+            continue;
+        };
+        let row = check_permission_set(
+            e,
+            permission_set,
+            accounts,
+            manager,
+            provisioning,
+            inspector,
+            broker,
+        )
+        .await;
+        if let Some(slot) = rows.iter_mut().find(|r| r.entitlement == e.name) {
+            *slot = row;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn check_permission_set(
+    e: &Entitlement,
+    permission_set: &str,
+    accounts: &[AccountId],
+    manager: &dyn crate::identity_center::AssignmentManager,
+    provisioning: &dyn crate::identity_center::Provisioning,
+    inspector: &dyn AccountInspector,
+    broker: Option<&BrokerPrincipal>,
+) -> CheckRow {
+    const KIND: &str = "permission-set";
+    let target = permission_set.to_string();
+    let ps = match manager.permission_set(permission_set).await {
+        Err(err) => {
+            return CheckRow::problem(
+                e,
+                KIND,
+                target,
+                String::new(),
+                format!("the Identity Center instance could not be read: {err}"),
+                "check `identity_center.instance_arn` and `region` in the catalog, and let the checking identity call sso:DescribeInstance, sso:ListPermissionSets and sso:DescribePermissionSet",
+            );
+        }
+        Ok(None) => {
+            return CheckRow::problem(
+                e,
+                KIND,
+                target,
+                String::new(),
+                format!("the Identity Center instance has no permission set `{permission_set}`"),
+                "create the permission set, or correct `permission_set` in the catalog to its exact name or ARN",
+            );
+        }
+        Ok(Some(ps)) => ps,
+    };
+    let provisioned = match provisioning.provisioned_accounts(&ps.arn).await {
+        Ok(list) => list,
+        Err(err) => {
+            return CheckRow::problem(
+                e,
+                KIND,
+                target,
+                ps.arn.clone(),
+                format!("could not list the accounts it is provisioned to: {err}"),
+                "let the checking identity call sso:ListAccountsForProvisionedPermissionSet",
+            );
+        }
+    };
+    let missing: Vec<String> = accounts
+        .iter()
+        .filter(|a| !provisioned.contains(a))
+        .map(ToString::to_string)
+        .collect();
+    if !missing.is_empty() {
+        return CheckRow::problem(
+            e,
+            KIND,
+            target,
+            ps.arn.clone(),
+            format!(
+                "{} is not provisioned to account(s) {}",
+                ps.name,
+                missing.join(", ")
+            ),
+            format!(
+                "aws sso-admin provision-permission-set --instance-arn <instance> --permission-set-arn {} --target-type AWS_ACCOUNT --target-id <account> (or assign it once in the console)",
+                ps.arn
+            ),
+        );
+    }
+    let mut detail = format!(
+        "{} ({}), provisioned to {}",
+        ps.arn,
+        ps.name,
+        accounts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut denied = vec![];
+    match broker {
+        None => detail.push_str("; permission to assign not checked (broker identity unknown)"),
+        Some(b) => {
+            for a in accounts {
+                for action in ["sso:CreateAccountAssignment", "sso:DeleteAccountAssignment"] {
+                    match inspector.may_call(b.arn(), action, &ps.arn, a).await {
+                        Ok(Some(true)) => {}
+                        Ok(Some(false)) => denied.push(format!("{action} in {a}")),
+                        Ok(None) => {
+                            detail.push_str(
+                                "; permission to assign not checked (no policy simulator)",
+                            );
+                            break;
+                        }
+                        Err(err) => {
+                            detail.push_str(&format!("; permission to assign not checked: {err}"));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !denied.is_empty() {
+        return CheckRow::problem(
+            e,
+            KIND,
+            target,
+            detail,
+            format!(
+                "{} may not {}",
+                broker.map(|b| b.arn()).unwrap_or_default(),
+                denied.join(", ")
+            ),
+            "deploy with IdentityCenterInstanceArn set (the template grants the task functions these actions on the instance and the catalog's permission sets), or allow them to the broker's role",
+        );
+    }
+    let mut warnings = vec![];
+    if let Some(d) = &ps.session_duration
+        && iso_duration_secs(d).is_none_or(|secs| secs > 3600)
+    {
+        warnings.push(CheckWarning {
+            warning: format!(
+                "{} lets portal sessions last {d}: deleting the assignment at the window's end does not end a session already open",
+                ps.name
+            ),
+            fix: format!(
+                "aws sso-admin update-permission-set --instance-arn <instance> --permission-set-arn {} --session-duration PT1H",
+                ps.arn
+            ),
+        });
+    }
+    CheckRow::ok(e, KIND, target, detail).warn(warnings)
+}
+
+/// Seconds of an ISO 8601 time duration as Identity Center writes them
+/// (`PT1H`, `PT30M`, `PT12H`, `PT1H30M`); `None` for anything else.
+fn iso_duration_secs(d: &str) -> Option<u64> {
+    let mut rest = d.strip_prefix("PT")?;
+    let mut total = 0u64;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let n: u64 = rest[..digits].parse().ok()?;
+        let unit = rest[digits..].chars().next()?;
+        total += n * match unit {
+            'H' => 3600,
+            'M' => 60,
+            'S' => 1,
+            _ => return None,
+        };
+        rest = &rest[digits + 1..];
+    }
+    Some(total)
+}
+
 /// The identities an attach-policy entitlement's known requesters would
 /// have the policy attached to: each must carry the grantable tag.
 async fn attach_guardrails(
@@ -549,6 +744,14 @@ async fn check_one(
                 Ok(Some(p)) => CheckRow::ok(e, "policy", target, format!("{} (attachable)", p.arn)),
             }
         }
+        GrantTarget::PermissionSet { permission_set, .. } => CheckRow::problem(
+            e,
+            "permission-set",
+            permission_set.clone(),
+            String::new(),
+            "not checked: this check has no Identity Center adapter",
+            "run `jit-local catalog check` with `--grants aws` (it reads Identity Center)",
+        ),
         GrantTarget::AssumeRole { role_arn } => {
             let target = role_arn.to_string();
             if let Some(b) = broker

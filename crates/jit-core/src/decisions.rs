@@ -103,13 +103,14 @@ pub fn quorum_missing(decisions: &[Decision], a: &Approvers) -> Option<(u32, Vec
 impl Broker {
     /// The decider behind a REST call: the authenticated person, or the one
     /// a trusted caller names.
-    fn api_decider(
+    async fn api_decider(
         &self,
         caller: &Caller,
         on_behalf_of: Option<&str>,
     ) -> Result<Decider, ServiceError> {
         let (principal, groups) = self
-            .deciding(caller, on_behalf_of, "approve or deny")?
+            .deciding(caller, on_behalf_of, "approve or deny")
+            .await?
             .ok_or_else(|| {
                 ServiceError::invalid(
                     "requester",
@@ -126,14 +127,14 @@ impl Broker {
     }
 
     /// The decider a signed link names (already verified).
-    fn link_decider(&self, link: &LinkClaims) -> Decider {
-        Decider {
-            groups: self.catalog.groups_of(&link.approver, &[]),
+    async fn link_decider(&self, link: &LinkClaims) -> Result<Decider, ServiceError> {
+        Ok(Decider {
+            groups: self.groups_of(&link.approver, &[]).await?,
             principal: link.approver.clone(),
             slack_user: None,
             via: "link",
             through: None,
-        }
+        })
     }
 
     /// Loads a request for a decision and checks who decides: an approver
@@ -267,7 +268,7 @@ impl Broker {
         on_behalf_of: Option<&str>,
         reason: Option<String>,
     ) -> Result<AccessRequest, ServiceError> {
-        let who = self.api_decider(caller, on_behalf_of)?;
+        let who = self.api_decider(caller, on_behalf_of).await?;
         let door = Door {
             visible_to: Some(caller),
             nonce: None,
@@ -285,7 +286,7 @@ impl Broker {
         reason: Option<String>,
     ) -> Result<AccessRequest, ServiceError> {
         let reason = required_reason(reason)?;
-        let who = self.api_decider(caller, on_behalf_of)?;
+        let who = self.api_decider(caller, on_behalf_of).await?;
         let door = Door {
             visible_to: Some(caller),
             nonce: None,
@@ -331,7 +332,7 @@ impl Broker {
         link: &LinkClaims,
         reason: Option<String>,
     ) -> Result<AccessRequest, ServiceError> {
-        let who = self.link_decider(link);
+        let who = self.link_decider(link).await?;
         let door = Door {
             visible_to: None,
             nonce: Some(&link.nonce),
@@ -348,7 +349,7 @@ impl Broker {
         reason: Option<String>,
     ) -> Result<AccessRequest, ServiceError> {
         let reason = required_reason(reason)?;
-        let who = self.link_decider(link);
+        let who = self.link_decider(link).await?;
         let door = Door {
             visible_to: None,
             nonce: Some(&link.nonce),
@@ -361,7 +362,7 @@ impl Broker {
     /// Checks a link against its request without deciding anything: what
     /// the confirmation page shows (a GET must never change state).
     pub async fn link_preview(&self, link: &LinkClaims) -> Result<AccessRequest, ServiceError> {
-        let who = self.link_decider(link);
+        let who = self.link_decider(link).await?;
         let door = Door {
             visible_to: None,
             nonce: Some(&link.nonce),

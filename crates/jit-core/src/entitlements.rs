@@ -23,12 +23,12 @@ impl Broker {
     /// catalog's own memberships). A trusted caller naming nobody (`requester`
     /// in `on_behalf_of`, else none) sees every entry, since it may file for
     /// anyone.
-    pub fn requestable(
+    pub async fn requestable(
         &self,
         caller: &Caller,
         on_behalf_of: Option<&str>,
     ) -> Result<Vec<Requestable<'_>>, ServiceError> {
-        let who = self.acting(caller, on_behalf_of)?;
+        let who = self.acting(caller, on_behalf_of).await?;
         Ok(self
             .catalog
             .entitlements()

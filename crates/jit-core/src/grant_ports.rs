@@ -100,6 +100,18 @@ pub trait AccountInspector: Send + Sync {
     /// The IAM user or role (in the inspector's own account) a managed
     /// policy would be attached to, or `None` when it does not exist.
     async fn identity(&self, principal: &IamPrincipal) -> Result<Option<IdentityInfo>, GrantError>;
+
+    /// Whether `principal` may call `action` on `resource` in `account`
+    /// (IAM's policy simulator); `None` when this inspector cannot tell.
+    async fn may_call(
+        &self,
+        _principal: &str,
+        _action: &str,
+        _resource: &str,
+        _account: &AccountId,
+    ) -> Result<Option<bool>, GrantError> {
+        Ok(None)
+    }
 }
 
 /// What the grant endpoints (credentials, console, revoke, extend) need

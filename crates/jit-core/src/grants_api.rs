@@ -40,6 +40,10 @@ pub fn credential_duration(left: i64, cap: u32) -> u32 {
 pub struct ConsoleAccess {
     pub url: Secret,
     pub expires_at: Timestamp,
+    /// A permission-set grant: the access portal's URL for each account
+    /// (`url` is the first). Not a credential: the person signs in to the
+    /// portal as themselves.
+    pub portal: Vec<(crate::ids::AccountId, String)>,
 }
 
 fn rfc3339(t: Timestamp) -> String {
@@ -167,7 +171,7 @@ impl Broker {
         caller: &Caller,
         id: &str,
     ) -> Result<AccessRequest, ServiceError> {
-        let who = self.acting(caller, None)?;
+        let who = self.acting(caller, None).await?;
         let r = self.load_visible(caller, who.as_ref(), id).await?;
         match &caller.identity {
             Some(me) if me.principal == r.requester.principal => Ok(r),
@@ -190,6 +194,16 @@ impl Broker {
                     format!(
                         "`{}` attaches the managed policy {policy_name} to your own IAM identity; there are no credentials to vend: use your own credentials, which carry the policy while the grant lasts",
                         r.entitlement
+                    ),
+                    status,
+                ));
+            }
+            GrantTarget::PermissionSet { permission_set, .. } => {
+                return Err(conflict(
+                    "not_assume_role",
+                    format!(
+                        "`{}` assigns the IAM Identity Center permission set {permission_set}; there are no credentials to vend: sign in through the AWS access portal (`GET /requests/{}/console` gives its URL) or `aws sso login`",
+                        r.entitlement, r.request_id
                     ),
                     status,
                 ));
@@ -337,8 +351,11 @@ impl Broker {
     /// `GET /requests/{id}/console`: an AWS console sign-in URL for the
     /// requester of a live assume-role request.
     pub async fn console(&self, caller: &Caller, id: &str) -> Result<ConsoleAccess, ServiceError> {
-        let ports = self.grant_ports()?;
         let r = self.requesters_own(caller, id).await?;
+        if let GrantTarget::PermissionSet { .. } = &r.target {
+            return self.portal(&r);
+        }
+        let ports = self.grant_ports()?;
         let role = self.live_role(&r)?;
         let creds = self.issue(ports, &r, role).await?;
         let url = ports
@@ -366,6 +383,58 @@ impl Broker {
         Ok(ConsoleAccess {
             url,
             expires_at: creds.expiration,
+            portal: vec![],
+        })
+    }
+
+    /// A live permission-set grant: the access portal's URL for each of its
+    /// accounts (the portal signs the person in as themselves, with the
+    /// permission set as the role). Nothing is issued, so nothing is audited.
+    fn portal(&self, r: &AccessRequest) -> Result<ConsoleAccess, ServiceError> {
+        let GrantTarget::PermissionSet {
+            permission_set,
+            accounts,
+        } = &r.target
+        else {
+            unreachable!("checked by the caller");
+        };
+        let status = r.effective_status(self.clock.now());
+        if status != Status::Granted {
+            return Err(conflict(
+                "invalid_state",
+                format!(
+                    "the request is {status}; the portal offers the permission set only while it is GRANTED"
+                ),
+                status,
+            ));
+        }
+        let idc = self
+            .catalog
+            .identity_center()
+            .ok_or_else(|| ServiceError::Internal {
+                detail: "a permission-set request but the catalog has no identity_center".into(),
+            })?;
+        // The portal names a permission set by its name; an entry spelled
+        // as an ARN opens the portal's start page instead.
+        let portal: Vec<(crate::ids::AccountId, String)> = accounts
+            .iter()
+            .map(|a| {
+                let url = if crate::identity_center::is_permission_set_arn(permission_set) {
+                    idc.portal_url.clone()
+                } else {
+                    idc.console_url(a, permission_set)
+                };
+                (a.clone(), url)
+            })
+            .collect();
+        let url = portal
+            .first()
+            .map(|(_, u)| u.clone())
+            .unwrap_or_else(|| idc.portal_url.clone());
+        Ok(ConsoleAccess {
+            url: Secret::new(url),
+            expires_at: r.expires_at.unwrap_or_else(|| self.clock.now()),
+            portal,
         })
     }
 
@@ -415,7 +484,8 @@ impl Broker {
         let reason = check_reason(reason, "is required: say why the access is revoked")?;
         let ports = self.grant_ports()?;
         let who = self
-            .deciding(caller, on_behalf_of, "revoke")?
+            .deciding(caller, on_behalf_of, "revoke")
+            .await?
             .ok_or_else(|| {
                 ServiceError::invalid(
                     "requester",
@@ -453,6 +523,11 @@ impl Broker {
                 ),
                 None => None,
             };
+            if matches!(r.target, GrantTarget::PermissionSet { .. }) {
+                self.revoke_assignments(ports, &r)
+                    .await
+                    .map_err(|e| settle_failure(&e))?;
+            }
             let now = self.clock.now();
             let change = Change {
                 actor: caller.actor(&who.0),
@@ -502,6 +577,14 @@ impl Broker {
             tracing::warn!(request_id = %next.request_id, error = %e, "revoke: detaching failed");
             return Err(incomplete("the policy could not be detached yet"));
         }
+        if matches!(next.target, GrantTarget::PermissionSet { .. })
+            && let Err(e) = self.revoke_assignments(ports, &next).await
+        {
+            tracing::warn!(request_id = %next.request_id, error = %e, "revoke: deleting assignments failed");
+            return Err(incomplete(
+                "the account assignments could not be deleted yet",
+            ));
+        }
         let next = match revocation::place(
             self.store.as_ref(),
             &ports.iam,
@@ -529,6 +612,54 @@ impl Broker {
         Ok(next)
     }
 
+    /// A permission-set grant being revoked: each assignment deleted unless
+    /// another live grant needs it (then settled, so a grant recorded
+    /// meanwhile keeps its own). Where this component has no Identity
+    /// Center adapter (the deployed `access` function), nothing is called
+    /// here: the request is recorded REVOKED and the reconciler in the
+    /// `expire` function's one-minute sweep deletes what no live grant
+    /// needs.
+    async fn revoke_assignments(
+        &self,
+        ports: &GrantPorts,
+        r: &AccessRequest,
+    ) -> Result<(), SettleError> {
+        let Some(manager) = ports.iam.assignments() else {
+            return Ok(());
+        };
+        let list = match crate::assignments::of(manager, r).await {
+            None => return Ok(()),
+            Some(Ok(list)) => list,
+            Some(Err(GrantError::PrincipalMissing(_) | GrantError::PolicyMissing(_))) => {
+                return Ok(());
+            }
+            Some(Err(e)) => return Err(e.into()),
+        };
+        for a in &list {
+            if r.status == Status::Revoked {
+                crate::assignments::settle(
+                    self.store.as_ref(),
+                    &ports.iam,
+                    self.clock.as_ref(),
+                    a,
+                    None,
+                    &r.request_id,
+                )
+                .await?;
+            } else {
+                crate::assignments::unassign_unless_covered(
+                    self.store.as_ref(),
+                    &ports.iam,
+                    self.clock.as_ref(),
+                    a,
+                    &r.request_id,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// `POST /requests/{id}/extend`: asks for `duration` more on a live
     /// grant. Applied at once when an auto-approve rule accepts the new
     /// total; otherwise PENDING for the entitlement's approvers.
@@ -540,7 +671,7 @@ impl Broker {
         duration: Option<DurationInput>,
         reason: Option<String>,
     ) -> Result<AccessRequest, ServiceError> {
-        let who = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
+        let who = self.acting(caller, on_behalf_of).await?.ok_or_else(|| {
             ServiceError::invalid(
                 "requester",
                 "is required when a trusted caller extends for someone",
@@ -686,7 +817,8 @@ impl Broker {
             },
         )?;
         let who = self
-            .deciding(caller, on_behalf_of, "decide extensions")?
+            .deciding(caller, on_behalf_of, "decide extensions")
+            .await?
             .ok_or_else(|| {
                 ServiceError::invalid(
                     "requester",

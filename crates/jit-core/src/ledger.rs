@@ -51,11 +51,15 @@ pub enum LedgerKind {
     /// A generated least-privilege inline policy (`jit-<id>`), held while
     /// its request's grant is live.
     InlinePolicy,
+    /// An IAM Identity Center account assignment: a permission set (its
+    /// ARN in `policy`) for an Identity Store user (its id as the
+    /// principal's name) in `account`. Held while a live grant needs it.
+    Assignment,
 }
 
 impl LedgerKind {
     pub fn is_inline(self) -> bool {
-        !matches!(self, LedgerKind::ManagedPolicy)
+        matches!(self, LedgerKind::RevokeDeny | LedgerKind::InlinePolicy)
     }
 
     /// How people read it (reports, audit notes).
@@ -64,6 +68,7 @@ impl LedgerKind {
             LedgerKind::ManagedPolicy => "managed policy",
             LedgerKind::RevokeDeny => "revoke deny",
             LedgerKind::InlinePolicy => "inline policy",
+            LedgerKind::Assignment => "account assignment",
         }
     }
 }
@@ -187,12 +192,54 @@ impl LedgerEntry {
     /// The IAM state the entry is about, as one string: what entries of the
     /// same attachment or inline policy share (the ledger's partition key).
     pub fn resource(&self) -> String {
+        if self.kind == LedgerKind::Assignment {
+            return assignment_key(&self.account, self.principal_name(), &self.policy);
+        }
         resource_key(
             self.kind.is_inline(),
             &self.account,
             &self.principal,
             &self.policy,
         )
+    }
+
+    fn principal_name(&self) -> &str {
+        match &self.principal {
+            IamPrincipal::User(n) | IamPrincipal::Role(n) => n,
+        }
+    }
+
+    /// A new intent for an Identity Center account assignment.
+    pub fn assignment(
+        request: &RequestId,
+        op: LedgerOp,
+        a: &crate::identity_center::Assignment,
+        at: Timestamp,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            entry_id: RequestId::generate(at).to_string(),
+            request_id: request.clone(),
+            kind: LedgerKind::Assignment,
+            op,
+            account: a.account.clone(),
+            principal: IamPrincipal::User(a.user_id.clone()),
+            role_arn: None,
+            policy: a.permission_set_arn.clone(),
+            at,
+            remove_after: None,
+            completed_at: None,
+            outcome: None,
+            open: true,
+        }
+    }
+
+    /// The assignment an `Assignment` entry is about.
+    pub fn as_assignment(&self) -> Option<crate::identity_center::Assignment> {
+        (self.kind == LedgerKind::Assignment).then(|| crate::identity_center::Assignment {
+            account: self.account.clone(),
+            permission_set_arn: self.policy.clone(),
+            user_id: self.principal_name().to_string(),
+        })
     }
 
     /// An intent without a successful completion: the call may or may not
@@ -204,6 +251,13 @@ impl LedgerEntry {
     /// The principal as an IAM ARN (`arn:aws:iam::<account>:user/<name>`),
     /// or the role's own ARN for an inline policy: how reports name it.
     pub fn target(&self) -> String {
+        if self.kind == LedgerKind::Assignment {
+            return format!(
+                "identitystore user {} in account {}",
+                self.principal_name(),
+                self.account
+            );
+        }
         match &self.role_arn {
             Some(r) => r.to_string(),
             None => principal_arn(&self.account, &self.principal),
@@ -234,6 +288,12 @@ pub fn resource_key(
     };
     let what = if inline { "inline" } else { "managed" };
     format!("{what}#{account}#{kind}#{name}#{policy}")
+}
+
+/// The resource key of an Identity Center assignment. Identity Store ids
+/// and permission set ARNs contain no `#`.
+pub fn assignment_key(account: &AccountId, user_id: &str, permission_set_arn: &str) -> String {
+    format!("assignment#{account}#{user_id}#{permission_set_arn}")
 }
 
 /// Whether `removal` (a removal that completed `Done`) closes `other`, an
@@ -398,6 +458,9 @@ pub struct GrantIam {
     ledger: Arc<dyn GrantLedger>,
     clock: Arc<dyn Clock>,
     inventory: Option<Arc<dyn IamInventory>>,
+    /// Identity Center (permission-set grants), where this component makes
+    /// or removes assignments.
+    assignments: Option<Arc<dyn crate::identity_center::AssignmentManager>>,
 }
 
 fn ledger_error(e: StoreError) -> GrantError {
@@ -418,7 +481,44 @@ impl GrantIam {
             ledger,
             clock,
             inventory: None,
+            assignments: None,
         }
+    }
+
+    /// With Identity Center: permission-set grants are made and removed
+    /// through here, written to the ledger like every IAM change.
+    pub fn with_assignments(
+        mut self,
+        manager: Arc<dyn crate::identity_center::AssignmentManager>,
+    ) -> GrantIam {
+        self.assignments = Some(manager);
+        self
+    }
+
+    pub fn assignments(&self) -> Option<&dyn crate::identity_center::AssignmentManager> {
+        self.assignments.as_deref()
+    }
+
+    /// Assigns the permission set to the user in the account for `request`
+    /// (waiting until Identity Center has provisioned it).
+    pub async fn assign(
+        &self,
+        request: &RequestId,
+        a: &crate::identity_center::Assignment,
+    ) -> Result<(), GrantError> {
+        let entry = LedgerEntry::assignment(request, LedgerOp::Put, a, self.clock.now());
+        self.run(entry, None).await
+    }
+
+    /// Deletes the assignment for `request` (what is not there is not an
+    /// error).
+    pub async fn unassign(
+        &self,
+        request: &RequestId,
+        a: &crate::identity_center::Assignment,
+    ) -> Result<(), GrantError> {
+        let entry = LedgerEntry::assignment(request, LedgerOp::Remove, a, self.clock.now());
+        self.run(entry, None).await
     }
 
     /// With a way to list IAM, so the reconciler compares IAM itself, not
@@ -589,6 +689,19 @@ impl GrantIam {
         };
         match (entry.kind, entry.op) {
             (_, LedgerOp::Flag) => Ok(()),
+            (LedgerKind::Assignment, op) => {
+                let manager = self.assignments.as_ref().ok_or_else(|| {
+                    GrantError::Other(
+                        "an Identity Center assignment, but no Identity Center adapter is configured here".into(),
+                    )
+                })?;
+                let a = entry.as_assignment().expect("an assignment entry");
+                if op == LedgerOp::Put {
+                    manager.create(&a).await
+                } else {
+                    manager.delete(&a).await
+                }
+            }
             (LedgerKind::ManagedPolicy, LedgerOp::Put) => {
                 self.attacher
                     .attach(&entry.account, &entry.principal, &policy()?)

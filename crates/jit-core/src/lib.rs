@@ -6,6 +6,7 @@
 //! testable without a network and shared by every front door.
 
 pub mod analytics;
+pub mod assignments;
 pub mod attachments;
 pub mod catalog;
 pub mod catalog_check;
@@ -19,6 +20,7 @@ pub mod extension;
 pub mod grant_ports;
 pub mod grants_api;
 pub mod identity;
+pub mod identity_center;
 pub mod ids;
 pub mod instant;
 pub mod ledger;

@@ -164,8 +164,14 @@ impl Reconciler<'_> {
             self.observe(inventory, &mut resources, &mut report, dry_run, now)
                 .await?;
         }
+        if self.iam.assignments().is_some() {
+            self.observe_assignments(&mut resources, &mut report, dry_run, now)
+                .await?;
+        }
         report.grants.checked = resources.len();
-        let any_managed = resources.values().any(|r| !r.entries[0].kind.is_inline());
+        let any_managed = resources
+            .values()
+            .any(|r| r.entries[0].kind == LedgerKind::ManagedPolicy);
         let live = if any_managed {
             self.live_attachments(now).await?
         } else {
@@ -230,6 +236,9 @@ impl Reconciler<'_> {
         let mut roles: BTreeMap<String, (RoleArn, bool)> = BTreeMap::new();
         for r in resources.values() {
             let e = &r.entries[0];
+            if e.kind == LedgerKind::Assignment {
+                continue;
+            }
             if e.kind.is_inline() {
                 if let Some(role) = &e.role_arn {
                     roles
@@ -264,7 +273,10 @@ impl Reconciler<'_> {
             };
             for r in resources.values_mut() {
                 let e = &r.entries[0];
-                if !e.kind.is_inline() && e.account == account && e.principal == principal {
+                if e.kind == LedgerKind::ManagedPolicy
+                    && e.account == account
+                    && e.principal == principal
+                {
                     r.observed = Some(listed.contains(&e.policy));
                 }
             }
@@ -310,6 +322,148 @@ impl Reconciler<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Lists the assignments of every permission set in the catalog, in
+    /// each of its accounts: marks what is present, takes in what the
+    /// broker wrote earlier, and removes user assignments the broker never
+    /// made that no live grant needs (they would be standing access to a
+    /// permission set the broker is trusted to hand out only for a time).
+    /// Group assignments are never listed or touched: they are the
+    /// organisation's standing access, managed elsewhere.
+    async fn observe_assignments(
+        &self,
+        resources: &mut BTreeMap<String, Resource>,
+        report: &mut ReconcileReport,
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Result<(), ReconcileError> {
+        let manager = self.iam.assignments().expect("checked by the caller");
+        let mut listed: BTreeMap<(String, AccountId), ()> = BTreeMap::new();
+        for e in self.catalog.entitlements() {
+            let GrantTarget::PermissionSet {
+                permission_set,
+                accounts,
+            } = &e.target
+            else {
+                continue;
+            };
+            let ps = match manager.permission_set(permission_set).await {
+                Ok(Some(ps)) => ps,
+                Ok(None) => continue,
+                Err(err) => {
+                    report.grants.failed.push(assignment_finding(
+                        None,
+                        format!("permission set {permission_set}"),
+                        permission_set.clone(),
+                        format!("looking the permission set up failed: {err}"),
+                    ));
+                    continue;
+                }
+            };
+            for account in accounts {
+                if listed
+                    .insert((ps.arn.clone(), account.clone()), ())
+                    .is_some()
+                {
+                    continue;
+                }
+                let users = match manager.assigned_users(account, &ps.arn).await {
+                    Ok(u) => u,
+                    Err(err) => {
+                        report.grants.failed.push(assignment_finding(
+                            None,
+                            format!("account {account}"),
+                            ps.arn.clone(),
+                            format!("listing account assignments failed: {err}"),
+                        ));
+                        continue;
+                    }
+                };
+                for r in resources.values_mut() {
+                    if let Some(a) = r.entries[0].as_assignment()
+                        && a.account == *account
+                        && a.permission_set_arn == ps.arn
+                    {
+                        r.observed = Some(users.contains(&a.user_id));
+                    }
+                }
+                for user_id in users {
+                    let a = crate::identity_center::Assignment {
+                        account: account.clone(),
+                        permission_set_arn: ps.arn.clone(),
+                        user_id,
+                    };
+                    let key = crate::ledger::assignment_key(
+                        &a.account,
+                        &a.user_id,
+                        &a.permission_set_arn,
+                    );
+                    if resources.contains_key(&key) || self.take_in_written(resources, key).await? {
+                        continue;
+                    }
+                    if let Some(f) = self.remove_foreign(&a, dry_run, now).await {
+                        report.grants.removed.push(f);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A user assignment of a catalogued permission set that the ledger
+    /// never recorded: kept if a live grant needs it (its ledger entry was
+    /// lost), else removed under a fresh id, with an audit note there (as
+    /// a rejection is audited) and a `WARN`.
+    async fn remove_foreign(
+        &self,
+        a: &crate::identity_center::Assignment,
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Option<Finding> {
+        let manager = self.iam.assignments()?;
+        let target = format!("identitystore user {} in account {}", a.user_id, a.account);
+        match crate::assignments::live_grant(self.store, manager, self.clock, a, None).await {
+            Ok(Some(_)) => return None,
+            Ok(None) => {}
+            Err(e) => {
+                return Some(assignment_finding(
+                    None,
+                    target,
+                    a.permission_set_arn.clone(),
+                    format!(
+                        "an assignment the broker did not make; finding live grants failed: {e}"
+                    ),
+                ));
+            }
+        }
+        let reason = format!(
+            "{target} holds the catalogued permission set {} with no grant from the broker (assigned outside it)",
+            a.permission_set_arn
+        );
+        let mut f = assignment_finding(
+            None,
+            target,
+            a.permission_set_arn.clone(),
+            format!("{reason}: removed"),
+        );
+        if dry_run {
+            tracing::info!("reconciler (dry run): {}", f.reason);
+            return Some(f);
+        }
+        let id = RequestId::generate(now);
+        f.request_id = Some(id.clone());
+        match self.iam.unassign(&id, a).await {
+            Ok(()) => {
+                f.done = true;
+                if let Err(e) = self.audit(&id, &format!("reconciler: {}", f.reason)).await {
+                    f.reason = format!("{} (the audit note failed: {e})", f.reason);
+                }
+                tracing::warn!(request_id = %id, "reconciler: {}", f.reason);
+            }
+            Err(e) => f.reason = format!("{reason}; removing it failed: {e}"),
+        }
+        Some(f)
     }
 
     /// IAM holds `key` and no entry of it is open: if the broker wrote it
@@ -447,6 +601,57 @@ impl Reconciler<'_> {
             .unwrap_or_else(|| "no longer stored".into());
 
         match latest.kind {
+            LedgerKind::Assignment => {
+                let a = latest.as_assignment().expect("an assignment entry");
+                let Some(manager) = self.iam.assignments() else {
+                    return Err(finding(
+                        "an account assignment in the ledger, but no Identity Center adapter is configured here".into(),
+                    ));
+                };
+                let live =
+                    crate::assignments::live_grant(self.store, manager, self.clock, &a, None)
+                        .await
+                        .map_err(|e| failed("finding live grants failed", &e))?;
+                if let Some(grant) = live {
+                    return self
+                        .keep_assigned(r, &a, &grant, dry_run, report, &finding)
+                        .await;
+                }
+                let why = format!(
+                    "{} holds {} with no live grant (request {} is {status})",
+                    latest.target(),
+                    a.permission_set_arn,
+                    holder.request_id
+                );
+                self.remove(
+                    r,
+                    holder,
+                    half_done_remove,
+                    why,
+                    dry_run,
+                    report,
+                    &finding,
+                    || async {
+                        match half_done_remove {
+                            Some(e) => self.iam.finish(e, None).await,
+                            None => self.iam.unassign(&holder.request_id, &a).await,
+                        }?;
+                        // A grant recorded meanwhile gets its assignment back.
+                        crate::assignments::settle(
+                            self.store,
+                            self.iam,
+                            self.clock,
+                            &a,
+                            Some(false),
+                            &holder.request_id,
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| GrantError::Transient(e.to_string()))
+                    },
+                )
+                .await
+            }
             LedgerKind::ManagedPolicy => {
                 let policy = PolicyName::parse(latest.policy.clone())
                     .map_err(|e| failed("a ledger entry with a bad policy name", &e.0))?;
@@ -690,6 +895,64 @@ impl Reconciler<'_> {
         Ok(())
     }
 
+    /// A live grant needs the assignment: a half-done delete is superseded,
+    /// a half-done create is finished, one missing is created again.
+    async fn keep_assigned(
+        &self,
+        r: &Resource,
+        a: &crate::identity_center::Assignment,
+        grant: &RequestId,
+        dry_run: bool,
+        report: &mut ReconcileReport,
+        finding: &(dyn Fn(String) -> Finding + Sync),
+    ) -> Result<(), Finding> {
+        let half_done: Vec<&LedgerEntry> = r
+            .entries
+            .iter()
+            .filter(|e| e.open && e.half_done())
+            .collect();
+        let missing = r.observed == Some(false);
+        if half_done.is_empty() && !missing {
+            return Ok(());
+        }
+        let mut f = finding(format!(
+            "the live grant {grant} needs it: {}",
+            if missing {
+                "it was missing from Identity Center and is assigned again"
+            } else {
+                "kept, the unfinished change completed"
+            }
+        ));
+        if !dry_run {
+            for e in half_done.iter().filter(|e| e.op == LedgerOp::Put) {
+                self.iam
+                    .finish(e, None)
+                    .await
+                    .map_err(|e| finding(format!("assigning again failed: {e}")))?;
+            }
+            for e in half_done.iter().filter(|e| e.op == LedgerOp::Remove) {
+                self.iam
+                    .close(
+                        e,
+                        &format!("superseded: the live grant {grant} needs the assignment"),
+                    )
+                    .await
+                    .map_err(|e| finding(format!("closing the entry failed: {e}")))?;
+            }
+            let known = if missing { None } else { r.observed };
+            crate::assignments::settle(self.store, self.iam, self.clock, a, known, grant)
+                .await
+                .map_err(|e| finding(format!("assigning again failed: {e}")))?;
+            f.done = true;
+            self.audit(grant, &format!("reconciler: {}", f.reason))
+                .await
+                .map_err(|e| finding(format!("the audit note failed: {e}")))?;
+            tracing::warn!(request_id = %grant, target = %f.target, policy = %f.policy, "reconciler: {}", f.reason);
+        }
+        report.grants.finished.push(f);
+        Ok(())
+    }
+
     /// An inline policy still wanted (a revoke deny before its
     /// `removeAfter`, a generated policy of a live grant): an unfinished put
     /// is made again, and one missing from IAM is put back.
@@ -835,6 +1098,22 @@ impl Reconciler<'_> {
             "reconciler",
         );
         self.store.append_audit(&event).await
+    }
+}
+
+fn assignment_finding(
+    request_id: Option<RequestId>,
+    target: String,
+    policy: String,
+    reason: String,
+) -> Finding {
+    Finding {
+        request_id,
+        kind: LedgerKind::Assignment,
+        target,
+        policy,
+        reason,
+        done: false,
     }
 }
 

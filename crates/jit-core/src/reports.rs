@@ -38,11 +38,14 @@ const FIRST_USE_PAGES: usize = 10;
 impl Broker {
     /// The authenticated person and their groups, or 403: these views are
     /// for people, not for an app key alone.
-    fn person(&self, caller: &Caller) -> Result<(crate::Principal, Vec<String>), ServiceError> {
+    async fn person(
+        &self,
+        caller: &Caller,
+    ) -> Result<(crate::Principal, Vec<String>), ServiceError> {
         match &caller.identity {
             Some(id) => Ok((
                 id.principal.clone(),
-                self.catalog.groups_of(&id.principal, &id.groups),
+                self.groups_of(&id.principal, &id.groups).await?,
             )),
             None => Err(ServiceError::forbidden(
                 "not_admin",
@@ -59,7 +62,7 @@ impl Broker {
         filter: &RequestFilter,
         page: &PageRequest,
     ) -> Result<Page<AccessRequest>, ServiceError> {
-        let (_, groups) = self.person(caller)?;
+        let (_, groups) = self.person(caller).await?;
         if !self.catalog.is_admin(&groups) {
             return Err(ServiceError::forbidden(
                 "not_admin",
@@ -91,7 +94,7 @@ impl Broker {
         action: Option<AuditAction>,
         page: &PageRequest,
     ) -> Result<Page<crate::request::AuditEvent>, ServiceError> {
-        let (_, groups) = self.person(caller)?;
+        let (_, groups) = self.person(caller).await?;
         if !self.catalog.is_admin(&groups) {
             return Err(ServiceError::forbidden(
                 "not_admin",
@@ -121,7 +124,7 @@ impl Broker {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Report, ServiceError> {
-        let (who, groups) = self.person(caller)?;
+        let (who, groups) = self.person(caller).await?;
         let entitlements = if self.catalog.is_admin(&groups) {
             None
         } else {

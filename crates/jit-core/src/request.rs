@@ -51,6 +51,15 @@ pub enum GrantTarget {
     AssumeRole { role_arn: RoleArn },
     #[serde(rename_all = "camelCase")]
     AttachPolicy { policy_name: PolicyName },
+    /// IAM Identity Center: the permission set (name or ARN, as the catalog
+    /// spells it) assigned to the requester's Identity Store user in each
+    /// of `accounts` (on a request: the accounts asked for, a subset of the
+    /// entitlement's) for the window. See `identity_center`, `assignments`.
+    #[serde(rename_all = "camelCase")]
+    PermissionSet {
+        permission_set: String,
+        accounts: Vec<AccountId>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

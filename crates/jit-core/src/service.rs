@@ -54,6 +54,9 @@ pub struct NewRequest {
     /// The seed's `roleArn`: accepted only when it is the catalogued role.
     pub role_arn: Option<String>,
     pub account: Option<String>,
+    /// A permission-set entitlement: the accounts asked for, a subset of
+    /// the entitlement's (`None`: all of them).
+    pub accounts: Option<Vec<String>>,
     pub duration: Option<DurationInput>,
     pub justification: Option<String>,
     /// Whether `justification` must be given (the canonical API) or may be
@@ -85,7 +88,7 @@ impl Broker {
 
     /// Who the request is for, under the identity rules: the authenticated
     /// person, or whoever a trusted caller names.
-    fn resolve_requester(
+    async fn resolve_requester(
         &self,
         caller: &Caller,
         body: Option<&str>,
@@ -99,17 +102,16 @@ impl Broker {
         };
         match (&caller.identity, claimed) {
             (Some(id), None) => {
-                Ok(self.requester_from(id.principal.clone(), id.auth, &id.groups, None))
+                self.requester_from(id.principal.clone(), id.auth, &id.groups, None)
+                    .await
             }
             (Some(id), Some(p)) if id.principal == p => {
-                Ok(self.requester_from(p, id.auth, &id.groups, None))
+                self.requester_from(p, id.auth, &id.groups, None).await
             }
-            (_, Some(p)) if caller.trusted_as.is_some() => Ok(self.requester_from(
-                p,
-                AuthSource::TrustedCaller,
-                &[],
-                caller.trusted_as.clone(),
-            )),
+            (_, Some(p)) if caller.trusted_as.is_some() => {
+                self.requester_from(p, AuthSource::TrustedCaller, &[], caller.trusted_as.clone())
+                    .await
+            }
             (Some(_), Some(_)) => Err(ServiceError::forbidden(
                 "identity_mismatch",
                 Some("requester"),
@@ -119,31 +121,51 @@ impl Broker {
         }
     }
 
-    fn requester_from(
+    async fn requester_from(
         &self,
         p: Principal,
         auth: AuthSource,
         groups: &[String],
         via: Option<String>,
-    ) -> Requester {
-        let groups = self.catalog.groups_of(&p, groups);
-        Requester {
+    ) -> Result<Requester, ServiceError> {
+        let groups = self.groups_of(&p, groups).await?;
+        Ok(Requester {
             principal: p,
             authenticated_by: auth,
             groups,
             via,
-        }
+        })
+    }
+
+    /// A person's groups for the rules: asserted, declared in the catalog,
+    /// and Identity Store groups (`idc:<name>`, cached for a bounded time)
+    /// when the catalog names any. An unreadable directory is a 503: rules
+    /// are never judged on a partial picture.
+    pub async fn groups_of(
+        &self,
+        p: &Principal,
+        asserted: &[String],
+    ) -> Result<Vec<String>, ServiceError> {
+        self.catalog.resolve_groups(p, asserted).await.map_err(|e| {
+            tracing::warn!(principal = %p, error = %e, "Identity Store groups could not be read");
+            ServiceError::Unavailable {
+                code: "directory_unavailable",
+                message:
+                    "the Identity Store groups the rules name could not be read; retry shortly"
+                        .into(),
+            }
+        })
     }
 
     /// The person acting on an existing request: the authenticated one, or
     /// the one a trusted caller names.
-    pub(crate) fn acting(
+    pub(crate) async fn acting(
         &self,
         caller: &Caller,
         on_behalf_of: Option<&str>,
     ) -> Result<Option<(Principal, Vec<String>)>, ServiceError> {
         if let Some(id) = &caller.identity {
-            let groups = self.catalog.groups_of(&id.principal, &id.groups);
+            let groups = self.groups_of(&id.principal, &id.groups).await?;
             return Ok(Some((id.principal.clone(), groups)));
         }
         if caller.trusted_as.is_some() {
@@ -151,7 +173,7 @@ impl Broker {
                 Some(p) => {
                     let p = Principal::parse(p.to_string())
                         .map_err(|e| ServiceError::invalid("requester", e.0))?;
-                    let groups = self.catalog.groups_of(&p, &[]);
+                    let groups = self.groups_of(&p, &[]).await?;
                     Ok(Some((p, groups)))
                 }
                 None => Ok(None),
@@ -163,7 +185,7 @@ impl Broker {
     /// The person deciding on an existing request (approve, deny, decide
     /// an extension, revoke): as [`Broker::acting`], but a trusted caller
     /// may name someone only when it is trusted to decide as well.
-    pub(crate) fn deciding(
+    pub(crate) async fn deciding(
         &self,
         caller: &Caller,
         on_behalf_of: Option<&str>,
@@ -181,7 +203,7 @@ impl Broker {
                 ),
             ));
         }
-        self.acting(caller, on_behalf_of)
+        self.acting(caller, on_behalf_of).await
     }
 
     fn entitlement(
@@ -237,7 +259,9 @@ impl Broker {
         caller: &Caller,
         req: NewRequest,
     ) -> Result<(AccessRequest, bool), ServiceError> {
-        let requester = self.resolve_requester(caller, req.requester.as_deref())?;
+        let requester = self
+            .resolve_requester(caller, req.requester.as_deref())
+            .await?;
         let ent = self.entitlement(&req, &requester.groups)?;
 
         if let Some(arn) = &req.role_arn {
@@ -261,9 +285,21 @@ impl Broker {
                         ),
                     ));
                 }
+                GrantTarget::PermissionSet { .. } => {
+                    return Err(ServiceError::invalid(
+                        "roleArn",
+                        format!(
+                            "`{}` assigns an Identity Center permission set and takes no role ARN; omit it",
+                            ent.name
+                        ),
+                    ));
+                }
             }
         }
-        if let Some(a) = &req.account {
+        let (target, account) = crate::identity_center::requested_accounts(ent, &req)?;
+        if let Some(a) = &req.account
+            && !matches!(ent.target, GrantTarget::PermissionSet { .. })
+        {
             let a =
                 AccountId::parse(a.clone()).map_err(|e| ServiceError::invalid("account", e.0))?;
             if a != ent.account {
@@ -384,7 +420,8 @@ impl Broker {
         let fingerprint = fingerprint(
             &requester.principal,
             &ent.name,
-            &ent.account,
+            &account,
+            &target,
             duration,
             &justification,
             req.simulate_approval,
@@ -393,8 +430,8 @@ impl Broker {
             request_id: RequestId::generate(now),
             requester,
             entitlement: ent.name.clone(),
-            account: ent.account.clone(),
-            target: ent.target.clone(),
+            account,
+            target,
             duration,
             justification,
             status: Status::Requested,
@@ -533,7 +570,7 @@ impl Broker {
     }
 
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<AccessRequest, ServiceError> {
-        let who = self.acting(caller, None)?;
+        let who = self.acting(caller, None).await?;
         self.load_visible(caller, who.as_ref(), id).await
     }
 
@@ -554,7 +591,7 @@ impl Broker {
         caller: &Caller,
         id: &str,
     ) -> Result<(AccessRequest, bool), ServiceError> {
-        let who = self.acting(caller, None)?;
+        let who = self.acting(caller, None).await?;
         let rid = Self::parse_id(id)?;
         let (r, archived) = match self.store.get(&rid).await? {
             Some(r) => (r, false),
@@ -610,7 +647,7 @@ impl Broker {
         on_behalf_of: Option<&str>,
         q: &ListQuery,
     ) -> Result<Page<AccessRequest>, ServiceError> {
-        let who = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
+        let who = self.acting(caller, on_behalf_of).await?.ok_or_else(|| {
             ServiceError::invalid(
                 "requester",
                 "is required when a trusted caller lists requests",
@@ -645,7 +682,7 @@ impl Broker {
         on_behalf_of: Option<&str>,
         reason: Option<String>,
     ) -> Result<AccessRequest, ServiceError> {
-        let who = self.acting(caller, on_behalf_of)?;
+        let who = self.acting(caller, on_behalf_of).await?;
         let r = self.load_visible(caller, who.as_ref(), id).await?;
         let rid = r.request_id.clone();
         let Some((p, _)) = who else {
@@ -731,10 +768,17 @@ fn fingerprint(
     who: &Principal,
     entitlement: &str,
     account: &AccountId,
+    target: &GrantTarget,
     duration: GrantDuration,
     justification: &str,
     simulate: bool,
 ) -> String {
+    // A permission-set request asks for its accounts; the other kinds keep
+    // the fingerprint they always had (the one account).
+    let account = match target {
+        GrantTarget::PermissionSet { accounts, .. } => serde_json::json!(accounts),
+        _ => serde_json::json!(account),
+    };
     let canonical = serde_json::json!([
         who,
         entitlement,

@@ -455,6 +455,49 @@ impl Tasks {
                     .await?;
                 tracing::info!(request_id = %id, policy = %policy_name, "policy attached");
             }
+            GrantTarget::PermissionSet { permission_set, .. } => {
+                if let Err((outcomes, e)) = crate::assignments::grant_all(
+                    self.store.as_ref(),
+                    &self.iam,
+                    self.clock.as_ref(),
+                    &r,
+                )
+                .await
+                {
+                    // Recorded per account on the trail, whatever comes next
+                    // (a retry, or FAILED with the rest rolled back).
+                    let rolled_back = !matches!(e, GrantError::Transient(_));
+                    let note = format!(
+                        "permission set {permission_set}: {}{}",
+                        if outcomes.is_empty() {
+                            e.to_string()
+                        } else {
+                            crate::assignments::describe(&outcomes)
+                        },
+                        if rolled_back && outcomes.iter().any(|o| o.result.is_ok()) {
+                            " — the accounts assigned were rolled back"
+                        } else if rolled_back {
+                            ""
+                        } else {
+                            " — retried"
+                        }
+                    );
+                    let event = AuditEvent::new(
+                        &r.request_id,
+                        self.clock.now(),
+                        system_actor("workflow"),
+                        AuditAction::Note,
+                        None,
+                        None,
+                        Some(clip(&note)),
+                        "workflow",
+                    );
+                    self.store.append_audit(&event).await?;
+                    tracing::warn!(request_id = %id, "{note}");
+                    return Err(e.into());
+                }
+                tracing::info!(request_id = %id, permission_set = %permission_set, "permission set assigned");
+            }
         }
         Ok(json!({ "requestId": id, "granted": true }))
     }
@@ -560,6 +603,11 @@ impl Tasks {
                 ),
                 None => None,
             };
+            let assigned = if matches!(r.target, GrantTarget::PermissionSet { .. }) {
+                Some(self.unassign_unless_covered(&r).await?)
+            } else {
+                None
+            };
             let (to, reason) = if r.status == Status::Granted {
                 (Status::Expired, None)
             } else if r.status.can_become(Status::Failed) {
@@ -578,7 +626,11 @@ impl Tasks {
                 Ok(()) => {
                     // Of two grants of one attachment ending at once, the
                     // last to record sees the other ended: settle after.
-                    self.settle_attachment(&next, attached).await?;
+                    if let Some(kept) = &assigned {
+                        self.settle_assignments(&next, Some(kept)).await?;
+                    } else {
+                        self.settle_attachment(&next, attached).await?;
+                    }
                     tracing::info!(request_id = %id, status = %next.status, "grant ended");
                     return Ok(answer(&next));
                 }
@@ -615,6 +667,9 @@ impl Tasks {
         r: &AccessRequest,
         known: Option<bool>,
     ) -> Result<(), TaskError> {
+        if matches!(r.target, GrantTarget::PermissionSet { .. }) {
+            return self.settle_assignments(r, None).await;
+        }
         let Some(key) = AttachmentKey::of(r) else {
             return Ok(());
         };
@@ -653,6 +708,77 @@ impl Tasks {
                 Err(err)
             }
         }
+    }
+
+    /// Brings each of a permission-set request's assignments in line with
+    /// the live grants in the store (see `assignments`). `known`: what the
+    /// caller just did per assignment (left in place or not).
+    async fn settle_assignments(
+        &self,
+        r: &AccessRequest,
+        known: Option<&[bool]>,
+    ) -> Result<(), TaskError> {
+        let Some(manager) = self.iam.assignments() else {
+            return Err(TaskError::GrantFailed(
+                "this function has no Identity Center adapter configured (JIT_IDC_ENABLED)".into(),
+            ));
+        };
+        let list = match crate::assignments::of(manager, r).await {
+            None => return Ok(()),
+            Some(Ok(list)) => list,
+            // No user (or permission set) any more: nothing this request can
+            // name is assigned; whatever the ledger holds, the reconciler
+            // removes by its ids.
+            Some(Err(GrantError::PrincipalMissing(_) | GrantError::PolicyMissing(_))) => {
+                return Ok(());
+            }
+            Some(Err(e)) => return Err(e.into()),
+        };
+        for (i, a) in list.iter().enumerate() {
+            crate::assignments::settle(
+                self.store.as_ref(),
+                &self.iam,
+                self.clock.as_ref(),
+                a,
+                known.and_then(|k| k.get(i).copied()),
+                &r.request_id,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Before a permission-set grant's end is recorded: every assignment
+    /// deleted unless another live grant needs it. What was left in place,
+    /// per assignment.
+    async fn unassign_unless_covered(&self, r: &AccessRequest) -> Result<Vec<bool>, TaskError> {
+        let Some(manager) = self.iam.assignments() else {
+            return Err(TaskError::GrantFailed(
+                "this function has no Identity Center adapter configured (JIT_IDC_ENABLED)".into(),
+            ));
+        };
+        let list = match crate::assignments::of(manager, r).await {
+            None => return Ok(vec![]),
+            Some(Ok(list)) => list,
+            Some(Err(GrantError::PrincipalMissing(_) | GrantError::PolicyMissing(_))) => {
+                return Ok(vec![]);
+            }
+            Some(Err(e)) => return Err(e.into()),
+        };
+        let mut kept = Vec::with_capacity(list.len());
+        for a in &list {
+            kept.push(
+                crate::assignments::unassign_unless_covered(
+                    self.store.as_ref(),
+                    &self.iam,
+                    self.clock.as_ref(),
+                    a,
+                    &r.request_id,
+                )
+                .await?,
+            );
+        }
+        Ok(kept)
     }
 
     /// Places revocation denies not yet on their role and removes those no
@@ -729,6 +855,9 @@ impl Tasks {
                 &removed.request_id,
             )
             .await?;
+        }
+        if live && matches!(removed.target, GrantTarget::PermissionSet { .. }) {
+            self.unassign_unless_covered(removed).await?;
         }
         if let Some(deny) = removed.session_deny.as_ref().filter(|d| d.pending()) {
             self.iam

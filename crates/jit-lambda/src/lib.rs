@@ -106,12 +106,40 @@ pub async fn tasks_from_env() -> Result<Tasks, lambda_runtime::Error> {
             &sdk,
             jit_aws::TableNames::new(cfg.table, cfg.audit_table),
         )),
-        catalog: Arc::new(catalog),
         clock: clock.clone(),
         issuer: Arc::new(jit_aws::StsIssuer::from_config(&sdk)),
-        iam: grant_iam(&sdk, &cfg.ledger_table, clock),
+        iam: with_identity_center(grant_iam(&sdk, &cfg.ledger_table, clock), &sdk, &catalog),
+        catalog: Arc::new(catalog),
         notifier: Arc::new(LogNotifier),
     })
+}
+
+/// Permission-set grants: the task functions built with the `idc` feature
+/// (`assume-role`, `update-status`, `expire`) make and remove Identity
+/// Center assignments when the catalog names an instance. Built without it,
+/// a permission-set step fails loudly (`GrantFailed`, "no Identity Center
+/// adapter").
+#[cfg(feature = "idc")]
+fn with_identity_center(
+    iam: jit_core::ledger::GrantIam,
+    sdk: &jit_aws::SdkConfig,
+    catalog: &Catalog,
+) -> jit_core::ledger::GrantIam {
+    match catalog.identity_center() {
+        Some(idc) => iam.with_assignments(Arc::new(
+            jit_aws::identity_center::IdentityCenterClient::new(sdk, idc),
+        )),
+        None => iam,
+    }
+}
+
+#[cfg(not(feature = "idc"))]
+fn with_identity_center(
+    iam: jit_core::ledger::GrantIam,
+    _sdk: &jit_aws::SdkConfig,
+    _catalog: &Catalog,
+) -> jit_core::ledger::GrantIam {
+    iam
 }
 
 /// The broker the scheduled sweep's workflow reconcile pass needs

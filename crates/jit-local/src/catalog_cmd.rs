@@ -64,7 +64,21 @@ pub async fn run(args: CheckArgs) -> i32 {
         },
     };
     let inspector = jit_aws::IamInspector::from_config(&sdk);
-    let rows = catalog_check(&catalog, &inspector, broker.as_ref()).await;
+    let mut rows = catalog_check(&catalog, &inspector, broker.as_ref()).await;
+    if let Some(idc) = catalog.identity_center() {
+        // Permission-set entitlements: the instance, the permission sets and
+        // where they are provisioned, read from Identity Center itself.
+        let client = jit_aws::identity_center::IdentityCenterClient::new(&sdk, idc);
+        jit_core::catalog_check::check_permission_sets(
+            &catalog,
+            &client,
+            &client,
+            &inspector,
+            broker.as_ref(),
+            &mut rows,
+        )
+        .await;
+    }
     match args.output {
         Output::Table => {
             if let Some(b) = &broker {

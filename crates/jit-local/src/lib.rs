@@ -31,6 +31,7 @@ pub mod catalog_cmd;
 pub mod console;
 pub mod grants;
 pub mod iam_state;
+pub mod identity_center;
 mod json_file;
 pub mod lock;
 pub mod notify;
@@ -47,6 +48,8 @@ pub const STORE_FILE: &str = "jit.db";
 pub const ATTACHMENTS_FILE: &str = "iam-attachments.json";
 /// The local stand-in for inline role policies, in the data dir.
 pub const ROLE_POLICIES_FILE: &str = "iam-role-policies.json";
+/// The local fake Identity Center's account assignments.
+pub const IDC_ASSIGNMENTS_FILE: &str = "idc-assignments.json";
 
 /// Where grants are made: `local` (clearly fake credentials, IAM recorded
 /// in the data dir) or `aws` (the real STS and IAM).
@@ -144,6 +147,16 @@ pub struct Overrides {
     /// Recorded in the data directory's lock file, so a hand reconcile
     /// works on the same IAM (`local` when not set).
     pub grants: Option<GrantsMode>,
+    /// IAM Identity Center (permission-set grants, `idc:` groups) instead
+    /// of the catalog's `identity_center.local_directory` fake.
+    pub identity_center: Option<IdcPorts>,
+}
+
+/// Identity Center's two ports, as `--grants aws` builds them.
+#[derive(Clone)]
+pub struct IdcPorts {
+    pub assignments: Arc<dyn jit_core::identity_center::AssignmentManager>,
+    pub directory: Arc<dyn jit_core::identity_center::GroupDirectory>,
 }
 
 impl Overrides {
@@ -157,6 +170,7 @@ impl Overrides {
             inspector: Some(grants.inspector),
             inventory: Some(grants.inventory),
             grants: Some(GrantsMode::Aws),
+            identity_center: None,
         }
     }
 }
@@ -267,6 +281,44 @@ fn valid_api_key(key: &str) -> bool {
     key.len() >= 16 && key.chars().all(|c| c.is_ascii_graphic())
 }
 
+/// The catalog's fake Identity Center (`identity_center.local_directory`),
+/// with its assignments in the data directory; `None` when the catalog
+/// configures none.
+pub(crate) fn local_identity_center(
+    catalog: &Catalog,
+    data_dir: &Path,
+) -> Result<Option<IdcPorts>, StartError> {
+    let Some(dir) = catalog
+        .identity_center()
+        .and_then(|i| i.local_directory.clone())
+    else {
+        return Ok(None);
+    };
+    let mut accounts: Vec<jit_core::AccountId> = vec![];
+    for e in catalog.entitlements() {
+        if let jit_core::GrantTarget::PermissionSet { accounts: list, .. } = &e.target {
+            for a in list {
+                if !accounts.contains(a) {
+                    accounts.push(a.clone());
+                }
+            }
+        }
+    }
+    let path = data_dir.join(IDC_ASSIGNMENTS_FILE);
+    let local = Arc::new(
+        identity_center::LocalIdentityCenter::open(dir, accounts, path.clone()).map_err(|e| {
+            StartError::Store {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            }
+        })?,
+    );
+    Ok(Some(IdcPorts {
+        assignments: local.clone(),
+        directory: local,
+    }))
+}
+
 /// Reads and validates the catalog file, naming the file in any error.
 pub fn load_catalog(path: &Path) -> Result<Catalog, StartError> {
     let text = std::fs::read_to_string(path).map_err(|source| StartError::CatalogRead {
@@ -362,7 +414,7 @@ impl App {
         overrides: Overrides,
         approvals_cfg: &approvals::ApprovalsConfig,
     ) -> Result<(App, String), StartError> {
-        let catalog = Arc::new(cfg.catalog.load()?);
+        let mut catalog = cfg.catalog.load()?;
         private_fs::dir(&cfg.data_dir).map_err(|source| StartError::DataDir {
             path: cfg.data_dir.display().to_string(),
             source,
@@ -415,8 +467,30 @@ impl App {
         });
         // Every IAM change goes through the grant ledger, in the same
         // database as the requests.
-        let iam = jit_core::ledger::GrantIam::new(grant_attacher, revoker, sqlite, clock.clone())
-            .with_inventory(inventory);
+        let mut iam =
+            jit_core::ledger::GrantIam::new(grant_attacher, revoker, sqlite, clock.clone())
+                .with_inventory(inventory);
+        let idc = match overrides.identity_center {
+            Some(ports) => Some(ports),
+            None => local_identity_center(&catalog, &cfg.data_dir)?,
+        };
+        let local_idc = idc.is_some() && overrides.grants.is_none();
+        if let Some(ports) = idc {
+            let ttl = catalog
+                .identity_center()
+                .map(|i| i.group_cache_secs)
+                .unwrap_or(jit_core::identity_center::DEFAULT_GROUP_CACHE_SECS);
+            catalog = catalog.with_group_directory(Arc::new(
+                jit_core::identity_center::CachedGroups::new(ports.directory, clock.clone(), ttl),
+            ));
+            iam = iam.with_assignments(ports.assignments);
+        }
+        if local_idc {
+            tracing::info!(
+                "Identity Center: the catalog's local_directory (a fake, local mode only)"
+            );
+        }
+        let catalog = Arc::new(catalog);
         let grant_ports = Arc::new(jit_core::grant_ports::GrantPorts {
             issuer: issuer.clone(),
             iam: iam.clone(),

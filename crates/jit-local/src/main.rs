@@ -237,7 +237,26 @@ async fn main() -> anyhow::Result<()> {
         GrantsMode::Local => Overrides::default(),
         GrantsMode::Aws => {
             match jit_local::access::ambient_aws_grants(&args.federation_url).await {
-                Ok(g) => Overrides::aws(g),
+                Ok(g) => {
+                    let mut o = Overrides::aws(g);
+                    // Permission sets: Identity Center itself (the catalog's
+                    // local_directory is for --grants local only).
+                    if let Ok(catalog) = cfg.catalog.load()
+                        && let Some(idc) = catalog.identity_center()
+                    {
+                        let client = std::sync::Arc::new(
+                            jit_aws::identity_center::IdentityCenterClient::new(
+                                &jit_aws::sdk::load_config().await,
+                                idc,
+                            ),
+                        );
+                        o.identity_center = Some(jit_local::IdcPorts {
+                            assignments: client.clone(),
+                            directory: client,
+                        });
+                    }
+                    o
+                }
                 Err(e) => {
                     eprintln!("jit-local: --federation-url: {e}");
                     std::process::exit(2);

@@ -126,17 +126,31 @@ async fn in_process(args: &ReconcileArgs, _lock: DataDirLock) -> Result<Reconcil
                 attacher: attacher.clone(),
                 roles: roles.clone(),
             });
-            GrantIam::new(attacher, roles, store.clone(), clock.clone()).with_inventory(inventory)
+            let iam = GrantIam::new(attacher, roles, store.clone(), clock.clone())
+                .with_inventory(inventory);
+            // The catalog's fake Identity Center, as the server uses it.
+            match crate::local_identity_center(&catalog, &args.data_dir)
+                .map_err(|e| e.to_string())?
+            {
+                Some(ports) => iam.with_assignments(ports.assignments),
+                None => iam,
+            }
         }
         GrantsMode::Aws => {
             let sdk = jit_aws::sdk::load_config().await;
-            GrantIam::new(
+            let iam = GrantIam::new(
                 Arc::new(jit_aws::IamAttacher::from_config(&sdk)),
                 Arc::new(jit_aws::IamRoleRevoker::from_config(&sdk)),
                 store.clone(),
                 clock.clone(),
             )
-            .with_inventory(Arc::new(jit_aws::IamLister::from_config(&sdk)))
+            .with_inventory(Arc::new(jit_aws::IamLister::from_config(&sdk)));
+            match catalog.identity_center() {
+                Some(idc) => iam.with_assignments(Arc::new(
+                    jit_aws::identity_center::IdentityCenterClient::new(&sdk, idc),
+                )),
+                None => iam,
+            }
         }
     };
     Reconciler {

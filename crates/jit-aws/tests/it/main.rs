@@ -9,6 +9,7 @@ mod dynamo;
 mod dynamo_suite;
 mod dynamo_trail;
 mod grants;
+mod identity_center;
 mod notify;
 mod reconcile;
 mod sdk;
