@@ -81,6 +81,8 @@ pub struct Entitlement {
     pub auto_approve: Option<AutoApprove>,
     pub approval_timeout_secs: u32,
     pub form: EntryForm,
+    /// Least privilege: `ceiling:`, `session_policy:`, `policy_generation:`.
+    pub policy: crate::policy::EntitlementPolicy,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -205,6 +207,81 @@ struct RawEntitlement {
     approvers: Option<RawApprovers>,
     auto_approve: Option<RawAutoApprove>,
     approval_timeout: Option<DurationInput>,
+    /// What a generated session policy may allow (actions or patterns).
+    #[serde(default)]
+    ceiling: Vec<String>,
+    /// A fixed session policy: a YAML mapping or JSON text.
+    session_policy: Option<Value>,
+    policy_generation: Option<crate::policy::GenerationMode>,
+}
+
+/// The least-privilege fields of an entry, checked as far as they can be
+/// without the action table (`jit-policy` validates the rest when a policy
+/// is made).
+fn entitlement_policy(
+    ctx: &Ctx,
+    raw: &RawEntitlement,
+) -> Result<crate::policy::EntitlementPolicy, CatalogError> {
+    use crate::policy::{GenerationMode, is_action_pattern};
+    for c in &raw.ceiling {
+        if c != "*" && !is_action_pattern(c) {
+            return Err(ctx.err(
+                Some("ceiling"),
+                format!("`{c}` is not an IAM action or pattern (like `s3:Get*` or `logs:*`)"),
+            ));
+        }
+    }
+    let session_policy = match &raw.session_policy {
+        None => None,
+        Some(Value::String(text)) => {
+            let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                ctx.err(Some("session_policy"), format!("is not JSON: {e}"))
+            })?;
+            Some(serde_json::to_string(&v).expect("JSON serializes"))
+        }
+        Some(v @ Value::Mapping(_)) => {
+            let v: serde_json::Value = serde_yaml_ng::from_value(v.clone()).map_err(|e| {
+                ctx.err(Some("session_policy"), format!("is not a policy document: {e}"))
+            })?;
+            Some(serde_json::to_string(&v).expect("JSON serializes"))
+        }
+        Some(_) => {
+            return Err(ctx.err(
+                Some("session_policy"),
+                "must be a policy document (a mapping, or JSON text)",
+            ));
+        }
+    };
+    if let Some(p) = &session_policy {
+        crate::session_policy::bounded(Some(p), chrono::DateTime::UNIX_EPOCH)
+            .map_err(|e| ctx.err(Some("session_policy"), e.to_string()))?;
+    }
+    if raw.policy_name.is_some()
+        && (session_policy.is_some() || raw.policy_generation == Some(GenerationMode::Required))
+    {
+        return Err(ctx.err(
+            Some(if session_policy.is_some() { "session_policy" } else { "policy_generation" }),
+            "applies to role entitlements only: an attached managed policy cannot be narrowed by a session policy",
+        ));
+    }
+    let generation = match (raw.policy_generation, &session_policy) {
+        (None, Some(_)) => GenerationMode::Off,
+        (Some(m), Some(_)) if m != GenerationMode::Off => {
+            return Err(ctx.err(
+                Some("policy_generation"),
+                format!(
+                    "is `{}` but `session_policy` fixes the policy; set `policy_generation: off` or remove `session_policy`",
+                    m.as_str()
+                ),
+            ));
+        }
+        (m, _) => m.unwrap_or_default(),
+    };
+    Ok(crate::policy::EntitlementPolicy {
+        ceiling: raw.ceiling.clone(),
+        session_policy,
+        generation,
+    })
 }
 
 struct Ctx<'a> {
@@ -509,6 +586,7 @@ impl Catalog {
             auto_approve: None,
             approval_timeout_secs: d.approval_timeout_secs,
             form: EntryForm::KubiyaSeed,
+            policy: Default::default(),
         })
     }
 
@@ -637,6 +715,7 @@ impl Catalog {
             auto_approve,
             approval_timeout_secs,
             form: EntryForm::Rich,
+            policy: entitlement_policy(ctx, &raw)?,
         })
     }
 

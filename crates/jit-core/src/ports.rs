@@ -208,6 +208,10 @@ pub struct WorkflowInput {
     pub auto_approve: bool,
     pub approval_timeout_seconds: u32,
     pub duration_seconds: u32,
+    /// The request carries a `scope` (or its entitlement a fixed session
+    /// policy): the workflow's GeneratePolicy step runs. Others skip it.
+    #[serde(default)]
+    pub generate_policy: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -302,6 +302,7 @@ impl App {
                 clock,
                 settings: Settings { demo_mode },
                 grants: None,
+                policy: Some(Arc::new(jit_policy::Deterministic)),
             },
             api_key,
             engine: None,
@@ -464,6 +465,12 @@ impl App {
             jit_engine::Definitions::new().with(workflow::APPROVAL_MACHINE, machine),
             Arc::new(workflow::LocalTasks {
                 tasks: tasks.clone(),
+                policy: jit_core::policy_step::PolicyStep {
+                    store: tasks.store.clone(),
+                    catalog: tasks.catalog.clone(),
+                    clock: tasks.clock.clone(),
+                    generator: Arc::new(jit_policy::Deterministic),
+                },
             }),
             clock.clone(),
         )
@@ -495,6 +502,7 @@ impl App {
                     demo_mode: cfg.demo_mode,
                 },
                 grants: Some(grant_ports),
+                policy: Some(Arc::new(jit_policy::Deterministic)),
             },
             api_key: api_key.clone(),
             engine: Some(engine),

@@ -86,9 +86,10 @@ const OVERSIZE_CAUSE: &str = r#"{"errorMessage":"Response payload size exceeded 
 
 const DENY_CAUSE: &str = "lead@example.com: not during the change freeze";
 
-/// The four task functions, as `template.yaml` substitutes them.
-const FUNCTIONS: [&str; 4] = [
+/// The task functions, as `template.yaml` substitutes them.
+const FUNCTIONS: [&str; 5] = [
     "UpdateStatusFunctionArn",
+    "GeneratePolicyFunctionArn",
     "SlackNotifyFunctionArn",
     "AssumeRoleFunctionArn",
     "ExpireFunctionArn",
