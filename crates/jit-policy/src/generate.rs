@@ -71,6 +71,33 @@ fn statements(pairs: Vec<(String, Vec<String>)>) -> Vec<Value> {
         .collect()
 }
 
+/// A resource type's ARN format as a pattern of every resource of it
+/// (`arn:${Partition}:sns:${Region}:${Account}:${TopicName}` ->
+/// `arn:aws:sns:*:*:*`). The partition is `aws`: a pattern with `*` there
+/// reads as `Resource: "*"` to parliament, and a deployment in another
+/// partition names its resources.
+fn arn_pattern(format: &str) -> String {
+    let format = format.replacen("${Partition}", "aws", 1);
+    let mut out = String::with_capacity(format.len());
+    let mut rest = format.as_str();
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        match rest[i..].find('}') {
+            Some(j) => {
+                if !out.ends_with('*') {
+                    out.push('*');
+                }
+                rest = &rest[i + j + 1..];
+            }
+            None => break,
+        }
+    }
+    if !rest.contains("${") {
+        out.push_str(rest);
+    }
+    out
+}
+
 fn document(statements: Vec<Value>) -> Value {
     json!({"Version": VERSION, "Statement": statements})
 }
@@ -90,7 +117,8 @@ pub fn generate(table: &Table, scope: &Scope, ceiling: &[String]) -> Result<Draf
             resources,
         } => {
             let star = vec!["*".to_string()];
-            let resources = if resources.is_empty() { &star } else { resources };
+            let implicit = resources.is_empty();
+            let resources = if implicit { &star } else { resources };
             let mut notes = vec![];
             let mut pairs = vec![];
             let mut outside = 0usize;
@@ -113,10 +141,21 @@ pub fn generate(table: &Table, scope: &Scope, ceiling: &[String]) -> Result<Draf
                         outside += 1;
                         continue;
                     }
-                    let on: Vec<String> = applicable(service, a, resources)
-                        .into_iter()
-                        .cloned()
-                        .collect();
+                    let on: Vec<String> = if implicit && !a.resource_types.is_empty() {
+                        // "`*` within the services": every resource of the
+                        // action's types, spelled as the types' ARN patterns.
+                        a.resource_types
+                            .iter()
+                            .map(|&t| arn_pattern(&service.resource_types[t].arn))
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .into_iter()
+                            .collect()
+                    } else {
+                        applicable(service, a, resources)
+                            .into_iter()
+                            .cloned()
+                            .collect()
+                    };
                     if on.is_empty() {
                         no_resource += 1;
                         continue;
@@ -235,7 +274,11 @@ fn exact(
                 format!("name none that `{pattern}` applies to: it needs {want}"),
             ));
         }
-        let on: Vec<String> = on.into_keys().cloned().collect();
+        let mut on: Vec<String> = on.into_keys().cloned().collect();
+        if on.len() > 1 {
+            // A specific resource matched: `*` would only widen the action.
+            on.retain(|r| r != "*");
+        }
         // The action as the table spells it; a pattern as written.
         let written = if matched.len() == 1 && !name.contains(['*', '?']) {
             format!("{}:{}", service.prefix, matched[0].name)

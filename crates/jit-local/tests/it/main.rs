@@ -13,6 +13,7 @@ mod common;
 mod grants;
 mod http;
 mod kill;
+mod least_privilege;
 mod lifecycle;
 mod openapi;
 mod reconcile;
