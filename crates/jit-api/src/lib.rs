@@ -574,7 +574,12 @@ async fn preview_policy(
     let entitlement = body
         .opt_str("entitlement")?
         .filter(|e| !e.trim().is_empty())
-        .ok_or_else(|| invalid("entitlement", "is required: name an entitlement from the catalog"))?;
+        .ok_or_else(|| {
+            invalid(
+                "entitlement",
+                "is required: name an entitlement from the catalog",
+            )
+        })?;
     let scope = body.opt_scope()?;
     let justification = body.opt_str("justification")?.unwrap_or_default();
     let g = broker

@@ -234,14 +234,16 @@ fn entitlement_policy(
     let session_policy = match &raw.session_policy {
         None => None,
         Some(Value::String(text)) => {
-            let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                ctx.err(Some("session_policy"), format!("is not JSON: {e}"))
-            })?;
+            let v: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| ctx.err(Some("session_policy"), format!("is not JSON: {e}")))?;
             Some(serde_json::to_string(&v).expect("JSON serializes"))
         }
         Some(v @ Value::Mapping(_)) => {
             let v: serde_json::Value = serde_yaml_ng::from_value(v.clone()).map_err(|e| {
-                ctx.err(Some("session_policy"), format!("is not a policy document: {e}"))
+                ctx.err(
+                    Some("session_policy"),
+                    format!("is not a policy document: {e}"),
+                )
             })?;
             Some(serde_json::to_string(&v).expect("JSON serializes"))
         }

@@ -140,7 +140,10 @@ impl Scope {
                     format!("must be at most {MAX_DESCRIBE_CHARS} characters"),
                 ));
             }
-            if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            if text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+            {
                 return Err(scope_err(
                     "scope.describe",
                     "must not contain control characters",
@@ -187,7 +190,9 @@ impl Scope {
                 if !is_action_pattern(a) {
                     return Err(scope_err(
                         "scope.actions",
-                        format!("`{a}` is not an IAM action (`service:Action`, like `s3:GetObject`)"),
+                        format!(
+                            "`{a}` is not an IAM action (`service:Action`, like `s3:GetObject`)"
+                        ),
                     ));
                 }
             }
@@ -249,9 +254,7 @@ fn check_resources(resources: &[String]) -> Result<(), ScopeError> {
         if !is_resource(r) {
             return Err(scope_err(
                 "scope.resources",
-                format!(
-                    "`{r}` is not a resource: use `*` or an ARN (`arn:aws:s3:::prod-logs/*`)"
-                ),
+                format!("`{r}` is not a resource: use `*` or an ARN (`arn:aws:s3:::prod-logs/*`)"),
             ));
         }
     }
@@ -524,16 +527,37 @@ mod tests {
             (json!("s3:*"), "scope"),
             (json!({}), "scope"),
             (json!({"actions": [], "resources": ["*"]}), "scope.actions"),
-            (json!({"actions": ["GetObject"], "resources": ["*"]}), "scope.actions"),
+            (
+                json!({"actions": ["GetObject"], "resources": ["*"]}),
+                "scope.actions",
+            ),
             (json!({"actions": ["s3:GetObject"]}), "scope.resources"),
-            (json!({"actions": ["s3:GetObject"], "resources": ["prod-logs"]}), "scope.resources"),
-            (json!({"access": "admin", "services": ["s3"]}), "scope.access"),
+            (
+                json!({"actions": ["s3:GetObject"], "resources": ["prod-logs"]}),
+                "scope.resources",
+            ),
+            (
+                json!({"access": "admin", "services": ["s3"]}),
+                "scope.access",
+            ),
             (json!({"access": "read"}), "scope.services"),
-            (json!({"access": "read", "services": ["S3!"]}), "scope.services"),
-            (json!({"access": "read", "services": ["s3"], "actions": ["s3:GetObject"]}), "scope.actions"),
+            (
+                json!({"access": "read", "services": ["S3!"]}),
+                "scope.services",
+            ),
+            (
+                json!({"access": "read", "services": ["s3"], "actions": ["s3:GetObject"]}),
+                "scope.actions",
+            ),
             (json!({"describe": ""}), "scope.describe"),
-            (json!({"describe": "x", "services": ["s3"]}), "scope.describe"),
-            (json!({"actions": ["s3:GetObject"], "resources": ["*"], "effect": "Deny"}), "scope.effect"),
+            (
+                json!({"describe": "x", "services": ["s3"]}),
+                "scope.describe",
+            ),
+            (
+                json!({"actions": ["s3:GetObject"], "resources": ["*"], "effect": "Deny"}),
+                "scope.effect",
+            ),
         ];
         for (v, field) in cases {
             let e = Scope::from_json(&v).unwrap_err();

@@ -81,7 +81,11 @@ impl PolicyStep {
             let (policy, provenance, reason) = if r.scope.is_none() && input.fixed_policy.is_none()
             {
                 // Nothing to generate from: nothing is recorded but the pass.
-                (None, None, "no scope: the grant is the entitlement".to_string())
+                (
+                    None,
+                    None,
+                    "no scope: the grant is the entitlement".to_string(),
+                )
             } else {
                 match self.generator.generate(&input).await {
                     Ok(g) => {

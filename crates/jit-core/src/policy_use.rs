@@ -80,14 +80,10 @@ impl Broker {
                 ent.name
             )));
         }
-        let generator = self
-            .policy
-            .as_ref()
-            .ok_or(ServiceError::Unavailable {
-                code: "policy_generation_unavailable",
-                message: "this deployment generates no session policies: ask without `scope`"
-                    .into(),
-            })?;
+        let generator = self.policy.as_ref().ok_or(ServiceError::Unavailable {
+            code: "policy_generation_unavailable",
+            message: "this deployment generates no session policies: ask without `scope`".into(),
+        })?;
         generator
             .generate(&input_for(ent, scope, justification))
             .await
@@ -138,13 +134,10 @@ impl Broker {
                 ent.name
             )));
         }
-        let generator = self
-            .policy
-            .as_ref()
-            .ok_or(ServiceError::Unavailable {
-                code: "policy_generation_unavailable",
-                message: "this deployment validates no session policies".into(),
-            })?;
+        let generator = self.policy.as_ref().ok_or(ServiceError::Unavailable {
+            code: "policy_generation_unavailable",
+            message: "this deployment validates no session policies".into(),
+        })?;
         generator
             .generate(&input_for(ent, None, justification))
             .await

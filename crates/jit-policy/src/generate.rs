@@ -104,7 +104,11 @@ fn document(statements: Vec<Value>) -> Value {
 
 /// The policy for a scope, bounded by `ceiling`. A described scope needs an
 /// AI generator: refused here, naming `scope.describe`.
-pub fn generate(table: &Table, scope: &Scope, ceiling: &[String]) -> Result<Draft, GenerationError> {
+pub fn generate(
+    table: &Table,
+    scope: &Scope,
+    ceiling: &[String],
+) -> Result<Draft, GenerationError> {
     match scope {
         Scope::Describe { .. } => Err(GenerationError::refused(
             "scope.describe",
@@ -361,21 +365,31 @@ mod tests {
             resources: s(&["*"]),
         };
         let e = generate(table(), &exact, &s(&["s3:Get*", "s3:List*"])).unwrap_err();
-        assert!(matches!(e, GenerationError::Refused { ref field, .. } if field == "scope"), "{e}");
+        assert!(
+            matches!(e, GenerationError::Refused { ref field, .. } if field == "scope"),
+            "{e}"
+        );
         let write = Scope::Access {
             access: AccessLevel::Write,
             services: s(&["s3"]),
             resources: vec![],
         };
         let e = generate(table(), &write, &s(&["s3:Get*", "s3:List*"])).unwrap_err();
-        assert!(matches!(e, GenerationError::Refused { ref field, .. } if field == "scope"), "{e}");
+        assert!(
+            matches!(e, GenerationError::Refused { ref field, .. } if field == "scope"),
+            "{e}"
+        );
         let read = Scope::Access {
             access: AccessLevel::Read,
             services: s(&["s3"]),
             resources: s(&["arn:aws:s3:::b/*"]),
         };
         let d = generate(table(), &read, &s(&["s3:GetObject*"])).unwrap();
-        assert!(d.notes.iter().any(|n| n.contains("outside the entitlement's ceiling")));
+        assert!(
+            d.notes
+                .iter()
+                .any(|n| n.contains("outside the entitlement's ceiling"))
+        );
         for a in d.document["Statement"][0]["Action"].as_array().unwrap() {
             assert!(a.as_str().unwrap().starts_with("s3:GetObject"));
         }

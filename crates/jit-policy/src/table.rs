@@ -203,7 +203,9 @@ pub fn globs_meet(a: &[char], b: &[char]) -> bool {
             (Some('*'), _) => go(a, b, i + 1, j, memo) || (j < b.len() && go(a, b, i, j + 1, memo)),
             (_, Some('*')) => go(a, b, i, j + 1, memo) || (i < a.len() && go(a, b, i + 1, j, memo)),
             (None, _) | (_, None) => false,
-            (Some(x), Some(y)) => (*x == '?' || *y == '?' || x == y) && go(a, b, i + 1, j + 1, memo),
+            (Some(x), Some(y)) => {
+                (*x == '?' || *y == '?' || x == y) && go(a, b, i + 1, j + 1, memo)
+            }
         };
         memo[i][j] = Some(v);
         v
@@ -286,11 +288,17 @@ mod tests {
         let s3 = table().service("s3").unwrap();
         let ty = |n: &str| s3.resource_types.iter().find(|r| r.name == n).unwrap();
         assert!(resource_matches(ty("object"), "arn:aws:s3:::prod-logs/*"));
-        assert!(resource_matches(ty("object"), "arn:aws:s3:::prod-logs/app/x.log"));
+        assert!(resource_matches(
+            ty("object"),
+            "arn:aws:s3:::prod-logs/app/x.log"
+        ));
         assert!(!resource_matches(ty("object"), "arn:aws:s3:::prod-logs"));
         assert!(resource_matches(ty("bucket"), "arn:aws:s3:::prod-logs"));
         assert!(!resource_matches(ty("bucket"), "arn:aws:s3:::prod-logs/*"));
-        assert!(!resource_matches(ty("accesspoint"), "arn:aws:s3:::prod-logs"));
+        assert!(!resource_matches(
+            ty("accesspoint"),
+            "arn:aws:s3:::prod-logs"
+        ));
         let logs = table().service("logs").unwrap();
         let lg = logs
             .resource_types

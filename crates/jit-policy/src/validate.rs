@@ -60,7 +60,9 @@ pub fn validate(
     let value: Value = serde_json::from_str(text)
         .map_err(|e| refused(format!("is not a policy document: not JSON ({e})")))?;
     let Value::Object(doc) = &value else {
-        return Err(refused("is not a policy document: not a JSON object".into()));
+        return Err(refused(
+            "is not a policy document: not a JSON object".into(),
+        ));
     };
     for k in doc.keys() {
         if !matches!(k.as_str(), "Version" | "Id" | "Statement") {
@@ -122,9 +124,7 @@ pub fn validate(
                     ))
                 })?;
             if sids.contains(&sid) {
-                return Err(refused(format!(
-                    "statement {n} repeats the `Sid` `{sid}`"
-                )));
+                return Err(refused(format!("statement {n} repeats the `Sid` `{sid}`")));
             }
             sids.push(sid);
         }
@@ -138,9 +138,8 @@ pub fn validate(
             }
         };
         let actions = texts(
-            s.get("Action").ok_or_else(|| {
-                refused(format!("statement {n} has no `Action`"))
-            })?,
+            s.get("Action")
+                .ok_or_else(|| refused(format!("statement {n} has no `Action`")))?,
             "Action",
             field,
         )?;
@@ -185,9 +184,8 @@ pub fn validate(
             }
         }
         let resources = texts(
-            s.get("Resource").ok_or_else(|| {
-                refused(format!("statement {n} has no `Resource`"))
-            })?,
+            s.get("Resource")
+                .ok_or_else(|| refused(format!("statement {n} has no `Resource`")))?,
             "Resource",
             field,
         )?;
@@ -250,18 +248,51 @@ mod tests {
     fn each_rule_refuses_with_a_reason() {
         let cases = [
             ("nope", "not JSON"),
-            (r#"{"Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#, "Version"),
+            (
+                r#"{"Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#,
+                "Version",
+            ),
             (r#"{"Version":"2012-10-17","Statement":[]}"#, "Statement"),
-            (r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","NotAction":"iam:*","Resource":"*"}}"#, "NotAction"),
-            (r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObject","NotResource":"arn:aws:s3:::x"}}"#, "NotResource"),
-            (r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#, "every action"),
-            (r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObjekt","Resource":"*"}}"#, "no action of `s3`"),
-            (r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s4:GetObject","Resource":"*"}}"#, "names no AWS service"),
-            (r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:PutObject","Resource":"*"}}"#, "outside the entitlement's ceiling"),
-            (r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}"#, "outside the entitlement's ceiling"),
-            (r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"bucket"}}"#, "not a resource"),
-            (r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}}"#, "Principal"),
-            (r#"{"Version":"2012-10-17","Statement":{"Effect":"Maybe","Action":"s3:GetObject","Resource":"*"}}"#, "Effect"),
+            (
+                r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","NotAction":"iam:*","Resource":"*"}}"#,
+                "NotAction",
+            ),
+            (
+                r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObject","NotResource":"arn:aws:s3:::x"}}"#,
+                "NotResource",
+            ),
+            (
+                r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#,
+                "every action",
+            ),
+            (
+                r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObjekt","Resource":"*"}}"#,
+                "no action of `s3`",
+            ),
+            (
+                r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s4:GetObject","Resource":"*"}}"#,
+                "names no AWS service",
+            ),
+            (
+                r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:PutObject","Resource":"*"}}"#,
+                "outside the entitlement's ceiling",
+            ),
+            (
+                r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}"#,
+                "outside the entitlement's ceiling",
+            ),
+            (
+                r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"bucket"}}"#,
+                "not a resource",
+            ),
+            (
+                r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}}"#,
+                "Principal",
+            ),
+            (
+                r#"{"Version":"2012-10-17","Statement":{"Effect":"Maybe","Action":"s3:GetObject","Resource":"*"}}"#,
+                "Effect",
+            ),
         ];
         for (doc, why) in cases {
             let e = check(doc, &["s3:Get*", "s3:List*"]).unwrap_err();

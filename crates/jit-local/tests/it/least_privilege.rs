@@ -84,7 +84,8 @@ async fn a_scoped_request_passes_through_policy_generation_and_its_session_carri
     let dir = tempfile::tempdir().unwrap();
     let (l, issuer) = open(dir.path());
     // GIVEN a request for a role, narrowed to reading one bucket
-    let scope = json!({"access": "read", "services": ["s3"], "resources": ["arn:aws:s3:::prod-logs/*"]});
+    let scope =
+        json!({"access": "read", "services": ["s3"], "resources": ["arn:aws:s3:::prod-logs/*"]});
     let (s, v) = ask(&l, "ProdLogs", scope.clone()).await;
     assert_eq!(s, 201, "{v}");
     let id = v["requestId"].as_str().unwrap().to_string();
@@ -120,7 +121,12 @@ async fn a_scoped_request_passes_through_policy_generation_and_its_session_carri
     assert_eq!(prov["summary"][0]["access"], json!(["read"]));
     // …and the audit event of the transition names the generator and digest
     let (s, audit) = l
-        .call("GET", &format!("/requests/{id}/audit"), "lead@example.com", None)
+        .call(
+            "GET",
+            &format!("/requests/{id}/audit"),
+            "lead@example.com",
+            None,
+        )
         .await;
     assert_eq!(s, 200, "{audit}");
     let event = audit["events"]
@@ -130,16 +136,28 @@ async fn a_scoped_request_passes_through_policy_generation_and_its_session_carri
         .find(|e| e["to"] == "POLICY_GENERATION")
         .unwrap_or_else(|| panic!("no POLICY_GENERATION event in {audit}"));
     let reason = event["reason"].as_str().unwrap();
-    assert!(reason.contains("`deterministic`") && reason.contains(&digest), "{reason}");
+    assert!(
+        reason.contains("`deterministic`") && reason.contains(&digest),
+        "{reason}"
+    );
 
     // WHEN it is approved and credentials are taken
     let (s, v) = l
-        .post(&format!("/requests/{id}/approve"), "lead@example.com", json!({}))
+        .post(
+            &format!("/requests/{id}/approve"),
+            "lead@example.com",
+            json!({}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(l.status(&id).await, "GRANTED");
     let (s, v) = l
-        .call("GET", &format!("/requests/{id}/credentials"), "alice@example.com", None)
+        .call(
+            "GET",
+            &format!("/requests/{id}/credentials"),
+            "alice@example.com",
+            None,
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     // THEN the AssumeRole carried the generated statements and the window's deny
@@ -159,21 +177,65 @@ async fn scopes_that_cannot_be_honoured_are_refused_naming_the_field() {
     let (l, _) = open(dir.path());
     let cases = [
         // outside the ceiling
-        ("ProdLogs", json!({"access": "write", "services": ["s3"]}), "scope"),
-        ("ProdLogs", json!({"actions": ["s3:PutObject"], "resources": ["arn:aws:s3:::prod-logs/*"]}), "scope"),
-        ("ProdLogs", json!({"actions": ["iam:*"], "resources": ["*"]}), "scope"),
+        (
+            "ProdLogs",
+            json!({"access": "write", "services": ["s3"]}),
+            "scope",
+        ),
+        (
+            "ProdLogs",
+            json!({"actions": ["s3:PutObject"], "resources": ["arn:aws:s3:::prod-logs/*"]}),
+            "scope",
+        ),
+        (
+            "ProdLogs",
+            json!({"actions": ["iam:*"], "resources": ["*"]}),
+            "scope",
+        ),
         // unknown names, mismatched resources, malformed shapes
-        ("Admin", json!({"actions": ["s3:GetObjekt"], "resources": ["*"]}), "scope.actions"),
-        ("Admin", json!({"access": "read", "services": ["nosuchservice"]}), "scope.services"),
-        ("Admin", json!({"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::prod-logs"]}), "scope.resources"),
-        ("Admin", json!({"access": "everything", "services": ["s3"]}), "scope.access"),
+        (
+            "Admin",
+            json!({"actions": ["s3:GetObjekt"], "resources": ["*"]}),
+            "scope.actions",
+        ),
+        (
+            "Admin",
+            json!({"access": "read", "services": ["nosuchservice"]}),
+            "scope.services",
+        ),
+        (
+            "Admin",
+            json!({"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::prod-logs"]}),
+            "scope.resources",
+        ),
+        (
+            "Admin",
+            json!({"access": "everything", "services": ["s3"]}),
+            "scope.access",
+        ),
         // no AI generator configured
-        ("Admin", json!({"describe": "read the prod-logs bucket"}), "scope.describe"),
+        (
+            "Admin",
+            json!({"describe": "read the prod-logs bucket"}),
+            "scope.describe",
+        ),
         // too wide for STS's 2,048 characters
-        ("Admin", json!({"access": "list", "services": ["ec2"]}), "scope"),
+        (
+            "Admin",
+            json!({"access": "list", "services": ["ec2"]}),
+            "scope",
+        ),
         // the catalog fixes the policy; an attach grant cannot be narrowed
-        ("Fixed", json!({"access": "read", "services": ["s3"]}), "scope"),
-        ("ReadOnly", json!({"access": "read", "services": ["s3"]}), "scope"),
+        (
+            "Fixed",
+            json!({"access": "read", "services": ["s3"]}),
+            "scope",
+        ),
+        (
+            "ReadOnly",
+            json!({"access": "read", "services": ["s3"]}),
+            "scope",
+        ),
     ];
     for (entitlement, scope, want) in cases {
         let (s, v) = ask(&l, entitlement, scope.clone()).await;
