@@ -212,7 +212,7 @@ struct RawEntitlement {
     ceiling: Vec<String>,
     /// A fixed session policy: a YAML mapping or JSON text.
     session_policy: Option<Value>,
-    policy_generation: Option<crate::policy::GenerationMode>,
+    policy_generation: Option<String>,
 }
 
 /// The least-privilege fields of an entry, checked as far as they can be
@@ -223,6 +223,18 @@ fn entitlement_policy(
     raw: &RawEntitlement,
 ) -> Result<crate::policy::EntitlementPolicy, CatalogError> {
     use crate::policy::{GenerationMode, is_action_pattern};
+    let mode = match raw.policy_generation.as_deref() {
+        None => None,
+        Some("required") => Some(GenerationMode::Required),
+        Some("optional") => Some(GenerationMode::Optional),
+        Some("off") => Some(GenerationMode::Off),
+        Some(other) => {
+            return Err(ctx.err(
+                Some("policy_generation"),
+                format!("is `{other}`; use one of required, optional, off"),
+            ));
+        }
+    };
     for c in &raw.ceiling {
         if c != "*" && !is_action_pattern(c) {
             return Err(ctx.err(
@@ -259,14 +271,14 @@ fn entitlement_policy(
             .map_err(|e| ctx.err(Some("session_policy"), e.to_string()))?;
     }
     if raw.policy_name.is_some()
-        && (session_policy.is_some() || raw.policy_generation == Some(GenerationMode::Required))
+        && (session_policy.is_some() || mode == Some(GenerationMode::Required))
     {
         return Err(ctx.err(
             Some(if session_policy.is_some() { "session_policy" } else { "policy_generation" }),
             "applies to role entitlements only: an attached managed policy cannot be narrowed by a session policy",
         ));
     }
-    let generation = match (raw.policy_generation, &session_policy) {
+    let generation = match (mode, &session_policy) {
         (None, Some(_)) => GenerationMode::Off,
         (Some(m), Some(_)) if m != GenerationMode::Off => {
             return Err(ctx.err(

@@ -566,6 +566,58 @@ mod tests {
     }
 
     #[test]
+    fn the_catalog_reads_ceiling_session_policy_and_mode() {
+        let ok = r#"
+entitlements:
+  - name: Logs
+    role_arn: arn:aws:iam::123456789012:role/Logs
+    ceiling: ["s3:Get*", "logs:*"]
+    policy_generation: required
+  - name: Fixed
+    role_arn: arn:aws:iam::123456789012:role/Fixed
+    session_policy:
+      Version: "2012-10-17"
+      Statement: [{Effect: Allow, Action: ["ec2:DescribeInstances"], Resource: "*"}]
+  - name: Plain
+    role_arn: arn:aws:iam::123456789012:role/Plain
+"#;
+        let c = crate::Catalog::parse(ok, "c.yaml").unwrap();
+        let logs = &c.get("Logs").unwrap().policy;
+        assert_eq!(logs.ceiling, vec!["s3:Get*", "logs:*"]);
+        assert_eq!(logs.generation, GenerationMode::Required);
+        let fixed = &c.get("Fixed").unwrap().policy;
+        assert_eq!(fixed.generation, GenerationMode::Off);
+        assert!(
+            fixed
+                .session_policy
+                .as_deref()
+                .unwrap()
+                .contains("ec2:DescribeInstances")
+        );
+        assert_eq!(c.get("Plain").unwrap().policy, EntitlementPolicy::default());
+        let bad = [
+            ("ceiling: [\"GetObject\"]", "ceiling"),
+            ("session_policy: 42", "session_policy"),
+            ("session_policy: \"{not json\"", "session_policy"),
+            ("policy_generation: sometimes", "policy_generation"),
+            (
+                "policy_generation: required\n    session_policy: {Version: \"2012-10-17\", Statement: [{Effect: Allow, Action: \"s3:GetObject\", Resource: \"*\"}]}",
+                "policy_generation",
+            ),
+        ];
+        for (extra, field) in bad {
+            let text = format!(
+                "entitlements:\n  - name: X\n    role_arn: arn:aws:iam::123456789012:role/X\n    {extra}\n"
+            );
+            let e = crate::Catalog::parse(&text, "c.yaml").unwrap_err();
+            assert!(
+                e.field.as_deref() == Some(field) || e.message.contains(field),
+                "{extra}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn the_digest_is_sha256_hex() {
         assert_eq!(
             digest(""),
