@@ -16,9 +16,10 @@ starting with '#' are comments):
     r <resource type> <ARN format>     one of its resource types
     a <Action> <level> <types>         an action: access level (R read, L list,
                                        W write, T tagging, P permissions
-                                       management) and the comma-separated
-                                       resource types it applies to (empty:
-                                       only Resource "*")
+                                       management) and the resource types it
+                                       applies to, as comma-separated indexes
+                                       of the service's `r` lines from 0
+                                       (empty: only Resource "*")
 """
 import importlib.metadata
 import json
@@ -57,15 +58,19 @@ def main() -> int:
         service = data[prefix]
         services += 1
         lines.append(f"s\t{prefix}")
+        index = {}
         for rtype in sorted(service.get("resources", {})):
             arn = service["resources"][rtype]["arn"]
             if rtype and arn:
+                index[rtype] = len(index)
                 lines.append(f"r\t{rtype}\t{arn}")
         for name in sorted(service["privileges"]):
             p = service["privileges"][name]
             level = LEVELS[p["access_level"]]
-            types = sorted(t for t in p.get("resource_types", {}) if t)
-            lines.append(f"a\t{p['privilege']}\t{level}\t{','.join(types)}")
+            # A type listed without an ARN format cannot be matched: such an
+            # action takes `*` (as the generator reads it).
+            types = sorted(index[t] for t in p.get("resource_types", {}) if t in index)
+            lines.append(f"a\t{p['privilege']}\t{level}\t{','.join(str(t) for t in types)}")
             actions += 1
     with open(out_path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

@@ -131,11 +131,11 @@ impl Table {
                     };
                     let mut idx = vec![];
                     for t in types.split(',').filter(|t| !t.is_empty()) {
-                        // A type the service lists without an ARN format
-                        // cannot be matched: such an action takes `*`.
-                        if let Some(i) = s.resource_types.iter().position(|r| r.name == t) {
-                            idx.push(i);
+                        let i: usize = t.parse().map_err(|_| bad())?;
+                        if i >= s.resource_types.len() {
+                            return Err(bad());
                         }
+                        idx.push(i);
                     }
                     s.by_lower
                         .insert(name.to_ascii_lowercase(), s.actions.len());
