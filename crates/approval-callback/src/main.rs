@@ -40,6 +40,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         clock,
         settings: Settings::default(),
         grants: None,
+        policy: None,
     };
     let app = Arc::new(Approvals {
         broker,

@@ -370,6 +370,8 @@ async fn route(
         (["entitlements"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["request-access"], &Method::POST) => create(broker, caller, &req, BodyForm::Seed).await,
         (["request-access"], _) => Err(ApiError::MethodNotAllowed(POST)),
+        (["policies", "preview"], &Method::POST) => preview_policy(broker, caller, &req).await,
+        (["policies", "preview"], _) => Err(ApiError::MethodNotAllowed(POST)),
         (["requests"], &Method::POST) => create(broker, caller, &req, BodyForm::Canonical).await,
         (["requests"], &Method::GET) if reports::wants_all(&req)? => {
             reports::list_all(broker, caller, &req).await
@@ -544,6 +546,16 @@ impl Body {
         }
     }
 
+    /// `scope`: what the requester needs (see `jit_core::policy::Scope`).
+    fn opt_scope(&self) -> Result<Option<jit_core::policy::Scope>, ApiError> {
+        match self.0.get("scope") {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => jit_core::policy::Scope::from_json(v)
+                .map(Some)
+                .map_err(|e| invalid(&e.field, e.message)),
+        }
+    }
+
     fn opt_bool(&self, field: &str) -> Result<Option<bool>, ApiError> {
         match self.0.get(field) {
             None | Some(Value::Null) => Ok(None),
@@ -573,6 +585,47 @@ impl Body {
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
+/// `POST /policies/preview`: `{"entitlement", "scope", "justification"?}`
+/// -> the policy a request would carry, validated; nothing is created.
+async fn preview_policy(
+    broker: &Broker,
+    caller: &Caller,
+    req: &ApiRequest,
+) -> Result<Response<String>, ApiError> {
+    let body = json_body(req)?;
+    body.reject_unknown(&["entitlement", "scope", "justification"])?;
+    let entitlement = body
+        .opt_str("entitlement")?
+        .filter(|e| !e.trim().is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "entitlement",
+                "is required: name an entitlement from the catalog",
+            )
+        })?;
+    let scope = body.opt_scope()?;
+    let justification = body.opt_str("justification")?.unwrap_or_default();
+    let g = broker
+        .preview_policy(caller, &entitlement, scope, &justification)
+        .await?;
+    let document: Value =
+        serde_json::from_str(&g.document).unwrap_or(Value::String(g.document.clone()));
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "entitlement": entitlement,
+            "policy": document,
+            "generator": g.generator,
+            "digest": jit_core::policy::digest(&g.document),
+            "summary": g.summary,
+            "notes": g.notes,
+            "packedChars": g.packed_chars,
+            "maxChars": jit_core::session_policy::MAX_SESSION_POLICY_CHARS,
+            "valid": true,
+        }),
+    ))
+}
+
 async fn create(
     broker: &Broker,
     caller: &Caller,
@@ -591,8 +644,10 @@ async fn create(
                 "justification",
                 "idempotencyKey",
                 "wait",
+                "scope",
             ])?;
             NewRequest {
+                scope: body.opt_scope()?,
                 entitlement: body.opt_str("role")?,
                 entitlement_field: "role",
                 role_arn: body.opt_str("roleArn")?,
@@ -616,8 +671,10 @@ async fn create(
                 "requester",
                 "idempotencyKey",
                 "wait",
+                "scope",
             ])?;
             NewRequest {
+                scope: body.opt_scope()?,
                 entitlement: body.opt_str("entitlement")?,
                 entitlement_field: "entitlement",
                 role_arn: None,

@@ -181,6 +181,7 @@ fn world() -> World {
         clock: clock.clone(),
         settings: Settings::default(),
         grants: None,
+        policy: None,
     };
     let notifier = ApprovalNotifier {
         store,

@@ -64,6 +64,7 @@ pub fn run(catalog_text: &str, requests: usize) -> anyhow::Result<AnalyticsRun> 
         clock: clock.clone(),
         settings: Settings { demo_mode: true },
         grants: None,
+        policy: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

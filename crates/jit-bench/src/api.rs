@@ -89,6 +89,7 @@ pub fn run(
         clock: Arc::new(SystemClock),
         settings: Settings { demo_mode: true },
         grants: None,
+        policy: None,
     };
     let caller = Caller::person(
         Principal::parse(CALLER).map_err(|e| anyhow!("principal: {}", e.0))?,

@@ -145,6 +145,7 @@ pub fn approved_cost(root: &Path) -> anyhow::Result<Cost> {
     let def = std::fs::read_to_string(root.join("state-machine/approval.asl.json"))?;
     let subs = [
         "UpdateStatusFunctionArn",
+        "GeneratePolicyFunctionArn",
         "SlackNotifyFunctionArn",
         "AssumeRoleFunctionArn",
         "ExpireFunctionArn",

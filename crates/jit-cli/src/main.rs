@@ -39,6 +39,61 @@ enum Output {
     Json,
 }
 
+/// What the request needs (its `scope`): exact actions and resources, an
+/// access level within services, or words.
+#[derive(clap::Args, Debug, Default)]
+struct ScopeArgs {
+    /// Exact actions, comma-separated (s3:GetObject,s3:ListBucket).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["access", "describe"])]
+    actions: Vec<String>,
+    /// Resources (ARNs), comma-separated; with --actions or --access.
+    #[arg(long, value_delimiter = ',', conflicts_with = "describe")]
+    resources: Vec<String>,
+    /// An access level: read, list, write, tagging, permissions-management.
+    #[arg(long, requires = "services", conflicts_with = "describe")]
+    access: Option<String>,
+    /// Service prefixes for --access, comma-separated (s3,logs).
+    #[arg(long, value_delimiter = ',', requires = "access")]
+    services: Vec<String>,
+    /// What you need, in words (needs an AI policy generator).
+    #[arg(long)]
+    describe: Option<String>,
+}
+
+impl ScopeArgs {
+    /// The API's `scope`, or `None` when no flag was given.
+    fn to_json(&self) -> Option<Value> {
+        if let Some(d) = &self.describe {
+            return Some(json!({ "describe": d }));
+        }
+        if let Some(a) = &self.access {
+            let mut v = json!({ "access": a, "services": self.services });
+            if !self.resources.is_empty() {
+                v["resources"] = json!(self.resources);
+            }
+            return Some(v);
+        }
+        if !self.actions.is_empty() || !self.resources.is_empty() {
+            return Some(json!({ "actions": self.actions, "resources": self.resources }));
+        }
+        None
+    }
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// The session policy a request with this scope would carry, with its
+    /// validation; nothing is requested.
+    Preview {
+        entitlement: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// The justification an AI generator would be given.
+        #[arg(long, short)]
+        reason: Option<String>,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Store the API URL, API key and how to authenticate.
@@ -101,6 +156,13 @@ enum Command {
         /// Seconds between polls while waiting.
         #[arg(long, default_value_t = 2.0, hide = true)]
         poll_interval: f64,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Least privilege: session policies.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCommand,
     },
     /// Your requests, newest first (`--pending`: those you may approve).
     List {
@@ -387,6 +449,31 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
         match cmd {
+            Command::Policy {
+                cmd:
+                    PolicyCommand::Preview {
+                        entitlement,
+                        scope,
+                        reason,
+                    },
+            } => {
+                let mut body = json!({ "entitlement": entitlement });
+                if let Some(s) = scope.to_json() {
+                    body["scope"] = s;
+                }
+                if let Some(r) = reason {
+                    body["justification"] = json!(r);
+                }
+                let v = client
+                    .call(Method::POST, "/policies/preview", Some(&body))
+                    .await?;
+                if out == Output::Json {
+                    println!("{v}");
+                } else {
+                    human::print_policy_preview(&v);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Entitlements => {
                 let v = client.call(Method::GET, "/entitlements", None).await?;
                 if out == Output::Json {
@@ -404,8 +491,12 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                 wait,
                 timeout,
                 poll_interval,
+                scope,
             } => {
                 let mut body = json!({ "entitlement": entitlement, "justification": reason });
+                if let Some(s) = scope.to_json() {
+                    body["scope"] = s;
+                }
                 if let Some(d) = duration {
                     body["duration"] = duration_json(&d);
                 }

@@ -85,6 +85,8 @@ pub struct Entitlement {
     /// none`): nobody decides its requests, so a request no rule approves is
     /// refused at creation (`400 no_approvers`) instead of waiting for no one.
     pub approvers_none: bool,
+    /// Least privilege: `ceiling:`, `session_policy:`, `policy_generation:`.
+    pub policy: crate::policy::EntitlementPolicy,
 }
 
 impl Entitlement {
@@ -253,6 +255,95 @@ struct RawEntitlement {
     approvers: Option<Value>,
     auto_approve: Option<RawAutoApprove>,
     approval_timeout: Option<DurationInput>,
+    /// What a generated session policy may allow (actions or patterns).
+    #[serde(default)]
+    ceiling: Vec<String>,
+    /// A fixed session policy: a YAML mapping or JSON text.
+    session_policy: Option<Value>,
+    policy_generation: Option<String>,
+}
+
+/// The least-privilege fields of an entry, checked as far as they can be
+/// without the action table (`jit-policy` validates the rest when a policy
+/// is made).
+fn entitlement_policy(
+    ctx: &Ctx,
+    raw: &RawEntitlement,
+) -> Result<crate::policy::EntitlementPolicy, CatalogError> {
+    use crate::policy::{GenerationMode, is_action_pattern};
+    let mode = match raw.policy_generation.as_deref() {
+        None => None,
+        Some("required") => Some(GenerationMode::Required),
+        Some("optional") => Some(GenerationMode::Optional),
+        Some("off") => Some(GenerationMode::Off),
+        Some(other) => {
+            return Err(ctx.err(
+                Some("policy_generation"),
+                format!("is `{other}`; use one of required, optional, off"),
+            ));
+        }
+    };
+    for c in &raw.ceiling {
+        if c != "*" && !is_action_pattern(c) {
+            return Err(ctx.err(
+                Some("ceiling"),
+                format!("`{c}` is not an IAM action or pattern (like `s3:Get*` or `logs:*`)"),
+            ));
+        }
+    }
+    let session_policy = match &raw.session_policy {
+        None => None,
+        Some(Value::String(text)) => {
+            let v: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| ctx.err(Some("session_policy"), format!("is not JSON: {e}")))?;
+            Some(serde_json::to_string(&v).expect("JSON serializes"))
+        }
+        Some(v @ Value::Mapping(_)) => {
+            let v: serde_json::Value = serde_yaml_ng::from_value(v.clone()).map_err(|e| {
+                ctx.err(
+                    Some("session_policy"),
+                    format!("is not a policy document: {e}"),
+                )
+            })?;
+            Some(serde_json::to_string(&v).expect("JSON serializes"))
+        }
+        Some(_) => {
+            return Err(ctx.err(
+                Some("session_policy"),
+                "must be a policy document (a mapping, or JSON text)",
+            ));
+        }
+    };
+    if let Some(p) = &session_policy {
+        crate::session_policy::bounded(Some(p), chrono::DateTime::UNIX_EPOCH)
+            .map_err(|e| ctx.err(Some("session_policy"), e.to_string()))?;
+    }
+    if raw.policy_name.is_some()
+        && (session_policy.is_some() || mode == Some(GenerationMode::Required))
+    {
+        return Err(ctx.err(
+            Some(if session_policy.is_some() { "session_policy" } else { "policy_generation" }),
+            "applies to role entitlements only: an attached managed policy cannot be narrowed by a session policy",
+        ));
+    }
+    let generation = match (mode, &session_policy) {
+        (None, Some(_)) => GenerationMode::Off,
+        (Some(m), Some(_)) if m != GenerationMode::Off => {
+            return Err(ctx.err(
+                Some("policy_generation"),
+                format!(
+                    "is `{}` but `session_policy` fixes the policy; set `policy_generation: off` or remove `session_policy`",
+                    m.as_str()
+                ),
+            ));
+        }
+        (m, _) => m.unwrap_or_default(),
+    };
+    Ok(crate::policy::EntitlementPolicy {
+        ceiling: raw.ceiling.clone(),
+        session_policy,
+        generation,
+    })
 }
 
 struct Ctx<'a> {
@@ -827,6 +918,7 @@ impl Catalog {
             approval_timeout_secs: d.approval_timeout_secs,
             form: EntryForm::KubiyaSeed,
             approvers_none: d.approvers_none,
+            policy: Default::default(),
         })
     }
 
@@ -988,6 +1080,7 @@ impl Catalog {
             approval_timeout_secs,
             form: EntryForm::Rich,
             approvers_none,
+            policy: entitlement_policy(ctx, &raw)?,
         })
     }
 

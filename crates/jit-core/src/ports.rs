@@ -208,6 +208,12 @@ pub struct WorkflowInput {
     pub auto_approve: bool,
     pub approval_timeout_seconds: u32,
     pub duration_seconds: u32,
+    /// The request carries a `scope` (or its entitlement a fixed session
+    /// policy): the workflow's GeneratePolicy step runs. Others skip it.
+    /// Absent when false: an unscoped request's input is what it was before
+    /// the step existed (a restarted start stays idempotent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generate_policy: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

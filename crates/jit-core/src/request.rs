@@ -119,6 +119,13 @@ pub struct AccessRequest {
     /// A least-privilege session policy (IAM JSON), when one narrows the grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_policy: Option<String>,
+    /// What the requester said they need (`scope` of the create call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<crate::policy::Scope>,
+    /// Where `sessionPolicy` came from (generator, digest, summary, notes):
+    /// set by the GeneratePolicy step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_generation: Option<crate::policy::PolicyProvenance>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<IdempotencyKey>,
     /// SHA-256 of what the create call asked for; a retry with the same
@@ -408,6 +415,8 @@ pub(crate) mod tests {
             decisions: vec![],
             reason: None,
             session_policy: None,
+            scope: None,
+            policy_generation: None,
             idempotency_key: None,
             request_fingerprint: None,
             simulate_approval: false,

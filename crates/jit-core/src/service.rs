@@ -42,6 +42,10 @@ pub struct Broker {
     /// behind them; `None` where a front door has none configured (the
     /// grant endpoints then answer 503 `grants_unavailable`).
     pub grants: Option<Arc<crate::grant_ports::GrantPorts>>,
+    /// Turns a request's `scope` into a session policy (checked at create,
+    /// shown by `POST /policies/preview`); `None` where the front door has
+    /// none (a scoped request then answers 503 `policy_generation_unavailable`).
+    pub policy: Option<Arc<dyn crate::policy::PolicyGenerator>>,
 }
 
 /// A create call, from either body form, before any checks.
@@ -66,6 +70,8 @@ pub struct NewRequest {
     pub requester: Option<String>,
     pub idempotency_key: Option<String>,
     pub simulate_approval: bool,
+    /// What the requester says they need (parsed `scope`).
+    pub scope: Option<crate::policy::Scope>,
 }
 
 /// What a list call asks for.
@@ -417,7 +423,9 @@ impl Broker {
             });
         }
 
-        let fingerprint = fingerprint(
+        self.check_scope(ent, req.scope.as_ref(), &justification)
+            .await?;
+        let mut fingerprint = fingerprint(
             &requester.principal,
             &ent.name,
             &account,
@@ -426,6 +434,12 @@ impl Broker {
             &justification,
             req.simulate_approval,
         );
+        if let Some(scope) = &req.scope {
+            // Only scoped requests change their fingerprint: older records
+            // keep theirs.
+            let text = serde_json::to_string(scope).expect("a scope serializes");
+            fingerprint = crate::policy::digest(&format!("{fingerprint}{text}"));
+        }
         let request = AccessRequest {
             request_id: RequestId::generate(now),
             requester,
@@ -443,6 +457,8 @@ impl Broker {
             decisions: vec![],
             reason: None,
             session_policy: None,
+            scope: req.scope.clone(),
+            policy_generation: None,
             idempotency_key,
             request_fingerprint: Some(fingerprint),
             simulate_approval: req.simulate_approval,
@@ -522,6 +538,7 @@ impl Broker {
             auto_approve,
             approval_timeout_seconds: ent.approval_timeout_secs,
             duration_seconds: r.duration.secs(),
+            generate_policy: r.scope.is_some() || ent.policy.session_policy.is_some(),
         }
     }
 

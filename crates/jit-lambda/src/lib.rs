@@ -174,6 +174,7 @@ pub fn recovery_broker_from_env(
         clock: tasks.clock.clone(),
         settings: jit_core::service::Settings { demo_mode },
         grants: None,
+        policy: None,
     }))
 }
 

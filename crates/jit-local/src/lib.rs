@@ -356,6 +356,7 @@ impl App {
             clock,
             settings: Settings { demo_mode },
             grants: None,
+            policy: Some(Arc::new(jit_policy::Deterministic)),
         };
         let console =
             console::local_console(&broker, &api_key, "the key this app was given".into());
@@ -552,6 +553,12 @@ impl App {
                 .with(workflow::INSTANT_MACHINE, instant),
             Arc::new(workflow::LocalTasks {
                 tasks: tasks.clone(),
+                policy: jit_core::policy_step::PolicyStep {
+                    store: tasks.store.clone(),
+                    catalog: tasks.catalog.clone(),
+                    clock: tasks.clock.clone(),
+                    generator: Arc::new(jit_policy::Deterministic),
+                },
             }),
             clock.clone(),
         )
@@ -582,6 +589,7 @@ impl App {
                 demo_mode: cfg.demo_mode,
             },
             grants: Some(grant_ports),
+            policy: Some(Arc::new(jit_policy::Deterministic)),
         };
         let console = console::local_console(
             &broker,

@@ -32,6 +32,7 @@ pub fn instant_execution_name(id: &RequestId) -> String {
 pub fn substitutions() -> jit_engine::Substitutions {
     [
         ("UpdateStatusFunctionArn", "local:update-status"),
+        ("GeneratePolicyFunctionArn", "local:generate-policy"),
         ("SlackNotifyFunctionArn", "local:slack-notify"),
         ("AssumeRoleFunctionArn", "local:assume-role"),
         ("ExpireFunctionArn", "local:expire"),
@@ -46,6 +47,8 @@ pub fn substitutions() -> jit_engine::Substitutions {
 /// cause with `errorType` and `errorMessage`.
 pub struct LocalTasks {
     pub tasks: Tasks,
+    /// The GeneratePolicy step (deterministic generator in local mode).
+    pub policy: jit_core::policy_step::PolicyStep,
 }
 
 #[async_trait]
@@ -53,6 +56,7 @@ impl TaskInvoker for LocalTasks {
     async fn invoke(&self, function: &str, payload: Value) -> Result<Value, jit_engine::TaskError> {
         let result = match function {
             "local:update-status" => self.tasks.update_status(payload).await,
+            "local:generate-policy" => self.policy.generate_policy(payload).await,
             "local:slack-notify" => self.tasks.request_approval(payload).await,
             "local:assume-role" => self.tasks.grant(payload).await,
             "local:expire" => self.tasks.revoke(payload).await,

@@ -66,6 +66,8 @@ pub fn sample_request(requester: &Principal, at: Timestamp) -> AccessRequest {
         decisions: vec![],
         reason: None,
         session_policy: None,
+        scope: None,
+        policy_generation: None,
         idempotency_key: None,
         request_fingerprint: None,
         simulate_approval: false,

@@ -84,6 +84,7 @@ fn broker_with(
             demo_mode: cfg.demo_mode,
         },
         grants: None,
+        policy: None,
     })
 }
 

@@ -72,6 +72,7 @@ fn broker() -> (Broker, Arc<Started>) {
         )),
         settings: Settings::default(),
         grants: None,
+        policy: None,
     };
     (broker, started)
 }

@@ -160,6 +160,7 @@ fn fixture_with(catalog: &str) -> Fixture {
         clock: clock.clone(),
         settings: Settings { demo_mode: true },
         grants: None,
+        policy: None,
     };
     Fixture {
         broker,

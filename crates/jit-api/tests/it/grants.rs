@@ -177,6 +177,7 @@ fn broker(issuer: Arc<Issuer>, role_exists: bool, with_grants: bool) -> Broker {
         clock,
         settings: Settings::default(),
         grants: with_grants.then(|| Arc::new(ports)),
+        policy: None,
     }
 }
 

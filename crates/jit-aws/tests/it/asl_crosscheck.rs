@@ -86,9 +86,10 @@ const OVERSIZE_CAUSE: &str = r#"{"errorMessage":"Response payload size exceeded 
 
 const DENY_CAUSE: &str = "lead@example.com: not during the change freeze";
 
-/// The four task functions, as `template.yaml` substitutes them.
-const FUNCTIONS: [&str; 4] = [
+/// The task functions, as `template.yaml` substitutes them.
+const FUNCTIONS: [&str; 5] = [
     "UpdateStatusFunctionArn",
+    "GeneratePolicyFunctionArn",
     "SlackNotifyFunctionArn",
     "AssumeRoleFunctionArn",
     "ExpireFunctionArn",
@@ -806,7 +807,7 @@ async fn a_result_selector_failure_takes_the_same_path_on_both() {
 
 #[test]
 fn every_placeholder_in_the_definition_is_a_task_function() {
-    // The cross-check substitutes exactly the four functions template.yaml
+    // The cross-check substitutes exactly the functions template.yaml
     // passes; a new placeholder would go unnoticed otherwise.
     let mut found: HashMap<String, usize> = HashMap::new();
     let mut rest = DEFINITION;

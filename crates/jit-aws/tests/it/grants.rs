@@ -126,6 +126,82 @@ async fn a_900_second_session_bounded_by_the_windows_end_is_issued() {
     }
 }
 
+/// Least privilege (#10): the policy the deterministic generator makes for
+/// `{"access": "read", "services": ["s3"], "resources": ["arn:aws:s3:::prod-logs/*"]}`
+/// is what the AssumeRole call moto receives carries, with the window's deny.
+#[tokio::test]
+async fn the_generated_session_policy_is_sent_with_assume_role() {
+    let iam = iam().await;
+    let role = common::unique_name("jit-scoped");
+    let created = iam
+        .create_role()
+        .role_name(&role)
+        .assume_role_policy_document(TRUST)
+        .send()
+        .await
+        .unwrap();
+    let arn = RoleArn::parse(created.role().unwrap().arn()).unwrap();
+    let config = common::sdk_config().await;
+    let capture = common::Capture::default();
+    let issuer = StsIssuer::new(aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(&config)
+            .interceptor(capture.clone())
+            .build(),
+    ));
+    // GIVEN the generated policy of a scoped request
+    let scope = jit_core::policy::Scope::from_json(&serde_json::json!(
+        {"access": "read", "services": ["s3"], "resources": ["arn:aws:s3:::prod-logs/*"]}
+    ))
+    .unwrap();
+    let generated = jit_policy::Deterministic::generate_now(&jit_core::policy::GenerationInput {
+        entitlement: "ProdLogs".into(),
+        scope: Some(scope),
+        fixed_policy: None,
+        justification: "INC-7".into(),
+        ceiling: vec!["s3:Get*".into(), "s3:List*".into()],
+    })
+    .unwrap();
+    let end = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 1800, 0).unwrap();
+    let policy = session_policy::bounded(Some(&generated.document), end).unwrap();
+    let spec = AssumeRoleSpec {
+        role_arn: arn,
+        session_name: "alice-01K0000000000000000000000".into(),
+        source_identity: "alice@example.com".into(),
+        duration_secs: 1800,
+        session_policy: Some(policy.clone()),
+        tags: vec![],
+    };
+    // WHEN STS is asked through the SDK
+    issuer.assume_role(&spec).await.expect("STS issues them");
+    // THEN the call moto received carried the generated statements + deny
+    let form = capture.form_bodies().pop().unwrap();
+    let sent = form
+        .iter()
+        .find(|(k, _)| k == "Policy")
+        .map(|(_, v)| v.clone())
+        .expect("Policy sent");
+    assert_eq!(sent, policy);
+    let doc: serde_json::Value = serde_json::from_str(&sent).unwrap();
+    let statements = doc["Statement"].as_array().unwrap();
+    let own: serde_json::Value = serde_json::from_str(&generated.document).unwrap();
+    assert_eq!(
+        &statements[..statements.len() - 1],
+        own["Statement"].as_array().unwrap().as_slice()
+    );
+    for s in &statements[..statements.len() - 1] {
+        assert_eq!(s["Resource"], "arn:aws:s3:::prod-logs/*");
+        for a in s["Action"].as_array().unwrap() {
+            let a = a.as_str().unwrap();
+            assert!(!a.contains('*'), "{a}");
+            assert_eq!(
+                jit_policy::table().level(a),
+                Some(jit_core::policy::AccessLevel::Read),
+                "{a}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn attach_and_detach_a_customer_policy_to_a_user_and_a_role() {
     let iam = iam().await;

@@ -64,6 +64,7 @@ async fn fixture() -> Fixture {
 
 fn input_for(id: &RequestId) -> WorkflowInput {
     WorkflowInput {
+        generate_policy: false,
         request_id: id.clone(),
         entitlement: "JIT-ElevatedAdminRole".into(),
         auto_approve: false,

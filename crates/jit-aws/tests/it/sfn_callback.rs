@@ -94,6 +94,7 @@ async fn fixture() -> Fixture {
 
 fn input_for(id: &RequestId) -> WorkflowInput {
     WorkflowInput {
+        generate_policy: false,
         request_id: id.clone(),
         entitlement: "JIT-ElevatedAdminRole".into(),
         auto_approve: false,
@@ -374,6 +375,7 @@ async fn an_approval_racing_a_cancel_or_a_denial_has_exactly_one_outcome() {
         clock: std::sync::Arc::new(jit_core::ports::SystemClock),
         settings: jit_core::service::Settings { demo_mode: false },
         grants: None,
+        policy: None,
     };
     let (lead, security) = (person("lead@example.com"), person("security@example.com"));
 

@@ -56,7 +56,16 @@ fn runs_the_approval_definition_with_canned_answers() {
         .iter()
         .map(|s| s.as_str().unwrap())
         .collect();
-    assert_eq!(states, ["Validate", "Route", "RequestApproval", "Denied"]);
+    assert_eq!(
+        states,
+        [
+            "Validate",
+            "NeedsPolicy",
+            "Route",
+            "RequestApproval",
+            "Denied"
+        ]
+    );
     let types: Vec<&str> = report["history"]
         .as_array()
         .unwrap()

@@ -54,6 +54,7 @@ async fn auto_approved_request_is_granted_then_expires_on_time() {
         l.states(&id).await,
         [
             "Validate",
+            "NeedsPolicy",
             "Route",
             "Grant",
             "RecordGranted",

@@ -16,6 +16,7 @@ mod grants;
 mod http;
 mod instant;
 mod kill;
+mod least_privilege;
 mod lifecycle;
 mod openapi;
 mod permission_sets;

@@ -28,6 +28,7 @@ fn the_description_is_served_and_names_every_route() {
         ("/analytics", &["get"]),
         ("/audit", &["get"]),
         ("/request-access", &["post"]),
+        ("/policies/preview", &["post"]),
         ("/requests", &["get", "post"]),
         ("/requests/{id}", &["get"]),
         ("/requests/{id}/audit", &["get"]),

@@ -1,0 +1,317 @@
+//! Least privilege (#10) end to end in `jit-local`: a request's `scope`
+//! checked at create, the GeneratePolicy step of `approval.asl.json` on the
+//! local engine (POLICY_GENERATION, the audit event with generator and
+//! digest, `sessionPolicy` on the record), the policy on the session's
+//! AssumeRole, and `POST /policies/preview`.
+
+use crate::common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use jit_core::policy::AccessLevel;
+use serde_json::{Value, json};
+
+const KEY: &str = "least-privilege-test-key-0123456789";
+
+const CATALOG: &str = r#"
+defaults:
+  max_duration: 1h
+  approvers: { emails: [lead@example.com] }
+entitlements:
+  - name: ProdLogs
+    role_arn: "arn:aws:iam::123456789012:role/JIT-ProdLogs"
+    ceiling: ["s3:Get*", "s3:List*", "logs:Get*", "logs:Describe*", "logs:FilterLogEvents"]
+  - name: Admin
+    role_arn: "arn:aws:iam::123456789012:role/JIT-Admin"
+  - name: Narrow
+    role_arn: "arn:aws:iam::123456789012:role/JIT-Narrow"
+    policy_generation: required
+  - name: Fixed
+    role_arn: "arn:aws:iam::123456789012:role/JIT-Fixed"
+    session_policy:
+      Version: "2012-10-17"
+      Statement:
+        - Effect: Allow
+          Action: ["ec2:DescribeInstances"]
+          Resource: "*"
+  - name: ReadOnly
+    policy_name: ReadOnlyAccess
+    account: "123456789012"
+"#;
+
+fn open(dir: &Path) -> (common::Local, Arc<common::RecordingIssuer>) {
+    let catalog = dir.join("catalog.yaml");
+    std::fs::write(&catalog, CATALOG).unwrap();
+    let cfg = common::config(&dir.join("data"), &catalog, KEY);
+    let clock = common::fixed_clock();
+    let issuer = common::RecordingIssuer::new(clock.clone());
+    let l = common::Local::open(&cfg, clock, issuer.overrides(), KEY);
+    (l, issuer)
+}
+
+async fn ask(l: &common::Local, entitlement: &str, scope: Value) -> (u16, Value) {
+    l.post(
+        "/requests",
+        "alice@example.com",
+        json!({"entitlement": entitlement, "duration": "1h", "justification": "INC-7", "scope": scope}),
+    )
+    .await
+}
+
+fn field(v: &Value) -> &str {
+    v["error"]["field"].as_str().unwrap_or_default()
+}
+
+/// Every `Allow` action of a policy document.
+fn allowed(doc: &Value) -> Vec<String> {
+    let mut out = vec![];
+    for s in doc["Statement"].as_array().unwrap() {
+        if s["Effect"] != "Allow" {
+            continue;
+        }
+        match &s["Action"] {
+            Value::String(a) => out.push(a.clone()),
+            Value::Array(a) => out.extend(a.iter().map(|x| x.as_str().unwrap().to_string())),
+            other => panic!("{other}"),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_scoped_request_passes_through_policy_generation_and_its_session_carries_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, issuer) = open(dir.path());
+    // GIVEN a request for a role, narrowed to reading one bucket
+    let scope =
+        json!({"access": "read", "services": ["s3"], "resources": ["arn:aws:s3:::prod-logs/*"]});
+    let (s, v) = ask(&l, "ProdLogs", scope.clone()).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["requestId"].as_str().unwrap().to_string();
+    l.settle().await;
+    // THEN the workflow passed through GeneratePolicy (POLICY_GENERATION)…
+    let states = l.states(&id).await;
+    assert!(states.iter().any(|s| s == "GeneratePolicy"), "{states:?}");
+    let r = l.get(&id).await;
+    assert_eq!(r["status"], "APPROVAL_PENDING", "{r}");
+    assert_eq!(r["scope"], scope);
+    // …its record holds only S3 read actions on that bucket, no `*` action
+    let policy: Value = serde_json::from_str(r["sessionPolicy"].as_str().unwrap()).unwrap();
+    let actions = allowed(&policy);
+    assert!(actions.iter().any(|a| a == "s3:GetObject"), "{actions:?}");
+    for a in &actions {
+        assert!(!a.contains('*'), "{a}");
+        assert_eq!(
+            jit_policy::table().level(a),
+            Some(AccessLevel::Read),
+            "{a} is not an S3 read action"
+        );
+        assert!(a.starts_with("s3:"), "{a}");
+    }
+    for s in policy["Statement"].as_array().unwrap() {
+        assert_eq!(s["Resource"], "arn:aws:s3:::prod-logs/*", "{s}");
+    }
+    // …with where it came from, for the approvers
+    let prov = &r["policyGeneration"];
+    assert_eq!(prov["generator"], "deterministic", "{r}");
+    let digest = jit_core::policy::digest(r["sessionPolicy"].as_str().unwrap());
+    assert_eq!(prov["digest"], digest.as_str());
+    assert_eq!(prov["summary"][0]["service"], "s3");
+    assert_eq!(prov["summary"][0]["access"], json!(["read"]));
+    // …and the audit event of the transition names the generator and digest
+    let (s, audit) = l
+        .call(
+            "GET",
+            &format!("/requests/{id}/audit"),
+            "lead@example.com",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{audit}");
+    let event = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["to"] == "POLICY_GENERATION")
+        .unwrap_or_else(|| panic!("no POLICY_GENERATION event in {audit}"));
+    let reason = event["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("`deterministic`") && reason.contains(&digest),
+        "{reason}"
+    );
+
+    // WHEN it is approved and credentials are taken
+    let (s, v) = l
+        .post(
+            &format!("/requests/{id}/approve"),
+            "lead@example.com",
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(l.status(&id).await, "GRANTED");
+    let (s, v) = l
+        .call(
+            "GET",
+            &format!("/requests/{id}/credentials"),
+            "alice@example.com",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // THEN the AssumeRole carried the generated statements and the window's deny
+    let spec = issuer.last();
+    let sent: Value = serde_json::from_str(spec.session_policy.as_deref().unwrap()).unwrap();
+    let statements = sent["Statement"].as_array().unwrap();
+    assert_eq!(
+        &statements[..statements.len() - 1],
+        policy["Statement"].as_array().unwrap().as_slice()
+    );
+    assert_eq!(statements.last().unwrap()["Effect"], "Deny");
+}
+
+#[tokio::test]
+async fn scopes_that_cannot_be_honoured_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = open(dir.path());
+    let cases = [
+        // outside the ceiling
+        (
+            "ProdLogs",
+            json!({"access": "write", "services": ["s3"]}),
+            "scope",
+        ),
+        (
+            "ProdLogs",
+            json!({"actions": ["s3:PutObject"], "resources": ["arn:aws:s3:::prod-logs/*"]}),
+            "scope",
+        ),
+        (
+            "ProdLogs",
+            json!({"actions": ["iam:*"], "resources": ["*"]}),
+            "scope",
+        ),
+        // unknown names, mismatched resources, malformed shapes
+        (
+            "Admin",
+            json!({"actions": ["s3:GetObjekt"], "resources": ["*"]}),
+            "scope.actions",
+        ),
+        (
+            "Admin",
+            json!({"access": "read", "services": ["nosuchservice"]}),
+            "scope.services",
+        ),
+        (
+            "Admin",
+            json!({"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::prod-logs"]}),
+            "scope.resources",
+        ),
+        (
+            "Admin",
+            json!({"access": "everything", "services": ["s3"]}),
+            "scope.access",
+        ),
+        // no AI generator configured
+        (
+            "Admin",
+            json!({"describe": "read the prod-logs bucket"}),
+            "scope.describe",
+        ),
+        // too wide for STS's 2,048 characters
+        (
+            "Admin",
+            json!({"access": "list", "services": ["ec2"]}),
+            "scope",
+        ),
+        // the catalog fixes the policy; an attach grant cannot be narrowed
+        (
+            "Fixed",
+            json!({"access": "read", "services": ["s3"]}),
+            "scope",
+        ),
+        (
+            "ReadOnly",
+            json!({"access": "read", "services": ["s3"]}),
+            "scope",
+        ),
+    ];
+    for (entitlement, scope, want) in cases {
+        let (s, v) = ask(&l, entitlement, scope.clone()).await;
+        assert_eq!((s, field(&v)), (400, want), "{entitlement} {scope}: {v}");
+    }
+    let (s, v) = ask(&l, "Admin", json!({"access": "list", "services": ["ec2"]})).await;
+    assert_eq!(s, 400);
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(m.contains("too wide") && m.contains("2048"), "{m}");
+    // `policy_generation: required` needs a scope
+    let (s, v) = l
+        .post(
+            "/requests",
+            "alice@example.com",
+            json!({"entitlement": "Narrow", "duration": "1h", "justification": "x"}),
+        )
+        .await;
+    assert_eq!((s, field(&v)), (400, "scope"), "{v}");
+    // The seed's body takes a scope too
+    let (s, v) = l
+        .post(
+            "/request-access",
+            "alice@example.com",
+            json!({"role": "ProdLogs", "scope": {"access": "write", "services": ["s3"]}}),
+        )
+        .await;
+    assert_eq!((s, field(&v)), (400, "scope"), "{v}");
+}
+
+#[tokio::test]
+async fn requests_without_a_scope_skip_generation_and_a_fixed_policy_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = open(dir.path());
+    let plain = l.request("alice@example.com", "Admin", "1h").await;
+    l.settle().await;
+    assert!(!l.states(&plain).await.iter().any(|s| s == "GeneratePolicy"));
+    assert!(l.get(&plain).await.get("sessionPolicy").is_none());
+    let fixed = l.request("alice@example.com", "Fixed", "1h").await;
+    l.settle().await;
+    let r = l.get(&fixed).await;
+    assert_eq!(r["policyGeneration"]["generator"], "catalog", "{r}");
+    let doc: Value = serde_json::from_str(r["sessionPolicy"].as_str().unwrap()).unwrap();
+    assert_eq!(allowed(&doc), vec!["ec2:DescribeInstances"]);
+}
+
+#[tokio::test]
+async fn a_preview_shows_the_policy_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = open(dir.path());
+    let (s, v) = l
+        .post(
+            "/policies/preview",
+            "alice@example.com",
+            json!({"entitlement": "ProdLogs", "scope": {"actions": ["s3:GetObject", "s3:ListBucket"], "resources": ["arn:aws:s3:::prod-logs", "arn:aws:s3:::prod-logs/*"]}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["generator"], "deterministic");
+    assert_eq!(v["valid"], true);
+    assert_eq!(
+        v["policy"]["Statement"],
+        json!([
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::prod-logs/*"},
+            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": "arn:aws:s3:::prod-logs"}
+        ])
+    );
+    assert!(v["packedChars"].as_u64().unwrap() <= 2048);
+    let (s, v) = l
+        .post(
+            "/policies/preview",
+            "alice@example.com",
+            json!({"entitlement": "ProdLogs", "scope": {"access": "write", "services": ["s3"]}}),
+        )
+        .await;
+    assert_eq!((s, field(&v)), (400, "scope"), "{v}");
+    let (s, v) = l.call("GET", "/requests", "alice@example.com", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["requests"].as_array().map(Vec::len), Some(0), "{v}");
+}

@@ -1,0 +1,3 @@
+//! jit-policy's integration tests, as one binary.
+
+mod parliament;
