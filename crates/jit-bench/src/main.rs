@@ -21,6 +21,8 @@
 //! `--only-create-load` (only the create load, spliced into the report),
 //! `--only-lambdas` (only the Lambdas: sections 2 and 3, spliced in),
 //! `--only-analytics` (only `GET /analytics` over 100,000 requests' trail),
+//! `--only-test-build` (only a first `./scripts/test` on a fresh clone of
+//! HEAD: wall time, CPU, `target/` size),
 //! `--only-engine` (only the engine's overhead, best of `--engine-rounds`,
 //! spliced in).
 //!
@@ -37,6 +39,9 @@
 //!    `--only-create-load` measures just this and splices it into the
 //!    existing report (its section and its Summary rows), leaving every
 //!    other number as the last full run wrote it.
+//!
+//! A full run carries over the sections only an `--only-*` run measures
+//! (create load, analytics, test build) from the existing report.
 //!
 //! It never reaches the network: the fake Runtime API and the fake Secrets
 //! Manager (the secrets two Lambdas read at init) listen on loopback only,
@@ -55,6 +60,7 @@ mod report;
 mod runtime_api;
 mod secrets;
 mod stats;
+mod testbuild;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,6 +126,11 @@ struct Args {
     /// rows in the existing report.
     #[arg(long, conflicts_with_all = ["only_create_load", "only_lambdas", "only_analytics"])]
     only_engine: bool,
+    /// Measure only what a first `./scripts/test` costs (a fresh clone of
+    /// HEAD, its wall time, CPU and the `target/` it leaves) and replace its
+    /// section and Summary row in the report. Takes minutes.
+    #[arg(long, conflicts_with_all = ["only_create_load", "only_lambdas", "only_analytics", "only_engine"])]
+    only_test_build: bool,
     /// Rounds of the engine measurement with `--only-engine`; the best is kept.
     #[arg(long, default_value_t = 5)]
     engine_rounds: usize,
@@ -275,6 +286,47 @@ fn only_analytics(
     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(
         "jit-bench: wrote the analytics section of {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// `--only-test-build`: a first `./scripts/test` on a fresh clone,
+/// spliced into the existing report.
+fn only_test_build(
+    root: &Path,
+    out: &Path,
+    machine: &mut report::Machine,
+    invocation: &str,
+) -> anyhow::Result<()> {
+    let run = testbuild::run(root).map_err(|e| format!("{e:#}"));
+    machine.load_end = load_average();
+    let (mut section, rows) = testbuild::markdown(&run);
+    section.push_str(&provenance(machine, invocation));
+    section.push('\n');
+    eprintln!("{section}");
+    for r in &rows {
+        eprintln!("{}", report::summary_line(r));
+    }
+    if let Err(e) = &run {
+        bail!(
+            "the test-build run failed ({e}); {} left as it was",
+            out.display()
+        );
+    }
+    let out = root.join(out);
+    let old =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    let text = report::splice(
+        &old,
+        testbuild::HEADING,
+        &section,
+        testbuild::ROW_PREFIX,
+        &rows,
+    )?;
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "jit-bench: wrote the test-build section of {}",
         out.display()
     );
     Ok(())
@@ -551,6 +603,9 @@ fn main() -> anyhow::Result<()> {
     if args.only_analytics {
         return only_analytics(&args, &root, &mut machine, &invocation);
     }
+    if args.only_test_build {
+        return only_test_build(&root, &args.out, &mut machine, &invocation);
+    }
 
     // Build first, so a broken build shows before minutes of measuring.
     let built = if args.no_build || args.bin_dir.is_some() {
@@ -672,6 +727,17 @@ fn main() -> anyhow::Result<()> {
     let mut text = report::render(&machine, &inputs, &results);
     text.push('\n');
     text.push_str(&results.workflow_section);
+    // The sections only their own `--only-*` run measures (minutes each)
+    // are carried over from the existing report, with their Summary rows.
+    if let Ok(old) = std::fs::read_to_string(root.join(&args.out)) {
+        for (heading, prefix) in [
+            (load::HEADING, load::ROW_PREFIX),
+            (analytics::HEADING, analytics::ROW_PREFIX),
+            (testbuild::HEADING, testbuild::ROW_PREFIX),
+        ] {
+            text = report::carry_over(&old, &text, heading, prefix)?;
+        }
+    }
     println!("{text}");
 
     let complete = built.is_ok()

@@ -239,7 +239,11 @@ pub fn render(m: &Machine, i: &Inputs, r: &Results) -> String {
          and measure only the Lambdas and replace sections 2 and 3 and their Summary \
          rows here), `--only-engine` with `--engine-rounds N` (measure only the \
          engine's overhead, best of N rounds per store, default 5, and replace its \
-         table and Summary rows here).\n"
+         table and Summary rows here), `--only-analytics` (only `GET /analytics` over \
+         a 100,000-request trail), `--only-test-build` (only a first `./scripts/test` \
+         on a fresh clone of HEAD). A full run keeps the create-load, analytics and \
+         test-build sections of the existing report, which only their own runs \
+         measure.\n"
     );
     let _ = writeln!(w, "This run: `{}`\n", i.invocation);
     let _ = writeln!(
@@ -819,9 +823,42 @@ pub fn splice_section(report: &str, heading: &str, section: &str) -> String {
     text
 }
 
+/// `new` with the section at `heading` and the Summary rows starting with
+/// `| {prefix}` taken from `old`, when `old` has that section: a full run
+/// keeps what only a section-only run measures.
+pub fn carry_over(old: &str, new: &str, heading: &str, prefix: &str) -> anyhow::Result<String> {
+    let Some(at) = old.find(&format!("\n{heading}\n")) else {
+        return Ok(new.to_string());
+    };
+    let body = &old[at + 1..];
+    let end = body[heading.len()..]
+        .find("\n## ")
+        .map_or(body.len(), |e| heading.len() + e + 1);
+    let section = &body[..end];
+    let own = format!("| {prefix}");
+    let rows: Vec<String> = old
+        .lines()
+        .filter(|l| l.starts_with(&own))
+        .map(str::to_string)
+        .collect();
+    let text = splice_rows(new, &[prefix.to_string()], &rows)?;
+    Ok(splice_section(&text, heading, section))
+}
+
 #[cfg(test)]
 mod splice_tests {
     use super::*;
+
+    #[test]
+    fn a_full_run_carries_over_a_section_it_does_not_measure() {
+        let old = "# B\n\n## Summary\n\n| m | v | t | r |\n|---|---|---|---|\n| api | 1 | — | info |\n| load x | 5 | ≥ 9 | **FAIL** |\n\n## Load\n\nold numbers\n\n## CLI\n\ncli\n";
+        let new = "# B\n\n## Summary\n\n| m | v | t | r |\n|---|---|---|---|\n| api | 2 | — | info |\n\n## CLI\n\nnew cli\n";
+        let out = carry_over(old, new, "## Load", "load").unwrap();
+        assert!(out.contains("| api | 2 | — | info |\n| load x | 5 | ≥ 9 | **FAIL** |\n"));
+        assert!(out.contains("## Load\n\nold numbers\n"));
+        assert!(out.contains("new cli"));
+        assert_eq!(carry_over(old, new, "## Absent", "absent").unwrap(), new);
+    }
 
     #[test]
     fn splice_replaces_one_section_and_its_summary_rows() {

@@ -359,7 +359,7 @@ pub(crate) async fn route(c: &Console, req: ConsoleRequest) -> Response<String> 
     let q = query_fields(req.query.as_deref());
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match segments.as_slice() {
-        [""] => home(&ctx, None).await,
+        [""] => home(&ctx, None, None).await,
         ["ui", "inbox"] => inbox(&ctx).await,
         ["ui", "admin"] => admin(&ctx, &q).await,
         ["ui", "analytics"] => analytics(&ctx, &q).await,
@@ -529,9 +529,73 @@ struct Prefill {
     entitlement: String,
     duration: String,
     justification: String,
+    /// The scope fields as typed (see [`scope_from_form`]).
+    scope_access: String,
+    scope_services: String,
+    scope_actions: String,
+    scope_resources: String,
+    scope_describe: String,
 }
 
-async fn home(ctx: &Ctx<'_>, prefill: Option<(Prefill, ApiAnswer)>) -> Response<String> {
+impl Prefill {
+    fn from_form(f: &[(String, String)]) -> Prefill {
+        Prefill {
+            entitlement: field(f, "entitlement").to_string(),
+            duration: field(f, "duration").trim().to_string(),
+            justification: field(f, "justification").to_string(),
+            scope_access: field(f, "scope_access").to_string(),
+            scope_services: field(f, "scope_services").to_string(),
+            scope_actions: field(f, "scope_actions").to_string(),
+            scope_resources: field(f, "scope_resources").to_string(),
+            scope_describe: field(f, "scope_describe").to_string(),
+        }
+    }
+}
+
+/// Comma-, space- or line-separated items of a text field.
+fn items(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The API's `scope` from the form: exact actions when any are given, else
+/// an access level over services, else words; `None` when the person asked
+/// for the whole entitlement. The API checks it (and names the field it
+/// refuses), so the console adds no rule of its own.
+fn scope_from_form(p: &Prefill) -> Option<Value> {
+    let resources = items(&p.scope_resources);
+    let with_resources = |mut v: Value| {
+        if !resources.is_empty() {
+            v["resources"] = json!(resources);
+        }
+        v
+    };
+    if !items(&p.scope_actions).is_empty() {
+        Some(with_resources(
+            json!({ "actions": items(&p.scope_actions) }),
+        ))
+    } else if !p.scope_access.is_empty() {
+        Some(with_resources(json!({
+            "access": p.scope_access,
+            "services": items(&p.scope_services),
+        })))
+    } else if !p.scope_describe.trim().is_empty() {
+        Some(json!({ "describe": p.scope_describe.trim() }))
+    } else {
+        None
+    }
+}
+
+/// What a preview showed, to show with the form.
+struct Preview(ApiAnswer);
+
+async fn home(
+    ctx: &Ctx<'_>,
+    prefill: Option<(Prefill, ApiAnswer)>,
+    preview: Option<(Prefill, Preview)>,
+) -> Response<String> {
     let now = ctx.c.now();
     let (mine, ents) = tokio::join!(
         ctx.api(ApiCall::get("/requests").query(&[("limit", PAGE)])),
@@ -564,11 +628,18 @@ async fn home(ctx: &Ctx<'_>, prefill: Option<(Prefill, ApiAnswer)>) -> Response<
         Some((p, a)) => (p, Some(a)),
         None => (Prefill::default(), None),
     };
+    let (prefill, preview) = match preview {
+        Some((p, v)) => (p, Some(v)),
+        None => (prefill, None),
+    };
     if let Some(a) = &refusal {
         main.push_str(&format!(
             "<p class=\"flash error\" role=\"alert\" id=\"form-error\">{}</p>\n",
             esc(&a.refusal())
         ));
+    }
+    if let Some(Preview(a)) = &preview {
+        main.push_str(&preview_block(a));
     }
     if !ents.ok() {
         main.push_str(&format!(
@@ -586,9 +657,12 @@ async fn home(ctx: &Ctx<'_>, prefill: Option<(Prefill, ApiAnswer)>) -> Response<
             main.push_str(&request_form(ctx, &list, &prefill));
         }
     }
-    let status = match &refusal {
-        Some(a) => StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_REQUEST),
-        None => StatusCode::OK,
+    let status = match (&refusal, &preview) {
+        (Some(a), _) => StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_REQUEST),
+        (None, Some(Preview(a))) if !a.ok() => {
+            StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_REQUEST)
+        }
+        _ => StatusCode::OK,
     };
     ctx.page(status, "My requests", "/", &main)
 }
@@ -670,15 +744,119 @@ fn request_form(ctx: &Ctx<'_>, list: &[Value], p: &Prefill) -> String {
 <label for=\"duration\">Duration <span class=\"hint\">(e.g. 30m, 1h; empty: the entitlement's default)</span></label>\n\
 <input id=\"duration\" name=\"duration\" type=\"text\" inputmode=\"text\" pattern=\"[0-9]+[smhd]?([0-9]+[smhd])*\" value=\"{}\">\n\
 <label for=\"justification\">Justification <span class=\"hint\">(shown to approvers; an incident or ticket)</span></label>\n\
-<textarea id=\"justification\" name=\"justification\" required maxlength=\"1024\">{}</textarea>\n\
-<button type=\"submit\" id=\"ask-button\">Ask for access</button>\n</form>\n",
+<textarea id=\"justification\" name=\"justification\" required maxlength=\"1024\">{}</textarea>\n",
         esc(&p.duration),
         esc(&p.justification)
+    ));
+    let level = |v: &str| {
+        format!(
+            "<option value=\"{v}\"{}>{}</option>",
+            if p.scope_access == v { " selected" } else { "" },
+            if v.is_empty() { "(none)" } else { v }
+        )
+    };
+    f.push_str(&format!(
+        "<fieldset id=\"scope\"><legend>Scope <span class=\"hint\">(optional: ask only for what you need; empty asks for the whole entitlement)</span></legend>\n\
+<label for=\"scope_actions\">Exact actions <span class=\"hint\">(e.g. s3:GetObject, s3:ListBucket)</span></label>\n\
+<input id=\"scope_actions\" name=\"scope_actions\" type=\"text\" value=\"{actions}\">\n\
+<label for=\"scope_access\">Or an access level</label>\n\
+<select id=\"scope_access\" name=\"scope_access\">{levels}</select>\n\
+<label for=\"scope_services\">in services <span class=\"hint\">(e.g. s3, logs)</span></label>\n\
+<input id=\"scope_services\" name=\"scope_services\" type=\"text\" value=\"{services}\">\n\
+<label for=\"scope_resources\">Resources <span class=\"hint\">(ARNs, one per line; empty: every resource of those services)</span></label>\n\
+<textarea id=\"scope_resources\" name=\"scope_resources\" rows=\"2\">{resources}</textarea>\n\
+<label for=\"scope_describe\">Or in words <span class=\"hint\">(needs the AI generator)</span></label>\n\
+<input id=\"scope_describe\" name=\"scope_describe\" type=\"text\" maxlength=\"1024\" value=\"{describe}\">\n\
+<button type=\"submit\" name=\"op\" value=\"preview\" id=\"preview-button\" class=\"copy\" formnovalidate>Preview the policy</button>\n\
+</fieldset>\n\
+<button type=\"submit\" id=\"ask-button\">Ask for access</button>\n</form>\n",
+        actions = esc(&p.scope_actions),
+        levels = ["", "read", "list", "write", "tagging", "permissions-management"]
+            .iter()
+            .map(|v| level(v))
+            .collect::<String>(),
+        services = esc(&p.scope_services),
+        resources = esc(&p.scope_resources),
+        describe = esc(&p.scope_describe),
     ));
     f
 }
 
+/// The preview's answer: the policy with its summary and validation, or
+/// the API's refusal (which names the scope field at fault).
+fn preview_block(a: &ApiAnswer) -> String {
+    if !a.ok() {
+        return format!(
+            "<p class=\"flash error\" role=\"alert\" id=\"preview-error\">{}</p>\n",
+            esc(&a.refusal())
+        );
+    }
+    let b = &a.body;
+    let mut out = String::from(
+        "<section id=\"preview\" aria-labelledby=\"preview-h\"><h3 id=\"preview-h\">The policy this request would carry</h3>\n",
+    );
+    out.push_str(&format!(
+        "<p class=\"meta\">by <strong>{}</strong> · {} · {} of {} characters · {}</p>\n",
+        s(&b["generator"]),
+        s(&b["digest"]),
+        b["packedChars"].as_u64().unwrap_or(0),
+        b["maxChars"].as_u64().unwrap_or(0),
+        if b["valid"].as_bool() == Some(true) {
+            "valid"
+        } else {
+            "NOT valid"
+        }
+    ));
+    if let Some(lines) = b["summary"].as_array() {
+        out.push_str("<ul class=\"policy\" id=\"preview-summary\">");
+        for l in lines {
+            let list = |v: &Value| {
+                v.as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            };
+            out.push_str(&format!(
+                "<li><strong>{}</strong>: {} on {}</li>",
+                s(&l["service"]),
+                esc(&list(&l["access"])),
+                esc(&list(&l["resources"]))
+            ));
+        }
+        out.push_str("</ul>\n");
+    }
+    if let Some(notes) = b["notes"].as_array().filter(|n| !n.is_empty()) {
+        out.push_str("<ul class=\"notes\">");
+        for n in notes {
+            out.push_str(&format!("<li>{}</li>", s(n)));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str(&format!(
+        "<pre class=\"policy\">{}</pre>\n</section>\n",
+        esc(&serde_json::to_string_pretty(&b["policy"]).unwrap_or_default())
+    ));
+    out
+}
+
 async fn create(ctx: &Ctx<'_>, f: &[(String, String)]) -> Response<String> {
+    let form = Prefill::from_form(f);
+    let scope = scope_from_form(&form);
+    if field(f, "op") == "preview" {
+        let mut body = json!({ "entitlement": form.entitlement });
+        if let Some(scope) = &scope {
+            body["scope"] = scope.clone();
+        }
+        if !form.justification.trim().is_empty() {
+            body["justification"] = json!(form.justification);
+        }
+        let a = ctx.api(ApiCall::post("/policies/preview", body)).await;
+        return home(ctx, None, Some((form, Preview(a)))).await;
+    }
     let mut body = json!({
         "entitlement": field(f, "entitlement"),
         "justification": field(f, "justification"),
@@ -686,6 +864,9 @@ async fn create(ctx: &Ctx<'_>, f: &[(String, String)]) -> Response<String> {
     let duration = field(f, "duration").trim();
     if !duration.is_empty() {
         body["duration"] = json!(duration);
+    }
+    if let Some(scope) = scope {
+        body["scope"] = scope;
     }
     let key = field(f, "idempotencyKey");
     if !key.is_empty() {
@@ -700,12 +881,7 @@ async fn create(ctx: &Ctx<'_>, f: &[(String, String)]) -> Response<String> {
             Flash::ok(format!("Request created ({status}).")),
         );
     }
-    let prefill = Prefill {
-        entitlement: field(f, "entitlement").to_string(),
-        duration: duration.to_string(),
-        justification: field(f, "justification").to_string(),
-    };
-    home(ctx, Some((prefill, a))).await
+    home(ctx, Some((form, a)), None).await
 }
 
 // ---------------------------------------------------------------- detail

@@ -1640,7 +1640,7 @@ entitlements:
         assert_eq!(err.field.as_deref(), Some("slack_users.not an id"), "{err}");
     }
 
-    const IDC: &str = "identity_center: {instance_arn: 'arn:aws:sso:::instance/ssoins-1', identity_store_id: d-1234567890, region: eu-west-1}\n";
+    const IDC: &str = "identity_center: {instance_arn: 'arn:aws:sso:::instance/ssoins-1', identity_store_id: d-1234567890, region: eu-west-1}\ndefaults: {approvers: {emails: [lead@example.com]}}\n";
 
     #[test]
     fn permission_set_entries_need_accounts_and_the_instance() {
@@ -1691,14 +1691,14 @@ entitlements:
         }
         // Without the instance block, the entry names what is missing.
         let err = Catalog::parse(
-            "entitlements:\n  - name: A\n    permission_set: Admin\n    accounts: ['111111111111']\n",
+            "defaults: {approvers: {emails: [lead@example.com]}}\nentitlements:\n  - name: A\n    permission_set: Admin\n    accounts: ['111111111111']\n",
             "c.yaml",
         )
         .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("permission_set"), "{err}");
         // An idc: group without the instance block is refused too.
         let err = Catalog::parse(
-            "entitlements:\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n    eligible_groups: ['idc:Platform']\n",
+            "defaults: {approvers: {emails: [lead@example.com]}}\nentitlements:\n  - name: A\n    role_arn: 'arn:aws:iam::123456789012:role/R'\n    eligible_groups: ['idc:Platform']\n",
             "c.yaml",
         )
         .unwrap_err();

@@ -568,6 +568,8 @@ mod tests {
     #[test]
     fn the_catalog_reads_ceiling_session_policy_and_mode() {
         let ok = r#"
+defaults:
+  approvers: { emails: [lead@example.com] }
 entitlements:
   - name: Logs
     role_arn: arn:aws:iam::123456789012:role/Logs

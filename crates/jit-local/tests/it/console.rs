@@ -548,39 +548,8 @@ impl Visitor {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_see_every_request_with_filters_and_others_the_apis_refusal() {
     // GIVEN jit-local whose catalog makes `auditors` admins
-    let dir = tempfile::tempdir().unwrap();
-    let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"),
-    )
-    .unwrap();
-    let catalog = dir.path().join("catalog.yaml");
-    std::fs::write(&catalog, format!("admin_groups: [auditors]\n{example}")).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let cfg = Config {
-        addr,
-        data_dir: dir.path().join("data"),
-        catalog: catalog.into(),
-        api_key: Some(KEY.into()),
-        demo_mode: false,
-        print_notifications: false,
-        run_driver: true,
-        max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
-    };
-    let (app, _) = App::build_full(
-        &cfg,
-        Arc::new(jit_core::ports::SystemClock),
-        Overrides::default(),
-        &ApprovalsConfig::default(),
-    )
-    .unwrap();
-    let app = Arc::new(app);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(jit_local::serve(listener, app.clone(), async {
-        let _ = stopped.await;
-    }));
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let api = format!("http://{addr}");
+    let served = Served::start().await;
+    let (client, api) = (served.client.clone(), served.api.clone());
     // AND requests by two people, through the API
     for (who, ent) in [
         ("alice@example.com", "JIT-ElevatedAdminRole"),
@@ -596,11 +565,7 @@ async fn admins_see_every_request_with_filters_and_others_the_apis_refusal() {
         .await;
         assert_eq!(s, 201, "{v}");
     }
-    let visitor = |client: &HttpClient| Visitor {
-        client: client.clone(),
-        base: api.clone(),
-        cookies: Default::default(),
-    };
+    let visitor = |_: &HttpClient| served.visitor();
 
     // WHEN someone signs in with a wrong key THEN no session is made
     let mut eve = visitor(&client);
@@ -671,9 +636,144 @@ async fn admins_see_every_request_with_filters_and_others_the_apis_refusal() {
     let (s, _, _) = bob.send("GET", "/", None).await;
     assert_eq!(s, 303);
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    if let Ok(app) = Arc::try_unwrap(app) {
-        app.shutdown().await;
+    served.stop().await;
+}
+
+/// `jit-local` serving the example catalog (with `auditors` as admins) on
+/// a loopback port, its engine driven, until [`Served::stop`].
+struct Served {
+    _dir: tempfile::TempDir,
+    app: Arc<App>,
+    api: String,
+    client: HttpClient,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    async fn start() -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"),
+        )
+        .unwrap();
+        let catalog = dir.path().join("catalog.yaml");
+        std::fs::write(&catalog, format!("admin_groups: [auditors]\n{example}")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let cfg = Config {
+            addr,
+            data_dir: dir.path().join("data"),
+            catalog: catalog.into(),
+            api_key: Some(KEY.into()),
+            demo_mode: false,
+            print_notifications: false,
+            run_driver: true,
+            max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
+        };
+        let (app, _) = App::build_full(
+            &cfg,
+            Arc::new(jit_core::ports::SystemClock),
+            Overrides::default(),
+            &ApprovalsConfig::default(),
+        )
+        .unwrap();
+        let app = Arc::new(app);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(jit_local::serve(listener, app.clone(), async {
+            let _ = stopped.await;
+        }));
+        Served {
+            _dir: dir,
+            app,
+            api: format!("http://{addr}"),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            stop,
+            server,
+        }
     }
+
+    fn visitor(&self) -> Visitor {
+        Visitor {
+            client: self.client.clone(),
+            base: self.api.clone(),
+            cookies: Default::default(),
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.unwrap().unwrap();
+        if let Ok(app) = Arc::try_unwrap(self.app) {
+            app.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_form_previews_a_scope_and_asks_with_it() {
+    // GIVEN a requester signed in to the console
+    let served = Served::start().await;
+    let mut alice = served.visitor();
+    let (s, _) = alice.sign_in("alice@example.com", "", KEY).await;
+    assert_eq!(s, 303);
+    let (_, _, home) = alice.send("GET", "/", None).await;
+    assert!(home.contains("id=\"scope_access\"") && home.contains("id=\"preview-button\""));
+    let csrf = Visitor::csrf(&home);
+    let enc = jit_core::links::percent_encode;
+    let form = |op: &str, actions: &str| {
+        format!(
+            "csrf={csrf}&idempotencyKey=k-{op}&entitlement={}&duration=30m&justification={}&scope_actions={}&scope_access=read&scope_services=s3&scope_resources={}&scope_describe=&op={op}",
+            enc("JIT-ElevatedAdminRole"),
+            enc("INC-42: read the logs"),
+            enc(actions),
+            enc("arn:aws:s3:::prod-logs/*"),
+        )
+    };
+    // WHEN she previews read access to one bucket
+    let (s, _, page) = alice
+        .send("POST", "/ui/requests", Some(form("preview", "")))
+        .await;
+    // THEN the page shows the generated policy with its summary, and the
+    // form keeps what she typed
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("id=\"preview\""), "{page}");
+    assert!(page.contains("<strong>deterministic</strong>"), "{page}");
+    assert!(page.contains("s3:GetObject") && page.contains("arn:aws:s3:::prod-logs/*"));
+    assert!(page.contains("<option value=\"read\" selected>"), "{page}");
+    // WHEN she previews an action that does not exist
+    let (s, _, page) = alice
+        .send(
+            "POST",
+            "/ui/requests",
+            Some(form("preview", "s3:NoSuchThing")),
+        )
+        .await;
+    // THEN the API's refusal names the field
+    assert_eq!(s, 400, "{page}");
+    assert!(
+        page.contains("id=\"preview-error\"") && page.contains("scope.actions"),
+        "{page}"
+    );
+    // WHEN she asks with the read scope
+    let (s, loc, _) = alice
+        .send("POST", "/ui/requests", Some(form("ask", "")))
+        .await;
+    assert_eq!(s, 303, "{loc}");
+    let id = loc.trim_start_matches("/ui/requests/").to_string();
+    // THEN the request carries the scope, as the API shows it
+    let (s, v) = call(
+        &served.client,
+        "GET",
+        &format!("{}/requests/{id}", served.api),
+        &[("x-api-key", KEY), ("x-jit-user", "alice@example.com")],
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["scope"],
+        json!({"access": "read", "services": ["s3"], "resources": ["arn:aws:s3:::prod-logs/*"]})
+    );
+    served.stop().await;
 }

@@ -109,14 +109,27 @@ async fn seed_body_with_wait_answers_granted_with_credentials_in_one_call() {
         jit_local::workflow::instant_execution_name(&jit_core::RequestId::parse(&id).unwrap());
     assert_eq!(
         engine.states_entered(&instant).unwrap(),
-        ["Validate", "Route", "Grant", "RecordGranted", "Granted"]
+        [
+            "Validate",
+            "NeedsPolicy",
+            "Route",
+            "Grant",
+            "RecordGranted",
+            "Granted"
+        ]
     );
     // AND the Standard workflow was started with the request id; it only
     // records, waits and revokes (no second grant)
     l.settle().await;
     assert_eq!(
         l.states(&id).await,
-        ["Validate", "Route", "RecordGranted", "WaitForExpiry"]
+        [
+            "Validate",
+            "NeedsPolicy",
+            "Route",
+            "RecordGranted",
+            "WaitForExpiry"
+        ]
     );
     l.forward(900).await;
     assert_eq!(l.status(&id).await, "EXPIRED");

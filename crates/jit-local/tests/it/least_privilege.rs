@@ -24,6 +24,10 @@ entitlements:
     ceiling: ["s3:Get*", "s3:List*", "logs:Get*", "logs:Describe*", "logs:FilterLogEvents"]
   - name: Admin
     role_arn: "arn:aws:iam::123456789012:role/JIT-Admin"
+  - name: OnCallLogs
+    role_arn: "arn:aws:iam::123456789012:role/JIT-OnCallLogs"
+    ceiling: ["s3:Get*", "s3:List*"]
+    auto_approve: { groups: [sre], max_duration: 1h }
   - name: Narrow
     role_arn: "arn:aws:iam::123456789012:role/JIT-Narrow"
     policy_generation: required
@@ -169,6 +173,95 @@ async fn a_scoped_request_passes_through_policy_generation_and_its_session_carri
         policy["Statement"].as_array().unwrap().as_slice()
     );
     assert_eq!(statements.last().unwrap()["Effect"], "Deny");
+}
+
+#[tokio::test]
+async fn an_instant_grant_is_narrowed_before_its_credentials_are_vended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, issuer) = open(dir.path());
+    // GIVEN an auto-approved, scoped request that waits for its credentials
+    let scope =
+        json!({"access": "read", "services": ["s3"], "resources": ["arn:aws:s3:::prod-logs/*"]});
+    let (s, v) = common::send(
+        &l.app,
+        "POST",
+        "/requests",
+        &[
+            ("x-api-key", KEY),
+            ("x-jit-user", "alice@example.com"),
+            ("x-jit-groups", "sre"),
+            ("content-type", "application/json"),
+        ],
+        bytes::Bytes::from(
+            json!({"entitlement": "OnCallLogs", "duration": "30m", "justification": "INC-7",
+                   "scope": scope, "wait": true})
+            .to_string(),
+        ),
+    )
+    .await;
+    // THEN the one answer is GRANTED with credentials…
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["status"], "GRANTED", "{v}");
+    assert_eq!(v["credentials"]["Version"], 1, "{v}");
+    let id = v["requestId"].as_str().unwrap().to_string();
+    // …the instant workflow generated the policy before it granted…
+    let engine = l.app.engine().unwrap();
+    let instant =
+        jit_local::workflow::instant_execution_name(&jit_core::RequestId::parse(&id).unwrap());
+    assert_eq!(
+        engine.states_entered(&instant).unwrap(),
+        [
+            "Validate",
+            "NeedsPolicy",
+            "GeneratePolicy",
+            "Route",
+            "Grant",
+            "RecordGranted",
+            "Granted"
+        ]
+    );
+    // …so the AssumeRole behind those credentials carried the policy
+    let r = l.get(&id).await;
+    let policy: Value = serde_json::from_str(r["sessionPolicy"].as_str().unwrap()).unwrap();
+    let spec = issuer.last();
+    let sent: Value = serde_json::from_str(spec.session_policy.as_deref().unwrap()).unwrap();
+    let statements = sent["Statement"].as_array().unwrap();
+    assert_eq!(
+        &statements[..statements.len() - 1],
+        policy["Statement"].as_array().unwrap().as_slice()
+    );
+    for a in allowed(&policy) {
+        assert!(a.starts_with("s3:") && !a.contains('*'), "{a}");
+    }
+    // AND the Standard workflow that owns the expiry does not generate again
+    let states = l.states(&id).await;
+    assert_eq!(
+        states,
+        [
+            "Validate",
+            "NeedsPolicy",
+            "GeneratePolicy",
+            "Route",
+            "RecordGranted",
+            "WaitForExpiry"
+        ]
+    );
+    let audit = l
+        .call(
+            "GET",
+            &format!("/requests/{id}/audit"),
+            "lead@example.com",
+            None,
+        )
+        .await
+        .1;
+    let generated = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["to"] == "POLICY_GENERATION")
+        .count();
+    assert_eq!(generated, 1, "{audit}");
 }
 
 #[tokio::test]
