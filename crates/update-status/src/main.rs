@@ -2,7 +2,8 @@
 //!
 //! A thin adapter: the step itself is `jit_core::tasks::Tasks::update_status`, the
 //! same function `jit-local`'s engine calls in-process. Errors carry the
-//! stable `errorType`s the state machine matches.
+//! stable `errorType`s the state machine matches. The GeneratePolicy step
+//! is the `generate-policy` function's.
 
 use jit_lambda::{TaskFailure, tasks_from_env};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -12,22 +13,8 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     jit_lambda::logging::init();
     let tasks = tasks_from_env().await?;
-    // The GeneratePolicy step (payload `to: POLICY_GENERATION`) runs here
-    // too, with the deterministic generator and its embedded action table.
-    let policy = jit_core::policy_step::PolicyStep {
-        store: tasks.store.clone(),
-        catalog: tasks.catalog.clone(),
-        clock: tasks.clock.clone(),
-        generator: std::sync::Arc::new(jit_policy::Deterministic),
-    };
-    let (tasks, policy) = (&tasks, &policy);
+    let tasks = &tasks;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        if event.payload.get("to").and_then(Value::as_str) == Some("POLICY_GENERATION") {
-            return policy
-                .generate_policy(event.payload)
-                .await
-                .map_err(TaskFailure);
-        }
         tasks
             .update_status(event.payload)
             .await
