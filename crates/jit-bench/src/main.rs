@@ -193,15 +193,30 @@ fn only_create_load(
             args.out.display()
         );
     }
-    let out = root.join(&args.out);
-    let old =
-        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
-    let text = report::splice(&old, load::HEADING, &section, load::ROW_PREFIX, &rows)?;
-    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!(
-        "jit-bench: wrote the create-load section of {}",
-        out.display()
-    );
+    write_section(
+        &root.join(&args.out),
+        load::HEADING,
+        &section,
+        load::ROW_PREFIX,
+        &rows,
+        "create-load",
+    )
+}
+
+/// Splices one section and its Summary rows into the report at `out`,
+/// every other number left as it was.
+fn write_section(
+    out: &Path,
+    heading: &str,
+    section: &str,
+    prefix: &str,
+    rows: &[engine::SummaryRow],
+    what: &str,
+) -> anyhow::Result<()> {
+    let old = std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+    let text = report::splice(&old, heading, section, prefix, rows)?;
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("jit-bench: wrote the {what} section of {}", out.display());
     Ok(())
 }
 
@@ -273,22 +288,14 @@ fn only_analytics(
             args.out.display()
         );
     }
-    let out = root.join(&args.out);
-    let old =
-        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
-    let text = report::splice(
-        &old,
+    write_section(
+        &root.join(&args.out),
         analytics::HEADING,
         &section,
         analytics::ROW_PREFIX,
         &rows,
-    )?;
-    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!(
-        "jit-bench: wrote the analytics section of {}",
-        out.display()
-    );
-    Ok(())
+        "analytics",
+    )
 }
 
 /// `--only-test-build`: a first `./scripts/test` on a fresh clone,
@@ -314,22 +321,14 @@ fn only_test_build(
             out.display()
         );
     }
-    let out = root.join(out);
-    let old =
-        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
-    let text = report::splice(
-        &old,
+    write_section(
+        &root.join(out),
         testbuild::HEADING,
         &section,
         testbuild::ROW_PREFIX,
         &rows,
-    )?;
-    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!(
-        "jit-bench: wrote the test-build section of {}",
-        out.display()
-    );
-    Ok(())
+        "test-build",
+    )
 }
 
 /// `--only-lambdas`: build each Lambda alone, measure them, and splice

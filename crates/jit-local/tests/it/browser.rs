@@ -8,19 +8,12 @@
 //! CI), where a missing browser fails it. Everything binds 127.0.0.1, each
 //! wait is bounded, and the browser and driver are stopped at the end.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use jit_local::approvals::ApprovalsConfig;
-use jit_local::{App, Config, Overrides};
 use serde_json::{Value, json};
 
 pub(crate) const KEY: &str = "browser-test-key-0123456789";
@@ -41,7 +34,7 @@ pub(crate) fn find(candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub(crate) use crate::common::served::HttpClient;
 
 pub(crate) async fn call(
     client: &HttpClient,
@@ -166,35 +159,8 @@ async fn the_emailed_link_is_approved_in_headless_chromium() {
 
 async fn run(chromium: &Path, chromedriver: &Path) {
     // GIVEN jit-local serving on loopback, its links pointing at itself
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let cfg = Config {
-        addr,
-        data_dir: dir.path().join("data"),
-        catalog: Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../config/catalog.example.yaml")
-            .into(),
-        api_key: Some(KEY.into()),
-        demo_mode: false,
-        print_notifications: false,
-        run_driver: true,
-        max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
-    };
-    let (app, _) = App::build_full(
-        &cfg,
-        Arc::new(jit_core::ports::SystemClock),
-        Overrides::default(),
-        &ApprovalsConfig::default(),
-    )
-    .expect("app starts");
-    let app = Arc::new(app);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(jit_local::serve(listener, app.clone(), async {
-        let _ = stopped.await;
-    }));
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let api = format!("http://{addr}");
+    let served = crate::common::served::Served::start("", KEY).await;
+    let (client, api) = (served.client.clone(), served.api.clone());
     let auth = [("x-api-key", KEY), ("x-jit-user", "alice@example.com")];
 
     // AND a request waiting for approval, whose approver was emailed
@@ -220,7 +186,7 @@ async fn run(chromium: &Path, chromedriver: &Path) {
         v["status"].as_str().unwrap_or_default().to_string()
     };
     let request_url = format!("{api}/requests/{id}");
-    let outbox = cfg.data_dir.join("outbox");
+    let outbox = served.data_dir.join("outbox");
     let mut link = None;
     for _ in 0..200 {
         if let Some(l) = emailed_link(&outbox, "lead@example.com") {
@@ -358,9 +324,5 @@ async fn run(chromium: &Path, chromedriver: &Path) {
         "{audit}"
     );
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    if let Ok(app) = Arc::try_unwrap(app) {
-        app.shutdown().await;
-    }
+    served.stop().await;
 }

@@ -12,24 +12,19 @@
 //! (how the README's are made). Skipped without chromium unless
 //! `JIT_REQUIRE_BROWSER=1`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use jit_local::approvals::ApprovalsConfig;
-use jit_local::{App, Config, Overrides};
 use serde_json::json;
 
 use crate::browser::{
     CHROMIUM_FLAGS, Driver, ELEMENT, HttpClient, KEY, WebDriver, call, find, free_port,
 };
+use crate::common::served::Served;
 
 /// The largest page the console may send.
 const MAX_PAGE_BYTES: usize = 100 * 1024;
@@ -207,35 +202,8 @@ fn request_id_of(url: &str) -> String {
 
 async fn run(chromium: &Path, chromedriver: &Path) {
     // GIVEN jit-local on loopback with the example catalog
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let cfg = Config {
-        addr,
-        data_dir: dir.path().join("data"),
-        catalog: Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../config/catalog.example.yaml")
-            .into(),
-        api_key: Some(KEY.into()),
-        demo_mode: false,
-        print_notifications: false,
-        run_driver: true,
-        max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
-    };
-    let (app, _) = App::build_full(
-        &cfg,
-        Arc::new(jit_core::ports::SystemClock),
-        Overrides::default(),
-        &ApprovalsConfig::default(),
-    )
-    .expect("app starts");
-    let app = Arc::new(app);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(jit_local::serve(listener, app.clone(), async {
-        let _ = stopped.await;
-    }));
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let api = format!("http://{addr}");
+    let served = Served::start("", KEY).await;
+    let (client, api) = (served.client.clone(), served.api.clone());
 
     // AND chromedriver with two browser sessions: the requester's, the lead's
     let port = free_port();
@@ -458,11 +426,7 @@ async fn run(chromium: &Path, chromedriver: &Path) {
     for wd in [alice, lead] {
         wd.cmd("DELETE", "", None).await;
     }
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
-    if let Ok(app) = Arc::try_unwrap(app) {
-        app.shutdown().await;
-    }
+    served.stop().await;
 }
 
 /// A tiny cookie-keeping client of the console (no browser): the admin
@@ -548,7 +512,7 @@ impl Visitor {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_see_every_request_with_filters_and_others_the_apis_refusal() {
     // GIVEN jit-local whose catalog makes `auditors` admins
-    let served = Served::start().await;
+    let served = served().await;
     let (client, api) = (served.client.clone(), served.api.clone());
     // AND requests by two people, through the API
     for (who, ent) in [
@@ -639,60 +603,12 @@ async fn admins_see_every_request_with_filters_and_others_the_apis_refusal() {
     served.stop().await;
 }
 
-/// `jit-local` serving the example catalog (with `auditors` as admins) on
-/// a loopback port, its engine driven, until [`Served::stop`].
-struct Served {
-    _dir: tempfile::TempDir,
-    app: Arc<App>,
-    api: String,
-    client: HttpClient,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+/// `jit-local` serving the example catalog with `auditors` as admins.
+async fn served() -> Served {
+    Served::start("admin_groups: [auditors]\n", KEY).await
 }
 
 impl Served {
-    async fn start() -> Served {
-        let dir = tempfile::tempdir().unwrap();
-        let example = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/catalog.example.yaml"),
-        )
-        .unwrap();
-        let catalog = dir.path().join("catalog.yaml");
-        std::fs::write(&catalog, format!("admin_groups: [auditors]\n{example}")).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let cfg = Config {
-            addr,
-            data_dir: dir.path().join("data"),
-            catalog: catalog.into(),
-            api_key: Some(KEY.into()),
-            demo_mode: false,
-            print_notifications: false,
-            run_driver: true,
-            max_backlog: jit_local::DEFAULT_MAX_BACKLOG,
-        };
-        let (app, _) = App::build_full(
-            &cfg,
-            Arc::new(jit_core::ports::SystemClock),
-            Overrides::default(),
-            &ApprovalsConfig::default(),
-        )
-        .unwrap();
-        let app = Arc::new(app);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(jit_local::serve(listener, app.clone(), async {
-            let _ = stopped.await;
-        }));
-        Served {
-            _dir: dir,
-            app,
-            api: format!("http://{addr}"),
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            stop,
-            server,
-        }
-    }
-
     fn visitor(&self) -> Visitor {
         Visitor {
             client: self.client.clone(),
@@ -700,20 +616,12 @@ impl Served {
             cookies: Default::default(),
         }
     }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.server.await.unwrap().unwrap();
-        if let Ok(app) = Arc::try_unwrap(self.app) {
-            app.shutdown().await;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_form_previews_a_scope_and_asks_with_it() {
     // GIVEN a requester signed in to the console
-    let served = Served::start().await;
+    let served = served().await;
     let mut alice = served.visitor();
     let (s, _) = alice.sign_in("alice@example.com", "", KEY).await;
     assert_eq!(s, 303);

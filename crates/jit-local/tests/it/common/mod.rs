@@ -7,6 +7,7 @@
 
 pub mod bin;
 pub mod binary;
+pub mod served;
 
 use bytes::Bytes;
 use http_body_util::Full;
