@@ -31,6 +31,8 @@ pub mod notify;
 pub mod sdk;
 pub mod sfn;
 pub mod slack;
+#[cfg(feature = "cloudtrail")]
+pub mod usage;
 
 pub use account::{IamInspector, IamRoleInspector, IamRoleRevoker, caller_identity};
 pub use aws_config::SdkConfig;
@@ -45,3 +47,5 @@ pub use inventory::IamLister;
 pub use notify::{LambdaDeferrer, SecretsManagerSource, SesMailer};
 pub use sfn::{InvalidStateMachineArn, SfnApiWorkflow, SfnDecisions, SfnWorkflow, StateMachineArn};
 pub use slack::{DEFAULT_SLACK_URL, SlackWebApi};
+#[cfg(feature = "cloudtrail")]
+pub use usage::CloudTrailUsage;

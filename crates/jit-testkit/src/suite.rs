@@ -12,6 +12,8 @@ use jit_core::request::{AccessRequest, AuditAction, AuditEvent};
 use jit_core::{Principal, RequestId};
 
 use crate::data::*;
+// Used vs granted: the sweep's store behaviour lives with its fake source.
+pub use crate::usage::usage_is_recorded_once_per_ended_grant;
 
 /// Which list an assertion walks.
 #[derive(Debug, Clone, Copy)]
