@@ -14,3 +14,4 @@ mod reconcile;
 mod sdk;
 mod sfn;
 mod sfn_callback;
+mod usage;
