@@ -194,7 +194,12 @@ async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_after_
         issued[0]
     );
     // (as a field too: the usage sweep looks CloudTrail up by it)
-    assert_eq!(issued[0]["accessKeyId"], first_key.as_str(), "{}", issued[0]);
+    assert_eq!(
+        issued[0]["accessKeyId"],
+        first_key.as_str(),
+        "{}",
+        issued[0]
+    );
     assert!(!serde_json::to_string(&events).unwrap().contains(&secret));
     assert!(!serde_json::to_string(&events).unwrap().contains(&token));
 
