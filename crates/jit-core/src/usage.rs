@@ -729,6 +729,205 @@ mod tests {
         assert_eq!(ulid.timestamp_ms(), at.timestamp_millis() as u64);
     }
 
+    /// A source that answers from a script: per key, calls or an error;
+    /// every lookup logged.
+    #[derive(Default)]
+    struct Scripted {
+        errors: std::collections::HashMap<String, UsageError>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl UsageSource for Scripted {
+        async fn calls_by_access_key(
+            &self,
+            key: &str,
+            _: Timestamp,
+            _: Timestamp,
+            _: usize,
+        ) -> Result<Lookup, UsageError> {
+            self.asked.lock().unwrap().push(key.to_string());
+            match self.errors.get(key) {
+                Some(e) => Err(e.clone()),
+                None => Ok(Lookup {
+                    calls: vec![call("ec2.amazonaws.com", "DescribeInstances", None)],
+                    truncated: false,
+                }),
+            }
+        }
+    }
+
+    /// `n` assume-role grants that ended `ended_mins_ago`, one credential
+    /// set each (key `KEY<i>`), oldest first.
+    async fn ended(
+        store: &crate::test_fakes::MemoryStore,
+        n: usize,
+        now: Timestamp,
+    ) -> Vec<RequestId> {
+        let mut ids = vec![];
+        for i in 0..n {
+            let at = now - chrono::Duration::hours(3) + chrono::Duration::seconds(i as i64);
+            let r = crate::request::tests::sample(at);
+            store
+                .create(
+                    &r,
+                    &AuditEvent::new(
+                        &r.request_id,
+                        at,
+                        "alice".into(),
+                        AuditAction::Created,
+                        None,
+                        Some(Status::Requested),
+                        None,
+                        "test",
+                    ),
+                )
+                .await
+                .unwrap();
+            let mut cur = r;
+            for (to, secs) in [
+                (Status::Validating, 1),
+                (Status::Approved, 2),
+                (Status::Granted, 3),
+                (Status::Expired, 3_600 + i as i64),
+            ] {
+                let change = crate::request::Change {
+                    actor: "system:workflow".into(),
+                    at: at + chrono::Duration::seconds(secs),
+                    reason: None,
+                    source: "test",
+                };
+                if to == Status::Expired {
+                    let mut e = AuditEvent::new(
+                        &cur.request_id,
+                        at + chrono::Duration::seconds(10),
+                        "alice".into(),
+                        AuditAction::CredentialsIssued,
+                        None,
+                        None,
+                        None,
+                        "api",
+                    );
+                    e.access_key_id = Some(format!("KEY{i}"));
+                    store.append_audit(&e).await.unwrap();
+                }
+                let (next, event) = cur.transition(to, &change).unwrap();
+                store.transition(&cur, &next, &event).await.unwrap();
+                cur = next;
+            }
+            ids.push(cur.request_id);
+        }
+        ids
+    }
+
+    fn usage_count(store: &crate::test_fakes::MemoryStore) -> usize {
+        store
+            .all_events()
+            .iter()
+            .filter(|e| e.action == AuditAction::Usage)
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_sweep_looks_up_ten_grants_at_most_and_the_next_takes_the_rest() {
+        // GIVEN twelve ended grants
+        let store = crate::test_fakes::MemoryStore::default();
+        let now = chrono::Utc::now();
+        ended(&store, 12, now).await;
+        let source = Scripted::default();
+        let c = UsageCollector::new();
+
+        // WHEN the sweep runs twice, then a third time
+        let first = c.collect(&store, &source, now).await.unwrap();
+        let second = c
+            .collect(&store, &source, now + chrono::Duration::minutes(1))
+            .await
+            .unwrap();
+        let third = c
+            .collect(&store, &source, now + chrono::Duration::minutes(2))
+            .await
+            .unwrap();
+
+        // THEN ten, then the two left, then nothing; each key asked once
+        assert_eq!((first.recorded, first.pending), (10, 2));
+        assert_eq!((second.recorded, second.pending), (2, 0));
+        assert_eq!(third, UsageSweepReport::default());
+        assert_eq!(usage_count(&store), 12);
+        let mut asked = source.asked.lock().unwrap().clone();
+        asked.sort();
+        asked.dedup();
+        assert_eq!(asked.len(), 12);
+        assert_eq!(source.asked.lock().unwrap().len(), 12);
+    }
+
+    #[tokio::test]
+    async fn throttling_stops_the_sweep_and_a_failed_lookup_is_retried_not_recorded() {
+        // GIVEN three ended grants: CloudTrail refuses the first's key and
+        // throttles the second's
+        let store = crate::test_fakes::MemoryStore::default();
+        let now = chrono::Utc::now();
+        ended(&store, 3, now).await;
+        let mut source = Scripted::default();
+        source
+            .errors
+            .insert("KEY0".into(), UsageError::Failed("AccessDenied".into()));
+        source
+            .errors
+            .insert("KEY1".into(), UsageError::Throttled("slow down".into()));
+        let c = UsageCollector::new();
+
+        // WHEN the sweep runs
+        let report = c.collect(&store, &source, now).await.unwrap();
+
+        // THEN nothing recorded: one failed, the throttled one and the one
+        // after it wait (the third key was not asked)
+        assert_eq!(
+            report,
+            UsageSweepReport {
+                recorded: 0,
+                pending: 2,
+                failed: 1
+            }
+        );
+        assert_eq!(usage_count(&store), 0);
+        assert_eq!(*source.asked.lock().unwrap(), vec!["KEY0", "KEY1"]);
+
+        // WHEN CloudTrail recovers THEN the next sweep records all three
+        let report = c
+            .collect(
+                &store,
+                &Scripted::default(),
+                now + chrono::Duration::minutes(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.recorded, 3);
+        assert_eq!(usage_count(&store), 3);
+    }
+
+    #[tokio::test]
+    async fn a_grant_is_not_due_before_the_delay_nor_after_the_retry_window() {
+        let store = crate::test_fakes::MemoryStore::default();
+        let now = chrono::Utc::now();
+        ended(&store, 1, now).await; // ended 2 h ago
+        let source = Scripted::default();
+        let c = UsageCollector::new();
+        // 10 minutes after it ended: not due
+        let soon = now - chrono::Duration::hours(2) + chrono::Duration::minutes(10);
+        assert_eq!(
+            c.collect(&store, &source, soon).await.unwrap(),
+            UsageSweepReport::default()
+        );
+        // 7 hours after it ended: out of the retry window
+        let late = now + chrono::Duration::hours(5);
+        assert_eq!(
+            c.collect(&store, &source, late).await.unwrap(),
+            UsageSweepReport::default()
+        );
+        assert!(source.asked.lock().unwrap().is_empty());
+        assert_eq!(usage_count(&store), 0);
+    }
+
     fn call(source: &str, name: &str, error: Option<&str>) -> ApiCall {
         ApiCall {
             event_source: source.into(),
