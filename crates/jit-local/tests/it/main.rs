@@ -16,3 +16,4 @@ mod kill;
 mod lifecycle;
 mod openapi;
 mod reconcile;
+mod usage;
