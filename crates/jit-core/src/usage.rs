@@ -46,6 +46,9 @@ pub const MAX_GRANTS_PER_SWEEP: usize = 10;
 /// more is recorded as `truncated`, its first calls counted.
 pub const MAX_CALLS_PER_SESSION: usize = 2_000;
 
+/// Requests remembered as needing no record, at most.
+const MAX_REMEMBERED: usize = 10_000;
+
 /// Lookups start this long before the first credentials were issued (clock
 /// skew between the broker and CloudTrail).
 const SKEW_SECS: i64 = 300;
@@ -404,7 +407,12 @@ impl UsageCollector {
             };
             let trail = store.audit_events(&request_id).await?;
             let Some(plan) = plan(&trail) else {
-                self.not_applicable.lock().expect("not poisoned").insert(id);
+                let mut skip = self.not_applicable.lock().expect("not poisoned");
+                // Bounded: forgetting only costs one more trail read each.
+                if skip.len() >= MAX_REMEMBERED {
+                    skip.clear();
+                }
+                skip.insert(id);
                 continue;
             };
             looked_up += 1;
