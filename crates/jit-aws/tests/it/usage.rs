@@ -434,3 +434,32 @@ async fn the_sweep_records_cloudtrail_usage_once_on_dynamodb() {
         .collect();
     assert_eq!(keys, vec!["ASIAUSEDKEY1", "ASIAUSEDKEY1", "ASIAUSEDKEY2"]);
 }
+
+#[test]
+fn only_the_expire_function_may_look_up_cloudtrail() {
+    // GIVEN the template, read as text: resources are its two-space keys
+    let template = include_str!("../../../../template.yaml");
+    let mut resource = "";
+    let mut holders = std::collections::BTreeSet::new();
+    for line in template.lines() {
+        let body = line.trim_end();
+        if body.starts_with("  ") && !body.starts_with("   ") && body.ends_with(':') {
+            resource = body.trim().trim_end_matches(':');
+        }
+        if body.to_ascii_lowercase().contains("cloudtrail:") && !body.trim_start().starts_with('#')
+        {
+            holders.insert((resource, body.trim().to_string()));
+        }
+    }
+    // THEN one statement grants CloudTrail, LookupEvents only, to the role
+    // of the function that runs the sweep
+    assert_eq!(
+        holders.into_iter().collect::<Vec<_>>(),
+        vec![(
+            "ExpireFunctionRole",
+            "Action: cloudtrail:LookupEvents".to_string()
+        )]
+    );
+    assert!(template.contains("Role: !GetAtt ExpireFunctionRole.Arn"));
+    assert!(template.contains("Binary: expire\n"));
+}
