@@ -23,15 +23,37 @@ use crate::error::describe;
 /// The most events `LookupEvents` returns per page.
 const PAGE: usize = 50;
 
+/// CloudTrail answers `LookupEvents` twice a second per account and region:
+/// this process never asks faster, so a busy sweep is paced rather than
+/// throttled (and retried, and throttled again).
+const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Reads one session's calls from CloudTrail's event history.
 #[derive(Debug, Clone)]
 pub struct CloudTrailUsage {
     client: aws_sdk_cloudtrail::Client,
+    /// When the last call was (or is to be) sent.
+    last_call: std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl CloudTrailUsage {
     pub fn new(client: aws_sdk_cloudtrail::Client) -> Self {
-        CloudTrailUsage { client }
+        CloudTrailUsage {
+            client,
+            last_call: Default::default(),
+        }
+    }
+
+    /// Waits for this call's slot: [`MIN_INTERVAL`] after the last one's.
+    async fn pace(&self) {
+        let slot = {
+            let mut last = self.last_call.lock().expect("not poisoned");
+            let now = tokio::time::Instant::now();
+            let slot = last.map_or(now, |t| (t + MIN_INTERVAL).max(now));
+            *last = Some(slot);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
     }
 
     pub fn from_config(config: &aws_config::SdkConfig) -> Self {
@@ -71,6 +93,7 @@ impl UsageSource for CloudTrailUsage {
         let mut out = Lookup::default();
         let mut token: Option<String> = None;
         loop {
+            self.pace().await;
             let answer = self
                 .client
                 .lookup_events()

@@ -42,9 +42,12 @@ pub const USAGE_RETRY_HOURS: i64 = 6;
 /// the Lambda's timeout; the rest wait for the next minute.
 pub const MAX_GRANTS_PER_SWEEP: usize = 10;
 
-/// Calls read per session (CloudTrail pages hold 50): a session that made
-/// more is recorded as `truncated`, its first calls counted.
-pub const MAX_CALLS_PER_SESSION: usize = 2_000;
+/// Calls read per grant, all its sessions together (CloudTrail pages hold
+/// 50: 20 pages, 10 s at CloudTrail's 2 calls a second). A grant whose
+/// sessions made more is recorded as `truncated`, its first calls counted:
+/// bounded so one busy grant cannot outlast the sweep's budget and be
+/// retried from scratch every minute.
+pub const MAX_CALLS_PER_GRANT: usize = 1_000;
 
 /// Requests remembered as needing no record, at most.
 const MAX_REMEMBERED: usize = 10_000;
@@ -125,7 +128,7 @@ pub struct UsageRecord {
     /// Calls read in total (events with no IAM action, like console
     /// sign-in, are counted here but in neither map).
     pub calls: u64,
-    /// A session made more calls than were read ([`MAX_CALLS_PER_SESSION`]).
+    /// The sessions made more calls than were read ([`MAX_CALLS_PER_GRANT`]).
     #[serde(default)]
     pub truncated: bool,
 }
@@ -327,6 +330,9 @@ pub struct UsageSweepReport {
 /// requests never granted), so their trails are read once, not every minute.
 pub struct UsageCollector {
     not_applicable: Mutex<HashSet<String>>,
+    /// No grant is started once a pass has run this long (the grant under
+    /// way finishes: at most [`MAX_CALLS_PER_GRANT`] more calls).
+    budget: std::time::Duration,
 }
 
 impl Default for UsageCollector {
@@ -336,9 +342,15 @@ impl Default for UsageCollector {
 }
 
 impl UsageCollector {
+    /// A collector that starts grants during the first 10 s of a pass.
     pub fn new() -> Self {
+        Self::with_budget(std::time::Duration::from_secs(10))
+    }
+
+    pub fn with_budget(budget: std::time::Duration) -> Self {
         UsageCollector {
             not_applicable: Mutex::new(HashSet::new()),
+            budget,
         }
     }
 
@@ -397,8 +409,9 @@ impl UsageCollector {
         let mut report = UsageSweepReport::default();
         let mut looked_up = 0;
         let mut throttled = false;
+        let started = std::time::Instant::now();
         for (ended_at, id) in due {
-            if throttled || looked_up >= MAX_GRANTS_PER_SWEEP {
+            if throttled || looked_up >= MAX_GRANTS_PER_SWEEP || started.elapsed() >= self.budget {
                 report.pending += 1;
                 continue;
             }
@@ -416,14 +429,23 @@ impl UsageCollector {
                 continue;
             };
             looked_up += 1;
-            let mut lookups = Vec::with_capacity(plan.keys.len());
+            let mut lookups: Vec<Lookup> = Vec::with_capacity(plan.keys.len());
             let mut failure = None;
+            let mut left = MAX_CALLS_PER_GRANT;
             for key in &plan.keys {
-                match source
-                    .calls_by_access_key(key, plan.from, now, MAX_CALLS_PER_SESSION)
-                    .await
-                {
-                    Ok(l) => lookups.push(l),
+                if left == 0 {
+                    // Keys not read at all: the record says it is partial.
+                    lookups.push(Lookup {
+                        calls: vec![],
+                        truncated: true,
+                    });
+                    break;
+                }
+                match source.calls_by_access_key(key, plan.from, now, left).await {
+                    Ok(l) => {
+                        left = left.saturating_sub(l.calls.len());
+                        lookups.push(l)
+                    }
                     Err(e) => {
                         failure = Some(e);
                         break;
@@ -743,6 +765,10 @@ mod tests {
     struct Scripted {
         errors: std::collections::HashMap<String, UsageError>,
         asked: Mutex<Vec<String>>,
+        /// Calls each key made (default 1).
+        calls_per_key: Option<usize>,
+        /// The `max_calls` of each lookup.
+        max_asked: Mutex<Vec<usize>>,
     }
 
     #[async_trait]
@@ -752,14 +778,19 @@ mod tests {
             key: &str,
             _: Timestamp,
             _: Timestamp,
-            _: usize,
+            max: usize,
         ) -> Result<Lookup, UsageError> {
             self.asked.lock().unwrap().push(key.to_string());
+            self.max_asked.lock().unwrap().push(max);
+            let made = self.calls_per_key.unwrap_or(1);
             match self.errors.get(key) {
                 Some(e) => Err(e.clone()),
                 None => Ok(Lookup {
-                    calls: vec![call("ec2.amazonaws.com", "DescribeInstances", None)],
-                    truncated: false,
+                    calls: vec![
+                        call("ec2.amazonaws.com", "DescribeInstances", None);
+                        made.min(max)
+                    ],
+                    truncated: made > max,
                 }),
             }
         }
@@ -911,6 +942,58 @@ mod tests {
             .unwrap();
         assert_eq!(report.recorded, 3);
         assert_eq!(usage_count(&store), 3);
+    }
+
+    #[tokio::test]
+    async fn a_pass_starts_no_grant_past_its_budget_and_reads_a_grant_up_to_its_cap() {
+        // GIVEN two ended grants
+        let store = crate::test_fakes::MemoryStore::default();
+        let now = chrono::Utc::now();
+        ended(&store, 2, now).await;
+        // WHEN a pass has no time budget THEN both wait, nothing is asked
+        let source = Scripted::default();
+        let none = UsageCollector::with_budget(std::time::Duration::ZERO)
+            .collect(&store, &source, now)
+            .await
+            .unwrap();
+        assert_eq!((none.recorded, none.pending), (0, 2));
+        assert!(source.asked.lock().unwrap().is_empty());
+
+        // GIVEN a grant whose two sessions made 700 calls each
+        let store = crate::test_fakes::MemoryStore::default();
+        let ids = ended(&store, 1, now).await;
+        let mut e = AuditEvent::new(
+            &ids[0],
+            now - chrono::Duration::hours(2) - chrono::Duration::minutes(30),
+            "alice".into(),
+            AuditAction::CredentialsIssued,
+            None,
+            None,
+            None,
+            "api",
+        );
+        e.access_key_id = Some("KEY-B".into());
+        store.append_audit(&e).await.unwrap();
+        let source = Scripted {
+            calls_per_key: Some(700),
+            ..Default::default()
+        };
+        // WHEN the sweep records it
+        let c = UsageCollector::new();
+        assert_eq!(c.collect(&store, &source, now).await.unwrap().recorded, 1);
+        // THEN the second session is read up to what the grant has left,
+        // and the record says it is partial
+        assert_eq!(
+            *source.max_asked.lock().unwrap(),
+            vec![MAX_CALLS_PER_GRANT, MAX_CALLS_PER_GRANT - 700]
+        );
+        let rec = store
+            .all_events()
+            .into_iter()
+            .find_map(|e| e.usage)
+            .unwrap();
+        assert_eq!(rec.calls, MAX_CALLS_PER_GRANT as u64);
+        assert!(rec.truncated);
     }
 
     #[tokio::test]

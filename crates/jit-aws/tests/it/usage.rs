@@ -225,10 +225,12 @@ async fn lookup_reads_every_page_by_access_key_and_keeps_error_codes() {
     let (start, end) = times();
 
     // WHEN its calls are looked up
+    let began = std::time::Instant::now();
     let lookup = ct
         .calls_by_access_key("ASIAPAGED", start, end, 2_000)
         .await
         .expect("lookup");
+    let took = began.elapsed();
     server.abort();
 
     // THEN all three calls, in order, with their source, name, time and
@@ -258,6 +260,8 @@ async fn lookup_reads_every_page_by_access_key_and_keeps_error_codes() {
         ]
     );
     assert_eq!(lookup.calls[0].at.timestamp(), 1_764_928_807);
+    // AND paced to CloudTrail's 2 calls a second: three pages, two gaps
+    assert!(took >= Duration::from_millis(1_000), "{took:?}");
     // AND three LookupEvents requests by AccessKeyId over the window,
     // passing each NextToken back as given
     let seen = seen.lock().unwrap().clone();
