@@ -127,7 +127,7 @@ pub(crate) async fn audit(
                     serde_json::from_value(Value::String(v.clone())).map_err(|_| {
                         invalid(
                             "action",
-                            "must be an audit action: created, transition, rejected, decision, note, credentials-issued, console-signin, extension",
+                            "must be an audit action: created, transition, rejected, decision, note, credentials-issued, console-signin, extension, usage",
                         )
                     })?,
                 )

@@ -35,6 +35,8 @@ pub mod notify;
 pub mod sdk;
 pub mod sfn;
 pub mod slack;
+#[cfg(feature = "cloudtrail")]
+pub mod usage;
 
 pub use account::{IamInspector, IamRoleInspector, IamRoleRevoker, caller_identity};
 pub use aws_config::SdkConfig;
@@ -51,3 +53,5 @@ pub use sfn::{
     InvalidStateMachineArn, SfnApiWorkflow, SfnDecisions, SfnInstant, SfnWorkflow, StateMachineArn,
 };
 pub use slack::{DEFAULT_SLACK_URL, SlackWebApi};
+#[cfg(feature = "cloudtrail")]
+pub use usage::CloudTrailUsage;

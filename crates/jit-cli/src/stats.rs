@@ -123,9 +123,71 @@ fn quantile_rows(out: &mut String, label: &str, m: &serde_json::Map<String, Valu
     }
 }
 
+/// Used vs granted (CloudTrail): per entitlement, what was granted, what
+/// was called (bars by calls), what was refused, and the suggested ceiling.
+fn used_vs_granted(out: &mut String, f: &Value) {
+    let Some(m) = f["byEntitlement"].as_object().filter(|m| !m.is_empty()) else {
+        let _ = writeln!(out, "    (no usage recorded)");
+        return;
+    };
+    let list = |v: &Value| -> String {
+        let items: Vec<String> = v
+            .as_array()
+            .map(|a| a.iter().map(num).collect())
+            .unwrap_or_default();
+        if items.is_empty() {
+            "(none)".into()
+        } else {
+            items.join(", ")
+        }
+    };
+    for (name, e) in m {
+        let _ = writeln!(
+            out,
+            "    {name}: {} grants ({} with no allowed call), {} sessions, {} calls{}",
+            num(&e["grants"]),
+            num(&e["unusedGrants"]),
+            num(&e["sessions"]),
+            num(&e["calls"]),
+            match e["truncated"].as_u64() {
+                Some(n) if n > 0 => format!(", {n} truncated"),
+                _ => String::new(),
+            }
+        );
+        let _ = writeln!(out, "      granted: {}", list(&e["grantedActions"]));
+        if let Some(Value::Object(used)) = e.get("usedActions") {
+            let _ = writeln!(out, "      used:");
+            bars(out, &by_rows(used));
+        }
+        if let Some(Value::Object(denied)) = e.get("deniedActions")
+            && !denied.is_empty()
+        {
+            let _ = writeln!(out, "      refused:");
+            bars(out, &by_rows(denied));
+        }
+        if e["unusedGrantedActions"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            let _ = writeln!(
+                out,
+                "      granted, never used: {}",
+                list(&e["unusedGrantedActions"])
+            );
+        }
+        let _ = writeln!(
+            out,
+            "      suggested ceiling: {}",
+            list(&e["suggestedCeiling"])
+        );
+    }
+}
+
 fn figure(out: &mut String, key: &str, f: &Value) {
     let _ = writeln!(out, "  {}", title(key));
-    if let Some(Value::Object(days)) = f.get("days")
+    if key == "usedVsGranted" {
+        used_vs_granted(out, f);
+    } else if let Some(Value::Object(days)) = f.get("days")
         && f.get("cells").is_none()
     {
         // requests per day by outcome
@@ -296,7 +358,12 @@ mod tests {
             },
             "usage": {
                 "grants": {"events": "transitions to GRANTED", "total": 3, "by": {"A": 2, "B": 1}},
-                "standingAccess": {"events": "grants", "standingHours": 720.0, "grantedHours": 2.5, "replacedHours": 717.5, "byEntitlement": {"A": {"eligiblePeople": 1, "standingHours": 720.0, "grantedHours": 2.5}}}
+                "standingAccess": {"events": "grants", "standingHours": 720.0, "grantedHours": 2.5, "replacedHours": 717.5, "byEntitlement": {"A": {"eligiblePeople": 1, "standingHours": 720.0, "grantedHours": 2.5}}},
+                "usedVsGranted": {"events": "usage events", "byEntitlement": {"Reader": {
+                    "grants": 2, "unusedGrants": 1, "sessions": 3, "calls": 9, "truncated": 0,
+                    "grantedActions": ["s3:Get*", "s3:List*"], "usedActions": {"s3:GetBucketPolicy": 4},
+                    "deniedActions": {"s3:PutBucketPolicy": 1}, "unusedGrantedActions": ["s3:List*"],
+                    "suggestedCeiling": ["s3:GetBucketPolicy"]}}}
             },
             "security": {
                 "rubberStamping": {"events": "approvals", "withinSecs": 60, "total": 1, "byApprover": {"lead": {"decisions": 2, "withinSecs": 1}}},
@@ -317,6 +384,13 @@ mod tests {
             "1 of 2",
             "top approver lead (100% of human approvals)",
             "counts: transitions to GRANTED",
+            "Reader: 2 grants (1 with no allowed call), 3 sessions, 9 calls",
+            "granted: s3:Get*, s3:List*",
+            "s3:GetBucketPolicy  4",
+            "s3:PutBucketPolicy  1",
+            "granted, never used: s3:List*",
+            "suggested ceiling: s3:GetBucketPolicy",
+            "counts: usage events",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }

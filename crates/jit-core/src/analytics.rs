@@ -282,6 +282,10 @@ pub struct Usage {
     pub early_revokes: Count,
     pub approvals: Count,
     pub standing_access: Standing,
+    /// Per entitlement: what ended assume-role grants allowed, what their
+    /// sessions called (CloudTrail), and a suggested ceiling.
+    #[serde(default)]
+    pub used_vs_granted: crate::usage::UsedVsGranted,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -338,6 +342,8 @@ pub struct EventDigest {
     /// From the event's changes.
     pub granted_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
+    /// `usage` events: their record.
+    pub usage: Option<Box<crate::usage::UsageRecord>>,
 }
 
 impl EventDigest {
@@ -361,6 +367,7 @@ impl EventDigest {
             duration_secs: snap.map(|s| s.duration.secs()),
             granted_at: ts(ch.and_then(|c| c.get("grantedAt"))),
             expires_at: ts(ch.and_then(|c| c.get("expiresAt"))),
+            usage: e.usage.clone(),
         }
     }
 }
@@ -389,6 +396,7 @@ enum Fact {
         code: String,
     },
     Drift,
+    Usage(Box<crate::usage::UsageRecord>),
 }
 
 /// Who and what a request is, from its `created` snapshot (or, for a
@@ -552,6 +560,7 @@ impl Analytics {
             AuditAction::Note if e.actor == crate::request::system_actor("reconciler") => {
                 Some(Fact::Drift)
             }
+            AuditAction::Usage => e.usage.clone().map(Fact::Usage),
             _ => None,
         };
         if let Some(f) = fact {
@@ -681,6 +690,7 @@ impl Analytics {
                 events: "transitions to GRANTED (granted hours as elevatedHours) against the catalog's eligible people × the range's hours".into(),
                 ..Default::default()
             },
+            used_vs_granted: Default::default(),
         };
         let mut s = Security {
             denied: count("transitions to DENIED"),
@@ -702,6 +712,7 @@ impl Analytics {
             reconciler_drift: count("note events by system:reconciler"),
             revocations: count("transitions to REVOKED, by who revoked"),
         };
+        let mut used_vs_granted = crate::usage::UsedVsGrantedBuilder::default();
         let mut decide_all = Vec::new();
         let mut decide_ent: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         let mut decide_by: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -839,6 +850,7 @@ impl Analytics {
                         _ => {}
                     },
                     Fact::Drift => s.reconciler_drift.add(ent),
+                    Fact::Usage(record) => used_vs_granted.add(ent, record),
                     Fact::Created(_) => {}
                 }
             }
@@ -911,6 +923,7 @@ impl Analytics {
         st.granted_hours = round2(st.granted_hours);
         st.replaced_hours = round2((st.standing_hours - st.granted_hours).max(0.0));
 
+        u.used_vs_granted = used_vs_granted.finish();
         p.duration_asked_hours = p.duration_asked_hours.rounded();
         p.duration_granted_hours = p.duration_granted_hours.rounded();
         u.elevated_hours = u.elevated_hours.rounded();

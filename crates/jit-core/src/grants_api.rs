@@ -327,7 +327,7 @@ impl Broker {
             creds.expiration = end;
         }
         let now = self.clock.now();
-        let event = AuditEvent::new(
+        let mut event = AuditEvent::new(
             &r.request_id,
             now,
             actor,
@@ -342,6 +342,9 @@ impl Broker {
             )),
             "api",
         );
+        // The key id as a field too: the usage sweep looks CloudTrail up by
+        // it (`crate::usage`). Never the secret or the session token.
+        event.access_key_id = Some(creds.access_key_id.clone());
         // No audit event, no credentials: they are dropped unread.
         self.store.append_audit(&event).await?;
         tracing::info!(request_id = %r.request_id, access_key_id = %creds.access_key_id, "credentials issued");
@@ -364,7 +367,7 @@ impl Broker {
             .await
             .map_err(|e| grant_failure(&e, None))?;
         let now = self.clock.now();
-        let event = AuditEvent::new(
+        let mut event = AuditEvent::new(
             &r.request_id,
             now,
             r.requester.principal.to_string(),
@@ -378,6 +381,7 @@ impl Broker {
             )),
             "api",
         );
+        event.access_key_id = Some(creds.access_key_id.clone());
         self.store.append_audit(&event).await?;
         tracing::info!(request_id = %r.request_id, access_key_id = %creds.access_key_id, "console sign-in issued");
         Ok(ConsoleAccess {

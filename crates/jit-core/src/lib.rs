@@ -41,6 +41,7 @@ pub mod tasks;
 #[cfg(test)]
 mod test_fakes;
 pub mod trail;
+pub mod usage;
 
 pub use catalog::{Catalog, CatalogError, Entitlement};
 pub use duration::GrantDuration;

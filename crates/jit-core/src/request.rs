@@ -317,6 +317,9 @@ pub enum AuditAction {
     ConsoleSignin,
     /// An extension was asked for or decided.
     Extension,
+    /// What an ended assume-role grant's sessions called, from CloudTrail
+    /// (`usage`: written once by the scheduled sweep, see [`crate::usage`]).
+    Usage,
 }
 
 /// One line of the audit trail: who did what, when, from which status to which.
@@ -353,6 +356,14 @@ pub struct AuditEvent {
     /// `self_approval`, `not_approver`), which analytics counts by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// `credentials-issued` and `console-signin` events: the access key id
+    /// of the session handed out (an identifier, never the secret), which
+    /// the usage sweep looks CloudTrail up by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// `usage` events: what the grant's sessions called.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Box<crate::usage::UsageRecord>>,
 }
 
 impl AuditEvent {
@@ -381,6 +392,8 @@ impl AuditEvent {
             changes: None,
             entitlement: None,
             code: None,
+            access_key_id: None,
+            usage: None,
         }
     }
 }

@@ -138,8 +138,34 @@ impl RequestStore for MemoryStore {
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
-        self.events.lock().unwrap().push(e.clone());
+        // Kept once per event id, as the real stores do.
+        let mut events = self.events.lock().unwrap();
+        if !events.iter().any(|x| x.event_id == e.event_id) {
+            events.push(e.clone());
+        }
         Ok(())
+    }
+
+    /// One page with every event of `[from, to)`, oldest first.
+    async fn audit_events_between(
+        &self,
+        from: crate::request::Timestamp,
+        to: crate::request::Timestamp,
+        _: &PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        let mut items: Vec<AuditEvent> = self
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.at >= from && e.at < to)
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| (a.at, &a.event_id).cmp(&(b.at, &b.event_id)));
+        Ok(Page {
+            items,
+            next_cursor: None,
+        })
     }
 }
 

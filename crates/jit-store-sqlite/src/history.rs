@@ -195,6 +195,7 @@ fn parse_action(s: &str) -> Option<AuditAction> {
         "credentials-issued" => AuditAction::CredentialsIssued,
         "console-signin" => AuditAction::ConsoleSignin,
         "extension" => AuditAction::Extension,
+        "usage" => AuditAction::Usage,
         _ => return None,
     })
 }
@@ -218,7 +219,13 @@ pub(crate) fn digests_between_in(
     let mut stmt = conn
         .prepare_cached(
             "SELECT at, event_id, request_id, actor, action, to_status, code, entitlement,
-                    requester, groups, created_at, duration, granted_at, expires_at
+                    requester, groups, created_at, duration, granted_at, expires_at,
+                    -- usage events are few (one per ended grant): their record
+                    -- is read from the event itself, not kept in a digest column.
+                    CASE WHEN action = 'usage' THEN
+                      (SELECT json_extract(e.event, '$.usage') FROM audit_events e
+                        WHERE e.event_id = audit_digests.event_id)
+                    END
                FROM audit_digests
               WHERE at >= ?1 AND at < ?2 AND (?5 = 0 OR at > ?1 OR event_id > ?3)
               ORDER BY at, event_id LIMIT ?4",
@@ -233,6 +240,7 @@ pub(crate) fn digests_between_in(
                 let action: String = row.get(4)?;
                 let to_status: Option<String> = row.get(5)?;
                 let groups: Option<String> = row.get(9)?;
+                let usage: Option<String> = row.get(14)?;
                 Ok((
                     at_ms,
                     action,
@@ -255,6 +263,7 @@ pub(crate) fn digests_between_in(
                             .and_then(|d| u32::try_from(d).ok()),
                         granted_at: parse_ts(row.get(12)?),
                         expires_at: parse_ts(row.get(13)?),
+                        usage: usage.and_then(|u| serde_json::from_str(&u).ok()),
                     },
                 ))
             },

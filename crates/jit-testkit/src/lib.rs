@@ -61,6 +61,7 @@ pub mod data;
 pub mod fake_slack;
 pub mod ledger_suite;
 pub mod suite;
+pub mod usage;
 
 use std::time::Duration;
 
@@ -256,6 +257,7 @@ macro_rules! store_suite {
             records_round_trip_every_optional_field,
             first_use_is_true_once_then_false_until_it_expires,
             concurrent_first_uses_of_one_key_have_exactly_one_winner,
+            usage_is_recorded_once_per_ended_grant,
         }
     };
 }

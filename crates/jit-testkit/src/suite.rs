@@ -1111,3 +1111,114 @@ pub async fn event_digests_are_the_events_digested_in_the_same_pages(store: &dyn
         "{digests:?}"
     );
 }
+
+/// The sweep records one `usage` event per ended assume-role grant, after
+/// CloudTrail's delay, once — a second pass, or another process's pass,
+/// writes nothing more — and analytics reads it back (from digests too).
+pub async fn usage_is_recorded_once_per_ended_grant(store: &dyn RequestStore) {
+    // GIVEN an ended assume-role grant whose two sessions called S3 (one
+    // call refused), an ended attach-policy grant, and a grant ended too
+    // recently for CloudTrail to be complete
+    let (assume, attach, recent) = crate::usage::ended_grants(store).await;
+    let source = crate::usage::FakeUsage::default()
+        .with(
+            "ASIAUSEDKEY1",
+            &[
+                ("s3.amazonaws.com", "GetObject", None),
+                ("s3.amazonaws.com", "ListObjectsV2", None),
+            ],
+        )
+        .with(
+            "ASIAUSEDKEY2",
+            &[
+                ("s3.amazonaws.com", "GetObject", None),
+                ("s3.amazonaws.com", "PutObject", Some("AccessDenied")),
+            ],
+        );
+
+    // WHEN the sweep runs, runs again, and a second process runs it too
+    let now = chrono::Utc::now();
+    let first = jit_core::usage::UsageCollector::new()
+        .collect(store, &source, now)
+        .await
+        .expect("first pass");
+    let collector = jit_core::usage::UsageCollector::new();
+    let second = collector
+        .collect(store, &source, now)
+        .await
+        .expect("second pass");
+
+    // THEN exactly one usage event, for the due assume-role grant, with
+    // both sessions' calls
+    assert_eq!(first.recorded, 1, "{first:?}");
+    assert_eq!(
+        second.recorded, 0,
+        "a retried sweep records nothing: {second:?}"
+    );
+    let events = crate::usage::usage_events(store).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e.request_id, assume.request_id);
+    assert_ne!(e.request_id, attach.request_id);
+    assert_ne!(e.request_id, recent.request_id);
+    let rec = e.usage.as_deref().expect("a usage record");
+    assert_eq!(rec.access_key_ids, vec!["ASIAUSEDKEY1", "ASIAUSEDKEY2"]);
+    assert_eq!(
+        rec.used,
+        std::collections::BTreeMap::from([("s3:GetObject".into(), 2), ("s3:ListBucket".into(), 1)])
+    );
+    assert_eq!(
+        rec.denied,
+        std::collections::BTreeMap::from([("s3:PutObject".into(), 1)])
+    );
+    assert_eq!(
+        rec.granted_actions.as_deref(),
+        Some(&["s3:Get*".to_string(), "s3:List*".to_string()][..])
+    );
+    let asked: Vec<String> = source.asked().into_iter().map(|(k, _, _)| k).collect();
+    assert!(!asked.contains(&"ASIARECENT".to_string()), "{asked:?}");
+    // ... stamped when it was due: the grant's end + the delay
+    let ended = assume.updated_at;
+    assert_eq!(
+        e.at,
+        ended + chrono::Duration::minutes(jit_core::usage::USAGE_DELAY_MINS)
+    );
+
+    // AND analytics over events and over digests show it for the entitlement
+    let (from, to) = (
+        now - chrono::Duration::days(1),
+        now + chrono::Duration::hours(1),
+    );
+    let mut digests = Vec::new();
+    let mut page = PageRequest {
+        limit: 100,
+        cursor: None,
+    };
+    loop {
+        let p = store
+            .event_digests_between(from, to, &page)
+            .await
+            .expect("digests");
+        digests.extend(p.items);
+        match p.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut a = jit_core::analytics::Analytics::new(jit_core::analytics::Params {
+        from,
+        to,
+        entitlements: None,
+        working_hours: Default::default(),
+        eligible: Default::default(),
+    });
+    for d in &digests {
+        a.add_digest(d);
+    }
+    let report = a.finish();
+    let row = &report.usage.used_vs_granted.by_entitlement[&assume.entitlement];
+    assert_eq!((row.grants, row.sessions, row.calls), (1, 2, 4), "{row:?}");
+    assert_eq!(row.suggested_ceiling, vec!["s3:GetObject", "s3:ListBucket"]);
+    assert!(row.unused_granted_actions.is_empty(), "{row:?}");
+    assert_eq!(row.denied_actions["s3:PutObject"], 1);
+}

@@ -15,3 +15,4 @@ mod reconcile;
 mod sdk;
 mod sfn;
 mod sfn_callback;
+mod usage;

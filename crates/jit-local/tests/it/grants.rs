@@ -154,6 +154,7 @@ async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_after_
     assert_eq!(expiry_secs_from(&v, l.now()), 3600);
     let first_key = v["AccessKeyId"].as_str().unwrap().to_string();
     let secret = v["SecretAccessKey"].as_str().unwrap().to_string();
+    let token = v["SessionToken"].as_str().unwrap().to_string();
 
     // AND with 50 minutes left, the session ends with the window
     l.forward(3 * 3600 + 600).await;
@@ -192,7 +193,15 @@ async fn credentials_are_the_requesters_clipped_to_the_window_and_refused_after_
         "{}",
         issued[0]
     );
+    // (as a field too: the usage sweep looks CloudTrail up by it)
+    assert_eq!(
+        issued[0]["accessKeyId"],
+        first_key.as_str(),
+        "{}",
+        issued[0]
+    );
     assert!(!serde_json::to_string(&events).unwrap().contains(&secret));
+    assert!(!serde_json::to_string(&events).unwrap().contains(&token));
 
     // AND after the window, EXPIRED
     l.forward(14 * 60).await;

@@ -21,3 +21,4 @@ mod lifecycle;
 mod openapi;
 mod permission_sets;
 mod reconcile;
+mod usage;
