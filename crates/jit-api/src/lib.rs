@@ -247,6 +247,7 @@ const INTERNAL_FIELDS: &[&str] = &[
     "taskToken",
     "usedLinkNonces",
     "notice",
+    "breakGlassNotice",
 ];
 
 fn strip_internal(m: &mut Map<String, Value>) {
@@ -433,6 +434,21 @@ async fn route(
             Ok(json_response(StatusCode::OK, &json!({ "events": events })))
         }
         (["requests", _, "history"], _) => Err(ApiError::MethodNotAllowed(GET)),
+        (["requests", id, "review"], &Method::POST) => {
+            let body = json_body(&req)?;
+            body.reject_unknown(&["verdict", "reason", "requester"])?;
+            let verdict = body.opt_str("verdict")?;
+            let reason = body.opt_str("reason")?;
+            let on_behalf = body.opt_str("requester")?;
+            let r = broker
+                .review(caller, id, on_behalf.as_deref(), verdict.as_deref(), reason)
+                .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &request_view(&r, broker.clock.now()),
+            ))
+        }
+        (["requests", _, "review"], _) => Err(ApiError::MethodNotAllowed(POST)),
         (["analytics"], &Method::GET) => reports::analytics(broker, caller, &req).await,
         (["analytics"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["audit"], &Method::GET) => reports::audit(broker, caller, &req).await,
@@ -581,6 +597,7 @@ async fn create(
                 requester: body.opt_str("requester")?,
                 idempotency_key: body.opt_str("idempotencyKey")?,
                 simulate_approval: body.opt_bool("simulateApproval")?.unwrap_or(false),
+                break_glass: false,
             }
         }
         BodyForm::Canonical => {
@@ -592,6 +609,7 @@ async fn create(
                 "requester",
                 "idempotencyKey",
                 "wait",
+                "breakGlass",
             ])?;
             NewRequest {
                 entitlement: body.opt_str("entitlement")?,
@@ -604,6 +622,7 @@ async fn create(
                 requester: body.opt_str("requester")?,
                 idempotency_key: body.opt_str("idempotencyKey")?,
                 simulate_approval: false,
+                break_glass: body.opt_bool("breakGlass")?.unwrap_or(false),
             }
         }
     };
@@ -628,7 +647,14 @@ async fn create(
         idempotency_key,
         ..new
     };
-    let wait = instant::wait_asked(req, &body)?;
+    let mut wait = instant::wait_asked(req, &body)?;
+    if new.break_glass && wait.is_none() && body.opt_bool("wait")?.is_none() {
+        // Break-glass is for when there is no time: the grant is immediate,
+        // so the create waits for it unless told otherwise.
+        wait = Some(std::time::Duration::from_secs(
+            jit_core::instant::MAX_WAIT_SECS,
+        ));
+    }
     let (request, created, credentials) = match wait {
         None => {
             let (request, created) = broker.create(caller, new).await?;
@@ -665,8 +691,18 @@ async fn list(
     let params = parse_query(req.query.as_deref().unwrap_or(""))?;
     let mut q = ListQuery::default();
     let mut on_behalf = None;
+    let mut review = false;
     for (k, v) in &params {
         match k.as_str() {
+            "review" if v == "pending" => review = true,
+            "review" => {
+                return Err(invalid(
+                    "review",
+                    format!(
+                        "must be `pending` (break-glass requests awaiting a review), not `{v}`"
+                    ),
+                ));
+            }
             "status" => {
                 q.status = Some(v.parse::<Status>().map_err(|m| invalid("status", m))?);
             }
@@ -688,10 +724,25 @@ async fn list(
             other => {
                 return Err(invalid(
                     other,
-                    "is not a query parameter; use status, limit, cursor",
+                    "is not a query parameter; use status, review, limit, cursor",
                 ));
             }
         }
+    }
+    if review {
+        if q.status.is_some() {
+            return Err(invalid(
+                "review",
+                "lists break-glass requests awaiting a review, whatever their status: drop `status`",
+            ));
+        }
+        let pending = broker.pending_reviews(caller, on_behalf.as_deref()).await?;
+        let now = broker.clock.now();
+        let items: Vec<Value> = pending.iter().map(|r| request_view(r, now)).collect();
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({ "requests": items, "nextCursor": null }),
+        ));
     }
     let page = broker.list(caller, on_behalf.as_deref(), &q).await?;
     let now = broker.clock.now();

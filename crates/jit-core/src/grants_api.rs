@@ -313,7 +313,7 @@ impl Broker {
             creds.expiration = end;
         }
         let now = self.clock.now();
-        let event = AuditEvent::new(
+        let mut event = AuditEvent::new(
             &r.request_id,
             now,
             actor,
@@ -328,6 +328,7 @@ impl Broker {
             )),
             "api",
         );
+        event.flag_for(r);
         // No audit event, no credentials: they are dropped unread.
         self.store.append_audit(&event).await?;
         tracing::info!(request_id = %r.request_id, access_key_id = %creds.access_key_id, "credentials issued");
@@ -347,7 +348,7 @@ impl Broker {
             .await
             .map_err(|e| grant_failure(&e, None))?;
         let now = self.clock.now();
-        let event = AuditEvent::new(
+        let mut event = AuditEvent::new(
             &r.request_id,
             now,
             r.requester.principal.to_string(),
@@ -361,6 +362,7 @@ impl Broker {
             )),
             "api",
         );
+        event.flag_for(&r);
         self.store.append_audit(&event).await?;
         tracing::info!(request_id = %r.request_id, access_key_id = %creds.access_key_id, "console sign-in issued");
         Ok(ConsoleAccess {

@@ -7,6 +7,7 @@
 
 pub mod analytics;
 pub mod attachments;
+pub mod break_glass;
 pub mod catalog;
 pub mod catalog_check;
 pub mod channels;

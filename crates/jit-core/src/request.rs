@@ -140,6 +140,14 @@ pub struct AccessRequest {
     /// out, and its cleanup (see `revocation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_deny: Option<crate::revocation::SessionDeny>,
+    /// A break-glass request: the incident it named and its review (see
+    /// `break_glass`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<crate::break_glass::BreakGlass>,
+    /// How the break-glass announcement and review reminders went out
+    /// (internal, like `notice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass_notice: Option<crate::break_glass::BreakGlassNotice>,
     /// Bumped by every write; stores make writes conditional on it.
     pub version: u64,
 }
@@ -265,7 +273,7 @@ impl AccessRequest {
             }
             _ => {}
         }
-        let event = AuditEvent::new(
+        let mut event = AuditEvent::new(
             &self.request_id,
             change.at,
             change.actor.clone(),
@@ -275,6 +283,7 @@ impl AccessRequest {
             change.reason.clone(),
             change.source,
         );
+        event.flag_for(self);
         Ok((next, event))
     }
 }
@@ -301,6 +310,9 @@ pub enum AuditAction {
     ConsoleSignin,
     /// An extension was asked for or decided.
     Extension,
+    /// An approver reviewed a break-glass request (`justified` or
+    /// `not-justified`, with the reason).
+    Review,
 }
 
 /// One line of the audit trail: who did what, when, from which status to which.
@@ -337,9 +349,20 @@ pub struct AuditEvent {
     /// `self_approval`, `not_approver`), which analytics counts by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// Marks that make an event stand out: `break-glass` on every event of
+    /// a break-glass request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 impl AuditEvent {
+    /// Flags this event as `r`'s events are flagged (`break-glass`).
+    pub fn flag_for(&mut self, r: &AccessRequest) {
+        if r.break_glass.is_some() && !self.flags.iter().any(|f| f == crate::break_glass::FLAG) {
+            self.flags.push(crate::break_glass::FLAG.to_string());
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         request_id: &RequestId,
@@ -365,6 +388,7 @@ impl AuditEvent {
             changes: None,
             entitlement: None,
             code: None,
+            flags: Vec::new(),
         }
     }
 }
@@ -407,6 +431,8 @@ pub(crate) mod tests {
             notice: None,
             extensions: vec![],
             session_deny: None,
+            break_glass: None,
+            break_glass_notice: None,
             version: 1,
         }
     }

@@ -735,6 +735,8 @@ impl App {
             Ok(c) => c,
             Err(e) => return jit_api::error_response(&jit_api::ApiError::Service(e)),
         };
+        let creates = parts.method == http::Method::POST
+            && parts.uri.path().trim_end_matches('/') == "/requests";
         let api = ApiRequest {
             method: parts.method,
             path: parts.uri.path().to_string(),
@@ -742,7 +744,16 @@ impl App {
             headers: parts.headers,
             body,
         };
-        jit_api::handle(&self.broker, &caller, api).await
+        let resp = jit_api::handle(&self.broker, &caller, api).await;
+        if creates
+            && resp.status() == StatusCode::CREATED
+            && resp.body().contains("\"breakGlass\":")
+            && let Some(a) = &self.approvals
+        {
+            // Loud at once, not at the next sweep (which also would).
+            a.announce_break_glass_now();
+        }
+        resp
     }
 }
 
