@@ -35,6 +35,7 @@ fn the_description_is_served_and_names_every_route() {
         ("/requests/{id}/cancel", &["post"]),
         ("/requests/{id}/approve", &["post"]),
         ("/requests/{id}/deny", &["post"]),
+        ("/requests/{id}/review", &["post"]),
         ("/requests/{id}/credentials", &["get"]),
         ("/requests/{id}/console", &["get"]),
         ("/requests/{id}/revoke", &["post"]),
