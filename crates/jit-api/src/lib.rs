@@ -321,6 +321,7 @@ pub async fn handle_grants(broker: &Broker, caller: &Caller, req: ApiRequest) ->
             ["requests", id, rest @ ..] if grants::handles(rest) => {
                 grants::route(broker, caller, &req, id, rest).await
             }
+            ["catalog", "check"] => catalog_check(broker, caller, &req).await,
             _ => Err(ApiError::RouteNotFound),
         }
     }
@@ -453,11 +454,33 @@ async fn route(
         (["analytics"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["audit"], &Method::GET) => reports::audit(broker, caller, &req).await,
         (["audit"], _) => Err(ApiError::MethodNotAllowed(GET)),
+        (["catalog", "check"], _) => catalog_check(broker, caller, &req).await,
         (["requests", id, rest @ ..], _) if grants::handles(rest) => {
             grants::route(broker, caller, &req, id, rest).await
         }
         _ => Err(ApiError::RouteNotFound),
     }
+}
+
+/// `GET /catalog/check` (admins): the catalog checked with the broker's own
+/// principals. `200` whatever the rows say; `ok` is false when one is a
+/// problem.
+async fn catalog_check(
+    broker: &Broker,
+    caller: &Caller,
+    req: &ApiRequest,
+) -> Result<Response<String>, ApiError> {
+    if req.method != Method::GET {
+        return Err(ApiError::MethodNotAllowed(&[Method::GET]));
+    }
+    if let Some((k, _)) = parse_query(req.query.as_deref().unwrap_or(""))?.first() {
+        return Err(invalid(k, "is not a query parameter; this route takes none"));
+    }
+    let report = broker.check_catalog(caller).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::to_value(&report).unwrap_or(Value::Null),
+    ))
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -1,6 +1,7 @@
 //! `jit`: request, decide and use just-in-time AWS access from a terminal.
 
 mod cache;
+mod catalog;
 mod client;
 mod config;
 mod human;
@@ -246,6 +247,9 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// The catalog, checked against AWS.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// The AWS console sign-in URL for a granted request.
     Console {
         id: String,
@@ -417,6 +421,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(
                 status.code().unwrap_or(1).clamp(0, 255) as u8
             ))
+        }
+        Command::Catalog(catalog::CatalogCommand::Check(args)) => {
+            Ok(catalog::check(args, out == Output::Json))
         }
         other => api_command(other, out),
     }
@@ -635,6 +642,7 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Configure { .. }
+            | Command::Catalog(_)
             | Command::Credentials { .. }
             | Command::Env { .. }
             | Command::Exec { .. } => unreachable!("handled before connecting"),

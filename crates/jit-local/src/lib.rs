@@ -143,6 +143,9 @@ pub struct Overrides {
     /// Recorded in the data directory's lock file, so a hand reconcile
     /// works on the same IAM (`local` when not set).
     pub grants: Option<GrantsMode>,
+    /// Who assumes the catalog's roles, for `GET /catalog/check` (with
+    /// `inspector`): `--grants aws` uses the ambient identity.
+    pub broker_principals: Vec<jit_core::catalog_check::BrokerPrincipal>,
 }
 
 impl Overrides {
@@ -156,6 +159,7 @@ impl Overrides {
             inspector: Some(grants.inspector),
             inventory: Some(grants.inventory),
             grants: Some(GrantsMode::Aws),
+            broker_principals: grants.principals,
         }
     }
 }
@@ -418,8 +422,14 @@ impl App {
                     jit_aws::console::DEFAULT_FEDERATION_URL,
                 ))
             }),
-            inspector: overrides.inspector,
+            inspector: overrides.inspector.clone(),
             session_cap_secs: jit_core::grant_ports::CHAINED_SESSION_CAP_SECS,
+            catalog_check: overrides.inspector.map(|inspector| {
+                Arc::new(jit_core::catalog_check::CatalogCheckPorts {
+                    inspector,
+                    principals: overrides.broker_principals.clone(),
+                })
+            }),
         });
         let outbox = cfg.data_dir.join("outbox");
         let notifier = notify::OutboxNotifier::open(outbox.clone(), cfg.print_notifications)

@@ -144,6 +144,10 @@ pub fn grant_ports(
             jit_aws::IamInspector::from_config(sdk).roles_only(),
         )),
         session_cap_secs: jit_core::grant_ports::CHAINED_SESSION_CAP_SECS,
+        catalog_check: Some(Arc::new(jit_core::catalog_check::CatalogCheckPorts {
+            inspector: Arc::new(jit_aws::IamInspector::from_config(sdk)),
+            principals: cfg.broker_principals.clone(),
+        })),
     })
 }
 

@@ -1205,7 +1205,8 @@ async fn entitlements_lists_what_the_caller_may_request() {
         [
             "Read Only Access",
             "JIT-ElevatedAdminRole",
-            "OnCallReadOnly"
+            "OnCallReadOnly",
+            "BreakGlassAdmin"
         ]
     );
     let oncall = &v["entitlements"][2];

@@ -36,6 +36,7 @@ fn the_description_is_served_and_names_every_route() {
         ("/requests/{id}/approve", &["post"]),
         ("/requests/{id}/deny", &["post"]),
         ("/requests/{id}/review", &["post"]),
+        ("/catalog/check", &["get"]),
         ("/requests/{id}/credentials", &["get"]),
         ("/requests/{id}/console", &["get"]),
         ("/requests/{id}/revoke", &["post"]),
