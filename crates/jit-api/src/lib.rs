@@ -254,6 +254,14 @@ fn strip_internal(m: &mut Map<String, Value>) {
     for k in INTERNAL_FIELDS {
         m.remove(*k);
     }
+    // An extension's notifier bookkeeping, as the request's `notice`.
+    if let Some(Value::Array(xs)) = m.get_mut("extensions") {
+        for x in xs.iter_mut() {
+            if let Value::Object(x) = x {
+                x.remove("notice");
+            }
+        }
+    }
 }
 
 /// Audit events as answers show them: times to the second, and the
@@ -474,7 +482,10 @@ async fn catalog_check(
         return Err(ApiError::MethodNotAllowed(&[Method::GET]));
     }
     if let Some((k, _)) = parse_query(req.query.as_deref().unwrap_or(""))?.first() {
-        return Err(invalid(k, "is not a query parameter; this route takes none"));
+        return Err(invalid(
+            k,
+            "is not a query parameter; this route takes none",
+        ));
     }
     let report = broker.check_catalog(caller).await?;
     Ok(json_response(

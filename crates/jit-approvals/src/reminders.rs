@@ -22,6 +22,8 @@ pub struct SweepReport {
     pub failures: u32,
     /// Break-glass announcements and review reminders (`break_glass::sweep`).
     pub break_glass: crate::break_glass::BreakGlassReport,
+    /// Extensions announced, reminded, timed out (`extensions::sweep`).
+    pub extensions: crate::extensions::ExtensionReport,
 }
 
 /// Statuses whose recent requests may still show an open Slack message.
@@ -96,5 +98,6 @@ pub async fn sweep(n: &ApprovalNotifier) -> Result<SweepReport, StoreError> {
         }
     }
     report.break_glass = crate::break_glass::sweep(n).await?;
+    report.extensions = crate::extensions::sweep(n).await?;
     Ok(report)
 }

@@ -84,7 +84,8 @@ pub fn check(args: CheckArgs, json: bool) -> ExitCode {
 async fn remote() -> Result<CatalogReport> {
     let client = crate::connect()?;
     let v = client.call(Method::GET, "/catalog/check", None).await?;
-    serde_json::from_value(v).map_err(|e| anyhow!("the API answered an unexpected catalog check: {e}"))
+    serde_json::from_value(v)
+        .map_err(|e| anyhow!("the API answered an unexpected catalog check: {e}"))
 }
 
 async fn local(args: &CheckArgs) -> Result<CatalogReport> {

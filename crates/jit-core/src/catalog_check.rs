@@ -488,9 +488,14 @@ impl crate::service::Broker {
                 code: "catalog_check_unavailable",
                 message: "this front door has no account to check the catalog against (deployed, `GET /catalog/check` is served by the access function; jit-local checks with `--grants aws`); run `jit catalog check --local` with your own AWS credentials instead".into(),
             })?;
-        let rows = catalog_check_for(&self.catalog, ports.inspector.as_ref(), &ports.principals).await;
+        let rows =
+            catalog_check_for(&self.catalog, ports.inspector.as_ref(), &ports.principals).await;
         Ok(CatalogReport {
-            broker_principals: ports.principals.iter().map(|b| b.arn().to_string()).collect(),
+            broker_principals: ports
+                .principals
+                .iter()
+                .map(|b| b.arn().to_string())
+                .collect(),
             ok: !has_problems(&rows),
             rows,
         })

@@ -632,6 +632,7 @@ impl Broker {
             decided_at: auto.then_some(now),
             previous_expires_at: auto.then_some(expires_at),
             new_expires_at: auto.then_some(new_expiry),
+            notice: None,
         });
         if auto {
             next.expires_at = Some(new_expiry);
@@ -696,6 +697,27 @@ impl Broker {
                 )
             })?;
         let r = self.load_visible(caller, Some(&who), id).await?;
+        let actor = caller.actor(&who.0);
+        let through = caller.through().map(str::to_string);
+        self.decide_extension_as(r, who, actor, "api", through, approve, reason, None)
+            .await
+    }
+
+    /// Decides `r`'s pending extension as `who` (the rules of
+    /// [`Broker::decide_extension`]); `link`: the signed link's nonce and
+    /// the extension index it is bound to, consumed in the same write.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn decide_extension_as(
+        &self,
+        r: AccessRequest,
+        who: (crate::ids::Principal, Vec<String>),
+        actor: String,
+        via: &str,
+        through: Option<String>,
+        approve: bool,
+        reason: Option<String>,
+        link: Option<(&str, usize)>,
+    ) -> Result<AccessRequest, ServiceError> {
         let ent = self.entitlement_of(&r)?;
         if who.0 == r.requester.principal {
             return Err(ServiceError::forbidden(
@@ -731,6 +753,22 @@ impl Broker {
                 status,
             ));
         }
+        if let Some((nonce, bound)) = link {
+            if r.used_link_nonces.iter().any(|n| n == nonce) {
+                return Err(conflict(
+                    "link_used",
+                    "this approval link was already used; each link works once",
+                    status,
+                ));
+            }
+            if bound != index {
+                return Err(conflict(
+                    "already_decided",
+                    "this link is for an earlier extension, which no longer waits for a decision",
+                    status,
+                ));
+            }
+        }
         let pending = &r.extensions[index];
         if pending.decisions.iter().any(|d| d.approver == who.0) {
             return Err(conflict(
@@ -751,8 +789,8 @@ impl Broker {
             at: now,
             reason: reason.clone(),
             groups: who.1.clone(),
-            via: Some("api".into()),
-            trusted_caller: caller.through().map(str::to_string),
+            via: Some(via.into()),
+            trusted_caller: through,
         });
         let approvals = ext
             .decisions
@@ -804,12 +842,15 @@ impl Broker {
                 _ => format!("extension approved ({approvals} of {required})"),
             }
         };
+        if let Some((nonce, _)) = link {
+            next.used_link_nonces.push(nonce.to_string());
+        }
         next.version += 1;
         next.updated_at = now;
         let event = AuditEvent::new(
             &r.request_id,
             now,
-            caller.actor(&who.0),
+            actor,
             AuditAction::Extension,
             None,
             None,

@@ -17,6 +17,7 @@ pub mod entitlements;
 pub mod error;
 pub mod export;
 pub mod extension;
+pub mod extension_links;
 pub mod grant_ports;
 pub mod grants_api;
 pub mod identity;

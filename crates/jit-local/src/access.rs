@@ -154,7 +154,9 @@ pub async fn ambient_aws_grants(
                 .into_iter()
                 .collect()
         }
-        Err(e) => tracing::warn!(error = %e, "who the ambient credentials are could not be found; the catalog check will not judge trust policies"),
+        Err(e) => {
+            tracing::warn!(error = %e, "who the ambient credentials are could not be found; the catalog check will not judge trust policies")
+        }
     }
     Ok(grants)
 }

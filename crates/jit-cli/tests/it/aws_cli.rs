@@ -349,7 +349,11 @@ fn catalog_check_through_the_broker_and_locally() {
         &[],
         true,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let entry = |name: &str, role: &str| {
         format!("  - name: {name}\n    role_arn: \"arn:aws:iam::{ACCOUNT}:role/{role}\"\n")
     };
@@ -359,7 +363,11 @@ fn catalog_check_through_the_broker_and_locally() {
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
-        format!("{head}{}{}", entry("Ops", &role), entry("Gone", "jit-no-such-role")),
+        format!(
+            "{head}{}{}",
+            entry("Ops", &role),
+            entry("Gone", "jit-no-such-role")
+        ),
     )
     .unwrap();
     let mut server = aws_server(dir.path(), &good);
@@ -374,10 +382,16 @@ fn catalog_check_through_the_broker_and_locally() {
     // WHEN an admin asks the broker THEN the table, exit 0 (a warning only)
     let out = admin.run(&["catalog", "check"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("ENTITLEMENT"), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with("Ops") && l.contains("WARNING")),
+        text.lines()
+            .any(|l| l.starts_with("Ops") && l.contains("WARNING")),
         "{text}"
     );
     let v = admin.json(&["catalog", "check"]);
@@ -415,9 +429,13 @@ fn catalog_check_through_the_broker_and_locally() {
     let out = local(&bad);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.starts_with(&format!("broker principal: {broker}\n")), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with("Gone") && l.contains("PROBLEM")),
+        text.starts_with(&format!("broker principal: {broker}\n")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Gone") && l.contains("PROBLEM")),
         "{text}"
     );
     assert_eq!(local(&good).status.code(), Some(0));

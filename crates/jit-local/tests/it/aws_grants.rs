@@ -405,7 +405,11 @@ async fn the_catalog_check_route_judges_trust_for_each_broker_principal() {
     let (s, v) = l
         .call("GET", "/catalog/check", "lead@example.com", None)
         .await;
-    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("not_admin")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("not_admin")),
+        "{v}"
+    );
     let (s, v) = l
         .call("GET", "/catalog/check?x=1", "admin@example.com", None)
         .await;

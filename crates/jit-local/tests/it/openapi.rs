@@ -44,6 +44,7 @@ fn the_description_is_served_and_names_every_route() {
         ("/requests/{id}/extend/approve", &["post"]),
         ("/requests/{id}/extend/deny", &["post"]),
         ("/approvals/{id}", &["get", "post"]),
+        ("/approvals/{id}/extension/{n}", &["get", "post"]),
         ("/slack/interactions", &["post"]),
         ("/slack/commands", &["post"]),
         ("/local/engine", &["get"]),
