@@ -43,7 +43,7 @@ pub fn broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Erro
     let client = standard.client().clone();
     // A waiting create runs the Express instant workflow first.
     let workflow = jit_aws::SfnInstant::new(standard.without_execution_state(), client, instant);
-    broker_with(cfg, sdk, Arc::new(workflow))
+    broker_with(cfg, Arc::new(dynamo_store(cfg, sdk)), Arc::new(workflow))
 }
 
 /// `access`'s broker: the store, the catalog and the grant ports. The grant
@@ -53,8 +53,10 @@ pub fn broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Erro
 /// (Creates stay on `request`: serving them here, so that a waiting create
 /// could vend credentials in the same call, took this binary to 6.06 MB.)
 pub fn grants_broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Error> {
-    let mut broker = broker_with(cfg, sdk, Arc::new(NoWorkflow))?;
-    broker.store = Arc::new(GrantRoutesStore(dynamo_store(cfg, sdk)));
+    // Never a `dyn RequestStore` of the whole DynamoStore here: its vtable
+    // would link every listing again.
+    let store = Arc::new(GrantRoutesStore(dynamo_store(cfg, sdk)));
+    let mut broker = broker_with(cfg, store, Arc::new(NoWorkflow))?;
     let grants = grant_ports(cfg, sdk, broker.clock.clone())?;
     broker.grants = Some(Arc::new(grants));
     Ok(broker)
@@ -62,7 +64,7 @@ pub fn grants_broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_htt
 
 fn broker_with(
     cfg: &Config,
-    sdk: &SdkConfig,
+    store: Arc<dyn jit_core::RequestStore>,
     workflow: Arc<dyn Workflow>,
 ) -> Result<Broker, lambda_http::Error> {
     let text = std::fs::read_to_string(&cfg.catalog_path).map_err(|e| {
@@ -72,9 +74,8 @@ fn broker_with(
         )
     })?;
     let catalog = Catalog::parse(&text, &cfg.catalog_path.display().to_string())?;
-    let store = dynamo_store(cfg, sdk);
     Ok(Broker {
-        store: Arc::new(store),
+        store,
         workflow,
         catalog: Arc::new(catalog),
         clock: Arc::new(SystemClock),
