@@ -247,11 +247,20 @@ const INTERNAL_FIELDS: &[&str] = &[
     "taskToken",
     "usedLinkNonces",
     "notice",
+    "breakGlassNotice",
 ];
 
 fn strip_internal(m: &mut Map<String, Value>) {
     for k in INTERNAL_FIELDS {
         m.remove(*k);
+    }
+    // An extension's notifier bookkeeping, as the request's `notice`.
+    if let Some(Value::Array(xs)) = m.get_mut("extensions") {
+        for x in xs.iter_mut() {
+            if let Value::Object(x) = x {
+                x.remove("notice");
+            }
+        }
     }
 }
 
@@ -320,6 +329,7 @@ pub async fn handle_grants(broker: &Broker, caller: &Caller, req: ApiRequest) ->
             ["requests", id, rest @ ..] if grants::handles(rest) => {
                 grants::route(broker, caller, &req, id, rest).await
             }
+            ["catalog", "check"] => catalog_check(broker, caller, &req).await,
             _ => Err(ApiError::RouteNotFound),
         }
     }
@@ -435,15 +445,55 @@ async fn route(
             Ok(json_response(StatusCode::OK, &json!({ "events": events })))
         }
         (["requests", _, "history"], _) => Err(ApiError::MethodNotAllowed(GET)),
+        (["requests", id, "review"], &Method::POST) => {
+            let body = json_body(&req)?;
+            body.reject_unknown(&["verdict", "reason", "requester"])?;
+            let verdict = body.opt_str("verdict")?;
+            let reason = body.opt_str("reason")?;
+            let on_behalf = body.opt_str("requester")?;
+            let r = broker
+                .review(caller, id, on_behalf.as_deref(), verdict.as_deref(), reason)
+                .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &request_view(&r, broker.clock.now()),
+            ))
+        }
+        (["requests", _, "review"], _) => Err(ApiError::MethodNotAllowed(POST)),
         (["analytics"], &Method::GET) => reports::analytics(broker, caller, &req).await,
         (["analytics"], _) => Err(ApiError::MethodNotAllowed(GET)),
         (["audit"], &Method::GET) => reports::audit(broker, caller, &req).await,
         (["audit"], _) => Err(ApiError::MethodNotAllowed(GET)),
+        (["catalog", "check"], _) => catalog_check(broker, caller, &req).await,
         (["requests", id, rest @ ..], _) if grants::handles(rest) => {
             grants::route(broker, caller, &req, id, rest).await
         }
         _ => Err(ApiError::RouteNotFound),
     }
+}
+
+/// `GET /catalog/check` (admins): the catalog checked with the broker's own
+/// principals. `200` whatever the rows say; `ok` is false when one is a
+/// problem.
+async fn catalog_check(
+    broker: &Broker,
+    caller: &Caller,
+    req: &ApiRequest,
+) -> Result<Response<String>, ApiError> {
+    if req.method != Method::GET {
+        return Err(ApiError::MethodNotAllowed(&[Method::GET]));
+    }
+    if let Some((k, _)) = parse_query(req.query.as_deref().unwrap_or(""))?.first() {
+        return Err(invalid(
+            k,
+            "is not a query parameter; this route takes none",
+        ));
+    }
+    let report = broker.check_catalog(caller).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::to_value(&report).unwrap_or(Value::Null),
+    ))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -672,6 +722,7 @@ async fn create(
                 "idempotencyKey",
                 "wait",
                 "scope",
+                "breakGlass",
             ])?;
             NewRequest {
                 scope: body.opt_scope()?,
@@ -686,6 +737,7 @@ async fn create(
                 requester: body.opt_str("requester")?,
                 idempotency_key: body.opt_str("idempotencyKey")?,
                 simulate_approval: false,
+                break_glass: body.opt_bool("breakGlass")?.unwrap_or(false),
             }
         }
     };
@@ -710,7 +762,14 @@ async fn create(
         idempotency_key,
         ..new
     };
-    let wait = instant::wait_asked(req, &body)?;
+    let mut wait = instant::wait_asked(req, &body)?;
+    if new.break_glass && wait.is_none() && body.opt_bool("wait")?.is_none() {
+        // Break-glass is for when there is no time: the grant is immediate,
+        // so the create waits for it unless told otherwise.
+        wait = Some(std::time::Duration::from_secs(
+            jit_core::instant::MAX_WAIT_SECS,
+        ));
+    }
     let (request, created, credentials) = match wait {
         None => {
             let (request, created) = broker.create(caller, new).await?;
@@ -747,8 +806,18 @@ async fn list(
     let params = parse_query(req.query.as_deref().unwrap_or(""))?;
     let mut q = ListQuery::default();
     let mut on_behalf = None;
+    let mut review = false;
     for (k, v) in &params {
         match k.as_str() {
+            "review" if v == "pending" => review = true,
+            "review" => {
+                return Err(invalid(
+                    "review",
+                    format!(
+                        "must be `pending` (break-glass requests awaiting a review), not `{v}`"
+                    ),
+                ));
+            }
             "status" => {
                 q.status = Some(v.parse::<Status>().map_err(|m| invalid("status", m))?);
             }
@@ -770,10 +839,25 @@ async fn list(
             other => {
                 return Err(invalid(
                     other,
-                    "is not a query parameter; use status, limit, cursor",
+                    "is not a query parameter; use status, review, limit, cursor",
                 ));
             }
         }
+    }
+    if review {
+        if q.status.is_some() {
+            return Err(invalid(
+                "review",
+                "lists break-glass requests awaiting a review, whatever their status: drop `status`",
+            ));
+        }
+        let pending = broker.pending_reviews(caller, on_behalf.as_deref()).await?;
+        let now = broker.clock.now();
+        let items: Vec<Value> = pending.iter().map(|r| request_view(r, now)).collect();
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({ "requests": items, "nextCursor": null }),
+        ));
     }
     let page = broker.list(caller, on_behalf.as_deref(), &q).await?;
     let now = broker.clock.now();

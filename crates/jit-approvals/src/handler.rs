@@ -300,6 +300,18 @@ impl Approvals {
         let path = req.path.trim_end_matches('/').to_string();
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         match (segments.as_slice(), &req.method) {
+            (["approvals", id, "extension", n], &Method::GET) => {
+                self.extension_page(id, n, &req).await
+            }
+            (["approvals", id, "extension", n], &Method::POST) => {
+                self.extension_decision(id, n, &req).await
+            }
+            (["approvals", _, "extension", _], _) => {
+                let mut r = plain_resp(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+                r
+            }
             (["approvals", id], &Method::GET) => self.link_page(id, &req).await,
             (["approvals", id], &Method::POST) => self.link_decision(id, &req).await,
             (["approvals", _], _) => {
@@ -447,6 +459,124 @@ impl Approvals {
             Ok(r) => {
                 self.show_outcome_bounded(&r.request_id).await;
                 let (heading, message) = decided_text(&r);
+                html(StatusCode::OK, render::result_page(heading, &message))
+            }
+            Err(e) => {
+                let (status, heading, message) = refusal(&e);
+                html(status, render::result_page(heading, &message))
+            }
+        }
+    }
+
+    /// `GET /approvals/{id}/extension/{n}`: an extension link's page.
+    async fn extension_page(&self, id: &str, n: &str, req: &ApiRequest) -> Response<String> {
+        let pairs = pairs(req.query.as_deref().unwrap_or(""));
+        let now = self.broker.clock.now();
+        let (claims, index) =
+            match self
+                .notifier
+                .links
+                .verify_extension(id, n, &link_params(&pairs), now)
+            {
+                Ok(c) => c,
+                Err(e) => return link_refusal(&e),
+            };
+        match self.broker.extension_link_preview(&claims, index).await {
+            Ok(r) => {
+                let fields: Vec<(&str, &str)> = pairs
+                    .iter()
+                    .filter(|(k, _)| ["a", "e", "n", "s"].contains(&k.as_str()))
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                html(
+                    StatusCode::OK,
+                    crate::extensions::confirmation_page(
+                        &r,
+                        &r.extensions[index],
+                        index,
+                        claims.approver.as_str(),
+                        claims.expires_at,
+                        &fields,
+                    ),
+                )
+            }
+            Err(e) => {
+                let (status, heading, message) = refusal(&e);
+                html(status, render::result_page(heading, &message))
+            }
+        }
+    }
+
+    /// `POST /approvals/{id}/extension/{n}`: the extension page's form.
+    async fn extension_decision(&self, id: &str, n: &str, req: &ApiRequest) -> Response<String> {
+        let fields = match self.decision_form(req) {
+            Ok(f) => f,
+            Err(resp) => return *resp,
+        };
+        let now = self.broker.clock.now();
+        let (claims, index) =
+            match self
+                .notifier
+                .links
+                .verify_extension(id, n, &link_params(&fields), now)
+            {
+                Ok(c) => c,
+                Err(e) => return link_refusal(&e),
+            };
+        let get = |k: &str| {
+            fields
+                .iter()
+                .find(|(f, _)| f == k)
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let reason = get("reason").filter(|r| !r.is_empty());
+        let approve = match get("decision").as_deref() {
+            Some("approve") => true,
+            Some("deny") => false,
+            _ => {
+                return html(
+                    StatusCode::BAD_REQUEST,
+                    render::result_page(
+                        "Choose Approve or Deny",
+                        "The form did not say which: open the link again and press a button.",
+                    ),
+                );
+            }
+        };
+        match self
+            .broker
+            .decide_extension_with_link(&claims, index, approve, reason)
+            .await
+        {
+            Ok(r) => {
+                let shown = tokio::time::timeout(
+                    OUTCOME_UPDATE_BUDGET,
+                    self.notifier.show_extension(&r.request_id),
+                )
+                .await;
+                if !matches!(shown, Ok(Ok(_))) {
+                    tracing::warn!(request_id = %r.request_id, "could not update the extension's Slack message; the sweep will");
+                }
+                let x = &r.extensions[index];
+                let (heading, message) = match x.status {
+                    jit_core::extension::ExtensionStatus::Approved => (
+                        "Extension approved",
+                        format!(
+                            "The grant now expires at {}.",
+                            r.expires_at
+                                .map(|e| e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                                .unwrap_or_default()
+                        ),
+                    ),
+                    jit_core::extension::ExtensionStatus::Denied => (
+                        "Extension denied",
+                        "The requester is told; the grant ends as it was.".to_string(),
+                    ),
+                    _ => (
+                        "Approval recorded",
+                        "The extension waits for another approver.".to_string(),
+                    ),
+                };
                 html(StatusCode::OK, render::result_page(heading, &message))
             }
             Err(e) => {

@@ -6,6 +6,10 @@
 //!   on the request; failures are audit events; reminders; the message is
 //!   updated in place after the decision.
 //! - [`reminders::sweep`] — re-notifies undecided requests.
+//! - [`break_glass`] — announces break-glass uses and reminds their
+//!   reviewers until one records a review (run by the same sweep).
+//! - [`extensions`] — announces extensions (Slack, email with links to the
+//!   extension's own page), reminds, times out (run by the same sweep).
 //! - [`handler::Approvals`] — the approval callback's routes: the signed
 //!   link's confirmation page and decision, Slack interactivity and `/jit`.
 //! - [`render`] and [`slack`] — what people see, and Slack's wire format.
@@ -14,6 +18,8 @@
 //! `jit-core`; the Slack, SES and Secrets Manager adapters in `jit-aws`.
 //! This crate never logs a link, a signing secret or a token.
 
+pub mod break_glass;
+pub mod extensions;
 pub mod handler;
 pub mod notifier;
 pub mod reminders;

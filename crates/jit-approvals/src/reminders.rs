@@ -20,6 +20,10 @@ pub struct SweepReport {
     pub reminded: u32,
     pub outcomes_shown: u32,
     pub failures: u32,
+    /// Break-glass announcements and review reminders (`break_glass::sweep`).
+    pub break_glass: crate::break_glass::BreakGlassReport,
+    /// Extensions announced, reminded, timed out (`extensions::sweep`).
+    pub extensions: crate::extensions::ExtensionReport,
 }
 
 /// Statuses whose recent requests may still show an open Slack message.
@@ -93,5 +97,7 @@ pub async fn sweep(n: &ApprovalNotifier) -> Result<SweepReport, StoreError> {
             }
         }
     }
+    report.break_glass = crate::break_glass::sweep(n).await?;
+    report.extensions = crate::extensions::sweep(n).await?;
     Ok(report)
 }

@@ -24,7 +24,8 @@
 //! `--only-test-build` (only a first `./scripts/test` on a fresh clone of
 //! HEAD: wall time, CPU, `target/` size),
 //! `--only-engine` (only the engine's overhead, best of `--engine-rounds`,
-//! spliced in).
+//! spliced in), `--only-instant` (only request → usable credentials in one
+//! call against the release `jit-local`, spliced in).
 //!
 //! What it measures:
 //! 1. API throughput and latency: create+get pairs through `jit_api::handle`
@@ -53,6 +54,7 @@ mod binaries;
 mod cli;
 mod elf;
 mod engine;
+mod instant;
 mod lambda;
 mod load;
 mod procfs;
@@ -134,6 +136,14 @@ struct Args {
     /// Rounds of the engine measurement with `--only-engine`; the best is kept.
     #[arg(long, default_value_t = 5)]
     engine_rounds: usize,
+    /// Measure only request → usable credentials in one call (`"wait":
+    /// true`) against the release `jit-local` (building only it), and
+    /// replace its section and Summary row in the existing report.
+    #[arg(long, conflicts_with_all = ["only_create_load", "only_lambdas", "only_analytics", "only_engine"])]
+    only_instant: bool,
+    /// Measured calls of `--only-instant` (after `--warmup` / 4 unmeasured ones).
+    #[arg(long, default_value_t = 1000)]
+    instant_calls: usize,
 }
 
 /// The create-load runs: saturation, then paced at the goal rate.
@@ -217,6 +227,52 @@ fn write_section(
     let text = report::splice(&old, heading, section, prefix, rows)?;
     std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("jit-bench: wrote the {what} section of {}", out.display());
+    Ok(())
+}
+
+/// `--only-instant`: request → usable credentials in one call against the
+/// release `jit-local`, spliced into the existing report.
+fn only_instant(
+    args: &Args,
+    root: &Path,
+    machine: &mut report::Machine,
+    invocation: &str,
+) -> anyhow::Result<()> {
+    if !(args.no_build || args.bin_dir.is_some()) {
+        binaries::build_release(root, &["jit-local"]).map_err(|e| anyhow!("{e:#}"))?;
+    }
+    let bin = match &args.bin_dir {
+        Some(dir) => root.join(dir).join("jit-local"),
+        None => binaries::target_dir(root)?.join("release/jit-local"),
+    };
+    eprintln!(
+        "jit-bench: request → credentials, {} calls ...",
+        args.instant_calls
+    );
+    let run = instant::run(&bin, root, args.warmup / 4, args.instant_calls);
+    machine.load_end = load_average();
+    let (mut section, rows) = instant::markdown(&run);
+    section.push_str(&provenance(machine, invocation));
+    section.push('\n');
+    eprintln!("{section}");
+    for r in &rows {
+        eprintln!("{}", report::summary_line(r));
+    }
+    if let Err(e) = &run {
+        bail!(
+            "the instant run failed ({e}); {} left as it was",
+            args.out.display()
+        );
+    }
+    let out = root.join(&args.out);
+    let old =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    let text = report::splice(&old, instant::HEADING, &section, instant::ROW_PREFIX, &rows)?;
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "jit-bench: wrote the instant-credentials section of {}",
+        out.display()
+    );
     Ok(())
 }
 
@@ -598,6 +654,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.only_engine {
         return only_engine(&args, &root, &mut machine, &invocation);
+    }
+    if args.only_instant {
+        return only_instant(&args, &root, &mut machine, &invocation);
     }
     if args.only_analytics {
         return only_analytics(&args, &root, &mut machine, &invocation);

@@ -141,6 +141,33 @@ pub fn print_request(r: &Value, now: DateTime<Utc>) {
     for e in r["extensions"].as_array().into_iter().flatten() {
         println!("{:<14}{}", "extension", extension(e, now));
     }
+    if let Some(bg) = r.get("breakGlass").filter(|b| b.is_object()) {
+        println!("{:<14}{}", "break-glass", break_glass(bg));
+    }
+}
+
+/// A break-glass request's incident and where its review stands.
+fn break_glass(bg: &Value) -> String {
+    let incident = text(&bg["incident"]);
+    match bg.get("review").filter(|v| v.is_object()) {
+        None => {
+            format!("{incident}: self-approved, review pending (an approver runs `jit review`)")
+        }
+        Some(rv) => {
+            let mut line = format!(
+                "{incident}: reviewed {} by {}",
+                text(&rv["verdict"]),
+                text(&rv["reviewer"])
+            );
+            if let Some(t) = parse_time(&rv["at"]) {
+                line.push_str(&format!(" at {}", time(t)));
+            }
+            if let Some(reason) = rv["reason"].as_str() {
+                line.push_str(&format!(": {reason}"));
+            }
+            line
+        }
+    }
 }
 
 fn decision(d: &Value) -> String {

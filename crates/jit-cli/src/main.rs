@@ -1,6 +1,7 @@
 //! `jit`: request, decide and use just-in-time AWS access from a terminal.
 
 mod cache;
+mod catalog;
 mod client;
 mod config;
 mod human;
@@ -31,6 +32,21 @@ struct Cli {
     output: Output,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum ReviewVerdict {
+    Justified,
+    NotJustified,
+}
+
+impl ReviewVerdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            ReviewVerdict::Justified => "justified",
+            ReviewVerdict::NotJustified => "not-justified",
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -164,6 +180,28 @@ enum Command {
         #[command(subcommand)]
         cmd: PolicyCommand,
     },
+    /// Break-glass: approve your own request to a `break_glass: true`
+    /// entitlement when there is no time to wait. Granted at once (its
+    /// credentials cached for `jit exec`/`jit credentials`), announced to
+    /// the approvers and the security channel, reviewed afterwards.
+    BreakGlass {
+        entitlement: String,
+        /// At least 20 characters, with an incident reference: "INC-123: what is broken".
+        #[arg(long, short)]
+        reason: String,
+        /// e.g. 30m (default: the entitlement's; at most its max_duration).
+        #[arg(long, short)]
+        duration: Option<String>,
+    },
+    /// Review a break-glass request (approvers of its entitlement, not its requester).
+    Review {
+        id: String,
+        #[arg(long, value_enum)]
+        verdict: ReviewVerdict,
+        /// Why the break-glass use was (not) justified.
+        #[arg(long, short)]
+        reason: String,
+    },
     /// Your requests, newest first (`--pending`: those you may approve).
     List {
         #[arg(long)]
@@ -171,6 +209,9 @@ enum Command {
         /// Requests awaiting your approval.
         #[arg(long, conflicts_with = "status")]
         pending: bool,
+        /// Break-glass requests awaiting your review.
+        #[arg(long, conflicts_with_all = ["status", "pending", "all_users"])]
+        reviews: bool,
         /// Show at most this many (pages are followed until then).
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
@@ -268,6 +309,9 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// The catalog, checked against AWS.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
     /// The AWS console sign-in URL for a granted request.
     Console {
         id: String,
@@ -440,6 +484,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 status.code().unwrap_or(1).clamp(0, 255) as u8
             ))
         }
+        Command::Catalog(catalog::CatalogCommand::Check(args)) => {
+            Ok(catalog::check(args, out == Output::Json))
+        }
         other => api_command(other, out),
     }
 }
@@ -520,6 +567,44 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                 print_request(&r, out);
                 finish(&r, true)
             }
+            Command::BreakGlass {
+                entitlement,
+                reason,
+                duration,
+            } => {
+                let mut body = json!({
+                    "entitlement": entitlement,
+                    "justification": reason,
+                    "breakGlass": true,
+                    "wait": true,
+                });
+                if let Some(d) = duration {
+                    body["duration"] = duration_json(&d);
+                }
+                let r = client.call(Method::POST, "/requests", Some(&body)).await?;
+                keep_credentials(&r)?;
+                print_request(&r, out);
+                finish(&r, true)
+            }
+            Command::Review {
+                id,
+                verdict,
+                reason,
+            } => {
+                let body = json!({ "verdict": verdict.as_str(), "reason": reason });
+                post_verb(&client, &id, "review", body, out).await
+            }
+            Command::List { reviews: true, .. } => {
+                let v = client
+                    .call(Method::GET, "/requests?review=pending", None)
+                    .await?;
+                if out == Output::Json {
+                    println!("{v}");
+                } else {
+                    print_list(&v);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             Command::List {
                 status,
                 pending,
@@ -531,6 +616,7 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                 requester,
                 from,
                 to,
+                reviews: _,
             } => {
                 let status = if pending {
                     Some("APPROVAL_PENDING".to_string())
@@ -647,6 +733,7 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Configure { .. }
+            | Command::Catalog(_)
             | Command::Credentials { .. }
             | Command::Env { .. }
             | Command::Exec { .. } => unreachable!("handled before connecting"),

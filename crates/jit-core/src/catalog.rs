@@ -87,6 +87,10 @@ pub struct Entitlement {
     pub approvers_none: bool,
     /// Least privilege: `ceiling:`, `session_policy:`, `policy_generation:`.
     pub policy: crate::policy::EntitlementPolicy,
+    /// `break_glass: true`: requested only as break-glass (`"breakGlass":
+    /// true`), self-approved with an incident reference, announced loudly
+    /// and reviewed afterwards (see `break_glass`).
+    pub break_glass: bool,
 }
 
 impl Entitlement {
@@ -113,6 +117,10 @@ pub struct Catalog {
     identity_center: Option<crate::identity_center::IdentityCenter>,
     /// Where `idc:` groups are read, once a front door configured it.
     group_directory: Option<crate::identity_center::DirectoryHandle>,
+    /// Where every break-glass use is also announced (Slack channel).
+    security_channel: Option<String>,
+    /// What a break-glass justification's incident reference looks like.
+    incident_pattern: crate::break_glass::IncidentPattern,
 }
 
 /// A catalog that failed to load: where, which entry, which field, and why.
@@ -163,6 +171,11 @@ struct RawCatalog {
     /// When people work: analytics counts grants outside these hours.
     #[serde(default)]
     working_hours: Option<crate::analytics::RawWorkingHours>,
+    /// Slack channel told of every break-glass use, besides the approvers'.
+    security_channel: Option<String>,
+    /// Regular expression a break-glass justification's incident reference
+    /// must match (default `break_glass::DEFAULT_INCIDENT_PATTERN`).
+    incident_pattern: Option<String>,
     /// IAM Identity Center: the instance permission-set entitlements use.
     #[serde(default)]
     identity_center: Option<RawIdentityCenter>,
@@ -255,6 +268,8 @@ struct RawEntitlement {
     approvers: Option<Value>,
     auto_approve: Option<RawAutoApprove>,
     approval_timeout: Option<DurationInput>,
+    #[serde(default)]
+    break_glass: bool,
     /// What a generated session policy may allow (actions or patterns).
     #[serde(default)]
     ceiling: Vec<String>,
@@ -783,6 +798,20 @@ impl Catalog {
                 Some(i) => Some(identity_center(&top, i)?),
             },
             group_directory: None,
+            security_channel: match &raw.security_channel {
+                Some(c) if c.trim().is_empty() || c.trim() != c => {
+                    return Err(top.err(
+                        Some("security_channel"),
+                        "must be a channel name (`#security`) or id",
+                    ));
+                }
+                c => c.clone(),
+            },
+            incident_pattern: match &raw.incident_pattern {
+                None => Default::default(),
+                Some(p) => crate::break_glass::IncidentPattern::parse(p)
+                    .map_err(|m| top.err(Some("incident_pattern"), m))?,
+            },
         };
         for (i, v) in raw.policies.iter().enumerate() {
             let label = v
@@ -919,6 +948,7 @@ impl Catalog {
             form: EntryForm::KubiyaSeed,
             approvers_none: d.approvers_none,
             policy: Default::default(),
+            break_glass: false,
         })
     }
 
@@ -1066,6 +1096,28 @@ impl Catalog {
             Some(t) => timeout_field(ctx, "approval_timeout", t)?,
             None => d.approval_timeout_secs,
         };
+        if raw.break_glass {
+            // A grant nobody else approved gets a bound chosen for it, and
+            // people who are told of it and review it afterwards.
+            if raw.max_duration.is_none() {
+                return Err(ctx.err(
+                    Some("max_duration"),
+                    "is required on a break-glass entitlement (`break_glass: true`): give it its own bound (e.g. `max_duration: 1h`) rather than the catalog's default",
+                ));
+            }
+            if approvers_none || approvers.is_empty() {
+                return Err(ctx.err(
+                    Some("approvers"),
+                    "names nobody, but a break-glass entitlement needs approvers: they are told of every use and review it afterwards; add `approvers: {emails: [lead@example.com]}` (or `groups`, `slack_users`)",
+                ));
+            }
+            if auto_approve.is_some() {
+                return Err(ctx.err(
+                    Some("auto_approve"),
+                    "has no meaning on a break-glass entitlement: its requests approve themselves, loudly; remove the rule, or make a separate entry for the auto-approved use",
+                ));
+            }
+        }
         Ok(Entitlement {
             name,
             description: raw.description.clone(),
@@ -1081,6 +1133,7 @@ impl Catalog {
             form: EntryForm::Rich,
             approvers_none,
             policy: entitlement_policy(ctx, &raw)?,
+            break_glass: raw.break_glass,
         })
     }
 
@@ -1122,6 +1175,16 @@ impl Catalog {
     /// The catalog's `admin_groups`.
     pub fn admin_groups(&self) -> &[String] {
         &self.admin_groups
+    }
+
+    /// The catalog's `security_channel`: told of every break-glass use.
+    pub fn security_channel(&self) -> Option<&str> {
+        self.security_channel.as_deref()
+    }
+
+    /// The pattern a break-glass justification's incident reference matches.
+    pub fn incident_pattern(&self) -> &crate::break_glass::IncidentPattern {
+        &self.incident_pattern
     }
 
     /// The catalog's `working_hours` (analytics' "outside working hours").
@@ -1363,6 +1426,61 @@ policies:
         )
         .unwrap_err();
         assert!(err.to_string().contains("or the word `none`"), "{err}");
+    }
+
+    #[test]
+    fn break_glass_entries_need_their_own_bound_and_reviewers() {
+        let ok = "security_channel: '#security'\nincident_pattern: 'INC-[0-9]+'\nentitlements:\n  - name: BG\n    role_arn: 'arn:aws:iam::123456789012:role/BG'\n    break_glass: true\n    max_duration: 1h\n    approvers: {emails: [lead@example.com]}\n";
+        let c = Catalog::parse(ok, "c.yaml").unwrap();
+        let e = c.get("BG").unwrap();
+        assert!(e.break_glass);
+        assert_eq!(e.max_duration.secs(), 3600);
+        assert_eq!(c.security_channel(), Some("#security"));
+        assert_eq!(c.incident_pattern().as_str(), "INC-[0-9]+");
+        // the default pattern when the catalog names none
+        let plain = Catalog::parse(SEED, "c.yaml").unwrap();
+        assert_eq!(
+            plain.incident_pattern().as_str(),
+            crate::break_glass::DEFAULT_INCIDENT_PATTERN
+        );
+        assert_eq!(plain.security_channel(), None);
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "    break_glass: true\n    approvers: {emails: [lead@example.com]}\n",
+                "max_duration",
+                "its own bound",
+            ),
+            (
+                "    break_glass: true\n    max_duration: 1h\n    approvers: none\n",
+                "approvers",
+                "review it afterwards",
+            ),
+            (
+                "    break_glass: true\n    max_duration: 1h\n    approvers: {emails: [lead@example.com]}\n    auto_approve: {groups: [sre]}\n",
+                "auto_approve",
+                "no meaning",
+            ),
+        ];
+        for (rest, field, needle) in cases {
+            let text = format!(
+                "entitlements:\n  - name: BG\n    role_arn: 'arn:aws:iam::123456789012:role/BG'\n{rest}"
+            );
+            let err = Catalog::parse(&text, "c.yaml").unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(*field), "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
+            assert!(
+                err.to_string().contains("entitlements entry 1 (`BG`)"),
+                "{err}"
+            );
+        }
+        for (top, field) in [
+            ("incident_pattern: '('", "incident_pattern"),
+            ("incident_pattern: '.*'", "incident_pattern"),
+            ("security_channel: ' #x'", "security_channel"),
+        ] {
+            let err = Catalog::parse(&format!("{top}\n{SEED}"), "c.yaml").unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{err}");
+        }
     }
 
     #[test]

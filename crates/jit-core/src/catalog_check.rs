@@ -28,7 +28,9 @@
 //! matching `Deny` refuses. Conditions are not evaluated (they are reported),
 //! nor are `NotPrincipal`/`NotAction` statements.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::{Catalog, Entitlement};
@@ -44,7 +46,7 @@ pub const GRANTABLE_TAG_KEY: &str = "jit-grantable";
 /// The tag's value (compared case-sensitively, as IAM's `StringEquals`).
 pub const GRANTABLE_TAG_VALUE: &str = "true";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CheckStatus {
     Ok,
@@ -54,7 +56,7 @@ pub enum CheckStatus {
 }
 
 /// A missing guardrail and how to add it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckWarning {
     pub warning: String,
     pub fix: String,
@@ -63,21 +65,23 @@ pub struct CheckWarning {
 /// One entitlement's result. JSON: `{"entitlement", "kind": "policy"|"role",
 /// "target", "status": "OK"|"WARNING"|"PROBLEM", "detail", "problem"?,
 /// "fix"?, "warnings"?: [{"warning", "fix"}]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckRow {
     pub entitlement: String,
-    pub kind: &'static str,
+    /// `policy` or `role` (owned when read back from JSON: `jit catalog
+    /// check` renders the API's answer with [`render_table`]).
+    pub kind: Cow<'static, str>,
     /// The policy name or the role ARN.
     pub target: String,
     pub status: CheckStatus,
     /// What was found (ARN, session length, trust verdict).
     pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<CheckWarning>,
 }
 
@@ -85,7 +89,7 @@ impl CheckRow {
     fn ok(e: &Entitlement, kind: &'static str, target: String, detail: String) -> Self {
         CheckRow {
             entitlement: e.name.clone(),
-            kind,
+            kind: Cow::Borrowed(kind),
             target,
             status: CheckStatus::Ok,
             detail,
@@ -105,7 +109,7 @@ impl CheckRow {
     ) -> Self {
         CheckRow {
             entitlement: e.name.clone(),
-            kind,
+            kind: Cow::Borrowed(kind),
             target,
             status: CheckStatus::Problem,
             detail,
@@ -391,6 +395,111 @@ pub fn read_trust_policy(document: &str, broker: &BrokerPrincipal) -> TrustVerdi
         }
     }
     v
+}
+
+/// The catalog check as the deployed broker runs it (`GET /catalog/check`,
+/// `jit catalog check`): the account inspector of the function that serves
+/// it, and the principals that really assume the catalog's roles (on AWS
+/// the Grant step's role and the credential-vending function's role), each
+/// of which every trust policy must admit.
+pub struct CatalogCheckPorts {
+    pub inspector: std::sync::Arc<dyn AccountInspector>,
+    pub principals: Vec<BrokerPrincipal>,
+}
+
+/// The answer of `GET /catalog/check` (and of `jit catalog check --local`
+/// with `--output json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogReport {
+    /// Whose access the trust policies were judged for (empty: not judged).
+    pub broker_principals: Vec<String>,
+    pub rows: Vec<CheckRow>,
+    /// No row is a problem (warnings allowed): `jit catalog check` exits 0.
+    pub ok: bool,
+}
+
+/// [`catalog_check`] for every principal that assumes the catalog's roles:
+/// each row is the worst of the principals' rows for that entitlement, its
+/// problem prefixed with the principal it is about when there are several.
+pub async fn catalog_check_for(
+    catalog: &Catalog,
+    inspector: &dyn AccountInspector,
+    principals: &[BrokerPrincipal],
+) -> Vec<CheckRow> {
+    let Some((first, rest)) = principals.split_first() else {
+        return catalog_check(catalog, inspector, None).await;
+    };
+    let label = |b: &BrokerPrincipal, mut row: CheckRow| {
+        if !rest.is_empty()
+            && let Some(p) = row.problem.take()
+        {
+            row.problem = Some(format!("for {}: {p}", b.arn()));
+        }
+        row
+    };
+    let mut rows: Vec<CheckRow> = catalog_check(catalog, inspector, Some(first))
+        .await
+        .into_iter()
+        .map(|r| label(first, r))
+        .collect();
+    for b in rest {
+        let other = catalog_check(catalog, inspector, Some(b)).await;
+        for (mine, theirs) in rows.iter_mut().zip(other) {
+            if theirs.status > mine.status {
+                *mine = label(b, theirs);
+            }
+        }
+    }
+    rows
+}
+
+impl crate::service::Broker {
+    /// `GET /catalog/check`: the catalog checked with the broker's own
+    /// principals and inspector. Members of the catalog's `admin_groups`
+    /// only (it describes the account's roles and who may assume them).
+    pub async fn check_catalog(
+        &self,
+        caller: &crate::identity::Caller,
+    ) -> Result<CatalogReport, crate::error::ServiceError> {
+        use crate::error::ServiceError;
+        let groups = match &caller.identity {
+            Some(id) => self.catalog.groups_of(&id.principal, &id.groups),
+            None => {
+                return Err(ServiceError::forbidden(
+                    "not_admin",
+                    None,
+                    "only members of the catalog's admin_groups may run the catalog check; the call carries no person",
+                ));
+            }
+        };
+        if !self.catalog.is_admin(&groups) {
+            return Err(ServiceError::forbidden(
+                "not_admin",
+                None,
+                "only members of the catalog's admin_groups may run the catalog check",
+            ));
+        }
+        let ports = self
+            .grants
+            .as_ref()
+            .and_then(|g| g.catalog_check.clone())
+            .ok_or_else(|| ServiceError::Unavailable {
+                code: "catalog_check_unavailable",
+                message: "this front door has no account to check the catalog against (deployed, `GET /catalog/check` is served by the access function; jit-local checks with `--grants aws`); run `jit catalog check --local` with your own AWS credentials instead".into(),
+            })?;
+        let rows =
+            catalog_check_for(&self.catalog, ports.inspector.as_ref(), &ports.principals).await;
+        Ok(CatalogReport {
+            broker_principals: ports
+                .principals
+                .iter()
+                .map(|b| b.arn().to_string())
+                .collect(),
+            ok: !has_problems(&rows),
+            rows,
+        })
+    }
 }
 
 /// Checks every entitlement of the catalog against the account. `broker`

@@ -26,6 +26,8 @@ pub enum ExtensionStatus {
     Denied,
     /// The grant ended (expired, revoked) before a decision.
     Lapsed,
+    /// Nobody decided within the entitlement's approval window.
+    TimedOut,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,4 +51,8 @@ pub struct Extension {
     pub previous_expires_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_expires_at: Option<Timestamp>,
+    /// How its approvers were told (internal, like the request's `notice`;
+    /// see `jit_approvals::extensions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<crate::channels::NoticeState>,
 }

@@ -127,4 +127,6 @@ pub struct GrantPorts {
     pub inspector: Option<Arc<dyn AccountInspector>>,
     /// The longest session vended ([`CHAINED_SESSION_CAP_SECS`]).
     pub session_cap_secs: u32,
+    /// `GET /catalog/check`, where this front door can run it.
+    pub catalog_check: Option<Arc<crate::catalog_check::CatalogCheckPorts>>,
 }

@@ -345,6 +345,7 @@ impl Broker {
         // The key id as a field too: the usage sweep looks CloudTrail up by
         // it (`crate::usage`). Never the secret or the session token.
         event.access_key_id = Some(creds.access_key_id.clone());
+        event.flag_for(r);
         // No audit event, no credentials: they are dropped unread.
         self.store.append_audit(&event).await?;
         tracing::info!(request_id = %r.request_id, access_key_id = %creds.access_key_id, "credentials issued");
@@ -382,6 +383,7 @@ impl Broker {
             "api",
         );
         event.access_key_id = Some(creds.access_key_id.clone());
+        event.flag_for(&r);
         self.store.append_audit(&event).await?;
         tracing::info!(request_id = %r.request_id, access_key_id = %creds.access_key_id, "console sign-in issued");
         Ok(ConsoleAccess {
@@ -765,6 +767,7 @@ impl Broker {
             decided_at: auto.then_some(now),
             previous_expires_at: auto.then_some(expires_at),
             new_expires_at: auto.then_some(new_expiry),
+            notice: None,
         });
         if auto {
             next.expires_at = Some(new_expiry);
@@ -830,6 +833,27 @@ impl Broker {
                 )
             })?;
         let r = self.load_visible(caller, Some(&who), id).await?;
+        let actor = caller.actor(&who.0);
+        let through = caller.through().map(str::to_string);
+        self.decide_extension_as(r, who, actor, "api", through, approve, reason, None)
+            .await
+    }
+
+    /// Decides `r`'s pending extension as `who` (the rules of
+    /// [`Broker::decide_extension`]); `link`: the signed link's nonce and
+    /// the extension index it is bound to, consumed in the same write.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn decide_extension_as(
+        &self,
+        r: AccessRequest,
+        who: (crate::ids::Principal, Vec<String>),
+        actor: String,
+        via: &str,
+        through: Option<String>,
+        approve: bool,
+        reason: Option<String>,
+        link: Option<(&str, usize)>,
+    ) -> Result<AccessRequest, ServiceError> {
         let ent = self.entitlement_of(&r)?;
         if who.0 == r.requester.principal {
             return Err(ServiceError::forbidden(
@@ -865,6 +889,22 @@ impl Broker {
                 status,
             ));
         }
+        if let Some((nonce, bound)) = link {
+            if r.used_link_nonces.iter().any(|n| n == nonce) {
+                return Err(conflict(
+                    "link_used",
+                    "this approval link was already used; each link works once",
+                    status,
+                ));
+            }
+            if bound != index {
+                return Err(conflict(
+                    "already_decided",
+                    "this link is for an earlier extension, which no longer waits for a decision",
+                    status,
+                ));
+            }
+        }
         let pending = &r.extensions[index];
         if pending.decisions.iter().any(|d| d.approver == who.0) {
             return Err(conflict(
@@ -885,8 +925,8 @@ impl Broker {
             at: now,
             reason: reason.clone(),
             groups: who.1.clone(),
-            via: Some("api".into()),
-            trusted_caller: caller.through().map(str::to_string),
+            via: Some(via.into()),
+            trusted_caller: through,
         });
         let approvals = ext
             .decisions
@@ -938,12 +978,15 @@ impl Broker {
                 _ => format!("extension approved ({approvals} of {required})"),
             }
         };
+        if let Some((nonce, _)) = link {
+            next.used_link_nonces.push(nonce.to_string());
+        }
         next.version += 1;
         next.updated_at = now;
         let event = AuditEvent::new(
             &r.request_id,
             now,
-            caller.actor(&who.0),
+            actor,
             AuditAction::Extension,
             None,
             None,

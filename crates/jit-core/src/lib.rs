@@ -8,6 +8,7 @@
 pub mod analytics;
 pub mod assignments;
 pub mod attachments;
+pub mod break_glass;
 pub mod catalog;
 pub mod catalog_check;
 pub mod channels;
@@ -17,6 +18,7 @@ pub mod entitlements;
 pub mod error;
 pub mod export;
 pub mod extension;
+pub mod extension_links;
 pub mod grant_ports;
 pub mod grants_api;
 pub mod identity;

@@ -82,8 +82,51 @@ impl LinkKey {
 
     /// Signs a link's claims; the answer is the query string (without `?`).
     pub fn sign(&self, claims: &LinkClaims) -> String {
+        self.sign_subject(claims.request_id.as_str(), claims)
+    }
+
+    /// The key extension links are signed with: derived for that purpose
+    /// only, so a request's link never verifies as an extension's and
+    /// an extension's never as a request's.
+    fn extension_key(&self) -> LinkKey {
+        self.derive("extension-link/v1")
+    }
+
+    /// Signs a link to decide the extension at `index` of the claims'
+    /// request (`/approvals/{id}/extension/{index}`): bound to that one
+    /// extension, under the extension key.
+    pub fn sign_extension(&self, claims: &LinkClaims, index: usize) -> String {
+        self.extension_key().sign_subject(
+            &extension_subject(claims.request_id.as_str(), index),
+            claims,
+        )
+    }
+
+    /// Checks an extension link presented for `path_id` and the path's
+    /// extension index, as [`LinkKey::verify`] checks a request's.
+    pub fn verify_extension(
+        &self,
+        path_id: &str,
+        index: &str,
+        params: &LinkParams,
+        now: Timestamp,
+    ) -> Result<(LinkClaims, usize), LinkError> {
+        let n: usize = match index.parse() {
+            Ok(n) if index.len() <= 4 && !index.starts_with('+') => n,
+            _ => return Err(LinkError::BadSignature),
+        };
+        let claims = self.extension_key().verify_subject(
+            &extension_subject(path_id, n),
+            path_id,
+            params,
+            now,
+        )?;
+        Ok((claims, n))
+    }
+
+    fn sign_subject(&self, subject: &str, claims: &LinkClaims) -> String {
         let tag = self.tag(&canonical(
-            claims.request_id.as_str(),
+            subject,
             claims.approver.as_str(),
             claims.expires_at.timestamp(),
             &claims.nonce,
@@ -106,6 +149,16 @@ impl LinkKey {
         params: &LinkParams,
         now: Timestamp,
     ) -> Result<LinkClaims, LinkError> {
+        self.verify_subject(path_id, path_id, params, now)
+    }
+
+    fn verify_subject(
+        &self,
+        subject: &str,
+        path_id: &str,
+        params: &LinkParams,
+        now: Timestamp,
+    ) -> Result<LinkClaims, LinkError> {
         let (Some(a), Some(e), Some(n), Some(s)) = (
             params.approver.as_deref(),
             params.expires.as_deref(),
@@ -118,7 +171,7 @@ impl LinkKey {
         if a.len() > 256 || n.len() > 64 || path_id.len() > 64 {
             return Err(LinkError::BadSignature);
         }
-        if !self.verify_tag(&canonical(path_id, a, expires, n), s) {
+        if !self.verify_tag(&canonical(subject, a, expires, n), s) {
             return Err(LinkError::BadSignature);
         }
         let expires_at =
@@ -197,6 +250,11 @@ pub enum LinkError {
     BadSignature,
     #[error("this approval link expired at {at}; the approval window is over")]
     Expired { at: Timestamp },
+}
+
+/// What an extension link signs in place of the request id.
+fn extension_subject(request_id: &str, index: usize) -> String {
+    format!("{request_id}/extension/{index}")
 }
 
 /// The signed bytes: each field length-prefixed, so no choice of values can

@@ -156,6 +156,14 @@ pub struct AccessRequest {
     /// out, and its cleanup (see `revocation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_deny: Option<crate::revocation::SessionDeny>,
+    /// A break-glass request: the incident it named and its review (see
+    /// `break_glass`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<crate::break_glass::BreakGlass>,
+    /// How the break-glass announcement and review reminders went out
+    /// (internal, like `notice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass_notice: Option<crate::break_glass::BreakGlassNotice>,
     /// Bumped by every write; stores make writes conditional on it.
     pub version: u64,
 }
@@ -281,7 +289,7 @@ impl AccessRequest {
             }
             _ => {}
         }
-        let event = AuditEvent::new(
+        let mut event = AuditEvent::new(
             &self.request_id,
             change.at,
             change.actor.clone(),
@@ -291,6 +299,7 @@ impl AccessRequest {
             change.reason.clone(),
             change.source,
         );
+        event.flag_for(self);
         Ok((next, event))
     }
 }
@@ -320,6 +329,9 @@ pub enum AuditAction {
     /// What an ended assume-role grant's sessions called, from CloudTrail
     /// (`usage`: written once by the scheduled sweep, see [`crate::usage`]).
     Usage,
+    /// An approver reviewed a break-glass request (`justified` or
+    /// `not-justified`, with the reason).
+    Review,
 }
 
 /// One line of the audit trail: who did what, when, from which status to which.
@@ -364,9 +376,20 @@ pub struct AuditEvent {
     /// `usage` events: what the grant's sessions called.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Box<crate::usage::UsageRecord>>,
+    /// Marks that make an event stand out: `break-glass` on every event of
+    /// a break-glass request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 impl AuditEvent {
+    /// Flags this event as `r`'s events are flagged (`break-glass`).
+    pub fn flag_for(&mut self, r: &AccessRequest) {
+        if r.break_glass.is_some() && !self.flags.iter().any(|f| f == crate::break_glass::FLAG) {
+            self.flags.push(crate::break_glass::FLAG.to_string());
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         request_id: &RequestId,
@@ -394,6 +417,7 @@ impl AuditEvent {
             code: None,
             access_key_id: None,
             usage: None,
+            flags: Vec::new(),
         }
     }
 }
@@ -438,6 +462,8 @@ pub(crate) mod tests {
             notice: None,
             extensions: vec![],
             session_deny: None,
+            break_glass: None,
+            break_glass_notice: None,
             version: 1,
         }
     }

@@ -72,6 +72,9 @@ pub struct NewRequest {
     pub simulate_approval: bool,
     /// What the requester says they need (parsed `scope`).
     pub scope: Option<crate::policy::Scope>,
+    /// `"breakGlass": true`: the requester approves their own request (a
+    /// `break_glass: true` entitlement only; see `break_glass`).
+    pub break_glass: bool,
 }
 
 /// What a list call asks for.
@@ -398,11 +401,14 @@ impl Broker {
             ));
         }
 
+        let break_glass = self.break_glass_check(&req, ent, &requester)?;
+
         // `approvers: none` (or an auto-approve-only entry asked beyond its
         // rule): nobody could ever decide this request, so it is refused
         // now instead of waiting for no one until its window closes.
         let auto = self.catalog.auto_approves(ent, &requester.groups, duration)
-            || (self.settings.demo_mode && req.simulate_approval);
+            || (self.settings.demo_mode && req.simulate_approval)
+            || break_glass.is_some();
         if !auto && !ent.has_approvers() {
             return Err(ServiceError::Invalid {
                 code: "no_approvers",
@@ -433,6 +439,7 @@ impl Broker {
             duration,
             &justification,
             req.simulate_approval,
+            break_glass.is_some(),
         );
         if let Some(scope) = &req.scope {
             // Only scoped requests change their fingerprint: older records
@@ -440,6 +447,19 @@ impl Broker {
             let text = serde_json::to_string(scope).expect("a scope serializes");
             fingerprint = crate::policy::digest(&format!("{fingerprint}{text}"));
         }
+        // Break-glass: the requester's own approval, recorded as such.
+        let decisions = match &break_glass {
+            Some(_) => vec![crate::request::Decision {
+                approver: requester.principal.clone(),
+                verdict: crate::request::Verdict::Approve,
+                at: now,
+                reason: Some("break-glass: self-approved".into()),
+                groups: requester.groups.clone(),
+                via: Some(crate::break_glass::FLAG.into()),
+                trusted_caller: None,
+            }],
+            None => vec![],
+        };
         let request = AccessRequest {
             request_id: RequestId::generate(now),
             requester,
@@ -454,7 +474,7 @@ impl Broker {
             decided_at: None,
             granted_at: None,
             expires_at: None,
-            decisions: vec![],
+            decisions,
             reason: None,
             session_policy: None,
             scope: req.scope.clone(),
@@ -467,6 +487,8 @@ impl Broker {
             notice: None,
             extensions: vec![],
             session_deny: None,
+            break_glass,
+            break_glass_notice: None,
             version: 1,
         };
         let created = AuditEvent::new(
@@ -485,6 +507,59 @@ impl Broker {
         };
         tracing::info!(request_id = %request.request_id, entitlement = %request.entitlement, status = %request.status, "request created");
         Ok((request, true))
+    }
+
+    /// The break-glass rules of a create: a `break_glass: true` entitlement
+    /// is asked for only with `"breakGlass": true` and vice versa, by a
+    /// requester signed in as themselves, with a justification of at least
+    /// 20 characters carrying an incident reference. Answers the record's
+    /// break-glass part (`None` for an ordinary request).
+    fn break_glass_check(
+        &self,
+        req: &NewRequest,
+        ent: &Entitlement,
+        requester: &Requester,
+    ) -> Result<Option<crate::break_glass::BreakGlass>, ServiceError> {
+        match (req.break_glass, ent.break_glass) {
+            (false, false) => return Ok(None),
+            (true, false) => {
+                return Err(ServiceError::Invalid {
+                    code: "not_break_glass",
+                    field: Some("breakGlass".into()),
+                    message: format!(
+                        "`{}` is not a break-glass entitlement (the catalog does not say `break_glass: true`): request it normally, without `breakGlass`",
+                        ent.name
+                    ),
+                });
+            }
+            (false, true) => {
+                return Err(ServiceError::Invalid {
+                    code: "break_glass_required",
+                    field: Some("breakGlass".into()),
+                    message: format!(
+                        "`{}` is a break-glass entitlement: it is granted only as break-glass, self-approved and reviewed afterwards; send `\"breakGlass\": true` (`jit break-glass {} --reason \"INC-123: …\"`)",
+                        ent.name, ent.name
+                    ),
+                });
+            }
+            (true, true) => {}
+        }
+        if requester.authenticated_by == AuthSource::TrustedCaller {
+            return Err(ServiceError::forbidden(
+                "break_glass_needs_identity",
+                Some("requester"),
+                "break-glass is self-approval: the requester must call as themselves, not through a trusted caller",
+            ));
+        }
+        let justification = req.justification.as_deref().unwrap_or_default();
+        let incident = crate::break_glass::check_justification(
+            self.catalog.incident_pattern(),
+            justification,
+        )?;
+        Ok(Some(crate::break_glass::BreakGlass {
+            incident,
+            review: None,
+        }))
     }
 
     /// Starts a stored request's (Standard) workflow; if that fails the
@@ -531,7 +606,8 @@ impl Broker {
         let auto_approve = self
             .catalog
             .auto_approves(ent, &r.requester.groups, r.duration)
-            || (self.settings.demo_mode && r.simulate_approval);
+            || (self.settings.demo_mode && r.simulate_approval)
+            || r.break_glass.is_some();
         WorkflowInput {
             request_id: r.request_id.clone(),
             entitlement: ent.name.clone(),
@@ -652,6 +728,7 @@ impl Broker {
         );
         event.entitlement = Some(r.entitlement.clone());
         event.code = Some(code.to_string());
+        event.flag_for(r);
         self.store.append_audit(&event).await?;
         Ok(())
     }
@@ -789,6 +866,7 @@ fn fingerprint(
     duration: GrantDuration,
     justification: &str,
     simulate: bool,
+    break_glass: bool,
 ) -> String {
     // A permission-set request asks for its accounts; the other kinds keep
     // the fingerprint they always had (the one account).
@@ -796,7 +874,7 @@ fn fingerprint(
         GrantTarget::PermissionSet { accounts, .. } => serde_json::json!(accounts),
         _ => serde_json::json!(account),
     };
-    let canonical = serde_json::json!([
+    let mut canonical = serde_json::json!([
         who,
         entitlement,
         account,
@@ -804,6 +882,12 @@ fn fingerprint(
         justification,
         simulate
     ]);
+    if break_glass {
+        // Only then, so fingerprints of ordinary requests stay as they were.
+        if let Some(a) = canonical.as_array_mut() {
+            a.push(serde_json::json!("break-glass"));
+        }
+    }
     let digest = Sha256::digest(canonical.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

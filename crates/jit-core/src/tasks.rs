@@ -511,8 +511,14 @@ impl Tasks {
         match r.status {
             Status::Approved | Status::Granted => Ok(r),
             Status::Validating | Status::PolicyGeneration => {
-                self.move_to(id, Status::Approved, Some("auto-approved".into()))
-                    .await
+                let why = match &r.break_glass {
+                    Some(b) => format!(
+                        "break-glass: self-approved by the requester ({})",
+                        b.incident
+                    ),
+                    None => "auto-approved".into(),
+                };
+                self.move_to(id, Status::Approved, Some(why)).await
             }
             s => Err(TaskError::NoLongerApplies(format!(
                 "the request is {s}; nothing to grant"

@@ -28,6 +28,7 @@ pub fn complete(
     event: &AuditEvent,
 ) -> AuditEvent {
     let mut event = event.clone();
+    event.flag_for(next);
     match prior {
         None => {
             if event.snapshot.is_none() && event.action == AuditAction::Created {

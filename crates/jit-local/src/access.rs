@@ -132,6 +132,9 @@ pub struct AwsGrants {
     pub inspector: Arc<dyn AccountInspector>,
     /// IAM listed for the reconciler.
     pub inventory: Arc<dyn jit_core::ledger::IamInventory>,
+    /// Who assumes the catalog's roles (`GET /catalog/check`): the ambient
+    /// identity when it could be found.
+    pub principals: Vec<jit_core::catalog_check::BrokerPrincipal>,
 }
 
 /// What `jit-local --grants aws` runs on: the adapters over the ambient
@@ -141,7 +144,21 @@ pub struct AwsGrants {
 pub async fn ambient_aws_grants(
     federation_url: &str,
 ) -> Result<AwsGrants, jit_aws::console::InvalidFederationUrl> {
-    aws_grants(&jit_aws::sdk::load_config().await, federation_url)
+    let sdk = jit_aws::sdk::load_config().await;
+    let mut grants = aws_grants(&sdk, federation_url)?;
+    match jit_aws::caller_identity(&sdk).await {
+        // Not a role or user (a root session): trust is then not judged.
+        Ok(arn) => {
+            grants.principals = jit_core::catalog_check::BrokerPrincipal::parse(&arn)
+                .ok()
+                .into_iter()
+                .collect()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "who the ambient credentials are could not be found; the catalog check will not judge trust policies")
+        }
+    }
+    Ok(grants)
 }
 
 /// Builds the AWS adapters. `federation_url` is `JIT_FEDERATION_URL`.
@@ -156,5 +173,6 @@ pub fn aws_grants(
         console: Arc::new(jit_aws::FederationSignin::new(federation_url)?),
         inspector: Arc::new(jit_aws::IamInspector::from_config(sdk)),
         inventory: Arc::new(jit_aws::IamLister::from_config(sdk)),
+        principals: vec![],
     })
 }

@@ -66,6 +66,9 @@ pub struct LocalApprovals {
     pub notifier: ApprovalNotifier,
     /// What `main` prints at start.
     pub summary: Vec<String>,
+    /// One sweep at a time: the timer's and the one a break-glass create
+    /// starts at once, so an announcement is sent once.
+    sweeping: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Reads `JIT_LINK_SECRET`'s stand-in from the data directory, creating it.
@@ -197,14 +200,29 @@ impl LocalApprovals {
             handler,
             notifier,
             summary,
+            sweeping: Arc::default(),
         }
     }
 
     /// One reminder sweep (the background timer calls it; tests too).
     pub async fn sweep(&self) -> Result<jit_approvals::reminders::SweepReport, String> {
+        let _one = self.sweeping.lock().await;
         jit_approvals::reminders::sweep(&self.notifier)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    /// Announces break-glass requests now, in the background, instead of
+    /// at the next 30-second sweep: called after a break-glass create.
+    pub fn announce_break_glass_now(&self) {
+        let notifier = self.notifier.clone();
+        let sweeping = self.sweeping.clone();
+        tokio::spawn(async move {
+            let _one = sweeping.lock().await;
+            if let Err(e) = jit_approvals::break_glass::sweep(&notifier).await {
+                tracing::warn!(error = %e, "announcing a break-glass request failed; the sweep tries again");
+            }
+        });
     }
 }
 

@@ -147,6 +147,9 @@ pub struct Overrides {
     /// Recorded in the data directory's lock file, so a hand reconcile
     /// works on the same IAM (`local` when not set).
     pub grants: Option<GrantsMode>,
+    /// Who assumes the catalog's roles, for `GET /catalog/check` (with
+    /// `inspector`): `--grants aws` uses the ambient identity.
+    pub broker_principals: Vec<jit_core::catalog_check::BrokerPrincipal>,
     /// IAM Identity Center (permission-set grants, `idc:` groups) instead
     /// of the catalog's `identity_center.local_directory` fake.
     pub identity_center: Option<IdcPorts>,
@@ -171,6 +174,7 @@ impl Overrides {
             inventory: Some(grants.inventory),
             grants: Some(GrantsMode::Aws),
             identity_center: None,
+            broker_principals: grants.principals,
         }
     }
 }
@@ -500,8 +504,14 @@ impl App {
                     jit_aws::console::DEFAULT_FEDERATION_URL,
                 ))
             }),
-            inspector: overrides.inspector,
+            inspector: overrides.inspector.clone(),
             session_cap_secs: jit_core::grant_ports::CHAINED_SESSION_CAP_SECS,
+            catalog_check: overrides.inspector.map(|inspector| {
+                Arc::new(jit_core::catalog_check::CatalogCheckPorts {
+                    inspector,
+                    principals: overrides.broker_principals.clone(),
+                })
+            }),
         });
         let outbox = cfg.data_dir.join("outbox");
         let notifier = notify::OutboxNotifier::open(outbox.clone(), cfg.print_notifications)
@@ -839,6 +849,8 @@ impl App {
             Ok(c) => c,
             Err(e) => return jit_api::error_response(&jit_api::ApiError::Service(e)),
         };
+        let creates = parts.method == http::Method::POST
+            && parts.uri.path().trim_end_matches('/') == "/requests";
         let api = ApiRequest {
             method: parts.method,
             path: parts.uri.path().to_string(),
@@ -846,7 +858,16 @@ impl App {
             headers: parts.headers,
             body,
         };
-        jit_api::handle(&self.broker, &caller, api).await
+        let resp = jit_api::handle(&self.broker, &caller, api).await;
+        if creates
+            && resp.status() == StatusCode::CREATED
+            && resp.body().contains("\"breakGlass\":")
+            && let Some(a) = &self.approvals
+        {
+            // Loud at once, not at the next sweep (which also would).
+            a.announce_break_glass_now();
+        }
+        resp
     }
 }
 

@@ -76,6 +76,8 @@ pub fn sample_request(requester: &Principal, at: Timestamp) -> AccessRequest {
         notice: None,
         extensions: vec![],
         session_deny: None,
+        break_glass: None,
+        break_glass_notice: None,
         version: 1,
     }
 }
@@ -145,6 +147,22 @@ pub fn full_request(requester: &Principal, at: Timestamp) -> AccessRequest {
             ts: "1700000000.000100".into(),
         }),
         closed: true,
+    });
+    r.break_glass = Some(jit_core::break_glass::BreakGlass {
+        incident: "INC-42".into(),
+        review: Some(jit_core::break_glass::Review {
+            reviewer: Principal::parse("carol@example.com").expect("valid principal"),
+            verdict: jit_core::break_glass::ReviewVerdict::NotJustified,
+            reason: "could have waited — \"INC-42\" was minor".into(),
+            at: later(at, 90),
+            trusted_caller: None,
+        }),
+    });
+    r.break_glass_notice = Some(jit_core::break_glass::BreakGlassNotice {
+        round: 1,
+        last_at: later(at, 70),
+        delivered: vec!["slack:#security".into()],
+        failed: vec!["email:bob@example.com".into()],
     });
     r.version = 4;
     r

@@ -25,6 +25,11 @@ pub struct Config {
     /// `JIT_FEDERATION_URL`: the AWS federation endpoint console sign-in
     /// goes through (`https://signin.aws.amazon.com/federation`).
     pub federation_url: String,
+    /// `JIT_BROKER_PRINCIPALS`: the role ARNs that assume the catalog's
+    /// roles (the Grant step's and the credential-vending function's),
+    /// comma-separated; `GET /catalog/check` judges every trust policy
+    /// for each. Empty: trust policies are not judged.
+    pub broker_principals: Vec<jit_core::catalog_check::BrokerPrincipal>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -116,6 +121,14 @@ impl Config {
                 message: e.to_string(),
             });
         }
+        let broker_principals = list(get("JIT_BROKER_PRINCIPALS"))
+            .iter()
+            .map(|a| jit_core::catalog_check::BrokerPrincipal::parse(a))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| ConfigError {
+                var: "JIT_BROKER_PRINCIPALS",
+                message,
+            })?;
         Ok(Config {
             table: table_name("JIT_TABLE", get("JIT_TABLE"), "JITAccessRequests")?,
             audit_table: table_name("JIT_AUDIT_TABLE", get("JIT_AUDIT_TABLE"), "JITAccessAudit")?,
@@ -139,6 +152,7 @@ impl Config {
             },
             demo_mode,
             federation_url,
+            broker_principals,
         })
     }
 }
@@ -189,6 +203,29 @@ mod tests {
         );
         let e = cfg(&[SM, ("JIT_INSTANT_STATE_MACHINE_ARN", "nope")]).unwrap_err();
         assert_eq!(e.var, "JIT_INSTANT_STATE_MACHINE_ARN");
+    }
+
+    #[test]
+    fn broker_principals_are_role_arns() {
+        assert!(cfg(&[SM]).unwrap().broker_principals.is_empty());
+        let c = cfg(&[
+            SM,
+            (
+                "JIT_BROKER_PRINCIPALS",
+                "arn:aws:iam::123456789012:role/jit-grant, arn:aws:iam::123456789012:role/jit-access",
+            ),
+        ])
+        .unwrap();
+        let arns: Vec<&str> = c.broker_principals.iter().map(|b| b.arn()).collect();
+        assert_eq!(
+            arns,
+            [
+                "arn:aws:iam::123456789012:role/jit-grant",
+                "arn:aws:iam::123456789012:role/jit-access"
+            ]
+        );
+        let e = cfg(&[SM, ("JIT_BROKER_PRINCIPALS", "jit-grant")]).unwrap_err();
+        assert_eq!(e.var, "JIT_BROKER_PRINCIPALS");
     }
 
     #[test]

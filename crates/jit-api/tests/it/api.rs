@@ -1206,7 +1206,8 @@ async fn entitlements_lists_what_the_caller_may_request() {
         [
             "Read Only Access",
             "JIT-ElevatedAdminRole",
-            "OnCallReadOnly"
+            "OnCallReadOnly",
+            "BreakGlassAdmin"
         ]
     );
     let oncall = &v["entitlements"][2];
@@ -1231,7 +1232,7 @@ async fn entitlements_lists_what_the_caller_may_request() {
     assert_eq!(names, ["Read Only Access", "JIT-ElevatedAdminRole"]);
     // AND a trusted app naming nobody sees every entry; naming someone, theirs
     let (_, v) = get(&f, &trusted_app(), "/entitlements").await;
-    assert_eq!(v["entitlements"].as_array().unwrap().len(), 3);
+    assert_eq!(v["entitlements"].as_array().unwrap().len(), 4);
     assert!(v["entitlements"][2].get("autoApprovedForYou").is_none());
     let (_, v) = get(
         &f,
@@ -1239,7 +1240,7 @@ async fn entitlements_lists_what_the_caller_may_request() {
         "/entitlements?requester=sre%40example.com",
     )
     .await;
-    assert_eq!(v["entitlements"].as_array().unwrap().len(), 3);
+    assert_eq!(v["entitlements"].as_array().unwrap().len(), 4);
     // AND nobody gets a refusal, an unknown parameter and another method a 4xx naming it
     let (status, v) = get(&f, &nobody(), "/entitlements").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");

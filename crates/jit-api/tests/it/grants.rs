@@ -169,6 +169,7 @@ fn broker(issuer: Arc<Issuer>, role_exists: bool, with_grants: bool) -> Broker {
         console: Arc::new(Unused),
         inspector: Some(Arc::new(Inspector(role_exists))),
         session_cap_secs: 3600,
+        catalog_check: None,
     };
     Broker {
         store,

@@ -55,7 +55,10 @@ pub struct RequestItem {
     /// The other half of the guard.
     pub version: u64,
     /// Epoch seconds (rounded up) of the grant's end, for DynamoDB TTL. Absent
-    /// until a grant sets `expires_at`, so pending requests are never TTL'd.
+    /// until a grant sets `expires_at`, so pending requests are never TTL'd;
+    /// absent too while a break-glass request awaits its review, so the item
+    /// the review is written to (and `?review=pending` reads) outlives the
+    /// grant. The review's write sets it, and TTL then removes the item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
     /// The request, exactly as the core wrote it.
@@ -73,7 +76,10 @@ impl RequestItem {
             requester: record.requester.principal.clone(),
             status: record.status,
             version: record.version,
-            expires_at: record.expires_at.map(ttl_seconds),
+            expires_at: record
+                .expires_at
+                .filter(|_| !record.awaits_review())
+                .map(ttl_seconds),
             record: record.clone(),
             entity: Some(REQUEST_ENTITY.to_string()),
         }
@@ -256,5 +262,46 @@ mod tests {
         assert_eq!(back, item);
         let sdk = item.to_item().expect("encode");
         assert_eq!(RequestItem::from_item(sdk).expect("decode"), item);
+    }
+
+    #[test]
+    fn a_break_glass_request_awaiting_review_is_kept_from_ttl_until_reviewed() {
+        // GIVEN a granted break-glass request nobody reviewed yet
+        let now = at(1_700_000_000, 0);
+        let mut record = jit_testkit_free_record(now);
+        record.break_glass = Some(jit_core::break_glass::BreakGlass {
+            incident: "INC-1".into(),
+            review: None,
+        });
+        // THEN its item carries no TTL, so DynamoDB keeps it for the review
+        assert_eq!(RequestItem::new(&record).expires_at, None);
+        // AND once reviewed, the grant's end is its TTL again
+        record.break_glass.as_mut().unwrap().review = Some(jit_core::break_glass::Review {
+            reviewer: Principal::parse("lead@example.com").unwrap(),
+            verdict: jit_core::break_glass::ReviewVerdict::Justified,
+            reason: "ok".into(),
+            at: now,
+            trusted_caller: None,
+        });
+        assert_eq!(RequestItem::new(&record).expires_at, Some(1_700_000_000));
+    }
+
+    fn jit_testkit_free_record(now: Timestamp) -> AccessRequest {
+        serde_json::from_value(serde_json::json!({
+            "requestId": RequestId::generate(now),
+            "requester": { "principal": "alice@example.com", "authenticatedBy": "jwt" },
+            "entitlement": "BreakGlass",
+            "account": "123456789012",
+            "grantMode": "assume-role",
+            "roleArn": "arn:aws:iam::123456789012:role/BreakGlass",
+            "duration": 3600,
+            "justification": "INC-1: the primary database is down",
+            "status": "GRANTED",
+            "createdAt": now,
+            "updatedAt": now,
+            "expiresAt": now,
+            "version": 3
+        }))
+        .expect("a record")
     }
 }

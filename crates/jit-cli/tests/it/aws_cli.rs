@@ -329,3 +329,119 @@ entitlements:
     assert_eq!(r["status"], "REVOKED", "{r}");
     assert!(attached().is_empty(), "detached at once by the revoke");
 }
+
+/// `jit catalog check`: as the broker (the API, admins) and `--local` with
+/// the caller's own credentials, with `jit-local catalog check`'s table and
+/// exit codes (0 OK or warnings, 1 a problem, 2 could not run).
+#[test]
+fn catalog_check_through_the_broker_and_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let role = format!("jit-check-{}", unique());
+    let out = aws(
+        &[
+            "iam",
+            "create-role",
+            "--role-name",
+            &role,
+            "--assume-role-policy-document",
+            TRUST,
+        ],
+        &[],
+        true,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entry = |name: &str, role: &str| {
+        format!("  - name: {name}\n    role_arn: \"arn:aws:iam::{ACCOUNT}:role/{role}\"\n")
+    };
+    let head = "admin_groups: [admins]\ngroups: {admins: [admin@example.com]}\ndefaults: {approvers: {emails: [lead@example.com]}}\nentitlements:\n";
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, format!("{head}{}", entry("Ops", &role))).unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!(
+            "{head}{}{}",
+            entry("Ops", &role),
+            entry("Gone", "jit-no-such-role")
+        ),
+    )
+    .unwrap();
+    let mut server = aws_server(dir.path(), &good);
+    let admin = Jit::new(dir.path(), "admin");
+    admin.configure(&server.url(), KEY, "admin@example.com", "");
+    let lead = Jit::new(dir.path(), "lead");
+    lead.configure(&server.url(), KEY, "lead@example.com", "");
+
+    // GIVEN the CLI lists the command
+    assert!(admin.ok(&["--help"]).contains("catalog"));
+
+    // WHEN an admin asks the broker THEN the table, exit 0 (a warning only)
+    let out = admin.run(&["catalog", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("ENTITLEMENT"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Ops") && l.contains("WARNING")),
+        "{text}"
+    );
+    let v = admin.json(&["catalog", "check"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["rows"].as_array().unwrap().len(), 1, "{v}");
+    // AND someone else cannot run it: exit 2, the reason on one line
+    let out = lead.run(&["catalog", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin_groups"));
+
+    // WHEN checked locally with the ambient (moto) credentials
+    let endpoint = required("JIT_TEST_AWS_ENDPOINT");
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIDCHECK"),
+        ("AWS_SECRET_ACCESS_KEY", "check-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let broker = format!("arn:aws:iam::{ACCOUNT}:role/jit-broker");
+    let local = |catalog: &Path| {
+        admin.run_env(
+            &[
+                "catalog",
+                "check",
+                "--local",
+                "--catalog",
+                catalog.to_str().unwrap(),
+                "--broker-principal",
+                &broker,
+            ],
+            &env,
+        )
+    };
+    // THEN a missing role is a problem: exit 1, the same table
+    let out = local(&bad);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with(&format!("broker principal: {broker}\n")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Gone") && l.contains("PROBLEM")),
+        "{text}"
+    );
+    assert_eq!(local(&good).status.code(), Some(0));
+    // AND an unreadable catalog could not be checked: exit 2
+    let out = local(&dir.path().join("missing.yaml"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
+    server.stop();
+}

@@ -288,7 +288,7 @@ fn entitlements_are_listed_for_the_caller() {
     );
     assert!(oncall.contains("auto-approved for you ≤1h"), "{oncall}");
     let v = sre.json(&["entitlements"]);
-    assert_eq!(v["entitlements"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["entitlements"].as_array().unwrap().len(), 4, "{v}");
     // Someone outside sre/engineering does not see OnCallReadOnly, and a
     // misspelt name is answered with the nearest one they may request.
     let dev = Jit::new(dir.path(), "dev");

@@ -3,6 +3,7 @@
 //! `tests/<name>.rs` of its own; run one with `cargo test --test it <name>::`.
 
 mod aws_cli;
+mod break_glass;
 mod common;
 mod e2e;
 mod stats;

@@ -671,3 +671,171 @@ entitlements:
     assert_eq!(l.status(&id2).await, "DENIED");
     l.app.shutdown().await;
 }
+
+#[tokio::test]
+async fn extensions_are_announced_with_links_of_their_own_reminded_and_timed_out() {
+    // GIVEN a granted request (approved through its emailed link)
+    let fake = FakeSlack::start(SlackBehaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let l = Local::open(dir.path(), Some(&fake));
+    let id = l
+        .request("alice@example.com", "JIT-ElevatedAdminRole")
+        .await;
+    let (req_path, req_query) = l.link_in_email("lead@example.com");
+    let (s, v) = l
+        .api(
+            "POST",
+            &format!("/requests/{id}/approve"),
+            "security@example.com",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(l.status(&id).await, "GRANTED");
+    let form_headers = [(
+        "content-type",
+        "application/x-www-form-urlencoded".to_string(),
+    )];
+
+    // WHEN the requester asks for 30 more minutes
+    let (s, v) = l
+        .api(
+            "POST",
+            &format!("/requests/{id}/extend"),
+            "alice@example.com",
+            Some(json!({"duration": "30m", "reason": "INC-7 still burning"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let expires_before = v["expiresAt"].as_str().unwrap().to_string();
+    let posts_before = fake.calls_to("chat.postMessage").len();
+    l.app.sweep_reminders().await.unwrap();
+
+    // THEN the approvers are told: one Slack message, one email each with a
+    // link to the extension's own page; the requester is not emailed
+    let posts = fake.calls_to("chat.postMessage");
+    assert_eq!(posts.len(), posts_before + 1);
+    let msg = &posts.last().unwrap().body;
+    assert!(
+        msg["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Extension: alice@example.com asks for 30m more"),
+        "{msg}"
+    );
+    assert_eq!(msg["channel"], "#jit-approvals");
+    for who in ["lead@example.com", "security@example.com"] {
+        let mails = l.emails_to(who);
+        assert!(
+            mails
+                .last()
+                .unwrap()
+                .contains("Subject: Extension needed: alice@example.com asks for 30m more"),
+            "{who}"
+        );
+    }
+    let (ext_path, ext_query) = l.link_in_email("lead@example.com");
+    assert_eq!(ext_path, format!("/approvals/{id}/extension/0"));
+    // AND the extension's notice stays internal
+    let (_, view) = l
+        .api("GET", &format!("/requests/{id}"), "alice@example.com", None)
+        .await;
+    assert!(view["extensions"][0].get("notice").is_none(), "{view}");
+
+    // AND neither link decides the other's thing
+    let (s, _) = l
+        .raw("GET", &format!("{req_path}?{ext_query}"), &[], "")
+        .await;
+    assert_eq!(s, 403, "an extension link on the request's page");
+    let (s, _) = l
+        .raw("GET", &format!("{ext_path}?{req_query}"), &[], "")
+        .await;
+    assert_eq!(s, 403, "the request's link on the extension's page");
+    let (s, _) = l
+        .raw(
+            "POST",
+            &req_path,
+            &form_headers,
+            &format!("{ext_query}&decision=approve"),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // WHEN the lead opens the link THEN the page shows the extension only
+    let (s, page) = l
+        .raw("GET", &format!("{ext_path}?{ext_query}"), &[], "")
+        .await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("Approve or deny an extension") && page.contains("INC-7 still burning"));
+    // AND approving there moves the expiry and updates the Slack message
+    let form = format!("{ext_query}&reason=fine&decision=approve");
+    let (s, page) = l.raw("POST", &ext_path, &form_headers, &form).await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("Extension approved"), "{page}");
+    let (_, view) = l
+        .api("GET", &format!("/requests/{id}"), "alice@example.com", None)
+        .await;
+    assert_eq!(view["extensions"][0]["status"], "APPROVED", "{view}");
+    assert_eq!(view["extensions"][0]["decisions"][0]["via"], "link");
+    assert_ne!(view["expiresAt"].as_str().unwrap(), expires_before);
+    let update = fake.calls_to("chat.update").last().cloned().unwrap();
+    assert!(
+        update.body["blocks"]
+            .to_string()
+            .contains("Approved by lead@example.com"),
+        "{}",
+        update.body
+    );
+    // AND the link works once
+    let (s, _) = l.raw("POST", &ext_path, &form_headers, &form).await;
+    assert_eq!(s, 409);
+
+    // WHEN a second extension waits THEN it is reminded, then times out
+    let (s, v) = l
+        .api(
+            "POST",
+            &format!("/requests/{id}/extend"),
+            "alice@example.com",
+            Some(json!({"duration": "15m", "reason": "INC-7 cleanup"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    l.app.sweep_reminders().await.unwrap();
+    let (second_path, second_query) = l.link_in_email("lead@example.com");
+    assert_eq!(second_path, format!("/approvals/{id}/extension/1"));
+    // (the first extension's link cannot decide the second)
+    let (s, _) = l
+        .raw("GET", &format!("{second_path}?{ext_query}"), &[], "")
+        .await;
+    assert_eq!(s, 403);
+    l.clock.advance(chrono::Duration::minutes(15));
+    l.settle().await;
+    let report = l.app.sweep_reminders().await.unwrap();
+    assert_eq!(report.extensions.reminded, 1, "{report:?}");
+    assert!(
+        l.emails_to("lead@example.com")
+            .last()
+            .unwrap()
+            .contains("Subject: Reminder: Extension needed")
+    );
+    l.clock.advance(chrono::Duration::minutes(46));
+    l.settle().await;
+    let report = l.app.sweep_reminders().await.unwrap();
+    assert_eq!(report.extensions.timed_out, 1, "{report:?}");
+    let (_, view) = l
+        .api("GET", &format!("/requests/{id}"), "alice@example.com", None)
+        .await;
+    assert_eq!(view["extensions"][1]["status"], "TIMED_OUT", "{view}");
+    let update = fake.calls_to("chat.update").last().cloned().unwrap();
+    assert!(
+        update.body["blocks"].to_string().contains("Timed out"),
+        "{}",
+        update.body
+    );
+    // AND its link expired with the extension's window
+    let (s, page) = l
+        .raw("GET", &format!("{second_path}?{second_query}"), &[], "")
+        .await;
+    assert_eq!(s, 410, "{page}");
+    l.app.shutdown().await;
+}

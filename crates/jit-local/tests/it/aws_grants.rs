@@ -340,3 +340,97 @@ async fn catalog_check_runs_against_the_ambient_account() {
         "{row}"
     );
 }
+
+#[tokio::test]
+async fn the_catalog_check_route_judges_trust_for_each_broker_principal() {
+    // GIVEN the account's role and policy, a role that trusts only the
+    // Grant step's role, and a catalog with an admin
+    let acct = account().await;
+    let grant_role = format!("arn:aws:iam::{ACCOUNT}:role/jit-grant");
+    let access_role = format!("arn:aws:iam::{ACCOUNT}:role/jit-access");
+    let narrow = unique("jit-e2e-narrow");
+    acct.iam
+        .create_role()
+        .role_name(&narrow)
+        .assume_role_policy_document(format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{grant_role}"}},"Action":["sts:AssumeRole","sts:SetSourceIdentity","sts:TagSession"]}}]}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    let catalog = format!(
+        "admin_groups: [admins]\n{}  - name: Narrow\n    role_arn: \"arn:aws:iam::{ACCOUNT}:role/{narrow}\"\n",
+        acct.catalog
+            .replace("groups:\n", "groups:\n  admins: [admin@example.com]\n")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.yaml");
+    std::fs::write(&path, &catalog).unwrap();
+    let mut grants = jit_local::access::aws_grants(
+        &broker_sdk().await,
+        jit_aws::console::DEFAULT_FEDERATION_URL,
+    )
+    .unwrap();
+    grants.principals = [&grant_role, &access_role]
+        .iter()
+        .map(|a| jit_core::catalog_check::BrokerPrincipal::parse(a).unwrap())
+        .collect();
+    let cfg = common::config(&dir.path().join("data"), &path, KEY);
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let l = Local::open(&cfg, clock, Overrides::aws(grants), KEY);
+
+    // WHEN an admin asks for the check
+    let (s, v) = l
+        .call("GET", "/catalog/check", "admin@example.com", None)
+        .await;
+    // THEN every entry has its row, judged for both principals
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["brokerPrincipals"], json!([grant_role, access_role]));
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{v}");
+    assert_eq!(rows[0]["status"], "WARNING", "{}", rows[0]);
+    assert_eq!(rows[1]["status"], "OK", "{}", rows[1]);
+    // AND the role only the Grant step may assume fails for the other one
+    assert_eq!(rows[2]["status"], "PROBLEM", "{}", rows[2]);
+    assert!(
+        rows[2]["problem"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("for {access_role}: ")),
+        "{}",
+        rows[2]
+    );
+    assert_eq!(v["ok"], false);
+    // AND only admins may run it; it takes no parameters
+    let (s, v) = l
+        .call("GET", "/catalog/check", "lead@example.com", None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("not_admin")),
+        "{v}"
+    );
+    let (s, v) = l
+        .call("GET", "/catalog/check?x=1", "admin@example.com", None)
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("x")), "{v}");
+    let (s, _) = l
+        .call("POST", "/catalog/check", "admin@example.com", None)
+        .await;
+    assert_eq!(s, 405);
+    l.app.shutdown().await;
+
+    // AND jit-local without AWS grants says where the check runs
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config(&dir.path().join("data"), &path, KEY);
+    let l = Local::open(&cfg, common::fixed_clock(), Overrides::default(), KEY);
+    let (s, v) = l
+        .call("GET", "/catalog/check", "admin@example.com", None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("catalog_check_unavailable")),
+        "{v}"
+    );
+    l.app.shutdown().await;
+}

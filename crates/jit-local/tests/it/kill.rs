@@ -293,7 +293,7 @@ fn started_anywhere_it_keeps_its_key_counts_its_work_and_logs_plainly() {
     let (child, addr, first, rx) = start_plain(&data, &elsewhere);
     let text = first.join("\n");
     assert!(
-        text.contains("config/catalog.example.yaml (built in) (3 entitlements"),
+        text.contains("config/catalog.example.yaml (built in) (4 entitlements"),
         "{text}"
     );
     assert!(text.contains("(new; kept in"), "{text}");

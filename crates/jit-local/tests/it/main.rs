@@ -8,6 +8,7 @@ mod asl_cli;
 mod aws_grants;
 mod aws_permission_sets;
 mod backpressure;
+mod break_glass;
 mod browser;
 mod chaos;
 mod common;
