@@ -284,7 +284,8 @@ impl Broker {
             ));
         }
         let (who, groups) = self
-            .deciding(caller, on_behalf_of, "review")?
+            .deciding(caller, on_behalf_of, "review")
+            .await?
             .ok_or_else(|| {
                 ServiceError::invalid(
                     "requester",
@@ -403,7 +404,7 @@ impl Broker {
         caller: &Caller,
         on_behalf_of: Option<&str>,
     ) -> Result<Vec<AccessRequest>, ServiceError> {
-        let (who, groups) = self.acting(caller, on_behalf_of)?.ok_or_else(|| {
+        let (who, groups) = self.acting(caller, on_behalf_of).await?.ok_or_else(|| {
             ServiceError::invalid(
                 "requester",
                 "is required when a trusted caller lists requests",
