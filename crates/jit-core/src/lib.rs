@@ -20,6 +20,7 @@ pub mod grant_ports;
 pub mod grants_api;
 pub mod identity;
 pub mod ids;
+pub mod inline_grants;
 pub mod ledger;
 pub mod lifecycle;
 pub mod links;

@@ -618,6 +618,36 @@ entitlements:
     }
 
     #[test]
+    fn attach_entitlements_take_a_scope_only_under_a_ceiling() {
+        let attach = |extra: &str| {
+            format!(
+                "entitlements:\n  - name: A\n    policy_name: ReadOnlyAccess\n    account: \"123456789012\"\n    {extra}\n"
+            )
+        };
+        // GIVEN a ceiling THEN `required` is accepted
+        let c = crate::Catalog::parse(
+            &attach("ceiling: [\"s3:Get*\"]\n    policy_generation: required"),
+            "c.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.get("A").unwrap().policy.generation,
+            GenerationMode::Required
+        );
+        // WITHOUT one, or with a fixed policy, it is a catalog error naming the field
+        for (extra, field) in [
+            ("policy_generation: required", "policy_generation"),
+            (
+                "session_policy: {Version: \"2012-10-17\", Statement: [{Effect: Allow, Action: \"s3:GetObject\", Resource: \"*\"}]}",
+                "session_policy",
+            ),
+        ] {
+            let e = crate::Catalog::parse(&attach(extra), "c.yaml").unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{extra}: {e}");
+        }
+    }
+
+    #[test]
     fn the_digest_is_sha256_hex() {
         assert_eq!(
             digest(""),

@@ -72,11 +72,14 @@ impl Broker {
             (_, None) => return Ok(None),
             (_, Some(_)) => {}
         }
-        if let crate::request::GrantTarget::AttachPolicy { policy_name } = &ent.target {
-            // Only a session (AssumeRole) carries a session policy; an
-            // inline `jit-<request id>` policy for attach mode is not built.
+        if let crate::request::GrantTarget::AttachPolicy { policy_name } = &ent.target
+            && ent.policy.ceiling.is_empty()
+        {
+            // A scoped attach grant is an inline policy on the requester
+            // (`inline_grants`): unlike a session policy, no role caps it,
+            // so only a written ceiling may bound what it grants.
             return Err(scope_refused(format!(
-                "is not accepted for `{}`: it attaches the managed policy `{policy_name}`, which a session policy cannot narrow; ask for a role entitlement",
+                "is not accepted for `{}`: it attaches the managed policy `{policy_name}` and has no `ceiling:` to bound a narrower inline policy; ask without `scope` (or have the catalog set a ceiling)",
                 ent.name
             )));
         }

@@ -46,6 +46,10 @@ pub const STORE_FILE: &str = "jit.db";
 pub const ATTACHMENTS_FILE: &str = "iam-attachments.json";
 /// The local stand-in for inline role policies, in the data dir.
 pub const ROLE_POLICIES_FILE: &str = "iam-role-policies.json";
+/// The local stand-in for inline policies on users and roles named as
+/// attach grants name them (scoped attach grants' `jit-<id>`), in the data
+/// dir beside [`ATTACHMENTS_FILE`].
+pub const PRINCIPAL_POLICIES_FILE: &str = "iam-principal-policies.json";
 
 /// Where grants are made: `local` (clearly fake credentials, IAM recorded
 /// in the data dir) or `aws` (the real STS and IAM).

@@ -58,7 +58,13 @@ fn runs_the_approval_definition_with_canned_answers() {
         .collect();
     assert_eq!(
         states,
-        ["Validate", "NeedsPolicy", "Route", "RequestApproval", "Denied"]
+        [
+            "Validate",
+            "NeedsPolicy",
+            "Route",
+            "RequestApproval",
+            "Denied"
+        ]
     );
     let types: Vec<&str> = report["history"]
         .as_array()
