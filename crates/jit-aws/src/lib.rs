@@ -20,6 +20,8 @@
 //!   Lambda init time).
 
 pub mod account;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
 pub mod console;
 pub mod dynamo;
 mod error;

@@ -407,6 +407,46 @@ impl GenerationError {
 #[async_trait::async_trait]
 pub trait PolicyGenerator: Send + Sync {
     async fn generate(&self, input: &GenerationInput) -> Result<GeneratedPolicy, GenerationError>;
+
+    /// Whether a scope in words (`describe`) can be generated here: an AI
+    /// generator is configured. A request's described scope is only
+    /// checked for this when it is created; the GeneratePolicy step asks
+    /// the model (its answer failing validation does not refuse the
+    /// request: it goes on with the entitlement's full permissions, and
+    /// the approvers are told).
+    fn describes(&self) -> bool {
+        false
+    }
+}
+
+/// What an AI model is asked: the rules (`system`) apart from the
+/// requester's data (`user`), which the rules tell the model to treat as
+/// data, never as instructions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DraftPrompt {
+    pub system: String,
+    pub user: String,
+}
+
+/// Why a model gave no answer (unreachable, refused, throttled, timed out).
+/// The text is for the approvers' note and the logs: never a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DraftError {
+    pub message: String,
+}
+
+/// The raw model call behind the AI generator (Amazon Bedrock Converse on
+/// AWS and in `jit-local` when configured; a loopback fake in tests): a
+/// prompt in, the model's text out. Its answer is never trusted:
+/// `jit_policy` extracts and validates it like any other policy.
+#[async_trait::async_trait]
+pub trait PolicyDrafter: Send + Sync {
+    /// How records and audit events name the generator
+    /// (`bedrock:<model id>`).
+    fn name(&self) -> String;
+
+    async fn draft(&self, prompt: &DraftPrompt) -> Result<String, DraftError>;
 }
 
 /// What the record keeps of the generation: shown to approvers, audited.

@@ -147,6 +147,10 @@ pub struct Overrides {
     /// Recorded in the data directory's lock file, so a hand reconcile
     /// works on the same IAM (`local` when not set).
     pub grants: Option<GrantsMode>,
+    /// The AI policy generator's model (Bedrock Converse with
+    /// `--bedrock-model-id`; a loopback fake in tests). Without it, scopes
+    /// in words are refused (`400` naming `scope.describe`).
+    pub policy_drafter: Option<Arc<dyn jit_core::policy::PolicyDrafter>>,
 }
 
 impl Overrides {
@@ -160,6 +164,7 @@ impl Overrides {
             inspector: Some(grants.inspector),
             inventory: Some(grants.inventory),
             grants: Some(GrantsMode::Aws),
+            policy_drafter: None,
         }
     }
 }
@@ -462,6 +467,12 @@ impl App {
             &workflow::substitutions(),
         )
         .map_err(|e| StartError::Definition(e.to_string()))?;
+        // Exact and access-level scopes: the deterministic generator; words:
+        // the AI one when a model is configured. One instance serves the
+        // API's checks and previews and the workflow's GeneratePolicy step.
+        let generator: Arc<dyn jit_core::policy::PolicyGenerator> = Arc::new(
+            jit_policy::Generators::new(overrides.policy_drafter.clone()),
+        );
         let engine_db =
             jit_engine::EngineDb::open(&engine_path).map_err(|e| engine_err(e.to_string()))?;
         let engine = jit_engine::Engine::open(
@@ -473,7 +484,7 @@ impl App {
                     store: tasks.store.clone(),
                     catalog: tasks.catalog.clone(),
                     clock: tasks.clock.clone(),
-                    generator: Arc::new(jit_policy::Deterministic),
+                    generator: generator.clone(),
                 },
             }),
             clock.clone(),
@@ -506,7 +517,7 @@ impl App {
                     demo_mode: cfg.demo_mode,
                 },
                 grants: Some(grant_ports),
-                policy: Some(Arc::new(jit_policy::Deterministic)),
+                policy: Some(generator),
             },
             api_key: api_key.clone(),
             engine: Some(engine),

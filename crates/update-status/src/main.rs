@@ -13,12 +13,23 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     jit_lambda::logging::init();
     let tasks = tasks_from_env().await?;
     // The GeneratePolicy step (payload `to: POLICY_GENERATION`) runs here
-    // too, with the deterministic generator and its embedded action table.
+    // too, with the deterministic generator and its embedded action table,
+    // and Bedrock Converse for scopes in words when `JIT_BEDROCK_MODEL_ID`
+    // is set (a bad JIT_BEDROCK_* value stops the function at init).
+    let ai: Option<std::sync::Arc<dyn jit_core::policy::PolicyDrafter>> =
+        match jit_aws::bedrock::BedrockConfig::from_env() {
+            Ok(Some(c)) => Some(std::sync::Arc::new(jit_aws::bedrock::BedrockDrafter::new(
+                &jit_aws::sdk::lambda_config(),
+                c,
+            ))),
+            Ok(None) => None,
+            Err(e) => return Err(e.into()),
+        };
     let policy = jit_core::policy_step::PolicyStep {
         store: tasks.store.clone(),
         catalog: tasks.catalog.clone(),
         clock: tasks.clock.clone(),
-        generator: std::sync::Arc::new(jit_policy::Deterministic),
+        generator: std::sync::Arc::new(jit_policy::Generators::new(ai)),
     };
     let (tasks, policy) = (&tasks, &policy);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

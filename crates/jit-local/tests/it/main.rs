@@ -7,6 +7,7 @@ mod approvals;
 mod asl_cli;
 mod aws_grants;
 mod backpressure;
+mod bedrock;
 mod browser;
 mod chaos;
 mod common;
