@@ -20,6 +20,8 @@
 //!   Lambda init time).
 
 pub mod account;
+#[cfg(feature = "accessanalyzer")]
+pub mod analyzer;
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
 pub mod console;

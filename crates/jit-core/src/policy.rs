@@ -449,6 +449,59 @@ pub trait PolicyDrafter: Send + Sync {
     async fn draft(&self, prompt: &DraftPrompt) -> Result<String, DraftError>;
 }
 
+/// How IAM Access Analyzer rates a finding on a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingKind {
+    Error,
+    SecurityWarning,
+    Warning,
+    Suggestion,
+}
+
+impl FindingKind {
+    /// `ERROR` and `SECURITY_WARNING` block a policy; the rest become notes.
+    pub fn blocks(self) -> bool {
+        matches!(self, FindingKind::Error | FindingKind::SecurityWarning)
+    }
+
+    /// As Access Analyzer names it (`SECURITY_WARNING`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Error => "ERROR",
+            FindingKind::SecurityWarning => "SECURITY_WARNING",
+            FindingKind::Warning => "WARNING",
+            FindingKind::Suggestion => "SUGGESTION",
+        }
+    }
+}
+
+/// One finding on a policy document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFinding {
+    pub kind: FindingKind,
+    /// Access Analyzer's `issueCode` (`MISSING_VERSION`, `PASS_ROLE_WITH_STAR_IN_RESOURCE`).
+    pub code: String,
+    pub detail: String,
+}
+
+/// Why a policy could not be analysed (the analyzer down, throttled,
+/// refusing the broker). Never a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AnalyzeError {
+    pub message: String,
+}
+
+/// A second opinion on every policy the generator accepts: IAM Access
+/// Analyzer `ValidatePolicy`, deployed (`jit_aws::analyzer`). Its
+/// `ERROR` and `SECURITY_WARNING` findings refuse the policy; the others
+/// are notes for the approvers. Local runs have none: the embedded
+/// validation (and parliament, in the tests) stands alone there.
+#[async_trait::async_trait]
+pub trait PolicyAnalyzer: Send + Sync {
+    async fn validate(&self, document: &str) -> Result<Vec<PolicyFinding>, AnalyzeError>;
+}
+
 /// What the record keeps of the generation: shown to approvers, audited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -151,6 +151,10 @@ pub struct Overrides {
     /// `--bedrock-model-id`; a loopback fake in tests). Without it, scopes
     /// in words are refused (`400` naming `scope.describe`).
     pub policy_drafter: Option<Arc<dyn jit_core::policy::PolicyDrafter>>,
+    /// A second opinion on every generated policy, as IAM Access Analyzer
+    /// gives it deployed. No flag: `jit-local` validates without it (tests
+    /// put a fake here).
+    pub policy_analyzer: Option<Arc<dyn jit_core::policy::PolicyAnalyzer>>,
 }
 
 impl Overrides {
@@ -165,6 +169,7 @@ impl Overrides {
             inventory: Some(grants.inventory),
             grants: Some(GrantsMode::Aws),
             policy_drafter: None,
+            policy_analyzer: None,
         }
     }
 }
@@ -471,7 +476,8 @@ impl App {
         // the AI one when a model is configured. One instance serves the
         // API's checks and previews and the workflow's GeneratePolicy step.
         let generator: Arc<dyn jit_core::policy::PolicyGenerator> = Arc::new(
-            jit_policy::Generators::new(overrides.policy_drafter.clone()),
+            jit_policy::Generators::new(overrides.policy_drafter.clone())
+                .with_analyzer(overrides.policy_analyzer.clone()),
         );
         let engine_db =
             jit_engine::EngineDb::open(&engine_path).map_err(|e| engine_err(e.to_string()))?;

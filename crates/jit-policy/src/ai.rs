@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use jit_core::policy::{
-    DraftPrompt, GeneratedPolicy, GenerationError, GenerationInput, PolicyDrafter, PolicyGenerator,
-    Scope,
+    DraftPrompt, GeneratedPolicy, GenerationError, GenerationInput, PolicyAnalyzer, PolicyDrafter,
+    PolicyGenerator, Scope,
 };
 use serde_json::json;
 
@@ -106,25 +106,89 @@ pub async fn generate_described(
 /// The generator a process runs: the deterministic one for exact and
 /// access-level scopes and the catalog's fixed policies; the AI one, when
 /// configured, for scopes in words.
+///
+/// With an analyzer (IAM Access Analyzer, deployed), every policy either
+/// generator accepts is analysed too: `ERROR` and `SECURITY_WARNING`
+/// findings refuse it, the others become notes.
 #[derive(Clone, Default)]
 pub struct Generators {
     pub ai: Option<Arc<dyn PolicyDrafter>>,
+    pub analyzer: Option<Arc<dyn PolicyAnalyzer>>,
 }
 
 impl Generators {
     pub fn new(ai: Option<Arc<dyn PolicyDrafter>>) -> Self {
-        Generators { ai }
+        Generators { ai, analyzer: None }
     }
+
+    pub fn with_analyzer(mut self, analyzer: Option<Arc<dyn PolicyAnalyzer>>) -> Self {
+        self.analyzer = analyzer;
+        self
+    }
+}
+
+/// The field a refusal of `input`'s policy names.
+fn field_of(input: &GenerationInput) -> &'static str {
+    match &input.scope {
+        Some(Scope::Describe { .. }) => FIELD,
+        Some(_) => "scope",
+        None => "session_policy",
+    }
+}
+
+/// `generated` through the analyzer: refused on a blocking finding, the
+/// others added as notes. An analyzer that cannot answer makes the
+/// generation `Unavailable` (the workflow retries the step): a policy is
+/// never granted unanalysed where an analyzer is configured.
+pub async fn analyze(
+    analyzer: &dyn PolicyAnalyzer,
+    input: &GenerationInput,
+    mut generated: GeneratedPolicy,
+) -> Result<GeneratedPolicy, GenerationError> {
+    let findings =
+        analyzer
+            .validate(&generated.document)
+            .await
+            .map_err(|e| GenerationError::Unavailable {
+                message: format!("IAM Access Analyzer did not answer: {e}"),
+            })?;
+    let (blocking, other): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| f.kind.blocks());
+    if !blocking.is_empty() {
+        let listed: Vec<String> = blocking
+            .iter()
+            .map(|f| format!("{} {}: {}", f.kind.as_str(), f.code, f.detail))
+            .collect();
+        return Err(GenerationError::refused(
+            field_of(input),
+            format!(
+                "gives a policy IAM Access Analyzer refuses: {}",
+                listed.join("; ")
+            ),
+        ));
+    }
+    generated.notes.extend(other.iter().map(|f| {
+        format!(
+            "IAM Access Analyzer {} {}: {}",
+            f.kind.as_str(),
+            f.code,
+            f.detail
+        )
+    }));
+    Ok(generated)
 }
 
 #[async_trait::async_trait]
 impl PolicyGenerator for Generators {
     async fn generate(&self, input: &GenerationInput) -> Result<GeneratedPolicy, GenerationError> {
-        match (&input.scope, &self.ai) {
+        let generated = match (&input.scope, &self.ai) {
             (Some(Scope::Describe { describe }), Some(ai)) => {
                 generate_described(ai.as_ref(), input, describe).await
             }
             _ => Deterministic::generate_now(input),
+        }?;
+        match &self.analyzer {
+            Some(a) => analyze(a.as_ref(), input, generated).await,
+            None => Ok(generated),
         }
     }
 
@@ -244,6 +308,75 @@ mod tests {
         assert_eq!(data["justification"], injected, "kept whole, as data");
         assert_eq!(data["ceiling"], json!(["s3:Get*", "s3:List*"]));
         assert_eq!(data.as_object().unwrap().len(), 4);
+    }
+
+    struct Findings(Result<Vec<jit_core::policy::PolicyFinding>, String>);
+
+    #[async_trait::async_trait]
+    impl PolicyAnalyzer for Findings {
+        async fn validate(
+            &self,
+            _: &str,
+        ) -> Result<Vec<jit_core::policy::PolicyFinding>, jit_core::policy::AnalyzeError> {
+            self.0
+                .clone()
+                .map_err(|message| jit_core::policy::AnalyzeError { message })
+        }
+    }
+
+    #[tokio::test]
+    async fn access_analyzer_findings_block_or_become_notes() {
+        use jit_core::policy::{AccessLevel, FindingKind, PolicyFinding};
+        let exact = GenerationInput {
+            entitlement: "ProdLogs".into(),
+            scope: Some(Scope::Access {
+                access: AccessLevel::Read,
+                services: vec!["s3".into()],
+                resources: vec!["arn:aws:s3:::prod-logs/*".into()],
+            }),
+            fixed_policy: None,
+            justification: String::new(),
+            ceiling: vec![],
+        };
+        let finding = |kind, code: &str| PolicyFinding {
+            kind,
+            code: code.into(),
+            detail: "detail".into(),
+        };
+        let with = |r| Generators::default().with_analyzer(Some(Arc::new(Findings(r))));
+        // GIVEN only a suggestion THEN the policy stands, with a note
+        let g = with(Ok(vec![finding(FindingKind::Suggestion, "EMPTY_ARRAY")]))
+            .generate(&exact)
+            .await
+            .unwrap();
+        assert!(
+            g.notes.iter().any(|n| n.contains("SUGGESTION EMPTY_ARRAY")),
+            "{:?}",
+            g.notes
+        );
+        // GIVEN an ERROR or a SECURITY_WARNING THEN it is refused naming the field
+        for kind in [FindingKind::Error, FindingKind::SecurityWarning] {
+            match with(Ok(vec![finding(kind, "X_CODE")]))
+                .generate(&exact)
+                .await
+            {
+                Err(GenerationError::Refused { field, message }) => {
+                    assert_eq!(field, "scope");
+                    assert!(
+                        message.contains(kind.as_str()) && message.contains("X_CODE"),
+                        "{message}"
+                    );
+                }
+                other => panic!("{kind:?}: {other:?}"),
+            }
+        }
+        // GIVEN the analyzer down THEN the generation is unavailable (retried), never unanalysed
+        assert!(matches!(
+            with(Err("ThrottlingException".into()))
+                .generate(&exact)
+                .await,
+            Err(GenerationError::Unavailable { .. })
+        ));
     }
 
     #[tokio::test]

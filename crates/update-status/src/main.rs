@@ -25,11 +25,21 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             Ok(None) => None,
             Err(e) => return Err(e.into()),
         };
+    // Every generated policy is also checked by IAM Access Analyzer
+    // (`JIT_ACCESS_ANALYZER=off` turns that off).
+    let analyzer: Option<std::sync::Arc<dyn jit_core::policy::PolicyAnalyzer>> =
+        if jit_aws::analyzer::AccessAnalyzer::enabled_by_env()? {
+            Some(std::sync::Arc::new(
+                jit_aws::analyzer::AccessAnalyzer::from_config(&jit_aws::sdk::lambda_config()),
+            ))
+        } else {
+            None
+        };
     let policy = jit_core::policy_step::PolicyStep {
         store: tasks.store.clone(),
         catalog: tasks.catalog.clone(),
         clock: tasks.clock.clone(),
-        generator: std::sync::Arc::new(jit_policy::Generators::new(ai)),
+        generator: std::sync::Arc::new(jit_policy::Generators::new(ai).with_analyzer(analyzer)),
     };
     let (tasks, policy) = (&tasks, &policy);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

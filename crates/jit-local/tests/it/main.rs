@@ -2,6 +2,7 @@
 //! per file: the test build is the slow part of CI). Each module was a
 //! `tests/<name>.rs` of its own; run one with `cargo test --test it <name>::`.
 
+mod access_analyzer;
 mod analytics;
 mod approvals;
 mod asl_cli;
