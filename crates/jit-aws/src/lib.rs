@@ -24,6 +24,7 @@ pub mod account;
 pub mod analyzer;
 #[cfg(feature = "bedrock")]
 pub mod bedrock;
+pub mod ceiling;
 pub mod console;
 pub mod dynamo;
 mod error;

@@ -502,6 +502,24 @@ pub trait PolicyAnalyzer: Send + Sync {
     async fn validate(&self, document: &str) -> Result<Vec<PolicyFinding>, AnalyzeError>;
 }
 
+/// What a role itself allows, as a ceiling: for an assume-role
+/// entitlement without the catalog's `ceiling:`, the actions its policies
+/// allow (IAM `ListAttachedRolePolicies` + `GetPolicyVersion`, and its
+/// inline policies, deployed: `jit_aws::ceiling`). A scope is then
+/// checked against what the role can actually do (exact actions outside
+/// it are refused; an access level's are left out with a note), instead
+/// of generating statements the role would never honour.
+#[async_trait::async_trait]
+pub trait RoleCeilings: Send + Sync {
+    /// `Some(patterns)`: every action the role's policies allow. `None`:
+    /// no usable bound (the broker may not read them; a policy allows
+    /// `*` or uses `NotAction`): the role alone caps the session.
+    async fn ceiling(
+        &self,
+        role: &crate::ids::RoleArn,
+    ) -> Result<Option<Vec<String>>, AnalyzeError>;
+}
+
 /// What the record keeps of the generation: shown to approvers, audited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

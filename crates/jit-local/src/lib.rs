@@ -491,6 +491,8 @@ impl App {
                     catalog: tasks.catalog.clone(),
                     clock: tasks.clock.clone(),
                     generator: generator.clone(),
+                    // Local roles have no policies to read.
+                    ceilings: None,
                 },
             }),
             clock.clone(),

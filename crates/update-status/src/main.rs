@@ -16,11 +16,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // too, with the deterministic generator and its embedded action table,
     // and Bedrock Converse for scopes in words when `JIT_BEDROCK_MODEL_ID`
     // is set (a bad JIT_BEDROCK_* value stops the function at init).
+    // One SDK configuration for the clients below (the tasks built their own).
+    let sdk = jit_aws::sdk::lambda_config();
     let ai: Option<std::sync::Arc<dyn jit_core::policy::PolicyDrafter>> =
         match jit_aws::bedrock::BedrockConfig::from_env() {
             Ok(Some(c)) => Some(std::sync::Arc::new(jit_aws::bedrock::BedrockDrafter::new(
-                &jit_aws::sdk::lambda_config(),
-                c,
+                &sdk, c,
             ))),
             Ok(None) => None,
             Err(e) => return Err(e.into()),
@@ -30,7 +31,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let analyzer: Option<std::sync::Arc<dyn jit_core::policy::PolicyAnalyzer>> =
         if jit_aws::analyzer::AccessAnalyzer::enabled_by_env()? {
             Some(std::sync::Arc::new(
-                jit_aws::analyzer::AccessAnalyzer::from_config(&jit_aws::sdk::lambda_config()),
+                jit_aws::analyzer::AccessAnalyzer::from_config(&sdk),
             ))
         } else {
             None
@@ -40,6 +41,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         catalog: tasks.catalog.clone(),
         clock: tasks.clock.clone(),
         generator: std::sync::Arc::new(jit_policy::Generators::new(ai).with_analyzer(analyzer)),
+        // A role entitlement without `ceiling:` is bounded by what its own
+        // policies allow, where the broker may read them.
+        ceilings: Some(std::sync::Arc::new(
+            jit_aws::ceiling::IamCeilings::from_config(&sdk),
+        )),
     };
     let (tasks, policy) = (&tasks, &policy);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
