@@ -107,6 +107,13 @@ pub const LAMBDAS: &[LambdaSpec] = &[
         event_note: "a guarded transition to `VALIDATING`: reads the request from DynamoDB (refused), fails the task",
     },
     LambdaSpec {
+        package: "generate-policy",
+        env: &[],
+        reads_secrets: false,
+        event: Some("events/generate-policy.json"),
+        event_note: "the workflow's GeneratePolicy step (`requestId`): reads the request from DynamoDB (refused), fails the task",
+    },
+    LambdaSpec {
         package: "audit-export",
         env: &[("JIT_EXPORT_BUCKET", "jit-audit-export")],
         reads_secrets: false,
