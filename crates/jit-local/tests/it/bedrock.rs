@@ -322,3 +322,76 @@ async fn without_a_model_words_are_a_400_naming_scope_describe() {
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["error"]["field"], "scope.describe");
 }
+
+// --- the real binary's flags ------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_takes_the_model_and_endpoint_from_its_flags() {
+    assert!(
+        std::env::var("AWS_ACCESS_KEY_ID").is_ok(),
+        "the binary signs with the environment's AWS credentials: run ./scripts/test, which exports dummy ones"
+    );
+    let fake = FakeBedrock::start(ConverseAnswer::Text(GOOD.into())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.yaml");
+    std::fs::write(&catalog, CATALOG).unwrap();
+    let log = dir.path().join("stderr.log");
+    let launch = |extra: Vec<String>| common::binary::Launch {
+        key: KEY.into(),
+        catalog: catalog.clone(),
+        args: extra,
+        log: Some(log.clone()),
+    };
+
+    // GIVEN --bedrock-model-id and --bedrock-endpoint WHEN a preview asks in words
+    let good = launch(vec![
+        "--bedrock-model-id".into(),
+        MODEL.into(),
+        "--bedrock-endpoint".into(),
+        fake.endpoint(),
+    ]);
+    let data = dir.path().join("data");
+    let (v, status) = tokio::task::spawn_blocking(move || {
+        let (_server, addr, _) = good.start(&data);
+        let c = common::binary::Client::new(addr, KEY);
+        let (status, v) = c.send(
+            "POST",
+            "/policies/preview",
+            "alice@example.com",
+            r#"{"entitlement": "ProdLogs", "scope": {"describe": "read the prod-logs bucket"}}"#,
+        );
+        (v, status)
+    })
+    .await
+    .unwrap();
+    // THEN the binary asked the fake, and shows the validated answer
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["generator"], format!("bedrock:{MODEL}"));
+    assert_eq!(fake.calls().len(), 1);
+    assert_eq!(fake.calls()[0].model_id, MODEL);
+
+    // GIVEN a bad endpoint THEN it refuses to start, naming the setting
+    let bad = launch(vec![
+        "--bedrock-model-id".into(),
+        MODEL.into(),
+        "--bedrock-endpoint".into(),
+        "localhost:1".into(),
+    ]);
+    let data = dir.path().join("data-bad");
+    let code = tokio::task::spawn_blocking(move || {
+        let (mut child, _stdout) = bad.spawn(&data, "127.0.0.1:0");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = child.0.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(Instant::now() < deadline, "it kept running");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(2));
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("JIT_BEDROCK_ENDPOINT"), "{stderr}");
+}
