@@ -263,4 +263,70 @@ impl PolicyAttacher for IamAttacher {
             other => other,
         }
     }
+
+    /// `PutUserPolicy`/`PutRolePolicy` in the broker's own account (IAM
+    /// acts on the account whose credentials ask, as for attach).
+    async fn put_inline_policy(
+        &self,
+        _account: &AccountId,
+        to: &IamPrincipal,
+        name: &str,
+        document: &str,
+    ) -> Result<(), GrantError> {
+        match to {
+            IamPrincipal::User(user) => self
+                .client
+                .put_user_policy()
+                .user_name(user)
+                .policy_name(name)
+                .policy_document(document)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| iam_error("PutUserPolicy", &e)),
+            IamPrincipal::Role(role) => self
+                .client
+                .put_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .policy_document(document)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| iam_error("PutRolePolicy", &e)),
+        }
+    }
+
+    async fn delete_inline_policy(
+        &self,
+        _account: &AccountId,
+        from: &IamPrincipal,
+        name: &str,
+    ) -> Result<(), GrantError> {
+        let result = match from {
+            IamPrincipal::User(user) => self
+                .client
+                .delete_user_policy()
+                .user_name(user)
+                .policy_name(name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| iam_error("DeleteUserPolicy", &e)),
+            IamPrincipal::Role(role) => self
+                .client
+                .delete_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| iam_error("DeleteRolePolicy", &e)),
+        };
+        match result {
+            // Not there (a retried revoke) or the principal is gone: done.
+            Err(GrantError::PrincipalMissing(_)) => Ok(()),
+            other => other,
+        }
+    }
 }

@@ -172,4 +172,45 @@ impl IamInventory for IamLister {
             }
         }
     }
+
+    /// `ListUserPolicies` (`ListRolePolicies` for a role).
+    async fn principal_policies(
+        &self,
+        account: &AccountId,
+        principal: &IamPrincipal,
+    ) -> Result<Option<Vec<String>>, GrantError> {
+        let user = match principal {
+            IamPrincipal::Role(name) => {
+                let arn = RoleArn::parse(format!("arn:aws:iam::{account}:role/{name}"))
+                    .map_err(|e| GrantError::Other(format!("role {name}: {}", e.0)))?;
+                return self.role_policies(&arn).await;
+            }
+            IamPrincipal::User(name) => name,
+        };
+        if !self.sees(account).await? {
+            return Ok(None);
+        }
+        let mut names = vec![];
+        let mut marker = None;
+        loop {
+            match self
+                .iam
+                .list_user_policies()
+                .user_name(user)
+                .set_marker(marker)
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    names.extend(out.policy_names().iter().cloned());
+                    match (out.is_truncated(), out.marker()) {
+                        (true, Some(m)) => marker = Some(m.to_string()),
+                        _ => return Ok(Some(names)),
+                    }
+                }
+                Err(e) if not_found(&e) => return Ok(Some(vec![])),
+                Err(e) => return Err(classify("ListUserPolicies", &e)),
+            }
+        }
+    }
 }

@@ -20,6 +20,11 @@
 //!   Lambda init time).
 
 pub mod account;
+#[cfg(feature = "accessanalyzer")]
+pub mod analyzer;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
+pub mod ceiling;
 pub mod console;
 pub mod dynamo;
 mod error;

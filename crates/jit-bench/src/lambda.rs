@@ -111,7 +111,7 @@ pub const LAMBDAS: &[LambdaSpec] = &[
         env: &[],
         reads_secrets: false,
         event: Some("events/generate-policy.json"),
-        event_note: "the GeneratePolicy step (`requestId`): reads the request from DynamoDB (refused), fails the task; the action table is not parsed",
+        event_note: "the workflow's GeneratePolicy step (`requestId`): reads the request from DynamoDB (refused), fails the task",
     },
     LambdaSpec {
         package: "audit-export",

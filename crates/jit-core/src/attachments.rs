@@ -41,9 +41,12 @@ pub struct AttachmentKey {
 }
 
 impl AttachmentKey {
-    /// The attachment a request makes, if it is an attach-policy request.
+    /// The attachment a request makes, if it is an attach-policy request
+    /// granted the managed policy itself (one narrowed by a scope carries
+    /// its own inline policy instead: `inline_grants`).
     pub fn of(r: &AccessRequest) -> Option<Result<AttachmentKey, String>> {
         match &r.target {
+            GrantTarget::AttachPolicy { .. } if r.session_policy.is_some() => None,
             GrantTarget::AttachPolicy { policy_name } => Some(
                 IamPrincipal::for_requester(&r.requester.principal).map(|principal| {
                     AttachmentKey {

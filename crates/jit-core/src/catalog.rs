@@ -333,12 +333,19 @@ fn entitlement_policy(
         crate::session_policy::bounded(Some(p), chrono::DateTime::UNIX_EPOCH)
             .map_err(|e| ctx.err(Some("session_policy"), e.to_string()))?;
     }
-    if raw.policy_name.is_some()
-        && (session_policy.is_some() || mode == Some(GenerationMode::Required))
+    if raw.policy_name.is_some() && session_policy.is_some() {
+        return Err(ctx.err(
+            Some("session_policy"),
+            "applies to role entitlements only: an attach-policy entitlement's fixed grant is its managed policy",
+        ));
+    }
+    // A scoped attach grant is its generated policy put inline on the
+    // requester, capped by nothing but the ceiling: it must be written.
+    if raw.policy_name.is_some() && mode == Some(GenerationMode::Required) && raw.ceiling.is_empty()
     {
         return Err(ctx.err(
-            Some(if session_policy.is_some() { "session_policy" } else { "policy_generation" }),
-            "applies to role entitlements only: an attached managed policy cannot be narrowed by a session policy",
+            Some("policy_generation"),
+            "is `required` on an attach-policy entitlement without `ceiling:`: its scoped grant is an inline policy that only the ceiling bounds; list the actions (or `service:*` patterns) it may grant",
         ));
     }
     let generation = match (mode, &session_policy) {

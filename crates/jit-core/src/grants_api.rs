@@ -15,6 +15,7 @@ use crate::extension::{Extension, ExtensionStatus, MIN_EXTENSION_SECS};
 use crate::grant_ports::GrantPorts;
 use crate::identity::Caller;
 use crate::ids::{Principal, RequestId, RoleArn};
+use crate::inline_grants::{self, InlineGrant};
 use crate::lifecycle::Status;
 use crate::ports::{AssumeRoleSpec, GrantError, IssuedCredentials, Secret, StoreError};
 use crate::request::{
@@ -534,6 +535,16 @@ impl Broker {
                     .await
                     .map_err(|e| settle_failure(&e))?;
             }
+            // A scoped attach grant: its own `jit-<id>` goes first.
+            if let Some(inline) = InlineGrant::of(&r) {
+                let inline = inline.map_err(|e| ServiceError::Internal {
+                    detail: format!("attach-policy principal: {e}"),
+                })?;
+                inline
+                    .remove(&ports.iam)
+                    .await
+                    .map_err(|e| settle_failure(&SettleError::Grant(e)))?;
+            }
             let now = self.clock.now();
             let change = Change {
                 actor: caller.actor(&who.0),
@@ -569,6 +580,19 @@ impl Broker {
                 "the request is recorded REVOKED, but {what}; send the same revoke again to finish it"
             ),
         };
+        if let Some(Ok(inline)) = InlineGrant::of(&next)
+            && let Err(e) = inline_grants::settle(
+                self.store.as_ref(),
+                &ports.iam,
+                self.clock.as_ref(),
+                &inline,
+                None,
+            )
+            .await
+        {
+            tracing::warn!(request_id = %next.request_id, error = %e, "revoke: deleting the inline policy failed");
+            return Err(incomplete("the inline policy could not be deleted yet"));
+        }
         if let Some(Ok(key)) = AttachmentKey::of(&next)
             && let Err(e) = attachments::settle(
                 self.store.as_ref(),

@@ -189,6 +189,34 @@ impl LedgerEntry {
         }
     }
 
+    /// A new intent for an inline policy on a user or role named as the
+    /// attach-policy grants name their principal (no role ARN: the
+    /// attacher is called): a scoped attach grant's `jit-<id>`.
+    pub fn principal_inline(
+        request: &RequestId,
+        op: LedgerOp,
+        account: &AccountId,
+        principal: &IamPrincipal,
+        name: &str,
+        at: Timestamp,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            entry_id: RequestId::generate(at).to_string(),
+            request_id: request.clone(),
+            kind: LedgerKind::InlinePolicy,
+            op,
+            account: account.clone(),
+            principal: principal.clone(),
+            role_arn: None,
+            policy: name.to_string(),
+            at,
+            remove_after: None,
+            completed_at: None,
+            outcome: None,
+            open: true,
+        }
+    }
+
     /// The IAM state the entry is about, as one string: what entries of the
     /// same attachment or inline policy share (the ledger's partition key).
     pub fn resource(&self) -> String {
@@ -447,6 +475,18 @@ pub trait IamInventory: Send + Sync {
 
     /// Names of the role's inline policies.
     async fn role_policies(&self, role: &RoleArn) -> Result<Option<Vec<String>>, GrantError>;
+
+    /// Names of the inline policies on a user or role named as attach
+    /// grants name it (scoped attach grants put `jit-<id>` there). `None`
+    /// by default: an inventory that cannot list them says it cannot see.
+    async fn principal_policies(
+        &self,
+        account: &AccountId,
+        principal: &IamPrincipal,
+    ) -> Result<Option<Vec<String>>, GrantError> {
+        let _ = (account, principal);
+        Ok(None)
+    }
 }
 
 /// The broker's hands on IAM: every change goes through here and is
@@ -612,6 +652,47 @@ impl GrantIam {
         self.run(entry, None).await
     }
 
+    /// Creates or replaces the inline policy `name` on a user or role for
+    /// `request` (a scoped attach grant's `jit-<id>`).
+    pub async fn put_principal_policy(
+        &self,
+        request: &RequestId,
+        account: &AccountId,
+        to: &IamPrincipal,
+        name: &str,
+        document: &str,
+    ) -> Result<(), GrantError> {
+        let entry = LedgerEntry::principal_inline(
+            request,
+            LedgerOp::Put,
+            account,
+            to,
+            name,
+            self.clock.now(),
+        );
+        self.run(entry, Some(document)).await
+    }
+
+    /// Deletes the inline policy `name` from a user or role (what is not
+    /// there is not an error).
+    pub async fn delete_principal_policy(
+        &self,
+        request: &RequestId,
+        account: &AccountId,
+        from: &IamPrincipal,
+        name: &str,
+    ) -> Result<(), GrantError> {
+        let entry = LedgerEntry::principal_inline(
+            request,
+            LedgerOp::Remove,
+            account,
+            from,
+            name,
+            self.clock.now(),
+        );
+        self.run(entry, None).await
+    }
+
     /// Makes the call an existing entry records again (idempotently) and
     /// completes that entry: how a half-done change is finished. An inline
     /// put needs its document.
@@ -710,6 +791,19 @@ impl GrantIam {
             (LedgerKind::ManagedPolicy, LedgerOp::Remove) => {
                 self.attacher
                     .detach(&entry.account, &entry.principal, &policy()?)
+                    .await
+            }
+            (LedgerKind::InlinePolicy, LedgerOp::Put) if entry.role_arn.is_none() => {
+                let document = document.ok_or_else(|| {
+                    GrantError::Other("putting an inline policy needs its document".into())
+                })?;
+                self.attacher
+                    .put_inline_policy(&entry.account, &entry.principal, &entry.policy, document)
+                    .await
+            }
+            (LedgerKind::InlinePolicy, LedgerOp::Remove) if entry.role_arn.is_none() => {
+                self.attacher
+                    .delete_inline_policy(&entry.account, &entry.principal, &entry.policy)
                     .await
             }
             (_, LedgerOp::Put) => {

@@ -25,6 +25,7 @@ pub mod identity;
 pub mod identity_center;
 pub mod ids;
 pub mod instant;
+pub mod inline_grants;
 pub mod ledger;
 pub mod lifecycle;
 pub mod links;

@@ -407,6 +407,117 @@ impl GenerationError {
 #[async_trait::async_trait]
 pub trait PolicyGenerator: Send + Sync {
     async fn generate(&self, input: &GenerationInput) -> Result<GeneratedPolicy, GenerationError>;
+
+    /// Whether a scope in words (`describe`) can be generated here: an AI
+    /// generator is configured. A request's described scope is only
+    /// checked for this when it is created; the GeneratePolicy step asks
+    /// the model (its answer failing validation does not refuse the
+    /// request: it goes on with the entitlement's full permissions, and
+    /// the approvers are told).
+    fn describes(&self) -> bool {
+        false
+    }
+}
+
+/// What an AI model is asked: the rules (`system`) apart from the
+/// requester's data (`user`), which the rules tell the model to treat as
+/// data, never as instructions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DraftPrompt {
+    pub system: String,
+    pub user: String,
+}
+
+/// Why a model gave no answer (unreachable, refused, throttled, timed out).
+/// The text is for the approvers' note and the logs: never a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DraftError {
+    pub message: String,
+}
+
+/// The raw model call behind the AI generator (Amazon Bedrock Converse on
+/// AWS and in `jit-local` when configured; a loopback fake in tests): a
+/// prompt in, the model's text out. Its answer is never trusted:
+/// `jit_policy` extracts and validates it like any other policy.
+#[async_trait::async_trait]
+pub trait PolicyDrafter: Send + Sync {
+    /// How records and audit events name the generator
+    /// (`bedrock:<model id>`).
+    fn name(&self) -> String;
+
+    async fn draft(&self, prompt: &DraftPrompt) -> Result<String, DraftError>;
+}
+
+/// How IAM Access Analyzer rates a finding on a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingKind {
+    Error,
+    SecurityWarning,
+    Warning,
+    Suggestion,
+}
+
+impl FindingKind {
+    /// `ERROR` and `SECURITY_WARNING` block a policy; the rest become notes.
+    pub fn blocks(self) -> bool {
+        matches!(self, FindingKind::Error | FindingKind::SecurityWarning)
+    }
+
+    /// As Access Analyzer names it (`SECURITY_WARNING`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Error => "ERROR",
+            FindingKind::SecurityWarning => "SECURITY_WARNING",
+            FindingKind::Warning => "WARNING",
+            FindingKind::Suggestion => "SUGGESTION",
+        }
+    }
+}
+
+/// One finding on a policy document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFinding {
+    pub kind: FindingKind,
+    /// Access Analyzer's `issueCode` (`MISSING_VERSION`, `PASS_ROLE_WITH_STAR_IN_RESOURCE`).
+    pub code: String,
+    pub detail: String,
+}
+
+/// Why a policy could not be analysed (the analyzer down, throttled,
+/// refusing the broker). Never a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AnalyzeError {
+    pub message: String,
+}
+
+/// A second opinion on every policy the generator accepts: IAM Access
+/// Analyzer `ValidatePolicy`, deployed (`jit_aws::analyzer`). Its
+/// `ERROR` and `SECURITY_WARNING` findings refuse the policy; the others
+/// are notes for the approvers. Local runs have none: the embedded
+/// validation (and parliament, in the tests) stands alone there.
+#[async_trait::async_trait]
+pub trait PolicyAnalyzer: Send + Sync {
+    async fn validate(&self, document: &str) -> Result<Vec<PolicyFinding>, AnalyzeError>;
+}
+
+/// What a role itself allows, as a ceiling: for an assume-role
+/// entitlement without the catalog's `ceiling:`, the actions its policies
+/// allow (IAM `ListAttachedRolePolicies` + `GetPolicyVersion`, and its
+/// inline policies, deployed: `jit_aws::ceiling`). A scope is then
+/// checked against what the role can actually do (exact actions outside
+/// it are refused; an access level's are left out with a note), instead
+/// of generating statements the role would never honour.
+#[async_trait::async_trait]
+pub trait RoleCeilings: Send + Sync {
+    /// `Some(patterns)`: every action the role's policies allow. `None`:
+    /// no usable bound (the broker may not read them; a policy allows
+    /// `*` or uses `NotAction`): the role alone caps the session.
+    async fn ceiling(
+        &self,
+        role: &crate::ids::RoleArn,
+    ) -> Result<Option<Vec<String>>, AnalyzeError>;
 }
 
 /// What the record keeps of the generation: shown to approvers, audited.
@@ -616,6 +727,36 @@ entitlements:
                 e.field.as_deref() == Some(field) || e.message.contains(field),
                 "{extra}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn attach_entitlements_take_a_scope_only_under_a_ceiling() {
+        let attach = |extra: &str| {
+            format!(
+                "entitlements:\n  - name: A\n    policy_name: ReadOnlyAccess\n    account: \"123456789012\"\n    {extra}\n"
+            )
+        };
+        // GIVEN a ceiling THEN `required` is accepted
+        let c = crate::Catalog::parse(
+            &attach("ceiling: [\"s3:Get*\"]\n    policy_generation: required"),
+            "c.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.get("A").unwrap().policy.generation,
+            GenerationMode::Required
+        );
+        // WITHOUT one, or with a fixed policy, it is a catalog error naming the field
+        for (extra, field) in [
+            ("policy_generation: required", "policy_generation"),
+            (
+                "session_policy: {Version: \"2012-10-17\", Statement: [{Effect: Allow, Action: \"s3:GetObject\", Resource: \"*\"}]}",
+                "session_policy",
+            ),
+        ] {
+            let e = crate::Catalog::parse(&attach(extra), "c.yaml").unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{extra}: {e}");
         }
     }
 

@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use crate::catalog::Catalog;
 use crate::ids::RequestId;
 use crate::lifecycle::Status;
-use crate::policy::{GenerationError, GenerationMode, PolicyGenerator, PolicyProvenance, digest};
+use crate::policy::{
+    GenerationError, GenerationMode, PolicyGenerator, PolicyProvenance, RoleCeilings, digest,
+};
 use crate::policy_use::input_for;
 use crate::ports::{Clock, RequestStore, StoreError};
 use crate::request::{AccessRequest, Change, system_actor};
@@ -32,6 +34,9 @@ pub struct PolicyStep {
     pub catalog: Arc<Catalog>,
     pub clock: Arc<dyn Clock>,
     pub generator: Arc<dyn PolicyGenerator>,
+    /// For a role entitlement without the catalog's `ceiling:`: the role's
+    /// own policies as the ceiling (deployed; `None` in `jit-local`).
+    pub ceilings: Option<Arc<dyn RoleCeilings>>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +50,43 @@ fn answer(r: &AccessRequest) -> Value {
 }
 
 impl PolicyStep {
+    /// Fills `input.ceiling` from the role's own policies when the catalog
+    /// gives none (a scope, a role entitlement, a `RoleCeilings` port).
+    /// Returns the note saying so. A role whose policies cannot be read
+    /// leaves the ceiling empty (the role still caps the session) and says
+    /// that instead.
+    async fn role_ceiling(
+        &self,
+        ent: &crate::catalog::Entitlement,
+        input: &mut crate::policy::GenerationInput,
+    ) -> Option<String> {
+        let (Some(ceilings), Some(_), true) =
+            (&self.ceilings, &input.scope, input.ceiling.is_empty())
+        else {
+            return None;
+        };
+        let crate::request::GrantTarget::AssumeRole { role_arn } = &ent.target else {
+            return None;
+        };
+        match ceilings.ceiling(role_arn).await {
+            Ok(Some(actions)) if !actions.is_empty() => {
+                let note = format!(
+                    "ceiling: the {} action patterns the role's own policies allow ({role_arn})",
+                    actions.len()
+                );
+                input.ceiling = actions;
+                Some(note)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(role = %role_arn, error = %e, "reading the role's policies for a ceiling failed");
+                Some(format!(
+                    "the role's own policies could not be read as a ceiling ({e}): only the role caps the session"
+                ))
+            }
+        }
+    }
+
     /// `GeneratePolicy`: VALIDATING -> POLICY_GENERATION with the policy.
     pub async fn generate_policy(&self, payload: Value) -> Result<Value, TaskError> {
         let p: Payload = serde_json::from_value(payload)
@@ -77,7 +119,8 @@ impl PolicyStep {
                     r.entitlement
                 ))
             })?;
-            let input = input_for(ent, r.scope.as_ref(), &r.justification);
+            let mut input = input_for(ent, r.scope.as_ref(), &r.justification);
+            let role_ceiling = self.role_ceiling(ent, &mut input).await;
             let (policy, provenance, reason) = if r.scope.is_none() && input.fixed_policy.is_none()
             {
                 // Nothing to generate from: nothing is recorded but the pass.
@@ -88,7 +131,8 @@ impl PolicyStep {
                 )
             } else {
                 match self.generator.generate(&input).await {
-                    Ok(g) => {
+                    Ok(mut g) => {
+                        g.notes.extend(role_ceiling.clone());
                         let d = digest(&g.document);
                         let reason = format!(
                             "session policy by `{}` ({d}, {} characters packed)",
@@ -120,11 +164,13 @@ impl PolicyStep {
                         let note = format!(
                             "policy generation failed ({e}); the grant carries the entitlement's full permissions"
                         );
+                        let mut notes = vec![note.clone()];
+                        notes.extend(role_ceiling.clone());
                         let prov = PolicyProvenance {
                             generator: "none".into(),
                             digest: None,
                             summary: vec![],
-                            notes: vec![note.clone()],
+                            notes,
                         };
                         (None, Some(prov), note)
                     }

@@ -72,18 +72,35 @@ impl Broker {
             (_, None) => return Ok(None),
             (_, Some(_)) => {}
         }
-        if let crate::request::GrantTarget::AttachPolicy { policy_name } = &ent.target {
-            // Only a session (AssumeRole) carries a session policy; an
-            // inline `jit-<request id>` policy for attach mode is not built.
+        if let crate::request::GrantTarget::AttachPolicy { policy_name } = &ent.target
+            && ent.policy.ceiling.is_empty()
+        {
+            // A scoped attach grant is an inline policy on the requester
+            // (`inline_grants`): unlike a session policy, no role caps it,
+            // so only a written ceiling may bound what it grants.
             return Err(scope_refused(format!(
-                "is not accepted for `{}`: it attaches the managed policy `{policy_name}`, which a session policy cannot narrow; ask for a role entitlement",
+                "is not accepted for `{}`: it attaches the managed policy `{policy_name}` and has no `ceiling:` to bound a narrower inline policy; ask without `scope` (or have the catalog set a ceiling)",
                 ent.name
             )));
+        }
+        let described = matches!(scope, Some(Scope::Describe { .. }));
+        if described && !self.policy.as_ref().is_some_and(|g| g.describes()) {
+            return Err(ServiceError::Invalid {
+                code: "invalid_scope",
+                field: Some("scope.describe".into()),
+                message: "needs an AI policy generator, and this deployment has none configured: ask with `actions` and `resources`, or `access` and `services`".into(),
+            });
         }
         let generator = self.policy.as_ref().ok_or(ServiceError::Unavailable {
             code: "policy_generation_unavailable",
             message: "this deployment generates no session policies: ask without `scope`".into(),
         })?;
+        if described {
+            // The model is asked once, by the GeneratePolicy step; what it
+            // answers is validated there, and a refused answer does not
+            // refuse the request (see `PolicyGenerator::describes`).
+            return Ok(None);
+        }
         generator
             .generate(&input_for(ent, scope, justification))
             .await
@@ -127,6 +144,14 @@ impl Broker {
         }
         if let Some(g) = self.check_scope(ent, scope.as_ref(), justification).await? {
             return Ok(g);
+        }
+        if let (Some(Scope::Describe { .. }), Some(generator)) = (&scope, &self.policy) {
+            // A preview asks the model now, and shows its answer validated
+            // (or why it was refused).
+            return generator
+                .generate(&input_for(ent, scope.as_ref(), justification))
+                .await
+                .map_err(refusal);
         }
         if ent.policy.session_policy.is_none() {
             return Err(scope_refused(format!(

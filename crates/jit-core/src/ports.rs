@@ -494,6 +494,37 @@ pub trait PolicyAttacher: Send + Sync {
         from: &IamPrincipal,
         policy: &crate::ids::PolicyName,
     ) -> Result<(), GrantError>;
+
+    /// Creates or replaces the inline policy `name` on the user or role
+    /// (`PutUserPolicy`/`PutRolePolicy`): an attach-policy grant narrowed by
+    /// a scope is its generated policy, put inline as `jit-<request id>`
+    /// instead of the managed policy. Adapters that cannot refuse loudly.
+    async fn put_inline_policy(
+        &self,
+        account: &crate::ids::AccountId,
+        to: &IamPrincipal,
+        name: &str,
+        document: &str,
+    ) -> Result<(), GrantError> {
+        let _ = (account, to, document);
+        Err(GrantError::Other(format!(
+            "this policy attacher cannot put the inline policy {name}"
+        )))
+    }
+
+    /// Deletes the inline policy; deleting what is not there (a retried
+    /// revoke, a principal deleted meanwhile) is not an error.
+    async fn delete_inline_policy(
+        &self,
+        account: &crate::ids::AccountId,
+        from: &IamPrincipal,
+        name: &str,
+    ) -> Result<(), GrantError> {
+        let _ = (account, from);
+        Err(GrantError::Other(format!(
+            "this policy attacher cannot delete the inline policy {name}"
+        )))
+    }
 }
 
 /// What approvers are told when a request waits for them.

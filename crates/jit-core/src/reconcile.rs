@@ -234,16 +234,26 @@ impl Reconciler<'_> {
     ) -> Result<(), ReconcileError> {
         let mut principals: BTreeMap<String, (AccountId, IamPrincipal)> = BTreeMap::new();
         let mut roles: BTreeMap<String, (RoleArn, bool)> = BTreeMap::new();
+        // Users and roles holding a scoped attach grant's `jit-<id>`.
+        let mut holders: BTreeMap<String, (AccountId, IamPrincipal)> = BTreeMap::new();
         for r in resources.values() {
             let e = &r.entries[0];
             if e.kind == LedgerKind::Assignment {
                 continue;
             }
             if e.kind.is_inline() {
-                if let Some(role) = &e.role_arn {
-                    roles
-                        .entry(role.to_string())
-                        .or_insert_with(|| (role.clone(), false));
+                match &e.role_arn {
+                    Some(role) => {
+                        roles
+                            .entry(role.to_string())
+                            .or_insert_with(|| (role.clone(), false));
+                    }
+                    None => {
+                        holders.insert(
+                            principal_arn(&e.account, &e.principal),
+                            (e.account.clone(), e.principal.clone()),
+                        );
+                    }
                 }
             } else {
                 principals.insert(
@@ -282,6 +292,40 @@ impl Reconciler<'_> {
             }
             for name in listed {
                 let key = resource_key(false, &account, &principal, &name);
+                if !resources.contains_key(&key) {
+                    self.take_in_written(resources, key).await?;
+                }
+            }
+        }
+
+        for (_, (account, principal)) in holders {
+            let listed = match inventory.principal_policies(&account, &principal).await {
+                Ok(Some(names)) => names,
+                Ok(None) => continue,
+                Err(e) => {
+                    report.grants.failed.push(listing_failed(
+                        principal_arn(&account, &principal),
+                        "inline policies",
+                        &e,
+                    ));
+                    continue;
+                }
+            };
+            for r in resources.values_mut() {
+                let e = &r.entries[0];
+                if e.kind == LedgerKind::InlinePolicy
+                    && e.role_arn.is_none()
+                    && e.account == account
+                    && e.principal == principal
+                {
+                    r.observed = Some(listed.contains(&e.policy));
+                }
+            }
+            // Only what the broker wrote is taken in (`jit-<id>` whose
+            // ledger history is kept); the principal's other inline
+            // policies are not the broker's business.
+            for name in listed {
+                let key = resource_key(true, &account, &principal, &name);
                 if !resources.contains_key(&key) {
                     self.take_in_written(resources, key).await?;
                 }
@@ -797,12 +841,10 @@ impl Reconciler<'_> {
                         .keep_inline(r, latest, document, dry_run, report, &finding)
                         .await;
                 }
-                let role = latest
-                    .role_arn
-                    .clone()
-                    .ok_or_else(|| finding("an inline ledger entry without its role".into()))?;
+                let role = latest.role_arn.clone();
                 let why = format!(
-                    "inline policy on {role} with no live grant (request {} is {status})",
+                    "inline policy on {} with no live grant (request {} is {status})",
+                    latest.target(),
                     holder.request_id
                 );
                 self.remove(
@@ -816,16 +858,29 @@ impl Reconciler<'_> {
                     || async {
                         match half_done_remove {
                             Some(e) => self.iam.finish(e, None).await,
-                            None => {
-                                self.iam
-                                    .delete_role_policy(
-                                        &holder.request_id,
-                                        LedgerKind::InlinePolicy,
-                                        &role,
-                                        &latest.policy,
-                                    )
-                                    .await
-                            }
+                            None => match &role {
+                                Some(role) => {
+                                    self.iam
+                                        .delete_role_policy(
+                                            &holder.request_id,
+                                            LedgerKind::InlinePolicy,
+                                            role,
+                                            &latest.policy,
+                                        )
+                                        .await
+                                }
+                                // A scoped attach grant's `jit-<id>` on a user or role.
+                                None => {
+                                    self.iam
+                                        .delete_principal_policy(
+                                            &holder.request_id,
+                                            &latest.account,
+                                            &latest.principal,
+                                            &latest.policy,
+                                        )
+                                        .await
+                                }
+                            },
                         }
                     },
                 )
@@ -1139,7 +1194,7 @@ mod tests {
     use super::*;
     use crate::ledger::{GrantLedger, LedgerOutcome, MemoryLedger};
     use crate::lifecycle::Status;
-    use crate::ports::ManualClock;
+    use crate::ports::{ManualClock, PolicyAttacher};
     use crate::request::AccessRequest;
     use crate::revocation::SessionDeny;
     use crate::test_fakes::{FakeIam, MemoryStore};
@@ -1642,6 +1697,176 @@ policies:
         let report = w.run(false).await;
         assert_eq!(report.grants.removed.len(), 1, "{report:#?}");
         assert!(!w.fake.has_inline(ROLE, &name));
+    }
+
+    /// A scoped attach-policy request: its grant is `jit-<id>` inline on
+    /// the requester, not the managed policy.
+    fn scoped_attach_request(w: &World, status: Status) -> AccessRequest {
+        let mut r = w.attach_request(status);
+        r.session_policy = Some(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::prod-logs/*"]}]}"#
+                .into(),
+        );
+        w.store.put(&r);
+        r
+    }
+
+    fn has_principal_inline(w: &World, name: &str) -> bool {
+        w.fake
+            .has_inline("arn:aws:iam::123456789012:user/alice@example.com", name)
+    }
+
+    /// Where a process can die in a scoped attach grant's life, and what
+    /// the store and IAM hold then.
+    #[derive(Debug, Clone, Copy)]
+    enum Crash {
+        /// The put's intent is written; the call never made; the request
+        /// never recorded GRANTED (the workflow died with the process).
+        PutIntent,
+        /// The put's call made, its completion never written.
+        PutCall,
+        /// The put completed; RecordGranted never ran.
+        PutDone,
+        /// GRANTED, then nothing: the Revoke step never ran.
+        Granted,
+        /// The window over: the delete's intent written, no call.
+        DeleteIntent,
+        /// The delete's call made, its completion never written.
+        DeleteCall,
+    }
+
+    #[tokio::test]
+    async fn a_scoped_attach_grant_never_outlives_its_window_whatever_instant_the_process_dies() {
+        for listing in [false, true] {
+            for crash in [
+                Crash::PutIntent,
+                Crash::PutCall,
+                Crash::PutDone,
+                Crash::Granted,
+                Crash::DeleteIntent,
+                Crash::DeleteCall,
+            ] {
+                // GIVEN a scoped attach grant whose process died at `crash`
+                let w = World::new(listing);
+                let status = match crash {
+                    Crash::PutIntent | Crash::PutCall | Crash::PutDone => Status::Approved,
+                    _ => Status::Granted,
+                };
+                let r = scoped_attach_request(&w, status);
+                let g = crate::inline_grants::InlineGrant::of(&r).unwrap().unwrap();
+                assert_eq!(g.name, format!("jit-{}", r.request_id));
+                let intent = |op| {
+                    LedgerEntry::principal_inline(
+                        &r.request_id,
+                        op,
+                        &g.account,
+                        &g.principal,
+                        &g.name,
+                        w.now(),
+                    )
+                };
+                match crash {
+                    Crash::PutIntent => w
+                        .ledger
+                        .record_intent(&intent(LedgerOp::Put))
+                        .await
+                        .unwrap(),
+                    Crash::PutCall => {
+                        w.ledger
+                            .record_intent(&intent(LedgerOp::Put))
+                            .await
+                            .unwrap();
+                        w.fake
+                            .put_inline_policy(&g.account, &g.principal, &g.name, &g.document)
+                            .await
+                            .unwrap();
+                    }
+                    _ => g.put(&w.iam).await.unwrap(),
+                }
+                assert_eq!(
+                    has_principal_inline(&w, &g.name),
+                    !matches!(crash, Crash::PutIntent),
+                    "{crash:?}"
+                );
+                if matches!(crash, Crash::DeleteIntent | Crash::DeleteCall) {
+                    // the window ends; the Revoke step starts its delete
+                    w.advance(3600);
+                    w.ledger
+                        .record_intent(&intent(LedgerOp::Remove))
+                        .await
+                        .unwrap();
+                    if matches!(crash, Crash::DeleteCall) {
+                        w.fake
+                            .delete_inline_policy(&g.account, &g.principal, &g.name)
+                            .await
+                            .unwrap();
+                    }
+                }
+
+                // WHEN the reconciler runs before the window ends (past the grace)
+                w.advance(GRACE_SECS + 1);
+                let early = w.run(false).await;
+                let live = matches!(crash, Crash::Granted);
+                // THEN a live grant keeps it; anything else is removed
+                assert_eq!(
+                    has_principal_inline(&w, &g.name),
+                    live,
+                    "{crash:?} listing={listing}: {early:#?}"
+                );
+                assert!(early.grants.failed.is_empty(), "{early:#?}");
+
+                // AND once the window is over nothing is left, IAM or ledger
+                w.advance(3600);
+                let late = w.run(false).await;
+                assert!(
+                    !has_principal_inline(&w, &g.name),
+                    "{crash:?} listing={listing}: {late:#?}"
+                );
+                assert!(
+                    w.ledger.open_entries().await.unwrap().is_empty(),
+                    "{crash:?} listing={listing}: {:#?}",
+                    w.ledger.all()
+                );
+                assert!(
+                    !w.attached(),
+                    "the managed policy is never attached for a scoped grant"
+                );
+                // (what IAM no longer held, a listing pass only completes)
+                let held = !matches!(crash, Crash::PutIntent | Crash::DeleteCall);
+                if held || !listing {
+                    assert!(
+                        !w.reconciler_notes(&r.request_id).is_empty(),
+                        "{crash:?}: the removal is audited on the request"
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scoped_attach_grants_missing_inline_policy_is_put_back_while_live() {
+        // GIVEN a live scoped attach grant whose `jit-<id>` someone deleted
+        let w = World::new(true);
+        let r = scoped_attach_request(&w, Status::Granted);
+        let g = crate::inline_grants::InlineGrant::of(&r).unwrap().unwrap();
+        g.put(&w.iam).await.unwrap();
+        w.fake.inline.lock().unwrap().clear();
+        w.advance(GRACE_SECS + 1);
+
+        // WHEN the reconciler lists IAM THEN it puts the recorded document back
+        let report = w.run(false).await;
+        assert_eq!(report.grants.finished.len(), 1, "{report:#?}");
+        let doc = w
+            .fake
+            .inline
+            .lock()
+            .unwrap()
+            .get(&(
+                "arn:aws:iam::123456789012:user/alice@example.com".to_string(),
+                g.name.clone(),
+            ))
+            .cloned();
+        assert_eq!(doc.as_deref(), r.session_policy.as_deref());
     }
 
     #[tokio::test]

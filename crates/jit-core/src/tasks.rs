@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::attachments::{self, AttachmentKey, SettleError};
 use crate::catalog::Catalog;
 use crate::ids::RequestId;
+use crate::inline_grants::{self, InlineGrant};
 use crate::ledger::{GrantIam, LedgerKind};
 use crate::lifecycle::Status;
 use crate::ports::{
@@ -447,6 +448,15 @@ impl Tasks {
                 let _proof = self.issuer.assume_role(&spec).await?;
                 tracing::info!(request_id = %id, "grant verified with one AssumeRole");
             }
+            GrantTarget::AttachPolicy { .. } if r.session_policy.is_some() => {
+                // Narrowed by a scope: the generated policy, inline as
+                // `jit-<id>`, instead of the managed policy.
+                let inline = InlineGrant::of(&r)
+                    .expect("an attach request with a policy")
+                    .map_err(TaskError::GrantFailed)?;
+                inline.put(&self.iam).await?;
+                tracing::info!(request_id = %id, policy = %inline.name, "inline policy put");
+            }
             GrantTarget::AttachPolicy { policy_name } => {
                 let to = IamPrincipal::for_requester(&r.requester.principal)
                     .map_err(TaskError::GrantFailed)?;
@@ -607,7 +617,17 @@ impl Tasks {
                     )
                     .await?,
                 ),
-                None => None,
+                None => match InlineGrant::of(&r) {
+                    // Nobody shares `jit-<id>`: delete it, then record.
+                    Some(inline) => {
+                        inline
+                            .map_err(TaskError::GrantFailed)?
+                            .remove(&self.iam)
+                            .await?;
+                        Some(false)
+                    }
+                    None => None,
+                },
             };
             let assigned = if matches!(r.target, GrantTarget::PermissionSet { .. }) {
                 Some(self.unassign_unless_covered(&r).await?)
@@ -675,6 +695,19 @@ impl Tasks {
     ) -> Result<(), TaskError> {
         if matches!(r.target, GrantTarget::PermissionSet { .. }) {
             return self.settle_assignments(r, None).await;
+        }
+        if let Some(inline) = InlineGrant::of(r) {
+            let inline = inline.map_err(TaskError::GrantFailed)?;
+            return inline_grants::settle(
+                self.store.as_ref(),
+                &self.iam,
+                self.clock.as_ref(),
+                &inline,
+                known,
+            )
+            .await
+            .map(|_| ())
+            .map_err(TaskError::from);
         }
         let Some(key) = AttachmentKey::of(r) else {
             return Ok(());
@@ -850,6 +883,13 @@ impl Tasks {
     /// removal is recorded.
     pub async fn expired_by_ttl(&self, removed: &AccessRequest) -> Result<(), TaskError> {
         let live = removed.status == Status::Granted;
+        if live && let Some(inline) = InlineGrant::of(removed) {
+            // The record is gone: nothing can need `jit-<id>` any more.
+            inline
+                .map_err(TaskError::GrantFailed)?
+                .remove(&self.iam)
+                .await?;
+        }
         if live && let Some(key) = AttachmentKey::of(removed) {
             // The record is gone: detach unless another live grant of the
             // same attachment still needs it.

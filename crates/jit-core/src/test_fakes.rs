@@ -241,6 +241,35 @@ impl PolicyAttacher for FakeIam {
         ));
         Ok(())
     }
+
+    async fn put_inline_policy(
+        &self,
+        account: &AccountId,
+        to: &IamPrincipal,
+        name: &str,
+        document: &str,
+    ) -> Result<(), GrantError> {
+        self.mutate(format!("put {name}"))?;
+        self.inline.lock().unwrap().insert(
+            (crate::ledger::principal_arn(account, to), name.to_string()),
+            document.to_string(),
+        );
+        Ok(())
+    }
+
+    async fn delete_inline_policy(
+        &self,
+        account: &AccountId,
+        from: &IamPrincipal,
+        name: &str,
+    ) -> Result<(), GrantError> {
+        self.mutate(format!("delete {name}"))?;
+        self.inline.lock().unwrap().remove(&(
+            crate::ledger::principal_arn(account, from),
+            name.to_string(),
+        ));
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -307,6 +336,23 @@ impl IamInventory for FakeIam {
                 .unwrap()
                 .keys()
                 .filter(|(r, _)| r == role.as_str())
+                .map(|(_, n)| n.clone())
+                .collect(),
+        ))
+    }
+
+    async fn principal_policies(
+        &self,
+        account: &AccountId,
+        principal: &IamPrincipal,
+    ) -> Result<Option<Vec<String>>, GrantError> {
+        let arn = crate::ledger::principal_arn(account, principal);
+        Ok(Some(
+            self.inline
+                .lock()
+                .unwrap()
+                .keys()
+                .filter(|(r, _)| *r == arn)
                 .map(|(_, n)| n.clone())
                 .collect(),
         ))

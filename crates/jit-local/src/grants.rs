@@ -7,7 +7,7 @@
 //! records attachments in `<data-dir>/iam-attachments.json` (rewritten
 //! atomically), so a grant made before a restart is still detached after it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -102,10 +102,15 @@ impl CredentialIssuer for LocalIssuer {
 
 type Attachment = (String, IamPrincipal, String);
 
-/// Managed-policy attachments, kept in a JSON file.
+/// Managed-policy attachments, kept in a JSON file; and the inline
+/// policies scoped attach grants put on users and roles, in another beside
+/// it ([`crate::PRINCIPAL_POLICIES_FILE`]).
 pub struct LocalAttacher {
     path: PathBuf,
     state: Mutex<BTreeSet<AttachmentRow>>,
+    inline_path: PathBuf,
+    /// Principal ARN (`arn:aws:iam::<account>:user/<name>`) -> name -> document.
+    inline: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -135,10 +140,41 @@ impl LocalAttacher {
     /// Opens (or starts) the attachment file.
     pub fn open(path: PathBuf) -> std::io::Result<Self> {
         let state = crate::json_file::load(&path)?;
+        let inline_path = path.with_file_name(crate::PRINCIPAL_POLICIES_FILE);
+        let inline = crate::json_file::load(&inline_path)?;
         Ok(LocalAttacher {
             path,
             state: Mutex::new(state),
+            inline_path,
+            inline: Mutex::new(inline),
         })
+    }
+
+    /// The inline policies on users and roles now: (principal ARN, name,
+    /// document), for tests, the reconciler and `iam state`.
+    pub fn inline_policies(&self) -> Vec<(String, String, String)> {
+        self.inline
+            .lock()
+            .expect("inline policies lock")
+            .iter()
+            .flat_map(|(p, ps)| {
+                ps.iter()
+                    .map(move |(n, d)| (p.clone(), n.clone(), d.clone()))
+            })
+            .collect()
+    }
+
+    fn update_inline(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, BTreeMap<String, String>>),
+    ) -> Result<(), GrantError> {
+        let mut state = self.inline.lock().expect("inline policies lock");
+        let mut next = state.clone();
+        change(&mut next);
+        next.retain(|_, ps| !ps.is_empty());
+        crate::json_file::replace(&self.inline_path, &next)?;
+        *state = next;
+        Ok(())
     }
 
     /// What is attached now, for tests and the operator.
@@ -191,6 +227,45 @@ impl PolicyAttacher for LocalAttacher {
         self.save(&next)?;
         *rows = next;
         Ok(())
+    }
+
+    async fn put_inline_policy(
+        &self,
+        account: &AccountId,
+        to: &IamPrincipal,
+        name: &str,
+        document: &str,
+    ) -> Result<(), GrantError> {
+        // IAM's own checks that matter here: JSON, and 2,048 characters
+        // (whitespace aside) for a user's inline policies.
+        serde_json::from_str::<serde_json::Value>(document)
+            .map_err(|e| GrantError::Other(format!("MalformedPolicyDocument: {e}")))?;
+        let packed = document.chars().filter(|c| !c.is_whitespace()).count();
+        if matches!(to, IamPrincipal::User(_)) && packed > MAX_SESSION_POLICY_CHARS {
+            return Err(GrantError::Other(format!(
+                "LimitExceeded: a user's inline policies may total {MAX_SESSION_POLICY_CHARS} characters; this one is {packed}"
+            )));
+        }
+        let arn = jit_core::ledger::principal_arn(account, to);
+        self.update_inline(|s| {
+            s.entry(arn)
+                .or_default()
+                .insert(name.to_string(), document.to_string());
+        })
+    }
+
+    async fn delete_inline_policy(
+        &self,
+        account: &AccountId,
+        from: &IamPrincipal,
+        name: &str,
+    ) -> Result<(), GrantError> {
+        let arn = jit_core::ledger::principal_arn(account, from);
+        self.update_inline(|s| {
+            if let Some(ps) = s.get_mut(&arn) {
+                ps.remove(name);
+            }
+        })
     }
 }
 

@@ -55,6 +55,22 @@ impl IamInventory for LocalInventory {
                 .collect(),
         ))
     }
+
+    async fn principal_policies(
+        &self,
+        account: &AccountId,
+        principal: &IamPrincipal,
+    ) -> Result<Option<Vec<String>>, GrantError> {
+        let arn = principal_arn(account, principal);
+        Ok(Some(
+            self.attacher
+                .inline_policies()
+                .into_iter()
+                .filter(|(p, _, _)| *p == arn)
+                .map(|(_, name, _)| name)
+                .collect(),
+        ))
+    }
 }
 
 /// `jit-local iam state`'s answer, exactly as the issue pins it.
@@ -79,7 +95,8 @@ pub struct AttachedPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InlinePolicy {
-    /// The role's ARN.
+    /// The role's ARN; for a scoped attach grant's `jit-<id>`, the user's
+    /// or role's ARN as attachments name it.
     pub target: String,
     pub name: String,
     /// The request the broker put it for; `null` when the broker did not.
@@ -171,7 +188,37 @@ pub async fn state(data_dir: &Path, now: Timestamp) -> Result<IamState, String> 
             request_id,
         });
     }
+    // Scoped attach grants' `jit-<id>` on users and roles.
+    for (target, name, _) in attacher.inline_policies() {
+        let request_id = match (&store, principal_of(&target)) {
+            (Some(s), Some((account, principal))) => {
+                let key = resource_key(true, &account, &principal, &name);
+                let entries = s.entries_for(&key).await.map_err(|e| e.to_string())?;
+                newest_put(&entries, true)
+                    .or_else(|| newest_put(&entries, false))
+                    .map(|e| e.request_id.to_string())
+            }
+            _ => None,
+        };
+        out.inline_policies.push(InlinePolicy {
+            target,
+            name,
+            request_id,
+        });
+    }
     Ok(out)
+}
+
+/// `arn:aws:iam::<account>:user/<name>` (or `:role/`) back to its parts.
+fn principal_of(arn: &str) -> Option<(AccountId, IamPrincipal)> {
+    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let (account, what) = rest.split_once(':')?;
+    let account = AccountId::parse(account.to_string()).ok()?;
+    match what.split_once('/')? {
+        ("user", n) => Some((account, IamPrincipal::User(n.to_string()))),
+        ("role", n) => Some((account, IamPrincipal::Role(n.to_string()))),
+        _ => None,
+    }
 }
 
 fn newest_put(entries: &[LedgerEntry], open_only: bool) -> Option<&LedgerEntry> {

@@ -50,6 +50,10 @@ pub const ATTACHMENTS_FILE: &str = "iam-attachments.json";
 pub const ROLE_POLICIES_FILE: &str = "iam-role-policies.json";
 /// The local fake Identity Center's account assignments.
 pub const IDC_ASSIGNMENTS_FILE: &str = "idc-assignments.json";
+/// The local stand-in for inline policies on users and roles named as
+/// attach grants name them (scoped attach grants' `jit-<id>`), in the data
+/// dir beside [`ATTACHMENTS_FILE`].
+pub const PRINCIPAL_POLICIES_FILE: &str = "iam-principal-policies.json";
 
 /// Where grants are made: `local` (clearly fake credentials, IAM recorded
 /// in the data dir) or `aws` (the real STS and IAM).
@@ -147,6 +151,14 @@ pub struct Overrides {
     /// Recorded in the data directory's lock file, so a hand reconcile
     /// works on the same IAM (`local` when not set).
     pub grants: Option<GrantsMode>,
+    /// The AI policy generator's model (Bedrock Converse with
+    /// `--bedrock-model-id`; a loopback fake in tests). Without it, scopes
+    /// in words are refused (`400` naming `scope.describe`).
+    pub policy_drafter: Option<Arc<dyn jit_core::policy::PolicyDrafter>>,
+    /// A second opinion on every generated policy, as IAM Access Analyzer
+    /// gives it deployed. No flag: `jit-local` validates without it (tests
+    /// put a fake here).
+    pub policy_analyzer: Option<Arc<dyn jit_core::policy::PolicyAnalyzer>>,
     /// Who assumes the catalog's roles, for `GET /catalog/check` (with
     /// `inspector`): `--grants aws` uses the ambient identity.
     pub broker_principals: Vec<jit_core::catalog_check::BrokerPrincipal>,
@@ -175,6 +187,8 @@ impl Overrides {
             grants: Some(GrantsMode::Aws),
             identity_center: None,
             broker_principals: grants.principals,
+            policy_drafter: None,
+            policy_analyzer: None,
         }
     }
 }
@@ -554,6 +568,13 @@ impl App {
             &workflow::substitutions(),
         )
         .map_err(|e| StartError::Definition(format!("instant.asl.json: {e}")))?;
+        // Exact and access-level scopes: the deterministic generator; words:
+        // the AI one when a model is configured. One instance serves the
+        // API's checks and previews and the workflow's GeneratePolicy step.
+        let generator: Arc<dyn jit_core::policy::PolicyGenerator> = Arc::new(
+            jit_policy::Generators::new(overrides.policy_drafter.clone())
+                .with_analyzer(overrides.policy_analyzer.clone()),
+        );
         let engine_db =
             jit_engine::EngineDb::open(&engine_path).map_err(|e| engine_err(e.to_string()))?;
         let engine = jit_engine::Engine::open(
@@ -567,7 +588,9 @@ impl App {
                     store: tasks.store.clone(),
                     catalog: tasks.catalog.clone(),
                     clock: tasks.clock.clone(),
-                    generator: Arc::new(jit_policy::Deterministic),
+                    generator: generator.clone(),
+                    // Local roles have no policies to read.
+                    ceilings: None,
                 },
             }),
             clock.clone(),
@@ -599,7 +622,7 @@ impl App {
                 demo_mode: cfg.demo_mode,
             },
             grants: Some(grant_ports),
-            policy: Some(Arc::new(jit_policy::Deterministic)),
+            policy: Some(generator),
         };
         let console = console::local_console(
             &broker,

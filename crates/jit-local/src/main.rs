@@ -62,6 +62,20 @@ struct Args {
     /// `<data-dir>/outbox/` as `.eml` files.
     #[arg(long, env = "JIT_SES_FROM")]
     ses_from: Option<String>,
+    /// The Bedrock model that generates session policies from a scope in
+    /// words (`{"describe": ...}`): Converse, with the AWS credentials and
+    /// region of the environment. Off when unset (such scopes get a 400
+    /// naming `scope.describe`). JIT_BEDROCK_MAX_TOKENS,
+    /// JIT_BEDROCK_TEMPERATURE, JIT_BEDROCK_TOP_P and
+    /// JIT_BEDROCK_TIMEOUT_SECS tune it.
+    #[arg(long, env = "JIT_BEDROCK_MODEL_ID")]
+    bedrock_model_id: Option<String>,
+    /// The region of the Bedrock model (the environment's by default).
+    #[arg(long, env = "JIT_BEDROCK_REGION")]
+    bedrock_region: Option<String>,
+    /// Another Bedrock runtime endpoint (a VPC endpoint; a loopback fake in tests).
+    #[arg(long, env = "JIT_BEDROCK_ENDPOINT")]
+    bedrock_endpoint: Option<String>,
     /// Tests only (hidden): time is the system's plus an offset kept in the
     /// data dir, moved forward by `POST /_test/clock/advance`. Refused
     /// unless demo mode is on.
@@ -233,7 +247,7 @@ async fn main() -> anyhow::Result<()> {
         run_driver: true,
         max_backlog: args.max_backlog,
     };
-    let overrides = match args.grants {
+    let mut overrides = match args.grants {
         GrantsMode::Local => Overrides::default(),
         GrantsMode::Aws => {
             match jit_local::access::ambient_aws_grants(&args.federation_url).await {
@@ -264,6 +278,25 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
+    // The AI policy generator: the flags first, then JIT_BEDROCK_* tuning.
+    let bedrock = jit_aws::bedrock::BedrockConfig::from_lookup(|k| match k {
+        "JIT_BEDROCK_MODEL_ID" => args.bedrock_model_id.clone(),
+        "JIT_BEDROCK_REGION" => args.bedrock_region.clone(),
+        "JIT_BEDROCK_ENDPOINT" => args.bedrock_endpoint.clone(),
+        other => std::env::var(other).ok(),
+    });
+    match bedrock {
+        Ok(Some(c)) => {
+            let sdk = jit_aws::sdk::load_config().await;
+            overrides.policy_drafter =
+                Some(Arc::new(jit_aws::bedrock::BedrockDrafter::new(&sdk, c)));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("jit-local: {e}");
+            std::process::exit(2);
+        }
+    }
     // Secrets come from the environment only, never from flags (which
     // other users of the machine can read in the process list).
     let secret = |var: &str| {

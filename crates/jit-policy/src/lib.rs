@@ -8,6 +8,7 @@
 //! and the `generate-policy` Lambda; the API Lambdas reach it through that
 //! Lambda, so they never carry the table.
 
+pub mod ai;
 pub mod generate;
 pub mod table;
 pub mod validate;
@@ -16,6 +17,7 @@ use jit_core::policy::{
     GeneratedPolicy, GenerationError, GenerationInput, PolicyGenerator, summarize,
 };
 
+pub use ai::Generators;
 pub use table::table;
 
 /// The generator's name on records and in audit events.

@@ -10,7 +10,16 @@ use std::sync::OnceLock;
 
 use jit_core::policy::AccessLevel;
 
-const DATA: &str = include_str!("../data/iam-actions.tsv");
+/// `data/iam-actions.tsv`, deflated by `build.rs` (a sixth of the size in
+/// the binary); inflated once, on first use.
+const PACKED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/iam-actions.tsv.deflate"));
+
+/// The table's text, inflated.
+fn data() -> String {
+    let bytes = miniz_oxide::inflate::decompress_to_vec(PACKED)
+        .expect("the embedded IAM action table inflates");
+    String::from_utf8(bytes).expect("the embedded IAM action table is UTF-8")
+}
 
 /// One action of a service.
 #[derive(Debug, Clone)]
@@ -159,7 +168,7 @@ impl Table {
 /// The embedded table, parsed on first use.
 pub fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
-    TABLE.get_or_init(|| Table::parse(DATA).expect("the embedded IAM action table parses"))
+    TABLE.get_or_init(|| Table::parse(&data()).expect("the embedded IAM action table parses"))
 }
 
 /// Whether `text` matches the glob `pattern` (`*` any run, `?` one char).
@@ -267,6 +276,19 @@ pub fn resource_matches(rt: &ResourceType, resource: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_packed_table_is_the_tsv_in_the_repository() {
+        let tsv =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/iam-actions.tsv"))
+                .unwrap();
+        assert_eq!(super::data(), tsv);
+        assert!(
+            super::PACKED.len() * 4 < tsv.len(),
+            "{} bytes packed",
+            super::PACKED.len()
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -58,6 +58,8 @@
 extern crate self as jit_testkit;
 
 pub mod data;
+pub mod fake_access_analyzer;
+pub mod fake_bedrock;
 pub mod fake_slack;
 pub mod ledger_suite;
 pub mod suite;

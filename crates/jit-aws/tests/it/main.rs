@@ -4,6 +4,7 @@
 
 mod access;
 mod asl_crosscheck;
+mod ceiling;
 mod common;
 mod dynamo;
 mod dynamo_suite;

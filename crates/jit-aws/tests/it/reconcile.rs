@@ -233,3 +233,132 @@ async fn the_lister_reads_iam_through_the_sdk() {
         Some(vec!["jit-revoke-X".to_string()])
     );
 }
+
+impl World {
+    async fn user_inline(&self) -> Vec<String> {
+        self.iam_client
+            .list_user_policies()
+            .user_name(&self.user)
+            .send()
+            .await
+            .unwrap()
+            .policy_names()
+            .to_vec()
+    }
+}
+
+#[tokio::test]
+async fn a_scoped_attach_grant_is_put_inline_on_the_user_and_removed_with_its_grant() {
+    // GIVEN a GRANTED attach-policy request narrowed to one action
+    let w = world().await;
+    let mut r: AccessRequest =
+        jit_testkit::sample_request(&Principal::parse(w.user.clone()).unwrap(), w.clock.now());
+    r.target = GrantTarget::AttachPolicy {
+        policy_name: PolicyName::parse(w.policy.clone()).unwrap(),
+    };
+    r.session_policy = Some(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::prod-logs/*"]}]}"#
+            .into(),
+    );
+    r.status = Status::Granted;
+    r.granted_at = Some(w.clock.now());
+    r.expires_at = Some(w.clock.now() + chrono::Duration::hours(1));
+    jit_testkit::create(&w.store, &r).await;
+    assert!(AttachmentKey::of(&r).is_none(), "no managed attachment");
+    let g = jit_core::inline_grants::InlineGrant::of(&r)
+        .unwrap()
+        .unwrap();
+
+    // WHEN the grant is made through the ledger
+    g.put(&w.iam).await.unwrap();
+    // THEN IAM holds `jit-<id>` with the recorded document, nothing attached
+    let name = format!("jit-{}", r.request_id);
+    assert_eq!(w.user_inline().await, vec![name.clone()]);
+    let got = w
+        .iam_client
+        .get_user_policy()
+        .user_name(&w.user)
+        .policy_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&jit_aws::account::decode_policy_document(
+        got.policy_document(),
+    ))
+    .unwrap();
+    assert_eq!(doc["Statement"][0]["Action"][0], "s3:GetObject");
+    assert!(w.attached().await.is_empty());
+    // AND the lister sees it
+    let lister = IamLister::from_config(&common::sdk_config().await);
+    let account = AccountId::parse("123456789012").unwrap();
+    assert_eq!(
+        lister
+            .principal_policies(&account, &IamPrincipal::User(w.user.clone()))
+            .await
+            .unwrap(),
+        Some(vec![name.clone()])
+    );
+
+    // WHEN the reconciler runs while the grant is live THEN it stays
+    w.clock.advance(chrono::Duration::seconds(GRACE_SECS + 1));
+    let report = w.reconciler().run(false).await.unwrap();
+    assert!(report.grants.removed.is_empty(), "{report:#?}");
+    assert_eq!(w.user_inline().await, vec![name.clone()]);
+
+    // WHEN the process died after a delete's intent, before its call, and
+    // the record ended
+    let crashed = jit_core::ledger::LedgerEntry::principal_inline(
+        &r.request_id,
+        jit_core::ledger::LedgerOp::Remove,
+        &g.account,
+        &g.principal,
+        &g.name,
+        w.clock.now(),
+    );
+    w.ledger.record_intent(&crashed).await.unwrap();
+    jit_testkit::advance(&w.store, &r, Status::Revoked, w.clock.now()).await;
+    w.clock.advance(chrono::Duration::seconds(GRACE_SECS + 1));
+    let report = w.reconciler().run(false).await.unwrap();
+
+    // THEN the delete is made in IAM, the ledger closed, the request told
+    assert_eq!(report.grants.finished.len(), 1, "{report:#?}");
+    assert!(report.grants.finished[0].done, "{report:#?}");
+    assert!(w.user_inline().await.is_empty());
+    assert!(w.ledger.open_entries().await.unwrap().is_empty());
+    // AND deleting again (a retried revoke) is not an error
+    g.remove(&w.iam).await.unwrap();
+}
+
+#[tokio::test]
+async fn inline_policies_on_a_role_principal_go_through_the_sdk() {
+    let w = world().await;
+    let attacher = IamAttacher::from_config(&common::sdk_config().await);
+    let account = AccountId::parse("123456789012").unwrap();
+    let role = IamPrincipal::Role(w.role.role_name().to_string());
+    use jit_core::ports::PolicyAttacher;
+    attacher
+        .put_inline_policy(&account, &role, "jit-01TEST", POLICY)
+        .await
+        .unwrap();
+    assert_eq!(w.inline().await, vec!["jit-01TEST".to_string()]);
+    let lister = IamLister::from_config(&common::sdk_config().await);
+    assert_eq!(
+        lister.principal_policies(&account, &role).await.unwrap(),
+        Some(vec!["jit-01TEST".to_string()])
+    );
+    attacher
+        .delete_inline_policy(&account, &role, "jit-01TEST")
+        .await
+        .unwrap();
+    assert!(w.inline().await.is_empty());
+    // a principal that does not exist holds nothing, and deleting is fine
+    let nobody = IamPrincipal::User(common::unique_name("missing"));
+    attacher
+        .delete_inline_policy(&account, &nobody, "jit-01TEST")
+        .await
+        .unwrap();
+    assert_eq!(
+        lister.principal_policies(&account, &nobody).await.unwrap(),
+        Some(vec![])
+    );
+}

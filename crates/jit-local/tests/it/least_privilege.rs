@@ -42,6 +42,10 @@ entitlements:
   - name: ReadOnly
     policy_name: ReadOnlyAccess
     account: "123456789012"
+  - name: ReadOnlyScoped
+    policy_name: ReadOnlyAccess
+    account: "123456789012"
+    ceiling: ["s3:Get*", "s3:List*"]
 "#;
 
 fn open(dir: &Path) -> (common::Local, Arc<common::RecordingIssuer>) {
@@ -318,7 +322,8 @@ async fn scopes_that_cannot_be_honoured_are_refused_naming_the_field() {
             json!({"access": "list", "services": ["ec2"]}),
             "scope",
         ),
-        // the catalog fixes the policy; an attach grant cannot be narrowed
+        // the catalog fixes the policy; an attach grant without a ceiling
+        // cannot be narrowed (its inline policy would be bounded by nothing)
         (
             "Fixed",
             json!({"access": "read", "services": ["s3"]}),
@@ -407,4 +412,248 @@ async fn a_preview_shows_the_policy_and_creates_nothing() {
     let (s, v) = l.call("GET", "/requests", "alice@example.com", None).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["requests"].as_array().map(Vec::len), Some(0), "{v}");
+}
+
+const ALICE_USER: &str = "arn:aws:iam::123456789012:user/alice@example.com";
+
+/// The local IAM state of `l`'s data directory (`jit-local iam state`).
+async fn iam_state(dir: &Path, l: &common::Local) -> Value {
+    let state = jit_local::iam_state::state(&dir.join("data"), l.now())
+        .await
+        .unwrap();
+    serde_json::to_value(state).unwrap()
+}
+
+/// The inline policy documents on users and roles, as the stand-in keeps them.
+fn principal_policies(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("data").join(jit_local::PRINCIPAL_POLICIES_FILE))
+        .unwrap_or_else(|_| "{}".into());
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn scoped_attach(l: &common::Local) -> String {
+    let (s, v) = ask(
+        l,
+        "ReadOnlyScoped",
+        json!({"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::prod-logs/*"]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["requestId"].as_str().unwrap().to_string();
+    l.settle().await;
+    let (s, v) = l
+        .post(
+            &format!("/requests/{id}/approve"),
+            "lead@example.com",
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    l.settle().await;
+    id
+}
+
+#[tokio::test]
+async fn a_scoped_attach_grant_is_its_policy_inline_as_jit_id_until_expiry_or_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _) = open(dir.path());
+    // GIVEN an attach-policy entitlement with a ceiling, asked for one action
+    let id = scoped_attach(&l).await;
+    assert_eq!(l.status(&id).await, "GRANTED");
+    let r = l.get(&id).await;
+    assert!(l.states(&id).await.iter().any(|s| s == "GeneratePolicy"));
+
+    // THEN the grant is `jit-<id>` inline on the requester, with the
+    // recorded policy, and the managed policy is not attached
+    let name = format!("jit-{id}");
+    let state = iam_state(dir.path(), &l).await;
+    assert_eq!(state["attachedPolicies"], json!([]), "{state}");
+    assert_eq!(
+        state["inlinePolicies"],
+        json!([{"target": ALICE_USER, "name": name, "requestId": id}])
+    );
+    let doc = principal_policies(dir.path())[ALICE_USER][&name].clone();
+    assert_eq!(doc.as_str(), r["sessionPolicy"].as_str(), "{doc}");
+    let doc: Value = serde_json::from_str(doc.as_str().unwrap()).unwrap();
+    assert_eq!(allowed(&doc), vec!["s3:GetObject"]);
+
+    // WHEN its window ends THEN it is deleted and the request EXPIRED
+    l.forward(3600 + 5).await;
+    assert_eq!(l.status(&id).await, "EXPIRED");
+    assert_eq!(iam_state(dir.path(), &l).await["inlinePolicies"], json!([]));
+
+    // AND a second grant revoked early is deleted at once
+    let id = scoped_attach(&l).await;
+    assert_eq!(
+        iam_state(dir.path(), &l).await["inlinePolicies"][0]["requestId"],
+        id.as_str()
+    );
+    let (s, v) = l
+        .post(
+            &format!("/requests/{id}/revoke"),
+            "lead@example.com",
+            json!({"reason": "done early"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "REVOKED");
+    let state = iam_state(dir.path(), &l).await;
+    assert_eq!(state["inlinePolicies"], json!([]), "{state}");
+    assert_eq!(state["attachedPolicies"], json!([]), "{state}");
+    // and the Revoke step at the window's end finds nothing left to do
+    l.forward(3600 + 5).await;
+    assert_eq!(l.status(&id).await, "REVOKED");
+    assert_eq!(principal_policies(dir.path()), json!({}));
+}
+
+/// The local attacher, with faults injected on the inline-policy calls.
+struct Faulty {
+    inner: Arc<jit_local::grants::LocalAttacher>,
+    /// The next this-many puts land in IAM, but their answer is lost.
+    lose_put_answers: std::sync::atomic::AtomicU32,
+    /// While set, every delete fails before changing anything.
+    deletes_fail: std::sync::atomic::AtomicBool,
+    deletes_tried: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl jit_core::ports::PolicyAttacher for Faulty {
+    async fn attach(
+        &self,
+        a: &jit_core::AccountId,
+        p: &jit_core::ports::IamPrincipal,
+        n: &jit_core::PolicyName,
+    ) -> Result<(), jit_core::ports::GrantError> {
+        self.inner.attach(a, p, n).await
+    }
+    async fn detach(
+        &self,
+        a: &jit_core::AccountId,
+        p: &jit_core::ports::IamPrincipal,
+        n: &jit_core::PolicyName,
+    ) -> Result<(), jit_core::ports::GrantError> {
+        self.inner.detach(a, p, n).await
+    }
+    async fn put_inline_policy(
+        &self,
+        a: &jit_core::AccountId,
+        p: &jit_core::ports::IamPrincipal,
+        n: &str,
+        d: &str,
+    ) -> Result<(), jit_core::ports::GrantError> {
+        use std::sync::atomic::Ordering;
+        self.inner.put_inline_policy(a, p, n, d).await?;
+        let lose = self
+            .lose_put_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if lose {
+            return Err(jit_core::ports::GrantError::Transient(
+                "the connection closed before IAM answered".into(),
+            ));
+        }
+        Ok(())
+    }
+    async fn delete_inline_policy(
+        &self,
+        a: &jit_core::AccountId,
+        p: &jit_core::ports::IamPrincipal,
+        n: &str,
+    ) -> Result<(), jit_core::ports::GrantError> {
+        use std::sync::atomic::Ordering;
+        self.deletes_tried.fetch_add(1, Ordering::SeqCst);
+        if self.deletes_fail.load(Ordering::SeqCst) {
+            return Err(jit_core::ports::GrantError::Transient(
+                "Throttling: Rate exceeded".into(),
+            ));
+        }
+        self.inner.delete_inline_policy(a, p, n).await
+    }
+}
+
+#[tokio::test]
+async fn faults_on_the_inline_policy_calls_never_leave_it_past_the_window() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let catalog = dir.path().join("catalog.yaml");
+    std::fs::write(&catalog, CATALOG).unwrap();
+    // GIVEN jit-local whose IAM stand-in loses a put's answer and can be
+    // made to refuse every delete
+    let inner = Arc::new(
+        jit_local::grants::LocalAttacher::open(data.join(jit_local::ATTACHMENTS_FILE)).unwrap(),
+    );
+    let roles = Arc::new(
+        jit_local::access::LocalRoleRevoker::open(data.join(jit_local::ROLE_POLICIES_FILE))
+            .unwrap(),
+    );
+    let faulty = Arc::new(Faulty {
+        inner: inner.clone(),
+        lose_put_answers: 1.into(),
+        deletes_fail: false.into(),
+        deletes_tried: 0.into(),
+    });
+    let overrides = jit_local::Overrides {
+        attacher: Some(faulty.clone()),
+        revoker: Some(roles.clone()),
+        inventory: Some(Arc::new(jit_local::iam_state::LocalInventory {
+            attacher: inner.clone(),
+            roles,
+        })),
+        ..Default::default()
+    };
+    let cfg = common::config(&data, &catalog, KEY);
+    let l = common::Local::open(&cfg, common::fixed_clock(), overrides, KEY);
+
+    // WHEN the grant's put lands but its answer is lost
+    let id = scoped_attach(&l).await;
+    for _ in 0..5 {
+        if l.status(&id).await == "GRANTED" {
+            break;
+        }
+        l.forward(5).await; // the Grant step's retry
+    }
+    // THEN the retried step grants once, and the ledger shows both calls
+    assert_eq!(l.status(&id).await, "GRANTED");
+    assert_eq!(faulty.lose_put_answers.load(Ordering::SeqCst), 0);
+    let name = format!("jit-{id}");
+    assert_eq!(inner.inline_policies().len(), 1);
+    assert_eq!(inner.inline_policies()[0].1, name);
+
+    // WHEN every delete fails while the window ends
+    faulty.deletes_fail.store(true, Ordering::SeqCst);
+    l.forward(3600 + 5).await;
+    for _ in 0..10 {
+        l.forward(30).await; // the Revoke step's retries, the minute's passes
+    }
+    // THEN the deletes were tried, and IAM still holds it (nothing could)
+    assert!(faulty.deletes_tried.load(Ordering::SeqCst) > 1);
+    assert_eq!(inner.inline_policies().len(), 1);
+    let status = l.status(&id).await;
+
+    // WHEN IAM answers again and the reconciler's pass runs
+    faulty.deletes_fail.store(false, Ordering::SeqCst);
+    l.forward(60).await;
+    let report = l
+        .app
+        .reconcile(false, Some(chrono::Duration::zero()))
+        .await
+        .unwrap();
+    // THEN it is gone, the ledger holds nothing open, and the request says why
+    assert_eq!(
+        inner.inline_policies(),
+        vec![],
+        "request {status}: {report:#?}"
+    );
+    let state = iam_state(dir.path(), &l).await;
+    assert_eq!(state["inlinePolicies"], json!([]), "{state}");
+    use jit_core::ledger::GrantLedger;
+    let store = jit_store_sqlite::SqliteStore::open(&data.join(jit_local::STORE_FILE)).unwrap();
+    assert!(store.open_entries().await.unwrap().is_empty());
+    assert!(
+        matches!(l.status(&id).await.as_str(), "EXPIRED" | "FAILED"),
+        "{}",
+        l.status(&id).await
+    );
 }

@@ -2,6 +2,7 @@
 //! per file: the test build is the slow part of CI). Each module was a
 //! `tests/<name>.rs` of its own; run one with `cargo test --test it <name>::`.
 
+mod access_analyzer;
 mod analytics;
 mod approvals;
 mod asl_cli;
@@ -9,6 +10,7 @@ mod aws_grants;
 mod aws_permission_sets;
 mod backpressure;
 mod break_glass;
+mod bedrock;
 mod browser;
 mod chaos;
 mod common;
