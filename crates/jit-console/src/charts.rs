@@ -318,6 +318,12 @@ fn signals_table(sec: &Value) -> String {
             "Early revokes (by who revoked)",
             Some("REVOKED"),
         ),
+        ("breakGlassGrants", "Break-glass grants", Some("GRANTED")),
+        (
+            "breakGlassUnreviewed",
+            "Break-glass grants not yet reviewed",
+            Some("GRANTED"),
+        ),
     ];
     let mut t = String::from(
         "<div class=\"table\"><table id=\"signals\"><caption>Security signals</caption><thead><tr><th scope=\"col\">Signal</th><th scope=\"col\">Count</th><th scope=\"col\">Where</th></tr></thead><tbody>",

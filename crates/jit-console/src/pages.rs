@@ -1124,6 +1124,19 @@ fn actions(
             )
         ));
     }
+    // A break-glass use waits for someone else's review; the API decides
+    // who may give it (an approver of the entitlement, once).
+    if !mine && r["breakGlass"].is_object() && r["breakGlass"]["review"].is_null() {
+        a.push_str(&format!(
+            "<form method=\"post\" action=\"/ui/requests/{id}/review\" class=\"stack decide\" id=\"review-form\">{csrf}\n\
+<p>Break-glass for incident <strong>{}</strong>: was it justified?</p>\n\
+<label for=\"review-verdict\">Verdict</label>\n\
+<select id=\"review-verdict\" name=\"verdict\" required><option value=\"justified\">justified</option><option value=\"not-justified\">not justified</option></select>\n{}\
+<button type=\"submit\" id=\"review\">Record the review</button></form>\n",
+            s(&r["breakGlass"]["incident"]),
+            reason_box("review-reason", "Reason", true)
+        ));
+    }
     if a.is_empty() {
         return String::new();
     }
@@ -1172,6 +1185,7 @@ async fn action(
         ("extend", None) => ("extend".to_string(), "More time asked for."),
         ("extend", Some("approve")) => ("extend/approve".to_string(), "Extension approved."),
         ("extend", Some("deny")) => ("extend/deny".to_string(), "Extension denied."),
+        ("review", None) => ("review".to_string(), "Review recorded."),
         _ => {
             return ctx.page(
                 StatusCode::NOT_FOUND,
@@ -1188,6 +1202,11 @@ async fn action(
     }
     if path == "extend" {
         body["duration"] = json!(field(f, "duration").trim());
+    }
+    if path == "review" {
+        // The API names a missing or unknown verdict and an empty reason.
+        body["verdict"] = json!(field(f, "verdict"));
+        body["reason"] = json!(reason);
     }
     let back = match field(f, "back") {
         "" => format!("/ui/requests/{id}"),
@@ -1379,9 +1398,10 @@ async fn admin(ctx: &Ctx<'_>, q: &[(String, String)]) -> Response<String> {
     for k in keys {
         params.push((k, field(q, k)));
     }
-    let (list, notes) = tokio::join!(
+    let (list, notes, reviews) = tokio::join!(
         ctx.api(ApiCall::get("/requests").query(&params)),
         ctx.api(ApiCall::get("/audit").query(&[("action", "note"), ("limit", "200")])),
+        ctx.api(ApiCall::get("/requests").query(&[("review", "pending")])),
     );
     if list.code() == Some("not_admin") || list.status == 403 {
         return ctx.refused("Admin", "/ui/admin", &list);
@@ -1470,9 +1490,28 @@ async fn admin(ctx: &Ctx<'_>, q: &[(String, String)]) -> Response<String> {
             esc(&notes.refusal())
         ));
     }
-    main.push_str(
-        "<h2 id=\"break-glass\">Break-glass reviews</h2>\n<p>This broker records no break-glass access: every grant above went through its entitlement's approvers or auto-approve rule.</p>\n",
-    );
+    main.push_str("<h2 id=\"break-glass\">Break-glass reviews</h2>\n");
+    if !reviews.ok() {
+        main.push_str(&format!(
+            "<p class=\"flash error\">{}</p>\n",
+            esc(&reviews.refusal())
+        ));
+    } else {
+        let items = reviews.body["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if items.is_empty() {
+            main.push_str("<p id=\"no-reviews\">No break-glass use waits for your review (only an approver of its entitlement, not its requester, reviews one).</p>\n");
+        } else {
+            main.push_str(&requests_table(
+                &items,
+                now,
+                true,
+                "Break-glass uses waiting for your review (open one to review it)",
+            ));
+        }
+    }
     ctx.page(StatusCode::OK, "Admin", "/ui/admin", &main)
 }
 

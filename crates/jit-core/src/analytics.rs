@@ -302,6 +302,13 @@ pub struct Security {
     pub approval_timeouts: Count,
     pub reconciler_drift: Count,
     pub revocations: Count,
+    /// Break-glass requests granted in the range (self-approved, announced,
+    /// reviewed afterwards).
+    #[serde(default)]
+    pub break_glass_grants: Count,
+    /// Of those, the ones no approver has reviewed yet.
+    #[serde(default)]
+    pub break_glass_unreviewed: Count,
 }
 
 /// The answer of `GET /analytics`.
@@ -346,6 +353,11 @@ pub struct EventDigest {
     pub usage: Option<Box<crate::usage::UsageRecord>>,
 }
 
+/// A `created` event's digest `code` when its request is break-glass: the
+/// one mark of it analytics needs, kept in the column stores already have
+/// (`created` events carry no refusal code of their own).
+pub const BREAK_GLASS_CODE: &str = crate::break_glass::FLAG;
+
 impl EventDigest {
     pub fn of(e: &AuditEvent) -> EventDigest {
         let snap = e.snapshot.as_deref();
@@ -357,7 +369,10 @@ impl EventDigest {
             actor: e.actor.clone(),
             action: e.action,
             to: e.to,
-            code: e.code.clone(),
+            code: e.code.clone().or_else(|| {
+                (e.action == AuditAction::Created && snap.is_some_and(|s| s.break_glass.is_some()))
+                    .then(|| BREAK_GLASS_CODE.to_string())
+            }),
             entitlement: snap
                 .map(|s| s.entitlement.clone())
                 .or_else(|| e.entitlement.clone()),
@@ -397,6 +412,10 @@ enum Fact {
     },
     Drift,
     Usage(Box<crate::usage::UsageRecord>),
+    /// The request is break-glass (its `created` event says so).
+    BreakGlass,
+    /// An approver reviewed it (a `review` event).
+    Reviewed,
 }
 
 /// Who and what a request is, from its `created` snapshot (or, for a
@@ -561,8 +580,16 @@ impl Analytics {
                 Some(Fact::Drift)
             }
             AuditAction::Usage => e.usage.clone().map(Fact::Usage),
+            AuditAction::Review => Some(Fact::Reviewed),
             _ => None,
         };
+        if e.action == AuditAction::Created && e.code.as_deref() == Some(BREAK_GLASS_CODE) {
+            self.reqs
+                .entry(e.request_id.clone())
+                .or_default()
+                .facts
+                .push(Fact::BreakGlass);
+        }
         if let Some(f) = fact {
             match self.reqs.get_mut(&e.request_id) {
                 Some(r) => r.facts.push(f),
@@ -711,6 +738,8 @@ impl Analytics {
             approval_timeouts: count("transitions to APPROVAL_TIMED_OUT"),
             reconciler_drift: count("note events by system:reconciler"),
             revocations: count("transitions to REVOKED, by who revoked"),
+            break_glass_grants: count("transitions to GRANTED of requests whose created event is flagged break-glass"),
+            break_glass_unreviewed: count("break-glass grants (as above) with no review event yet"),
         };
         let mut used_vs_granted = crate::usage::UsedVsGrantedBuilder::default();
         let mut decide_all = Vec::new();
@@ -851,7 +880,13 @@ impl Analytics {
                     },
                     Fact::Drift => s.reconciler_drift.add(ent),
                     Fact::Usage(record) => used_vs_granted.add(ent, record),
-                    Fact::Created(_) => {}
+                    Fact::Created(_) | Fact::BreakGlass | Fact::Reviewed => {}
+                }
+            }
+            if granted.is_some() && facts.iter().any(|f| matches!(f, Fact::BreakGlass)) {
+                s.break_glass_grants.add(ent);
+                if !facts.iter().any(|f| matches!(f, Fact::Reviewed)) {
+                    s.break_glass_unreviewed.add(ent);
                 }
             }
             if let Some((g, x)) = granted {

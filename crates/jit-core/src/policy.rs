@@ -734,7 +734,7 @@ entitlements:
     fn attach_entitlements_take_a_scope_only_under_a_ceiling() {
         let attach = |extra: &str| {
             format!(
-                "entitlements:\n  - name: A\n    policy_name: ReadOnlyAccess\n    account: \"123456789012\"\n    {extra}\n"
+                "defaults: {{approvers: {{emails: [lead@example.com]}}}}\nentitlements:\n  - name: A\n    policy_name: ReadOnlyAccess\n    account: \"123456789012\"\n    {extra}\n"
             )
         };
         // GIVEN a ceiling THEN `required` is accepted

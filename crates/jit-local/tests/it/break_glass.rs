@@ -308,6 +308,17 @@ async fn self_approved_with_an_incident_reference_granted_at_once_announced_and_
         "EXPIRED"
     );
 
+    // AND the analytics count it as a break-glass grant nobody reviewed
+    let signals = |v: &Value| {
+        (
+            v["security"]["breakGlassGrants"]["total"].as_u64(),
+            v["security"]["breakGlassUnreviewed"]["total"].as_u64(),
+        )
+    };
+    let (s, v) = l.api("GET", "/analytics", Some(LEAD), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(signals(&v), (Some(1), Some(1)), "{v}");
+
     // WHEN an approver reviews it
     let (s, v) = l
         .api(
@@ -349,8 +360,11 @@ async fn self_approved_with_an_incident_reference_granted_at_once_announced_and_
         (409, Some("already_reviewed")),
         "{v}"
     );
-    // AND it leaves the pending list, and the reminders stop
+    // AND it leaves the pending list and the unreviewed figure, and the
+    // reminders stop
     assert!(l.pending_for(LEAD).await.is_empty());
+    let (_, v) = l.api("GET", "/analytics", Some(LEAD), None).await;
+    assert_eq!(signals(&v), (Some(1), Some(0)), "{v}");
     l.clock.advance(chrono::Duration::hours(2));
     l.app.sweep_reminders().await.unwrap();
     assert_eq!(channels_posted(&fake).len(), 4);

@@ -685,3 +685,82 @@ async fn the_request_form_previews_a_scope_and_asks_with_it() {
     );
     served.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_glass_use_is_reviewed_from_the_console() {
+    // GIVEN an SRE's break-glass grant, through the API
+    let served = served().await;
+    let (s, v) = call(
+        &served.client,
+        "POST",
+        &format!("{}/requests", served.api),
+        &[
+            ("x-api-key", KEY),
+            ("x-jit-user", "sre@example.com"),
+            ("x-jit-groups", "sre"),
+        ],
+        Some(json!({
+            "entitlement": "BreakGlassAdmin", "duration": "30m", "breakGlass": true,
+            "justification": "INC-9: the primary database is down, failing over"
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["requestId"].as_str().unwrap().to_string();
+    // WHEN a platform lead opens the admin page
+    let mut lead = served.visitor();
+    let (s, _) = lead
+        .sign_in("lead@example.com", "platform-leads,auditors", KEY)
+        .await;
+    assert_eq!(s, 303);
+    let (s, _, page) = lead.send("GET", "/ui/admin", None).await;
+    // THEN the use waits for a review there
+    assert_eq!(s, 200, "{page}");
+    let at = page.find("id=\"break-glass\"").unwrap();
+    assert!(page[at..].contains(&format!("/ui/requests/{id}")), "{page}");
+    // AND its page offers the review, naming the incident
+    let (_, _, detail) = lead.send("GET", &format!("/ui/requests/{id}"), None).await;
+    assert!(
+        detail.contains("id=\"review-form\"") && detail.contains("<strong>INC-9</strong>"),
+        "{detail}"
+    );
+    // WHEN the lead records it without a reason THEN the API's refusal shows
+    let csrf = Visitor::csrf(&detail);
+    let post = |verdict: &str, reason: &str| {
+        format!(
+            "csrf={csrf}&verdict={verdict}&reason={}",
+            jit_core::links::percent_encode(reason)
+        )
+    };
+    let path = format!("/ui/requests/{id}/review");
+    let (s, loc, _) = lead.send("POST", &path, Some(post("justified", ""))).await;
+    assert_eq!(s, 303);
+    let (_, _, shown) = lead.send("GET", &loc, None).await;
+    assert!(shown.contains("reason"), "{shown}");
+    // WHEN the lead records a verdict with a reason
+    let (s, loc, _) = lead
+        .send(
+            "POST",
+            &path,
+            Some(post("justified", "the failover could not wait")),
+        )
+        .await;
+    assert_eq!(s, 303);
+    let (_, _, shown) = lead.send("GET", &loc, None).await;
+    assert!(shown.contains("Review recorded."), "{shown}");
+    // THEN it is on the request, the form is gone, and nothing waits
+    let (_, v) = call(
+        &served.client,
+        "GET",
+        &format!("{}/requests/{id}", served.api),
+        &[("x-api-key", KEY), ("x-jit-user", "lead@example.com")],
+        None,
+    )
+    .await;
+    assert_eq!(v["breakGlass"]["review"]["verdict"], "justified", "{v}");
+    let (_, _, detail) = lead.send("GET", &format!("/ui/requests/{id}"), None).await;
+    assert!(!detail.contains("id=\"review-form\""));
+    let (_, _, page) = lead.send("GET", "/ui/admin", None).await;
+    assert!(page.contains("id=\"no-reviews\""), "{page}");
+    served.stop().await;
+}
