@@ -9,10 +9,9 @@
 //! Level-triggered like the reminders: [`sweep`] (run by the reminder
 //! sweep) looks at the GRANTED requests, announces a pending extension
 //! nobody was told of, reminds, times out, and shows outcomes decided
-//! elsewhere (the REST API, a timeout) on the Slack message. What went
-//! where is the extension's `notice` (internal), written with a guarded
-//! same-status write and an audit note. A decision through a link updates
-//! the Slack message at once (the callback calls [`ApprovalNotifier::show_extension`]).
+//! elsewhere (the REST API, a link, a timeout) on the Slack message. What
+//! went where is the extension's `notice` (internal), written with a
+//! guarded same-status write and an audit note.
 
 use jit_core::catalog::Approvers;
 use jit_core::channels::{ChatMessage, NoticeState};

@@ -549,14 +549,9 @@ impl Approvals {
             .await
         {
             Ok(r) => {
-                let shown = tokio::time::timeout(
-                    OUTCOME_UPDATE_BUDGET,
-                    self.notifier.show_extension(&r.request_id),
-                )
-                .await;
-                if !matches!(shown, Ok(Ok(_))) {
-                    tracing::warn!(request_id = %r.request_id, "could not update the extension's Slack message; the sweep will");
-                }
+                // The Slack message shows it at the next sweep (every
+                // minute): updating it here took this function over the
+                // 6 MB Lambda target (see docs/ARCHITECTURE.md).
                 let x = &r.extensions[index];
                 let (heading, message) = match x.status {
                     jit_core::extension::ExtensionStatus::Approved => (

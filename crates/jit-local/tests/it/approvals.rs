@@ -778,6 +778,9 @@ async fn extensions_are_announced_with_links_of_their_own_reminded_and_timed_out
     assert_eq!(view["extensions"][0]["status"], "APPROVED", "{view}");
     assert_eq!(view["extensions"][0]["decisions"][0]["via"], "link");
     assert_ne!(view["expiresAt"].as_str().unwrap(), expires_before);
+    // (the sweep shows decisions on the Slack message, in place)
+    let report = l.app.sweep_reminders().await.unwrap();
+    assert_eq!(report.extensions.outcomes_shown, 1, "{report:?}");
     let update = fake.calls_to("chat.update").last().cloned().unwrap();
     assert!(
         update.body["blocks"]
