@@ -363,9 +363,9 @@ async fn self_approved_with_an_incident_reference_granted_at_once_announced_and_
     // AND it leaves the pending list and the unreviewed figure, and the
     // reminders stop
     assert!(l.pending_for(LEAD).await.is_empty());
+    l.clock.advance(chrono::Duration::hours(2));
     let (_, v) = l.api("GET", "/analytics", Some(LEAD), None).await;
     assert_eq!(signals(&v), (Some(1), Some(0)), "{v}");
-    l.clock.advance(chrono::Duration::hours(2));
     l.app.sweep_reminders().await.unwrap();
     assert_eq!(channels_posted(&fake).len(), 4);
     l.app.shutdown().await;
