@@ -71,6 +71,8 @@ fn broker_with(
         )
     })?;
     let catalog = Catalog::parse(&text, &cfg.catalog_path.display().to_string())?;
+    // `idc:` groups through the identity-center `directory` function.
+    let catalog = jit_lambda::with_group_directory(catalog, sdk);
     let store = jit_aws::DynamoStore::from_config(
         sdk,
         jit_aws::TableNames::new(cfg.table.clone(), cfg.audit_table.clone()),
