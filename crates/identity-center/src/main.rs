@@ -14,7 +14,7 @@
 //! `directory` (the API functions'; Identity Store reads only).
 
 use jit_aws::identity_center::IdentityCenterClient;
-use jit_aws::identity_center_fn::{MODE_VAR, Mode, Ports, serve};
+use jit_aws::identity_center_fn::{MODE_VAR, Mode, PERMANENT, Ports, serve};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -24,21 +24,34 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let mode = Mode::parse(std::env::var(MODE_VAR).ok().as_deref())?;
     let cfg = jit_lambda::TaskConfig::from_lookup(|k| std::env::var(k).ok())?;
     let catalog = jit_lambda::load_catalog(&cfg.catalog_path)?;
-    let idc = catalog.identity_center().ok_or_else(|| {
-        format!(
-            "{}: the catalog has no `identity_center` block: this function serves its instance",
-            cfg.catalog_path.display()
-        )
-    })?;
-    let client = IdentityCenterClient::new(&jit_aws::sdk::lambda_config(), idc);
-    let ports = Ports {
-        manager: &client,
-        provisioning: &client,
-        directory: &client,
+    let sdk = jit_aws::sdk::lambda_config();
+    // Deployed only when the stack names an instance; a catalog without
+    // one is a mismatch every call reports (permanent, so steps fail
+    // rather than retry), said once here at init.
+    let client = match catalog.identity_center() {
+        Some(idc) => Some(IdentityCenterClient::new(&sdk, idc)),
+        None => {
+            tracing::error!(
+                catalog = %cfg.catalog_path.display(),
+                "the catalog has no identity_center block: every call is refused"
+            );
+            None
+        }
     };
-    let ports = &ports;
+    let client = &client;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        serve(ports, mode, event.payload)
+        let Some(client) = client else {
+            return Err(Diagnostic {
+                error_type: PERMANENT.to_string(),
+                error_message: "this deployment's catalog names no Identity Center instance (identity_center)".to_string(),
+            });
+        };
+        let ports = Ports {
+            manager: client,
+            provisioning: client,
+            directory: client,
+        };
+        serve(&ports, mode, event.payload)
             .await
             .map_err(|e| Diagnostic {
                 error_type: e.error_type.to_string(),
