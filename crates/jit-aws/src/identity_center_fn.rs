@@ -236,7 +236,13 @@ fn account(account: &str) -> Result<AccountId, ServeError> {
 }
 
 fn permission_set_arn(arn: &str) -> Result<(), ServeError> {
-    if jit_core::identity_center::is_permission_set_arn(arn) {
+    // An sso ARN (AWS spells permission sets `…:permissionSet/ssoins-…/ps-…`;
+    // moto `…:instance/ssoins-…/ps-…`): Identity Center itself judges the rest.
+    let sso = arn
+        .strip_prefix("arn:")
+        .and_then(|rest| rest.split_once(':'))
+        .is_some_and(|(_, rest)| rest.starts_with("sso:::"));
+    if sso && arn.len() <= 1224 && !arn.chars().any(char::is_whitespace) {
         Ok(())
     } else {
         Err(ServeError::permanent(format!(
