@@ -43,7 +43,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let Some(client) = client else {
             return Err(Diagnostic {
                 error_type: PERMANENT.to_string(),
-                error_message: "this deployment's catalog names no Identity Center instance (identity_center)".to_string(),
+                error_message:
+                    "this deployment's catalog names no Identity Center instance (identity_center)"
+                        .to_string(),
             });
         };
         let ports = Ports {

@@ -263,11 +263,7 @@ fn user_id(id: &str) -> Result<(), ServeError> {
     }
 }
 
-fn checked_assignment(
-    account_id: &str,
-    ps: &str,
-    user: &str,
-) -> Result<Assignment, ServeError> {
+fn checked_assignment(account_id: &str, ps: &str, user: &str) -> Result<Assignment, ServeError> {
     permission_set_arn(ps)?;
     user_id(user)?;
     Ok(Assignment {
@@ -299,9 +295,7 @@ pub async fn serve(ports: &Ports<'_>, mode: Mode, event: Value) -> Result<Value,
         Call::GroupsOf { user } => json(ports.directory.groups_of(&principal(&user)?).await?),
         Call::PermissionSet { name_or_arn } => {
             if name_or_arn.is_empty() || name_or_arn.len() > 1224 {
-                return Err(ServeError::permanent(
-                    "`nameOrArn`: 1 to 1224 characters",
-                ));
+                return Err(ServeError::permanent("`nameOrArn`: 1 to 1224 characters"));
             }
             json(
                 ports
@@ -602,7 +596,9 @@ mod tests {
             assert_eq!(serde_json::from_value::<Call>(wire).unwrap(), call);
         }
         // Unknown fields and operations are refused, not ignored.
-        assert!(serde_json::from_value::<Call>(json!({"op": "userId", "user": "a", "x": 1})).is_err());
+        assert!(
+            serde_json::from_value::<Call>(json!({"op": "userId", "user": "a", "x": 1})).is_err()
+        );
         assert!(serde_json::from_value::<Call>(json!({"op": "deleteEverything"})).is_err());
     }
 

@@ -165,13 +165,13 @@ pub fn with_group_directory(catalog: Catalog, sdk: &jit_aws::SdkConfig) -> Catal
     }
     let ttl = idc.group_cache_secs;
     match identity_center_function() {
-        Some(function) => catalog.with_group_directory(Arc::new(
-            jit_core::identity_center::CachedGroups::new(
+        Some(function) => {
+            catalog.with_group_directory(Arc::new(jit_core::identity_center::CachedGroups::new(
                 Arc::new(jit_aws::LambdaIdentityCenter::from_config(sdk, function)),
                 Arc::new(SystemClock),
                 ttl,
-            ),
-        )),
+            )))
+        }
         None => {
             tracing::warn!(
                 "the catalog's rules name idc: groups but JIT_IDENTITY_CENTER_FUNCTION is not set: those rules answer 503 directory_unavailable (deploy with IdentityCenterInstanceArn)"

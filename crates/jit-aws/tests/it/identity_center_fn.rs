@@ -399,7 +399,10 @@ async fn the_directory_function_serves_groups_and_refuses_assignments() {
 
     // WHEN a member's and an outsider's groups are read
     // THEN the member is in the group, the outsider in none
-    assert_eq!(groups.groups_of(&m.member).await.unwrap(), vec![m.group.clone()]);
+    assert_eq!(
+        groups.groups_of(&m.member).await.unwrap(),
+        vec![m.group.clone()]
+    );
     assert!(groups.groups_of(&m.outsider).await.unwrap().is_empty());
     // AND within the cache time, asking again invokes nothing
     let before = fake.invocations.load(Ordering::SeqCst);
@@ -421,7 +424,8 @@ async fn the_directory_function_serves_groups_and_refuses_assignments() {
     );
     assert!(m.assigned(ACCOUNTS[0]).await.is_empty());
     assert!(matches!(
-        idc.assigned_users(&AccountId::parse(ACCOUNTS[0]).unwrap(), &m.ps_arn).await,
+        idc.assigned_users(&AccountId::parse(ACCOUNTS[0]).unwrap(), &m.ps_arn)
+            .await,
         Err(GrantError::Other(_))
     ));
 }
