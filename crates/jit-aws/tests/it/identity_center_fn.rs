@@ -1,6 +1,7 @@
-//! `LambdaIdentityCenter` (the task and API functions' Identity Center)
-//! through the real `aws-sdk-lambda` client against a **loopback fake of
-//! Lambda's Invoke wire format** (`POST
+//! `LambdaIdentityCenter` (the task and API functions' Identity Center):
+//! its SigV4-signed `Invoke` (hand-made: the SDK's Lambda client took
+//! `request` over 6 MB) against a **loopback fake of Lambda's Invoke wire
+//! format** (`POST
 //! /2015-03-31/functions/{name}/invocations`, the payload as the body, a
 //! function error as `X-Amz-Function-Error` with `{errorType,
 //! errorMessage}`), whose handler is the `identity-center` function's own
@@ -132,6 +133,15 @@ async fn fake_lambda(behaviour: Behaviour) -> FakeLambda {
                         .starts_with("x-amz-invocation-type: requestresponse")
                 });
                 assert!(sync, "not a RequestResponse invoke: {head}");
+                // Signed as Lambda expects: SigV4, service `lambda`, the
+                // caller's key and region.
+                let signed = head.lines().any(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.starts_with("authorization: aws4-hmac-sha256 credential=akidcaller/")
+                        && l.contains("/us-east-1/lambda/aws4_request")
+                        && l.contains("signature=")
+                });
+                assert!(signed, "not a SigV4 request for lambda: {head}");
                 counted.fetch_add(1, Ordering::SeqCst);
                 let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let outcome = match &behaviour {
