@@ -14,10 +14,15 @@ use lambda_http::{Request, service_fn};
 async fn main() -> Result<(), lambda_http::Error> {
     jit_lambda::logging::init();
     let cfg = Config::from_lookup(|k| std::env::var(k).ok())?;
-    let catalog = Arc::new(jit_lambda::load_catalog(&cfg.catalog_path)?);
+    let sdk = jit_aws::sdk::lambda_config();
+    // `idc:` groups (approvers) through the identity-center `directory`
+    // function.
+    let catalog = Arc::new(jit_lambda::with_group_directory(
+        jit_lambda::load_catalog(&cfg.catalog_path)?,
+        &sdk,
+    ));
     let state_machine = jit_aws::StateMachineArn::parse(cfg.state_machine_arn.clone())
         .map_err(|e| format!("JIT_STATE_MACHINE_ARN: {e}"))?;
-    let sdk = jit_aws::sdk::lambda_config();
     let store: Arc<dyn jit_core::RequestStore> = Arc::new(jit_aws::DynamoStore::from_config(
         &sdk,
         jit_aws::TableNames::new(cfg.table.clone(), cfg.audit_table.clone()),

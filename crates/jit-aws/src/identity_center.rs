@@ -3,11 +3,12 @@
 //! (`aws-sdk-identitystore`), as `jit_core::identity_center`'s
 //! [`AssignmentManager`] and [`GroupDirectory`].
 //!
-//! Only the functions that make or remove assignments link this module
-//! (feature `idc`): `assume-role`, `update-status`, `expire` and
-//! `jit-local --grants aws`. Both clients are built for the instance's home
-//! region (the catalog's `identity_center.region`), whatever region the
-//! broker runs in.
+//! Only the `identity-center` function and `jit-local --grants aws` link
+//! this module (feature `idc`); the other Lambdas reach it through that
+//! function (`identity_center_fn::LambdaIdentityCenter`), since the two
+//! clients took them over the 6 MB target. Both clients are built for the
+//! instance's home region (the catalog's `identity_center.region`),
+//! whatever region the broker runs in.
 //!
 //! Provisioning is asynchronous: `CreateAccountAssignment` answers a status
 //! (`IN_PROGRESS`, `SUCCEEDED`, `FAILED`) that is polled with

@@ -1,9 +1,10 @@
 //! The Identity Store on the SDK (`aws-sdk-identitystore` only, feature
 //! `idc-groups`): a requester's user id and their groups' display names
 //! (`ListGroupMembershipsForMember`, `DescribeGroup`), as
-//! `jit_core::identity_center::GroupDirectory`. The HTTP API functions
-//! link this for `idc:` rules without sso-admin; the Identity Center
-//! adapter (`identity_center`, feature `idc`) uses it for user ids.
+//! `jit_core::identity_center::GroupDirectory`. The Identity Center
+//! adapter (`identity_center`, feature `idc`) uses it for user ids and
+//! groups; the HTTP API functions do not link it (it took them over 6 MB):
+//! they read groups through the `identity-center` function.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

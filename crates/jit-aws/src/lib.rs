@@ -33,6 +33,7 @@ pub mod export;
 pub mod grants;
 #[cfg(feature = "idc")]
 pub mod identity_center;
+pub mod identity_center_fn;
 #[cfg(feature = "idc-groups")]
 pub mod identity_store;
 pub mod inventory;
@@ -52,6 +53,7 @@ pub use dynamo::{
     RequestItem, TableNames, create_tables,
 };
 pub use grants::{IamAttacher, StsIssuer};
+pub use identity_center_fn::LambdaIdentityCenter;
 pub use inventory::IamLister;
 pub use notify::{LambdaDeferrer, SecretsManagerSource, SesMailer};
 pub use sfn::{

@@ -133,6 +133,13 @@ pub const LAMBDAS: &[LambdaSpec] = &[
         event_note: "API Gateway HTTP API `GET /` without a session: a 303 to the sign-in page, before any network call",
     },
     LambdaSpec {
+        package: "identity-center",
+        env: &[("JIT_IDENTITY_CENTER_MODE", "directory")],
+        reads_secrets: false,
+        event: Some("events/identity-center.json"),
+        event_note: "a `groupsOf` call as the HTTP API functions send it: the sample catalog names no Identity Center instance, so it is refused (permanent), before any AWS call",
+    },
+    LambdaSpec {
         package: "assume-role",
         env: &[],
         reads_secrets: false,

@@ -114,32 +114,71 @@ pub async fn tasks_from_env() -> Result<Tasks, lambda_runtime::Error> {
     })
 }
 
-/// Permission-set grants: the task functions built with the `idc` feature
-/// (`assume-role`, `update-status`, `expire`) make and remove Identity
-/// Center assignments when the catalog names an instance. Built without it,
-/// a permission-set step fails loudly (`GrantFailed`, "no Identity Center
-/// adapter").
-#[cfg(feature = "idc")]
+/// Permission-set grants: when the catalog names an Identity Center
+/// instance, the task functions (`assume-role`, `update-status`, `expire`)
+/// make and remove assignments by invoking the `identity-center` function
+/// named by `JIT_IDENTITY_CENTER_FUNCTION` (they link no Identity Center
+/// client: size). Without the variable, a permission-set step fails loudly
+/// (`GrantFailed`, "no Identity Center adapter") and says why at init.
 fn with_identity_center(
     iam: jit_core::ledger::GrantIam,
     sdk: &jit_aws::SdkConfig,
     catalog: &Catalog,
 ) -> jit_core::ledger::GrantIam {
-    match catalog.identity_center() {
-        Some(idc) => iam.with_assignments(Arc::new(
-            jit_aws::identity_center::IdentityCenterClient::new(sdk, idc),
+    if catalog.identity_center().is_none() {
+        return iam;
+    }
+    match identity_center_function() {
+        Some(function) => iam.with_assignments(Arc::new(
+            jit_aws::LambdaIdentityCenter::from_config(sdk, function),
         )),
-        None => iam,
+        None => {
+            tracing::warn!(
+                "the catalog names an Identity Center instance but JIT_IDENTITY_CENTER_FUNCTION is not set: permission-set grants fail (deploy with IdentityCenterInstanceArn)"
+            );
+            iam
+        }
     }
 }
 
-#[cfg(not(feature = "idc"))]
-fn with_identity_center(
-    iam: jit_core::ledger::GrantIam,
-    _sdk: &jit_aws::SdkConfig,
-    _catalog: &Catalog,
-) -> jit_core::ledger::GrantIam {
-    iam
+/// `JIT_IDENTITY_CENTER_FUNCTION`: the `identity-center` function this one
+/// may invoke (the `assignments` one for the task functions, the
+/// `directory` one for the HTTP API functions).
+pub fn identity_center_function() -> Option<String> {
+    std::env::var(jit_aws::identity_center_fn::FUNCTION_VAR)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// The HTTP API functions' catalog with its `idc:` groups readable: when
+/// the catalog's rules name any and `JIT_IDENTITY_CENTER_FUNCTION` is set,
+/// memberships are read through the `directory` function and cached per
+/// person for the catalog's `identity_center.group_cache`. Otherwise the
+/// catalog is returned as is (a rule naming `idc:` groups then answers
+/// `503 directory_unavailable`, and init says why).
+pub fn with_group_directory(catalog: Catalog, sdk: &jit_aws::SdkConfig) -> Catalog {
+    let Some(idc) = catalog.identity_center() else {
+        return catalog;
+    };
+    if !catalog.uses_idc_groups() {
+        return catalog;
+    }
+    let ttl = idc.group_cache_secs;
+    match identity_center_function() {
+        Some(function) => {
+            catalog.with_group_directory(Arc::new(jit_core::identity_center::CachedGroups::new(
+                Arc::new(jit_aws::LambdaIdentityCenter::from_config(sdk, function)),
+                Arc::new(SystemClock),
+                ttl,
+            )))
+        }
+        None => {
+            tracing::warn!(
+                "the catalog's rules name idc: groups but JIT_IDENTITY_CENTER_FUNCTION is not set: those rules answer 503 directory_unavailable (deploy with IdentityCenterInstanceArn)"
+            );
+            catalog
+        }
+    }
 }
 
 /// The broker the scheduled sweep's workflow reconcile pass needs

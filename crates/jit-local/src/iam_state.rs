@@ -79,6 +79,23 @@ impl IamInventory for LocalInventory {
 pub struct IamState {
     pub attached_policies: Vec<AttachedPolicy>,
     pub inline_policies: Vec<InlinePolicy>,
+    /// The local fake Identity Center's account assignments
+    /// (permission-set grants), each with its request as inline policies
+    /// have theirs. Left out when there are none, so the pinned shape of
+    /// the other two stays exactly as it was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub account_assignments: Vec<AccountAssignment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountAssignment {
+    pub account: String,
+    pub permission_set_arn: String,
+    /// The fake Identity Store user id (`local-user:<email>`).
+    pub user_id: String,
+    /// The request the broker made it for; `null` when the broker did not.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -141,9 +158,13 @@ pub async fn state(data_dir: &Path, now: Timestamp) -> Result<IamState, String> 
     } else {
         None
     };
+    let assignments: std::collections::BTreeSet<crate::identity_center::AssignmentRow> =
+        crate::json_file::load(&data_dir.join(crate::IDC_ASSIGNMENTS_FILE))
+            .map_err(|e| format!("reading {}: {e}", crate::IDC_ASSIGNMENTS_FILE))?;
     let mut out = IamState {
         attached_policies: vec![],
         inline_policies: vec![],
+        account_assignments: vec![],
     };
     for (account, principal, policy) in attacher.attachments() {
         let account = AccountId::parse(account.clone())
@@ -203,6 +224,28 @@ pub async fn state(data_dir: &Path, now: Timestamp) -> Result<IamState, String> 
         out.inline_policies.push(InlinePolicy {
             target,
             name,
+            request_id,
+        });
+    }
+    for row in assignments {
+        let request_id = match (&store, AccountId::parse(row.account.clone())) {
+            (Some(s), Ok(account)) => {
+                let key = jit_core::ledger::assignment_key(
+                    &account,
+                    &row.user_id,
+                    &row.permission_set_arn,
+                );
+                let entries = s.entries_for(&key).await.map_err(|e| e.to_string())?;
+                newest_put(&entries, true)
+                    .or_else(|| newest_put(&entries, false))
+                    .map(|e| e.request_id.to_string())
+            }
+            _ => None,
+        };
+        out.account_assignments.push(AccountAssignment {
+            account: row.account,
+            permission_set_arn: row.permission_set_arn,
+            user_id: row.user_id,
             request_id,
         });
     }
@@ -286,6 +329,16 @@ fn render(s: &IamState) -> String {
             p.target,
             p.name,
             id(&p.request_id)
+        );
+    }
+    out += &format!("account assignments ({}):\n", s.account_assignments.len());
+    for a in &s.account_assignments {
+        out += &format!(
+            "  {}  {}  {}  request {}\n",
+            a.account,
+            a.permission_set_arn,
+            a.user_id,
+            id(&a.request_id)
         );
     }
     out.pop();

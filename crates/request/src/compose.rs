@@ -43,7 +43,7 @@ pub fn broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Erro
     let client = standard.client().clone();
     // A waiting create runs the Express instant workflow first.
     let workflow = jit_aws::SfnInstant::new(standard.without_execution_state(), client, instant);
-    broker_with(cfg, Arc::new(dynamo_store(cfg, sdk)), Arc::new(workflow))
+    broker_with(cfg, sdk, Arc::new(dynamo_store(cfg, sdk)), Arc::new(workflow))
 }
 
 /// `access`'s broker: the store, the catalog and the grant ports. The grant
@@ -56,7 +56,7 @@ pub fn grants_broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_htt
     // Never a `dyn RequestStore` of the whole DynamoStore here: its vtable
     // would link every listing again.
     let store = Arc::new(GrantRoutesStore(dynamo_store(cfg, sdk)));
-    let mut broker = broker_with(cfg, store, Arc::new(NoWorkflow))?;
+    let mut broker = broker_with(cfg, sdk, store, Arc::new(NoWorkflow))?;
     let grants = grant_ports(cfg, sdk, broker.clock.clone())?;
     broker.grants = Some(Arc::new(grants));
     Ok(broker)
@@ -64,6 +64,7 @@ pub fn grants_broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_htt
 
 fn broker_with(
     cfg: &Config,
+    sdk: &SdkConfig,
     store: Arc<dyn jit_core::RequestStore>,
     workflow: Arc<dyn Workflow>,
 ) -> Result<Broker, lambda_http::Error> {
@@ -74,6 +75,8 @@ fn broker_with(
         )
     })?;
     let catalog = Catalog::parse(&text, &cfg.catalog_path.display().to_string())?;
+    // `idc:` groups through the identity-center `directory` function.
+    let catalog = jit_lambda::with_group_directory(catalog, sdk);
     Ok(Broker {
         store,
         workflow,

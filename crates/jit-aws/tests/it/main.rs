@@ -11,6 +11,7 @@ mod dynamo_suite;
 mod dynamo_trail;
 mod grants;
 mod identity_center;
+mod identity_center_fn;
 mod notify;
 mod reconcile;
 mod sdk;

@@ -155,10 +155,31 @@ async fn a_request_for_two_accounts_assigns_in_both_and_expiry_removes_both() {
         )
         .await;
     assert_eq!(s, 409, "{v}");
+    // AND `jit-local iam state` lists both with the request
+    let now = l.now();
+    let state = jit_local::iam_state::state(&tmp.path().join("data"), now)
+        .await
+        .unwrap();
+    let listed: Vec<(&str, Option<&str>)> = state
+        .account_assignments
+        .iter()
+        .map(|a| (a.account.as_str(), a.request_id.as_deref()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("111111111111", Some(id.as_str())),
+            ("222222222222", Some(id.as_str()))
+        ]
+    );
     // WHEN the window ends THEN both assignments are gone
     l.forward(3601).await;
     assert_eq!(l.status(&id).await, "EXPIRED");
     assert_eq!(held(tmp.path()), vec![]);
+    let state = jit_local::iam_state::state(&tmp.path().join("data"), l.now())
+        .await
+        .unwrap();
+    assert!(state.account_assignments.is_empty());
 }
 
 #[tokio::test]
