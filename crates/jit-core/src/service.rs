@@ -434,8 +434,7 @@ impl Broker {
         let mut fingerprint = fingerprint(
             &requester.principal,
             &ent.name,
-            &account,
-            &target,
+            fingerprint_accounts(&account, &target),
             duration,
             &justification,
             req.simulate_approval,
@@ -858,22 +857,25 @@ fn already_approved_cancel() -> ServiceError {
     }
 }
 
+/// What a request's fingerprint says of its accounts: a permission-set
+/// request asks for its accounts; the other kinds keep the fingerprint they
+/// always had (the one account).
+fn fingerprint_accounts(account: &AccountId, target: &GrantTarget) -> serde_json::Value {
+    match target {
+        GrantTarget::PermissionSet { accounts, .. } => serde_json::json!(accounts),
+        _ => serde_json::json!(account),
+    }
+}
+
 fn fingerprint(
     who: &Principal,
     entitlement: &str,
-    account: &AccountId,
-    target: &GrantTarget,
+    account: serde_json::Value,
     duration: GrantDuration,
     justification: &str,
     simulate: bool,
     break_glass: bool,
 ) -> String {
-    // A permission-set request asks for its accounts; the other kinds keep
-    // the fingerprint they always had (the one account).
-    let account = match target {
-        GrantTarget::PermissionSet { accounts, .. } => serde_json::json!(accounts),
-        _ => serde_json::json!(account),
-    };
     let mut canonical = serde_json::json!([
         who,
         entitlement,

@@ -43,7 +43,12 @@ pub fn broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Erro
     let client = standard.client().clone();
     // A waiting create runs the Express instant workflow first.
     let workflow = jit_aws::SfnInstant::new(standard.without_execution_state(), client, instant);
-    broker_with(cfg, sdk, Arc::new(dynamo_store(cfg, sdk)), Arc::new(workflow))
+    broker_with(
+        cfg,
+        sdk,
+        Arc::new(dynamo_store(cfg, sdk)),
+        Arc::new(workflow),
+    )
 }
 
 /// `access`'s broker: the store, the catalog and the grant ports. The grant
