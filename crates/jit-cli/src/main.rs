@@ -248,7 +248,18 @@ enum Command {
         to: Option<String>,
     },
     /// One request.
-    Show { id: String },
+    Show {
+        id: String,
+        /// Show it once no automatic step is under way: it is waiting for a
+        /// person (APPROVAL_PENDING), granted, or over. A request just made
+        /// or just approved is still being validated or granted for a
+        /// moment; without this flag that moment is what is shown.
+        #[arg(long)]
+        settled: bool,
+        /// How long --settled waits, e.g. 30s.
+        #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "settled")]
+        timeout: Duration,
+    },
     /// Cancel your pending request.
     Cancel {
         id: String,
@@ -666,10 +677,25 @@ fn api_command(cmd: Command, out: Output) -> Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Show { id } => {
-                let r = client
-                    .call(Method::GET, &format!("/requests/{}", seg(&id)?), None)
-                    .await?;
+            Command::Show {
+                id,
+                settled,
+                timeout,
+            } => {
+                let path = format!("/requests/{}", seg(&id)?);
+                let mut r = client.call(Method::GET, &path, None).await?;
+                let started = Instant::now();
+                while settled && is_moving(&r) {
+                    if started.elapsed() >= timeout {
+                        return Err(anyhow!(
+                            "request {id} is still {} after {}s: the workflow has not moved it on; check later with `jit show {id}`",
+                            r["status"].as_str().unwrap_or("?"),
+                            timeout.as_secs()
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    r = client.call(Method::GET, &path, None).await?;
+                }
                 print_request(&r, out);
                 Ok(ExitCode::SUCCESS)
             }
@@ -812,6 +838,14 @@ const UNDECIDED: &[&str] = &[
     "APPROVAL_PENDING",
     "APPROVED",
 ];
+
+/// Statuses the workflow moves on without a person: `jit show --settled`
+/// waits through them.
+const MOVING: &[&str] = &["REQUESTED", "VALIDATING", "POLICY_GENERATION", "APPROVED"];
+
+fn is_moving(r: &Value) -> bool {
+    MOVING.contains(&r["status"].as_str().unwrap_or(""))
+}
 
 fn is_decided(r: &Value) -> bool {
     !UNDECIDED.contains(&r["status"].as_str().unwrap_or(""))
