@@ -7,5 +7,5 @@
 async fn main() -> Result<(), lambda_http::Error> {
     let (cfg, sdk) = request::compose::init()?;
     let broker = request::compose::grants_broker(&cfg, &sdk)?;
-    request::compose::serve::<true>(broker, cfg).await
+    request::compose::serve::<{ request::compose::GRANT_ROUTES }>(broker, cfg).await
 }

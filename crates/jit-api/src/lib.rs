@@ -315,7 +315,7 @@ pub async fn handle(broker: &Broker, caller: &Caller, req: ApiRequest) -> Respon
 /// Routes only the grant routes (`/requests/{id}/credentials`, `/console`,
 /// `/revoke`, `/extend…`); anything else is `route_not_found`. What the
 /// `access` Lambda serves: the other routes' code is then not linked into
-/// it at all.
+/// it at all (not even `GET /catalog/check`'s: see [`handle_catalog_check`]).
 pub async fn handle_grants(broker: &Broker, caller: &Caller, req: ApiRequest) -> Response<String> {
     let method = req.method.clone();
     let path = req.path.clone();
@@ -329,7 +329,31 @@ pub async fn handle_grants(broker: &Broker, caller: &Caller, req: ApiRequest) ->
             ["requests", id, rest @ ..] if grants::handles(rest) => {
                 grants::route(broker, caller, &req, id, rest).await
             }
-            ["catalog", "check"] => catalog_check(broker, caller, &req).await,
+            _ => Err(ApiError::RouteNotFound),
+        }
+    }
+    .await;
+    respond(method, path, routed)
+}
+
+/// Routes only `GET /catalog/check`; anything else is `route_not_found`.
+/// What the `catalog-check` Lambda serves: the check's IAM reads
+/// (`GetPolicy`, `GetUser`, `SimulatePrincipalPolicy`) and its report are
+/// then linked into neither `access` nor `request`, which stay under the
+/// 6 MB Lambda target.
+pub async fn handle_catalog_check(
+    broker: &Broker,
+    caller: &Caller,
+    req: ApiRequest,
+) -> Response<String> {
+    let method = req.method.clone();
+    let path = req.path.clone();
+    let routed = async {
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        match req.path.trim_end_matches('/') {
+            "/catalog/check" => catalog_check(broker, caller, &req).await,
             _ => Err(ApiError::RouteNotFound),
         }
     }

@@ -27,14 +27,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::lambda_invoke::{InvocationType, Invoker};
 use async_trait::async_trait;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::http::HttpConnector;
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::byte_stream::ByteStream;
 use jit_core::identity_center::{
     Assignment, AssignmentManager, GroupDirectory, PermissionSetInfo, Provisioning,
 };
@@ -360,11 +354,9 @@ fn json<T: Serialize>(v: T) -> Value {
 /// group memberships are cached by the caller's `CachedGroups`, for a
 /// bounded time.
 ///
-/// `Invoke` is Lambda's REST API signed with SigV4 here, not
+/// `Invoke` is signed here ([`crate::lambda_invoke`]), not sent through
 /// `aws-sdk-lambda`'s client: that client took `request` from 5.96 MB to
-/// 6.26 MB (over the 6 MB target), while the signer, the credentials and
-/// the HTTPS connector are linked by every function already. The wire
-/// format is the one the SDK speaks (tested against a fake of it).
+/// 6.26 MB (over the 6 MB target).
 pub struct LambdaIdentityCenter {
     invoker: Invoker,
     function: String,
@@ -379,179 +371,6 @@ struct FunctionError {
     error_type: Option<String>,
     #[serde(rename = "errorMessage", default)]
     error_message: Option<String>,
-}
-
-/// Lambda's own error body (`{"Type": "User", "message": …}`).
-#[derive(Deserialize, Default)]
-struct ServiceError {
-    #[serde(default, alias = "Message")]
-    message: Option<String>,
-}
-
-/// Longest one invoke may take: the `assignments` function's own timeout
-/// (45 s) and some.
-const INVOKE_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Signs and sends `Invoke` requests.
-struct Invoker {
-    credentials: Option<SharedCredentialsProvider>,
-    region: String,
-    /// `https://lambda.<region>.amazonaws.com`, or the configuration's
-    /// endpoint (`AWS_ENDPOINT_URL`: moto, a test's fake).
-    endpoint: String,
-    connector: crate::sdk::LazyConnector,
-}
-
-impl Invoker {
-    fn new(config: &aws_config::SdkConfig) -> Invoker {
-        let region = config
-            .region()
-            .map(|r| r.as_ref().to_string())
-            .unwrap_or_else(|| "us-east-1".to_string());
-        let endpoint = match config.endpoint_url() {
-            Some(url) => url.trim_end_matches('/').to_string(),
-            None if region.starts_with("cn-") => {
-                format!("https://lambda.{region}.amazonaws.com.cn")
-            }
-            None => format!("https://lambda.{region}.amazonaws.com"),
-        };
-        Invoker {
-            credentials: config.credentials_provider(),
-            region,
-            endpoint,
-            connector: crate::sdk::LazyConnector::default(),
-        }
-    }
-
-    /// One synchronous invoke: the function's status header and payload,
-    /// or the transport's or Lambda's own failure as a grant error.
-    async fn invoke(
-        &self,
-        op: &str,
-        function: &str,
-        payload: Vec<u8>,
-    ) -> Result<(Option<String>, bytes::Bytes), GrantError> {
-        let what = format!("Invoke identity-center {op}");
-        let transient = |m: String| GrantError::Transient(format!("{what}: {m}"));
-        let permanent = |m: String| GrantError::Other(format!("{what}: {m}"));
-        let provider = self
-            .credentials
-            .as_ref()
-            .ok_or_else(|| permanent("no credentials provider".into()))?;
-        let creds = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| transient(format!("credentials: {e}")))?;
-        let uri = format!(
-            "{}/2015-03-31/functions/{}/invocations",
-            self.endpoint,
-            encode_path(function)
-        );
-        let mut req = http::Request::builder()
-            .method("POST")
-            .uri(&uri)
-            .header("content-type", "application/json")
-            .header("x-amz-invocation-type", "RequestResponse")
-            .body(SdkBody::from(payload.clone()))
-            .map_err(|e| permanent(format!("bad request: {e}")))?;
-        let identity = creds.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("lambda")
-            .time(std::time::SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| permanent(format!("SigV4: {e}")))?
-            .into();
-        let headers: Vec<(String, String)> = req
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), v.to_string())))
-            .collect();
-        let signable = SignableRequest::new(
-            "POST",
-            &uri,
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Bytes(&payload),
-        )
-        .map_err(|e| permanent(format!("SigV4: {e}")))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| permanent(format!("SigV4: {e}")))?
-            .into_parts();
-        instructions.apply_to_request_http1x(&mut req);
-        let req = HttpRequest::try_from(req).map_err(|_| permanent("bad URL".into()))?;
-        let call = async {
-            let resp = self
-                .connector
-                .get()
-                .call(req)
-                .await
-                .map_err(|e| transient(format!("unreachable ({e})")))?;
-            let status = resp.status().as_u16();
-            let header = |name: &str| {
-                resp.headers()
-                    .get(name)
-                    .map(|v| v.to_string())
-                    .filter(|v| !v.is_empty())
-            };
-            let function_error = header("x-amz-function-error");
-            let error_code = header("x-amzn-errortype");
-            let body = ByteStream::new(resp.into_body())
-                .collect()
-                .await
-                .map_err(|_| transient("the answer broke off".into()))?
-                .into_bytes();
-            Ok::<_, GrantError>((status, function_error, error_code, body))
-        };
-        let (status, function_error, error_code, body) = tokio::time::timeout(INVOKE_BOUND, call)
-            .await
-            .map_err(|_| transient(format!("no answer within {} s", INVOKE_BOUND.as_secs())))??;
-        if (200..300).contains(&status) {
-            return Ok((function_error, body));
-        }
-        // Lambda's own error: its code (before any `:`) and message.
-        let code = error_code
-            .as_deref()
-            .map(|c| c.split(':').next().unwrap_or(c).to_string())
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        let message = serde_json::from_slice::<ServiceError>(&body)
-            .unwrap_or_default()
-            .message
-            .unwrap_or_else(|| "(no message)".into());
-        let text = format!("{code}: {message}");
-        // Throttling, Lambda's 5xx and a function not ready yet are worth
-        // retrying; a missing function or a denied invoke is a deployment
-        // mistake.
-        let retry = status == 429
-            || status >= 500
-            || matches!(
-                code.as_str(),
-                "TooManyRequestsException"
-                    | "ResourceNotReadyException"
-                    | "ResourceConflictException"
-                    | "SnapStartNotReadyException"
-            );
-        Err(if retry {
-            transient(text)
-        } else {
-            permanent(text)
-        })
-    }
-}
-
-/// A function name or ARN as one URL path segment (`:` kept, as Lambda's
-/// own clients send it).
-fn encode_path(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl LambdaIdentityCenter {
@@ -570,7 +389,19 @@ impl LambdaIdentityCenter {
     async fn call<T: DeserializeOwned>(&self, call: &Call) -> Result<T, GrantError> {
         let op = call.name();
         let payload = serde_json::to_vec(call).expect("plain data serializes");
-        let (function_error, body) = self.invoker.invoke(op, &self.function, payload).await?;
+        let invoked = self
+            .invoker
+            .invoke(&self.function, InvocationType::RequestResponse, payload)
+            .await
+            .map_err(|e| {
+                let text = format!("Invoke identity-center {op}: {}", e.message);
+                if e.transient {
+                    GrantError::Transient(text)
+                } else {
+                    GrantError::Other(text)
+                }
+            })?;
+        let (function_error, body) = (invoked.function_error, invoked.payload);
         if let Some(kind) = function_error {
             let err: FunctionError = serde_json::from_slice(&body).unwrap_or_default();
             let error_type = err.error_type.unwrap_or(kind);

@@ -37,6 +37,7 @@ pub mod identity_center_fn;
 #[cfg(feature = "idc-groups")]
 pub mod identity_store;
 pub mod inventory;
+mod lambda_invoke;
 pub mod notify;
 pub mod sdk;
 pub mod sfn;

@@ -138,37 +138,51 @@ impl SecretSource for SecretsManagerSource {
 
 /// Runs deferred work as an asynchronous (`Event`) invocation of a Lambda
 /// function — the approval callback invoking itself, so Slack gets its
-/// answer at once and the work finishes in a second invocation.
+/// answer at once and the work finishes in a second invocation. The invoke
+/// is signed here ([`crate::lambda_invoke`]): `aws-sdk-lambda`'s client
+/// took `approval-callback` over the 6 MB target.
 #[derive(Debug, Clone)]
 pub struct LambdaDeferrer {
-    client: aws_sdk_lambda::Client,
+    invoker: crate::lambda_invoke::Invoker,
     function: String,
 }
 
 impl LambdaDeferrer {
-    pub fn new(client: aws_sdk_lambda::Client, function: impl Into<String>) -> Self {
+    pub fn from_config(config: &aws_config::SdkConfig, function: impl Into<String>) -> Self {
         LambdaDeferrer {
-            client,
+            invoker: crate::lambda_invoke::Invoker::new(config),
             function: function.into(),
         }
-    }
-
-    pub fn from_config(config: &aws_config::SdkConfig, function: impl Into<String>) -> Self {
-        LambdaDeferrer::new(aws_sdk_lambda::Client::new(config), function)
     }
 }
 
 #[async_trait]
 impl Deferrer for LambdaDeferrer {
     async fn defer(&self, job: &serde_json::Value) -> Result<(), ChannelError> {
-        self.client
-            .invoke()
-            .function_name(&self.function)
-            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
-            .payload(aws_smithy_types::Blob::new(job.to_string().into_bytes()))
-            .send()
+        let invoked = self
+            .invoker
+            .invoke(
+                &self.function,
+                crate::lambda_invoke::InvocationType::Event,
+                job.to_string().into_bytes(),
+            )
             .await
-            .map_err(|e| channel_error("Invoke", &e))?;
+            .map_err(|e| {
+                let text = format!("Invoke {}: {}", self.function, e.message);
+                if e.transient {
+                    ChannelError::Transient(text)
+                } else {
+                    ChannelError::Failed(text)
+                }
+            })?;
+        // An `Event` invoke is queued, never run here: a function error
+        // cannot come back, but say so if Lambda ever reports one.
+        if let Some(kind) = invoked.function_error {
+            return Err(ChannelError::Failed(format!(
+                "Invoke {}: function error {kind}",
+                self.function
+            )));
+        }
         Ok(())
     }
 }

@@ -66,6 +66,13 @@ pub const LAMBDAS: &[LambdaSpec] = &[
         event_note: "API Gateway REST `GET /requests/{id}/credentials` from an IAM caller: reads the request from DynamoDB (refused), answers an error response",
     },
     LambdaSpec {
+        package: "catalog-check",
+        env: &[("JIT_STATE_MACHINE_ARN", STATE_MACHINE_ARN)],
+        reads_secrets: false,
+        event: Some("events/catalog-check.json"),
+        event_note: "API Gateway REST `GET /catalog/check` from a JWT caller outside the catalog's admin_groups: a 403 `not_admin`, before any AWS call",
+    },
+    LambdaSpec {
         package: "approval-callback",
         env: &[
             ("JIT_STATE_MACHINE_ARN", STATE_MACHINE_ARN),

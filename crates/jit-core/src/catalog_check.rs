@@ -486,7 +486,7 @@ impl crate::service::Broker {
             .and_then(|g| g.catalog_check.clone())
             .ok_or_else(|| ServiceError::Unavailable {
                 code: "catalog_check_unavailable",
-                message: "this front door has no account to check the catalog against (deployed, `GET /catalog/check` is served by the access function; jit-local checks with `--grants aws`); run `jit catalog check --local` with your own AWS credentials instead".into(),
+                message: "this front door has no account to check the catalog against (deployed, `GET /catalog/check` is served by the catalog-check function; jit-local checks with `--grants aws`); run `jit catalog check --local` with your own AWS credentials instead".into(),
             })?;
         let rows =
             catalog_check_for(&self.catalog, ports.inspector.as_ref(), &ports.principals).await;

@@ -1,10 +1,12 @@
-//! The API Lambdas' composition roots. Two functions serve the HTTP API:
-//! `request` (the request lifecycle: create, list, read, decide, cancel)
-//! and `access` (the grant routes: credentials, console, revoke,
-//! extensions). Only `access` holds grant ports — STS, IAM, the federation
-//! endpoint — so the most called function can neither vend credentials nor
-//! change IAM, its role has no such permission, and its binary links none
-//! of that code (it stays under the 6 MB Lambda target).
+//! The API Lambdas' composition roots. Three functions serve the HTTP API:
+//! `request` (the request lifecycle: create, list, read, decide, cancel),
+//! `access` (the grant routes: credentials, console, revoke, extensions)
+//! and `catalog-check` (`GET /catalog/check`, read-only IAM). Only `access`
+//! holds grant ports that act — STS, IAM, the federation endpoint — so the
+//! most called function can neither vend credentials nor change IAM, its
+//! role has no such permission, and its binary links none of that code;
+//! the catalog check's IAM reads live apart so that `access` stays under
+//! the 6 MB Lambda target too.
 
 use std::sync::Arc;
 
@@ -227,27 +229,48 @@ pub fn grant_ports(
             jit_aws::IamInspector::from_config(sdk).roles_only(),
         )),
         session_cap_secs: jit_core::grant_ports::CHAINED_SESSION_CAP_SECS,
-        catalog_check: Some(Arc::new(jit_core::catalog_check::CatalogCheckPorts {
-            inspector: Arc::new(jit_aws::IamInspector::from_config(sdk)),
-            principals: cfg.broker_principals.clone(),
-        })),
+        catalog_check: None,
     })
 }
 
+/// `catalog-check`'s broker: [`grants_broker`]'s, with the catalog check's
+/// ports (the full IAM inspector and the broker's principals). Its role may
+/// only read IAM: the grant ports it carries (the type has no "none" for
+/// them) are never called, as it routes nothing but `GET /catalog/check`.
+pub fn catalog_check_broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Error> {
+    let store = Arc::new(GrantRoutesStore(dynamo_store(cfg, sdk)));
+    let mut broker = broker_with(cfg, sdk, store, Arc::new(NoWorkflow))?;
+    let mut ports = grant_ports(cfg, sdk, broker.clock.clone())?;
+    ports.catalog_check = Some(Arc::new(jit_core::catalog_check::CatalogCheckPorts {
+        inspector: Arc::new(jit_aws::IamInspector::from_config(sdk)),
+        principals: cfg.broker_principals.clone(),
+    }));
+    broker.grants = Some(Arc::new(ports));
+    Ok(broker)
+}
+
+/// Which routes a function serves (the `ROUTES` of [`serve`]).
+pub const ALL_ROUTES: u8 = 0;
+/// `access`: the grant routes.
+pub const GRANT_ROUTES: u8 = 1;
+/// `catalog-check`: `GET /catalog/check`.
+pub const CATALOG_CHECK_ROUTE: u8 = 2;
+
 /// Serves API Gateway events until the runtime stops: every route
-/// (`GRANTS_ONLY = false`, `request`), or only the grant routes (`true`,
-/// `access`). A constant, so each binary links only its own router.
-pub async fn serve<const GRANTS_ONLY: bool>(
+/// ([`ALL_ROUTES`], `request`), only the grant routes ([`GRANT_ROUTES`],
+/// `access`) or only the catalog check ([`CATALOG_CHECK_ROUTE`],
+/// `catalog-check`). A constant, so each binary links only its own router.
+pub async fn serve<const ROUTES: u8>(
     broker: Broker,
     cfg: Config,
 ) -> Result<(), lambda_http::Error> {
     let broker = &broker;
     let trust = &cfg.trust;
     lambda_http::run(service_fn(move |event: Request| async move {
-        let resp = if GRANTS_ONLY {
-            crate::handle_grants(broker, trust, event).await
-        } else {
-            crate::handle(broker, trust, event).await
+        let resp = match ROUTES {
+            GRANT_ROUTES => crate::handle_grants(broker, trust, event).await,
+            CATALOG_CHECK_ROUTE => crate::handle_catalog_check(broker, trust, event).await,
+            _ => crate::handle(broker, trust, event).await,
         };
         Ok::<_, std::convert::Infallible>(resp)
     }))

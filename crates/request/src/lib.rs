@@ -212,6 +212,19 @@ pub async fn handle_grants(broker: &Broker, trust: &TrustPolicy, event: Request)
         .map(Body::Text)
 }
 
+/// [`handle`] for the `catalog-check` function: only `GET /catalog/check`
+/// is served (and linked); any other path is `404 route_not_found`.
+pub async fn handle_catalog_check(
+    broker: &Broker,
+    trust: &TrustPolicy,
+    event: Request,
+) -> Response<Body> {
+    let (caller, api) = translate(trust, event);
+    jit_api::handle_catalog_check(broker, &caller, api)
+        .await
+        .map(Body::Text)
+}
+
 /// API Gateway's event as the caller it authenticated and a `jit-api`
 /// request.
 fn translate(trust: &TrustPolicy, event: Request) -> (Caller, ApiRequest) {

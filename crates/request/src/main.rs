@@ -6,5 +6,5 @@
 async fn main() -> Result<(), lambda_http::Error> {
     let (cfg, sdk) = request::compose::init()?;
     let broker = request::compose::broker(&cfg, &sdk)?;
-    request::compose::serve::<false>(broker, cfg).await
+    request::compose::serve::<{ request::compose::ALL_ROUTES }>(broker, cfg).await
 }

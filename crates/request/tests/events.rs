@@ -308,3 +308,58 @@ async fn grant_routes_on_the_request_function_answer_grants_unavailable() {
     assert_eq!(resp.status(), 503, "{v}");
     assert_eq!(v["error"]["code"], "grants_unavailable");
 }
+
+/// `GET /catalog/check` belongs to the `catalog-check` function: `access`
+/// routes it nowhere (so it links none of the check's IAM reads), and the
+/// `catalog-check` router serves that route alone.
+#[tokio::test]
+async fn the_catalog_check_has_a_function_of_its_own() {
+    use request::{handle_catalog_check, handle_grants};
+    // GIVEN the example catalog with an admin group, and no account to
+    // check it against (no catalog-check ports)
+    let text = format!(
+        "{}\nadmin_groups: [platform-admins]\n",
+        include_str!("../../../config/catalog.example.yaml")
+    );
+    let (mut b, _) = broker();
+    b.catalog = Arc::new(Catalog::parse(&text, "catalog.yaml").unwrap());
+    let trust = TrustPolicy::default();
+
+    // WHEN an admin asks `access` for the check
+    let resp = handle_grants(&b, &trust, event("catalog-check.json")).await;
+    // THEN it is not one of its routes
+    let v = body(&resp);
+    assert_eq!(resp.status(), 404, "{v}");
+    assert_eq!(v["error"]["code"], "route_not_found");
+
+    // WHEN the admin asks `catalog-check`
+    let resp = handle_catalog_check(&b, &trust, event("catalog-check.json")).await;
+    // THEN it is served: here without ports, so 503 naming the function
+    let v = body(&resp);
+    assert_eq!(resp.status(), 503, "{v}");
+    assert_eq!(v["error"]["code"], "catalog_check_unavailable");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("catalog-check function"),
+        "{v}"
+    );
+
+    // WHEN someone outside admin_groups asks
+    let e = event_with("catalog-check.json", |v| {
+        v["requestContext"]["authorizer"]["claims"]["cognito:groups"] = "engineering".into();
+    });
+    let resp = handle_catalog_check(&b, &trust, e).await;
+    // THEN refused, before any AWS call
+    let v = body(&resp);
+    assert_eq!(resp.status(), 403, "{v}");
+    assert_eq!(v["error"]["code"], "not_admin");
+
+    // WHEN `catalog-check` is asked for a grant route
+    let resp = handle_catalog_check(&b, &trust, event("request-credentials.json")).await;
+    // THEN it is not one of its routes
+    let v = body(&resp);
+    assert_eq!(resp.status(), 404, "{v}");
+    assert_eq!(v["error"]["code"], "route_not_found");
+}

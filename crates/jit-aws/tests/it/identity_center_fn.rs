@@ -9,7 +9,8 @@
 //! sso-admin and identitystore**. Why a fake Lambda: moto's Lambda runs a
 //! function's code only in Docker (not available here), and without it
 //! echoes payloads, so it cannot run our binary. Needs the moto server
-//! `./scripts/test` starts.
+//! `./scripts/test` starts. The last test covers `LambdaDeferrer`, the
+//! same signed invoke as an asynchronous `Event`.
 
 use crate::common;
 
@@ -23,6 +24,7 @@ use aws_types::region::Region;
 use jit_aws::LambdaIdentityCenter;
 use jit_aws::identity_center::IdentityCenterClient;
 use jit_aws::identity_center_fn::{Mode, Ports, serve};
+use jit_core::channels::Deferrer;
 use jit_core::identity_center::{
     Assignment, AssignmentManager, CachedGroups, GroupDirectory, IdentityCenter, Provisioning,
 };
@@ -41,6 +43,9 @@ enum Behaviour {
     Serve(Mode, Arc<IdentityCenterClient>),
     /// Reports what Lambda reports for a function that ran out of time.
     TimesOut,
+    /// Queues an asynchronous (`Event`) invocation as Lambda does (`202`,
+    /// no payload), keeping the event: `LambdaDeferrer`'s side.
+    Queue(Arc<std::sync::Mutex<Vec<Value>>>),
 }
 
 struct FakeLambda {
@@ -127,12 +132,16 @@ async fn fake_lambda(behaviour: Behaviour) -> FakeLambda {
                     .await;
                     return;
                 }
-                // A synchronous invoke: the adapter must ask for one.
-                let sync = head.lines().any(|l| {
-                    l.to_ascii_lowercase()
-                        .starts_with("x-amz-invocation-type: requestresponse")
-                });
-                assert!(sync, "not a RequestResponse invoke: {head}");
+                // A synchronous invoke for the Identity Center ports, an
+                // asynchronous one for deferred work.
+                let want = match &behaviour {
+                    Behaviour::Queue(_) => "x-amz-invocation-type: event",
+                    _ => "x-amz-invocation-type: requestresponse",
+                };
+                let kind_ok = head
+                    .lines()
+                    .any(|l| l.to_ascii_lowercase().trim_end() == want);
+                assert!(kind_ok, "not `{want}`: {head}");
                 // Signed as Lambda expects: SigV4, service `lambda`, the
                 // caller's key and region.
                 let signed = head.lines().any(|l| {
@@ -144,6 +153,11 @@ async fn fake_lambda(behaviour: Behaviour) -> FakeLambda {
                 assert!(signed, "not a SigV4 request for lambda: {head}");
                 counted.fetch_add(1, Ordering::SeqCst);
                 let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if let Behaviour::Queue(queued) = &behaviour {
+                    queued.lock().unwrap().push(event);
+                    respond(&mut sock, "202 Accepted", "", b"").await;
+                    return;
+                }
                 let outcome = match &behaviour {
                     Behaviour::Serve(mode, client) => {
                         let ports = Ports {
@@ -155,6 +169,7 @@ async fn fake_lambda(behaviour: Behaviour) -> FakeLambda {
                             .await
                             .map_err(|e| (e.error_type.to_string(), e.message))
                     }
+                    Behaviour::Queue(_) => unreachable!("answered above"),
                     Behaviour::TimesOut => Err((
                         "Sandbox.Timedout".to_string(),
                         "RequestId: x Error: Task timed out after 40.00 seconds".to_string(),
@@ -193,7 +208,12 @@ async fn fake_lambda(behaviour: Behaviour) -> FakeLambda {
 
 /// The caller's adapter, its Lambda client pointed at the fake.
 async fn caller(fake: &FakeLambda, function: &str) -> LambdaIdentityCenter {
-    let sdk = jit_aws::sdk::config_loader()
+    LambdaIdentityCenter::from_config(&caller_config(fake).await, function)
+}
+
+/// The caller's AWS configuration: the fake's endpoint, the caller's key.
+async fn caller_config(fake: &FakeLambda) -> aws_config::SdkConfig {
+    jit_aws::sdk::config_loader()
         .endpoint_url(&fake.url)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
@@ -204,8 +224,7 @@ async fn caller(fake: &FakeLambda, function: &str) -> LambdaIdentityCenter {
             "test",
         ))
         .load()
-        .await;
-    LambdaIdentityCenter::from_config(&sdk, function)
+        .await
 }
 
 struct Moto {
@@ -513,4 +532,55 @@ async fn function_errors_become_transient_or_permanent_grant_errors() {
         "{err:?}"
     );
     assert!(!format!("{err:?}").contains(common::DUMMY_SECRET));
+}
+
+/// `LambdaDeferrer` (the approval callback handing its slow Slack work to a
+/// second invocation of itself) goes through the same signed invoke, as an
+/// `Event`: Lambda queues it and answers `202` with no payload.
+#[tokio::test]
+async fn deferred_work_is_queued_as_an_event_invoke() {
+    // GIVEN Lambda, queueing what it is given
+    let queued = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fake = fake_lambda(Behaviour::Queue(queued.clone())).await;
+    let config = caller_config(&fake).await;
+
+    // WHEN the callback defers a job
+    let job = json!({"deferred": "slack-decision", "requestId": "01J0000000000000000000000"});
+    jit_aws::LambdaDeferrer::from_config(&config, FUNCTION)
+        .defer(&job)
+        .await
+        .unwrap();
+    // THEN the function is invoked once, asynchronously, with the job as is
+    assert_eq!(
+        queued.lock().unwrap().as_slice(),
+        std::slice::from_ref(&job)
+    );
+
+    // WHEN the function does not exist (a deployment mistake)
+    let err = jit_aws::LambdaDeferrer::from_config(&config, "jit-no-such-function")
+        .defer(&job)
+        .await
+        .unwrap_err();
+    // THEN the deferral fails for good, naming Lambda's error, without the
+    // caller's secret
+    assert!(
+        !err.is_transient() && err.to_string().contains("ResourceNotFoundException"),
+        "{err:?}"
+    );
+    assert!(!format!("{err:?}").contains(common::DUMMY_SECRET));
+    assert_eq!(queued.lock().unwrap().len(), 1);
+
+    // WHEN Lambda cannot be reached at all
+    let down = jit_aws::sdk::config_loader()
+        .endpoint_url("http://127.0.0.1:1")
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKID", "secret", None, None, "test"))
+        .load()
+        .await;
+    let err = jit_aws::LambdaDeferrer::from_config(&down, FUNCTION)
+        .defer(&job)
+        .await
+        .unwrap_err();
+    // THEN it is transient: the caller falls back or retries
+    assert!(err.is_transient(), "{err:?}");
 }
