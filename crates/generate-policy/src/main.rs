@@ -11,7 +11,9 @@
 //! the configured model, `access-analyzer:ValidatePolicy` and read access
 //! to the grantable roles' policies. The step is
 //! `jit_core::policy_step::PolicyStep::generate_policy`, the same function
-//! `jit-local`'s engine calls in-process.
+//! `jit-local`'s engine calls in-process. It also answers the `request`
+//! function's `{"generate": …}` events (`jit_aws::policy_fn`): a scope
+//! checked at create, or previewed, with the same generators.
 
 use std::sync::Arc;
 
@@ -58,6 +60,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let step = &step;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        // The `request` function checking a scope at create (or a
+        // preview): generate and answer, store nothing.
+        if let Some(answer) =
+            jit_aws::policy_fn::serve(step.generator.as_ref(), &event.payload).await
+        {
+            return Ok(answer);
+        }
         step.generate_policy(event.payload)
             .await
             .map_err(TaskFailure)

@@ -39,6 +39,7 @@ pub mod identity_store;
 pub mod inventory;
 mod lambda_invoke;
 pub mod notify;
+pub mod policy_fn;
 pub mod sdk;
 pub mod sfn;
 pub mod slack;
@@ -57,6 +58,7 @@ pub use grants::{IamAttacher, StsIssuer};
 pub use identity_center_fn::LambdaIdentityCenter;
 pub use inventory::IamLister;
 pub use notify::{LambdaDeferrer, SecretsManagerSource, SesMailer};
+pub use policy_fn::LambdaPolicyGenerator;
 pub use sfn::{
     InvalidStateMachineArn, SfnApiWorkflow, SfnDecisions, SfnInstant, SfnWorkflow, StateMachineArn,
 };

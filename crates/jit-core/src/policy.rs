@@ -403,7 +403,8 @@ impl GenerationError {
 
 /// Turns a scope (or the catalog's fixed policy) into a validated session
 /// policy. Implementations: `jit_policy::Deterministic` (in process), the
-/// `generate-policy` Lambda behind `jit_aws::LambdaPolicyGenerator`.
+/// `generate-policy` Lambda behind `jit_aws::LambdaPolicyGenerator` (the
+/// deployed `request` function).
 #[async_trait::async_trait]
 pub trait PolicyGenerator: Send + Sync {
     async fn generate(&self, input: &GenerationInput) -> Result<GeneratedPolicy, GenerationError>;

@@ -28,9 +28,10 @@ pub fn init() -> Result<(Config, SdkConfig), lambda_http::Error> {
     Ok((cfg, jit_aws::sdk::lambda_config()))
 }
 
-/// `request`'s broker: the DynamoDB store, the Step Functions workflow and
-/// the catalog, without grant ports. The grant routes answer `503
-/// grants_unavailable` on it (API Gateway sends them to `access`).
+/// `request`'s broker: the DynamoDB store, the Step Functions workflow, the
+/// catalog and (with `JIT_POLICY_FUNCTION`) the `generate-policy` function
+/// as its policy generator, without grant ports. The grant routes answer
+/// `503 grants_unavailable` on it (API Gateway sends them to `access`).
 pub fn broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Error> {
     let state_machine = jit_aws::StateMachineArn::parse(cfg.state_machine_arn.clone())
         .map_err(|e| format!("JIT_STATE_MACHINE_ARN: {e}"))?;
@@ -45,12 +46,22 @@ pub fn broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Erro
     let client = standard.client().clone();
     // A waiting create runs the Express instant workflow first.
     let workflow = jit_aws::SfnInstant::new(standard.without_execution_state(), client, instant);
-    broker_with(
+    let mut broker = broker_with(
         cfg,
         sdk,
         Arc::new(dynamo_store(cfg, sdk)),
         Arc::new(workflow),
-    )
+    )?;
+    // A scope is checked at create (and previewed) by the generate-policy
+    // function: the generators are not linked here.
+    broker.policy = cfg.policy_function.as_ref().map(|f| {
+        Arc::new(jit_aws::LambdaPolicyGenerator::from_config(
+            sdk,
+            f.clone(),
+            cfg.policy_ai,
+        )) as Arc<dyn jit_core::policy::PolicyGenerator>
+    });
+    Ok(broker)
 }
 
 /// `access`'s broker: the store, the catalog and the grant ports. The grant

@@ -30,6 +30,13 @@ pub struct Config {
     /// comma-separated; `GET /catalog/check` judges every trust policy
     /// for each. Empty: trust policies are not judged.
     pub broker_principals: Vec<jit_core::catalog_check::BrokerPrincipal>,
+    /// `JIT_POLICY_FUNCTION`: the `generate-policy` function (name or ARN)
+    /// a request's `scope` is checked with at create and previewed with;
+    /// unset, a scoped request answers `503 policy_generation_unavailable`.
+    pub policy_function: Option<String>,
+    /// `JIT_POLICY_AI`: that function has an AI generator configured, so a
+    /// scope in words (`describe`) is accepted.
+    pub policy_ai: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -46,6 +53,39 @@ fn list(v: Option<String>) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// A boolean variable: unset or empty is `false`.
+fn flag(var: &'static str, v: Option<String>) -> Result<bool, ConfigError> {
+    match v.as_deref() {
+        None | Some("") | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ConfigError {
+            var,
+            message: format!("`{other}` must be true or false"),
+        }),
+    }
+}
+
+/// A Lambda function's name or ARN, when set.
+fn function_name(var: &'static str, v: Option<String>) -> Result<Option<String>, ConfigError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(name)
+            if name.len() <= 170
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_:".contains(c)) =>
+        {
+            Ok(Some(name.to_string()))
+        }
+        Some(name) => Err(ConfigError {
+            var,
+            message: format!(
+                "`{name}` is not a Lambda function name or ARN (up to 170 of a-z A-Z 0-9 - _ :)"
+            ),
+        }),
+    }
 }
 
 fn table_name(var: &'static str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
@@ -102,16 +142,7 @@ impl Config {
                 message: e.to_string(),
             });
         }
-        let demo_mode = match get("JIT_DEMO_MODE").as_deref() {
-            None | Some("") | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    var: "JIT_DEMO_MODE",
-                    message: format!("`{other}` must be true or false"),
-                });
-            }
-        };
+        let demo_mode = flag("JIT_DEMO_MODE", get("JIT_DEMO_MODE"))?;
         let federation_url = get("JIT_FEDERATION_URL")
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| jit_aws::console::DEFAULT_FEDERATION_URL.to_string());
@@ -153,6 +184,8 @@ impl Config {
             demo_mode,
             federation_url,
             broker_principals,
+            policy_function: function_name("JIT_POLICY_FUNCTION", get("JIT_POLICY_FUNCTION"))?,
+            policy_ai: flag("JIT_POLICY_AI", get("JIT_POLICY_AI"))?,
         })
     }
 }
@@ -203,6 +236,28 @@ mod tests {
         );
         let e = cfg(&[SM, ("JIT_INSTANT_STATE_MACHINE_ARN", "nope")]).unwrap_err();
         assert_eq!(e.var, "JIT_INSTANT_STATE_MACHINE_ARN");
+    }
+
+    #[test]
+    fn the_policy_function_is_optional_and_checked() {
+        let c = cfg(&[SM]).unwrap();
+        assert_eq!(c.policy_function, None);
+        assert!(!c.policy_ai);
+        let c = cfg(&[
+            SM,
+            ("JIT_POLICY_FUNCTION", "jit-GeneratePolicyFunction-Ab12"),
+            ("JIT_POLICY_AI", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.policy_function.as_deref(),
+            Some("jit-GeneratePolicyFunction-Ab12")
+        );
+        assert!(c.policy_ai);
+        let e = cfg(&[SM, ("JIT_POLICY_FUNCTION", "not a name")]).unwrap_err();
+        assert_eq!(e.var, "JIT_POLICY_FUNCTION");
+        let e = cfg(&[SM, ("JIT_POLICY_AI", "yes")]).unwrap_err();
+        assert_eq!(e.var, "JIT_POLICY_AI");
     }
 
     #[test]

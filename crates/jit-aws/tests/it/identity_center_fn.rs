@@ -1,21 +1,18 @@
 //! `LambdaIdentityCenter` (the task and API functions' Identity Center):
 //! its SigV4-signed `Invoke` (hand-made: the SDK's Lambda client took
-//! `request` over 6 MB) against a **loopback fake of Lambda's Invoke wire
-//! format** (`POST
-//! /2015-03-31/functions/{name}/invocations`, the payload as the body, a
-//! function error as `X-Amz-Function-Error` with `{errorType,
-//! errorMessage}`), whose handler is the `identity-center` function's own
+//! `request` over 6 MB) against the **loopback fake of Lambda's Invoke
+//! wire format** (`common::fake_lambda`, which says why a fake), whose
+//! handler is the `identity-center` function's own
 //! (`identity_center_fn::serve`) over the SDK adapter calling **moto's
-//! sso-admin and identitystore**. Why a fake Lambda: moto's Lambda runs a
-//! function's code only in Docker (not available here), and without it
-//! echoes payloads, so it cannot run our binary. Needs the moto server
-//! `./scripts/test` starts. The last test covers `LambdaDeferrer`, the
+//! sso-admin and identitystore**. Needs the moto server `./scripts/test`
+//! starts. The last test covers `LambdaDeferrer`, the
 //! same signed invoke as an asynchronous `Event`.
 
 use crate::common;
+use crate::common::fake_lambda::{Behaviour, FakeLambda, caller_config, fake_lambda, handler};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use aws_credential_types::Credentials;
 use aws_sdk_identitystore::types::{Email, MemberId, Name};
@@ -30,201 +27,41 @@ use jit_core::identity_center::{
 };
 use jit_core::ports::{GrantError, ManualClock};
 use jit_core::{AccountId, Principal};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::json;
 
 const FUNCTION: &str = "jit-identity-center";
 const ACCOUNTS: [&str; 2] = ["111111111111", "222222222222"];
 
-/// What the fake Lambda does with an invocation of [`FUNCTION`].
-#[derive(Clone)]
-enum Behaviour {
-    /// Runs the function's handler in `Mode` over this adapter.
-    Serve(Mode, Arc<IdentityCenterClient>),
-    /// Reports what Lambda reports for a function that ran out of time.
-    TimesOut,
-    /// Queues an asynchronous (`Event`) invocation as Lambda does (`202`,
-    /// no payload), keeping the event: `LambdaDeferrer`'s side.
-    Queue(Arc<std::sync::Mutex<Vec<Value>>>),
-}
-
-struct FakeLambda {
-    url: String,
-    invocations: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeLambda {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Reads one HTTP/1.1 request (headers, then the body by its length).
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let (head_end, length) = loop {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
+/// The `identity-center` function's handler in `mode` over `client`.
+fn serving(mode: Mode, client: Arc<IdentityCenterClient>) -> Behaviour {
+    Behaviour::Serve(handler(move |event| {
+        let client = client.clone();
+        async move {
+            let ports = Ports {
+                manager: client.as_ref(),
+                provisioning: client.as_ref(),
+                directory: client.as_ref(),
+            };
+            serve(&ports, mode, event)
+                .await
+                .map_err(|e| (e.error_type.to_string(), e.message))
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..i]).to_string();
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_string())
-                })
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            break (i + 4, length);
-        }
-    };
-    while buf.len() < head_end + length {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    Some((head, buf[head_end..].to_vec()))
+    }))
 }
 
-async fn respond(sock: &mut tokio::net::TcpStream, status: &str, headers: &str, body: &[u8]) {
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = sock.write_all(head.as_bytes()).await;
-    let _ = sock.write_all(body).await;
-}
-
-/// Lambda's Invoke on 127.0.0.1: serves until dropped.
-async fn fake_lambda(behaviour: Behaviour) -> FakeLambda {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let invocations = Arc::new(AtomicUsize::new(0));
-    let counted = invocations.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let behaviour = behaviour.clone();
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let Some((head, body)) = read_request(&mut sock).await else {
-                    return;
-                };
-                let request_line = head.lines().next().unwrap_or_default().to_string();
-                let expected = format!("POST /2015-03-31/functions/{FUNCTION}/invocations ");
-                if !request_line.starts_with(&expected) {
-                    // What Lambda answers for a function it does not have.
-                    let msg = json!({"Type": "User", "message": format!("Function not found: {request_line}")});
-                    respond(
-                        &mut sock,
-                        "404 Not Found",
-                        "x-amzn-errortype: ResourceNotFoundException\r\n",
-                        msg.to_string().as_bytes(),
-                    )
-                    .await;
-                    return;
-                }
-                // A synchronous invoke for the Identity Center ports, an
-                // asynchronous one for deferred work.
-                let want = match &behaviour {
-                    Behaviour::Queue(_) => "x-amz-invocation-type: event",
-                    _ => "x-amz-invocation-type: requestresponse",
-                };
-                let kind_ok = head
-                    .lines()
-                    .any(|l| l.to_ascii_lowercase().trim_end() == want);
-                assert!(kind_ok, "not `{want}`: {head}");
-                // Signed as Lambda expects: SigV4, service `lambda`, the
-                // caller's key and region.
-                let signed = head.lines().any(|l| {
-                    let l = l.to_ascii_lowercase();
-                    l.starts_with("authorization: aws4-hmac-sha256 credential=akidcaller/")
-                        && l.contains("/us-east-1/lambda/aws4_request")
-                        && l.contains("signature=")
-                });
-                assert!(signed, "not a SigV4 request for lambda: {head}");
-                counted.fetch_add(1, Ordering::SeqCst);
-                let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                if let Behaviour::Queue(queued) = &behaviour {
-                    queued.lock().unwrap().push(event);
-                    respond(&mut sock, "202 Accepted", "", b"").await;
-                    return;
-                }
-                let outcome = match &behaviour {
-                    Behaviour::Serve(mode, client) => {
-                        let ports = Ports {
-                            manager: client.as_ref(),
-                            provisioning: client.as_ref(),
-                            directory: client.as_ref(),
-                        };
-                        serve(&ports, *mode, event)
-                            .await
-                            .map_err(|e| (e.error_type.to_string(), e.message))
-                    }
-                    Behaviour::Queue(_) => unreachable!("answered above"),
-                    Behaviour::TimesOut => Err((
-                        "Sandbox.Timedout".to_string(),
-                        "RequestId: x Error: Task timed out after 40.00 seconds".to_string(),
-                    )),
-                };
-                match outcome {
-                    Ok(answer) => {
-                        respond(
-                            &mut sock,
-                            "200 OK",
-                            "x-amz-executed-version: $LATEST\r\n",
-                            answer.to_string().as_bytes(),
-                        )
-                        .await
-                    }
-                    Err((error_type, message)) => {
-                        let body = json!({"errorType": error_type, "errorMessage": message});
-                        respond(
-                            &mut sock,
-                            "200 OK",
-                            "x-amz-function-error: Unhandled\r\nx-amz-executed-version: $LATEST\r\n",
-                            body.to_string().as_bytes(),
-                        )
-                        .await
-                    }
-                }
-            });
-        }
-    });
-    FakeLambda {
-        url,
-        invocations,
-        task,
-    }
+/// What Lambda reports for a function that ran out of time.
+fn timing_out() -> Behaviour {
+    Behaviour::Serve(handler(|_| async {
+        Err((
+            "Sandbox.Timedout".to_string(),
+            "RequestId: x Error: Task timed out after 40.00 seconds".to_string(),
+        ))
+    }))
 }
 
 /// The caller's adapter, its Lambda client pointed at the fake.
 async fn caller(fake: &FakeLambda, function: &str) -> LambdaIdentityCenter {
     LambdaIdentityCenter::from_config(&caller_config(fake).await, function)
-}
-
-/// The caller's AWS configuration: the fake's endpoint, the caller's key.
-async fn caller_config(fake: &FakeLambda) -> aws_config::SdkConfig {
-    jit_aws::sdk::config_loader()
-        .endpoint_url(&fake.url)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "AKIDCALLER",
-            common::DUMMY_SECRET,
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await
 }
 
 struct Moto {
@@ -356,7 +193,7 @@ async fn assignments_are_made_and_removed_through_the_function() {
     // GIVEN moto's Identity Center behind the identity-center function
     // (mode `assignments`), and a task function's invoking adapter
     let m = moto().await;
-    let fake = fake_lambda(Behaviour::Serve(Mode::Assignments, m.adapter().await)).await;
+    let fake = fake_lambda(FUNCTION, serving(Mode::Assignments, m.adapter().await)).await;
     let idc = caller(&fake, FUNCTION).await;
 
     // WHEN the grant's lookups are made
@@ -420,7 +257,7 @@ async fn the_directory_function_serves_groups_and_refuses_assignments() {
     // GIVEN the `directory` function (the HTTP API functions') and the
     // API's cached directory over the invoking adapter
     let m = moto().await;
-    let fake = fake_lambda(Behaviour::Serve(Mode::Directory, m.adapter().await)).await;
+    let fake = fake_lambda(FUNCTION, serving(Mode::Directory, m.adapter().await)).await;
     let idc = Arc::new(caller(&fake, FUNCTION).await);
     let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     let clock = Arc::new(ManualClock::new(t0));
@@ -479,7 +316,7 @@ async fn function_errors_become_transient_or_permanent_grant_errors() {
         .load()
         .await;
     let down = Arc::new(IdentityCenterClient::new(&refused, &idc));
-    let fake = fake_lambda(Behaviour::Serve(Mode::Assignments, down)).await;
+    let fake = fake_lambda(FUNCTION, serving(Mode::Assignments, down)).await;
     let c = caller(&fake, FUNCTION).await;
     let alice = Principal::parse("alice@example.com").unwrap();
 
@@ -507,7 +344,7 @@ async fn function_errors_become_transient_or_permanent_grant_errors() {
 
     // WHEN the function runs out of time (Lambda reports it as an
     // unhandled error of its own type)
-    let slow = fake_lambda(Behaviour::TimesOut).await;
+    let slow = fake_lambda(FUNCTION, timing_out()).await;
     let err = caller(&slow, FUNCTION)
         .await
         .delete(&bad)
@@ -541,7 +378,7 @@ async fn function_errors_become_transient_or_permanent_grant_errors() {
 async fn deferred_work_is_queued_as_an_event_invoke() {
     // GIVEN Lambda, queueing what it is given
     let queued = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let fake = fake_lambda(Behaviour::Queue(queued.clone())).await;
+    let fake = fake_lambda(FUNCTION, Behaviour::Queue(queued.clone())).await;
     let config = caller_config(&fake).await;
 
     // WHEN the callback defers a job

@@ -13,6 +13,7 @@ mod grants;
 mod identity_center;
 mod identity_center_fn;
 mod notify;
+mod policy_fn;
 mod reconcile;
 mod sdk;
 mod sfn;

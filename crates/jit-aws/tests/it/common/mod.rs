@@ -2,6 +2,8 @@
 //! an SDK config pointing at it, and uniquely named resources.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod fake_lambda;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_config::SdkConfig;
