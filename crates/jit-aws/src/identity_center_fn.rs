@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::lambda_invoke::{InvocationType, Invoker};
+use crate::lambda_invoke::{FunctionError, InvocationType, Invoker};
 use async_trait::async_trait;
 use jit_core::identity_center::{
     Assignment, AssignmentManager, GroupDirectory, PermissionSetInfo, Provisioning,
@@ -364,14 +364,6 @@ pub struct LambdaIdentityCenter {
     users: Mutex<HashMap<Principal, String>>,
 }
 
-/// The function's error payload.
-#[derive(Deserialize, Default)]
-struct FunctionError {
-    #[serde(rename = "errorType", default)]
-    error_type: Option<String>,
-    #[serde(rename = "errorMessage", default)]
-    error_message: Option<String>,
-}
 
 impl LambdaIdentityCenter {
     /// The function named `function` (name or ARN), invoked with the

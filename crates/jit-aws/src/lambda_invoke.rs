@@ -50,6 +50,16 @@ pub(crate) struct Invoked {
     pub payload: bytes::Bytes,
 }
 
+/// A function's own error payload (`X-Amz-Function-Error` set): what the
+/// runtime reports for a failed invocation.
+#[derive(Deserialize, Default)]
+pub(crate) struct FunctionError {
+    #[serde(rename = "errorType", default)]
+    pub error_type: Option<String>,
+    #[serde(rename = "errorMessage", default)]
+    pub error_message: Option<String>,
+}
+
 /// Lambda's own error body (`{"Type": "User", "message": …}`).
 #[derive(Deserialize, Default)]
 struct ServiceError {

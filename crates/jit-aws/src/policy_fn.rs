@@ -19,7 +19,7 @@ use jit_core::policy::{GeneratedPolicy, GenerationError, GenerationInput, Policy
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::lambda_invoke::{InvocationType, Invoker};
+use crate::lambda_invoke::{FunctionError, InvocationType, Invoker};
 
 /// The key of a generate event: `{"generate": GenerationInput}`.
 pub const GENERATE: &str = "generate";
@@ -56,15 +56,6 @@ pub async fn serve(generator: &dyn PolicyGenerator, event: &Value) -> Option<Val
         "generate served"
     );
     Some(serde_json::to_value(answer).expect("plain data serializes"))
-}
-
-/// The function's error payload (`X-Amz-Function-Error` set).
-#[derive(Deserialize, Default)]
-struct FunctionError {
-    #[serde(rename = "errorType", default)]
-    error_type: Option<String>,
-    #[serde(rename = "errorMessage", default)]
-    error_message: Option<String>,
 }
 
 /// The core's policy generator, answered by the `generate-policy`
