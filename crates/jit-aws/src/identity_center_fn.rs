@@ -364,7 +364,6 @@ pub struct LambdaIdentityCenter {
     users: Mutex<HashMap<Principal, String>>,
 }
 
-
 impl LambdaIdentityCenter {
     /// The function named `function` (name or ARN), invoked with the
     /// configuration's credentials, region and endpoint.
