@@ -7,6 +7,6 @@
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     let (cfg, sdk) = request::compose::init()?;
-    let broker = request::compose::catalog_check_broker(&cfg, &sdk)?;
-    request::compose::serve::<{ request::compose::CATALOG_CHECK_ROUTE }>(broker, cfg).await
+    let (catalog, ports) = request::compose::catalog_check_ports(&cfg, &sdk)?;
+    request::compose::serve_catalog_check(catalog, ports, cfg).await
 }

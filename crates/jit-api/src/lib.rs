@@ -337,12 +337,14 @@ pub async fn handle_grants(broker: &Broker, caller: &Caller, req: ApiRequest) ->
 }
 
 /// Routes only `GET /catalog/check`; anything else is `route_not_found`.
-/// What the `catalog-check` Lambda serves: the check's IAM reads
-/// (`GetPolicy`, `GetUser`, `SimulatePrincipalPolicy`) and its report are
-/// then linked into neither `access` nor `request`, which stay under the
-/// 6 MB Lambda target.
+/// What the `catalog-check` Lambda serves, from the catalog and the
+/// check's ports alone (no `Broker`: no store, workflow or grant ports to
+/// link): the check's IAM reads (`GetPolicy`, `GetUser`,
+/// `SimulatePrincipalPolicy`) and its report are then linked into neither
+/// `access` nor `request`.
 pub async fn handle_catalog_check(
-    broker: &Broker,
+    catalog: &jit_core::Catalog,
+    ports: Option<&jit_core::catalog_check::CatalogCheckPorts>,
     caller: &Caller,
     req: ApiRequest,
 ) -> Response<String> {
@@ -353,7 +355,7 @@ pub async fn handle_catalog_check(
             return Err(ApiError::PayloadTooLarge);
         }
         match req.path.trim_end_matches('/') {
-            "/catalog/check" => catalog_check(broker, caller, &req).await,
+            "/catalog/check" => catalog_check_with(catalog, ports, caller, &req).await,
             _ => Err(ApiError::RouteNotFound),
         }
     }
@@ -504,6 +506,17 @@ async fn catalog_check(
     caller: &Caller,
     req: &ApiRequest,
 ) -> Result<Response<String>, ApiError> {
+    let ports = broker.grants.as_ref().and_then(|g| g.catalog_check.clone());
+    catalog_check_with(&broker.catalog, ports.as_deref(), caller, req).await
+}
+
+/// [`catalog_check`] over the catalog and the check's ports alone.
+async fn catalog_check_with(
+    catalog: &jit_core::Catalog,
+    ports: Option<&jit_core::catalog_check::CatalogCheckPorts>,
+    caller: &Caller,
+    req: &ApiRequest,
+) -> Result<Response<String>, ApiError> {
     if req.method != Method::GET {
         return Err(ApiError::MethodNotAllowed(&[Method::GET]));
     }
@@ -513,7 +526,7 @@ async fn catalog_check(
             "is not a query parameter; this route takes none",
         ));
     }
-    let report = broker.check_catalog(caller).await?;
+    let report = jit_core::catalog_check::check_catalog_as(catalog, caller, ports).await?;
     Ok(json_response(
         StatusCode::OK,
         &serde_json::to_value(&report).unwrap_or(Value::Null),

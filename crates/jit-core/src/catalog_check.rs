@@ -455,51 +455,60 @@ pub async fn catalog_check_for(
 }
 
 impl crate::service::Broker {
-    /// `GET /catalog/check`: the catalog checked with the broker's own
-    /// principals and inspector. Members of the catalog's `admin_groups`
-    /// only (it describes the account's roles and who may assume them).
+    /// `GET /catalog/check` on this broker: [`check_catalog_as`] with the
+    /// catalog-check ports of its grant ports, if any.
     pub async fn check_catalog(
         &self,
         caller: &crate::identity::Caller,
     ) -> Result<CatalogReport, crate::error::ServiceError> {
-        use crate::error::ServiceError;
-        let groups = match &caller.identity {
-            Some(id) => self.catalog.groups_of(&id.principal, &id.groups),
-            None => {
-                return Err(ServiceError::forbidden(
-                    "not_admin",
-                    None,
-                    "only members of the catalog's admin_groups may run the catalog check; the call carries no person",
-                ));
-            }
-        };
-        if !self.catalog.is_admin(&groups) {
+        let ports = self.grants.as_ref().and_then(|g| g.catalog_check.clone());
+        check_catalog_as(&self.catalog, caller, ports.as_deref()).await
+    }
+}
+
+/// `GET /catalog/check`: the catalog checked with the broker's own
+/// principals and inspector. Members of the catalog's `admin_groups` only
+/// (it describes the account's roles and who may assume them). A free
+/// function over the catalog and the ports, not a `Broker` method, so the
+/// `catalog-check` Lambda serves it without a store, a workflow or grant
+/// ports (none of which it links).
+pub async fn check_catalog_as(
+    catalog: &Catalog,
+    caller: &crate::identity::Caller,
+    ports: Option<&CatalogCheckPorts>,
+) -> Result<CatalogReport, crate::error::ServiceError> {
+    use crate::error::ServiceError;
+    let groups = match &caller.identity {
+        Some(id) => catalog.groups_of(&id.principal, &id.groups),
+        None => {
             return Err(ServiceError::forbidden(
                 "not_admin",
                 None,
-                "only members of the catalog's admin_groups may run the catalog check",
+                "only members of the catalog's admin_groups may run the catalog check; the call carries no person",
             ));
         }
-        let ports = self
-            .grants
-            .as_ref()
-            .and_then(|g| g.catalog_check.clone())
-            .ok_or_else(|| ServiceError::Unavailable {
-                code: "catalog_check_unavailable",
-                message: "this front door has no account to check the catalog against (deployed, `GET /catalog/check` is served by the catalog-check function; jit-local checks with `--grants aws`); run `jit catalog check --local` with your own AWS credentials instead".into(),
-            })?;
-        let rows =
-            catalog_check_for(&self.catalog, ports.inspector.as_ref(), &ports.principals).await;
-        Ok(CatalogReport {
-            broker_principals: ports
-                .principals
-                .iter()
-                .map(|b| b.arn().to_string())
-                .collect(),
-            ok: !has_problems(&rows),
-            rows,
-        })
+    };
+    if !catalog.is_admin(&groups) {
+        return Err(ServiceError::forbidden(
+            "not_admin",
+            None,
+            "only members of the catalog's admin_groups may run the catalog check",
+        ));
     }
+    let ports = ports.ok_or_else(|| ServiceError::Unavailable {
+        code: "catalog_check_unavailable",
+        message: "this front door has no account to check the catalog against (deployed, `GET /catalog/check` is served by the catalog-check function; jit-local checks with `--grants aws`); run `jit catalog check --local` with your own AWS credentials instead".into(),
+    })?;
+    let rows = catalog_check_for(catalog, ports.inspector.as_ref(), &ports.principals).await;
+    Ok(CatalogReport {
+        broker_principals: ports
+            .principals
+            .iter()
+            .map(|b| b.arn().to_string())
+            .collect(),
+        ok: !has_problems(&rows),
+        rows,
+    })
 }
 
 /// Checks every entitlement of the catalog against the account. `broker`

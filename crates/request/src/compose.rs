@@ -86,19 +86,10 @@ fn broker_with(
     store: Arc<dyn jit_core::RequestStore>,
     workflow: Arc<dyn Workflow>,
 ) -> Result<Broker, lambda_http::Error> {
-    let text = std::fs::read_to_string(&cfg.catalog_path).map_err(|e| {
-        format!(
-            "JIT_CATALOG: cannot read {}: {e}",
-            cfg.catalog_path.display()
-        )
-    })?;
-    let catalog = Catalog::parse(&text, &cfg.catalog_path.display().to_string())?;
-    // `idc:` groups through the identity-center `directory` function.
-    let catalog = jit_lambda::with_group_directory(catalog, sdk);
     Ok(Broker {
         store,
         workflow,
-        catalog: Arc::new(catalog),
+        catalog: Arc::new(load_catalog(cfg, sdk)?),
         clock: Arc::new(SystemClock),
         settings: Settings {
             demo_mode: cfg.demo_mode,
@@ -106,6 +97,19 @@ fn broker_with(
         grants: None,
         policy: None,
     })
+}
+
+/// The catalog at `JIT_CATALOG`, with `idc:` groups read through the
+/// identity-center `directory` function.
+fn load_catalog(cfg: &Config, sdk: &SdkConfig) -> Result<Catalog, lambda_http::Error> {
+    let text = std::fs::read_to_string(&cfg.catalog_path).map_err(|e| {
+        format!(
+            "JIT_CATALOG: cannot read {}: {e}",
+            cfg.catalog_path.display()
+        )
+    })?;
+    let catalog = Catalog::parse(&text, &cfg.catalog_path.display().to_string())?;
+    Ok(jit_lambda::with_group_directory(catalog, sdk))
 }
 
 fn dynamo_store(cfg: &Config, sdk: &SdkConfig) -> jit_aws::DynamoStore {
@@ -244,33 +248,45 @@ pub fn grant_ports(
     })
 }
 
-/// `catalog-check`'s broker: [`grants_broker`]'s, with the catalog check's
-/// ports (the full IAM inspector and the broker's principals). Its role may
-/// only read IAM: the grant ports it carries (the type has no "none" for
-/// them) are never called, as it routes nothing but `GET /catalog/check`.
-pub fn catalog_check_broker(cfg: &Config, sdk: &SdkConfig) -> Result<Broker, lambda_http::Error> {
-    let store = Arc::new(GrantRoutesStore(dynamo_store(cfg, sdk)));
-    let mut broker = broker_with(cfg, sdk, store, Arc::new(NoWorkflow))?;
-    let mut ports = grant_ports(cfg, sdk, broker.clock.clone())?;
-    ports.catalog_check = Some(Arc::new(jit_core::catalog_check::CatalogCheckPorts {
+/// `catalog-check`'s whole state: the catalog (with the Identity Center
+/// directory for `idc:` admin groups) and the check's ports (the full IAM
+/// inspector and the broker's principals). No store, workflow or grant
+/// ports: the function serves nothing that needs them, and links none.
+pub fn catalog_check_ports(
+    cfg: &Config,
+    sdk: &SdkConfig,
+) -> Result<(Catalog, jit_core::catalog_check::CatalogCheckPorts), lambda_http::Error> {
+    let catalog = load_catalog(cfg, sdk)?;
+    let ports = jit_core::catalog_check::CatalogCheckPorts {
         inspector: Arc::new(jit_aws::IamInspector::from_config(sdk)),
         principals: cfg.broker_principals.clone(),
-    }));
-    broker.grants = Some(Arc::new(ports));
-    Ok(broker)
+    };
+    Ok((catalog, ports))
 }
 
-/// Which routes a function serves (the `ROUTES` of [`serve`]).
+/// Serves `GET /catalog/check` until the runtime stops (`catalog-check`).
+pub async fn serve_catalog_check(
+    catalog: Catalog,
+    ports: jit_core::catalog_check::CatalogCheckPorts,
+    cfg: Config,
+) -> Result<(), lambda_http::Error> {
+    let (catalog, ports, trust) = (&catalog, &ports, &cfg.trust);
+    lambda_http::run(service_fn(move |event: Request| async move {
+        let resp = crate::handle_catalog_check(catalog, Some(ports), trust, event).await;
+        Ok::<_, std::convert::Infallible>(resp)
+    }))
+    .await
+}
+
+/// Which routes a function serves (the `ROUTES` of [`serve`]): all
+/// (`request`).
 pub const ALL_ROUTES: u8 = 0;
 /// `access`: the grant routes.
 pub const GRANT_ROUTES: u8 = 1;
-/// `catalog-check`: `GET /catalog/check`.
-pub const CATALOG_CHECK_ROUTE: u8 = 2;
 
 /// Serves API Gateway events until the runtime stops: every route
-/// ([`ALL_ROUTES`], `request`), only the grant routes ([`GRANT_ROUTES`],
-/// `access`) or only the catalog check ([`CATALOG_CHECK_ROUTE`],
-/// `catalog-check`). A constant, so each binary links only its own router.
+/// ([`ALL_ROUTES`], `request`) or only the grant routes ([`GRANT_ROUTES`],
+/// `access`). A constant, so each binary links only its own router.
 pub async fn serve<const ROUTES: u8>(
     broker: Broker,
     cfg: Config,
@@ -280,7 +296,6 @@ pub async fn serve<const ROUTES: u8>(
     lambda_http::run(service_fn(move |event: Request| async move {
         let resp = match ROUTES {
             GRANT_ROUTES => crate::handle_grants(broker, trust, event).await,
-            CATALOG_CHECK_ROUTE => crate::handle_catalog_check(broker, trust, event).await,
             _ => crate::handle(broker, trust, event).await,
         };
         Ok::<_, std::convert::Infallible>(resp)

@@ -213,14 +213,16 @@ pub async fn handle_grants(broker: &Broker, trust: &TrustPolicy, event: Request)
 }
 
 /// [`handle`] for the `catalog-check` function: only `GET /catalog/check`
-/// is served (and linked); any other path is `404 route_not_found`.
+/// is served (and linked), from the catalog and the check's ports; any
+/// other path is `404 route_not_found`.
 pub async fn handle_catalog_check(
-    broker: &Broker,
+    catalog: &jit_core::Catalog,
+    ports: Option<&jit_core::catalog_check::CatalogCheckPorts>,
     trust: &TrustPolicy,
     event: Request,
 ) -> Response<Body> {
     let (caller, api) = translate(trust, event);
-    jit_api::handle_catalog_check(broker, &caller, api)
+    jit_api::handle_catalog_check(catalog, ports, &caller, api)
         .await
         .map(Body::Text)
 }

@@ -333,7 +333,7 @@ async fn the_catalog_check_has_a_function_of_its_own() {
     assert_eq!(v["error"]["code"], "route_not_found");
 
     // WHEN the admin asks `catalog-check`
-    let resp = handle_catalog_check(&b, &trust, event("catalog-check.json")).await;
+    let resp = handle_catalog_check(&b.catalog, None, &trust, event("catalog-check.json")).await;
     // THEN it is served: here without ports, so 503 naming the function
     let v = body(&resp);
     assert_eq!(resp.status(), 503, "{v}");
@@ -346,20 +346,76 @@ async fn the_catalog_check_has_a_function_of_its_own() {
         "{v}"
     );
 
+    // WHEN the function has its ports, on an account where nothing the
+    // catalog names exists
+    let ports = jit_core::catalog_check::CatalogCheckPorts {
+        inspector: Arc::new(EmptyAccount),
+        principals: vec![
+            jit_core::catalog_check::BrokerPrincipal::parse(
+                "arn:aws:iam::123456789012:role/jit-access",
+            )
+            .unwrap(),
+        ],
+    };
+    let resp = handle_catalog_check(
+        &b.catalog,
+        Some(&ports),
+        &trust,
+        event("catalog-check.json"),
+    )
+    .await;
+    // THEN the report: one row per entitlement, problems found, and the
+    // principal it judged for
+    let v = body(&resp);
+    assert_eq!(resp.status(), 200, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["rows"].as_array().unwrap().len(), b.catalog.len(), "{v}");
+    assert_eq!(
+        v["brokerPrincipals"],
+        serde_json::json!(["arn:aws:iam::123456789012:role/jit-access"])
+    );
+
     // WHEN someone outside admin_groups asks
     let e = event_with("catalog-check.json", |v| {
         v["requestContext"]["authorizer"]["claims"]["cognito:groups"] = "engineering".into();
     });
-    let resp = handle_catalog_check(&b, &trust, e).await;
+    let resp = handle_catalog_check(&b.catalog, None, &trust, e).await;
     // THEN refused, before any AWS call
     let v = body(&resp);
     assert_eq!(resp.status(), 403, "{v}");
     assert_eq!(v["error"]["code"], "not_admin");
 
     // WHEN `catalog-check` is asked for a grant route
-    let resp = handle_catalog_check(&b, &trust, event("request-credentials.json")).await;
+    let resp =
+        handle_catalog_check(&b.catalog, None, &trust, event("request-credentials.json")).await;
     // THEN it is not one of its routes
     let v = body(&resp);
     assert_eq!(resp.status(), 404, "{v}");
     assert_eq!(v["error"]["code"], "route_not_found");
+}
+
+/// An account with no policies, roles or users at all.
+struct EmptyAccount;
+
+#[async_trait]
+impl jit_core::grant_ports::AccountInspector for EmptyAccount {
+    async fn policy(
+        &self,
+        _: &jit_core::AccountId,
+        _: &jit_core::PolicyName,
+    ) -> Result<Option<jit_core::grant_ports::PolicyInfo>, jit_core::ports::GrantError> {
+        Ok(None)
+    }
+    async fn role(
+        &self,
+        _: &jit_core::RoleArn,
+    ) -> Result<Option<jit_core::grant_ports::RoleInfo>, jit_core::ports::GrantError> {
+        Ok(None)
+    }
+    async fn identity(
+        &self,
+        _: &jit_core::ports::IamPrincipal,
+    ) -> Result<Option<jit_core::grant_ports::IdentityInfo>, jit_core::ports::GrantError> {
+        Ok(None)
+    }
 }
